@@ -1,0 +1,180 @@
+//! `ferry-codegen`: generate Ferry's Rust and TypeScript types, constants and protocol reference
+//! from JSON Schema, and check that what is checked in is up to date.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use ferry_codegen::{Options, SchemaSet, generate, rust::RustOptions};
+
+/// Generate Ferry's Rust and TypeScript types, constants and protocol reference from JSON
+/// Schema.
+///
+/// Without --schema, works on this repository: schema/ into generated/ and the example
+/// application schema/example-app/ into generated/example-app/. With --schema and --out, works
+/// on one schema set, for example an application's own channel payload schemas.
+#[derive(Parser)]
+#[command(name = "ferry-codegen", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write the generated files (only files whose content changes are rewritten).
+    Generate(Target),
+    /// Regenerate in memory and fail, printing a unified diff, when the files on disk differ
+    /// or the schema breaks a lint. Exit codes: 0 up to date, 1 stale, 2 invalid schema or I/O
+    /// error.
+    Check(Target),
+    /// Run the schema lints only.
+    Lint(Target),
+}
+
+#[derive(Args)]
+struct Target {
+    /// A schema set folder: *.schema.json files, optional tables and a vectors/ folder.
+    #[arg(long, env = "FERRY_CODEGEN_SCHEMA", requires = "out")]
+    schema: Option<PathBuf>,
+    /// Where the generated files go (rust/, typescript/, docs/, schema/ below it).
+    #[arg(long, env = "FERRY_CODEGEN_OUT", requires = "schema")]
+    out: Option<PathBuf>,
+    /// The Rust path of ferry-protocol's bounded number types, as the generated code names it.
+    #[arg(
+        long,
+        env = "FERRY_CODEGEN_BOUNDED_PATH",
+        default_value = "::ferry_protocol::bounded"
+    )]
+    bounded_path: String,
+}
+
+/// One schema set and where its output goes.
+struct Job {
+    schema: PathBuf,
+    out: PathBuf,
+    bounded_path: String,
+}
+
+impl Target {
+    fn jobs(&self) -> Result<Vec<Job>> {
+        if let (Some(schema), Some(out)) = (&self.schema, &self.out) {
+            return Ok(vec![Job {
+                schema: schema.clone(),
+                out: out.clone(),
+                bounded_path: self.bounded_path.clone(),
+            }]);
+        }
+        if !Path::new("schema").is_dir() {
+            bail!(
+                "no schema/ folder here: run from the root of the Ferry repository, or pass --schema DIR --out DIR"
+            );
+        }
+        Ok(vec![
+            Job {
+                schema: "schema".into(),
+                out: "generated".into(),
+                bounded_path: "crate::bounded".into(),
+            },
+            Job {
+                schema: "schema/example-app".into(),
+                out: "generated/example-app".into(),
+                bounded_path: self.bounded_path.clone(),
+            },
+        ])
+    }
+}
+
+fn load(job: &Job) -> Result<(SchemaSet, Options)> {
+    let label = job.schema.to_string_lossy().replace('\\', "/");
+    let set = SchemaSet::load(&job.schema, &label)
+        .with_context(|| format!("cannot load the schema set {}", job.schema.display()))?;
+    let options = Options {
+        rust: RustOptions {
+            bounded_path: job.bounded_path.clone(),
+        },
+    };
+    Ok((set, options))
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Generate(target) => {
+            for job in target.jobs()? {
+                let (set, options) = load(&job)?;
+                let output = generate(&set, &options)?;
+                let changed = output.diff(&job.out)?.len();
+                output.write(&job.out)?;
+                eprintln!(
+                    "generated {} -> {}: {} files, {changed} changed",
+                    job.schema.display(),
+                    job.out.display(),
+                    output.files.len()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check(target) => {
+            let mut stale = 0;
+            let mut stdout = std::io::stdout().lock();
+            for job in target.jobs()? {
+                let (set, options) = load(&job)?;
+                let diffs = generate(&set, &options)?.diff(&job.out)?;
+                for diff in &diffs {
+                    writeln!(stdout, "{}", diff.unified)?;
+                }
+                if diffs.is_empty() {
+                    eprintln!(
+                        "{} is up to date with {}",
+                        job.out.display(),
+                        job.schema.display()
+                    );
+                } else {
+                    let files: Vec<String> =
+                        diffs.iter().map(|d| d.path.display().to_string()).collect();
+                    eprintln!(
+                        "{} is stale: {} differ from what {} generates ({})",
+                        job.out.display(),
+                        diffs.len(),
+                        job.schema.display(),
+                        files.join(", ")
+                    );
+                }
+                stale += diffs.len();
+            }
+            if stale > 0 {
+                eprintln!("run `cargo run -p ferry-codegen -- generate` and commit the result");
+                return Ok(ExitCode::from(1));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Lint(target) => {
+            let mut total = 0;
+            for job in target.jobs()? {
+                let (set, _) = load(&job)?;
+                let lints = ferry_codegen::lint(&set);
+                for lint in &lints {
+                    eprintln!("{}: {lint}", job.schema.display());
+                }
+                total += lints.len();
+            }
+            if total > 0 {
+                bail!("{total} lint(s) failed");
+            }
+            eprintln!("no lint failed");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("ferry-codegen: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! Ferry's protocol core: the generated message types of `ferry.v1` and the protocol's rules as
+//! pure, deterministic code.
+//!
+//! This crate opens no socket and reads no clock. The reference server, the Rust client and the
+//! conformance runner all build on it, so each rule is written once, here or in `schema/`.
+//!
+//! The types that matter:
+//! - [`ClientMessage`] and [`ServerMessage`]: every frame of the protocol, as tagged unions
+//!   generated from `schema/` (see `generated/rust/types.rs`); the HTTP bodies
+//!   ([`TicketResponse`], [`PublishRequest`], [`HistoryResponse`], ...) beside them.
+//! - [`Codec`]: frame to message and back, with the size gate first, and a [`DecodeError`] that
+//!   says which close code or error code the spec prescribes ([`Outcome`]).
+//! - [`tables`]: the close-code table with each code's [`ClientAction`](tables::ClientAction),
+//!   the error codes, the defaults, the rule catalogue and the endpoints, generated from the
+//!   schema's tables.
+//! - [`bounded`]: the number types that carry schema bounds.
+
+pub mod bounded;
+pub mod codec;
+
+/// The generated message and body types (from `schema/*.schema.json`).
+#[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
+pub mod types {
+    include!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../generated/rust/types.rs"
+    ));
+}
+
+/// The generated tables: close codes, error codes, defaults, rules and endpoints (from
+/// `schema/*.json`).
+#[allow(clippy::all)]
+pub mod tables {
+    use crate::types::ErrorCode;
+    include!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../generated/rust/tables.rs"
+    ));
+}
+
+pub use codec::{Codec, DecodeError, EncodeError, Frame, Message, Outcome};
+pub use types::*;
+
+/// The WebSocket subprotocol of this version of Ferry.
+pub const SUBPROTOCOL: &str = "ferry.v1";
