@@ -1,6 +1,481 @@
-//! TypeScript output.
-use crate::{Error, SchemaSet};
-/// TypeScript files.
-pub fn generate(_set: &SchemaSet) -> Result<Vec<(String, String)>, Error> {
-    Ok(vec![])
+//! TypeScript output: a small npm package rendered from minijinja templates.
+//!
+//! - `src/types.ts`: an interface per object definition and a type per other definition; tagged
+//!   unions are discriminated unions on `type`; optional members are `f?: T` and nullable ones
+//!   `T | null` (the package compiles with `exactOptionalPropertyTypes`, which keeps the two
+//!   apart); constraints TypeScript cannot express become doc tags (`@maximum`, `@pattern`, ...).
+//! - `src/guards.ts`: a validator (`validateX`, a list of problems) and a type guard (`isX`) per
+//!   definition, enforcing every constraint of the schema at run time, and `parseX` for unions.
+//! - `src/constants.ts`, `src/endpoints.ts` (when the set has tables): close codes with their
+//!   client action, error codes, defaults, rules, endpoint descriptors.
+//! - `src/channels.ts` (when the set has `channels.json`): namespaces and a `ChannelPayload<C>`
+//!   type that maps a channel name to its payload type.
+//! - `test/vectors.test.ts`: every valid vector as a typed literal (so `tsc --strict` checks it
+//!   against its type), and a node test that runs every vector through the guards.
+
+use minijinja::value::{Serde, Value as Jinja};
+use minijinja::{Environment, context};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::lint::{nullable_inner, referenced};
+use crate::set::SchemaSet;
+use crate::{Error, banner};
+
+const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "types.ts",
+        include_str!("../templates/typescript/types.ts.j2"),
+    ),
+    (
+        "guards.ts",
+        include_str!("../templates/typescript/guards.ts.j2"),
+    ),
+    (
+        "constants.ts",
+        include_str!("../templates/typescript/constants.ts.j2"),
+    ),
+    (
+        "endpoints.ts",
+        include_str!("../templates/typescript/endpoints.ts.j2"),
+    ),
+    (
+        "channels.ts",
+        include_str!("../templates/typescript/channels.ts.j2"),
+    ),
+    (
+        "index.ts",
+        include_str!("../templates/typescript/index.ts.j2"),
+    ),
+    (
+        "vectors.test.ts",
+        include_str!("../templates/typescript/vectors.test.ts.j2"),
+    ),
+    (
+        "package.json",
+        include_str!("../templates/typescript/package.json.j2"),
+    ),
+    (
+        "tsconfig.json",
+        include_str!("../templates/typescript/tsconfig.json.j2"),
+    ),
+];
+
+/// A definition as the templates see it.
+#[derive(Serialize)]
+struct TsDef {
+    name: String,
+    doc: String,
+    /// Members, for object definitions; `None` for type aliases.
+    fields: Option<Vec<TsField>>,
+    /// The aliased type, for non-object definitions.
+    alias: String,
+    /// A TypeScript expression of type `Check` that validates the definition.
+    check: String,
+    /// Whether it is a tagged union (it gets a `parse` function).
+    union: bool,
+}
+
+#[derive(Serialize)]
+struct TsField {
+    name: String,
+    optional: bool,
+    ts_type: String,
+    doc: String,
+}
+
+#[derive(Serialize)]
+struct TsVectors {
+    type_name: String,
+    /// The union the type is a variant of, if any.
+    union: Option<String>,
+    valid: Vec<TsVector>,
+    invalid: Vec<TsVector>,
+}
+
+#[derive(Serialize)]
+struct TsVector {
+    name: String,
+    ident: String,
+    literal: String,
+}
+
+/// The package's files, by path relative to `typescript/`.
+pub fn generate(set: &SchemaSet) -> Result<Vec<(String, String)>, Error> {
+    let mut env = Environment::new();
+    let syntax = minijinja::syntax::SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .keep_trailing_newline(true)
+        .build()
+        .map_err(template_error)?;
+    env.set_syntax(syntax);
+    for (name, source) in TEMPLATES {
+        env.add_template(name, source).map_err(template_error)?;
+    }
+
+    let defs: Vec<TsDef> = set
+        .defs()
+        .iter()
+        .map(|(name, schema)| ts_def(set, name, schema))
+        .collect();
+    let used = used_helpers(&defs);
+    let vectors: Vec<TsVectors> = set
+        .vectors
+        .values()
+        .map(|file| ts_vectors(set, file))
+        .collect();
+    let has_tables = set.close_codes.is_some();
+    let namespaces = set.channels.as_ref().map(|c| {
+        c.namespaces
+            .iter()
+            .map(|ns| context! { pattern => ns.pattern.clone(), payload => ns.payload.clone(), description => ns.description.clone(), template => template_literal(&ns.pattern) })
+            .collect::<Vec<_>>()
+    });
+    let package = if set.rules.is_some() {
+        "@ferry/protocol".to_owned()
+    } else {
+        format!(
+            "@ferry-app/{}",
+            set.label.rsplit('/').next().unwrap_or("app")
+        )
+    };
+    let ctx = context! {
+        banner => banner(set, "//"),
+        label => set.label.clone(),
+        note => format!("Generated by ferry-codegen from {} (sha256 {}). Do not edit.", set.label, set.hash),
+        package,
+        defs => Jinja::from(Serde(&defs)),
+        used,
+        unions => set.unions.iter().map(|u| context! { name => u.name.clone(), variants => u.variants.iter().map(|v| v.def.clone()).collect::<Vec<_>>() }).collect::<Vec<_>>(),
+        vectors => Jinja::from(Serde(&vectors)),
+        close_codes => set.close_codes.as_ref().map(|t| t.codes.iter().map(|c| context! { code => c.code, name => c.name.clone(), camel => heck::AsUpperCamelCase(&c.name).to_string(), sent_when => c.sent_when.clone(), action => c.action.as_str(), rules => c.rules.clone() }).collect::<Vec<_>>()),
+        close_codes_doc => set.close_codes.as_ref().map(|t| doc_block(&t.description, "")),
+        error_codes => set.error_codes.as_ref().map(|t| Jinja::from(Serde(&t.codes))),
+        defaults => set.defaults.as_ref().map(|t| t.values.iter().map(|v| context! { camel => heck::AsLowerCamelCase(&v.name).to_string(), value => v.value.to_string(), doc => doc_block(&format!("{} ({})", v.description, v.unit), "  ") }).collect::<Vec<_>>()),
+        rules => set.rules.as_ref().map(|c| c.sections.iter().flat_map(|s| s.rules.iter().map(move |r| context! { id => r.id.clone(), level => r.level.as_str(), section => s.name.clone(), text => r.text.clone() })).collect::<Vec<_>>()),
+        endpoints => set.endpoints.as_ref().map(|t| t.endpoints.iter().map(|e| context! { e => Jinja::from(Serde(e)), camel => heck::AsLowerCamelCase(&e.name).to_string(), doc => doc_block(&e.summary, "  ") }).collect::<Vec<_>>()),
+        namespaces,
+        has_tables,
+    };
+
+    let mut files = vec![
+        ("package.json".to_owned(), "package.json"),
+        ("tsconfig.json".to_owned(), "tsconfig.json"),
+        ("src/types.ts".to_owned(), "types.ts"),
+        ("src/guards.ts".to_owned(), "guards.ts"),
+        ("src/index.ts".to_owned(), "index.ts"),
+        ("test/vectors.test.ts".to_owned(), "vectors.test.ts"),
+    ];
+    if has_tables {
+        files.push(("src/constants.ts".to_owned(), "constants.ts"));
+        files.push(("src/endpoints.ts".to_owned(), "endpoints.ts"));
+    }
+    if set.channels.is_some() {
+        files.push(("src/channels.ts".to_owned(), "channels.ts"));
+    }
+    files
+        .into_iter()
+        .map(|(path, template)| {
+            let rendered = env
+                .get_template(template)
+                .and_then(|t| t.render(&ctx))
+                .map_err(template_error)?;
+            Ok((path, rendered))
+        })
+        .collect()
+}
+
+fn template_error(error: minijinja::Error) -> Error {
+    Error::Generate(format!("TypeScript template: {error}"))
+}
+
+fn ts_def(set: &SchemaSet, name: &str, schema: &Value) -> TsDef {
+    let union = set.unions.iter().find(|u| u.name == name);
+    let description = schema["description"].as_str().unwrap_or_default();
+    let fields = (schema.get("type") == Some(&Value::from("object"))
+        && schema.get("properties").is_some())
+    .then(|| {
+        let required = required(schema);
+        schema["properties"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(field, prop)| TsField {
+                name: field.clone(),
+                optional: !required.contains(&field.as_str()),
+                ts_type: ts_type(prop),
+                doc: doc_block(
+                    &with_constraints(prop["description"].as_str().unwrap_or_default(), prop),
+                    "  ",
+                ),
+            })
+            .collect()
+    });
+    TsDef {
+        name: name.to_owned(),
+        doc: doc_block(&with_constraints(description, schema), ""),
+        alias: if fields.is_some() {
+            String::new()
+        } else {
+            ts_type(schema)
+        },
+        fields,
+        check: match union {
+            Some(u) => {
+                let arms: Vec<String> = u
+                    .variants
+                    .iter()
+                    .map(|v| format!("[{}, check{}]", js_string(&v.tag), v.def))
+                    .collect();
+                format!("tagged([{}])", arms.join(", "))
+            }
+            None => ts_check(schema),
+        },
+        union: union.is_some(),
+    }
+}
+
+/// The runtime helpers of `guards.ts` that the checks call (unused ones are left out, so the
+/// package compiles under `noUnusedLocals`).
+fn used_helpers(defs: &[TsDef]) -> Vec<&'static str> {
+    const HELPERS: &[&str] = &[
+        "string",
+        "integer",
+        "number",
+        "boolean",
+        "nullValue",
+        "anyJson",
+        "anyObject",
+        "oneOfValues",
+        "nullable",
+        "array",
+        "object",
+        "tagged",
+    ];
+    let calls = |name: &str| {
+        defs.iter().any(|d| {
+            d.check
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .any(|word| word == name)
+        })
+    };
+    let mut used: Vec<&str> = HELPERS.iter().copied().filter(|h| calls(h)).collect();
+    if used.contains(&"integer") && !used.contains(&"number") {
+        used.push("number");
+    }
+    used
+}
+
+fn required(schema: &Value) -> Vec<&str> {
+    schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// The TypeScript type of a schema.
+fn ts_type(schema: &Value) -> String {
+    if let Some(name) = referenced(schema) {
+        return name.to_owned();
+    }
+    if let Some(inner) = nullable_inner(schema) {
+        return format!("{} | null", ts_type(inner));
+    }
+    if let Some(arms) = schema.get("oneOf").and_then(Value::as_array) {
+        return arms.iter().map(ts_type).collect::<Vec<_>>().join(" | ");
+    }
+    if let Some(value) = schema.get("const") {
+        return value.to_string();
+    }
+    if let Some(values) = schema.get("enum").and_then(Value::as_array) {
+        return values
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join(" | ");
+    }
+    match schema.get("type").and_then(Value::as_str) {
+        Some("string") => "string".into(),
+        Some("integer") | Some("number") => "number".into(),
+        Some("boolean") => "boolean".into(),
+        Some("null") => "null".into(),
+        Some("array") => {
+            let item = ts_type(&schema["items"]);
+            if item.contains(' ') {
+                format!("Array<{item}>")
+            } else {
+                format!("{item}[]")
+            }
+        }
+        Some("object") => match schema.get("properties").and_then(Value::as_object) {
+            Some(props) => {
+                let required = required(schema);
+                let members: Vec<String> = props
+                    .iter()
+                    .map(|(k, v)| {
+                        format!(
+                            "{k}{}: {}",
+                            if required.contains(&k.as_str()) {
+                                ""
+                            } else {
+                                "?"
+                            },
+                            ts_type(v)
+                        )
+                    })
+                    .collect();
+                format!("{{ {} }}", members.join("; "))
+            }
+            None => "{ [key: string]: JsonValue }".into(),
+        },
+        _ => "JsonValue".into(),
+    }
+}
+
+/// A TypeScript expression (of type `Check`) that validates a schema at run time.
+fn ts_check(schema: &Value) -> String {
+    if let Some(name) = referenced(schema) {
+        return format!("check{name}");
+    }
+    if let Some(inner) = nullable_inner(schema) {
+        return format!("nullable({})", ts_check(inner));
+    }
+    if let Some(value) = schema.get("const") {
+        return format!("oneOfValues([{value}])");
+    }
+    if let Some(values) = schema.get("enum").and_then(Value::as_array) {
+        let values: Vec<String> = values.iter().map(Value::to_string).collect();
+        return format!("oneOfValues([{}])", values.join(", "));
+    }
+    let num = |key: &str| {
+        schema
+            .get(key)
+            .map_or("undefined".to_owned(), Value::to_string)
+    };
+    match schema.get("type").and_then(Value::as_str) {
+        Some("string") => {
+            let pattern = schema
+                .get("pattern")
+                .and_then(Value::as_str)
+                .map_or("undefined".to_owned(), |p| {
+                    format!("new RegExp({}, \"u\")", js_string(p))
+                });
+            format!(
+                "string({}, {}, {pattern})",
+                num("minLength"),
+                num("maxLength")
+            )
+        }
+        Some("integer") => format!("integer({}, {})", num("minimum"), num("maximum")),
+        Some("number") => format!("number({}, {})", num("minimum"), num("maximum")),
+        Some("boolean") => "boolean".into(),
+        Some("null") => "nullValue".into(),
+        Some("array") => format!(
+            "array({}, {}, {})",
+            ts_check(&schema["items"]),
+            num("minItems"),
+            num("maxItems")
+        ),
+        Some("object") => match schema.get("properties").and_then(Value::as_object) {
+            Some(props) => {
+                let required: Vec<String> = required(schema).into_iter().map(js_string).collect();
+                let members: Vec<String> = props
+                    .iter()
+                    .map(|(k, v)| format!("[{}, {}]", js_string(k), ts_check(v)))
+                    .collect();
+                format!(
+                    "object([{}], [{}])",
+                    required.join(", "),
+                    members.join(", ")
+                )
+            }
+            None => "anyObject".into(),
+        },
+        _ => "anyJson".into(),
+    }
+}
+
+fn ts_vectors(set: &SchemaSet, file: &crate::tables::VectorFile) -> TsVectors {
+    let vectors = |kind: &str, list: &[crate::tables::Vector]| -> Vec<TsVector> {
+        list.iter()
+            .enumerate()
+            .map(|(i, v)| TsVector {
+                name: v.name.clone(),
+                ident: format!("{kind}{}{i}", file.type_name),
+                literal: literal(&v.value),
+            })
+            .collect()
+    };
+    TsVectors {
+        type_name: file.type_name.clone(),
+        union: set.union_of(&file.type_name).map(|(u, _)| u.name.clone()),
+        valid: vectors("valid", &file.valid),
+        invalid: vectors("invalid", &file.invalid),
+    }
+}
+
+/// A JSON value as a TypeScript literal (JSON is valid TypeScript), indented for a `const`.
+fn literal(value: &Value) -> String {
+    let pretty = serde_json::to_string_pretty(value).expect("JSON values always serialize");
+    pretty.replace('\n', "\n  ")
+}
+
+/// A string as a JavaScript string literal.
+fn js_string(s: &str) -> String {
+    Value::from(s).to_string()
+}
+
+/// A channel pattern as a TypeScript template literal type: `project:*:tasks` becomes
+/// `` `project:${string}:tasks` ``.
+fn template_literal(pattern: &str) -> String {
+    let segments: Vec<&str> = pattern
+        .split(':')
+        .map(|s| {
+            if s == "*" || s == "**" {
+                "${string}"
+            } else {
+                s
+            }
+        })
+        .collect();
+    format!("`{}`", segments.join(":"))
+}
+
+/// The description plus doc tags for the constraints TypeScript cannot express.
+fn with_constraints(description: &str, schema: &Value) -> String {
+    let schema = nullable_inner(schema).unwrap_or(schema);
+    let mut text = description.to_owned();
+    for key in [
+        "minimum",
+        "maximum",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "minItems",
+        "maxItems",
+    ] {
+        if let Some(value) = schema.get(key) {
+            let shown = value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_owned);
+            text.push_str(&format!("\n@{key} {shown}"));
+        }
+    }
+    if schema.get("type") == Some(&Value::from("integer")) {
+        text.push_str("\n@integer");
+    }
+    text
+}
+
+/// A JSDoc block, each line prefixed with `indent`.
+fn doc_block(text: &str, indent: &str) -> String {
+    let text = text.replace("*/", "*\\/");
+    let mut out = format!("{indent}/**\n");
+    for line in text.lines() {
+        out.push_str(&format!("{indent} * {line}\n").replace(" * \n", " *\n"));
+    }
+    out.push_str(&format!("{indent} */"));
+    out
 }
