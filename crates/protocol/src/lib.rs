@@ -17,6 +17,7 @@
 
 pub mod bounded;
 pub mod codec;
+pub mod time;
 
 /// The generated message and body types (from `schema/*.schema.json`).
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
@@ -39,6 +40,7 @@ pub mod tables {
 }
 
 pub use codec::{Codec, DecodeError, EncodeError, Frame, Message, Outcome};
+pub use time::Timestamp;
 pub use types::*;
 
 /// The WebSocket subprotocol of this version of Ferry.
