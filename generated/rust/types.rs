@@ -329,7 +329,8 @@ pub struct ErrorInfo {
     pub message: ErrorInfoMessage,
     ///When present, the earliest time after which a retry may succeed, in milliseconds.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub retry_after_ms: ::std::option::Option<crate::bounded::UInt<0, 86400000>>,
+    #[serde(default, deserialize_with = "crate::runtime::present")]
+    pub retry_after_ms: ::std::option::Option<crate::runtime::UInt<0, 86400000>>,
     ///Whether the same request may succeed if sent again later.
     pub retryable: bool,
 }
@@ -412,7 +413,7 @@ pub struct Goodbye {
     pub reason: GoodbyeReason,
     ///How long to wait before reconnecting, spreading clients over the server's drain period; null when the client should not reconnect or should use its backoff.
     #[serde(deserialize_with = "::std::option::Option::deserialize")]
-    pub retry_after_ms: ::std::option::Option<crate::bounded::UInt<0, 3600000>>,
+    pub retry_after_ms: ::std::option::Option<crate::runtime::UInt<0, 3600000>>,
 }
 ///A human-readable explanation for logs.
 #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
@@ -650,9 +651,9 @@ impl<'de> ::serde::Deserialize<'de> for HealthResponseVersion {
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatPolicy {
     ///Time between two pings from the server, in milliseconds.
-    pub interval_ms: crate::bounded::UInt<1, 3600000>,
+    pub interval_ms: crate::runtime::UInt<1, 3600000>,
     ///Time the client has to answer a ping, and the grace a client adds to interval_ms before declaring the server dead, in milliseconds.
-    pub timeout_ms: crate::bounded::UInt<1, 3600000>,
+    pub timeout_ms: crate::runtime::UInt<1, 3600000>,
 }
 ///The query string of the history endpoint, shown as an object: which channel, and the position after which to read.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -660,15 +661,18 @@ pub struct HeartbeatPolicy {
 pub struct HistoryQuery {
     ///Return events after this sequence number; absent means from the oldest retained event.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    #[serde(default, deserialize_with = "crate::runtime::present")]
     pub after_seq: ::std::option::Option<Seq>,
     ///The channel to read.
     pub channel: ChannelName,
     ///The epoch of after_seq; absent reads the current epoch from its oldest retained event.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    #[serde(default, deserialize_with = "crate::runtime::present")]
     pub epoch: ::std::option::Option<Epoch>,
     ///The most events to return (default 100).
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-    pub limit: ::std::option::Option<crate::bounded::UInt<1, 1000>>,
+    #[serde(default, deserialize_with = "crate::runtime::present")]
+    pub limit: ::std::option::Option<crate::runtime::UInt<1, 1000>>,
 }
 ///A page of a channel's history. When complete is false, events after the requested position were lost (reason says why) and events starts at the oldest retained one.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -974,26 +978,26 @@ pub struct Published {
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     ///The bucket's capacity: how many frames may arrive at once after a quiet period.
-    pub burst: crate::bounded::UInt<1, 1000000>,
+    pub burst: crate::runtime::UInt<1, 1000000>,
     ///The sustained rate at which the bucket refills, in frames per second.
-    pub messages_per_second: crate::bounded::UInt<1, 1000000>,
+    pub messages_per_second: crate::runtime::UInt<1, 1000000>,
 }
 ///How a client reconnects after losing its session. Retry n (n = 1, 2, ... counted since the last reset) waits a delay drawn uniformly from [nominal(n) * (1 - jitter), nominal(n)] milliseconds, where nominal(n) = min(cap_ms, base_ms * factor^(n-1)); a client rounds the drawn delay down to a whole millisecond. The delay therefore never exceeds cap_ms. After max_attempts retries have failed in a row the client stops. The count resets to 0 once a session has stayed welcomed for reset_after_ms.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ReconnectPolicy {
     ///The nominal delay before the first retry, in milliseconds.
-    pub base_ms: crate::bounded::UInt<1, 3600000>,
+    pub base_ms: crate::runtime::UInt<1, 3600000>,
     ///The largest delay a client ever waits between retries, in milliseconds.
-    pub cap_ms: crate::bounded::UInt<1, 3600000>,
+    pub cap_ms: crate::runtime::UInt<1, 3600000>,
     ///The multiplier applied to the nominal delay for each further retry.
-    pub factor: crate::bounded::Float<1000000, 10000000>,
+    pub factor: crate::runtime::Float<1000000, 10000000>,
     ///The fraction of the nominal delay that is randomised: 0 waits exactly nominal(n), 1 waits anywhere in [0, nominal(n)].
-    pub jitter: crate::bounded::Float<0, 1000000>,
+    pub jitter: crate::runtime::Float<0, 1000000>,
     ///How many retries in a row may fail before the client stops and reports why; 0 means never retry.
-    pub max_attempts: crate::bounded::UInt<0, 10000>,
+    pub max_attempts: crate::runtime::UInt<0, 10000>,
     ///How long a session must stay welcomed before the retry count resets to 0, in milliseconds.
-    pub reset_after_ms: crate::bounded::UInt<0, 3600000>,
+    pub reset_after_ms: crate::runtime::UInt<0, 3600000>,
 }
 ///The outcome of a subscribe that carried from. When complete, the server replays exactly replayed events (the ones after from, up to the subscribed position) before any live event. When not complete, it replays nothing, reason says why, and the application must refetch its state (for example through the history endpoint) before trusting the stream.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -1005,7 +1009,7 @@ pub struct Recovery {
     #[serde(deserialize_with = "::std::option::Option::deserialize")]
     pub reason: ::std::option::Option<RecoveryGap>,
     ///How many events the server replays after this reply; 0 when not complete.
-    pub replayed: crate::bounded::UInt<0, 9007199254740991>,
+    pub replayed: crate::runtime::UInt<0, 9007199254740991>,
 }
 ///Why missed events could not be replayed: the requested position is older than the retained history (history_exceeded), belongs to an epoch that was reset (epoch_changed), or lies beyond the channel's head (position_ahead).
 #[derive(
@@ -1133,27 +1137,27 @@ impl<'de> ::serde::Deserialize<'de> for RequestId {
 #[serde(deny_unknown_fields)]
 pub struct ResumePolicy {
     ///The number of most recent events per channel that can be replayed.
-    pub max_events: crate::bounded::UInt<0, 100000000>,
+    pub max_events: crate::runtime::UInt<0, 100000000>,
     ///The age, in milliseconds, up to which missed events can be replayed.
-    pub window_ms: crate::bounded::UInt<0, 86400000>,
+    pub window_ms: crate::runtime::UInt<0, 86400000>,
 }
 ///A sequence number within one epoch of one channel. The first event of an epoch has seq 1 and each later event exactly one more; seq 0 means 'before the first event'.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(transparent)]
-pub struct Seq(pub crate::bounded::UInt<0, 9007199254740991>);
+pub struct Seq(pub crate::runtime::UInt<0, 9007199254740991>);
 impl ::std::ops::Deref for Seq {
-    type Target = crate::bounded::UInt<0, 9007199254740991>;
-    fn deref(&self) -> &crate::bounded::UInt<0, 9007199254740991> {
+    type Target = crate::runtime::UInt<0, 9007199254740991>;
+    fn deref(&self) -> &crate::runtime::UInt<0, 9007199254740991> {
         &self.0
     }
 }
-impl ::std::convert::From<Seq> for crate::bounded::UInt<0, 9007199254740991> {
+impl ::std::convert::From<Seq> for crate::runtime::UInt<0, 9007199254740991> {
     fn from(value: Seq) -> Self {
         value.0
     }
 }
-impl ::std::convert::From<crate::bounded::UInt<0, 9007199254740991>> for Seq {
-    fn from(value: crate::bounded::UInt<0, 9007199254740991>) -> Self {
+impl ::std::convert::From<crate::runtime::UInt<0, 9007199254740991>> for Seq {
+    fn from(value: crate::runtime::UInt<0, 9007199254740991>) -> Self {
         Self(value)
     }
 }
@@ -1224,9 +1228,9 @@ impl<'de> ::serde::Deserialize<'de> for SessionId {
 #[serde(deny_unknown_fields)]
 pub struct SessionLimits {
     ///The largest message, in bytes of its UTF-8 encoding, that either side may send.
-    pub max_message_bytes: crate::bounded::UInt<1024, 67108864>,
+    pub max_message_bytes: crate::runtime::UInt<1024, 67108864>,
     ///How many channels one session may be subscribed to at once.
-    pub max_subscriptions: crate::bounded::UInt<1, 1000000>,
+    pub max_subscriptions: crate::runtime::UInt<1, 1000000>,
     ///The token bucket applied to the client's frames.
     pub rate_limit: RateLimit,
 }
@@ -1260,6 +1264,7 @@ pub struct Subscribe {
     pub channel: ChannelName,
     ///The position of the last event the client delivered on this channel; absent on a first subscribe.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    #[serde(default, deserialize_with = "crate::runtime::present")]
     pub from: ::std::option::Option<StreamPosition>,
     ///The request id the reply will carry.
     pub id: RequestId,
@@ -1276,6 +1281,7 @@ pub struct Subscribed {
     pub position: StreamPosition,
     ///Present exactly when the subscribe carried from: whether the missed events will be replayed.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    #[serde(default, deserialize_with = "crate::runtime::present")]
     pub recovery: ::std::option::Option<Recovery>,
 }
 ///A single-use, short-lived credential for opening one WebSocket session, carrying at least 128 random bits, encoded as base64url without padding.
@@ -1345,7 +1351,7 @@ impl<'de> ::serde::Deserialize<'de> for Ticket {
 #[serde(deny_unknown_fields)]
 pub struct TicketResponse {
     ///How long the ticket stays valid, in milliseconds from the response.
-    pub expires_in_ms: crate::bounded::UInt<1, 3600000>,
+    pub expires_in_ms: crate::runtime::UInt<1, 3600000>,
     ///The single-use ticket.
     pub ticket: Ticket,
     ///The identity the ticket is bound to.
@@ -1354,20 +1360,20 @@ pub struct TicketResponse {
 ///A point in time as milliseconds since the Unix epoch (UTC).
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(transparent)]
-pub struct UnixMillis(pub crate::bounded::UInt<0, 9007199254740991>);
+pub struct UnixMillis(pub crate::runtime::UInt<0, 9007199254740991>);
 impl ::std::ops::Deref for UnixMillis {
-    type Target = crate::bounded::UInt<0, 9007199254740991>;
-    fn deref(&self) -> &crate::bounded::UInt<0, 9007199254740991> {
+    type Target = crate::runtime::UInt<0, 9007199254740991>;
+    fn deref(&self) -> &crate::runtime::UInt<0, 9007199254740991> {
         &self.0
     }
 }
-impl ::std::convert::From<UnixMillis> for crate::bounded::UInt<0, 9007199254740991> {
+impl ::std::convert::From<UnixMillis> for crate::runtime::UInt<0, 9007199254740991> {
     fn from(value: UnixMillis) -> Self {
         value.0
     }
 }
-impl ::std::convert::From<crate::bounded::UInt<0, 9007199254740991>> for UnixMillis {
-    fn from(value: crate::bounded::UInt<0, 9007199254740991>) -> Self {
+impl ::std::convert::From<crate::runtime::UInt<0, 9007199254740991>> for UnixMillis {
+    fn from(value: crate::runtime::UInt<0, 9007199254740991>) -> Self {
         Self(value)
     }
 }

@@ -42,20 +42,20 @@ struct Target {
     /// Where the generated files go (rust/, typescript/, docs/, schema/ below it).
     #[arg(long, env = "FERRY_CODEGEN_OUT", requires = "schema")]
     out: Option<PathBuf>,
-    /// The Rust path of ferry-protocol's bounded number types, as the generated code names it.
+    /// The Rust path of ferry-protocol's runtime support (bounded numbers, optional members), as the generated code names it.
     #[arg(
         long,
-        env = "FERRY_CODEGEN_BOUNDED_PATH",
-        default_value = "::ferry_protocol::bounded"
+        env = "FERRY_CODEGEN_RUNTIME_PATH",
+        default_value = "::ferry_protocol::runtime"
     )]
-    bounded_path: String,
+    runtime_path: String,
 }
 
 /// One schema set and where its output goes.
 struct Job {
     schema: PathBuf,
     out: PathBuf,
-    bounded_path: String,
+    runtime_path: String,
 }
 
 impl Target {
@@ -64,7 +64,7 @@ impl Target {
             return Ok(vec![Job {
                 schema: schema.clone(),
                 out: out.clone(),
-                bounded_path: self.bounded_path.clone(),
+                runtime_path: self.runtime_path.clone(),
             }]);
         }
         if !Path::new("schema").is_dir() {
@@ -76,12 +76,12 @@ impl Target {
             Job {
                 schema: "schema".into(),
                 out: "generated".into(),
-                bounded_path: "crate::bounded".into(),
+                runtime_path: "crate::runtime".into(),
             },
             Job {
                 schema: "schema/example-app".into(),
                 out: "generated/example-app".into(),
-                bounded_path: self.bounded_path.clone(),
+                runtime_path: self.runtime_path.clone(),
             },
         ])
     }
@@ -93,7 +93,7 @@ fn load(job: &Job) -> Result<(SchemaSet, Options)> {
         .with_context(|| format!("cannot load the schema set {}", job.schema.display()))?;
     let options = Options {
         rust: RustOptions {
-            bounded_path: job.bounded_path.clone(),
+            runtime_path: job.runtime_path.clone(),
         },
     };
     Ok((set, options))

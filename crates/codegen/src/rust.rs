@@ -9,6 +9,9 @@
 //! - **Bounded numbers.** typify ignores `maximum` (and most `minimum`s). Every bounded integer
 //!   or number schema is mapped to a `UInt`, `Int` or `Float` from `ferry_protocol::bounded`,
 //!   whose deserializer refuses values outside the bounds.
+//! - **Optional is not nullable.** typify reads an optional member into `Option<T>`, which
+//!   also takes an explicit `null`. Optional members get `deserialize_with` a function that
+//!   refuses `null`, so a member is either absent or a valid `T`, as the schema says.
 //! - **Formatting.** The token stream is printed with prettyplease under a banner naming the
 //!   source and its hash, so the output is stable and reads well in a diff.
 
@@ -21,18 +24,19 @@ use typify::{TypeSpace, TypeSpaceSettings};
 use crate::Error;
 use crate::set::SchemaSet;
 
-/// Where the generated code finds Ferry's runtime support (the bounded number types).
+/// Where the generated code finds Ferry's runtime support (`ferry_protocol::runtime`: the
+/// bounded number types and the deserializer of optional members).
 #[derive(Debug, Clone)]
 pub struct RustOptions {
-    /// A path to `ferry_protocol::bounded`: `crate::bounded` inside ferry-protocol,
-    /// `::ferry_protocol::bounded` in an application crate.
-    pub bounded_path: String,
+    /// A path to `ferry_protocol::runtime`: `crate::runtime` inside ferry-protocol,
+    /// `::ferry_protocol::runtime` in an application crate.
+    pub runtime_path: String,
 }
 
 impl Default for RustOptions {
     fn default() -> Self {
         Self {
-            bounded_path: "::ferry_protocol::bounded".to_owned(),
+            runtime_path: "::ferry_protocol::runtime".to_owned(),
         }
     }
 }
@@ -62,7 +66,7 @@ pub fn types(set: &SchemaSet, options: &RustOptions) -> Result<String, Error> {
     settings
         .with_struct_builder(false)
         .with_derive("PartialEq".to_owned());
-    for (schema, type_name) in bounded_conversions(&input, &options.bounded_path)? {
+    for (schema, type_name) in bounded_conversions(&input, &options.runtime_path)? {
         settings.with_conversion(schema, type_name, std::iter::empty());
     }
     let root: RootSchema = serde_json::from_value(input)
@@ -72,11 +76,43 @@ pub fn types(set: &SchemaSet, options: &RustOptions) -> Result<String, Error> {
         .add_root_schema(root)
         .map_err(|e| Error::Generate(format!("typify: {e}")))?;
 
-    let mut tokens = space.to_stream();
+    let mut file: syn::File = syn::parse2(space.to_stream())
+        .map_err(|e| Error::Generate(format!("typify's output does not parse: {e}")))?;
+    refuse_null_in_optional_members(&mut file, &options.runtime_path)?;
+    let mut tokens = quote! { #file };
     for union in &set.unions {
         tokens.extend(union_enum(set, union));
     }
     format(set, &tokens)
+}
+
+/// Adds `#[serde(default, deserialize_with = "<runtime>::present")]` to every optional member
+/// (an `Option` that typify skips when `None` and reads with serde's default, which would take
+/// `null`).
+fn refuse_null_in_optional_members(file: &mut syn::File, runtime: &str) -> Result<(), Error> {
+    let present = format!("{runtime}::present");
+    let attr: syn::Attribute = syn::parse_quote!(#[serde(default, deserialize_with = #present)]);
+    for item in &mut file.items {
+        let syn::Item::Struct(item) = item else {
+            continue;
+        };
+        for field in item.fields.iter_mut() {
+            let serde_attrs: Vec<String> = field
+                .attrs
+                .iter()
+                .filter(|a| a.path().is_ident("serde"))
+                .map(|a| quote!(#a).to_string())
+                .collect();
+            let skipped_when_none = serde_attrs.iter().any(|a| a.contains("Option::is_none"));
+            let custom = serde_attrs
+                .iter()
+                .any(|a| a.contains("deserialize_with") || a.contains("default"));
+            if skipped_when_none && !custom {
+                field.attrs.push(attr.clone());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Maps every bounded integer and number schema to a bounded type, as typify conversions.

@@ -17,6 +17,7 @@
 
 pub mod bounded;
 pub mod codec;
+pub mod runtime;
 pub mod time;
 
 /// The generated message and body types (from `schema/*.schema.json`).

@@ -11,13 +11,15 @@ pub struct AgentActivity {
     pub agent: AgentActivityAgent,
     ///How long the step took; present when it ended.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    #[serde(default, deserialize_with = "::ferry_protocol::runtime::present")]
     pub duration_ms: ::std::option::Option<
-        ::ferry_protocol::bounded::UInt<0, 9007199254740991>,
+        ::ferry_protocol::runtime::UInt<0, 9007199254740991>,
     >,
     ///The step's state.
     pub status: AgentActivityStatus,
     ///The task the step belongs to, if any.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    #[serde(default, deserialize_with = "::ferry_protocol::runtime::present")]
     pub task_id: ::std::option::Option<AgentActivityTaskId>,
 }
 ///What the agent is doing, for example run_tests.
@@ -261,7 +263,7 @@ pub struct ApprovalRequested {
     ///What the agent wants to do.
     pub action: ApprovalRequestedAction,
     ///When the request lapses, in milliseconds since the Unix epoch.
-    pub expires_at_ms: ::ferry_protocol::bounded::UInt<0, 9007199254740991>,
+    pub expires_at_ms: ::ferry_protocol::runtime::UInt<0, 9007199254740991>,
     ///Why it needs approval.
     pub reason: ApprovalRequestedReason,
     ///The approval request's identifier.
@@ -500,6 +502,7 @@ impl<'de> ::serde::Deserialize<'de> for ApprovalRequestedTaskId {
 pub struct ApprovalResolved {
     ///An optional note from the person who decided.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    #[serde(default, deserialize_with = "::ferry_protocol::runtime::present")]
     pub comment: ::std::option::Option<ApprovalResolvedComment>,
     ///Who decided; null when the request expired.
     #[serde(deserialize_with = "::std::option::Option::deserialize")]
@@ -740,7 +743,7 @@ pub struct CommandExited {
     ///The exit status; null when a signal ended the process.
     #[serde(deserialize_with = "::std::option::Option::deserialize")]
     pub exit_code: ::std::option::Option<
-        ::ferry_protocol::bounded::Int<-2147483648, 2147483647>,
+        ::ferry_protocol::runtime::Int<-2147483648, 2147483647>,
     >,
     ///Identifies one run of a command.
     pub run_id: CommandExitedRunId,
@@ -988,15 +991,17 @@ pub struct TaskProgress {
     pub assignee: ::std::option::Option<TaskProgressAssignee>,
     ///Why the task failed; present only when status is failed.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    #[serde(default, deserialize_with = "::ferry_protocol::runtime::present")]
     pub error: ::std::option::Option<TaskProgressError>,
     ///Fraction done, from 0 to 1.
-    pub progress: ::ferry_protocol::bounded::Float<0, 1000000>,
+    pub progress: ::ferry_protocol::runtime::Float<0, 1000000>,
     ///The task's state.
     pub status: TaskProgressStatus,
     ///The task's identifier within its project.
     pub task_id: TaskProgressTaskId,
     ///A short human-readable title.
     #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+    #[serde(default, deserialize_with = "::ferry_protocol::runtime::present")]
     pub title: ::std::option::Option<TaskProgressTitle>,
 }
 ///`TaskProgressAssignee`
