@@ -14,14 +14,31 @@
 //!   the error codes, the defaults, the rule catalogue and the endpoints, generated from the
 //!   schema's tables.
 //! - [`bounded`]: the number types that carry schema bounds.
+//! - The rules as pure building blocks, each driven with time and randomness handed in:
+//!   [`BackoffPolicy`] and [`Backoff`] (the reconnect formula and retry count),
+//!   [`close::action_for`] (the close-code classifier), [`DedupWindow`] (idempotency keys),
+//!   [`PositionTracker`] (a client's per-channel stream position), [`ReplayBuffer`] (a
+//!   channel's history for resume) and [`TokenBucket`] (the inbound rate limit).
 
+pub mod backoff;
 pub mod bounded;
+pub mod close;
 pub mod codec;
+pub mod dedup;
+pub mod position;
+pub mod rate;
+pub mod replay;
 pub mod runtime;
 pub mod time;
 
 /// The generated message and body types (from `schema/*.schema.json`).
-#[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
+#[allow(
+    missing_docs,
+    unreachable_pub,
+    clippy::all,
+    clippy::pedantic,
+    clippy::unwrap_used
+)]
 pub mod types {
     include!(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -40,7 +57,12 @@ pub mod tables {
     ));
 }
 
+pub use backoff::{Backoff, BackoffPolicy};
 pub use codec::{Codec, DecodeError, EncodeError, Frame, Message, Outcome};
+pub use dedup::DedupWindow;
+pub use position::{Arrival, PositionTracker, Resumption};
+pub use rate::TokenBucket;
+pub use replay::{ReplayBuffer, Retention};
 pub use time::Timestamp;
 pub use types::*;
 
