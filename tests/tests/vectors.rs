@@ -14,7 +14,13 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// The example application's generated payload types.
-#[allow(missing_docs, unreachable_pub, dead_code, clippy::all)]
+#[allow(
+    missing_docs,
+    unreachable_pub,
+    dead_code,
+    clippy::all,
+    clippy::unwrap_used
+)]
 mod app {
     include!(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -67,15 +73,14 @@ fn protocol_round_trip(set: &SchemaSet, type_name: &str, value: &Value) -> Resul
             other => panic!("no Rust type for the union {other}"),
         };
     }
-    use ferry_protocol::types::*;
     match type_name {
-        "TicketResponse" => round_trip::<TicketResponse>(value),
-        "PublishRequest" => round_trip::<PublishRequest>(value),
-        "PublishResponse" => round_trip::<PublishResponse>(value),
-        "HistoryQuery" => round_trip::<HistoryQuery>(value),
-        "HistoryResponse" => round_trip::<HistoryResponse>(value),
-        "HealthResponse" => round_trip::<HealthResponse>(value),
-        "ErrorBody" => round_trip::<ErrorBody>(value),
+        "TicketResponse" => round_trip::<ferry_protocol::TicketResponse>(value),
+        "PublishRequest" => round_trip::<ferry_protocol::PublishRequest>(value),
+        "PublishResponse" => round_trip::<ferry_protocol::PublishResponse>(value),
+        "HistoryQuery" => round_trip::<ferry_protocol::HistoryQuery>(value),
+        "HistoryResponse" => round_trip::<ferry_protocol::HistoryResponse>(value),
+        "HealthResponse" => round_trip::<ferry_protocol::HealthResponse>(value),
+        "ErrorBody" => round_trip::<ferry_protocol::ErrorBody>(value),
         other => panic!("vectors/{other}.json has no Rust type in this test: add it"),
     }
 }

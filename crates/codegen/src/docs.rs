@@ -130,7 +130,7 @@ pub fn generate(set: &SchemaSet) -> Result<String, Error> {
         channels => set.channels.as_ref().map(|c| Jinja::from(Serde(c.namespaces.iter().map(|ns| context! { pattern => ns.pattern.clone(), payload => link(&ns.payload), description => ns.description.clone() }).collect::<Vec<_>>()))),
         channels_description => set.channels.as_ref().map(|c| c.description.clone()),
         reconnect => set.def("ReconnectPolicy").and_then(|d| d["description"].as_str()).map(str::to_owned),
-        backoff => set.defaults.as_ref().map(|d| Jinja::from(Serde(backoff_table(d)))),
+        backoff => set.defaults.as_ref().map(backoff_table),
     };
     let mut text = env
         .get_template("reference.md")
@@ -278,8 +278,9 @@ fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
 
-/// The delay range of the first retries at the default reconnect policy.
-fn backoff_table(defaults: &crate::tables::DefaultsTable) -> Vec<BackoffRow> {
+/// The delay range of the first retries at the default reconnect policy: enough retries to
+/// reach the cap, and one more.
+fn backoff_table(defaults: &crate::tables::DefaultsTable) -> minijinja::Value {
     let get = |name: &str| {
         defaults
             .values
@@ -294,9 +295,11 @@ fn backoff_table(defaults: &crate::tables::DefaultsTable) -> Vec<BackoffRow> {
         get("reconnect_cap_ms"),
         get("reconnect_jitter"),
     );
-    (1..=7u32)
+    let nominal = |attempt: u32| (base * factor.powi(attempt as i32 - 1)).min(cap);
+    let last = (1..=30).find(|&n| nominal(n) >= cap).unwrap_or(30) + 1;
+    let rows: Vec<BackoffRow> = (1..=last)
         .map(|attempt| {
-            let nominal = (base * factor.powi(attempt as i32 - 1)).min(cap);
+            let nominal = nominal(attempt);
             BackoffRow {
                 attempt,
                 nominal_ms: nominal as u64,
@@ -304,5 +307,20 @@ fn backoff_table(defaults: &crate::tables::DefaultsTable) -> Vec<BackoffRow> {
                 max_ms: nominal as u64,
             }
         })
-        .collect()
+        .collect();
+    let shown = |name: &str| {
+        defaults
+            .values
+            .iter()
+            .find(|v| v.name == name)
+            .map(|v| v.value.to_string())
+            .unwrap_or_default()
+    };
+    context! {
+        base_ms => shown("reconnect_base_ms"),
+        factor => shown("reconnect_factor"),
+        cap_ms => shown("reconnect_cap_ms"),
+        jitter => shown("reconnect_jitter"),
+        rows => Jinja::from(Serde(rows)),
+    }
 }

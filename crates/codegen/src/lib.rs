@@ -1,7 +1,7 @@
 //! Ferry's code generator: Rust and TypeScript types, constants and a protocol reference, all
 //! from one folder of JSON Schema.
 //!
-//! A [`SchemaSet`] is loaded from a folder ([`SchemaSet::load`]), checked by the [`lint`]s, and
+//! A [`SchemaSet`] is loaded from a folder ([`SchemaSet::load`]), checked by the [lints](mod@lint), and
 //! turned into an [`Output`] by [`generate`]: an in-memory map from relative path to file
 //! content. [`Output::write`] puts it on disk; [`Output::diff`] compares it with what is there,
 //! which is how `ferry-codegen check` finds a stale `generated/` folder.

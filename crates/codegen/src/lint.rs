@@ -99,12 +99,11 @@ impl Lints {
                 );
             }
         }
-        if named
-            && !map
-                .get("description")
-                .and_then(Value::as_str)
-                .is_some_and(|d| !d.trim().is_empty())
-        {
+        let described = map
+            .get("description")
+            .and_then(Value::as_str)
+            .is_some_and(|d| !d.trim().is_empty());
+        if named && !described {
             self.push(at, "needs a description");
         }
         if map.contains_key("$ref") {
@@ -157,11 +156,10 @@ impl Lints {
                 None => self.push(at, "arrays need items"),
             },
             Some("integer") => self.integer(at, map),
-            Some("number") => {
-                if map.contains_key("minimum") != map.contains_key("maximum") {
-                    self.push(at, "a bounded number needs both minimum and maximum");
-                }
+            Some("number") if map.contains_key("minimum") != map.contains_key("maximum") => {
+                self.push(at, "a bounded number needs both minimum and maximum");
             }
+            Some("number") => {}
             Some("string") => {
                 if let Some(pattern) = map.get("pattern").and_then(Value::as_str)
                     && let Err(e) = regress::Regex::new(pattern)

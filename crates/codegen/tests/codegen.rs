@@ -343,3 +343,62 @@ fn an_application_set_generates_its_own_package_and_reference() {
         "application Rust must name the runtime by its crate path"
     );
 }
+
+#[test]
+fn the_protocol_reference_covers_every_message_endpoint_code_and_rule() {
+    let set = SchemaSet::load(&repo().join("schema"), "schema").expect("the schema loads");
+    let output = generate(&set, &protocol_options()).expect("the schema generates");
+    let doc = &output.files[Path::new("docs/PROTOCOL.md")];
+    for name in set.defs().keys() {
+        assert!(
+            doc.contains(&format!("\n### {name}\n")),
+            "no section for {name}"
+        );
+    }
+    for endpoint in &set.endpoints.as_ref().expect("endpoints").endpoints {
+        assert!(
+            doc.contains(&format!("\n### {} {}\n", endpoint.method, endpoint.path)),
+            "no section for {}",
+            endpoint.name
+        );
+    }
+    for code in &set.close_codes.as_ref().expect("close codes").codes {
+        assert!(
+            doc.contains(&format!(
+                "| {} | `{}` | {} |",
+                code.code,
+                code.name,
+                code.action.as_str()
+            )),
+            "close code {} is missing",
+            code.code
+        );
+    }
+    for code in &set.error_codes.as_ref().expect("error codes").codes {
+        assert!(
+            doc.contains(&format!("| `{}` |", code.code)),
+            "error code {} is missing",
+            code.code
+        );
+    }
+    for rule in set
+        .rules
+        .as_ref()
+        .expect("rules")
+        .sections
+        .iter()
+        .flat_map(|s| &s.rules)
+    {
+        assert!(
+            doc.contains(&format!("| {} | {} |", rule.id, rule.level.as_str())),
+            "rule {} is missing",
+            rule.id
+        );
+    }
+    // Examples come from the vectors.
+    let first = &set.vectors["Subscribe"].valid[0];
+    assert!(
+        doc.contains(&serde_json::to_string(&first.value).expect("json")),
+        "the Subscribe example is missing"
+    );
+}

@@ -1,1 +1,3 @@
-//! placeholder
+//! `ferry-server`: Ferry's reference server.
+//!
+//! Empty so far: see the repository README for what is built.
