@@ -27,9 +27,9 @@ impl ::std::str::FromStr for ChannelName {
         if value.chars().count() < 1usize {
             return Err("shorter than 1 characters".into());
         }
-        static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
+        static PATTERN: ::std::sync::LazyLock<crate::runtime::Regex> = ::std::sync::LazyLock::new(||
         {
-            ::regress::Regex::new(
+            crate::runtime::Regex::new(
                     "^[a-z0-9][a-z0-9_-]{0,63}(:[a-z0-9][a-z0-9_-]{0,63}){0,7}$",
                 )
                 .unwrap()
@@ -97,9 +97,9 @@ impl ::std::str::FromStr for ChannelPattern {
         if value.chars().count() < 1usize {
             return Err("shorter than 1 characters".into());
         }
-        static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
+        static PATTERN: ::std::sync::LazyLock<crate::runtime::Regex> = ::std::sync::LazyLock::new(||
         {
-            ::regress::Regex::new(
+            crate::runtime::Regex::new(
                     "^(\\*\\*|(\\*|[a-z0-9][a-z0-9_-]{0,63})(:(\\*|[a-z0-9][a-z0-9_-]{0,63})){0,7}(:\\*\\*)?)$",
                 )
                 .unwrap()
@@ -167,8 +167,8 @@ impl ::std::str::FromStr for Epoch {
         if value.chars().count() < 1usize {
             return Err("shorter than 1 characters".into());
         }
-        static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
-        { ::regress::Regex::new("^[A-Za-z0-9_-]+$").unwrap() });
+        static PATTERN: ::std::sync::LazyLock<crate::runtime::Regex> = ::std::sync::LazyLock::new(||
+        { crate::runtime::Regex::new("^[A-Za-z0-9_-]+$").unwrap() });
         if PATTERN.find(value).is_none() {
             return Err("doesn't match pattern \"^[A-Za-z0-9_-]+$\"".into());
         }
@@ -716,8 +716,8 @@ impl ::std::str::FromStr for IdempotencyKey {
         if value.chars().count() < 1usize {
             return Err("shorter than 1 characters".into());
         }
-        static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
-        { ::regress::Regex::new("^[\\x21-\\x7E]+$").unwrap() });
+        static PATTERN: ::std::sync::LazyLock<crate::runtime::Regex> = ::std::sync::LazyLock::new(||
+        { crate::runtime::Regex::new("^[\\x21-\\x7E]+$").unwrap() });
         if PATTERN.find(value).is_none() {
             return Err("doesn't match pattern \"^[\\x21-\\x7E]+$\"".into());
         }
@@ -778,8 +778,8 @@ impl ::std::str::FromStr for MessageId {
         if value.chars().count() < 1usize {
             return Err("shorter than 1 characters".into());
         }
-        static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
-        { ::regress::Regex::new("^[\\x21-\\x7E]+$").unwrap() });
+        static PATTERN: ::std::sync::LazyLock<crate::runtime::Regex> = ::std::sync::LazyLock::new(||
+        { crate::runtime::Regex::new("^[\\x21-\\x7E]+$").unwrap() });
         if PATTERN.find(value).is_none() {
             return Err("doesn't match pattern \"^[\\x21-\\x7E]+$\"".into());
         }
@@ -840,8 +840,8 @@ impl ::std::str::FromStr for Nonce {
         if value.chars().count() < 1usize {
             return Err("shorter than 1 characters".into());
         }
-        static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
-        { ::regress::Regex::new("^[\\x21-\\x7E]+$").unwrap() });
+        static PATTERN: ::std::sync::LazyLock<crate::runtime::Regex> = ::std::sync::LazyLock::new(||
+        { crate::runtime::Regex::new("^[\\x21-\\x7E]+$").unwrap() });
         if PATTERN.find(value).is_none() {
             return Err("doesn't match pattern \"^[\\x21-\\x7E]+$\"".into());
         }
@@ -1096,8 +1096,8 @@ impl ::std::str::FromStr for RequestId {
         if value.chars().count() < 1usize {
             return Err("shorter than 1 characters".into());
         }
-        static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
-        { ::regress::Regex::new("^[\\x21-\\x7E]+$").unwrap() });
+        static PATTERN: ::std::sync::LazyLock<crate::runtime::Regex> = ::std::sync::LazyLock::new(||
+        { crate::runtime::Regex::new("^[\\x21-\\x7E]+$").unwrap() });
         if PATTERN.find(value).is_none() {
             return Err("doesn't match pattern \"^[\\x21-\\x7E]+$\"".into());
         }
@@ -1187,8 +1187,8 @@ impl ::std::str::FromStr for SessionId {
         if value.chars().count() < 1usize {
             return Err("shorter than 1 characters".into());
         }
-        static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
-        { ::regress::Regex::new("^[A-Za-z0-9_-]+$").unwrap() });
+        static PATTERN: ::std::sync::LazyLock<crate::runtime::Regex> = ::std::sync::LazyLock::new(||
+        { crate::runtime::Regex::new("^[A-Za-z0-9_-]+$").unwrap() });
         if PATTERN.find(value).is_none() {
             return Err("doesn't match pattern \"^[A-Za-z0-9_-]+$\"".into());
         }
@@ -1310,8 +1310,8 @@ impl ::std::str::FromStr for Ticket {
         if value.chars().count() < 22usize {
             return Err("shorter than 22 characters".into());
         }
-        static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
-        { ::regress::Regex::new("^[A-Za-z0-9_-]+$").unwrap() });
+        static PATTERN: ::std::sync::LazyLock<crate::runtime::Regex> = ::std::sync::LazyLock::new(||
+        { crate::runtime::Regex::new("^[A-Za-z0-9_-]+$").unwrap() });
         if PATTERN.find(value).is_none() {
             return Err("doesn't match pattern \"^[A-Za-z0-9_-]+$\"".into());
         }
@@ -1557,7 +1557,7 @@ pub mod error {
     }
 }
 /// Any message a client sends to the server, tagged by its type.
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[derive(::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(tag = "type")]
 pub enum ClientMessage {
     /// Asks to receive a channel's events. The server answers with subscribed or with an error carrying the same id. With from, the server first replays every event after that position (or says why it cannot) and then sends live events.
@@ -1591,6 +1591,40 @@ impl ClientMessage {
         }
     }
 }
+impl crate::runtime::Tagged for ClientMessage {
+    const TYPES: &'static [&'static str] = Self::TYPES;
+    fn from_tag<'de, D: ::serde::Deserializer<'de>>(
+        tag: &str,
+        body: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        match tag {
+            "subscribe" => {
+                <Subscribe as ::serde::Deserialize>::deserialize(body)
+                    .map(Self::Subscribe)
+            }
+            "unsubscribe" => {
+                <Unsubscribe as ::serde::Deserialize>::deserialize(body)
+                    .map(Self::Unsubscribe)
+            }
+            "publish" => {
+                <Publish as ::serde::Deserialize>::deserialize(body).map(Self::Publish)
+            }
+            "pong" => <Pong as ::serde::Deserialize>::deserialize(body).map(Self::Pong),
+            other => {
+                ::std::result::Result::Err(
+                    <D::Error as ::serde::de::Error>::unknown_variant(other, Self::TYPES),
+                )
+            }
+        }
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ClientMessage {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::runtime::deserialize_tagged(deserializer)
+    }
+}
 impl ::std::convert::From<Subscribe> for ClientMessage {
     fn from(value: Subscribe) -> Self {
         Self::Subscribe(value)
@@ -1612,7 +1646,7 @@ impl ::std::convert::From<Pong> for ClientMessage {
     }
 }
 /// Any message a server sends to a client, tagged by its type.
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[derive(::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(tag = "type")]
 pub enum ServerMessage {
     /// The server's first frame on every session. It tells the client everything it must obey: heartbeat timing, limits, reconnect policy and resume window. A client sends nothing before it.
@@ -1664,6 +1698,53 @@ impl ServerMessage {
             Self::Error(_) => "error",
             Self::Goodbye(_) => "goodbye",
         }
+    }
+}
+impl crate::runtime::Tagged for ServerMessage {
+    const TYPES: &'static [&'static str] = Self::TYPES;
+    fn from_tag<'de, D: ::serde::Deserializer<'de>>(
+        tag: &str,
+        body: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        match tag {
+            "welcome" => {
+                <Welcome as ::serde::Deserialize>::deserialize(body).map(Self::Welcome)
+            }
+            "subscribed" => {
+                <Subscribed as ::serde::Deserialize>::deserialize(body)
+                    .map(Self::Subscribed)
+            }
+            "unsubscribed" => {
+                <Unsubscribed as ::serde::Deserialize>::deserialize(body)
+                    .map(Self::Unsubscribed)
+            }
+            "published" => {
+                <Published as ::serde::Deserialize>::deserialize(body)
+                    .map(Self::Published)
+            }
+            "event" => {
+                <Event as ::serde::Deserialize>::deserialize(body).map(Self::Event)
+            }
+            "ping" => <Ping as ::serde::Deserialize>::deserialize(body).map(Self::Ping),
+            "error" => {
+                <Error as ::serde::Deserialize>::deserialize(body).map(Self::Error)
+            }
+            "goodbye" => {
+                <Goodbye as ::serde::Deserialize>::deserialize(body).map(Self::Goodbye)
+            }
+            other => {
+                ::std::result::Result::Err(
+                    <D::Error as ::serde::de::Error>::unknown_variant(other, Self::TYPES),
+                )
+            }
+        }
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ServerMessage {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        crate::runtime::deserialize_tagged(deserializer)
     }
 }
 impl ::std::convert::From<Welcome> for ServerMessage {

@@ -161,10 +161,18 @@ impl Lints {
             }
             Some("number") => {}
             Some("string") => {
-                if let Some(pattern) = map.get("pattern").and_then(Value::as_str)
-                    && let Err(e) = regress::Regex::new(pattern)
-                {
-                    self.push(at, format!("pattern does not compile as ECMA-262: {e}"));
+                if let Some(pattern) = map.get("pattern").and_then(Value::as_str) {
+                    if let Err(e) = regress::Regex::new(pattern) {
+                        self.push(
+                            at,
+                            format!(
+                                "pattern does not compile as ECMA-262 (JSON Schema's dialect): {e}"
+                            ),
+                        );
+                    }
+                    if let Err(e) = regex::Regex::new(pattern) {
+                        self.push(at, format!("pattern uses what the generated Rust's regex engine lacks (look-around, back-references): {e}"));
+                    }
                 }
             }
             Some("boolean") | Some("null") => {}

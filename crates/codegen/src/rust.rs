@@ -4,14 +4,18 @@
 //! - **Tagged unions.** typify turns a `oneOf` of `$ref`s into an untagged enum whose variants
 //!   keep a free `type: serde_json::Value`, so a frame of one type can decode as another. Here
 //!   the union's variants are given to typify without their `type` property, and the union
-//!   itself is emitted as a `#[serde(tag = "type")]` enum: a tag selects exactly one body, and a
-//!   body that does not match the tag's message is refused.
+//!   itself is emitted as an enum serialized with `#[serde(tag = "type")]` and deserialized by
+//!   `ferry_protocol::runtime::deserialize_tagged`: a tag selects exactly one body, a body that
+//!   does not match the tag's message is refused, and when `type` comes first the body streams
+//!   into its struct without being buffered.
 //! - **Bounded numbers.** typify ignores `maximum` (and most `minimum`s). Every bounded integer
 //!   or number schema is mapped to a `UInt`, `Int` or `Float` from `ferry_protocol::bounded`,
 //!   whose deserializer refuses values outside the bounds.
 //! - **Optional is not nullable.** typify reads an optional member into `Option<T>`, which
 //!   also takes an explicit `null`. Optional members get `deserialize_with` a function that
 //!   refuses `null`, so a member is either absent or a valid `T`, as the schema says.
+//! - **Patterns.** typify checks `pattern`s with regress, a backtracking engine; the generated
+//!   code uses `ferry_protocol::runtime::Regex` (the `regex` crate) instead, linear in the input.
 //! - **Formatting.** The token stream is printed with prettyplease under a banner naming the
 //!   source and its hash, so the output is stable and reads well in a diff.
 
@@ -81,9 +85,14 @@ pub fn types(set: &SchemaSet, options: &RustOptions) -> Result<String, Error> {
     refuse_null_in_optional_members(&mut file, &options.runtime_path)?;
     let mut tokens = quote! { #file };
     for union in &set.unions {
-        tokens.extend(union_enum(set, union));
+        tokens.extend(union_enum(set, union, &options.runtime_path));
     }
-    format(set, &tokens)
+    // typify checks patterns with regress, a backtracking engine; the runtime's `Regex` (the
+    // `regex` crate) has the same `new` and `find` and runs in linear time.
+    Ok(format(set, &tokens)?.replace(
+        "::regress::Regex",
+        &format!("{}::Regex", options.runtime_path),
+    ))
 }
 
 /// Adds `#[serde(default, deserialize_with = "<runtime>::present")]` to every optional member
@@ -160,8 +169,9 @@ fn collect_bounded(schema: &Value, path: &str, found: &mut Vec<(Value, String)>)
     }
 }
 
-fn union_enum(set: &SchemaSet, union: &crate::set::TaggedUnion) -> TokenStream {
+fn union_enum(set: &SchemaSet, union: &crate::set::TaggedUnion, runtime: &str) -> TokenStream {
     let name = format_ident!("{}", union.name);
+    let runtime: syn::Path = syn::parse_str(runtime).expect("the runtime path is a Rust path");
     let doc = doc_lines(&union.description);
     let variants = union.variants.iter().map(|v| {
         let ident = format_ident!("{}", v.def);
@@ -178,6 +188,11 @@ fn union_enum(set: &SchemaSet, union: &crate::set::TaggedUnion) -> TokenStream {
         let tag = &v.tag;
         quote! { Self::#ident(_) => #tag, }
     });
+    let decoders = union.variants.iter().map(|v| {
+        let ident = format_ident!("{}", v.def);
+        let tag = &v.tag;
+        quote! { #tag => <#ident as ::serde::Deserialize>::deserialize(body).map(Self::#ident), }
+    });
     let tags = union.variants.iter().map(|v| &v.tag);
     let froms = union.variants.iter().map(|v| {
         let ident = format_ident!("{}", v.def);
@@ -189,7 +204,7 @@ fn union_enum(set: &SchemaSet, union: &crate::set::TaggedUnion) -> TokenStream {
     });
     quote! {
         #doc
-        #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+        #[derive(::serde::Serialize, Clone, Debug, PartialEq)]
         #[serde(tag = "type")]
         pub enum #name { #(#variants)* }
 
@@ -200,6 +215,23 @@ fn union_enum(set: &SchemaSet, union: &crate::set::TaggedUnion) -> TokenStream {
             /// The value of this message's `type` tag.
             pub fn type_name(&self) -> &'static str {
                 match self { #(#arms)* }
+            }
+        }
+
+        impl #runtime::Tagged for #name {
+            const TYPES: &'static [&'static str] = Self::TYPES;
+
+            fn from_tag<'de, D: ::serde::Deserializer<'de>>(tag: &str, body: D) -> ::std::result::Result<Self, D::Error> {
+                match tag {
+                    #(#decoders)*
+                    other => ::std::result::Result::Err(<D::Error as ::serde::de::Error>::unknown_variant(other, Self::TYPES)),
+                }
+            }
+        }
+
+        impl<'de> ::serde::Deserialize<'de> for #name {
+            fn deserialize<D: ::serde::Deserializer<'de>>(deserializer: D) -> ::std::result::Result<Self, D::Error> {
+                #runtime::deserialize_tagged(deserializer)
             }
         }
 

@@ -271,6 +271,41 @@ mod tests {
     }
 
     #[test]
+    fn the_tag_may_stand_anywhere_in_the_object() {
+        let codec = Codec::default();
+        let first = codec.decode_client(text(
+            r#"{"type":"subscribe","id":"r1","channel":"project:alpha:tasks"}"#,
+        ));
+        let last = codec.decode_client(text(
+            r#"{"id":"r1","channel":"project:alpha:tasks","type":"subscribe"}"#,
+        ));
+        assert_eq!(first.expect("tag first"), last.expect("tag last"));
+        let misplaced = codec.decode_client(text(r#"{"nonce":"n-1","type":"subscribe"}"#));
+        assert!(
+            matches!(misplaced, Err(DecodeError::Invalid { .. })),
+            "{misplaced:?}"
+        );
+    }
+
+    #[test]
+    fn a_repeated_or_non_string_tag_is_refused() {
+        let codec = Codec::default();
+        for frame in [
+            r#"{"type":"pong","type":"subscribe","nonce":"n-1"}"#,
+            r#"{"nonce":"n-1","type":"pong","type":"pong"}"#,
+            r#"{"nonce":"n-1","type":1}"#,
+            r#"{"type":null,"nonce":"n-1"}"#,
+        ] {
+            let error = codec.decode_client(text(frame)).expect_err(frame);
+            assert_eq!(
+                error.outcome(),
+                Outcome::Reply(ErrorCode::BadRequest),
+                "{frame}: {error}"
+            );
+        }
+    }
+
+    #[test]
     fn a_server_message_is_an_unknown_type_for_the_server() {
         let error = Codec::default()
             .decode_client(text(r#"{"type":"ping","nonce":"n"}"#))

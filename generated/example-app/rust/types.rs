@@ -1327,7 +1327,7 @@ pub mod error {
     }
 }
 /// The life of a request for human approval. Published on project:<project>:approvals.
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[derive(::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(tag = "type")]
 pub enum ApprovalEvent {
     /// An agent asks a person to approve an action before it goes on.
@@ -1348,6 +1348,36 @@ impl ApprovalEvent {
         }
     }
 }
+impl ::ferry_protocol::runtime::Tagged for ApprovalEvent {
+    const TYPES: &'static [&'static str] = Self::TYPES;
+    fn from_tag<'de, D: ::serde::Deserializer<'de>>(
+        tag: &str,
+        body: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        match tag {
+            "requested" => {
+                <ApprovalRequested as ::serde::Deserialize>::deserialize(body)
+                    .map(Self::ApprovalRequested)
+            }
+            "resolved" => {
+                <ApprovalResolved as ::serde::Deserialize>::deserialize(body)
+                    .map(Self::ApprovalResolved)
+            }
+            other => {
+                ::std::result::Result::Err(
+                    <D::Error as ::serde::de::Error>::unknown_variant(other, Self::TYPES),
+                )
+            }
+        }
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for ApprovalEvent {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        ::ferry_protocol::runtime::deserialize_tagged(deserializer)
+    }
+}
 impl ::std::convert::From<ApprovalRequested> for ApprovalEvent {
     fn from(value: ApprovalRequested) -> Self {
         Self::ApprovalRequested(value)
@@ -1359,7 +1389,7 @@ impl ::std::convert::From<ApprovalResolved> for ApprovalEvent {
     }
 }
 /// Output of a command a daemon runs, streamed in order. Published on daemon:<workspace>:output.
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+#[derive(::serde::Serialize, Clone, Debug, PartialEq)]
 #[serde(tag = "type")]
 pub enum CommandOutput {
     /// A piece of a command's standard output or standard error.
@@ -1378,6 +1408,36 @@ impl CommandOutput {
             Self::OutputChunk(_) => "chunk",
             Self::CommandExited(_) => "exited",
         }
+    }
+}
+impl ::ferry_protocol::runtime::Tagged for CommandOutput {
+    const TYPES: &'static [&'static str] = Self::TYPES;
+    fn from_tag<'de, D: ::serde::Deserializer<'de>>(
+        tag: &str,
+        body: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        match tag {
+            "chunk" => {
+                <OutputChunk as ::serde::Deserialize>::deserialize(body)
+                    .map(Self::OutputChunk)
+            }
+            "exited" => {
+                <CommandExited as ::serde::Deserialize>::deserialize(body)
+                    .map(Self::CommandExited)
+            }
+            other => {
+                ::std::result::Result::Err(
+                    <D::Error as ::serde::de::Error>::unknown_variant(other, Self::TYPES),
+                )
+            }
+        }
+    }
+}
+impl<'de> ::serde::Deserialize<'de> for CommandOutput {
+    fn deserialize<D: ::serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> ::std::result::Result<Self, D::Error> {
+        ::ferry_protocol::runtime::deserialize_tagged(deserializer)
     }
 }
 impl ::std::convert::From<OutputChunk> for CommandOutput {
