@@ -14,6 +14,9 @@
 //!   the error codes, the defaults, the rule catalogue and the endpoints, generated from the
 //!   schema's tables.
 //! - [`bounded`]: the number types that carry schema bounds.
+//! - [`ClientSession`]: every client-side rule as a state machine driven like quinn-proto's
+//!   `Connection` (feed it events and timeouts; drain transmits, application events and the
+//!   next timeout), so a client shell in any runtime only moves bytes and time.
 //! - The rules as pure building blocks, each driven with time and randomness handed in:
 //!   [`BackoffPolicy`] and [`Backoff`] (the reconnect formula and retry count),
 //!   [`close::action_for`] (the close-code classifier), [`DedupWindow`] (idempotency keys),
@@ -22,6 +25,7 @@
 
 pub mod backoff;
 pub mod bounded;
+pub mod client;
 pub mod close;
 pub mod codec;
 pub mod dedup;
@@ -58,6 +62,7 @@ pub mod tables {
 }
 
 pub use backoff::{Backoff, BackoffPolicy};
+pub use client::{ClientConfig, ClientEvent, ClientSession, ClientState, Transmit};
 pub use codec::{Codec, DecodeError, EncodeError, Frame, Message, Outcome};
 pub use dedup::DedupWindow;
 pub use position::{Arrival, PositionTracker, Resumption};

@@ -1,0 +1,1027 @@
+//! The client session: every client-side rule of ferry.v1 as a deterministic state machine.
+//!
+//! [`ClientSession`] opens no socket and reads no clock. Like quinn-proto's `Connection`, it is
+//! driven from outside:
+//!
+//! - the application calls [`connect`](ClientSession::connect),
+//!   [`subscribe`](ClientSession::subscribe), [`publish`](ClientSession::publish) and
+//!   [`close`](ClientSession::close);
+//! - the I/O shell feeds what happened: [`handle_ticket`](ClientSession::handle_ticket),
+//!   [`handle_connected`](ClientSession::handle_connected),
+//!   [`handle_frame`](ClientSession::handle_frame), [`handle_closed`](ClientSession::handle_closed)
+//!   and [`handle_timeout`](ClientSession::handle_timeout), each with the current time;
+//! - the shell then drains [`poll_transmit`](ClientSession::poll_transmit) (fetch a ticket, open
+//!   a connection, send a frame, close), [`poll_event`](ClientSession::poll_event) (what the
+//!   application sees) and [`poll_timeout`](ClientSession::poll_timeout) (when to call
+//!   `handle_timeout` next).
+//!
+//! The rules it holds:
+//! - a fresh ticket before every connection attempt, nothing sent before the welcome, and the
+//!   welcome's values obeyed (FERRY-TICKET-5, FERRY-WELCOME-2, FERRY-WELCOME-3, FERRY-WELCOME-4);
+//! - after every reconnect, a subscribe for every channel held, from the last delivered
+//!   position (FERRY-SUBSCRIBE-5);
+//! - each event handed to the application at most once, and every gap, epoch change or
+//!   incomplete recovery reported (FERRY-EVENT-3, FERRY-EVENT-4, FERRY-EVENT-5, FERRY-RESUME-4);
+//! - publishes correlated with their acknowledgements, re-sent with the same idempotency key
+//!   after a reconnect, failed locally after the request timeout (FERRY-PUBLISH-2,
+//!   FERRY-PUBLISH-3);
+//! - pongs for pings, and a dead server detected after `interval + timeout` of silence
+//!   (FERRY-HEARTBEAT-2, FERRY-HEARTBEAT-4);
+//! - no frame above the advertised maximum size ever leaves (FERRY-SIZE-1, FERRY-SIZE-2);
+//! - every close code acted on as the table says, backoff as the formula says, and a reason
+//!   for every stop (FERRY-RECONNECT-1 to FERRY-RECONNECT-9).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
+use std::time::Duration;
+
+use crate::backoff::{Backoff, BackoffPolicy};
+use crate::close::action_for;
+use crate::codec::{Codec, DecodeError, EncodeError, Frame, Outcome};
+use crate::position::{Arrival, PositionTracker, Resumption};
+use crate::tables::{ClientAction, close_code, defaults};
+use crate::time::Timestamp;
+use crate::types::{
+    ChannelName, ClientMessage, ErrorInfo, Event, Goodbye, HeartbeatPolicy, IdempotencyKey,
+    Payload, Pong, Publish, Published, RecoveryGap, RequestId, ServerMessage, StreamPosition,
+    Subscribe, Ticket, Unsubscribe, Welcome,
+};
+
+/// Settings that apply before a welcome advertises the server's values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientConfig {
+    /// How long to wait for the welcome after asking for a connection (FERRY-WELCOME-4).
+    pub welcome_timeout: Duration,
+    /// How long to wait for a ticket, and for the reply to a publish (FERRY-PUBLISH-2).
+    pub request_timeout: Duration,
+    /// The reconnect policy until a welcome advertises one.
+    pub backoff: BackoffPolicy,
+    /// The largest message the client sends until a welcome advertises the limit.
+    pub max_message_bytes: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            welcome_timeout: Duration::from_millis(defaults::WELCOME_TIMEOUT_MS),
+            request_timeout: Duration::from_millis(defaults::REQUEST_TIMEOUT_MS),
+            backoff: BackoffPolicy::default(),
+            max_message_bytes: defaults::MAX_MESSAGE_BYTES as usize,
+        }
+    }
+}
+
+/// Identifies one connection attempt. Input about an older connection is ignored, so a late
+/// close or frame from a connection the session already gave up on cannot disturb the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnectionId(pub u64);
+
+/// Identifies an application listener (a handler) on a channel. Registering the same listener
+/// twice on a channel is the same as registering it once (FERRY-EVENT-5).
+pub type ListenerId = u64;
+
+/// Where the session is in its life.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientState {
+    /// Not started: call [`ClientSession::connect`].
+    Idle,
+    /// Waiting for a ticket ([`Transmit::FetchTicket`] was emitted).
+    FetchingTicket,
+    /// Waiting for the WebSocket to open ([`Transmit::Connect`] was emitted).
+    Connecting,
+    /// Connected, waiting for the welcome.
+    AwaitingWelcome,
+    /// Welcomed: subscriptions and publishes flow.
+    Active,
+    /// Waiting before the next attempt.
+    BackingOff {
+        /// When the next attempt starts.
+        until: Timestamp,
+        /// Which retry it is (1 for the first since the last reset).
+        retry: u32,
+    },
+    /// Stopped for good; the reason says why (FERRY-RECONNECT-9).
+    Stopped(StopReason),
+}
+
+/// Why a session stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StopReason {
+    /// The application called [`ClientSession::close`].
+    Requested,
+    /// The server closed with a code whose action is `stop`.
+    Closed {
+        /// The close code.
+        code: u16,
+        /// The close reason the server gave.
+        reason: String,
+    },
+    /// The ticket endpoint refused the credential (401): retrying cannot help
+    /// (FERRY-RECONNECT-8).
+    CredentialRejected,
+    /// `max_attempts` retries failed in a row (FERRY-RECONNECT-4).
+    AttemptsExhausted {
+        /// How many retries were made.
+        retries: u32,
+        /// How the last attempt failed.
+        last_failure: String,
+    },
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Requested => f.write_str("closed by the application"),
+            Self::Closed { code, reason } => write!(
+                f,
+                "the server closed the session with {code} ({reason}), whose action is stop"
+            ),
+            Self::CredentialRejected => f.write_str("the ticket endpoint rejected the credential"),
+            Self::AttemptsExhausted {
+                retries,
+                last_failure,
+            } => {
+                write!(
+                    f,
+                    "gave up after {retries} failed retries; the last: {last_failure}"
+                )
+            }
+        }
+    }
+}
+
+/// Why the shell could not get a ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TicketError {
+    /// The ticket endpoint answered 401: the credential is not valid.
+    Unauthorized,
+    /// Any other failure: a network error, a timeout, a 5xx, a 429, a malformed body.
+    Failed(String),
+}
+
+/// Something for the I/O shell to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transmit {
+    /// Ask the ticket endpoint for a ticket, then call [`ClientSession::handle_ticket`].
+    FetchTicket,
+    /// Open a WebSocket with this ticket and the `ferry.v1` subprotocol; then call
+    /// [`ClientSession::handle_connected`], or [`ClientSession::handle_closed`] if it fails.
+    Connect {
+        /// The connection's id, to pass back with everything about it.
+        connection: ConnectionId,
+        /// The ticket for `?ticket=`.
+        ticket: Ticket,
+    },
+    /// Send one text frame on the current connection.
+    Send {
+        /// The connection to send on.
+        connection: ConnectionId,
+        /// The frame's text; never larger than the advertised maximum.
+        text: String,
+    },
+    /// Close the connection with this code. The session has already moved on; a later
+    /// `handle_closed` for it is ignored.
+    Close {
+        /// The connection to close.
+        connection: ConnectionId,
+        /// The close code.
+        code: u16,
+        /// The close reason.
+        reason: String,
+    },
+}
+
+/// Why the events of a channel, as the application saw them, are incomplete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IncompleteCause {
+    /// Events between two delivered ones never arrived (FERRY-EVENT-4).
+    Gap {
+        /// The seq that should have come.
+        expected: u64,
+        /// The seq that came.
+        got: u64,
+    },
+    /// The channel's epoch changed without a recovery reply announcing it (FERRY-EVENT-4).
+    EpochChanged,
+    /// A re-subscribe could not replay the missed events (FERRY-RESUME-4).
+    Recovery(RecoveryGap),
+}
+
+/// Why a publish failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PublishFailure {
+    /// The server refused it.
+    Refused(ErrorInfo),
+    /// No acknowledgement within the request timeout (FERRY-PUBLISH-2).
+    TimedOut,
+    /// The message is larger than the maximum message size; it was never sent (FERRY-SIZE-2).
+    TooLarge(EncodeError),
+    /// The session stopped before an acknowledgement arrived.
+    SessionStopped,
+}
+
+/// What the application sees.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientEvent {
+    /// The session's state changed.
+    StateChanged(ClientState),
+    /// A subscription took effect at `position`; `resumption` says whether missed events will
+    /// be replayed.
+    Subscribed {
+        /// The channel.
+        channel: ChannelName,
+        /// The channel's head when the subscription took effect.
+        position: StreamPosition,
+        /// What happened to the events missed while disconnected.
+        resumption: Resumption,
+    },
+    /// The server refused a subscribe; the channel is dropped from the session.
+    SubscribeFailed {
+        /// The channel.
+        channel: ChannelName,
+        /// Why.
+        error: ErrorInfo,
+    },
+    /// An event to hand to the channel's listeners; each event comes at most once.
+    Event(Event),
+    /// The application's view of a channel has a hole: refetch its state (for example through
+    /// the history endpoint).
+    Incomplete {
+        /// The channel.
+        channel: ChannelName,
+        /// Why.
+        cause: IncompleteCause,
+    },
+    /// A publish was acknowledged.
+    Published {
+        /// The publish's idempotency key.
+        key: IdempotencyKey,
+        /// The acknowledgement.
+        ack: Published,
+    },
+    /// A publish failed.
+    PublishFailed {
+        /// The publish's idempotency key.
+        key: IdempotencyKey,
+        /// Why.
+        failure: PublishFailure,
+    },
+    /// The server reported an error that answers no request of this session.
+    ServerError(ErrorInfo),
+    /// The server sent a frame that breaks the protocol; it was ignored (or, when the spec
+    /// prescribes a close, the connection was closed).
+    ProtocolViolation(DecodeError),
+    /// The server is about to close the session on purpose.
+    Goodbye(Goodbye),
+}
+
+/// A source of uniform random numbers, seeded by the caller so that tests are repeatable
+/// (SplitMix64).
+#[derive(Debug, Clone)]
+struct Entropy(u64);
+
+impl Entropy {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A uniform sample in `[0, 1)`.
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// One channel the application holds.
+#[derive(Debug, Clone, Default)]
+struct Subscription {
+    listeners: BTreeSet<ListenerId>,
+    /// The last delivered position, once a `subscribed` reply arrived.
+    tracker: Option<PositionTracker>,
+    /// The request id of the subscribe sent on the current connection, until its reply.
+    pending: Option<RequestId>,
+}
+
+/// A publish waiting for its acknowledgement.
+#[derive(Debug, Clone)]
+struct PendingPublish {
+    key: IdempotencyKey,
+    channel: ChannelName,
+    payload: Payload,
+    deadline: Timestamp,
+    /// The request id on the current connection, once sent.
+    sent_as: Option<RequestId>,
+}
+
+/// What a request id on the current connection stands for.
+#[derive(Debug, Clone)]
+enum Request {
+    Subscribe {
+        channel: ChannelName,
+        from: Option<StreamPosition>,
+    },
+    Unsubscribe,
+    Publish {
+        key: IdempotencyKey,
+    },
+}
+
+/// The current connection.
+#[derive(Debug, Clone)]
+struct Link {
+    id: ConnectionId,
+    /// When the last frame arrived (or the connection was asked for).
+    last_heard: Timestamp,
+    /// The welcome's heartbeat, once welcomed.
+    heartbeat: Option<HeartbeatPolicy>,
+    /// The goodbye's retry hint, if one arrived.
+    retry_hint: Option<Duration>,
+    requests: BTreeMap<String, Request>,
+}
+
+/// A ferry.v1 client session; see the [module](self) documentation.
+#[derive(Debug)]
+pub struct ClientSession {
+    config: ClientConfig,
+    state: ClientState,
+    entropy: Entropy,
+    codec: Codec,
+    backoff: Backoff,
+    link: Option<Link>,
+    next_connection: u64,
+    next_request: u64,
+    /// Whether the previous attempt ended in `renew_ticket` (FERRY-RECONNECT-6).
+    renewed: bool,
+    /// The deadline of the current ticket fetch, connect or welcome wait.
+    deadline: Option<Timestamp>,
+    subscriptions: BTreeMap<ChannelName, Subscription>,
+    publishes: Vec<PendingPublish>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<ClientEvent>,
+}
+
+impl ClientSession {
+    /// A session in the [`Idle`](ClientState::Idle) state; `seed` seeds the jitter and the
+    /// generated idempotency keys.
+    pub fn new(config: ClientConfig, seed: u64) -> Self {
+        Self {
+            codec: Codec::new(config.max_message_bytes),
+            backoff: Backoff::new(config.backoff),
+            config,
+            state: ClientState::Idle,
+            entropy: Entropy(seed),
+            link: None,
+            next_connection: 0,
+            next_request: 0,
+            renewed: false,
+            deadline: None,
+            subscriptions: BTreeMap::new(),
+            publishes: Vec::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The session's state.
+    pub fn state(&self) -> &ClientState {
+        &self.state
+    }
+
+    /// The largest message the session sends now: the welcome's limit once welcomed.
+    pub fn max_message_bytes(&self) -> usize {
+        self.codec.max_message_bytes()
+    }
+
+    /// The listeners of a channel, each once.
+    pub fn listeners(&self, channel: &ChannelName) -> impl Iterator<Item = ListenerId> + '_ {
+        self.subscriptions
+            .get(channel)
+            .into_iter()
+            .flat_map(|s| s.listeners.iter().copied())
+    }
+
+    /// The channels the application holds, with the last delivered position of each (known
+    /// once a subscription took effect).
+    pub fn subscriptions(
+        &self,
+    ) -> impl Iterator<Item = (&ChannelName, Option<&StreamPosition>)> + '_ {
+        self.subscriptions
+            .iter()
+            .map(|(c, s)| (c, s.tracker.as_ref().map(PositionTracker::last)))
+    }
+
+    /// Starts the session: fetch a ticket, connect, and keep reconnecting until stopped.
+    pub fn connect(&mut self, now: Timestamp) {
+        if self.state == ClientState::Idle {
+            self.fetch_ticket(now);
+        }
+    }
+
+    /// Stops the session for good: closes the connection (1000) and fails every pending
+    /// publish.
+    pub fn close(&mut self, now: Timestamp) {
+        let _ = now;
+        if let Some(link) = self.link.take() {
+            self.transmits.push_back(Transmit::Close {
+                connection: link.id,
+                code: close_code::NORMAL_CLOSURE,
+                reason: "closed by the application".into(),
+            });
+        }
+        self.stop(StopReason::Requested);
+    }
+
+    /// Adds a listener to a channel. The first listener of a channel subscribes (at once when
+    /// welcomed, otherwise as soon as a welcome arrives); further listeners share it.
+    pub fn subscribe(&mut self, channel: ChannelName, listener: ListenerId, now: Timestamp) {
+        let _ = now;
+        let entry = self.subscriptions.entry(channel.clone()).or_default();
+        let first = entry.listeners.is_empty();
+        entry.listeners.insert(listener);
+        if first && self.state == ClientState::Active {
+            self.send_subscribe(&channel);
+        }
+    }
+
+    /// Removes a listener from a channel; when none is left the channel is unsubscribed and its
+    /// events are no longer delivered.
+    pub fn unsubscribe(&mut self, channel: &ChannelName, listener: ListenerId, now: Timestamp) {
+        let _ = now;
+        let Some(entry) = self.subscriptions.get_mut(channel) else {
+            return;
+        };
+        entry.listeners.remove(&listener);
+        if !entry.listeners.is_empty() {
+            return;
+        }
+        self.subscriptions.remove(channel);
+        if self.state == ClientState::Active {
+            let id = self.request_id();
+            let message = ClientMessage::Unsubscribe(Unsubscribe {
+                id: id.clone(),
+                channel: channel.clone(),
+            });
+            if self.send(&message).is_ok()
+                && let Some(link) = &mut self.link
+            {
+                link.requests.insert(id.to_string(), Request::Unsubscribe);
+            }
+        }
+    }
+
+    /// Publishes `payload` to `channel` with the idempotency key `key` (one is generated when
+    /// `None`), returning the key. The publish is sent at once when welcomed, otherwise when a
+    /// welcome arrives; it is re-sent with the same key after a reconnect until acknowledged,
+    /// refused or timed out. A message above the maximum size is refused here and never sent
+    /// (FERRY-SIZE-2).
+    pub fn publish(
+        &mut self,
+        channel: ChannelName,
+        payload: Payload,
+        key: Option<IdempotencyKey>,
+        now: Timestamp,
+    ) -> Result<IdempotencyKey, PublishFailure> {
+        if matches!(self.state, ClientState::Stopped(_)) {
+            return Err(PublishFailure::SessionStopped);
+        }
+        let key = match key {
+            Some(key) => key,
+            None => self.generate_key(),
+        };
+        let pending = PendingPublish {
+            key: key.clone(),
+            channel,
+            payload,
+            deadline: now + self.config.request_timeout,
+            sent_as: None,
+        };
+        // Measure with the longest request id this session could use, so that a message that
+        // passes here also fits when it is re-sent.
+        let probe = ClientMessage::Publish(publish_message(
+            &pending,
+            RequestId::try_from("r18446744073709551615").expect("a valid request id"),
+        ));
+        self.codec
+            .encode(&probe)
+            .map_err(PublishFailure::TooLarge)?;
+        self.publishes.push(pending);
+        if self.state == ClientState::Active {
+            let index = self.publishes.len() - 1;
+            self.send_publish(index);
+        }
+        Ok(key)
+    }
+
+    /// Feeds the outcome of a ticket fetch.
+    pub fn handle_ticket(&mut self, result: Result<Ticket, TicketError>, now: Timestamp) {
+        if self.state != ClientState::FetchingTicket {
+            return;
+        }
+        match result {
+            Ok(ticket) => {
+                self.next_connection += 1;
+                let id = ConnectionId(self.next_connection);
+                self.link = Some(Link {
+                    id,
+                    last_heard: now,
+                    heartbeat: None,
+                    retry_hint: None,
+                    requests: BTreeMap::new(),
+                });
+                self.deadline = Some(now + self.config.welcome_timeout);
+                self.set_state(ClientState::Connecting);
+                self.transmits.push_back(Transmit::Connect {
+                    connection: id,
+                    ticket,
+                });
+            }
+            Err(TicketError::Unauthorized) => self.stop(StopReason::CredentialRejected),
+            Err(TicketError::Failed(why)) => {
+                self.retry(ClientAction::Backoff, format!("no ticket: {why}"), now)
+            }
+        }
+    }
+
+    /// Feeds that the WebSocket of `connection` opened.
+    pub fn handle_connected(&mut self, connection: ConnectionId, now: Timestamp) {
+        if self.state != ClientState::Connecting || !self.is_current(connection) {
+            return;
+        }
+        if let Some(link) = &mut self.link {
+            link.last_heard = now;
+        }
+        self.set_state(ClientState::AwaitingWelcome);
+    }
+
+    /// Feeds a data frame received on `connection`.
+    pub fn handle_frame(&mut self, connection: ConnectionId, frame: Frame<'_>, now: Timestamp) {
+        if !self.is_current(connection)
+            || !matches!(
+                self.state,
+                ClientState::AwaitingWelcome | ClientState::Active
+            )
+        {
+            return;
+        }
+        if let Some(link) = &mut self.link {
+            link.last_heard = now;
+        }
+        let message = match self.codec.decode_server(frame) {
+            Ok(message) => message,
+            Err(error) => {
+                let outcome = error.outcome();
+                self.events.push_back(ClientEvent::ProtocolViolation(error));
+                if let Outcome::Close(code) = outcome {
+                    self.drop_link(code, "the server sent a frame the protocol refuses", now);
+                }
+                return;
+            }
+        };
+        match message {
+            ServerMessage::Welcome(welcome) if self.state == ClientState::AwaitingWelcome => {
+                self.on_welcome(welcome, now)
+            }
+            _ if self.state == ClientState::AwaitingWelcome => {
+                // A server sends the welcome first (FERRY-WELCOME-1); anything else means the
+                // session cannot be trusted.
+                self.drop_link(
+                    close_code::PROTOCOL_ERROR,
+                    "the first frame was not a welcome",
+                    now,
+                );
+            }
+            ServerMessage::Welcome(_) => {}
+            ServerMessage::Ping(ping) => {
+                let pong = ClientMessage::Pong(Pong { nonce: ping.nonce });
+                let _ = self.send(&pong);
+            }
+            ServerMessage::Event(event) => self.on_event(event),
+            ServerMessage::Subscribed(reply) => {
+                let Some(Request::Subscribe { channel, from }) = self.take_request(&reply.id)
+                else {
+                    return;
+                };
+                let Some(entry) = self.subscriptions.get_mut(&channel) else {
+                    return;
+                };
+                entry.pending = None;
+                let (tracker, resumption) =
+                    PositionTracker::after_subscribed(from.as_ref(), &reply);
+                entry.tracker = Some(tracker);
+                self.events.push_back(ClientEvent::Subscribed {
+                    channel: channel.clone(),
+                    position: reply.position,
+                    resumption,
+                });
+                if let Resumption::Incomplete(gap) = resumption {
+                    self.events.push_back(ClientEvent::Incomplete {
+                        channel,
+                        cause: IncompleteCause::Recovery(gap),
+                    });
+                }
+            }
+            ServerMessage::Unsubscribed(reply) => {
+                self.take_request(&reply.id);
+            }
+            ServerMessage::Published(ack) => {
+                let Some(Request::Publish { key }) = self.take_request(&ack.id) else {
+                    return;
+                };
+                self.publishes.retain(|p| p.key != key);
+                self.events.push_back(ClientEvent::Published { key, ack });
+            }
+            ServerMessage::Error(error) => self.on_error(error.id, error.error),
+            ServerMessage::Goodbye(goodbye) => {
+                if let Some(link) = &mut self.link {
+                    link.retry_hint = goodbye
+                        .retry_after_ms
+                        .map(|ms| Duration::from_millis(ms.get()));
+                }
+                self.events.push_back(ClientEvent::Goodbye(goodbye));
+            }
+        }
+    }
+
+    /// Feeds that `connection` closed (or failed to open): `code` is the close frame's code,
+    /// `None` when the connection dropped without one.
+    pub fn handle_closed(
+        &mut self,
+        connection: ConnectionId,
+        code: Option<u16>,
+        reason: &str,
+        now: Timestamp,
+    ) {
+        if !self.is_current(connection)
+            || !matches!(
+                self.state,
+                ClientState::Connecting | ClientState::AwaitingWelcome | ClientState::Active
+            )
+        {
+            return;
+        }
+        let code = code.unwrap_or(close_code::ABNORMAL_CLOSURE);
+        let action = action_for(code);
+        let hint = self.link.as_ref().and_then(|l| l.retry_hint);
+        self.end_link(now);
+        if action == ClientAction::Stop {
+            self.stop(StopReason::Closed {
+                code,
+                reason: reason.to_owned(),
+            });
+            return;
+        }
+        let failure = format!("closed with {code} ({reason})");
+        match (action, hint) {
+            (ClientAction::RetryAfterHint, Some(hint)) => self.schedule(Some(hint), failure, now),
+            _ => self.retry(action, failure, now),
+        }
+    }
+
+    /// Feeds the passing of time: call it at [`poll_timeout`](Self::poll_timeout).
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        // Publishes that waited too long fail, wherever the session is (FERRY-PUBLISH-2).
+        let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.publishes)
+            .into_iter()
+            .partition(|p| p.deadline <= now);
+        self.publishes = kept;
+        for publish in expired {
+            if let (Some(link), Some(id)) = (&mut self.link, &publish.sent_as) {
+                link.requests.remove(id.as_str());
+            }
+            self.events.push_back(ClientEvent::PublishFailed {
+                key: publish.key,
+                failure: PublishFailure::TimedOut,
+            });
+        }
+        match self.state.clone() {
+            ClientState::BackingOff { until, .. } if until <= now => self.fetch_ticket(now),
+            ClientState::FetchingTicket if self.deadline.is_some_and(|d| d <= now) => {
+                self.retry(
+                    ClientAction::Backoff,
+                    "the ticket request timed out".into(),
+                    now,
+                );
+            }
+            ClientState::Connecting | ClientState::AwaitingWelcome
+                if self.deadline.is_some_and(|d| d <= now) =>
+            {
+                self.drop_link(
+                    close_code::GOING_AWAY,
+                    "no welcome within the welcome timeout",
+                    now,
+                );
+            }
+            ClientState::Active if self.heartbeat_deadline().is_some_and(|d| d <= now) => {
+                self.drop_link(
+                    close_code::GOING_AWAY,
+                    "no frame from the server within the heartbeat interval and timeout",
+                    now,
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next, if at all.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let state = match &self.state {
+            ClientState::BackingOff { until, .. } => Some(*until),
+            ClientState::FetchingTicket
+            | ClientState::Connecting
+            | ClientState::AwaitingWelcome => self.deadline,
+            ClientState::Active => self.heartbeat_deadline(),
+            ClientState::Idle | ClientState::Stopped(_) => None,
+        };
+        let publish = self.publishes.iter().map(|p| p.deadline).min();
+        [state, publish].into_iter().flatten().min()
+    }
+
+    /// The next thing for the shell to do.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next thing for the application to see.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    fn is_current(&self, connection: ConnectionId) -> bool {
+        self.link.as_ref().is_some_and(|l| l.id == connection)
+    }
+
+    fn heartbeat_deadline(&self) -> Option<Timestamp> {
+        let link = self.link.as_ref()?;
+        let heartbeat = link.heartbeat.as_ref()?;
+        let silence =
+            Duration::from_millis(heartbeat.interval_ms.get() + heartbeat.timeout_ms.get());
+        Some(link.last_heard + silence)
+    }
+
+    fn set_state(&mut self, state: ClientState) {
+        if self.state != state {
+            self.state = state.clone();
+            self.events.push_back(ClientEvent::StateChanged(state));
+        }
+    }
+
+    fn fetch_ticket(&mut self, now: Timestamp) {
+        self.deadline = Some(now + self.config.request_timeout);
+        self.set_state(ClientState::FetchingTicket);
+        self.transmits.push_back(Transmit::FetchTicket);
+    }
+
+    fn on_welcome(&mut self, welcome: Welcome, now: Timestamp) {
+        // FERRY-WELCOME-3: the advertised values replace the built-in ones.
+        self.codec = Codec::new(
+            usize::try_from(welcome.limits.max_message_bytes.get()).unwrap_or(usize::MAX),
+        );
+        self.backoff
+            .set_policy(BackoffPolicy::from(&welcome.reconnect));
+        self.backoff.on_welcome(now);
+        self.renewed = false;
+        self.deadline = None;
+        if let Some(link) = &mut self.link {
+            link.heartbeat = Some(welcome.heartbeat);
+        }
+        self.set_state(ClientState::Active);
+        // FERRY-SUBSCRIBE-5: every channel held, from its last delivered position.
+        let channels: Vec<ChannelName> = self.subscriptions.keys().cloned().collect();
+        for channel in &channels {
+            self.send_subscribe(channel);
+        }
+        for index in 0..self.publishes.len() {
+            self.send_publish(index);
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        let Some(entry) = self.subscriptions.get_mut(&event.channel) else {
+            return;
+        };
+        let Some(tracker) = &mut entry.tracker else {
+            return;
+        };
+        let arrival = tracker.observe(&event.position);
+        let cause = match arrival {
+            Arrival::Duplicate => return,
+            Arrival::Deliver => None,
+            Arrival::Gap { expected, got } => Some(IncompleteCause::Gap { expected, got }),
+            Arrival::EpochChanged => Some(IncompleteCause::EpochChanged),
+        };
+        if let Some(cause) = cause {
+            self.events.push_back(ClientEvent::Incomplete {
+                channel: event.channel.clone(),
+                cause,
+            });
+        }
+        self.events.push_back(ClientEvent::Event(event));
+    }
+
+    fn on_error(&mut self, id: Option<RequestId>, error: ErrorInfo) {
+        let request = id.as_ref().and_then(|id| self.take_request(id));
+        match request {
+            Some(Request::Subscribe { channel, .. }) => {
+                self.subscriptions.remove(&channel);
+                self.events
+                    .push_back(ClientEvent::SubscribeFailed { channel, error });
+            }
+            Some(Request::Publish { key }) => {
+                // A retryable refusal (rate limited, unavailable) is left to the request
+                // timeout and the next connection; any other fails the publish now.
+                if error.retryable {
+                    if let Some(p) = self.publishes.iter_mut().find(|p| p.key == key) {
+                        p.sent_as = None;
+                    }
+                    self.events.push_back(ClientEvent::ServerError(error));
+                } else {
+                    self.publishes.retain(|p| p.key != key);
+                    self.events.push_back(ClientEvent::PublishFailed {
+                        key,
+                        failure: PublishFailure::Refused(error),
+                    });
+                }
+            }
+            Some(Request::Unsubscribe) | None => {
+                self.events.push_back(ClientEvent::ServerError(error))
+            }
+        }
+    }
+
+    fn take_request(&mut self, id: &RequestId) -> Option<Request> {
+        self.link.as_mut()?.requests.remove(id.as_str())
+    }
+
+    fn request_id(&mut self) -> RequestId {
+        self.next_request += 1;
+        RequestId::try_from(format!("r{}", self.next_request))
+            .expect("r followed by digits is a valid request id")
+    }
+
+    fn generate_key(&mut self) -> IdempotencyKey {
+        let (a, b) = (self.entropy.next_u64(), self.entropy.next_u64());
+        IdempotencyKey::try_from(format!("k-{a:016x}{b:016x}"))
+            .expect("k- followed by hex digits is a valid idempotency key")
+    }
+
+    /// Encodes and queues a frame on the current connection; the size gate is applied here,
+    /// on every frame the session emits.
+    fn send(&mut self, message: &ClientMessage) -> Result<(), EncodeError> {
+        let text = self.codec.encode(message)?;
+        if let Some(link) = &self.link {
+            self.transmits.push_back(Transmit::Send {
+                connection: link.id,
+                text,
+            });
+        }
+        Ok(())
+    }
+
+    fn send_subscribe(&mut self, channel: &ChannelName) {
+        let from = self
+            .subscriptions
+            .get(channel)
+            .and_then(|s| s.tracker.as_ref())
+            .map(|t| t.last().clone());
+        let id = self.request_id();
+        let message = ClientMessage::Subscribe(Subscribe {
+            id: id.clone(),
+            channel: channel.clone(),
+            from: from.clone(),
+        });
+        if self.send(&message).is_err() {
+            return;
+        }
+        if let Some(link) = &mut self.link {
+            link.requests.insert(
+                id.to_string(),
+                Request::Subscribe {
+                    channel: channel.clone(),
+                    from,
+                },
+            );
+        }
+        if let Some(entry) = self.subscriptions.get_mut(channel) {
+            entry.pending = Some(id);
+        }
+    }
+
+    fn send_publish(&mut self, index: usize) {
+        let id = self.request_id();
+        let Some(publish) = self.publishes.get(index) else {
+            return;
+        };
+        let key = publish.key.clone();
+        match self.send(&ClientMessage::Publish(publish_message(
+            publish,
+            id.clone(),
+        ))) {
+            Ok(()) => {
+                if let Some(link) = &mut self.link {
+                    link.requests
+                        .insert(id.to_string(), Request::Publish { key });
+                }
+                if let Some(publish) = self.publishes.get_mut(index) {
+                    publish.sent_as = Some(id);
+                }
+            }
+            Err(error) => {
+                // The welcome lowered the limit below this message: it can never be sent.
+                self.publishes.remove(index);
+                self.events.push_back(ClientEvent::PublishFailed {
+                    key,
+                    failure: PublishFailure::TooLarge(error),
+                });
+            }
+        }
+    }
+
+    /// Forgets the current connection: its requests are void, its subscribes and publishes
+    /// will be sent again on the next one.
+    fn end_link(&mut self, now: Timestamp) {
+        if self.link.take().is_some() {
+            self.backoff.on_session_end(now);
+        }
+        self.deadline = None;
+        for subscription in self.subscriptions.values_mut() {
+            subscription.pending = None;
+        }
+        for publish in &mut self.publishes {
+            publish.sent_as = None;
+        }
+    }
+
+    /// Closes the current connection from this side and reconnects under the backoff.
+    fn drop_link(&mut self, code: u16, reason: &str, now: Timestamp) {
+        if let Some(link) = &self.link {
+            self.transmits.push_back(Transmit::Close {
+                connection: link.id,
+                code,
+                reason: reason.to_owned(),
+            });
+        }
+        self.end_link(now);
+        self.retry(ClientAction::Backoff, reason.to_owned(), now);
+    }
+
+    /// Schedules the next attempt after a failure whose action is `action` (not `stop`).
+    fn retry(&mut self, action: ClientAction, failure: String, now: Timestamp) {
+        let renew_at_once = action == ClientAction::RenewTicket && !self.renewed;
+        self.renewed = action == ClientAction::RenewTicket;
+        let delay = if renew_at_once {
+            Some(Duration::ZERO)
+        } else {
+            None
+        };
+        self.schedule(delay, failure, now);
+    }
+
+    /// Counts a retry and waits `delay`, or the backoff's delay when `None`; stops when the
+    /// attempts are exhausted (FERRY-RECONNECT-4).
+    fn schedule(&mut self, delay: Option<Duration>, failure: String, now: Timestamp) {
+        let counted = match delay {
+            Some(delay) => self.backoff.count_retry().map(|_| delay),
+            None => {
+                let unit = self.entropy.unit();
+                self.backoff.next_delay(unit)
+            }
+        };
+        match counted {
+            Some(delay) => self.set_state(ClientState::BackingOff {
+                until: now + delay,
+                retry: self.backoff.retries(),
+            }),
+            None => self.stop(StopReason::AttemptsExhausted {
+                retries: self.backoff.retries(),
+                last_failure: failure,
+            }),
+        }
+    }
+
+    fn stop(&mut self, reason: StopReason) {
+        self.link = None;
+        self.deadline = None;
+        for publish in std::mem::take(&mut self.publishes) {
+            self.events.push_back(ClientEvent::PublishFailed {
+                key: publish.key,
+                failure: PublishFailure::SessionStopped,
+            });
+        }
+        self.set_state(ClientState::Stopped(reason));
+    }
+}
+
+fn publish_message(publish: &PendingPublish, id: RequestId) -> Publish {
+    Publish {
+        id,
+        channel: publish.channel.clone(),
+        idempotency_key: publish.key.clone(),
+        payload: publish.payload.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
