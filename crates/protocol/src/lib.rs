@@ -17,6 +17,10 @@
 //! - [`ClientSession`]: every client-side rule as a state machine driven like quinn-proto's
 //!   `Connection` (feed it events and timeouts; drain transmits, application events and the
 //!   next timeout), so a client shell in any runtime only moves bytes and time.
+//! - [`ServerSession`]: every per-connection rule of a server (welcome, heartbeat, rate and
+//!   size limits, permissions, replay ordering, shutdown) in the same style, so a server is an
+//!   I/O shell plus a broker. Each session has its own `Transmit` type
+//!   ([`client::Transmit`], [`server::Transmit`]).
 //! - The rules as pure building blocks, each driven with time and randomness handed in:
 //!   [`BackoffPolicy`] and [`Backoff`] (the reconnect formula and retry count),
 //!   [`close::action_for`] (the close-code classifier), [`DedupWindow`] (idempotency keys),
@@ -25,6 +29,7 @@
 
 pub mod backoff;
 pub mod bounded;
+pub mod channel;
 pub mod client;
 pub mod close;
 pub mod codec;
@@ -33,6 +38,7 @@ pub mod position;
 pub mod rate;
 pub mod replay;
 pub mod runtime;
+pub mod server;
 pub mod time;
 
 /// The generated message and body types (from `schema/*.schema.json`).
@@ -62,12 +68,14 @@ pub mod tables {
 }
 
 pub use backoff::{Backoff, BackoffPolicy};
-pub use client::{ClientConfig, ClientEvent, ClientSession, ClientState, Transmit};
+pub use channel::{Access, permits};
+pub use client::{ClientConfig, ClientEvent, ClientSession, ClientState};
 pub use codec::{Codec, DecodeError, EncodeError, Frame, Message, Outcome};
 pub use dedup::DedupWindow;
 pub use position::{Arrival, PositionTracker, Resumption};
 pub use rate::TokenBucket;
 pub use replay::{ReplayBuffer, Retention};
+pub use server::{Grant, ServerConfig, ServerSession};
 pub use time::Timestamp;
 pub use types::*;
 
