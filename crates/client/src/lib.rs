@@ -1,4 +1,281 @@
 //! `ferry-client`: the async Rust client of Ferry, for daemons and backend services.
 //!
-//! Empty so far: the client will be a thin tokio shell over the client session of
-//! `ferry-protocol`. See the repository README for what is built.
+//! A thin tokio shell over [`ferry_protocol::ClientSession`], which makes every protocol
+//! decision (ticket before every connect, backoff, re-subscribe with positions, dedup, heartbeat,
+//! size gate, close-code actions). This crate only moves bytes and time: it fetches tickets over
+//! HTTP, opens the WebSocket with the `ferry.v1` subprotocol, feeds frames and timeouts to the
+//! session and carries out what it asks.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use ferry_client::{Client, Handler, ChannelEvent};
+//!
+//! let client = Client::builder("http://127.0.0.1:7400", "dev-token").connect();
+//! let handler = Handler::new(|event: &ChannelEvent| {
+//!     if let ChannelEvent::Event(event) = event {
+//!         println!("{}: {}", event.position.seq, event.payload.0);
+//!     }
+//! });
+//! client.subscribe("project:alpha:tasks".parse()?, &handler)?;
+//! let ack = client.publish("project:alpha:tasks".parse()?, serde_json::json!({ "task_id": "T-1" })).await?;
+//! println!("stored at seq {}", ack.position.seq);
+//! client.close().await;
+//! # Ok(()) }
+//! ```
+//!
+//! The types that matter: [`Client`] (cloneable handle), [`ClientBuilder`], [`Handler`] (an
+//! application callback; registering the same handler twice on a channel calls it once per
+//! event) and [`ChannelEvent`] (what a handler sees). Handlers run on the client's task: keep
+//! them short and hand heavy work to a channel of your own.
+
+mod driver;
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ferry_protocol::client::{IncompleteCause, PublishFailure};
+use ferry_protocol::{
+    ChannelName, ClientConfig, ClientState, ErrorInfo, Event, IdempotencyKey, Payload, Published,
+    Resumption,
+};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+pub use ferry_protocol::client::StopReason;
+
+/// What a handler sees of its channel.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChannelEvent {
+    /// The subscription took effect (again, after a reconnect); `resumption` says whether the
+    /// events missed meanwhile are replayed.
+    Subscribed(Resumption),
+    /// An event, delivered at most once.
+    Event(Event),
+    /// The view of the channel has a hole: refetch the application's state.
+    Incomplete(IncompleteCause),
+    /// The server refused the subscription; the handler is removed.
+    Refused(ErrorInfo),
+}
+
+/// An application callback for a channel's events. Clones share an identity: registering a
+/// handler (or a clone of it) twice on a channel calls it once per event (FERRY-EVENT-5).
+#[derive(Clone)]
+pub struct Handler {
+    id: u64,
+    callback: Arc<dyn Fn(&ChannelEvent) + Send + Sync>,
+}
+
+impl Handler {
+    /// A handler that calls `callback` on the client's task for every [`ChannelEvent`].
+    pub fn new(callback: impl Fn(&ChannelEvent) + Send + Sync + 'static) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Self {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            callback: Arc::new(callback),
+        }
+    }
+
+    fn call(&self, event: &ChannelEvent) {
+        (self.callback)(event);
+    }
+}
+
+impl fmt::Debug for Handler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handler")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a publish failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PublishError {
+    /// The server refused it.
+    #[error("the server refused the publish: {} ({})", .0.message.as_str(), serde_json::to_string(&.0.code).unwrap_or_default())]
+    Refused(ErrorInfo),
+    /// No acknowledgement within the request timeout.
+    #[error("no acknowledgement within the request timeout")]
+    TimedOut,
+    /// The message is above the maximum message size; it was not sent.
+    #[error("the message is {size} bytes, above the maximum of {max}")]
+    TooLarge {
+        /// The encoded size.
+        size: usize,
+        /// The maximum message size.
+        max: usize,
+    },
+    /// The client stopped before an acknowledgement arrived.
+    #[error("the client stopped")]
+    Stopped,
+}
+
+impl From<PublishFailure> for PublishError {
+    fn from(failure: PublishFailure) -> Self {
+        match failure {
+            PublishFailure::Refused(info) => Self::Refused(info),
+            PublishFailure::TimedOut => Self::TimedOut,
+            PublishFailure::TooLarge(ferry_protocol::EncodeError::TooLarge { size, max }) => {
+                Self::TooLarge { size, max }
+            }
+            PublishFailure::SessionStopped => Self::Stopped,
+        }
+    }
+}
+
+/// The client has stopped; no command reaches it any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the client has stopped")]
+pub struct Stopped;
+
+/// Builds a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    base_url: String,
+    credential: String,
+    config: ClientConfig,
+    seed: Option<u64>,
+}
+
+impl ClientBuilder {
+    /// Settings that apply before the server's welcome (timeouts, the initial backoff and
+    /// size limit); the welcome's advertised values replace them.
+    pub fn config(mut self, config: ClientConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Seeds the jitter and generated idempotency keys, for repeatable runs (random by default).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Starts the client on the current tokio runtime: it fetches a ticket, connects, and
+    /// keeps reconnecting until it stops or is closed.
+    pub fn connect(self) -> Client {
+        let (commands, inbox) = mpsc::unbounded_channel();
+        let (state_tx, state) = watch::channel(ClientState::Idle);
+        let (changes, _) = broadcast::channel(64);
+        let seed = self.seed.unwrap_or_else(rand::random);
+        let driver = driver::Driver::new(
+            self.base_url,
+            self.credential,
+            self.config,
+            seed,
+            inbox,
+            state_tx,
+            changes.clone(),
+        );
+        tokio::spawn(driver.run());
+        Client {
+            commands,
+            state,
+            changes,
+        }
+    }
+}
+
+/// A handle on a running client; clones share it.
+#[derive(Debug, Clone)]
+pub struct Client {
+    commands: mpsc::UnboundedSender<driver::Command>,
+    state: watch::Receiver<ClientState>,
+    changes: broadcast::Sender<ClientState>,
+}
+
+impl Client {
+    /// A builder for a client of the server at `base_url` (for example `http://127.0.0.1:7400`)
+    /// that authenticates with the bearer `credential` (never logged).
+    pub fn builder(base_url: impl Into<String>, credential: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            base_url: base_url.into(),
+            credential: credential.into(),
+            config: ClientConfig::default(),
+            seed: None,
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> ClientState {
+        self.state.borrow().clone()
+    }
+
+    /// Every state change from now on, in order.
+    pub fn state_changes(&self) -> broadcast::Receiver<ClientState> {
+        self.changes.subscribe()
+    }
+
+    /// Waits until the state satisfies `predicate` (checked on the current state first) or the
+    /// client's task ends, and returns that state.
+    pub async fn wait_for(&self, mut predicate: impl FnMut(&ClientState) -> bool) -> ClientState {
+        let mut state = self.state.clone();
+        let reached = state.wait_for(|s| predicate(s)).await.map(|s| s.clone());
+        reached.unwrap_or_else(|_| state.borrow().clone())
+    }
+
+    /// Calls `handler` for the events of `channel`, subscribing when it is the channel's first
+    /// handler. The subscription survives reconnects and resumes from the last event delivered.
+    pub fn subscribe(&self, channel: ChannelName, handler: &Handler) -> Result<(), Stopped> {
+        self.commands
+            .send(driver::Command::Subscribe(channel, handler.clone()))
+            .map_err(|_| Stopped)
+    }
+
+    /// Stops calling `handler` for `channel`; the last handler's removal unsubscribes.
+    pub fn unsubscribe(&self, channel: ChannelName, handler: &Handler) -> Result<(), Stopped> {
+        self.commands
+            .send(driver::Command::Unsubscribe(channel, handler.id))
+            .map_err(|_| Stopped)
+    }
+
+    /// Publishes `payload` to `channel` and waits for the acknowledgement. The publish is
+    /// re-sent with the same idempotency key across reconnects until acknowledged (so it is
+    /// stored once), refused, or timed out.
+    pub async fn publish(
+        &self,
+        channel: ChannelName,
+        payload: serde_json::Value,
+    ) -> Result<Published, PublishError> {
+        self.publish_with_key(channel, payload, None).await
+    }
+
+    /// Like [`publish`](Self::publish), with the application's own idempotency key (reuse it
+    /// to retry the same event after a restart).
+    pub async fn publish_with_key(
+        &self,
+        channel: ChannelName,
+        payload: serde_json::Value,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Published, PublishError> {
+        let (reply, result) = oneshot::channel();
+        let command = driver::Command::Publish {
+            channel,
+            payload: Payload(payload),
+            key,
+            reply,
+        };
+        self.commands
+            .send(command)
+            .map_err(|_| PublishError::Stopped)?;
+        result.await.unwrap_or(Err(PublishError::Stopped))
+    }
+
+    /// Closes the session (close code 1000) and waits until the client has stopped.
+    pub async fn close(&self) {
+        let _ = self.commands.send(driver::Command::Close);
+        self.wait_for(|s| matches!(s, ClientState::Stopped(_)))
+            .await;
+    }
+
+    /// Waits until the client is active, or `timeout` passes (returns whether it is active).
+    pub async fn wait_active(&self, timeout: Duration) -> bool {
+        tokio::time::timeout(
+            timeout,
+            self.wait_for(|s| matches!(s, ClientState::Active | ClientState::Stopped(_))),
+        )
+        .await
+        .is_ok_and(|s| s == ClientState::Active)
+    }
+}

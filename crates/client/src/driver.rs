@@ -1,0 +1,438 @@
+//! The client's task: carries out what the session asks and feeds it what happens.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use ferry_protocol::client::{ConnectionId, TicketError, Transmit};
+use ferry_protocol::tables::endpoint;
+use ferry_protocol::{
+    ChannelName, ClientConfig, ClientEvent, ClientSession, ClientState, Frame, IdempotencyKey,
+    Payload, Published, SUBPROTOCOL, Ticket, TicketResponse, Timestamp,
+};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tracing::{debug, info, warn};
+
+use crate::{ChannelEvent, Handler, PublishError};
+
+/// The largest message any welcome may advertise (the schema's bound on `max_message_bytes`).
+/// The socket refuses anything larger; the session's codec enforces the advertised limit.
+const SOCKET_MAX_MESSAGE_BYTES: usize = 67_108_864;
+
+/// A command from a [`Client`](crate::Client) handle.
+pub(crate) enum Command {
+    Subscribe(ChannelName, Handler),
+    Unsubscribe(ChannelName, u64),
+    Publish {
+        channel: ChannelName,
+        payload: Payload,
+        key: Option<IdempotencyKey>,
+        reply: oneshot::Sender<Result<Published, PublishError>>,
+    },
+    Close,
+}
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Pending<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+pub(crate) struct Driver {
+    http: reqwest::Client,
+    base_url: String,
+    credential: String,
+    session: ClientSession,
+    origin: Instant,
+    inbox: mpsc::UnboundedReceiver<Command>,
+    state: watch::Sender<ClientState>,
+    changes: broadcast::Sender<ClientState>,
+    handlers: BTreeMap<(ChannelName, u64), Handler>,
+    publishes: HashMap<IdempotencyKey, oneshot::Sender<Result<Published, PublishError>>>,
+    ticket: Option<Pending<Result<Ticket, TicketError>>>,
+    connecting: Option<(ConnectionId, Pending<Result<Socket, String>>)>,
+    socket: Option<(ConnectionId, Socket)>,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        base_url: String,
+        credential: String,
+        config: ClientConfig,
+        seed: u64,
+        inbox: mpsc::UnboundedReceiver<Command>,
+        state: watch::Sender<ClientState>,
+        changes: broadcast::Sender<ClientState>,
+    ) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .build()
+            .unwrap_or_default();
+        Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            credential,
+            session: ClientSession::new(config, seed),
+            origin: Instant::now(),
+            inbox,
+            state,
+            changes,
+            handlers: BTreeMap::new(),
+            publishes: HashMap::new(),
+            ticket: None,
+            connecting: None,
+            socket: None,
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        Timestamp::from_millis(u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(crate) async fn run(mut self) {
+        let now = self.now();
+        self.session.connect(now);
+        loop {
+            self.flush().await;
+            let deadline = self
+                .session
+                .poll_timeout()
+                .map(|t| self.origin + Duration::from_millis(t.as_millis()));
+            tokio::select! {
+                command = self.inbox.recv() => match command {
+                    Some(command) => self.command(command),
+                    None => {
+                        // Every handle is gone: close for good.
+                        let now = self.now();
+                        self.session.close(now);
+                        self.flush().await;
+                        return;
+                    }
+                },
+                result = async { self.ticket.as_mut().expect("guarded").await }, if self.ticket.is_some() => {
+                    self.ticket = None;
+                    let now = self.now();
+                    self.session.handle_ticket(result, now);
+                }
+                result = async { self.connecting.as_mut().expect("guarded").1.as_mut().await }, if self.connecting.is_some() => {
+                    let (connection, _) = self.connecting.take().expect("guarded");
+                    let now = self.now();
+                    match result {
+                        Ok(socket) => {
+                            self.socket = Some((connection, socket));
+                            self.session.handle_connected(connection, now);
+                        }
+                        Err(why) => {
+                            warn!(%why, "connecting failed");
+                            self.session.handle_closed(connection, None, &why, now);
+                        }
+                    }
+                }
+                message = async { self.socket.as_mut().expect("guarded").1.next().await }, if self.socket.is_some() => {
+                    self.receive(message);
+                }
+                () = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
+                    let now = self.now();
+                    self.session.handle_timeout(now);
+                }
+            }
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        let now = self.now();
+        match command {
+            Command::Subscribe(channel, handler) => {
+                self.session.subscribe(channel.clone(), handler.id, now);
+                self.handlers.insert((channel, handler.id), handler);
+            }
+            Command::Unsubscribe(channel, id) => {
+                self.session.unsubscribe(&channel, id, now);
+                self.handlers.remove(&(channel, id));
+            }
+            Command::Publish {
+                channel,
+                payload,
+                key,
+                reply,
+            } => match self.session.publish(channel, payload, key, now) {
+                Ok(key) => {
+                    self.publishes.insert(key, reply);
+                }
+                Err(failure) => {
+                    let _ = reply.send(Err(failure.into()));
+                }
+            },
+            Command::Close => self.session.close(now),
+        }
+    }
+
+    fn receive(&mut self, message: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>) {
+        let Some((connection, _)) = &self.socket else {
+            return;
+        };
+        let connection = *connection;
+        let now = self.now();
+        match message {
+            Some(Ok(Message::Text(text))) => {
+                self.session
+                    .handle_frame(connection, Frame::Text(text.as_bytes()), now)
+            }
+            Some(Ok(Message::Binary(bytes))) => {
+                self.session
+                    .handle_frame(connection, Frame::Binary(&bytes), now)
+            }
+            Some(Ok(Message::Close(frame))) => {
+                let (code, reason) = frame
+                    .map(|f| (Some(u16::from(f.code)), f.reason.to_string()))
+                    .unwrap_or((None, String::new()));
+                debug!(?code, %reason, "the server closed the connection");
+                self.socket = None;
+                self.session.handle_closed(connection, code, &reason, now);
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+            Some(Err(error)) => {
+                debug!(%error, "the connection failed");
+                self.socket = None;
+                self.session
+                    .handle_closed(connection, None, &error.to_string(), now);
+            }
+            None => {
+                self.socket = None;
+                self.session
+                    .handle_closed(connection, None, "the connection ended", now);
+            }
+        }
+    }
+
+    /// Carries out every transmit and hands every event to the application.
+    async fn flush(&mut self) {
+        loop {
+            let mut progressed = false;
+            while let Some(transmit) = self.session.poll_transmit() {
+                progressed = true;
+                self.transmit(transmit).await;
+            }
+            while let Some(event) = self.session.poll_event() {
+                progressed = true;
+                self.dispatch(event);
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    async fn transmit(&mut self, transmit: Transmit) {
+        match transmit {
+            Transmit::FetchTicket => {
+                self.ticket = Some(Box::pin(fetch_ticket(
+                    self.http.clone(),
+                    self.base_url.clone(),
+                    self.credential.clone(),
+                )))
+            }
+            Transmit::Connect { connection, ticket } => {
+                self.connecting = Some((connection, Box::pin(open(self.base_url.clone(), ticket))));
+            }
+            Transmit::Send { connection, text } => {
+                if let Some((current, socket)) = &mut self.socket
+                    && *current == connection
+                    && let Err(error) = socket.send(Message::text(text)).await
+                {
+                    // The read side sees the failure and reports the close.
+                    debug!(%error, "sending failed");
+                }
+            }
+            Transmit::Close {
+                connection,
+                code,
+                reason,
+            } => {
+                if self
+                    .connecting
+                    .as_ref()
+                    .is_some_and(|(c, _)| *c == connection)
+                {
+                    self.connecting = None;
+                }
+                if let Some((current, mut socket)) = self.socket.take() {
+                    if current == connection {
+                        let frame = CloseFrame {
+                            code: CloseCode::from(code),
+                            reason: reason.into(),
+                        };
+                        let _ =
+                            tokio::time::timeout(Duration::from_secs(1), socket.close(Some(frame)))
+                                .await;
+                    } else {
+                        self.socket = Some((current, socket));
+                    }
+                }
+            }
+        }
+    }
+
+    fn dispatch(&mut self, event: ClientEvent) {
+        let (channel, delivery) = match event {
+            ClientEvent::StateChanged(state) => {
+                match &state {
+                    ClientState::Stopped(reason) => warn!(%reason, "the client stopped"),
+                    ClientState::BackingOff { until, retry } => info!(
+                        retry,
+                        wait_ms = until.as_millis().saturating_sub(self.now().as_millis()),
+                        "reconnecting"
+                    ),
+                    other => debug!(state = ?other, "state"),
+                }
+                self.state.send_replace(state.clone());
+                let _ = self.changes.send(state);
+                return;
+            }
+            ClientEvent::Published { key, ack } => {
+                if let Some(reply) = self.publishes.remove(&key) {
+                    let _ = reply.send(Ok(ack));
+                }
+                return;
+            }
+            ClientEvent::PublishFailed { key, failure } => {
+                if let Some(reply) = self.publishes.remove(&key) {
+                    let _ = reply.send(Err(failure.into()));
+                }
+                return;
+            }
+            ClientEvent::ServerError(error) => {
+                warn!(code = ?error.code, message = %error.message.as_str(), "the server reported an error");
+                return;
+            }
+            ClientEvent::ProtocolViolation(error) => {
+                warn!(%error, "the server sent a frame the protocol refuses");
+                return;
+            }
+            ClientEvent::Goodbye(goodbye) => {
+                info!(reason = ?goodbye.reason, message = %goodbye.message.as_str(), retry_after_ms = ?goodbye.retry_after_ms.map(|ms| ms.get()), "the server said goodbye");
+                return;
+            }
+            ClientEvent::Subscribed {
+                channel,
+                resumption,
+                ..
+            } => (channel, ChannelEvent::Subscribed(resumption)),
+            ClientEvent::Event(event) => (event.channel.clone(), ChannelEvent::Event(event)),
+            ClientEvent::Incomplete { channel, cause } => {
+                warn!(channel = %channel.as_str(), ?cause, "the channel's events are incomplete");
+                (channel, ChannelEvent::Incomplete(cause))
+            }
+            ClientEvent::SubscribeFailed { channel, error } => {
+                let handlers: Vec<Handler> = self
+                    .handlers
+                    .range((channel.clone(), 0)..=(channel.clone(), u64::MAX))
+                    .map(|(_, h)| h.clone())
+                    .collect();
+                self.handlers.retain(|(c, _), _| *c != channel);
+                for handler in handlers {
+                    handler.call(&ChannelEvent::Refused(error.clone()));
+                }
+                return;
+            }
+        };
+        for id in self.session.listeners(&channel) {
+            if let Some(handler) = self.handlers.get(&(channel.clone(), id)) {
+                handler.call(&delivery);
+            }
+        }
+    }
+}
+
+/// Asks the ticket endpoint for a ticket.
+async fn fetch_ticket(
+    http: reqwest::Client,
+    base_url: String,
+    credential: String,
+) -> Result<Ticket, TicketError> {
+    let url = format!("{base_url}{}", endpoint::ISSUE_TICKET.path);
+    let response = http
+        .post(url)
+        .bearer_auth(credential)
+        .send()
+        .await
+        .map_err(|e| TicketError::Failed(e.without_url().to_string()))?;
+    let status = response.status();
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        return Err(TicketError::Unauthorized);
+    }
+    if !status.is_success() {
+        return Err(TicketError::Failed(format!(
+            "the ticket endpoint answered {status}"
+        )));
+    }
+    let body: TicketResponse = response.json().await.map_err(|e| {
+        TicketError::Failed(format!(
+            "the ticket response is not a TicketResponse: {}",
+            e.without_url()
+        ))
+    })?;
+    Ok(body.ticket)
+}
+
+/// Opens the WebSocket for `ticket` with the `ferry.v1` subprotocol.
+async fn open(base_url: String, ticket: Ticket) -> Result<Socket, String> {
+    let ws_base = if let Some(rest) = base_url.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = base_url.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        base_url
+    };
+    // The URL carries the ticket: it is never logged.
+    let url = format!(
+        "{ws_base}{}?ticket={}",
+        endpoint::CONNECT.path,
+        ticket.as_str()
+    );
+    let mut request = url
+        .into_client_request()
+        .map_err(|e| format!("not a WebSocket URL: {e}"))?;
+    request.headers_mut().insert(
+        SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(SUBPROTOCOL),
+    );
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(SOCKET_MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(SOCKET_MAX_MESSAGE_BYTES));
+    let (socket, response) =
+        tokio_tungstenite::connect_async_with_config(request, Some(config), false)
+            .await
+            .map_err(|e| format!("the WebSocket handshake failed: {}", redact(&e.to_string())))?;
+    let protocol = response
+        .headers()
+        .get(SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok());
+    if protocol != Some(SUBPROTOCOL) {
+        return Err(format!(
+            "the server did not accept the {SUBPROTOCOL} subprotocol (FERRY-TRANSPORT-1)"
+        ));
+    }
+    Ok(socket)
+}
+
+/// Removes a ticket from a message that might quote the URL.
+fn redact(message: &str) -> String {
+    match message.find("ticket=") {
+        Some(at) => {
+            let end = message[at..]
+                .find(|c: char| c.is_whitespace() || c == '"' || c == '&')
+                .map_or(message.len(), |e| at + e);
+            format!("{}ticket=[redacted]{}", &message[..at], &message[end..])
+        }
+        None => message.to_owned(),
+    }
+}
