@@ -842,7 +842,7 @@ struct ServerChannel {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::default())]
 
     /// FERRY-EVENT-3, FERRY-EVENT-4, FERRY-RESUME-4, FERRY-SUBSCRIBE-5, FERRY-TICKET-5: under any
     /// mix of live events, duplicates, disconnects with partial history and epoch resets, the

@@ -1671,7 +1671,7 @@ impl Model {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::default())]
 
     #[test]
     fn every_request_gets_exactly_one_reply_events_never_gap_and_nothing_follows_the_close(
