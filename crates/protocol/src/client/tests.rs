@@ -56,6 +56,8 @@ struct Harness {
     transmits: Vec<Transmit>,
     events: Vec<ClientEvent>,
     tickets: u64,
+    /// The `max_attempts` the scripted server advertises.
+    max_attempts: u64,
 }
 
 impl Harness {
@@ -68,6 +70,7 @@ impl Harness {
             transmits: Vec::new(),
             events: Vec::new(),
             tickets: 0,
+            max_attempts: 20,
         }
     }
 
@@ -118,7 +121,7 @@ impl Harness {
     }
 
     fn welcome(&mut self) {
-        self.server(welcome(20));
+        self.server(welcome(self.max_attempts));
     }
 
     fn close(&mut self, code: Option<u16>) {
@@ -852,6 +855,8 @@ proptest! {
     #[test]
     fn no_event_twice_and_no_silent_gap(steps in prop::collection::vec(step(), 1..60), seed in any::<u64>()) {
         let mut h = Harness::new(seed);
+        // Disconnects come faster than reset_after here; the attempt limit has its own test.
+        h.max_attempts = 10_000;
         let mut server: Vec<ServerChannel> = CHANNELS.iter().map(|_| ServerChannel { epoch: 1, head: 0 }).collect();
         for ch in CHANNELS {
             h.session.subscribe(channel(ch), 1, h.now);
