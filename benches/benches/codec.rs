@@ -139,7 +139,7 @@ fn event_at(seq: u64) -> Vec<u8> {
 fn active_session() -> (ClientSession, ConnectionId) {
     let now = Timestamp::ZERO;
     let mut session = ClientSession::new(ClientConfig::default(), 1);
-    session.subscribe("project:alpha:tasks".parse().expect("valid"), 1, now);
+    session.subscribe("project:alpha:tasks".parse().expect("valid"), 1);
     session.connect(now);
     session.handle_ticket(
         Ok("ticket-00000000000000000001".parse().expect("valid")),

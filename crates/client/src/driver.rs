@@ -111,8 +111,7 @@ impl Driver {
                     Some(command) => self.command(command),
                     None => {
                         // Every handle is gone: close for good.
-                        let now = self.now();
-                        self.session.close(now);
+                        self.session.close();
                         self.flush().await;
                         return;
                     }
@@ -151,11 +150,11 @@ impl Driver {
         let now = self.now();
         match command {
             Command::Subscribe(channel, handler) => {
-                self.session.subscribe(channel.clone(), handler.id, now);
+                self.session.subscribe(channel.clone(), handler.id);
                 self.handlers.insert((channel, handler.id), handler);
             }
             Command::Unsubscribe(channel, id) => {
-                self.session.unsubscribe(&channel, id, now);
+                self.session.unsubscribe(&channel, id);
                 self.handlers.remove(&(channel, id));
             }
             Command::Publish {
@@ -171,7 +170,7 @@ impl Driver {
                     let _ = reply.send(Err(failure.into()));
                 }
             },
-            Command::Close => self.session.close(now),
+            Command::Close => self.session.close(),
         }
     }
 

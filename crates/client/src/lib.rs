@@ -13,12 +13,12 @@
 //! let client = Client::builder("http://127.0.0.1:7400", "dev-token").connect();
 //! let handler = Handler::new(|event: &ChannelEvent| {
 //!     if let ChannelEvent::Event(event) = event {
-//!         println!("{}: {}", event.position.seq, event.payload.0);
+//!         println!("{}: {}", event.position.seq.get(), event.payload.0);
 //!     }
 //! });
 //! client.subscribe("project:alpha:tasks".parse()?, &handler)?;
 //! let ack = client.publish("project:alpha:tasks".parse()?, serde_json::json!({ "task_id": "T-1" })).await?;
-//! println!("stored at seq {}", ack.position.seq);
+//! println!("stored at seq {}", ack.position.seq.get());
 //! client.close().await;
 //! # Ok(()) }
 //! ```

@@ -5,8 +5,8 @@
 //! taken from the test vectors, so a reader who never saw the Rust or TypeScript code can tell
 //! what to send and what to expect.
 
+use minijinja::context;
 use minijinja::value::{Serde, Value as Jinja};
-use minijinja::{Environment, context};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -67,16 +67,7 @@ struct BackoffRow {
 
 /// Renders the set's reference.
 pub fn generate(set: &SchemaSet) -> Result<String, Error> {
-    let mut env = Environment::new();
-    let syntax = minijinja::syntax::SyntaxConfig::builder()
-        .trim_blocks(true)
-        .lstrip_blocks(true)
-        .keep_trailing_newline(true)
-        .build()
-        .map_err(template_error)?;
-    env.set_syntax(syntax);
-    env.add_template("reference.md", TEMPLATE)
-        .map_err(template_error)?;
+    let env = crate::templates(&[("reference.md", TEMPLATE)])?;
 
     let doc = |name: &str| doc_def(set, name);
     let client = set.unions.iter().find(|u| u.name == "ClientMessage");
@@ -280,13 +271,21 @@ fn cell(text: &str) -> String {
 
 /// The delay range of the first retries at the default reconnect policy: enough retries to
 /// reach the cap, and one more.
+///
+/// This is the formula of FERRY-RECONNECT-2 once more, for the reader; the workspace tests
+/// check the rendered table against `ferry_protocol::BackoffPolicy`, which is the rule's one
+/// implementation.
 fn backoff_table(defaults: &crate::tables::DefaultsTable) -> minijinja::Value {
-    let get = |name: &str| {
+    let value = |name: &str| {
         defaults
             .values
             .iter()
             .find(|v| v.name == name)
-            .and_then(|v| v.value.as_f64())
+            .map(|v| &v.value)
+    };
+    let get = |name: &str| {
+        value(name)
+            .and_then(serde_json::Number::as_f64)
             .unwrap_or_default()
     };
     let (base, factor, cap, jitter) = (
@@ -308,14 +307,7 @@ fn backoff_table(defaults: &crate::tables::DefaultsTable) -> minijinja::Value {
             }
         })
         .collect();
-    let shown = |name: &str| {
-        defaults
-            .values
-            .iter()
-            .find(|v| v.name == name)
-            .map(|v| v.value.to_string())
-            .unwrap_or_default()
-    };
+    let shown = |name: &str| value(name).map(ToString::to_string).unwrap_or_default();
     context! {
         base_ms => shown("reconnect_base_ms"),
         factor => shown("reconnect_factor"),

@@ -246,6 +246,26 @@ pub fn banner(set: &SchemaSet, comment: &str) -> String {
     )
 }
 
+/// A minijinja environment with the given templates, trimming block lines as every generator
+/// wants.
+pub(crate) fn templates(
+    sources: &[(&'static str, &'static str)],
+) -> Result<minijinja::Environment<'static>, Error> {
+    let syntax = minijinja::syntax::SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .keep_trailing_newline(true)
+        .build()
+        .map_err(|e| Error::Generate(format!("template syntax: {e}")))?;
+    let mut env = minijinja::Environment::new();
+    env.set_syntax(syntax);
+    for (name, source) in sources {
+        env.add_template(name, source)
+            .map_err(|e| Error::Generate(format!("template {name}: {e}")))?;
+    }
+    Ok(env)
+}
+
 /// A validator (the `jsonschema` crate, draft 2020-12) for the definition `name` of `set`.
 pub fn validator_for(set: &SchemaSet, name: &str) -> Result<jsonschema::Validator, String> {
     let schema = serde_json::json!({

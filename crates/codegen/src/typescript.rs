@@ -13,8 +13,8 @@
 //! - `test/vectors.test.ts`: every valid vector as a typed literal (so `tsc --strict` checks it
 //!   against its type), and a node test that runs every vector through the guards.
 
+use minijinja::context;
 use minijinja::value::{Serde, Value as Jinja};
-use minijinja::{Environment, context};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -102,17 +102,7 @@ struct TsVector {
 
 /// The package's files, by path relative to `typescript/`.
 pub fn generate(set: &SchemaSet) -> Result<Vec<(String, String)>, Error> {
-    let mut env = Environment::new();
-    let syntax = minijinja::syntax::SyntaxConfig::builder()
-        .trim_blocks(true)
-        .lstrip_blocks(true)
-        .keep_trailing_newline(true)
-        .build()
-        .map_err(template_error)?;
-    env.set_syntax(syntax);
-    for (name, source) in TEMPLATES {
-        env.add_template(name, source).map_err(template_error)?;
-    }
+    let env = crate::templates(TEMPLATES)?;
 
     let defs: Vec<TsDef> = set
         .defs()

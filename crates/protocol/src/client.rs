@@ -301,8 +301,6 @@ struct Subscription {
     listeners: BTreeSet<ListenerId>,
     /// The last delivered position, once a `subscribed` reply arrived.
     tracker: Option<PositionTracker>,
-    /// The request id of the subscribe sent on the current connection, until its reply.
-    pending: Option<RequestId>,
 }
 
 /// A publish waiting for its acknowledgement.
@@ -422,8 +420,7 @@ impl ClientSession {
 
     /// Stops the session for good: closes the connection (1000) and fails every pending
     /// publish.
-    pub fn close(&mut self, now: Timestamp) {
-        let _ = now;
+    pub fn close(&mut self) {
         if let Some(link) = self.link.take() {
             self.transmits.push_back(Transmit::Close {
                 connection: link.id,
@@ -436,8 +433,7 @@ impl ClientSession {
 
     /// Adds a listener to a channel. The first listener of a channel subscribes (at once when
     /// welcomed, otherwise as soon as a welcome arrives); further listeners share it.
-    pub fn subscribe(&mut self, channel: ChannelName, listener: ListenerId, now: Timestamp) {
-        let _ = now;
+    pub fn subscribe(&mut self, channel: ChannelName, listener: ListenerId) {
         let entry = self.subscriptions.entry(channel.clone()).or_default();
         let first = entry.listeners.is_empty();
         entry.listeners.insert(listener);
@@ -448,8 +444,7 @@ impl ClientSession {
 
     /// Removes a listener from a channel; when none is left the channel is unsubscribed and its
     /// events are no longer delivered.
-    pub fn unsubscribe(&mut self, channel: &ChannelName, listener: ListenerId, now: Timestamp) {
-        let _ = now;
+    pub fn unsubscribe(&mut self, channel: &ChannelName, listener: ListenerId) {
         let Some(entry) = self.subscriptions.get_mut(channel) else {
             return;
         };
@@ -607,7 +602,6 @@ impl ClientSession {
                 let Some(entry) = self.subscriptions.get_mut(&channel) else {
                     return;
                 };
-                entry.pending = None;
                 let (tracker, resumption) =
                     PositionTracker::after_subscribed(from.as_ref(), &reply);
                 entry.tracker = Some(tracker);
@@ -904,9 +898,6 @@ impl ClientSession {
                 },
             );
         }
-        if let Some(entry) = self.subscriptions.get_mut(channel) {
-            entry.pending = Some(id);
-        }
     }
 
     fn send_publish(&mut self, index: usize) {
@@ -946,9 +937,6 @@ impl ClientSession {
             self.backoff.on_session_end(now);
         }
         self.deadline = None;
-        for subscription in self.subscriptions.values_mut() {
-            subscription.pending = None;
-        }
         for publish in &mut self.publishes {
             publish.sent_as = None;
         }

@@ -220,8 +220,7 @@ impl Harness {
 #[test]
 fn a_ticket_comes_before_every_connect_and_nothing_is_sent_before_the_welcome() {
     let mut h = Harness::new(1);
-    h.session
-        .subscribe(channel("project:alpha:tasks"), 1, h.now);
+    h.session.subscribe(channel("project:alpha:tasks"), 1);
     h.connect();
     assert_eq!(h.session.state(), &ClientState::AwaitingWelcome);
     assert!(
@@ -340,9 +339,9 @@ fn a_message_of_exactly_the_maximum_size_is_sent_and_one_byte_more_is_not() {
 fn a_handler_registered_twice_is_one_listener_and_one_subscribe() {
     let mut h = Harness::new(4);
     let ch = channel("project:alpha:tasks");
-    h.session.subscribe(ch.clone(), 7, h.now);
-    h.session.subscribe(ch.clone(), 7, h.now);
-    h.session.subscribe(ch.clone(), 8, h.now);
+    h.session.subscribe(ch.clone(), 7);
+    h.session.subscribe(ch.clone(), 7);
+    h.session.subscribe(ch.clone(), 8);
     h.connect();
     h.welcome();
     assert_eq!(
@@ -352,10 +351,10 @@ fn a_handler_registered_twice_is_one_listener_and_one_subscribe() {
         rule::FERRY_EVENT_5
     );
     assert_eq!(h.sent.len(), 1, "one subscribe per channel");
-    h.session.unsubscribe(&ch, 7, h.now);
+    h.session.unsubscribe(&ch, 7);
     h.pump();
     assert_eq!(h.sent.len(), 1, "another listener still holds the channel");
-    h.session.unsubscribe(&ch, 8, h.now);
+    h.session.unsubscribe(&ch, 8);
     h.pump();
     assert!(matches!(
         h.sent.last(),
@@ -371,7 +370,7 @@ fn after_a_reconnect_every_channel_is_resubscribed_from_its_last_delivered_posit
         "agent:reviewer:activity",
         "daemon:ws-42:output",
     ] {
-        h.session.subscribe(channel(ch), 1, h.now);
+        h.session.subscribe(channel(ch), 1);
     }
     h.connect();
     h.welcome();
@@ -698,8 +697,7 @@ fn publishes_are_correlated_resent_with_their_key_and_time_out() {
 #[test]
 fn duplicates_are_dropped_and_gaps_and_epoch_changes_are_reported() {
     let mut h = Harness::new(14);
-    h.session
-        .subscribe(channel("project:alpha:tasks"), 1, h.now);
+    h.session.subscribe(channel("project:alpha:tasks"), 1);
     h.connect();
     h.welcome();
     h.subscribed("project:alpha:tasks", position("e1", 0), None);
@@ -744,8 +742,7 @@ fn duplicates_are_dropped_and_gaps_and_epoch_changes_are_reported() {
 #[test]
 fn an_incomplete_recovery_is_reported() {
     let mut h = Harness::new(15);
-    h.session
-        .subscribe(channel("project:alpha:tasks"), 1, h.now);
+    h.session.subscribe(channel("project:alpha:tasks"), 1);
     h.connect();
     h.welcome();
     h.subscribed("project:alpha:tasks", position("e1", 3), None);
@@ -799,7 +796,7 @@ fn close_stops_for_good_and_fails_pending_publishes() {
         .session
         .publish(channel("a:b"), Payload(json!(1)), None, h.now)
         .expect("fits");
-    h.session.close(h.now);
+    h.session.close();
     h.pump();
     assert_eq!(
         h.session.state(),
@@ -859,7 +856,7 @@ proptest! {
         h.max_attempts = 10_000;
         let mut server: Vec<ServerChannel> = CHANNELS.iter().map(|_| ServerChannel { epoch: 1, head: 0 }).collect();
         for ch in CHANNELS {
-            h.session.subscribe(channel(ch), 1, h.now);
+            h.session.subscribe(channel(ch), 1);
         }
         h.connect();
         h.welcome();
