@@ -1,3 +1,192 @@
-//! `ferry-server`: Ferry's reference server.
+//! `ferry-server`: Ferry's reference server, on one node.
 //!
-//! Empty so far: see the repository README for what is built.
+//! An I/O shell around the protocol core: every per-connection rule lives in
+//! `ferry_protocol::ServerSession`, and channel state (history, dedup, tickets, fan-out) behind
+//! the [`broker::Broker`] trait, in memory for now. This crate adds the HTTP endpoints
+//! ([`http`]), the WebSocket loop (`connection`), authentication ([`auth`]), the application's
+//! payload schemas ([`namespaces`]), configuration ([`config`]) and graceful shutdown
+//! ([`Server::drain`]).
+
+pub mod auth;
+pub mod broker;
+pub mod config;
+mod connection;
+pub mod http;
+pub mod namespaces;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use ferry_protocol::server::ServerConfig;
+use ferry_protocol::tables::defaults;
+use ferry_protocol::{SessionId, Timestamp, UserId};
+use std::sync::Mutex;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
+
+use crate::auth::Auth;
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::namespaces::Namespaces;
+
+/// A running server's shared state.
+pub struct Server<B> {
+    /// The effective configuration.
+    pub config: Config,
+    auth: Auth,
+    broker: B,
+    namespaces: Namespaces,
+    origin: Instant,
+    draining: watch::Sender<bool>,
+    /// Carries the drain period to every session when the server stops.
+    shutdown: broadcast::Sender<Duration>,
+    sessions: AtomicU64,
+    per_user: Mutex<HashMap<UserId, usize>>,
+    live: AtomicUsize,
+}
+
+impl<B: Broker> Server<B> {
+    /// A server with this configuration, credentials, broker and namespaces.
+    pub fn new(config: Config, auth: Auth, broker: B, namespaces: Namespaces) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            auth,
+            broker,
+            namespaces,
+            origin: Instant::now(),
+            draining: watch::channel(false).0,
+            shutdown: broadcast::channel(1).0,
+            sessions: AtomicU64::new(0),
+            per_user: Mutex::new(HashMap::new()),
+            live: AtomicUsize::new(0),
+        })
+    }
+
+    /// The protocol clock: milliseconds since the server started.
+    pub fn now(&self) -> Timestamp {
+        Timestamp::from_millis(u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn instant(&self, at: Timestamp) -> Instant {
+        self.origin + Duration::from_millis(at.as_millis())
+    }
+
+    /// The broker.
+    pub fn broker(&self) -> &B {
+        &self.broker
+    }
+
+    /// Whether the server is shutting down.
+    pub fn is_draining(&self) -> bool {
+        *self.draining.borrow()
+    }
+
+    /// How many WebSocket sessions are open.
+    pub fn live_sessions(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
+    }
+
+    fn session_config(&self) -> ServerConfig {
+        ServerConfig {
+            namespaces: self.namespaces.patterns(),
+            ..self.config.session.clone()
+        }
+    }
+
+    fn next_session_id(&self) -> SessionId {
+        let n = self.sessions.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("s-{n}")
+            .parse()
+            .expect("s- followed by digits is a valid session id")
+    }
+
+    /// Takes one of the user's connection slots (FERRY-RATE-3); `None` when the user holds
+    /// them all. The slot is given back when the guard drops.
+    fn connection_slot(self: &Arc<Self>, user: &UserId) -> Option<Slot<B>> {
+        let mut per_user = self.per_user.lock().unwrap_or_else(|e| e.into_inner());
+        let count = per_user.entry(user.clone()).or_insert(0);
+        if *count as u64 >= defaults::MAX_CONNECTIONS_PER_USER {
+            return None;
+        }
+        *count += 1;
+        self.live.fetch_add(1, Ordering::SeqCst);
+        Some(Slot {
+            server: self.clone(),
+            user: user.clone(),
+        })
+    }
+
+    /// Stops gracefully (FERRY-SHUTDOWN-1 to -4): refuses new tickets and sessions, sends every
+    /// session a goodbye with a retry hint spread over the drain period and closes it with
+    /// 1012, and waits (at most the drain period plus five seconds) until all are closed.
+    pub async fn drain(&self) {
+        self.draining.send_replace(true);
+        let _ = self.shutdown.send(self.config.drain_period);
+        let limit = Instant::now() + self.config.drain_period + Duration::from_secs(5);
+        while self.live_sessions() > 0 && Instant::now() < limit {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// One of a user's connection slots; dropping it gives the slot back.
+struct Slot<B: Broker> {
+    server: Arc<Server<B>>,
+    user: UserId,
+}
+
+impl<B: Broker> Drop for Slot<B> {
+    fn drop(&mut self) {
+        let mut per_user = self
+            .server
+            .per_user
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = per_user.get_mut(&self.user) {
+            *count -= 1;
+            if *count == 0 {
+                per_user.remove(&self.user);
+            }
+        }
+        self.server.live.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The wall clock as Unix milliseconds, for `published_at_ms`.
+pub(crate) fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// How often the broker releases expired tickets, keys and history.
+const PURGE_EVERY: Duration = Duration::from_secs(10);
+
+/// Serves until `stop` completes, then drains gracefully.
+pub async fn serve<B: Broker>(
+    server: Arc<Server<B>>,
+    listener: TcpListener,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let purging = server.clone();
+    let purge = tokio::spawn(async move {
+        let mut every = tokio::time::interval(PURGE_EVERY);
+        loop {
+            every.tick().await;
+            purging.broker.purge_expired(purging.now()).await;
+        }
+    });
+    let app = http::router(server.clone());
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            stop.await;
+            server.drain().await;
+        })
+        .await;
+    purge.abort();
+    served
+}

@@ -1,0 +1,62 @@
+//! Subscribes to channels and prints every event as a JSON line, and every hole in a channel's
+//! history (a gap, an epoch reset, a resume beyond the server's history) as a note on stderr.
+//!
+//! ```sh
+//! cargo run -p ferry-client --example tail -- --token "$FERRY_TOKEN" project:alpha:tasks
+//! ```
+
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::Parser;
+use ferry_client::{ChannelEvent, Client, Handler};
+use ferry_protocol::ChannelName;
+
+/// Print a Ferry channel's events as JSON lines.
+#[derive(Parser)]
+struct Args {
+    /// The Ferry server's base URL.
+    #[arg(long, env = "FERRY_URL", default_value = "http://127.0.0.1:7400")]
+    url: String,
+    /// The bearer credential for the ticket endpoint.
+    #[arg(long, env = "FERRY_TOKEN")]
+    token: String,
+    /// The channels to follow.
+    #[arg(required = true)]
+    channels: Vec<ChannelName>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let client = Client::builder(&args.url, &args.token).connect();
+    let printer = Handler::new(|event: &ChannelEvent| match event {
+        ChannelEvent::Event(event) => {
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{}", serde_json::to_string(event).unwrap_or_default());
+            }
+        }
+        ChannelEvent::Incomplete(cause) => {
+            eprintln!("tail: the channel's history has a hole ({cause:?}); refetch its state")
+        }
+        ChannelEvent::Subscribed(resumption) => eprintln!("tail: subscribed ({resumption:?})"),
+        ChannelEvent::Refused(error) => eprintln!(
+            "tail: the server refused the subscription: {}",
+            error.message.as_str()
+        ),
+    });
+    for channel in args.channels {
+        client.subscribe(channel, &printer)?;
+    }
+    if !client.wait_active(Duration::from_secs(30)).await {
+        bail!("could not connect to {}: {:?}", args.url, client.state());
+    }
+    tokio::signal::ctrl_c().await?;
+    client.close().await;
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! The broker boundary of the reference server: tickets, fan-out, history and dedup state behind
+//! one trait, so that a broker shared by several nodes (Redis) can replace the in-memory one
+//! without touching the rest of the server.
+//!
+//! The rules a [`Broker`] carries:
+//! - FERRY-TICKET-2: a ticket carries at least 128 bits from a secure random source and expires
+//!   after its lifetime; FERRY-TICKET-4: it is redeemed at most once, atomically, so of several
+//!   racing redemptions exactly one gets the grant; FERRY-TICKET-6: tickets never appear in
+//!   errors or `Debug` output.
+//! - FERRY-EVENT-1: every event carries a message id, the channel's epoch and the next seq;
+//!   FERRY-EVENT-2: a channel's events reach [`Broker::events`] in seq order, without gaps.
+//! - FERRY-SUBSCRIBE-2: [`Broker::subscribe`] reports the channel's head; every event after it
+//!   reaches a receiver taken from [`Broker::events`] before the call.
+//! - FERRY-RESUME-1, FERRY-RESUME-2: with `from`, exactly the events after it, or an explicit
+//!   incomplete recovery (`history_exceeded`, `epoch_changed`, `position_ahead`) and no events;
+//!   FERRY-RESUME-3: the retention of each channel's history; FERRY-RESUME-5: the history
+//!   endpoint's pages.
+//! - FERRY-DEDUP-1: a repeated idempotency key on a channel within the dedup window is answered
+//!   with the original message id and position, `duplicate: true`, and is neither stored nor
+//!   fanned out again; FERRY-DEDUP-2: the window is at least the resume window and no key
+//!   younger than it is forgotten to save memory.
+//!
+//! Permissions (FERRY-CHANNEL-*, FERRY-RESUME-6) are checked by the callers before they reach
+//! the broker; the broker trusts the channel it is given.
+//!
+//! # Time
+//!
+//! Every method that depends on time takes `now`, a [`Timestamp`] on the server's monotonic
+//! clock (tickets, retention and dedup age by it). The wall-clock time an event carries
+//! (`published_at_ms`, Unix milliseconds) is handed to [`Broker::publish`] separately, so a
+//! broker never reads a clock and tests drive it with virtual time.
+
+mod memory;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_protocol::server::Grant;
+use ferry_protocol::{
+    ChannelName, Epoch, ErrorCode, Event, HistoryResponse, IdempotencyKey, Payload,
+    PublishResponse, Recovery, StreamPosition, Ticket, Timestamp,
+};
+use tokio::sync::broadcast;
+
+pub use memory::{MemoryBroker, MemoryBrokerConfig, random_epoch};
+
+/// The most events one history page holds, whatever limit is asked for (the schema's bound on
+/// `HistoryQuery.limit` and `HistoryResponse.events`).
+pub const MAX_HISTORY_LIMIT: usize = 1000;
+
+/// A receiver of every event the broker fans out, on every channel, in seq order per channel.
+///
+/// Events are shared behind an [`Arc`], so fanning one event out to thousands of connections
+/// costs a reference count each, not a copy of its payload. A receiver that falls more than the
+/// broadcast capacity behind gets [`broadcast::error::RecvError::Lagged`]: it has missed events
+/// and its connection must not go on as if it had not (close it so that the client resumes).
+pub type EventReceiver = broadcast::Receiver<Arc<Event>>;
+
+/// What a subscribe reads, in the order [`ServerSession::subscribed`] takes it: the channel's
+/// head, and for a subscribe with `from` the recovery and the events to replay (empty unless
+/// the recovery is complete).
+///
+/// [`ServerSession::subscribed`]: ferry_protocol::ServerSession::subscribed
+pub type SubscribeReply = (StreamPosition, Option<Recovery>, Vec<Event>);
+
+/// Why a broker could not do what was asked. Never carries a ticket (FERRY-TICKET-6).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BrokerError {
+    /// The broker cannot be reached or refused the work for now; retrying later may help.
+    #[error("the broker is unavailable: {0}")]
+    Unavailable(String),
+    /// The channel's epoch has used every sequence number a JSON number carries exactly
+    /// (2^53 − 1); the channel needs a new epoch.
+    #[error("channel {} has used every sequence number of its epoch", channel.as_str())]
+    SeqExhausted {
+        /// The channel.
+        channel: ChannelName,
+    },
+    /// A broken invariant of the broker itself.
+    #[error("internal broker error: {0}")]
+    Internal(String),
+}
+
+impl BrokerError {
+    /// The error code to answer a request with: `unavailable` (retryable) when the broker is
+    /// unavailable, `internal` otherwise.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Unavailable(_) => ErrorCode::Unavailable,
+            Self::SeqExhausted { .. } | Self::Internal(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+/// The state a Ferry server shares between its connections (and, with a shared broker, between
+/// its nodes): tickets, each channel's history and sequence, the dedup window and the fan-out
+/// of live events.
+///
+/// The methods are async so that an implementation can do I/O; a server is generic over
+/// `B: Broker`. Implementations must be linearizable per channel: a publish's append, its
+/// dedup entry and its fan-out appear to happen at one instant, and a subscribe or history
+/// read sees a channel either before or after it.
+pub trait Broker: Send + Sync + 'static {
+    /// Issues a single-use ticket bound to `grant`, valid from `now` for `ttl`
+    /// (FERRY-TICKET-1, FERRY-TICKET-2). The ticket carries at least 128 random bits from a
+    /// secure source and matches the schema's `Ticket` pattern.
+    fn issue_ticket(
+        &self,
+        grant: Grant,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Ticket, BrokerError>> + Send;
+
+    /// Redeems `ticket` at `now`: its grant if it was issued, is not expired (`now` is before
+    /// its issue time plus its `ttl`) and was never redeemed; `None` otherwise
+    /// (FERRY-TICKET-2, FERRY-TICKET-3). Atomic: of several racing redemptions of one ticket,
+    /// exactly one gets the grant (FERRY-TICKET-4). Unknown, used and expired tickets are not
+    /// told apart, so the answer reveals nothing to a guesser.
+    fn redeem_ticket(
+        &self,
+        ticket: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Option<Grant>, BrokerError>> + Send;
+
+    /// Publishes `payload` to `channel` with the publisher's idempotency `key`.
+    ///
+    /// A key already accepted on the channel within the dedup window is answered with the
+    /// original message id and position and `duplicate: true`; nothing is stored or fanned out
+    /// (FERRY-DEDUP-1). Otherwise the event gets a unique message id, the next seq of the
+    /// channel's epoch (FERRY-EVENT-1) and `published_at_ms` (wall-clock Unix milliseconds,
+    /// capped at 2^53 − 1); it is stored in the channel's history at `now` and fanned out to
+    /// [`events`](Self::events) receivers, a channel's events in seq order (FERRY-EVENT-2).
+    fn publish(
+        &self,
+        channel: &ChannelName,
+        key: IdempotencyKey,
+        payload: Payload,
+        now: Timestamp,
+        published_at_ms: u64,
+    ) -> impl Future<Output = Result<PublishResponse, BrokerError>> + Send;
+
+    /// Reads `channel` for a subscribe at `now`: its head (FERRY-SUBSCRIBE-2) and, with `from`,
+    /// the recovery and the events after `from` up to the head, exactly those and in order
+    /// (FERRY-RESUME-1), or an incomplete recovery with its reason and no events
+    /// (FERRY-RESUME-2). Take the [`events`](Self::events) receiver before calling this, so
+    /// that no event after the head is missed. A channel nobody published to has its head at
+    /// seq 0 of the broker's current epoch.
+    fn subscribe(
+        &self,
+        channel: &ChannelName,
+        from: Option<&StreamPosition>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<SubscribeReply, BrokerError>> + Send;
+
+    /// Reads one page of `channel`'s history at `now` for the history endpoint
+    /// (FERRY-RESUME-5): at most `limit` events (and never more than [`MAX_HISTORY_LIMIT`]) in
+    /// seq order, after the position (`epoch`, `after_seq`).
+    ///
+    /// An absent `epoch` means the current epoch; an absent `after_seq` means from the oldest
+    /// retained event. When every event after the position is retained the page continues
+    /// exactly from it (`complete: true`, `reason: null`); otherwise (`history_exceeded`,
+    /// `epoch_changed`, `position_ahead`) `complete` is false, `reason` says why and the page
+    /// starts at the oldest retained event. `head` is the channel's head when the page was
+    /// read.
+    fn history(
+        &self,
+        channel: &ChannelName,
+        epoch: Option<&Epoch>,
+        after_seq: Option<u64>,
+        limit: usize,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<HistoryResponse, BrokerError>> + Send;
+
+    /// A new receiver of every event published from now on, on every channel. A connection
+    /// takes one when it opens, feeds each event to its session (which keeps the events of
+    /// channels it subscribes to, and buffers those of a subscribe in flight), and so never
+    /// misses an event after a head it reports.
+    fn events(&self) -> EventReceiver;
+
+    /// Releases memory held for things expired at `now` (tickets, dedup keys, history beyond
+    /// the retention). Answers never depend on it: expired state is ignored whether or not it
+    /// was released. A server calls it now and then; the default does nothing, for brokers
+    /// that expire state themselves.
+    fn purge_expired(&self, now: Timestamp) -> impl Future<Output = ()> + Send {
+        let _ = now;
+        async {}
+    }
+}

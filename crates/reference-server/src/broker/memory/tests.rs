@@ -1,0 +1,602 @@
+//! Unit tests of the in-memory broker, each named after the rule it checks.
+
+use serde_json::json;
+use tokio::sync::broadcast::error::TryRecvError;
+
+use super::*;
+
+fn at(ms: u64) -> Timestamp {
+    Timestamp::from_millis(ms)
+}
+
+fn channel(name: &str) -> ChannelName {
+    name.parse().expect("a valid channel name")
+}
+
+fn key(text: &str) -> IdempotencyKey {
+    text.parse().expect("a valid idempotency key")
+}
+
+fn epoch(name: &str) -> Epoch {
+    name.parse().expect("a valid epoch")
+}
+
+fn pos(epoch_name: &str, seq: u64) -> StreamPosition {
+    position(&epoch(epoch_name), seq).expect("a valid seq")
+}
+
+fn grant(user: &str) -> Grant {
+    Grant {
+        user: user.parse().expect("a valid user id"),
+        permissions: vec![
+            serde_json::from_value(json!({ "pattern": "**", "read": true, "write": true }))
+                .expect("a valid permission"),
+        ],
+    }
+}
+
+/// A broker with epoch `e1` keeping `max_events` events or `max_age_ms`.
+fn broker(max_events: u64, max_age_ms: u64) -> MemoryBroker {
+    MemoryBroker::new(MemoryBrokerConfig {
+        retention: Retention {
+            max_events,
+            max_age: Duration::from_millis(max_age_ms),
+        },
+        dedup_window: Duration::from_millis(max_age_ms),
+        broadcast_capacity: 1024,
+        epoch: epoch("e1"),
+    })
+}
+
+/// Publishes `count` events to `name` at times 0, 10, 20, ... with keys `k1`, `k2`, ...
+async fn publish_many(broker: &MemoryBroker, name: &str, count: u64) {
+    for n in 1..=count {
+        broker
+            .publish(
+                &channel(name),
+                key(&format!("k{n}")),
+                Payload(json!({ "n": n })),
+                at((n - 1) * 10),
+                1_700_000_000_000 + n,
+            )
+            .await
+            .expect("published");
+    }
+}
+
+fn seqs(events: &[Event]) -> Vec<u64> {
+    events
+        .iter()
+        .map(|event| event.position.seq.get())
+        .collect()
+}
+
+fn stored_seqs(events: &[StoredEvent]) -> Vec<u64> {
+    events
+        .iter()
+        .map(|event| event.position.seq.get())
+        .collect()
+}
+
+#[tokio::test]
+async fn ferry_ticket_2_a_ticket_carries_256_random_bits_and_matches_the_schema() {
+    let broker = broker(10, 1000);
+    let first = broker
+        .issue_ticket(grant("ada"), Duration::from_secs(30), at(0))
+        .await
+        .expect("issued");
+    let second = broker
+        .issue_ticket(grant("ada"), Duration::from_secs(30), at(0))
+        .await
+        .expect("issued");
+    assert_eq!(first.len(), 64);
+    assert!(first.chars().all(|c| c.is_ascii_hexdigit()));
+    assert_ne!(first, second);
+    // The wire type accepts it.
+    let ticket: Ticket = serde_json::from_value(json!(first.as_str())).expect("a valid Ticket");
+    assert_eq!(ticket, first);
+}
+
+#[tokio::test]
+async fn ferry_ticket_4_a_ticket_works_once() {
+    let broker = broker(10, 1000);
+    let ticket = broker
+        .issue_ticket(grant("ada"), Duration::from_secs(30), at(0))
+        .await
+        .expect("issued");
+    let granted = broker
+        .redeem_ticket(&ticket, at(10))
+        .await
+        .expect("answered");
+    assert_eq!(granted, Some(grant("ada")));
+    let again = broker
+        .redeem_ticket(&ticket, at(20))
+        .await
+        .expect("answered");
+    assert_eq!(again, None, "a second redemption fails");
+}
+
+#[tokio::test]
+async fn ferry_ticket_3_an_unknown_ticket_fails() {
+    let broker = broker(10, 1000);
+    let answer = broker
+        .redeem_ticket("never-issued-never-issued-never-issued", at(0))
+        .await
+        .expect("answered");
+    assert_eq!(answer, None);
+}
+
+#[tokio::test]
+async fn ferry_ticket_2_an_expired_ticket_fails() {
+    let broker = broker(10, 1000);
+    let ttl = Duration::from_millis(30_000);
+    let just_in_time = broker
+        .issue_ticket(grant("ada"), ttl, at(1000))
+        .await
+        .expect("issued");
+    let too_late = broker
+        .issue_ticket(grant("bob"), ttl, at(1000))
+        .await
+        .expect("issued");
+    assert_eq!(
+        broker
+            .redeem_ticket(&just_in_time, at(30_999))
+            .await
+            .expect("answered"),
+        Some(grant("ada"))
+    );
+    assert_eq!(
+        broker
+            .redeem_ticket(&too_late, at(31_000))
+            .await
+            .expect("answered"),
+        None,
+        "a ticket is expired once its lifetime has passed"
+    );
+}
+
+#[tokio::test]
+async fn ferry_ticket_2_expired_tickets_are_purged() {
+    let broker = broker(10, 1000);
+    for _ in 0..100 {
+        broker
+            .issue_ticket(grant("ada"), Duration::from_millis(100), at(0))
+            .await
+            .expect("issued");
+    }
+    assert_eq!(broker.tickets_held(), 100);
+    // Issuing later drops the expired ones.
+    broker
+        .issue_ticket(grant("ada"), Duration::from_millis(100), at(100))
+        .await
+        .expect("issued");
+    assert_eq!(broker.tickets_held(), 1);
+    // And so does housekeeping while idle.
+    broker.purge_expired(at(200)).await;
+    assert_eq!(broker.tickets_held(), 0);
+}
+
+#[tokio::test]
+async fn ferry_event_1_publish_assigns_seq_1_2_3_per_channel() {
+    let broker = broker(10, 1000);
+    let (a, b) = (channel("project:a"), channel("project:b"));
+    let mut assigned: Vec<(ChannelName, u64)> = Vec::new();
+    for (n, name) in [&a, &b, &a, &a, &b].into_iter().enumerate() {
+        let ack = broker
+            .publish(
+                name,
+                key(&format!("k{n}")),
+                Payload(json!(n)),
+                at(0),
+                1_700_000_000_000,
+            )
+            .await
+            .expect("published");
+        assert!(!ack.duplicate);
+        assert_eq!(&ack.channel, name);
+        assert_eq!(ack.position.epoch, epoch("e1"));
+        assigned.push((ack.channel, ack.position.seq.get()));
+    }
+    let seqs_of = |name: &ChannelName| -> Vec<u64> {
+        assigned
+            .iter()
+            .filter(|(c, _)| c == name)
+            .map(|(_, s)| *s)
+            .collect()
+    };
+    assert_eq!(seqs_of(&a), vec![1, 2, 3]);
+    assert_eq!(seqs_of(&b), vec![1, 2]);
+}
+
+#[tokio::test]
+async fn ferry_event_1_every_event_carries_a_unique_message_id_and_its_publish_time() {
+    let broker = broker(10, 1000);
+    let mut events = broker.events();
+    publish_many(&broker, "project:a", 3).await;
+    publish_many(&broker, "project:b", 3).await;
+    let mut ids = std::collections::HashSet::new();
+    for _ in 0..6 {
+        let event = events.try_recv().expect("an event was fanned out");
+        assert!(
+            ids.insert(event.message_id.to_string()),
+            "message ids are unique"
+        );
+        assert_eq!(
+            event.published_at_ms.get(),
+            1_700_000_000_000 + event.position.seq.get()
+        );
+    }
+}
+
+#[tokio::test]
+async fn ferry_dedup_1_a_repeated_key_returns_the_original_position_and_is_not_fanned_out_again() {
+    let broker = broker(10, 120_000);
+    let mut events = broker.events();
+    let ch = channel("project:a");
+    let original = broker
+        .publish(&ch, key("k"), Payload(json!(1)), at(0), 1)
+        .await
+        .expect("published");
+    let repeat = broker
+        .publish(&ch, key("k"), Payload(json!("other")), at(60_000), 2)
+        .await
+        .expect("acknowledged");
+    assert!(repeat.duplicate);
+    assert_eq!(repeat.message_id, original.message_id);
+    assert_eq!(repeat.position, original.position);
+    assert_eq!(repeat.channel, ch);
+    // Stored once, fanned out once.
+    let (head, _, _) = broker.subscribe(&ch, None, at(60_000)).await.expect("read");
+    assert_eq!(head.seq.get(), 1);
+    let event = events.try_recv().expect("the original event");
+    assert_eq!(event.message_id, original.message_id);
+    assert_eq!(events.try_recv().err(), Some(TryRecvError::Empty));
+    // The same key on another channel is a different publish.
+    let other = broker
+        .publish(
+            &channel("project:b"),
+            key("k"),
+            Payload(json!(1)),
+            at(60_000),
+            3,
+        )
+        .await
+        .expect("published");
+    assert!(!other.duplicate);
+}
+
+#[tokio::test]
+async fn ferry_dedup_2_a_key_is_remembered_for_the_whole_window_whatever_the_count() {
+    let broker = broker(10, 120_000);
+    let ch = channel("project:a");
+    let first = broker
+        .publish(&ch, key("first"), Payload(json!(0)), at(0), 0)
+        .await
+        .expect("published");
+    // Many younger keys do not push the first one out.
+    for n in 0..20_000 {
+        broker
+            .publish(&ch, key(&format!("k{n}")), Payload(json!(n)), at(1), 1)
+            .await
+            .expect("published");
+    }
+    let repeat = broker
+        .publish(&ch, key("first"), Payload(json!(0)), at(120_000), 2)
+        .await
+        .expect("acknowledged");
+    assert!(repeat.duplicate);
+    assert_eq!(repeat.position, first.position);
+    // Past the window, the key is new again.
+    let later = broker
+        .publish(&ch, key("first"), Payload(json!(0)), at(120_001), 3)
+        .await
+        .expect("published");
+    assert!(!later.duplicate);
+    assert_eq!(later.position.seq.get(), 20_002);
+}
+
+#[test]
+fn ferry_dedup_2_the_dedup_window_is_never_shorter_than_the_resume_window() {
+    let broker = MemoryBroker::new(MemoryBrokerConfig {
+        dedup_window: Duration::from_secs(1),
+        ..MemoryBrokerConfig::default()
+    });
+    assert_eq!(broker.dedup_window(), Duration::from_secs(120));
+}
+
+#[tokio::test]
+async fn ferry_subscribe_2_a_subscribe_reports_the_head_and_later_events_reach_an_earlier_receiver()
+{
+    let broker = broker(10, 1000);
+    let ch = channel("project:a");
+    // A channel nobody published to: seq 0 of the broker's epoch.
+    let (head, recovery, replay) = broker.subscribe(&ch, None, at(0)).await.expect("read");
+    assert_eq!(head, pos("e1", 0));
+    assert_eq!(recovery, None);
+    assert!(replay.is_empty());
+    let mut events = broker.events();
+    publish_many(&broker, "project:a", 2).await;
+    let (head, _, _) = broker.subscribe(&ch, None, at(20)).await.expect("read");
+    assert_eq!(head, pos("e1", 2));
+    publish_many_from(&broker, "project:a", 3, 3).await;
+    let received: Vec<u64> = (0..3)
+        .map(|_| events.try_recv().expect("an event").position.seq.get())
+        .collect();
+    assert_eq!(received, vec![1, 2, 3]);
+}
+
+async fn publish_many_from(broker: &MemoryBroker, name: &str, first: u64, last: u64) {
+    for n in first..=last {
+        broker
+            .publish(
+                &channel(name),
+                key(&format!("k{n}")),
+                Payload(json!({ "n": n })),
+                at((n - 1) * 10),
+                1_700_000_000_000 + n,
+            )
+            .await
+            .expect("published");
+    }
+}
+
+#[tokio::test]
+async fn ferry_resume_1_subscribe_from_inside_history_replays_exactly_the_missed_events() {
+    let broker = broker(100, 1000);
+    publish_many(&broker, "project:a", 5).await;
+    let (head, recovery, replay) = broker
+        .subscribe(&channel("project:a"), Some(&pos("e1", 2)), at(50))
+        .await
+        .expect("read");
+    assert_eq!(head, pos("e1", 5));
+    let recovery = recovery.expect("a recovery for a subscribe with from");
+    assert!(recovery.complete);
+    assert_eq!(recovery.reason, None);
+    assert_eq!(recovery.replayed.get(), 3);
+    assert_eq!(seqs(&replay), vec![3, 4, 5]);
+    assert!(
+        replay
+            .iter()
+            .all(|event| event.channel == channel("project:a"))
+    );
+    // From the head: complete, nothing to replay.
+    let (_, recovery, replay) = broker
+        .subscribe(&channel("project:a"), Some(&pos("e1", 5)), at(50))
+        .await
+        .expect("read");
+    assert_eq!(
+        recovery.map(|r| (r.complete, r.replayed.get())),
+        Some((true, 0))
+    );
+    assert!(replay.is_empty());
+    // From seq 0 of a channel nobody published to: complete, nothing to replay.
+    let (_, recovery, _) = broker
+        .subscribe(&channel("project:empty"), Some(&pos("e1", 0)), at(50))
+        .await
+        .expect("read");
+    assert_eq!(recovery.map(|r| r.complete), Some(true));
+}
+
+#[tokio::test]
+async fn ferry_resume_2_beyond_retention_is_history_exceeded_with_no_events() {
+    // Keep 2 events or 100 ms: long after, only seqs 4 and 5 remain.
+    let broker = broker(2, 100);
+    publish_many(&broker, "project:a", 5).await;
+    let (head, recovery, replay) = broker
+        .subscribe(&channel("project:a"), Some(&pos("e1", 2)), at(10_000))
+        .await
+        .expect("read");
+    assert_eq!(head, pos("e1", 5));
+    let recovery = recovery.expect("a recovery");
+    assert!(!recovery.complete);
+    assert_eq!(recovery.reason, Some(RecoveryGap::HistoryExceeded));
+    assert_eq!(recovery.replayed.get(), 0);
+    assert!(replay.is_empty(), "never a partial range");
+    // From seq 3, every missed event is still held.
+    let (_, recovery, replay) = broker
+        .subscribe(&channel("project:a"), Some(&pos("e1", 3)), at(10_000))
+        .await
+        .expect("read");
+    assert_eq!(recovery.map(|r| r.complete), Some(true));
+    assert_eq!(seqs(&replay), vec![4, 5]);
+}
+
+#[tokio::test]
+async fn ferry_resume_2_another_epoch_is_epoch_changed() {
+    let broker = broker(100, 1000);
+    publish_many(&broker, "project:a", 3).await;
+    let (_, recovery, replay) = broker
+        .subscribe(&channel("project:a"), Some(&pos("e0", 1)), at(30))
+        .await
+        .expect("read");
+    let recovery = recovery.expect("a recovery");
+    assert!(!recovery.complete);
+    assert_eq!(recovery.reason, Some(RecoveryGap::EpochChanged));
+    assert!(replay.is_empty());
+}
+
+#[tokio::test]
+async fn ferry_resume_2_a_restarted_memory_broker_answers_epoch_changed() {
+    let before = MemoryBroker::new(MemoryBrokerConfig::default());
+    let ack = before
+        .publish(&channel("project:a"), key("k"), Payload(json!(1)), at(0), 0)
+        .await
+        .expect("published");
+    let after = MemoryBroker::new(MemoryBrokerConfig::default());
+    assert_ne!(before.epoch(), after.epoch());
+    let (head, recovery, _) = after
+        .subscribe(&channel("project:a"), Some(&ack.position), at(0))
+        .await
+        .expect("read");
+    assert_eq!(&head.epoch, after.epoch());
+    assert_eq!(
+        recovery.and_then(|r| r.reason),
+        Some(RecoveryGap::EpochChanged)
+    );
+}
+
+#[tokio::test]
+async fn ferry_resume_2_ahead_of_the_head_is_position_ahead() {
+    let broker = broker(100, 1000);
+    publish_many(&broker, "project:a", 3).await;
+    let (head, recovery, replay) = broker
+        .subscribe(&channel("project:a"), Some(&pos("e1", 4)), at(30))
+        .await
+        .expect("read");
+    assert_eq!(head, pos("e1", 3));
+    let recovery = recovery.expect("a recovery");
+    assert!(!recovery.complete);
+    assert_eq!(recovery.reason, Some(RecoveryGap::PositionAhead));
+    assert!(replay.is_empty());
+}
+
+#[tokio::test]
+async fn ferry_resume_5_history_without_a_position_starts_at_the_oldest_retained_event() {
+    let broker = broker(3, 100);
+    publish_many(&broker, "project:a", 5).await;
+    let page = broker
+        .history(&channel("project:a"), None, None, 100, at(10_000))
+        .await
+        .expect("read");
+    assert_eq!(page.channel, channel("project:a"));
+    assert!(page.complete);
+    assert_eq!(page.reason, None);
+    assert_eq!(page.head, pos("e1", 5));
+    assert_eq!(stored_seqs(&page.events), vec![3, 4, 5]);
+    assert_eq!(page.events[0].payload, Payload(json!({ "n": 3 })));
+    // The current epoch named without after_seq reads the same.
+    let named = broker
+        .history(
+            &channel("project:a"),
+            Some(&epoch("e1")),
+            None,
+            100,
+            at(10_000),
+        )
+        .await
+        .expect("read");
+    assert_eq!(named, page);
+    // A channel nobody published to: an empty, complete page at seq 0.
+    let empty = broker
+        .history(&channel("project:none"), None, None, 100, at(0))
+        .await
+        .expect("read");
+    assert!(empty.complete);
+    assert!(empty.events.is_empty());
+    assert_eq!(empty.head, pos("e1", 0));
+}
+
+#[tokio::test]
+async fn ferry_resume_5_history_continues_exactly_after_the_position_in_pages() {
+    let broker = broker(100, 1000);
+    publish_many(&broker, "project:a", 7).await;
+    let ch = channel("project:a");
+    let first = broker
+        .history(&ch, Some(&epoch("e1")), Some(1), 3, at(70))
+        .await
+        .expect("read");
+    assert!(first.complete);
+    assert_eq!(stored_seqs(&first.events), vec![2, 3, 4]);
+    let last = first.events.last().expect("a full page").position.seq.get();
+    // Without the epoch, after_seq is in the current epoch.
+    let second = broker
+        .history(&ch, None, Some(last), 3, at(70))
+        .await
+        .expect("read");
+    assert!(second.complete);
+    assert_eq!(stored_seqs(&second.events), vec![5, 6, 7]);
+    let end = broker
+        .history(&ch, None, Some(7), 3, at(70))
+        .await
+        .expect("read");
+    assert!(end.complete);
+    assert!(
+        end.events.is_empty(),
+        "fewer than limit once the head is reached"
+    );
+    // A limit above the schema's maximum is capped.
+    let roomy = self::broker(5000, 1000);
+    publish_many_from(&roomy, "project:b", 1, 1500).await;
+    let big = roomy
+        .history(&channel("project:b"), None, Some(0), 5000, at(15_000))
+        .await
+        .expect("read");
+    assert!(big.complete);
+    assert_eq!(big.events.len(), MAX_HISTORY_LIMIT);
+}
+
+#[tokio::test]
+async fn ferry_resume_5_history_that_cannot_continue_says_why_and_starts_at_the_oldest() {
+    let broker = broker(2, 100);
+    publish_many(&broker, "project:a", 5).await;
+    let ch = channel("project:a");
+    let exceeded = broker
+        .history(&ch, Some(&epoch("e1")), Some(1), 100, at(10_000))
+        .await
+        .expect("read");
+    assert!(!exceeded.complete);
+    assert_eq!(exceeded.reason, Some(RecoveryGap::HistoryExceeded));
+    assert_eq!(stored_seqs(&exceeded.events), vec![4, 5]);
+    let other_epoch = broker
+        .history(&ch, Some(&epoch("e0")), Some(4), 100, at(10_000))
+        .await
+        .expect("read");
+    assert!(!other_epoch.complete);
+    assert_eq!(other_epoch.reason, Some(RecoveryGap::EpochChanged));
+    assert_eq!(stored_seqs(&other_epoch.events), vec![4, 5]);
+    let epoch_only = broker
+        .history(&ch, Some(&epoch("e0")), None, 100, at(10_000))
+        .await
+        .expect("read");
+    assert_eq!(epoch_only.reason, Some(RecoveryGap::EpochChanged));
+    for ahead in [6, u64::MAX] {
+        let page = broker
+            .history(&ch, None, Some(ahead), 1, at(10_000))
+            .await
+            .expect("read");
+        assert!(!page.complete);
+        assert_eq!(page.reason, Some(RecoveryGap::PositionAhead));
+        assert_eq!(stored_seqs(&page.events), vec![4], "limited to 1");
+        assert_eq!(page.head, pos("e1", 5));
+    }
+}
+
+#[tokio::test]
+async fn ferry_resume_3_housekeeping_releases_only_what_retention_no_longer_asks_for() {
+    let broker = broker(2, 100);
+    publish_many(&broker, "project:a", 5).await;
+    broker.purge_expired(at(10_000)).await;
+    let (_, recovery, replay) = broker
+        .subscribe(&channel("project:a"), Some(&pos("e1", 3)), at(10_000))
+        .await
+        .expect("read");
+    assert_eq!(recovery.map(|r| r.complete), Some(true));
+    assert_eq!(seqs(&replay), vec![4, 5]);
+}
+
+#[test]
+fn ferry_ticket_6_debug_output_holds_no_ticket() {
+    let broker = broker(10, 1000);
+    let ticket = broker
+        .issue_ticket_now(grant("ada"), Duration::from_secs(30), at(0))
+        .expect("issued");
+    let debug = format!("{broker:?}");
+    assert!(!debug.contains(ticket.as_str()));
+    assert!(debug.contains("tickets: 1"));
+}
+
+#[test]
+fn broker_errors_map_to_the_error_table() {
+    use ferry_protocol::ErrorCode;
+    assert_eq!(
+        BrokerError::Unavailable("redis down".into()).code(),
+        ErrorCode::Unavailable
+    );
+    assert_eq!(
+        BrokerError::SeqExhausted {
+            channel: channel("project:a")
+        }
+        .code(),
+        ErrorCode::Internal
+    );
+}

@@ -1,0 +1,408 @@
+//! The server's configuration: built-in defaults, then a TOML file, then `FERRY_*` environment
+//! variables, then command-line flags, each overriding the one before.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use ferry_protocol::server::ServerConfig;
+use ferry_protocol::tables::defaults;
+use serde::Deserialize;
+
+/// Ferry's reference server: tickets, channels with permissions, heartbeats, resume with
+/// replay, dedup, size and rate limits, graceful shutdown; in memory on one node.
+///
+/// Every option can also be set in a TOML file (--config) with the same name in snake_case, or
+/// in the environment as `FERRY_<NAME>`. Flags win over the environment, which wins over the file.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(name = "ferry-server", version, about, long_about)]
+pub struct Flags {
+    /// A TOML file with any of the options below.
+    #[arg(long, env = "FERRY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The address to listen on. Development auth refuses anything but loopback.
+    #[arg(long, env = "FERRY_BIND")]
+    pub bind: Option<SocketAddr>,
+    /// How bearer credentials are checked: "dev" (one generated token with every right;
+    /// loopback only) or "tokens" (a file of tokens, see --tokens-file).
+    #[arg(long, env = "FERRY_AUTH")]
+    pub auth: Option<AuthMode>,
+    /// With --auth tokens: a TOML file mapping tokens to a user and permissions.
+    #[arg(long, env = "FERRY_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// Lifetime of a ticket, in milliseconds.
+    #[arg(long, env = "FERRY_TICKET_TTL_MS")]
+    pub ticket_ttl_ms: Option<u64>,
+    /// Time between two pings, in milliseconds.
+    #[arg(long, env = "FERRY_HEARTBEAT_INTERVAL_MS")]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// Time a client has to answer a ping, in milliseconds.
+    #[arg(long, env = "FERRY_HEARTBEAT_TIMEOUT_MS")]
+    pub heartbeat_timeout_ms: Option<u64>,
+    /// The largest message either side may send, in bytes.
+    #[arg(long, env = "FERRY_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<u64>,
+    /// Channels one session may hold at once.
+    #[arg(long, env = "FERRY_MAX_SUBSCRIPTIONS")]
+    pub max_subscriptions: Option<u64>,
+    /// Sustained inbound frames per second per session.
+    #[arg(long, env = "FERRY_RATE_LIMIT_PER_SECOND")]
+    pub rate_limit_per_second: Option<u64>,
+    /// Inbound frames a session may send at once.
+    #[arg(long, env = "FERRY_RATE_LIMIT_BURST")]
+    pub rate_limit_burst: Option<u64>,
+    /// Age up to which missed events can be replayed, in milliseconds.
+    #[arg(long, env = "FERRY_RESUME_WINDOW_MS")]
+    pub resume_window_ms: Option<u64>,
+    /// Most recent events per channel that can be replayed.
+    #[arg(long, env = "FERRY_RESUME_MAX_EVENTS")]
+    pub resume_max_events: Option<u64>,
+    /// How long an idempotency key is remembered, in milliseconds (at least the resume window).
+    #[arg(long, env = "FERRY_DEDUP_WINDOW_MS")]
+    pub dedup_window_ms: Option<u64>,
+    /// The span over which a stopping server spreads its clients' reconnects, in milliseconds.
+    #[arg(long, env = "FERRY_DRAIN_PERIOD_MS")]
+    pub drain_period_ms: Option<u64>,
+}
+
+/// How bearer credentials are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// One generated token with every right; loopback only.
+    Dev,
+    /// Tokens listed in a file.
+    Tokens,
+}
+
+/// The same options, as they appear in the TOML file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    bind: Option<SocketAddr>,
+    auth: Option<AuthMode>,
+    tokens_file: Option<PathBuf>,
+    ticket_ttl_ms: Option<u64>,
+    heartbeat_interval_ms: Option<u64>,
+    heartbeat_timeout_ms: Option<u64>,
+    max_message_bytes: Option<u64>,
+    max_subscriptions: Option<u64>,
+    rate_limit_per_second: Option<u64>,
+    rate_limit_burst: Option<u64>,
+    resume_window_ms: Option<u64>,
+    resume_max_events: Option<u64>,
+    dedup_window_ms: Option<u64>,
+    drain_period_ms: Option<u64>,
+}
+
+/// The port the server listens on by default.
+pub const DEFAULT_PORT: u16 = 7400;
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen.
+    pub bind: SocketAddr,
+    /// How credentials are checked.
+    pub auth: AuthMode,
+    /// The tokens file, with `AuthMode::Tokens`.
+    pub tokens_file: Option<PathBuf>,
+    /// Lifetime of a ticket.
+    pub ticket_ttl: Duration,
+    /// How long an idempotency key is remembered.
+    pub dedup_window: Duration,
+    /// The span over which reconnects are spread on shutdown.
+    pub drain_period: Duration,
+    /// What every session advertises and enforces.
+    pub session: ServerConfig,
+}
+
+/// A configuration that cannot be used; the message names the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML of the expected shape.
+    #[error("the config file {path} is invalid: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What toml reported, naming the field.
+        source: toml::de::Error,
+    },
+    /// A value is out of the range the protocol allows.
+    #[error("{field} = {value} is out of range: {why}")]
+    Range {
+        /// The option's name.
+        field: &'static str,
+        /// The value given.
+        value: String,
+        /// The allowed range.
+        why: String,
+    },
+    /// Options that do not fit together.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl Config {
+    /// Resolves flags (already merged with the environment by clap) over the file over the
+    /// defaults, and checks every value.
+    pub fn resolve(flags: Flags) -> Result<Self, ConfigError> {
+        let file = match &flags.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let pick =
+            |flag: Option<u64>, file: Option<u64>, default: u64| flag.or(file).unwrap_or(default);
+        let bind = flags
+            .bind
+            .or(file.bind)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)));
+        let auth = flags.auth.or(file.auth).unwrap_or(AuthMode::Dev);
+        let tokens_file = flags.tokens_file.or(file.tokens_file);
+        let heartbeat_interval = pick(
+            flags.heartbeat_interval_ms,
+            file.heartbeat_interval_ms,
+            defaults::HEARTBEAT_INTERVAL_MS,
+        );
+        let heartbeat_timeout = pick(
+            flags.heartbeat_timeout_ms,
+            file.heartbeat_timeout_ms,
+            defaults::HEARTBEAT_TIMEOUT_MS,
+        );
+        let max_message_bytes = pick(
+            flags.max_message_bytes,
+            file.max_message_bytes,
+            defaults::MAX_MESSAGE_BYTES,
+        );
+        let max_subscriptions = pick(
+            flags.max_subscriptions,
+            file.max_subscriptions,
+            defaults::MAX_SUBSCRIPTIONS,
+        );
+        let rate = pick(
+            flags.rate_limit_per_second,
+            file.rate_limit_per_second,
+            defaults::RATE_LIMIT_MESSAGES_PER_SECOND,
+        );
+        let burst = pick(
+            flags.rate_limit_burst,
+            file.rate_limit_burst,
+            defaults::RATE_LIMIT_BURST,
+        );
+        let resume_window = pick(
+            flags.resume_window_ms,
+            file.resume_window_ms,
+            defaults::RESUME_WINDOW_MS,
+        );
+        let resume_events = pick(
+            flags.resume_max_events,
+            file.resume_max_events,
+            defaults::RESUME_MAX_EVENTS,
+        );
+        let dedup_window = pick(
+            flags.dedup_window_ms,
+            file.dedup_window_ms,
+            defaults::DEDUP_WINDOW_MS,
+        );
+        let ticket_ttl = pick(
+            flags.ticket_ttl_ms,
+            file.ticket_ttl_ms,
+            defaults::TICKET_TTL_MS,
+        );
+        let drain_period = pick(
+            flags.drain_period_ms,
+            file.drain_period_ms,
+            defaults::DRAIN_PERIOD_MS,
+        );
+
+        if auth == AuthMode::Dev && !bind.ip().is_loopback() {
+            return Err(ConfigError::Conflict(format!(
+                "development auth hands every right to one printed token, so it only binds to loopback; {bind} is not. Use --auth tokens --tokens-file FILE to listen on other addresses"
+            )));
+        }
+        if auth == AuthMode::Tokens && tokens_file.is_none() {
+            return Err(ConfigError::Conflict(
+                "auth = \"tokens\" needs tokens_file (--tokens-file or FERRY_TOKENS_FILE)".into(),
+            ));
+        }
+        if dedup_window < resume_window {
+            return Err(ConfigError::Range {
+                field: "dedup_window_ms",
+                value: dedup_window.to_string(),
+                why: format!("must be at least resume_window_ms ({resume_window}), FERRY-DEDUP-2"),
+            });
+        }
+        if !(1..=3_600_000).contains(&ticket_ttl) {
+            return Err(ConfigError::Range {
+                field: "ticket_ttl_ms",
+                value: ticket_ttl.to_string(),
+                why: "1 to 3600000".into(),
+            });
+        }
+
+        // The advertised values go through the generated types, whose bounds are the schema's.
+        let advertised = serde_json::json!({
+            "heartbeat": { "interval_ms": heartbeat_interval, "timeout_ms": heartbeat_timeout },
+            "limits": { "max_message_bytes": max_message_bytes, "max_subscriptions": max_subscriptions, "rate_limit": { "messages_per_second": rate, "burst": burst } },
+            "resume": { "window_ms": resume_window, "max_events": resume_events },
+        });
+        let defaults_session = ServerConfig::default();
+        let field = |name: &'static str| -> Result<serde_json::Value, ConfigError> {
+            Ok(advertised[name].clone())
+        };
+        let session = ServerConfig {
+            heartbeat: serde_json::from_value(field("heartbeat")?).map_err(|e| {
+                range(
+                    "heartbeat_interval_ms / heartbeat_timeout_ms",
+                    &advertised["heartbeat"],
+                    e,
+                )
+            })?,
+            limits: serde_json::from_value(field("limits")?).map_err(|e| {
+                range(
+                    "max_message_bytes / max_subscriptions / rate_limit_*",
+                    &advertised["limits"],
+                    e,
+                )
+            })?,
+            resume: serde_json::from_value(field("resume")?).map_err(|e| {
+                range(
+                    "resume_window_ms / resume_max_events",
+                    &advertised["resume"],
+                    e,
+                )
+            })?,
+            ..defaults_session
+        };
+        Ok(Self {
+            bind,
+            auth,
+            tokens_file,
+            ticket_ttl: Duration::from_millis(ticket_ttl),
+            dedup_window: Duration::from_millis(dedup_window),
+            drain_period: Duration::from_millis(drain_period),
+            session,
+        })
+    }
+}
+
+impl Config {
+    /// The in-memory broker's settings: the advertised resume window as its retention, and the
+    /// configured dedup window.
+    pub fn memory_broker(&self) -> crate::broker::MemoryBrokerConfig {
+        let retention = ferry_protocol::replay::Retention::from(&self.session.resume);
+        crate::broker::MemoryBrokerConfig {
+            dedup_window: self.dedup_window,
+            ..crate::broker::MemoryBrokerConfig::new(retention)
+        }
+    }
+}
+
+fn range(field: &'static str, value: &serde_json::Value, error: serde_json::Error) -> ConfigError {
+    ConfigError::Range {
+        field,
+        value: value.to_string(),
+        why: error.to_string(),
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_bind_loopback_with_development_auth() {
+        let config = Config::resolve(Flags::default()).expect("the defaults are valid");
+        assert_eq!(
+            config.bind,
+            SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT))
+        );
+        assert_eq!(config.auth, AuthMode::Dev);
+        assert_eq!(config.session.limits.max_message_bytes.get(), 131_072);
+    }
+
+    #[test]
+    fn development_auth_refuses_a_public_address() {
+        let flags = Flags {
+            bind: Some("0.0.0.0:7400".parse().expect("valid")),
+            ..Flags::default()
+        };
+        let error = Config::resolve(flags).expect_err("dev auth on 0.0.0.0");
+        assert!(
+            error.to_string().contains("only binds to loopback"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_out_of_range_value_names_its_field() {
+        let flags = Flags {
+            max_message_bytes: Some(10),
+            ..Flags::default()
+        };
+        let error = Config::resolve(flags).expect_err("below the schema's 1024");
+        assert!(error.to_string().contains("max_message_bytes"), "{error}");
+    }
+
+    #[test]
+    fn a_bad_config_file_names_the_field() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("ferry.toml");
+        std::fs::write(&path, "heartbeat_interval_ms = \"soon\"\n").expect("write");
+        let error = Config::resolve(Flags {
+            config: Some(path.clone()),
+            ..Flags::default()
+        })
+        .expect_err("a string for a number");
+        assert!(
+            error.to_string().contains("heartbeat_interval_ms"),
+            "{error}"
+        );
+        std::fs::write(&path, "heartbeat_interval = 5\n").expect("write");
+        let error = Config::resolve(Flags {
+            config: Some(path),
+            ..Flags::default()
+        })
+        .expect_err("unknown field");
+        assert!(error.to_string().contains("heartbeat_interval"), "{error}");
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("ferry.toml");
+        std::fs::write(
+            &path,
+            "heartbeat_interval_ms = 5000\nheartbeat_timeout_ms = 2000\n",
+        )
+        .expect("write");
+        let flags = Flags {
+            config: Some(path),
+            heartbeat_interval_ms: Some(7000),
+            ..Flags::default()
+        };
+        let config = Config::resolve(flags).expect("valid");
+        assert_eq!(config.session.heartbeat.interval_ms.get(), 7000);
+        assert_eq!(config.session.heartbeat.timeout_ms.get(), 2000);
+    }
+}

@@ -1,0 +1,282 @@
+//! The HTTP endpoints of `endpoints.json`: tickets, backend publish, history, health, and the
+//! WebSocket upgrade. Every error answers with an `ErrorBody` and the status the table gives
+//! (FERRY-ERROR-3).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use ferry_protocol::server::Grant;
+use ferry_protocol::tables::{ERROR_CODES, endpoint};
+use ferry_protocol::{
+    Access, ErrorBody, ErrorCode, ErrorInfo, HealthResponse, HistoryQuery, PublishRequest,
+    SUBPROTOCOL, TicketResponse, permits,
+};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::auth::Identity;
+use crate::broker::Broker;
+use crate::namespaces::PayloadError;
+use crate::{Server, connection};
+
+/// The server's routes.
+pub fn router<B: Broker>(server: Arc<Server<B>>) -> Router {
+    use axum::routing::{get, post};
+    Router::new()
+        .route(endpoint::ISSUE_TICKET.path, post(issue_ticket::<B>))
+        .route(endpoint::CONNECT.path, get(connect::<B>))
+        .route(endpoint::PUBLISH.path, post(publish::<B>))
+        .route(endpoint::HISTORY.path, get(history::<B>))
+        .route(endpoint::HEALTH.path, get(health::<B>))
+        .fallback(|| async { error(ErrorCode::NotFound, "no endpoint at this method and path") })
+        .with_state(server)
+}
+
+/// An error response: the code's HTTP status and retryable flag come from the error table.
+pub(crate) fn error(code: ErrorCode, message: impl Into<String>) -> Response {
+    let row = ERROR_CODES
+        .iter()
+        .find(|row| row.code == code)
+        .expect("every error code is in the table");
+    let info: ErrorInfo = serde_json::from_value(
+        json!({ "code": code, "message": message.into(), "retryable": row.retryable }),
+    )
+    .expect("a valid error");
+    let status = StatusCode::from_u16(row.http_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, Json(ErrorBody { error: info })).into_response()
+}
+
+fn identity<'a, B: Broker>(server: &'a Server<B>, headers: &HeaderMap) -> Option<&'a Identity> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    server.auth.check(authorization)
+}
+
+fn unauthorized() -> Response {
+    error(
+        ErrorCode::Unauthorized,
+        "the Authorization header carries no valid bearer credential",
+    )
+}
+
+async fn issue_ticket<B: Broker>(
+    State(server): State<Arc<Server<B>>>,
+    headers: HeaderMap,
+) -> Response {
+    if server.is_draining() {
+        return error(ErrorCode::Unavailable, "the server is shutting down");
+    }
+    let Some(identity) = identity(&server, &headers) else {
+        return unauthorized();
+    };
+    let grant = Grant {
+        user: identity.user.clone(),
+        permissions: identity.permissions.clone(),
+    };
+    match server
+        .broker
+        .issue_ticket(grant, server.config.ticket_ttl, server.now())
+        .await
+    {
+        Ok(ticket) => {
+            let body = TicketResponse {
+                ticket,
+                expires_in_ms: u64::try_from(server.config.ticket_ttl.as_millis())
+                    .ok()
+                    .and_then(|ms| ms.try_into().ok())
+                    .expect("the ttl was checked at start"),
+                user: identity.user.clone(),
+            };
+            (StatusCode::CREATED, Json(body)).into_response()
+        }
+        Err(e) => error(e.code(), e.to_string()),
+    }
+}
+
+async fn connect<B: Broker>(
+    State(server): State<Arc<Server<B>>>,
+    Query(query): Query<HashMap<String, String>>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if server.is_draining() {
+        return error(ErrorCode::Unavailable, "the server is shutting down");
+    }
+    let max = server.config.session.limits.max_message_bytes.get() as usize;
+    let upgrade = upgrade
+        .protocols([SUBPROTOCOL])
+        .max_message_size(max)
+        .max_frame_size(max);
+    if upgrade.selected_protocol().is_none() {
+        // FERRY-TRANSPORT-1: a client that does not speak ferry.v1 is refused at the upgrade.
+        return error(
+            ErrorCode::BadRequest,
+            format!("the WebSocket must offer the {SUBPROTOCOL} subprotocol"),
+        );
+    }
+    // The ticket is redeemed on the upgraded connection, which a rejection then closes with 4401.
+    let ticket = query.get("ticket").cloned();
+    upgrade
+        .on_upgrade(move |socket| connection::run(server, socket, ticket))
+        .into_response()
+}
+
+async fn publish<B: Broker>(
+    State(server): State<Arc<Server<B>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(identity) = identity(&server, &headers) else {
+        return unauthorized();
+    };
+    if server.is_draining() {
+        return error(ErrorCode::Unavailable, "the server is shutting down");
+    }
+    let max = server.config.session.limits.max_message_bytes.get() as usize;
+    if body.len() > max {
+        return error(
+            ErrorCode::MessageTooLarge,
+            format!(
+                "the body is {} bytes, above the maximum of {max}",
+                body.len()
+            ),
+        );
+    }
+    let request: PublishRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return error(
+                ErrorCode::BadRequest,
+                format!("the body is not a PublishRequest: {e}"),
+            );
+        }
+    };
+    if !identity.backend || !permits(&identity.permissions, &request.channel, Access::Write) {
+        return error(
+            ErrorCode::Forbidden,
+            format!(
+                "no backend write permission on {}",
+                request.channel.as_str()
+            ),
+        );
+    }
+    match server.namespaces.check(&request.channel, &request.payload) {
+        Ok(()) => {}
+        Err(PayloadError::UnknownChannel) => {
+            return error(
+                ErrorCode::UnknownChannel,
+                format!(
+                    "{} belongs to no declared namespace",
+                    request.channel.as_str()
+                ),
+            );
+        }
+        Err(e @ PayloadError::Invalid { .. }) => {
+            return error(ErrorCode::PayloadInvalid, e.to_string());
+        }
+    }
+    match server
+        .broker
+        .publish(
+            &request.channel,
+            request.idempotency_key,
+            request.payload,
+            server.now(),
+            crate::wall_clock_ms(),
+        )
+        .await
+    {
+        Ok(ack) => {
+            info!(channel = %ack.channel.as_str(), seq = ack.position.seq.get(), duplicate = ack.duplicate, "backend publish");
+            (StatusCode::OK, Json(ack)).into_response()
+        }
+        Err(e) => {
+            warn!(error = %e, "backend publish failed");
+            error(e.code(), e.to_string())
+        }
+    }
+}
+
+async fn history<B: Broker>(
+    State(server): State<Arc<Server<B>>>,
+    headers: HeaderMap,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(identity) = identity(&server, &headers) else {
+        return unauthorized();
+    };
+    // Query strings carry text; the schema's HistoryQuery types them.
+    let mut typed = serde_json::Map::new();
+    for (key, value) in raw {
+        let value = match key.as_str() {
+            "after_seq" | "limit" => value
+                .parse::<u64>()
+                .map(serde_json::Value::from)
+                .unwrap_or(serde_json::Value::String(value)),
+            _ => serde_json::Value::String(value),
+        };
+        typed.insert(key, value);
+    }
+    let query: HistoryQuery = match serde_json::from_value(serde_json::Value::Object(typed)) {
+        Ok(query) => query,
+        Err(e) => {
+            return error(
+                ErrorCode::BadRequest,
+                format!("the query is not a HistoryQuery: {e}"),
+            );
+        }
+    };
+    if !permits(&identity.permissions, &query.channel, Access::Read) {
+        return error(
+            ErrorCode::Forbidden,
+            format!("no read permission on {}", query.channel.as_str()),
+        );
+    }
+    if !server
+        .namespaces
+        .patterns()
+        .iter()
+        .any(|p| p.matches(&query.channel))
+    {
+        return error(
+            ErrorCode::UnknownChannel,
+            format!(
+                "{} belongs to no declared namespace",
+                query.channel.as_str()
+            ),
+        );
+    }
+    let limit = query.limit.map_or(100, |l| l.get() as usize);
+    let after = query.after_seq.map(|seq| seq.get());
+    match server
+        .broker
+        .history(
+            &query.channel,
+            query.epoch.as_ref(),
+            after,
+            limit,
+            server.now(),
+        )
+        .await
+    {
+        Ok(page) => (StatusCode::OK, Json(page)).into_response(),
+        Err(e) => error(e.code(), e.to_string()),
+    }
+}
+
+async fn health<B: Broker>(State(server): State<Arc<Server<B>>>) -> Response {
+    let draining = server.is_draining();
+    let body: HealthResponse = serde_json::from_value(json!({ "status": if draining { "draining" } else { "ok" }, "version": env!("CARGO_PKG_VERSION") })).expect("a valid health response");
+    let status = if draining {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(body)).into_response()
+}

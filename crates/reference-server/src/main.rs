@@ -1,0 +1,98 @@
+//! `ferry-server`: run Ferry's reference server.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use ferry_server::auth::Auth;
+use ferry_server::broker::MemoryBroker;
+use ferry_server::config::{AuthMode, Config, Flags};
+use ferry_server::namespaces::Namespaces;
+use ferry_server::{Server, serve};
+use tracing::{info, warn};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Flags::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ferry-server: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(flags: Flags) -> Result<()> {
+    let config = Config::resolve(flags)?;
+    let (auth, dev_token) = match config.auth {
+        AuthMode::Dev => {
+            let (auth, token) = Auth::development();
+            (auth, Some(token))
+        }
+        AuthMode::Tokens => {
+            let path = config
+                .tokens_file
+                .as_deref()
+                .context("auth = tokens needs a tokens file")?;
+            (Auth::from_file(path)?, None)
+        }
+    };
+    let broker = MemoryBroker::new(config.memory_broker());
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.bind))?;
+    let address = listener.local_addr()?;
+    let server = Server::new(config, auth, broker, Namespaces::example_app());
+    info!(%address, "ferry-server listening");
+    if let Some(token) = dev_token {
+        warn!("DEVELOPMENT AUTH: one generated token holds every right; do not expose this server");
+        print_walkthrough(&address.to_string(), &token);
+    }
+    serve(server, listener, stop_signal())
+        .await
+        .context("the server failed")?;
+    info!("stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn stop_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        () = terminate => {}
+    }
+    info!("stopping: draining sessions");
+}
+
+#[allow(clippy::print_stdout)]
+fn print_walkthrough(address: &str, token: &str) {
+    println!(
+        "\nferry-server is running on http://{address} with development auth.\n\
+         Development token (every right): {token}\n\n\
+         Try it:\n  \
+         export FERRY_TOKEN={token}\n  \
+         curl -s -X POST -H \"Authorization: Bearer $FERRY_TOKEN\" http://{address}/v1/tickets\n  \
+         curl -s -X POST -H \"Authorization: Bearer $FERRY_TOKEN\" -H 'content-type: application/json' \\\n    \
+         -d '{{\"channel\":\"project:alpha:tasks\",\"idempotency_key\":\"k-1\",\"payload\":{{\"task_id\":\"T-1\",\"status\":\"running\",\"progress\":0.5,\"assignee\":null}}}}' \\\n    \
+         http://{address}/v1/publish\n  \
+         curl -s -H \"Authorization: Bearer $FERRY_TOKEN\" 'http://{address}/v1/history?channel=project:alpha:tasks'\n"
+    );
+}

@@ -1,0 +1,459 @@
+//! ferry-server over real loopback sockets: tickets, the walkthrough, bad input, limits and
+//! graceful shutdown. Raw WebSocket frames are used so that anything, valid or not, can be sent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_server::auth::Auth;
+use ferry_server::broker::{Broker, MemoryBroker};
+use ferry_server::config::{Config, Flags};
+use ferry_server::namespaces::Namespaces;
+use ferry_server::{Server, serve};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const MAX_BYTES: u64 = 4_096;
+
+/// A server on a random loopback port with development auth, and the means to stop it.
+struct Running {
+    base: String,
+    token: String,
+    server: Arc<Server<MemoryBroker>>,
+    stop: Option<oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<std::io::Result<()>>,
+    http: reqwest::Client,
+}
+
+impl Running {
+    async fn start() -> Self {
+        let flags = Flags {
+            max_message_bytes: Some(MAX_BYTES),
+            drain_period_ms: Some(2_000),
+            ..Flags::default()
+        };
+        let config = Config::resolve(flags).expect("valid test configuration");
+        let (auth, token) = Auth::development();
+        let broker = MemoryBroker::new(config.memory_broker());
+        let server = Server::new(config, auth, broker, Namespaces::example_app());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let base = format!("http://{}", listener.local_addr().expect("an address"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let done = tokio::spawn(serve(server.clone(), listener, async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            base,
+            token,
+            server,
+            stop: Some(stop),
+            done,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn ticket(&self) -> String {
+        let response = self
+            .http
+            .post(format!("{}/v1/tickets", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("the ticket endpoint answers");
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.expect("JSON");
+        body["ticket"].as_str().expect("a ticket").to_owned()
+    }
+
+    async fn open(&self, ticket: &str) -> Socket {
+        let url = format!(
+            "{}/v1/ws?ticket={ticket}",
+            self.base.replace("http://", "ws://")
+        );
+        let mut request = url.into_client_request().expect("a URL");
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_static("ferry.v1"),
+        );
+        tokio_tungstenite::connect_async(request)
+            .await
+            .expect("the upgrade succeeds")
+            .0
+    }
+
+    /// A welcomed session.
+    async fn session(&self) -> Socket {
+        let ticket = self.ticket().await;
+        let mut socket = self.open(&ticket).await;
+        let welcome = next_json(&mut socket).await;
+        assert_eq!(welcome["type"], "welcome");
+        socket
+    }
+
+    async fn publish(&self, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/v1/publish", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("answers");
+        (
+            response.status().as_u16(),
+            response.json().await.expect("JSON"),
+        )
+    }
+}
+
+/// The next text frame as JSON (pings answered on the way), within five seconds.
+async fn next_json(socket: &mut Socket) -> Value {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .expect("a frame within 5 s")
+        {
+            Some(Ok(Message::Text(text))) => {
+                let value: Value = serde_json::from_str(&text).expect("JSON");
+                if value["type"] == "ping" {
+                    let pong = json!({ "type": "pong", "nonce": value["nonce"] });
+                    socket
+                        .send(Message::text(pong.to_string()))
+                        .await
+                        .expect("send");
+                    continue;
+                }
+                return value;
+            }
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+/// The close code the server ends the connection with, within five seconds.
+async fn close_code(socket: &mut Socket) -> Option<u16> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .expect("closed within 5 s")
+        {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+async fn send(socket: &mut Socket, value: Value) {
+    socket
+        .send(Message::text(value.to_string()))
+        .await
+        .expect("send");
+}
+
+fn task(n: u64) -> Value {
+    json!({ "task_id": format!("T-{n}"), "status": "running", "progress": 0.5, "assignee": null })
+}
+
+/// Another session subscribed before the bad input still works afterwards.
+async fn still_works(running: &Running, witness: &mut Socket, n: u64) {
+    let (status, _) = running.publish(json!({ "channel": "project:alpha:tasks", "idempotency_key": format!("witness-{n}"), "payload": task(n) })).await;
+    assert_eq!(status, 200);
+    let event = next_json(witness).await;
+    assert_eq!(
+        event["type"], "event",
+        "the other connection still receives events"
+    );
+}
+
+async fn witness(running: &Running) -> Socket {
+    let mut socket = running.session().await;
+    send(
+        &mut socket,
+        json!({ "type": "subscribe", "id": "w", "channel": "project:alpha:tasks" }),
+    )
+    .await;
+    assert_eq!(next_json(&mut socket).await["type"], "subscribed");
+    socket
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_walkthrough_works_ticket_connect_subscribe_publish_event_history() {
+    let running = Running::start().await;
+    let mut socket = running.session().await;
+    send(
+        &mut socket,
+        json!({ "type": "subscribe", "id": "r1", "channel": "project:alpha:tasks" }),
+    )
+    .await;
+    let subscribed = next_json(&mut socket).await;
+    assert_eq!(subscribed["type"], "subscribed");
+    assert_eq!(subscribed["position"]["seq"], 0);
+    let (status, ack) = running.publish(json!({ "channel": "project:alpha:tasks", "idempotency_key": "k-1", "payload": task(1) })).await;
+    assert_eq!(status, 200, "{ack}");
+    let event = next_json(&mut socket).await;
+    assert_eq!(event["type"], "event");
+    assert_eq!(event["position"], ack["position"]);
+    assert_eq!(event["payload"], task(1));
+    // The same key again is acknowledged with the original position and not delivered again.
+    let (_, again) = running.publish(json!({ "channel": "project:alpha:tasks", "idempotency_key": "k-1", "payload": task(1) })).await;
+    assert_eq!(again["position"], ack["position"]);
+    assert_eq!(again["duplicate"], true, "FERRY-DEDUP-1");
+    let history: Value = running
+        .http
+        .get(format!(
+            "{}/v1/history?channel=project:alpha:tasks",
+            running.base
+        ))
+        .bearer_auth(&running.token)
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        history["events"].as_array().map(Vec::len),
+        Some(1),
+        "{history}"
+    );
+    assert_eq!(history["complete"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_works_once_and_a_forged_one_never() {
+    let running = Running::start().await;
+    let ticket = running.ticket().await;
+    let mut first = running.open(&ticket).await;
+    assert_eq!(next_json(&mut first).await["type"], "welcome");
+    let mut reused = running.open(&ticket).await;
+    assert_eq!(
+        close_code(&mut reused).await,
+        Some(4401),
+        "FERRY-TICKET-4: a used ticket"
+    );
+    let mut forged = running.open("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").await;
+    assert_eq!(
+        close_code(&mut forged).await,
+        Some(4401),
+        "FERRY-TICKET-3: an unknown ticket"
+    );
+    let url = format!("{}/v1/ws", running.base.replace("http://", "ws://"));
+    let mut request = url.into_client_request().expect("a URL");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static("ferry.v1"),
+    );
+    let mut missing = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("upgrade")
+        .0;
+    assert_eq!(
+        close_code(&mut missing).await,
+        Some(4401),
+        "a missing ticket"
+    );
+    let unauthorized = running
+        .http
+        .post(format!("{}/v1/tickets", running.base))
+        .bearer_auth("not-a-token")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(unauthorized.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_connections_racing_on_one_ticket_get_exactly_one_welcome() {
+    let running = Arc::new(Running::start().await);
+    for _ in 0..5 {
+        let ticket = running.ticket().await;
+        let racers: Vec<_> = (0..4)
+            .map(|_| {
+                let (running, ticket) = (running.clone(), ticket.clone());
+                tokio::spawn(async move {
+                    let mut socket = running.open(&ticket).await;
+                    match tokio::time::timeout(Duration::from_secs(5), socket.next()).await {
+                        Ok(Some(Ok(Message::Text(text)))) => text.contains("\"welcome\""),
+                        _ => false,
+                    }
+                })
+            })
+            .collect();
+        let mut welcomed = 0;
+        for racer in racers {
+            welcomed += usize::from(racer.await.expect("the racer ran"));
+        }
+        assert_eq!(welcomed, 1, "FERRY-TICKET-4");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_its_documented_answer_and_other_connections_carry_on() {
+    let running = Running::start().await;
+    let mut other = witness(&running).await;
+
+    let mut socket = running.session().await;
+    socket
+        .send(Message::text("{ not json"))
+        .await
+        .expect("send");
+    let error = next_json(&mut socket).await;
+    assert_eq!(
+        (
+            error["type"].as_str(),
+            error["id"].is_null(),
+            error["error"]["code"].as_str()
+        ),
+        (Some("error"), true, Some("bad_request"))
+    );
+    send(&mut socket, json!({ "type": "subscribe_all" })).await;
+    assert_eq!(
+        next_json(&mut socket).await["error"]["code"],
+        "unknown_type"
+    );
+    send(
+        &mut socket,
+        json!({ "type": "subscribe", "id": 7, "channel": "project:alpha:tasks" }),
+    )
+    .await;
+    assert_eq!(
+        next_json(&mut socket).await["error"]["code"],
+        "bad_request",
+        "a wrong field type"
+    );
+    send(&mut socket, json!({ "type": "publish", "id": "p1", "channel": "project:alpha:tasks", "idempotency_key": "k", "payload": { "task_id": "T" } })).await;
+    let refused = next_json(&mut socket).await;
+    assert_eq!(
+        (refused["id"].as_str(), refused["error"]["code"].as_str()),
+        (Some("p1"), Some("payload_invalid")),
+        "FERRY-CHANNEL-4"
+    );
+    send(
+        &mut socket,
+        json!({ "type": "subscribe", "id": "s9", "channel": "billing:invoices" }),
+    )
+    .await;
+    assert_eq!(
+        next_json(&mut socket).await["error"]["code"],
+        "unknown_channel",
+        "FERRY-CHANNEL-5"
+    );
+    still_works(&running, &mut other, 1).await;
+
+    let mut binary = running.session().await;
+    binary
+        .send(Message::Binary(Bytes::from_static(b"{}")))
+        .await
+        .expect("send");
+    assert_eq!(
+        close_code(&mut binary).await,
+        Some(1003),
+        "FERRY-TRANSPORT-3"
+    );
+    still_works(&running, &mut other, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_one_byte_over_the_limit_closes_with_1009_and_one_at_the_limit_does_not() {
+    let running = Running::start().await;
+    let mut other = witness(&running).await;
+    let frame = |size: usize| {
+        let head = r#"{"type":"pong","nonce":""#;
+        let tail = r#""}"#;
+        format!("{head}{}{tail}", "n".repeat(size - head.len() - tail.len()))
+    };
+    let mut at_limit = running.session().await;
+    at_limit
+        .send(Message::text(frame(MAX_BYTES as usize)))
+        .await
+        .expect("send");
+    // A nonce above 64 characters is a bad pong: an error, not a close.
+    assert_eq!(
+        next_json(&mut at_limit).await["error"]["code"],
+        "bad_request"
+    );
+    let mut over = running.session().await;
+    over.send(Message::text(frame(MAX_BYTES as usize + 1)))
+        .await
+        .expect("send");
+    assert_eq!(close_code(&mut over).await, Some(1009), "FERRY-SIZE-3");
+    still_works(&running, &mut other, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_is_rate_limited_then_closed_with_4429() {
+    let running = Running::start().await;
+    let mut other = witness(&running).await;
+    let mut socket = running.session().await;
+    for i in 0..60 {
+        send(&mut socket, json!({ "type": "unsubscribe", "id": format!("u{i}"), "channel": "project:alpha:tasks" })).await;
+    }
+    let mut limited = 0;
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .expect("answers")
+        {
+            Some(Ok(Message::Text(text))) => limited += usize::from(text.contains("rate_limited")),
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert!(limited >= 1, "FERRY-RATE-1: rate_limited before the close");
+    assert_eq!(code, Some(4429), "FERRY-RATE-2");
+    still_works(&running, &mut other, 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_says_goodbye_closes_with_1012_and_keeps_acknowledged_publishes() {
+    let mut running = Running::start().await;
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        sessions.push(running.session().await);
+    }
+    for n in 0..10 {
+        let (status, _) = running.publish(json!({ "channel": "project:alpha:tasks", "idempotency_key": format!("k-{n}"), "payload": task(n) })).await;
+        assert_eq!(status, 200);
+    }
+    running
+        .stop
+        .take()
+        .expect("running")
+        .send(())
+        .expect("the server listens for stop");
+    for socket in &mut sessions {
+        let goodbye = next_json(socket).await;
+        assert_eq!(goodbye["type"], "goodbye", "FERRY-SHUTDOWN-1");
+        let hint = goodbye["retry_after_ms"].as_u64().expect("a retry hint");
+        assert!(hint <= 2_000, "within the drain period");
+        assert_eq!(
+            close_code(socket).await,
+            Some(u16::from(CloseCode::Restart)),
+            "1012"
+        );
+    }
+    // Every acknowledged publish is still in the history while the server drains.
+    let channel = "project:alpha:tasks".parse().expect("valid");
+    let page = running
+        .server
+        .broker()
+        .history(&channel, None, None, 100, running.server.now())
+        .await
+        .expect("the broker answers");
+    assert_eq!(page.events.len(), 10, "FERRY-SHUTDOWN-3");
+    let done = tokio::time::timeout(Duration::from_secs(10), &mut running.done)
+        .await
+        .expect("stops within the drain period");
+    assert!(done.expect("the task ran").is_ok());
+}
