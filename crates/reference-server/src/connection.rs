@@ -27,6 +27,7 @@ pub(crate) async fn run<B: Broker>(
     // contract for FERRY-SUBSCRIBE-2).
     let mut events = server.broker.events();
     let mut shutdown = server.shutdown.subscribe();
+    let mut cut = server.cut.subscribe();
     let grant = match ticket {
         Some(ticket) => server
             .broker
@@ -88,6 +89,7 @@ pub(crate) async fn run<B: Broker>(
                 }
                 Err(broadcast::error::RecvError::Closed) => session.close(close_code::INTERNAL_ERROR, "the broker stopped"),
             },
+            _ = cut.recv() => return,
             drain = shutdown.recv() => {
                 // FERRY-SHUTDOWN-1/2: goodbye with a retry hint drawn uniformly over the drain
                 // period, so the clients' reconnects are spread across it.

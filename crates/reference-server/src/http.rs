@@ -238,12 +238,7 @@ async fn history<B: Broker>(
             format!("no read permission on {}", query.channel.as_str()),
         );
     }
-    if !server
-        .namespaces
-        .patterns()
-        .iter()
-        .any(|p| p.matches(&query.channel))
-    {
+    if !server.namespaces.declares(&query.channel) {
         return error(
             ErrorCode::UnknownChannel,
             format!(

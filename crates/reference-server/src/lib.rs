@@ -44,6 +44,8 @@ pub struct Server<B> {
     draining: watch::Sender<bool>,
     /// Carries the drain period to every session when the server stops.
     shutdown: broadcast::Sender<Duration>,
+    /// Tells every connection to drop without a close frame (`disconnect_all`).
+    cut: broadcast::Sender<()>,
     sessions: AtomicU64,
     per_user: Mutex<HashMap<UserId, usize>>,
     live: AtomicUsize,
@@ -60,6 +62,7 @@ impl<B: Broker> Server<B> {
             origin: Instant::now(),
             draining: watch::channel(false).0,
             shutdown: broadcast::channel(1).0,
+            cut: broadcast::channel(1).0,
             sessions: AtomicU64::new(0),
             per_user: Mutex::new(HashMap::new()),
             live: AtomicUsize::new(0),
@@ -118,6 +121,13 @@ impl<B: Broker> Server<B> {
             server: self.clone(),
             user: user.clone(),
         })
+    }
+
+    /// Drops every open WebSocket connection at once, without a close frame, as a crashed
+    /// proxy or a cut cable would: for failure drills and for testing clients' reconnects.
+    /// Clients see an abnormal closure (1006) and resume.
+    pub fn disconnect_all(&self) {
+        let _ = self.cut.send(());
     }
 
     /// Stops gracefully (FERRY-SHUTDOWN-1 to -4): refuses new tickets and sessions, sends every

@@ -56,6 +56,14 @@ impl Namespaces {
             .expect("the embedded example application is valid")
     }
 
+    /// No namespaces: every channel exists and payloads are not checked (FERRY-CHANNEL-4 and
+    /// FERRY-CHANNEL-5 apply to servers that declare namespaces).
+    pub fn none() -> Self {
+        Self {
+            namespaces: Vec::new(),
+        }
+    }
+
     /// Namespaces from a bundled schema (`generated/<app>/schema/bundle.schema.json`) and a
     /// `channels.json`.
     pub fn from_sources(bundle: &str, channels: &str) -> Result<Self, String> {
@@ -90,8 +98,16 @@ impl Namespaces {
             .collect()
     }
 
+    /// Whether `channel` exists: it lies in a namespace, or the server declares none.
+    pub fn declares(&self, channel: &ChannelName) -> bool {
+        self.namespaces.is_empty() || self.namespaces.iter().any(|ns| ns.pattern.matches(channel))
+    }
+
     /// Checks a payload published to `channel` against its namespace's schema.
     pub fn check(&self, channel: &ChannelName, payload: &Payload) -> Result<(), PayloadError> {
+        if self.namespaces.is_empty() {
+            return Ok(());
+        }
         let namespace = self
             .namespaces
             .iter()
