@@ -64,6 +64,15 @@ pub struct Flags {
     /// The span over which a stopping server spreads its clients' reconnects, in milliseconds.
     #[arg(long, env = "FERRY_DRAIN_PERIOD_MS")]
     pub drain_period_ms: Option<u64>,
+    /// A browser Origin allowed to open sessions (repeat, or comma-separated in the
+    /// environment); "*" allows any. Requests without an Origin header (non-browser clients)
+    /// are always allowed. Default: any with development auth, none otherwise.
+    #[arg(
+        long = "allow-origin",
+        env = "FERRY_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 /// How bearer credentials are checked.
@@ -94,6 +103,7 @@ struct FileConfig {
     resume_max_events: Option<u64>,
     dedup_window_ms: Option<u64>,
     drain_period_ms: Option<u64>,
+    allowed_origins: Option<Vec<String>>,
 }
 
 /// The port the server listens on by default.
@@ -116,6 +126,8 @@ pub struct Config {
     pub drain_period: Duration,
     /// What every session advertises and enforces.
     pub session: ServerConfig,
+    /// Browser origins allowed to open sessions ("*" for any).
+    pub allowed_origins: Vec<String>,
 }
 
 /// A configuration that cannot be used; the message names the field.
@@ -168,6 +180,13 @@ impl Config {
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)));
         let auth = flags.auth.or(file.auth).unwrap_or(AuthMode::Dev);
         let tokens_file = flags.tokens_file.or(file.tokens_file);
+        let allowed_origins = flags
+            .allowed_origins
+            .or(file.allowed_origins)
+            .unwrap_or_else(|| match auth {
+                AuthMode::Dev => vec!["*".to_owned()],
+                AuthMode::Tokens => Vec::new(),
+            });
         let heartbeat_interval = pick(
             flags.heartbeat_interval_ms,
             file.heartbeat_interval_ms,
@@ -291,11 +310,19 @@ impl Config {
             dedup_window: Duration::from_millis(dedup_window),
             drain_period: Duration::from_millis(drain_period),
             session,
+            allowed_origins,
         })
     }
 }
 
 impl Config {
+    /// Whether a browser may open a session from `origin` (FERRY-SECURITY-1).
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.allowed_origins
+            .iter()
+            .any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(origin))
+    }
+
     /// The in-memory broker's settings: the advertised resume window as its retention, and the
     /// configured dedup window.
     pub fn memory_broker(&self) -> crate::broker::MemoryBrokerConfig {
@@ -385,6 +412,30 @@ mod tests {
         })
         .expect_err("unknown field");
         assert!(error.to_string().contains("heartbeat_interval"), "{error}");
+    }
+
+    #[test]
+    fn browser_origins_are_open_in_development_and_closed_with_tokens() {
+        let dev = Config::resolve(Flags::default()).expect("valid");
+        assert!(dev.allows_origin("http://localhost:5173"));
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let flags = Flags {
+            auth: Some(AuthMode::Tokens),
+            tokens_file: Some(dir.path().join("tokens.toml")),
+            ..Flags::default()
+        };
+        let tokens = Config::resolve(flags.clone()).expect("valid");
+        assert!(
+            !tokens.allows_origin("http://localhost:5173"),
+            "no browser origin unless listed"
+        );
+        let listed = Config::resolve(Flags {
+            allowed_origins: Some(vec!["https://console.example".into()]),
+            ..flags
+        })
+        .expect("valid");
+        assert!(listed.allows_origin("https://Console.Example"));
+        assert!(!listed.allows_origin("https://evil.example"));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 
 use crate::Server;
 use crate::broker::Broker;
+use crate::metrics::Direction;
 use crate::namespaces::PayloadError;
 
 /// Runs one upgraded connection until it closes.
@@ -40,12 +41,19 @@ pub(crate) async fn run<B: Broker>(
     let Some(grant) = grant else {
         // FERRY-TICKET-3: close with 4401 before any other frame; the ticket is not logged.
         debug!("a connection presented a missing, unknown, expired or used ticket");
-        close(&mut socket, close_code::TICKET_REJECTED, "ticket rejected").await;
+        close(
+            &server,
+            &mut socket,
+            close_code::TICKET_REJECTED,
+            "ticket rejected",
+        )
+        .await;
         return;
     };
     let Some(_slot) = server.connection_slot(&grant.user) else {
         info!(user = %grant.user.as_str(), "too many connections for this user");
         close(
+            &server,
             &mut socket,
             close_code::TOO_MANY_CONNECTIONS,
             "too many connections for this user",
@@ -56,8 +64,15 @@ pub(crate) async fn run<B: Broker>(
     let id = server.next_session_id();
     let mut session = ServerSession::new(server.session_config(), grant, id.clone(), server.now());
     debug!(session = %id.as_str(), user = %session.user().as_str(), "session opened");
+    server.metrics.sessions_opened.inc();
+    let mut subscriptions = 0i64;
     loop {
+        // The subscriptions gauge follows this session's count.
+        let open = i64::try_from(session.subscriptions().count()).unwrap_or(i64::MAX);
+        server.metrics.subscriptions.inc_by(open - subscriptions);
+        subscriptions = open;
         if !flush(&server, &mut session, &mut socket).await {
+            server.metrics.subscriptions.dec_by(subscriptions);
             debug!(session = %id.as_str(), "session closed");
             return;
         }
@@ -66,8 +81,14 @@ pub(crate) async fn run<B: Broker>(
             message = socket.recv() => {
                 let now = server.now();
                 match message {
-                    Some(Ok(Message::Text(text))) => session.handle_frame(Frame::Text(text.as_bytes()), now),
-                    Some(Ok(Message::Binary(bytes))) => session.handle_frame(Frame::Binary(&bytes), now),
+                    Some(Ok(Message::Text(text))) => {
+                        server.metrics.messages.get_or_create(&IN).inc();
+                        session.handle_frame(Frame::Text(text.as_bytes()), now);
+                    }
+                    Some(Ok(Message::Binary(bytes))) => {
+                        server.metrics.messages.get_or_create(&IN).inc();
+                        session.handle_frame(Frame::Binary(&bytes), now);
+                    }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Close(_))) | None => return,
                     Some(Err(error)) => {
@@ -119,12 +140,16 @@ async fn flush<B: Broker>(
             progressed = true;
             match transmit {
                 Transmit::Send { text } => {
+                    server.metrics.messages.get_or_create(&OUT).inc();
+                    if let Some(code) = error_code(&text) {
+                        server.metrics.reject(&code);
+                    }
                     if socket.send(Message::Text(text.into())).await.is_err() {
                         return false;
                     }
                 }
                 Transmit::Close { code, reason } => {
-                    close(socket, code, &reason).await;
+                    close(server, socket, code, &reason).await;
                     return false;
                 }
             }
@@ -141,7 +166,10 @@ async fn act<B: Broker>(server: &Server<B>, session: &mut ServerSession, action:
     match action {
         Action::Subscribe { id, channel, from } => {
             match server.broker.subscribe(&channel, from.as_ref(), now).await {
-                Ok((head, recovery, replay)) => session.subscribed(&id, head, recovery, replay),
+                Ok((head, recovery, replay)) => {
+                    server.metrics.replayed.inc_by(replay.len() as u64);
+                    session.subscribed(&id, head, recovery, replay);
+                }
                 Err(e) => session.request_failed(&id, error_info(e.code(), &e.to_string())),
             }
         }
@@ -182,6 +210,19 @@ async fn act<B: Broker>(server: &Server<B>, session: &mut ServerSession, action:
     }
 }
 
+const IN: Direction = Direction { direction: "in" };
+const OUT: Direction = Direction { direction: "out" };
+
+/// The error code of an outbound error message, for the rejections metric. Errors are rare,
+/// so parsing the frame again costs nothing on the hot path (events are not errors).
+fn error_code(text: &str) -> Option<String> {
+    if !text.starts_with(r#"{"type":"error""#) {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    value["error"]["code"].as_str().map(str::to_owned)
+}
+
 fn error_info(code: ErrorCode, message: &str) -> ErrorInfo {
     // The session sets `retryable` from the error table.
     serde_json::from_value(json!({ "code": code, "message": message, "retryable": false }))
@@ -203,7 +244,8 @@ const CLOSING_HANDSHAKE: Duration = Duration::from_secs(2);
 /// arriving are read and dropped until the peer's close. Dropping the TCP connection with
 /// unread data would reset it, and a reset can destroy the close frame before the peer reads
 /// its code.
-async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
+async fn close<B: Broker>(server: &Server<B>, socket: &mut WebSocket, code: u16, reason: &str) {
+    server.metrics.close(code);
     let frame = CloseFrame {
         code,
         reason: reason.into(),

@@ -34,8 +34,41 @@ pub fn router<B: Broker>(server: Arc<Server<B>>) -> Router {
         .route(endpoint::PUBLISH.path, post(publish::<B>))
         .route(endpoint::HISTORY.path, get(history::<B>))
         .route(endpoint::HEALTH.path, get(health::<B>))
+        .route(endpoint::METRICS.path, get(metrics::<B>))
         .fallback(|| async { error(ErrorCode::NotFound, "no endpoint at this method and path") })
+        .layer(axum::middleware::map_response_with_state(
+            server.clone(),
+            count_rejection::<B>,
+        ))
         .with_state(server)
+}
+
+/// Counts every HTTP error response by its error code (carried in the response's extensions).
+async fn count_rejection<B: Broker>(
+    State(server): State<Arc<Server<B>>>,
+    response: Response,
+) -> Response {
+    if let Some(code) = response.extensions().get::<ErrorCode>()
+        && let Ok(serde_json::Value::String(code)) = serde_json::to_value(code)
+    {
+        server.metrics.reject(&code);
+    }
+    response
+}
+
+async fn metrics<B: Broker>(State(server): State<Arc<Server<B>>>) -> Response {
+    server
+        .metrics
+        .sessions
+        .set(i64::try_from(server.live_sessions()).unwrap_or(i64::MAX));
+    (
+        [(
+            header::CONTENT_TYPE,
+            endpoint::METRICS.response_content_type,
+        )],
+        server.metrics.encode(),
+    )
+        .into_response()
 }
 
 /// An error response: the code's HTTP status and retryable flag come from the error table.
@@ -49,7 +82,9 @@ pub(crate) fn error(code: ErrorCode, message: impl Into<String>) -> Response {
     )
     .expect("a valid error");
     let status = StatusCode::from_u16(row.http_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, Json(ErrorBody { error: info })).into_response()
+    let mut response = (status, Json(ErrorBody { error: info })).into_response();
+    response.extensions_mut().insert(code);
+    response
 }
 
 fn identity<'a, B: Broker>(server: &'a Server<B>, headers: &HeaderMap) -> Option<&'a Identity> {
@@ -102,11 +137,20 @@ async fn issue_ticket<B: Broker>(
 
 async fn connect<B: Broker>(
     State(server): State<Arc<Server<B>>>,
+    headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     if server.is_draining() {
         return error(ErrorCode::Unavailable, "the server is shutting down");
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
+        && !server.config.allows_origin(origin)
+    {
+        return error(
+            ErrorCode::Forbidden,
+            format!("the Origin {origin} may not open sessions; allow it with --allow-origin"),
+        );
     }
     let max = server.config.session.limits.max_message_bytes.get() as usize;
     let upgrade = upgrade

@@ -12,6 +12,7 @@ pub mod broker;
 pub mod config;
 mod connection;
 pub mod http;
+pub mod metrics;
 pub mod namespaces;
 
 use std::collections::HashMap;
@@ -37,6 +38,8 @@ use crate::namespaces::Namespaces;
 pub struct Server<B> {
     /// The effective configuration.
     pub config: Config,
+    /// What `GET /metrics` reports.
+    pub metrics: metrics::Metrics,
     auth: Auth,
     broker: B,
     namespaces: Namespaces,
@@ -56,6 +59,7 @@ impl<B: Broker> Server<B> {
     pub fn new(config: Config, auth: Auth, broker: B, namespaces: Namespaces) -> Arc<Self> {
         Arc::new(Self {
             config,
+            metrics: metrics::Metrics::default(),
             auth,
             broker,
             namespaces,

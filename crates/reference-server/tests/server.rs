@@ -35,10 +35,14 @@ struct Running {
 
 impl Running {
     async fn start() -> Self {
+        Self::start_with(Flags::default()).await
+    }
+
+    async fn start_with(flags: Flags) -> Self {
         let flags = Flags {
             max_message_bytes: Some(MAX_BYTES),
             drain_period_ms: Some(2_000),
-            ..Flags::default()
+            ..flags
         };
         let config = Config::resolve(flags).expect("valid test configuration");
         let (auth, token) = Auth::development();
@@ -456,4 +460,95 @@ async fn stopping_says_goodbye_closes_with_1012_and_keeps_acknowledged_publishes
         .await
         .expect("stops within the drain period");
     assert!(done.expect("the task ran").is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_sessions_messages_rejections_and_closes() {
+    let running = Running::start().await;
+    let mut socket = running.session().await;
+    socket
+        .send(Message::text("{ not json"))
+        .await
+        .expect("send");
+    assert_eq!(next_json(&mut socket).await["error"]["code"], "bad_request");
+    let mut forged = running.open("BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB").await;
+    assert_eq!(close_code(&mut forged).await, Some(4401));
+    let refused = running
+        .http
+        .post(format!("{}/v1/tickets", running.base))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(refused.status(), 401);
+
+    let response = running
+        .http
+        .get(format!("{}/metrics", running.base))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), 200);
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    assert_eq!(
+        content_type.as_deref(),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    let text = response.text().await.expect("text");
+    for line in [
+        "ferry_sessions 1",
+        "ferry_sessions_opened_total 1",
+        "ferry_messages_total{direction=\"in\"} 1",
+        "ferry_rejections_total{code=\"bad_request\"} 1",
+        "ferry_rejections_total{code=\"unauthorized\"} 1",
+        "ferry_closes_total{code=\"4401\"} 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in:\n{text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_origin_outside_the_allowlist_is_refused() {
+    let running = Running::start_with(Flags {
+        allowed_origins: Some(vec!["https://console.example".into()]),
+        ..Flags::default()
+    })
+    .await;
+    let attempt = |origin: &'static str| {
+        let url = format!(
+            "{}/v1/ws?ticket=unused",
+            running.base.replace("http://", "ws://")
+        );
+        let mut request = url.into_client_request().expect("a URL");
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_static("ferry.v1"),
+        );
+        request
+            .headers_mut()
+            .insert("origin", HeaderValue::from_static(origin));
+        tokio_tungstenite::connect_async(request)
+    };
+    match attempt("https://evil.example").await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403, "FERRY-SECURITY-1")
+        }
+        other => panic!("expected a 403, got {other:?}"),
+    }
+    let mut allowed = attempt("https://console.example")
+        .await
+        .expect("an allowed origin upgrades")
+        .0;
+    assert_eq!(
+        close_code(&mut allowed).await,
+        Some(4401),
+        "then the (unused) ticket decides"
+    );
 }

@@ -1,0 +1,130 @@
+//! Prometheus metrics, served at `GET /metrics` in the OpenMetrics text format: sessions,
+//! subscriptions, messages in and out, replayed events, rejections by error code and closes by
+//! close code.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// A direction of WebSocket messages.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Direction {
+    /// `in` (from clients) or `out` (to clients).
+    pub direction: &'static str,
+}
+
+/// An error code of the error table.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Reason {
+    /// The error code.
+    pub code: String,
+}
+
+/// A close code of the close-code table.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Close {
+    /// The close code.
+    pub code: u16,
+}
+
+/// The server's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// WebSocket sessions open now.
+    pub sessions: Gauge,
+    /// WebSocket sessions opened since start.
+    pub sessions_opened: Counter,
+    /// Subscriptions held now, over all sessions.
+    pub subscriptions: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// WebSocket messages, by direction.
+    pub messages: Family<Direction, Counter>,
+    /// Events replayed to resuming subscribers.
+    pub replayed: Counter<u64, AtomicU64>,
+    /// Requests refused, over WebSocket or HTTP, by error code.
+    pub rejections: Family<Reason, Counter>,
+    /// Sessions the server closed, by close code.
+    pub closes: Family<Close, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("ferry");
+        let metrics = Self {
+            sessions: Gauge::default(),
+            sessions_opened: Counter::default(),
+            subscriptions: Gauge::default(),
+            messages: Family::default(),
+            replayed: Counter::default(),
+            rejections: Family::default(),
+            closes: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "sessions",
+            "WebSocket sessions open now",
+            metrics.sessions.clone(),
+        );
+        registry.register(
+            "sessions_opened",
+            "WebSocket sessions opened since start",
+            metrics.sessions_opened.clone(),
+        );
+        registry.register(
+            "subscriptions",
+            "Subscriptions held now, over all sessions",
+            metrics.subscriptions.clone(),
+        );
+        registry.register(
+            "messages",
+            "WebSocket messages, by direction",
+            metrics.messages.clone(),
+        );
+        registry.register(
+            "replayed_events",
+            "Events replayed to resuming subscribers",
+            metrics.replayed.clone(),
+        );
+        registry.register(
+            "rejections",
+            "Requests refused, by error code",
+            metrics.rejections.clone(),
+        );
+        registry.register(
+            "closes",
+            "Sessions the server closed, by close code",
+            metrics.closes.clone(),
+        );
+        Self {
+            registry,
+            ..metrics
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts a refusal with this error code.
+    pub fn reject(&self, code: &str) {
+        self.rejections
+            .get_or_create(&Reason {
+                code: code.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a close the server sent.
+    pub fn close(&self, code: u16) {
+        self.closes.get_or_create(&Close { code }).inc();
+    }
+
+    /// The metrics in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
