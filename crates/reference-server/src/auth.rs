@@ -1,7 +1,8 @@
 //! Bearer credentials: who is calling, and with which rights (FERRY-TICKET-1).
 //!
-//! Two modes: development (one generated token with every right, loudly labelled, loopback
-//! only) and a tokens file. Credentials are never logged (FERRY-TICKET-6).
+//! Three modes: development (one generated token with every right, loudly labelled, loopback
+//! only), a tokens file, and JWT verification (HS256 with a shared secret, or RS256 with a
+//! public key). Credentials are never logged (FERRY-TICKET-6).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,9 +22,84 @@ pub struct Identity {
 }
 
 /// How credentials are checked.
-#[derive(Debug, Clone)]
 pub struct Auth {
     tokens: HashMap<String, Identity>,
+    jwt: Option<JwtVerifier>,
+}
+
+/// Verifies JSON Web Tokens: the signature (HS256 or RS256), `exp` (with jsonwebtoken's default
+/// leeway of 60 s for clock skew), and the claims
+///
+/// ```json
+/// { "sub": "ada", "exp": 1795400000,
+///   "ferry": { "permissions": [{ "pattern": "project:alpha:*", "read": true, "write": true }], "backend": false } }
+/// ```
+///
+/// `sub` becomes the user, `ferry.permissions` the rights bound to tickets, and `ferry.backend`
+/// (default false) whether the token may use the backend publish endpoint.
+pub struct JwtVerifier {
+    key: jsonwebtoken::DecodingKey,
+    validation: jsonwebtoken::Validation,
+}
+
+impl std::fmt::Debug for Auth {
+    /// Counts only: credentials never appear in logs (FERRY-TICKET-6).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("tokens", &self.tokens.len())
+            .field(
+                "jwt",
+                &self.jwt.as_ref().map(|j| j.validation.algorithms.clone()),
+            )
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: UserId,
+    ferry: FerryClaim,
+}
+
+#[derive(Deserialize)]
+struct FerryClaim {
+    permissions: Vec<Permission>,
+    #[serde(default)]
+    backend: bool,
+}
+
+impl JwtVerifier {
+    /// Verifies HS256 tokens signed with `secret`.
+    pub fn hs256(secret: &[u8]) -> Self {
+        Self::new(
+            jsonwebtoken::DecodingKey::from_secret(secret),
+            jsonwebtoken::Algorithm::HS256,
+        )
+    }
+
+    /// Verifies RS256 tokens against a PEM-encoded RSA public key.
+    pub fn rs256(public_key_pem: &[u8]) -> Result<Self, AuthError> {
+        let key = jsonwebtoken::DecodingKey::from_rsa_pem(public_key_pem)
+            .map_err(|e| AuthError::Key(e.to_string()))?;
+        Ok(Self::new(key, jsonwebtoken::Algorithm::RS256))
+    }
+
+    fn new(key: jsonwebtoken::DecodingKey, algorithm: jsonwebtoken::Algorithm) -> Self {
+        let mut validation = jsonwebtoken::Validation::new(algorithm);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self { key, validation }
+    }
+
+    fn verify(&self, token: &str) -> Option<Identity> {
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .ok()?
+            .claims;
+        Some(Identity {
+            user: claims.sub,
+            permissions: claims.ferry.permissions,
+            backend: claims.ferry.backend,
+        })
+    }
 }
 
 /// A tokens file that cannot be used.
@@ -48,6 +124,9 @@ pub enum AuthError {
     /// Two entries share a token.
     #[error("the tokens file {0} lists a token twice")]
     Duplicate(PathBuf),
+    /// A JWT key file could not be read or is not a valid key.
+    #[error("the JWT key is not usable: {0}")]
+    Key(String),
 }
 
 #[derive(Deserialize)]
@@ -84,6 +163,7 @@ impl Auth {
         (
             Self {
                 tokens: HashMap::from([(token.clone(), identity)]),
+                jwt: None,
             },
             token,
         )
@@ -118,13 +198,24 @@ impl Auth {
                 return Err(AuthError::Duplicate(path.to_owned()));
             }
         }
-        Ok(Self { tokens })
+        Ok(Self { tokens, jwt: None })
+    }
+
+    /// JWT verification.
+    pub fn jwt(verifier: JwtVerifier) -> Self {
+        Self {
+            tokens: HashMap::new(),
+            jwt: Some(verifier),
+        }
     }
 
     /// The identity behind an `Authorization` header value (`Bearer <token>`), if any.
-    pub fn check(&self, authorization: Option<&str>) -> Option<&Identity> {
+    pub fn check(&self, authorization: Option<&str>) -> Option<Identity> {
         let token = authorization?.strip_prefix("Bearer ")?.trim();
-        self.tokens.get(token)
+        match &self.jwt {
+            Some(verifier) => verifier.verify(token),
+            None => self.tokens.get(token).cloned(),
+        }
     }
 }
 
@@ -156,6 +247,79 @@ mod tests {
         std::fs::write(&path, "[[tokens]]\ntoken = \"t\"\nuser = \"ada\"\npermissions = [{ pattern = \"Not A Pattern\", read = true, write = true }]\n").expect("write");
         let error = Auth::from_file(&path).expect_err("an invalid pattern");
         assert!(error.to_string().contains("tokens file"), "{error}");
+    }
+
+    fn claims(exp_offset: i64) -> serde_json::Value {
+        let exp = jsonwebtoken::get_current_timestamp() as i64 + exp_offset;
+        serde_json::json!({ "sub": "ada", "exp": exp, "ferry": { "permissions": [{ "pattern": "project:alpha:*", "read": true, "write": true }] } })
+    }
+
+    fn sign(
+        claims: &serde_json::Value,
+        algorithm: jsonwebtoken::Algorithm,
+        key: &jsonwebtoken::EncodingKey,
+    ) -> String {
+        jsonwebtoken::encode(&jsonwebtoken::Header::new(algorithm), claims, key).expect("signs")
+    }
+
+    #[test]
+    fn an_hs256_token_carries_its_user_and_permissions_until_it_expires() {
+        let auth = Auth::jwt(JwtVerifier::hs256(b"a test secret of enough length!!"));
+        let key = jsonwebtoken::EncodingKey::from_secret(b"a test secret of enough length!!");
+        let valid = sign(&claims(600), jsonwebtoken::Algorithm::HS256, &key);
+        let identity = auth
+            .check(Some(&format!("Bearer {valid}")))
+            .expect("a valid token");
+        assert_eq!(identity.user.as_str(), "ada");
+        assert_eq!(identity.permissions.len(), 1);
+        assert!(!identity.backend);
+        let expired = sign(&claims(-3_600), jsonwebtoken::Algorithm::HS256, &key);
+        assert!(
+            auth.check(Some(&format!("Bearer {expired}"))).is_none(),
+            "an expired token"
+        );
+        let forged = sign(
+            &claims(600),
+            jsonwebtoken::Algorithm::HS256,
+            &jsonwebtoken::EncodingKey::from_secret(b"another secret entirely, forged!"),
+        );
+        assert!(
+            auth.check(Some(&format!("Bearer {forged}"))).is_none(),
+            "a token signed with another secret"
+        );
+        let mut no_rights = claims(600);
+        no_rights
+            .as_object_mut()
+            .expect("an object")
+            .remove("ferry");
+        let bare = sign(&no_rights, jsonwebtoken::Algorithm::HS256, &key);
+        assert!(
+            auth.check(Some(&format!("Bearer {bare}"))).is_none(),
+            "a token without the ferry claim"
+        );
+    }
+
+    #[test]
+    fn an_rs256_token_is_checked_against_the_public_key() {
+        let private = include_bytes!("../tests/fixtures/jwt-test-private.pem");
+        let public = include_bytes!("../tests/fixtures/jwt-test-public.pem");
+        let auth = Auth::jwt(JwtVerifier::rs256(public).expect("a valid public key"));
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(private).expect("a valid private key");
+        let token = sign(&claims(600), jsonwebtoken::Algorithm::RS256, &key);
+        assert_eq!(
+            auth.check(Some(&format!("Bearer {token}")))
+                .map(|i| i.user.to_string())
+                .as_deref(),
+            Some("ada")
+        );
+        // An HS256 token signed with the public key as a secret (the algorithm-confusion attack).
+        let confused = sign(
+            &claims(600),
+            jsonwebtoken::Algorithm::HS256,
+            &jsonwebtoken::EncodingKey::from_secret(public),
+        );
+        assert!(auth.check(Some(&format!("Bearer {confused}"))).is_none());
+        assert!(JwtVerifier::rs256(b"not a key").is_err());
     }
 
     #[test]

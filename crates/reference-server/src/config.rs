@@ -25,12 +25,19 @@ pub struct Flags {
     #[arg(long, env = "FERRY_BIND")]
     pub bind: Option<SocketAddr>,
     /// How bearer credentials are checked: "dev" (one generated token with every right;
-    /// loopback only) or "tokens" (a file of tokens, see --tokens-file).
+    /// loopback only), "tokens" (a file of tokens, see --tokens-file) or "jwt" (signed tokens,
+    /// see --jwt-hs256-secret-file and --jwt-rs256-public-key-file).
     #[arg(long, env = "FERRY_AUTH")]
     pub auth: Option<AuthMode>,
     /// With --auth tokens: a TOML file mapping tokens to a user and permissions.
     #[arg(long, env = "FERRY_TOKENS_FILE")]
     pub tokens_file: Option<PathBuf>,
+    /// With --auth jwt: a file holding the HS256 shared secret.
+    #[arg(long, env = "FERRY_JWT_HS256_SECRET_FILE")]
+    pub jwt_hs256_secret_file: Option<PathBuf>,
+    /// With --auth jwt: a PEM file holding the RS256 public key.
+    #[arg(long, env = "FERRY_JWT_RS256_PUBLIC_KEY_FILE")]
+    pub jwt_rs256_public_key_file: Option<PathBuf>,
     /// Lifetime of a ticket, in milliseconds.
     #[arg(long, env = "FERRY_TICKET_TTL_MS")]
     pub ticket_ttl_ms: Option<u64>,
@@ -83,6 +90,8 @@ pub enum AuthMode {
     Dev,
     /// Tokens listed in a file.
     Tokens,
+    /// JSON Web Tokens, HS256 or RS256.
+    Jwt,
 }
 
 /// The same options, as they appear in the TOML file.
@@ -92,6 +101,8 @@ struct FileConfig {
     bind: Option<SocketAddr>,
     auth: Option<AuthMode>,
     tokens_file: Option<PathBuf>,
+    jwt_hs256_secret_file: Option<PathBuf>,
+    jwt_rs256_public_key_file: Option<PathBuf>,
     ticket_ttl_ms: Option<u64>,
     heartbeat_interval_ms: Option<u64>,
     heartbeat_timeout_ms: Option<u64>,
@@ -109,6 +120,15 @@ struct FileConfig {
 /// The port the server listens on by default.
 pub const DEFAULT_PORT: u16 = 7400;
 
+/// Where the JWT verification key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwtKey {
+    /// A file holding the HS256 shared secret (trailing whitespace ignored).
+    Hs256SecretFile(PathBuf),
+    /// A PEM file holding the RS256 public key.
+    Rs256PublicKeyFile(PathBuf),
+}
+
 /// The effective configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -118,6 +138,8 @@ pub struct Config {
     pub auth: AuthMode,
     /// The tokens file, with `AuthMode::Tokens`.
     pub tokens_file: Option<PathBuf>,
+    /// The JWT key, with `AuthMode::Jwt`.
+    pub jwt_key: Option<JwtKey>,
     /// Lifetime of a ticket.
     pub ticket_ttl: Duration,
     /// How long an idempotency key is remembered.
@@ -185,8 +207,22 @@ impl Config {
             .or(file.allowed_origins)
             .unwrap_or_else(|| match auth {
                 AuthMode::Dev => vec!["*".to_owned()],
-                AuthMode::Tokens => Vec::new(),
+                AuthMode::Tokens | AuthMode::Jwt => Vec::new(),
             });
+        let hs256 = flags.jwt_hs256_secret_file.or(file.jwt_hs256_secret_file);
+        let rs256 = flags
+            .jwt_rs256_public_key_file
+            .or(file.jwt_rs256_public_key_file);
+        let jwt_key = match (auth, hs256, rs256) {
+            (AuthMode::Jwt, Some(path), None) => Some(JwtKey::Hs256SecretFile(path)),
+            (AuthMode::Jwt, None, Some(path)) => Some(JwtKey::Rs256PublicKeyFile(path)),
+            (AuthMode::Jwt, _, _) => {
+                return Err(ConfigError::Conflict(
+                    "auth = \"jwt\" needs exactly one of jwt_hs256_secret_file and jwt_rs256_public_key_file".into(),
+                ));
+            }
+            _ => None,
+        };
         let heartbeat_interval = pick(
             flags.heartbeat_interval_ms,
             file.heartbeat_interval_ms,
@@ -306,6 +342,7 @@ impl Config {
             bind,
             auth,
             tokens_file,
+            jwt_key,
             ticket_ttl: Duration::from_millis(ticket_ttl),
             dedup_window: Duration::from_millis(dedup_window),
             drain_period: Duration::from_millis(drain_period),
@@ -436,6 +473,34 @@ mod tests {
         .expect("valid");
         assert!(listed.allows_origin("https://Console.Example"));
         assert!(!listed.allows_origin("https://evil.example"));
+    }
+
+    #[test]
+    fn jwt_auth_needs_exactly_one_key() {
+        let jwt = Flags {
+            auth: Some(AuthMode::Jwt),
+            ..Flags::default()
+        };
+        let error = Config::resolve(jwt.clone()).expect_err("no key");
+        assert!(
+            error.to_string().contains("jwt_hs256_secret_file"),
+            "{error}"
+        );
+        let both = Flags {
+            jwt_hs256_secret_file: Some("s".into()),
+            jwt_rs256_public_key_file: Some("p".into()),
+            ..jwt.clone()
+        };
+        assert!(Config::resolve(both).is_err());
+        let one = Config::resolve(Flags {
+            jwt_rs256_public_key_file: Some("key.pem".into()),
+            ..jwt
+        })
+        .expect("one key");
+        assert_eq!(
+            one.jwt_key,
+            Some(JwtKey::Rs256PublicKeyFile("key.pem".into()))
+        );
     }
 
     #[test]

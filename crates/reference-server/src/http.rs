@@ -87,7 +87,7 @@ pub(crate) fn error(code: ErrorCode, message: impl Into<String>) -> Response {
     response
 }
 
-fn identity<'a, B: Broker>(server: &'a Server<B>, headers: &HeaderMap) -> Option<&'a Identity> {
+fn identity<B: Broker>(server: &Server<B>, headers: &HeaderMap) -> Option<Identity> {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());

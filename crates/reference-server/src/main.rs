@@ -4,9 +4,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ferry_server::auth::Auth;
+use ferry_server::auth::{Auth, JwtVerifier};
 use ferry_server::broker::MemoryBroker;
-use ferry_server::config::{AuthMode, Config, Flags};
+use ferry_server::config::{AuthMode, Config, Flags, JwtKey};
 use ferry_server::namespaces::Namespaces;
 use ferry_server::{Server, serve};
 use tracing::{info, warn};
@@ -41,6 +41,23 @@ async fn run(flags: Flags) -> Result<()> {
                 .as_deref()
                 .context("auth = tokens needs a tokens file")?;
             (Auth::from_file(path)?, None)
+        }
+        AuthMode::Jwt => {
+            let verifier = match config.jwt_key.as_ref().context("auth = jwt needs a key")? {
+                JwtKey::Hs256SecretFile(path) => {
+                    let secret = std::fs::read(path).with_context(|| {
+                        format!("cannot read the JWT secret {}", path.display())
+                    })?;
+                    JwtVerifier::hs256(secret.trim_ascii_end())
+                }
+                JwtKey::Rs256PublicKeyFile(path) => {
+                    let pem = std::fs::read(path).with_context(|| {
+                        format!("cannot read the JWT public key {}", path.display())
+                    })?;
+                    JwtVerifier::rs256(&pem)?
+                }
+            };
+            (Auth::jwt(verifier), None)
         }
     };
     let broker = MemoryBroker::new(config.memory_broker());
