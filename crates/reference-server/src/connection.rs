@@ -65,14 +65,14 @@ pub(crate) async fn run<B: Broker>(
     let mut session = ServerSession::new(server.session_config(), grant, id.clone(), server.now());
     debug!(session = %id.as_str(), user = %session.user().as_str(), "session opened");
     server.metrics.sessions_opened.inc();
-    let mut subscriptions = 0i64;
+    let mut subscriptions = SubscriptionGauge {
+        server: &server,
+        held: 0,
+    };
     loop {
         // The subscriptions gauge follows this session's count.
-        let open = i64::try_from(session.subscriptions().count()).unwrap_or(i64::MAX);
-        server.metrics.subscriptions.inc_by(open - subscriptions);
-        subscriptions = open;
+        subscriptions.set(session.subscriptions().count());
         if !flush(&server, &mut session, &mut socket).await {
-            server.metrics.subscriptions.dec_by(subscriptions);
             debug!(session = %id.as_str(), "session closed");
             return;
         }
@@ -91,15 +91,10 @@ pub(crate) async fn run<B: Broker>(
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Close(_))) | None => return,
-                    Some(Err(error)) => {
-                        // The size gate runs in the WebSocket layer, before a frame is buffered
-                        // whole (FERRY-SIZE-3); anything else is a broken connection.
-                        if too_large(error) {
-                            session.close(close_code::MESSAGE_TOO_BIG, "message too big");
-                        } else {
-                            return;
-                        }
-                    }
+                    Some(Err(error)) => match refused_frame(error) {
+                        Some((code, reason)) => session.close(code, reason),
+                        None => return,
+                    },
                 }
             }
             event = events.recv() => match event {
@@ -210,6 +205,26 @@ async fn act<B: Broker>(server: &Server<B>, session: &mut ServerSession, action:
     }
 }
 
+/// This session's share of the subscriptions gauge, given back when the session ends.
+struct SubscriptionGauge<'a, B> {
+    server: &'a Server<B>,
+    held: i64,
+}
+
+impl<B> SubscriptionGauge<'_, B> {
+    fn set(&mut self, count: usize) {
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        self.server.metrics.subscriptions.inc_by(count - self.held);
+        self.held = count;
+    }
+}
+
+impl<B> Drop for SubscriptionGauge<'_, B> {
+    fn drop(&mut self) {
+        self.server.metrics.subscriptions.dec_by(self.held);
+    }
+}
+
 const IN: Direction = Direction { direction: "in" };
 const OUT: Direction = Direction { direction: "out" };
 
@@ -229,12 +244,16 @@ fn error_info(code: ErrorCode, message: &str) -> ErrorInfo {
         .expect("a valid error")
 }
 
-fn too_large(error: axum::Error) -> bool {
+/// The close code for a frame the WebSocket layer refused: the size gate runs there, before a
+/// frame is buffered whole (1009, FERRY-SIZE-3), and so does UTF-8 validation of text frames
+/// (1007, FERRY-TRANSPORT-4). `None` for a broken connection.
+fn refused_frame(error: axum::Error) -> Option<(u16, &'static str)> {
     use tokio_tungstenite::tungstenite::Error;
-    matches!(
-        error.into_inner().downcast::<Error>().map(|e| *e),
-        Ok(Error::Capacity(_))
-    )
+    match error.into_inner().downcast::<Error>().map(|e| *e) {
+        Ok(Error::Capacity(_)) => Some((close_code::MESSAGE_TOO_BIG, "message too big")),
+        Ok(Error::Utf8(_)) => Some((close_code::INVALID_PAYLOAD, "text frame is not UTF-8")),
+        _ => None,
+    }
 }
 
 /// How long the closing handshake may take before the connection is dropped.

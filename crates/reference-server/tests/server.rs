@@ -39,13 +39,17 @@ impl Running {
     }
 
     async fn start_with(flags: Flags) -> Self {
+        let (auth, token) = Auth::development();
+        Self::start_with_auth(flags, auth, token).await
+    }
+
+    async fn start_with_auth(flags: Flags, auth: Auth, token: String) -> Self {
         let flags = Flags {
             max_message_bytes: Some(MAX_BYTES),
             drain_period_ms: Some(2_000),
             ..flags
         };
         let config = Config::resolve(flags).expect("valid test configuration");
-        let (auth, token) = Auth::development();
         let broker = MemoryBroker::new(config.memory_broker());
         let server = Server::new(config, auth, broker, Namespaces::example_app());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -551,4 +555,113 @@ async fn a_browser_origin_outside_the_allowlist_is_refused() {
         Some(4401),
         "then the (unused) ticket decides"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_and_publish_outside_ones_permissions_are_refused_and_the_session_stays() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(
+        &tokens,
+        "[[tokens]]\ntoken = \"t-viewer\"\nuser = \"viewer\"\npermissions = [{ pattern = \"project:alpha:*\", read = true, write = false }]\n",
+    )
+    .expect("write");
+    let auth = Auth::from_file(&tokens).expect("a valid tokens file");
+    let running = Running::start_with_auth(Flags::default(), auth, "t-viewer".into()).await;
+    let mut socket = running.session().await;
+    send(
+        &mut socket,
+        json!({ "type": "subscribe", "id": "s1", "channel": "project:beta:tasks" }),
+    )
+    .await;
+    let refused = next_json(&mut socket).await;
+    assert_eq!(
+        (refused["id"].as_str(), refused["error"]["code"].as_str()),
+        (Some("s1"), Some("forbidden")),
+        "FERRY-CHANNEL-2"
+    );
+    send(&mut socket, json!({ "type": "publish", "id": "p1", "channel": "project:alpha:tasks", "idempotency_key": "k", "payload": task(1) })).await;
+    assert_eq!(
+        next_json(&mut socket).await["error"]["code"],
+        "forbidden",
+        "no write right"
+    );
+    send(
+        &mut socket,
+        json!({ "type": "subscribe", "id": "s2", "channel": "project:alpha:tasks" }),
+    )
+    .await;
+    assert_eq!(
+        next_json(&mut socket).await["type"],
+        "subscribed",
+        "the session stays open"
+    );
+    let (status, body) = running
+        .publish(
+            json!({ "channel": "project:alpha:tasks", "idempotency_key": "k", "payload": task(1) }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "not a backend token"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_ticket_is_rejected_with_4401() {
+    let running = Running::start_with(Flags {
+        ticket_ttl_ms: Some(50),
+        ..Flags::default()
+    })
+    .await;
+    let ticket = running.ticket().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut late = running.open(&ticket).await;
+    assert_eq!(close_code(&mut late).await, Some(4401), "FERRY-TICKET-2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_beyond_the_connection_limit_is_closed_with_4409_and_the_others_stay() {
+    let running = Running::start().await;
+    let limit = ferry_protocol::tables::defaults::MAX_CONNECTIONS_PER_USER;
+    let mut open = Vec::new();
+    for _ in 0..limit {
+        open.push(running.session().await);
+    }
+    let ticket = running.ticket().await;
+    let mut one_more = running.open(&ticket).await;
+    assert_eq!(close_code(&mut one_more).await, Some(4409), "FERRY-RATE-3");
+    let first = open.first_mut().expect("sessions");
+    send(
+        first,
+        json!({ "type": "subscribe", "id": "s", "channel": "project:alpha:tasks" }),
+    )
+    .await;
+    assert_eq!(
+        next_json(first).await["type"],
+        "subscribed",
+        "the user's existing sessions are untouched"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_frame_that_is_not_utf8_closes_with_1007() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let running = Running::start().await;
+    let mut other = witness(&running).await;
+    let mut socket = running.session().await;
+    let frame = Frame::message(
+        Bytes::from_static(b"{\"type\":\"pong\",\"nonce\":\"\xff\"}"),
+        OpCode::Data(Data::Text),
+        true,
+    );
+    socket.send(Message::Frame(frame)).await.expect("send");
+    assert_eq!(
+        close_code(&mut socket).await,
+        Some(1007),
+        "FERRY-TRANSPORT-4"
+    );
+    still_works(&running, &mut other, 5).await;
 }
