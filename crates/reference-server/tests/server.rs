@@ -430,10 +430,36 @@ async fn stopping_says_goodbye_closes_with_1012_and_keeps_acknowledged_publishes
     for _ in 0..3 {
         sessions.push(running.session().await);
     }
-    for n in 0..10 {
-        let (status, _) = running.publish(json!({ "channel": "project:alpha:tasks", "idempotency_key": format!("k-{n}"), "payload": task(n) })).await;
-        assert_eq!(status, 200);
-    }
+    // A backend publishes without pause while the server stops.
+    let publisher = {
+        let (http, base, token) = (
+            running.http.clone(),
+            running.base.clone(),
+            running.token.clone(),
+        );
+        tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for n in 0..100_000u64 {
+                let body = json!({ "channel": "project:alpha:tasks", "idempotency_key": format!("k-{n}"), "payload": task(n) });
+                let Ok(response) = http
+                    .post(format!("{base}/v1/publish"))
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await
+                else {
+                    break;
+                };
+                if response.status() != 200 {
+                    break;
+                }
+                let ack: Value = response.json().await.expect("JSON");
+                acknowledged.push(ack["position"]["seq"].as_u64().expect("a seq"));
+            }
+            acknowledged
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
     running
         .stop
         .take()
@@ -444,22 +470,40 @@ async fn stopping_says_goodbye_closes_with_1012_and_keeps_acknowledged_publishes
         let goodbye = next_json(socket).await;
         assert_eq!(goodbye["type"], "goodbye", "FERRY-SHUTDOWN-1");
         let hint = goodbye["retry_after_ms"].as_u64().expect("a retry hint");
-        assert!(hint <= 2_000, "within the drain period");
+        assert!(hint <= 2_000, "within the drain period (FERRY-SHUTDOWN-2)");
         assert_eq!(
             close_code(socket).await,
             Some(u16::from(CloseCode::Restart)),
             "1012"
         );
     }
-    // Every acknowledged publish is still in the history while the server drains.
+    let acknowledged = publisher.await.expect("the publisher ran");
+    assert!(
+        acknowledged.len() > 10,
+        "publishes were acknowledged under traffic"
+    );
+    // Every acknowledged publish is in the history (FERRY-SHUTDOWN-3).
     let channel = "project:alpha:tasks".parse().expect("valid");
-    let page = running
-        .server
-        .broker()
-        .history(&channel, None, None, 100, running.server.now())
-        .await
-        .expect("the broker answers");
-    assert_eq!(page.events.len(), 10, "FERRY-SHUTDOWN-3");
+    let mut stored = Vec::new();
+    let mut after = None;
+    loop {
+        let page = running
+            .server
+            .broker()
+            .history(&channel, None, after, 1_000, running.server.now())
+            .await
+            .expect("the broker answers");
+        let seqs: Vec<u64> = page.events.iter().map(|e| e.position.seq.get()).collect();
+        let Some(&last) = seqs.last() else { break };
+        stored.extend(seqs);
+        after = Some(last);
+    }
+    for seq in &acknowledged {
+        assert!(
+            stored.contains(seq),
+            "acknowledged seq {seq} is missing from the history"
+        );
+    }
     let done = tokio::time::timeout(Duration::from_secs(10), &mut running.done)
         .await
         .expect("stops within the drain period");
