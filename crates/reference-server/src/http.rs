@@ -25,6 +25,9 @@ use crate::broker::Broker;
 use crate::namespaces::PayloadError;
 use crate::{Server, connection};
 
+/// The read buffer of each WebSocket connection.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+
 /// The server's routes.
 pub fn router<B: Broker>(server: Arc<Server<B>>) -> Router {
     use axum::routing::{get, post};
@@ -156,7 +159,11 @@ async fn connect<B: Broker>(
     let upgrade = upgrade
         .protocols([SUBPROTOCOL])
         .max_message_size(max)
-        .max_frame_size(max);
+        .max_frame_size(max)
+        // tungstenite's default 128 KiB read buffer is most of an idle connection's memory;
+        // 4 KiB cuts it from about 134 KiB to 10 KiB a connection (BENCHMARKS.md), and the
+        // buffer still grows for larger frames.
+        .read_buffer_size(READ_BUFFER_BYTES);
     if upgrade.selected_protocol().is_none() {
         // FERRY-TRANSPORT-1: a client that does not speak ferry.v1 is refused at the upgrade.
         return error(

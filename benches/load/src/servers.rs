@@ -1,0 +1,224 @@
+//! The servers under test, each started as a child process on a free loopback port, so that its
+//! resident set is its own: ferry-server (tokens auth, since one identity may hold only 16
+//! sessions) and the bare tokio-tungstenite peer.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tokio::process::{Child, Command};
+
+use crate::client::Target;
+
+/// Sessions each generated user opens, below ferry-server's limit of 16 per identity.
+const SESSIONS_PER_USER: usize = 8;
+
+/// The bearer token of the generated backend identity, which may publish anywhere.
+const BACKEND_TOKEN: &str = "load-backend";
+
+/// How long a server may take to accept connections after it is started.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Which server a measurement runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Kind {
+    /// ferry-server, the reference server.
+    Ferry,
+    /// ferry-load-peer, a bare tokio-tungstenite broadcast server at default settings.
+    Peer,
+}
+
+/// Where the two server binaries are.
+#[derive(Debug, Clone)]
+pub(crate) struct Binaries {
+    /// The ferry-server executable.
+    pub(crate) ferry: PathBuf,
+    /// The ferry-load-peer executable.
+    pub(crate) peer: PathBuf,
+    /// Extra arguments for ferry-server.
+    pub(crate) ferry_args: Vec<String>,
+    /// Extra arguments for the peer.
+    pub(crate) peer_args: Vec<String>,
+}
+
+/// A running server: the child process, and how clients reach it.
+pub(crate) struct Running {
+    child: Child,
+    pid: u32,
+    /// How clients open sessions and publish on it.
+    pub(crate) target: Target,
+    scratch: Option<PathBuf>,
+}
+
+impl Running {
+    /// Starts a server of this kind able to hold `sessions` sessions, and waits until it
+    /// answers.
+    pub(crate) async fn start(kind: Kind, binaries: &Binaries, sessions: usize) -> Result<Self> {
+        let port = free_port()?;
+        let address = format!("127.0.0.1:{port}");
+        let (mut command, target, scratch) = match kind {
+            Kind::Ferry => {
+                let scratch =
+                    std::env::temp_dir().join(format!("ferry-load-{}-{port}", std::process::id()));
+                std::fs::create_dir_all(&scratch)
+                    .with_context(|| format!("cannot create {}", scratch.display()))?;
+                let users = sessions.div_ceil(SESSIONS_PER_USER).max(1);
+                let tokens_file = scratch.join("tokens.toml");
+                std::fs::write(&tokens_file, tokens_file_text(users))
+                    .with_context(|| format!("cannot write {}", tokens_file.display()))?;
+                let mut command = Command::new(&binaries.ferry);
+                command
+                    .arg("--bind")
+                    .arg(&address)
+                    .arg("--auth")
+                    .arg("tokens")
+                    .arg("--tokens-file")
+                    .arg(&tokens_file)
+                    // No ping within a run: idle means idle.
+                    .arg("--heartbeat-interval-ms")
+                    .arg("600000")
+                    .args(&binaries.ferry_args);
+                let http = reqwest::Client::builder()
+                    .no_proxy()
+                    .pool_max_idle_per_host(512)
+                    .build()?;
+                let target = Target::Ferry {
+                    base: format!("http://{address}"),
+                    tokens: Arc::new((0..users).map(user_token).collect()),
+                    backend: BACKEND_TOKEN.to_owned(),
+                    http,
+                };
+                (command, target, Some(scratch))
+            }
+            Kind::Peer => {
+                let mut command = Command::new(&binaries.peer);
+                command
+                    .arg("--bind")
+                    .arg(&address)
+                    .args(&binaries.peer_args);
+                let target = Target::Peer {
+                    base: format!("ws://{address}"),
+                };
+                (command, target, None)
+            }
+        };
+        let binary = command.as_std().get_program().to_owned();
+        let child = command
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "cannot start {} (build it with `cargo build --release -p ferry-server -p ferry-load`)",
+                    Path::new(&binary).display()
+                )
+            })?;
+        let pid = child.id().context("the server exited at once")?;
+        let mut running = Self {
+            child,
+            pid,
+            target,
+            scratch,
+        };
+        running.wait_ready(&address).await?;
+        Ok(running)
+    }
+
+    /// Waits until the server accepts TCP connections (and, for Ferry, reports health).
+    async fn wait_ready(&mut self, address: &str) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("the server exited during start: {status}");
+            }
+            let ready = match &self.target {
+                Target::Ferry { base, http, .. } => http
+                    .get(format!("{base}/v1/health"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success()),
+                Target::Peer { .. } => tokio::net::TcpStream::connect(address).await.is_ok(),
+            };
+            if ready {
+                return Ok(());
+            }
+            if start.elapsed() > START_TIMEOUT {
+                bail!("the server did not answer on {address} within {START_TIMEOUT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The server's resident set size, in bytes (`VmRSS` of `/proc/<pid>/status`).
+    pub(crate) fn rss(&self) -> Result<u64> {
+        let path = format!("/proc/{}/status", self.pid);
+        let status =
+            std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("no VmRSS line in {path}"))?;
+        Ok(kib * 1024)
+    }
+
+    /// CPU time the server has used so far, user and system (`/proc/<pid>/stat`, in clock
+    /// ticks of 10 ms).
+    pub(crate) fn cpu(&self) -> Result<Duration> {
+        let path = format!("/proc/{}/stat", self.pid);
+        let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+        // The fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
+        // utime and stime are fields 14 and 15 of stat(5); field 3 is the first after the name.
+        let (Some(user), Some(system)) = (ticks(11), ticks(12)) else {
+            bail!("no CPU times in {path}");
+        };
+        Ok(Duration::from_millis((user + system) * 10))
+    }
+
+    /// Kills the server and removes its scratch files.
+    pub(crate) async fn stop(mut self) -> Result<()> {
+        self.child.kill().await?;
+        if let Some(scratch) = self.scratch.take() {
+            let _ = std::fs::remove_dir_all(scratch);
+        }
+        Ok(())
+    }
+}
+
+/// The token of generated user `i`.
+fn user_token(i: usize) -> String {
+    format!("load-token-{i}")
+}
+
+/// A tokens file with `users` users that may read and write everywhere, and one backend.
+fn tokens_file_text(users: usize) -> String {
+    let mut text = String::with_capacity(users * 128);
+    let entry = |text: &mut String, token: &str, user: &str, backend: bool| {
+        text.push_str(&format!(
+            "[[tokens]]\ntoken = \"{token}\"\nuser = \"{user}\"\nbackend = {backend}\n\
+             permissions = [{{ pattern = \"**\", read = true, write = true }}]\n\n"
+        ));
+    };
+    entry(&mut text, BACKEND_TOKEN, "load-backend", true);
+    for i in 0..users {
+        entry(&mut text, &user_token(i), &format!("load-user-{i}"), false);
+    }
+    text
+}
+
+/// A loopback port nothing listens on now.
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
