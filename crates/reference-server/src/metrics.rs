@@ -53,56 +53,65 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("ferry");
-        let metrics = Self {
-            sessions: Gauge::default(),
-            sessions_opened: Counter::default(),
-            subscriptions: Gauge::default(),
-            messages: Family::default(),
-            replayed: Counter::default(),
-            rejections: Family::default(),
-            closes: Family::default(),
-            registry: Registry::default(),
-        };
-        registry.register(
-            "sessions",
-            "WebSocket sessions open now",
-            metrics.sessions.clone(),
-        );
-        registry.register(
-            "sessions_opened",
-            "WebSocket sessions opened since start",
-            metrics.sessions_opened.clone(),
-        );
-        registry.register(
-            "subscriptions",
-            "Subscriptions held now, over all sessions",
-            metrics.subscriptions.clone(),
-        );
-        registry.register(
-            "messages",
-            "WebSocket messages, by direction",
-            metrics.messages.clone(),
-        );
-        registry.register(
-            "replayed_events",
-            "Events replayed to resuming subscribers",
-            metrics.replayed.clone(),
-        );
-        registry.register(
-            "rejections",
-            "Requests refused, by error code",
-            metrics.rejections.clone(),
-        );
-        registry.register(
-            "closes",
-            "Sessions the server closed, by close code",
-            metrics.closes.clone(),
-        );
+        let r = &mut registry;
         Self {
+            sessions: registered(
+                r,
+                "sessions",
+                "WebSocket sessions open now",
+                Gauge::default(),
+            ),
+            sessions_opened: registered(
+                r,
+                "sessions_opened",
+                "WebSocket sessions opened since start",
+                Counter::default(),
+            ),
+            subscriptions: registered(
+                r,
+                "subscriptions",
+                "Subscriptions held now, over all sessions",
+                Gauge::default(),
+            ),
+            messages: registered(
+                r,
+                "messages",
+                "WebSocket messages, by direction",
+                Family::default(),
+            ),
+            replayed: registered(
+                r,
+                "replayed_events",
+                "Events replayed to resuming subscribers",
+                Counter::default(),
+            ),
+            rejections: registered(
+                r,
+                "rejections",
+                "Requests refused, by error code",
+                Family::default(),
+            ),
+            closes: registered(
+                r,
+                "closes",
+                "Sessions the server closed, by close code",
+                Family::default(),
+            ),
             registry,
-            ..metrics
         }
     }
+}
+
+/// Registers `metric` under `name` and returns it (the registry keeps a handle on the same
+/// values).
+fn registered<M: prometheus_client::registry::Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 impl Metrics {
