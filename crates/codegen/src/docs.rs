@@ -17,12 +17,15 @@ use crate::{Error, banner};
 const TEMPLATE: &str = include_str!("../templates/docs/reference.md.j2");
 
 /// The file name of the set's reference: `PROTOCOL.md` for a set with a rule catalogue,
-/// `CHANNELS.md` for an application's set.
+/// `CHANNELS.md` for an application's set (one with a `channels.json`), `REFERENCE.md` for any
+/// other set of messages.
 pub fn file_name(set: &SchemaSet) -> &'static str {
     if set.rules.is_some() {
         "PROTOCOL.md"
-    } else {
+    } else if set.channels.is_some() {
         "CHANNELS.md"
+    } else {
+        "REFERENCE.md"
     }
 }
 

@@ -12,8 +12,9 @@ use ferry_codegen::{Options, SchemaSet, generate, rust::RustOptions};
 /// Generate Ferry's Rust and TypeScript types, constants and protocol reference from JSON
 /// Schema.
 ///
-/// Without --schema, works on this repository: schema/ into generated/ and the example
-/// application schema/example-app/ into generated/example-app/. With --schema and --out, works
+/// Without --schema, works on this repository: schema/ into generated/, the example
+/// application schema/example-app/ into generated/example-app/ and the conformance adapter
+/// contract schema/conformance/ into generated/conformance/. With --schema and --out, works
 /// on one schema set, for example an application's own channel payload schemas.
 #[derive(Parser)]
 #[command(name = "ferry-codegen", version, about, long_about)]
@@ -81,6 +82,11 @@ impl Target {
             Job {
                 schema: "schema/example-app".into(),
                 out: "generated/example-app".into(),
+                runtime_path: self.runtime_path.clone(),
+            },
+            Job {
+                schema: "schema/conformance".into(),
+                out: "generated/conformance".into(),
                 runtime_path: self.runtime_path.clone(),
             },
         ])
