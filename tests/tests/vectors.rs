@@ -115,6 +115,26 @@ fn app_round_trip(set: &SchemaSet, type_name: &str, value: &Value) -> Result<Val
     }
 }
 
+/// The generated Rust type of each adapter-contract vector file: every one is a command or a
+/// report, decoded through its tagged union so that the tag picks the variant.
+fn adapter_round_trip(set: &SchemaSet, type_name: &str, value: &Value) -> Result<Value, String> {
+    use ferry_conformance::adapter::{AdapterCommand, AdapterReport};
+    let (union, tag) = set.union_of(type_name).expect("a command or a report");
+    let result = match union.name.as_str() {
+        "AdapterCommand" => round_trip::<AdapterCommand>(value),
+        "AdapterReport" => round_trip::<AdapterReport>(value),
+        other => panic!("no Rust type for the union {other}"),
+    };
+    if let Ok(encoded) = &result {
+        assert_eq!(
+            encoded["type"],
+            Value::from(tag),
+            "{value} decoded as another variant"
+        );
+    }
+    result
+}
+
 fn check_set(
     set: &SchemaSet,
     rust: impl Fn(&SchemaSet, &str, &Value) -> Result<Value, String>,
@@ -170,8 +190,15 @@ fn example_app_vectors_agree_between_the_schema_and_the_generated_rust() {
 }
 
 #[test]
+fn adapter_contract_vectors_agree_between_the_schema_and_the_generated_rust() {
+    let set = load("schema/conformance");
+    let checked = check_set(&set, adapter_round_trip);
+    assert!(checked >= 35, "only {checked} vectors checked");
+}
+
+#[test]
 fn every_message_and_body_has_valid_and_invalid_vectors() {
-    for label in ["schema", "schema/example-app"] {
+    for label in ["schema", "schema/example-app", "schema/conformance"] {
         let set = load(label);
         for name in set.messages().chain(set.bodies()) {
             let file = set
