@@ -28,6 +28,7 @@
 //! | FERRY-HEARTBEAT-1 | a ping with a fresh nonce every `heartbeat.interval_ms` |
 //! | FERRY-HEARTBEAT-3 | close 4408 when a ping is unanswered `heartbeat.timeout_ms` after it was sent; a pong whose nonce answers no outstanding ping is ignored |
 //! | FERRY-SIZE-1, FERRY-SIZE-3 | frames decoded under the advertised `max_message_bytes`; a larger frame closes with 1009; no larger message is sent |
+//! | FERRY-SIZE-4 | a publish whose event could exceed `max_message_bytes` ([`check_event_size`]) gets `message_too_large` with the request's id and is not acted on |
 //! | FERRY-TRANSPORT-3, -4, -5 | binary frames close with 1003, invalid UTF-8 with 1007; a malformed frame gets `bad_request` or `unknown_type` with id null, and the `malformed_frame_limit`-th one closes with 1008 |
 //! | FERRY-RATE-1, FERRY-RATE-2 | a [`TokenBucket`] meters inbound frames; a frame that finds it empty gets `rate_limited` (with `retry_after_ms`, and the request's id when it has one) and is not acted on; the `rate_limit_strikes`-th refusal within one second closes with 4429 |
 //! | FERRY-CHANNEL-1, -2, -5 | subscribe needs read, publish needs write, refused with `forbidden` and the request's id without ending the session; with namespaces declared, a channel outside all of them gets `unknown_channel` |
@@ -73,10 +74,19 @@
 //! - **A request id still in progress** (a subscribe or publish not yet answered, or a request
 //!   waiting behind one) may not be reused: such a request is refused with `bad_request`
 //!   carrying the id, since its reply could not be told apart.
+//! - **How large a publish's event can be** is measured before anything is stored, with the
+//!   longest message id, epoch, seq and `published_at_ms` the schema allows in place of the
+//!   ones the broker will give it ([`max_event_bytes`]). The verdict so holds for any broker and
+//!   does not change with the seq; the price is a margin: a publish whose actual event would
+//!   come within a few hundred bytes of the limit (about 290 with the reference server's ids)
+//!   is refused although that event would fit. The reference server applies the same check,
+//!   [`check_event_size`], to `POST /v1/publish` (FERRY-SIZE-4).
 //! - **An outbound message above `max_message_bytes`** is never sent (FERRY-SIZE-1). An event
 //!   is replaced by an error notice (`message_too_large`, id null), and the client sees the gap
 //!   at the channel's next event; an error whose message is too long is sent with a short one;
-//!   anything else closes the session with 1011.
+//!   anything else closes the session with 1011. With FERRY-SIZE-4 checked at every publish,
+//!   an event only gets here if it was stored under a larger limit (another node, an earlier
+//!   configuration) or by a publisher that skipped the check.
 //! - **Once the close is queued the session is over**: every later input is ignored, pending
 //!   actions are dropped, [`poll_action`](ServerSession::poll_action) and
 //!   [`poll_timeout`](ServerSession::poll_timeout) return `None`, and
@@ -86,18 +96,19 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use crate::bounded::{Float, UInt};
+use crate::bounded::{Float, MAX_SAFE_INTEGER, UInt};
 use crate::channel::{Access, permits};
 use crate::codec::{Codec, EncodeError, Frame, Outcome};
 use crate::rate::TokenBucket;
 use crate::tables::{self, close_code, defaults};
 use crate::time::Timestamp;
 use crate::types::{
-    ChannelName, ChannelPattern, ClientMessage, Error, ErrorCode, ErrorInfo, ErrorInfoMessage,
-    Event, Goodbye, GoodbyeMessage, GoodbyeReason, HeartbeatPolicy, IdempotencyKey, Nonce, Payload,
-    Permission, Ping, Publish, PublishResponse, Published, RateLimit, ReconnectPolicy, Recovery,
-    RecoveryGap, RequestId, ResumePolicy, ServerMessage, SessionId, SessionLimits, StreamPosition,
-    Subscribe, Subscribed, Unsubscribe, Unsubscribed, UserId, Welcome, WelcomeProtocol,
+    ChannelName, ChannelPattern, ClientMessage, Epoch, Error, ErrorCode, ErrorInfo,
+    ErrorInfoMessage, Event, Goodbye, GoodbyeMessage, GoodbyeReason, HeartbeatPolicy,
+    IdempotencyKey, MessageId, Nonce, Payload, Permission, Ping, Publish, PublishResponse,
+    Published, RateLimit, ReconnectPolicy, Recovery, RecoveryGap, RequestId, ResumePolicy, Seq,
+    ServerMessage, SessionId, SessionLimits, StreamPosition, Subscribe, Subscribed, UnixMillis,
+    Unsubscribe, Unsubscribed, UserId, Welcome, WelcomeProtocol,
 };
 
 #[cfg(test)]
@@ -920,6 +931,15 @@ impl ServerSession {
             );
             return;
         }
+        if let Err(too_large) = check_event_size(&channel, &payload, self.max_message_bytes()) {
+            self.send_error(
+                Some(id),
+                ErrorCode::MessageTooLarge,
+                &too_large.to_string(),
+                None,
+            );
+            return;
+        }
         self.in_progress.insert(
             id.clone(),
             InProgress::Publish {
@@ -1115,6 +1135,79 @@ impl ServerSession {
             ),
         }
     }
+}
+
+/// A publish refused because its event could exceed `max_message_bytes` (FERRY-SIZE-4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the event of this publish could take up to {bound} bytes in an event frame, above \
+     max_message_bytes {max}"
+)]
+pub struct EventTooLarge {
+    /// What [`max_event_bytes`] gave for the publish.
+    pub bound: usize,
+    /// The maximum message size.
+    pub max: usize,
+}
+
+/// FERRY-SIZE-4: refuses a publish of `payload` to `channel` whose event could exceed
+/// `max_message_bytes` in an event frame, so that every stored event can reach every
+/// subscriber. A server answers the refusal with `message_too_large` (HTTP 413) and stores
+/// nothing. [`ServerSession`] applies it to every publish frame; an HTTP publish endpoint calls
+/// it itself.
+pub fn check_event_size(
+    channel: &ChannelName,
+    payload: &Payload,
+    max_message_bytes: usize,
+) -> Result<(), EventTooLarge> {
+    let bound = max_event_bytes(channel, payload);
+    if bound > max_message_bytes {
+        return Err(EventTooLarge {
+            bound,
+            max: max_message_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// The most bytes the event frame of a publish of `payload` to `channel` can take, whatever
+/// message id, position and time a server gives the event: the exact encoded size of that
+/// event with a 128-character message id of characters JSON escapes (`"`), a 64-character
+/// epoch, and seq and `published_at_ms` at 2^53 − 1, the longest the schema allows.
+pub fn max_event_bytes(channel: &ChannelName, payload: &Payload) -> usize {
+    let longest_id = MessageId::try_from("\"".repeat(128)).expect("128 printable characters");
+    let longest_epoch = Epoch::try_from("e".repeat(64)).expect("64 letters");
+    let largest = UInt::new(MAX_SAFE_INTEGER).expect("2^53 - 1 is within the bounds");
+    // The event with a null payload, then the payload's own encoding in place of the null:
+    // the same bytes as encoding the whole event, without copying the payload.
+    let skeleton = ServerMessage::Event(Event {
+        channel: channel.clone(),
+        message_id: longest_id,
+        payload: Payload(serde_json::Value::Null),
+        position: StreamPosition {
+            epoch: longest_epoch,
+            seq: Seq(largest),
+        },
+        published_at_ms: UnixMillis(largest),
+    });
+    encoded_len(&skeleton) - "null".len() + encoded_len(payload)
+}
+
+/// The length of a value's JSON encoding, as the codec writes it, without building the text.
+fn encoded_len(value: &impl serde::Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).expect("generated messages always serialize");
+    count.0
 }
 
 /// Whether an event at `position` comes after `last` on its channel: a later seq of the same

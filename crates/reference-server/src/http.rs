@@ -11,7 +11,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use ferry_protocol::server::Grant;
+use ferry_protocol::server::{Grant, check_event_size};
 use ferry_protocol::tables::{ERROR_CODES, endpoint};
 use ferry_protocol::{
     Access, ErrorBody, ErrorCode, ErrorInfo, HealthResponse, HistoryQuery, PublishRequest,
@@ -216,6 +216,10 @@ async fn publish<B: Broker>(
                 request.channel.as_str()
             ),
         );
+    }
+    // FERRY-SIZE-4: the body fits, but the event it makes must fit an event frame too.
+    if let Err(too_large) = check_event_size(&request.channel, &request.payload, max) {
+        return error(ErrorCode::MessageTooLarge, too_large.to_string());
     }
     match server.namespaces.check(&request.channel, &request.payload) {
         Ok(()) => {}

@@ -709,3 +709,106 @@ async fn a_text_frame_that_is_not_utf8_closes_with_1007() {
     );
     still_works(&running, &mut other, 5).await;
 }
+
+const OUTPUT: &str = "daemon:ws-42:output";
+
+/// A valid `CommandOutput` chunk for [`OUTPUT`] with `n` characters of data.
+fn chunk(n: usize) -> Value {
+    json!({ "type": "chunk", "run_id": "r-1", "stream": "stdout", "data": "x".repeat(n) })
+}
+
+/// A chunk whose event could take exactly `bound` bytes in an event frame, as the server
+/// measures it (FERRY-SIZE-4): each character of data adds one byte.
+fn chunk_with_bound(bound: usize) -> Value {
+    let channel = OUTPUT.parse().expect("a valid channel");
+    let bound_of = |n: usize| {
+        ferry_protocol::server::max_event_bytes(&channel, &ferry_protocol::Payload(chunk(n)))
+    };
+    let n = bound - bound_of(0);
+    assert_eq!(bound_of(n), bound);
+    chunk(n)
+}
+
+/// A socket subscribed to [`OUTPUT`].
+async fn output_subscriber(running: &Running) -> Socket {
+    let mut socket = running.session().await;
+    send(
+        &mut socket,
+        json!({ "type": "subscribe", "id": "s1", "channel": OUTPUT }),
+    )
+    .await;
+    assert_eq!(next_json(&mut socket).await["type"], "subscribed");
+    socket
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_publish_whose_event_could_exceed_the_limit_gets_413_and_is_not_stored() {
+    let running = Running::start().await;
+    let max = MAX_BYTES as usize;
+    let mut subscriber = output_subscriber(&running).await;
+    let body = |key: &str, payload: Value| json!({ "channel": OUTPUT, "idempotency_key": key, "payload": payload });
+    // The largest body the limit allows: its event, which adds a message id, a position and a
+    // time, would exceed the limit whatever they are.
+    let largest = body(
+        "over-2",
+        chunk(max - body("over-2", chunk(0)).to_string().len()),
+    );
+    assert_eq!(largest.to_string().len(), max);
+    // And the smallest publish refused: its event could take one byte more than the limit.
+    let smallest = body("over-1", chunk_with_bound(max + 1));
+    assert!(smallest.to_string().len() < max);
+    for body in [largest, smallest] {
+        let (status, answer) = running.publish(body).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (413, Some("message_too_large")),
+            "FERRY-SIZE-4: {answer}"
+        );
+    }
+    let (status, ack) = running.publish(body("fits", chunk_with_bound(max))).await;
+    assert_eq!(status, 200, "{ack}");
+    assert_eq!(
+        ack["position"]["seq"], 1,
+        "the refused publishes stored nothing"
+    );
+    let event = next_json(&mut subscriber).await;
+    assert_eq!(
+        (event["type"].as_str(), event["message_id"].as_str()),
+        (Some("event"), ack["message_id"].as_str())
+    );
+    assert!(event.to_string().len() <= max);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_publish_whose_event_could_exceed_the_limit_gets_message_too_large() {
+    let running = Running::start().await;
+    let max = MAX_BYTES as usize;
+    let mut socket = output_subscriber(&running).await;
+    let publish = |id: &str, payload: Value| json!({ "type": "publish", "id": id, "channel": OUTPUT, "idempotency_key": id, "payload": payload });
+    let over = publish("p1", chunk_with_bound(max + 1));
+    assert!(over.to_string().len() < max, "the frame itself fits");
+    send(&mut socket, over).await;
+    let refused = next_json(&mut socket).await;
+    assert_eq!(
+        (
+            refused["type"].as_str(),
+            refused["id"].as_str(),
+            refused["error"]["code"].as_str()
+        ),
+        (Some("error"), Some("p1"), Some("message_too_large")),
+        "FERRY-SIZE-4"
+    );
+    // The session stays open, and a publish whose event fits goes through.
+    send(&mut socket, publish("p2", chunk_with_bound(max))).await;
+    let mut replies = [next_json(&mut socket).await, next_json(&mut socket).await];
+    replies.sort_by_key(|reply| reply["type"].as_str().map(str::to_owned));
+    let [event, published] = replies;
+    assert_eq!(
+        (published["type"].as_str(), published["id"].as_str()),
+        (Some("published"), Some("p2"))
+    );
+    assert_eq!(published["position"]["seq"], 1, "p1 stored nothing");
+    assert_eq!(event["type"], "event");
+    assert_eq!(event["message_id"], published["message_id"]);
+    assert!(event.to_string().len() <= max);
+}

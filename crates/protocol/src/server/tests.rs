@@ -450,8 +450,12 @@ fn an_oversized_frame_closes_with_1009_and_a_frame_of_exactly_the_maximum_is_rea
     let exact = frame(1024 - base);
     assert_eq!(exact.len(), 1024);
     send(&mut session, &exact, 0);
-    assert_eq!(drain(&mut session), vec![]);
-    assert_eq!(actions(&mut session).len(), 1);
+    // Read and answered, not closed: its event could not fit in a frame (FERRY-SIZE-4).
+    assert_eq!(
+        error_parts(&drain(&mut session)[0]),
+        refusal(Some("p1"), ErrorCode::MessageTooLarge)
+    );
+    assert!(!session.is_closed());
     let over = frame(1025 - base);
     send(&mut session, &over, 0);
     assert_eq!(
@@ -1186,6 +1190,84 @@ fn an_event_above_the_maximum_size_is_never_sent_and_a_notice_takes_its_place() 
         refusal(None, ErrorCode::MessageTooLarge)
     );
     assert_eq!(out[1], live(event(TASKS, EPOCH, 2)));
+}
+
+// FERRY-SIZE-4
+
+#[test]
+fn max_event_bytes_is_the_size_of_the_longest_event_a_publish_can_produce() {
+    let payload = Payload(json!({"text": "é\"x", "n": [1, 2.5, null]}));
+    let largest = UInt::new(crate::bounded::MAX_SAFE_INTEGER).expect("in bounds");
+    let longest = ServerMessage::Event(Event {
+        channel: channel(TASKS),
+        message_id: "\"".repeat(128).parse().expect("a valid message id"),
+        payload: payload.clone(),
+        position: StreamPosition {
+            epoch: "e".repeat(64).parse().expect("a valid epoch"),
+            seq: Seq(largest),
+        },
+        published_at_ms: UnixMillis(largest),
+    });
+    let exact = Codec::new(usize::MAX)
+        .encode(&longest)
+        .expect("encodes")
+        .len();
+    assert_eq!(max_event_bytes(&channel(TASKS), &payload), exact);
+    // Any event a server actually makes is at most that.
+    let mut real = event(TASKS, EPOCH, 1);
+    real.payload = payload.clone();
+    let real = Codec::new(usize::MAX)
+        .encode(&ServerMessage::Event(real))
+        .expect("encodes")
+        .len();
+    assert!(real < exact, "{real} < {exact}");
+}
+
+#[test]
+fn a_publish_whose_event_could_exceed_the_maximum_is_refused_with_its_id_and_one_that_fits_goes_on()
+{
+    const MAX: usize = 1024;
+    let mut session = session_with(config_with(|config| {
+        config.limits.max_message_bytes = UInt::new(MAX as u64).expect("in bounds");
+    }));
+    let payload = |n: usize| json!({"text": "x".repeat(n)});
+    // The bound grows by one byte per character of text: size the text so that it is exactly
+    // the maximum.
+    let base = max_event_bytes(&channel(TASKS), &Payload(payload(0)));
+    let fits = MAX - base;
+    assert_eq!(
+        max_event_bytes(&channel(TASKS), &Payload(payload(fits))),
+        MAX
+    );
+    let frame = |request: &str, n: usize| {
+        json!({
+            "type": "publish", "id": request, "channel": TASKS,
+            "idempotency_key": request, "payload": payload(n)
+        })
+        .to_string()
+    };
+    // The publish frame itself is well under the maximum: only its event could exceed it.
+    assert!(frame("p1", fits + 1).len() < MAX);
+    send(&mut session, &frame("p1", fits + 1), 0);
+    assert_eq!(
+        error_parts(&drain(&mut session)[0]),
+        refusal(Some("p1"), ErrorCode::MessageTooLarge)
+    );
+    assert_eq!(session.poll_action(), None, "nothing reaches the broker");
+    assert!(!session.is_closed());
+    send(&mut session, &frame("p2", fits), 0);
+    assert!(drain(&mut session).is_empty());
+    assert!(matches!(
+        actions(&mut session).as_slice(),
+        [Action::Publish { id: p2, .. }] if *p2 == id("p2")
+    ));
+    assert_eq!(
+        check_event_size(&channel(TASKS), &Payload(payload(fits + 1)), MAX),
+        Err(EventTooLarge {
+            bound: MAX + 1,
+            max: MAX
+        })
+    );
 }
 
 // FERRY-SHUTDOWN-1
