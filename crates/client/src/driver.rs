@@ -1,6 +1,6 @@
 //! The client's task: carries out what the session asks and feeds it what happens.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -56,7 +56,9 @@ pub(crate) struct Driver {
     state: watch::Sender<ClientState>,
     changes: broadcast::Sender<ClientState>,
     handlers: BTreeMap<(ChannelName, u64), Handler>,
-    publishes: HashMap<IdempotencyKey, oneshot::Sender<Result<Published, PublishError>>>,
+    /// The callers waiting for each publish, by idempotency key; several publishes may share
+    /// a key (an application retrying), and their outcomes arrive in the order they were sent.
+    publishes: HashMap<IdempotencyKey, VecDeque<oneshot::Sender<Result<Published, PublishError>>>>,
     ticket: Option<Pending<Result<Ticket, TicketError>>>,
     connecting: Option<(ConnectionId, Pending<Result<Socket, String>>)>,
     socket: Option<(ConnectionId, Socket)>,
@@ -164,7 +166,7 @@ impl Driver {
                 reply,
             } => match self.session.publish(channel, payload, key, now) {
                 Ok(key) => {
-                    self.publishes.insert(key, reply);
+                    self.publishes.entry(key).or_default().push_back(reply);
                 }
                 Err(failure) => {
                     let _ = reply.send(Err(failure.into()));
@@ -172,6 +174,19 @@ impl Driver {
             },
             Command::Close => self.session.close(),
         }
+    }
+
+    /// The longest-waiting caller of a publish with `key`.
+    fn waiting_publisher(
+        &mut self,
+        key: &IdempotencyKey,
+    ) -> Option<oneshot::Sender<Result<Published, PublishError>>> {
+        let waiting = self.publishes.get_mut(key)?;
+        let reply = waiting.pop_front();
+        if waiting.is_empty() {
+            self.publishes.remove(key);
+        }
+        reply
     }
 
     fn receive(&mut self, message: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>) {
@@ -297,13 +312,13 @@ impl Driver {
                 return;
             }
             ClientEvent::Published { key, ack } => {
-                if let Some(reply) = self.publishes.remove(&key) {
+                if let Some(reply) = self.waiting_publisher(&key) {
                     let _ = reply.send(Ok(ack));
                 }
                 return;
             }
             ClientEvent::PublishFailed { key, failure } => {
-                if let Some(reply) = self.publishes.remove(&key) {
+                if let Some(reply) = self.waiting_publisher(&key) {
                     let _ = reply.send(Err(failure.into()));
                 }
                 return;

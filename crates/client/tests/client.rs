@@ -202,6 +202,28 @@ async fn publishes_resolve_on_their_ack_and_are_stored_once_across_reconnects() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_in_flight_with_one_key_each_get_their_own_answer() {
+    let server = TestServer::start(10_000, 120_000).await;
+    let client = Client::builder(&server.url, &server.token)
+        .seed(9)
+        .connect();
+    assert!(client.wait_active(Duration::from_secs(10)).await);
+    let channel: ferry_protocol::ChannelName = "project:alpha:tasks".parse().expect("valid");
+    let key: ferry_protocol::IdempotencyKey = "order-17".parse().expect("valid");
+    // An application retrying before the first answer came: both calls resolve, to the same
+    // stored event (FERRY-DEDUP-1), and neither is told the client stopped.
+    let (a, b) = tokio::join!(
+        client.publish_with_key(channel.clone(), json!({ "n": 1 }), Some(key.clone())),
+        client.publish_with_key(channel.clone(), json!({ "n": 1 }), Some(key)),
+    );
+    let (a, b) = (a.expect("first acknowledged"), b.expect("second acknowledged"));
+    assert_eq!(a.message_id, b.message_id);
+    assert_eq!(a.position, b.position);
+    assert!(a.duplicate != b.duplicate, "exactly one of them stored the event");
+    assert_eq!(server.head("project:alpha:tasks").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missed_history_is_reported_as_incomplete_not_skipped() {
     let server = TestServer::start(5, 0).await;
     let client = Client::builder(&server.url, &server.token)
