@@ -278,15 +278,13 @@ impl Driver {
                 {
                     self.connecting = None;
                 }
-                if let Some((current, mut socket)) = self.socket.take() {
+                if let Some((current, socket)) = self.socket.take() {
                     if current == connection {
                         let frame = CloseFrame {
                             code: CloseCode::from(code),
                             reason: reason.into(),
                         };
-                        let _ =
-                            tokio::time::timeout(Duration::from_secs(1), socket.close(Some(frame)))
-                                .await;
+                        tokio::spawn(close_handshake(socket, frame));
                     } else {
                         self.socket = Some((current, socket));
                     }
@@ -448,5 +446,24 @@ fn redact(message: &str) -> String {
             format!("{}ticket=[redacted]{}", &message[..at], &message[end..])
         }
         None => message.to_owned(),
+    }
+}
+
+/// Completes the closing handshake on a socket the session is done with: sends the close frame,
+/// then reads until the server's close arrives (or a second passes). Dropping the socket with
+/// frames still unread would make the kernel answer with a TCP reset, which can destroy the
+/// close frame before the server reads it.
+async fn close_handshake(mut socket: Socket, frame: CloseFrame) {
+    let handshake = async {
+        socket.close(Some(frame)).await?;
+        while let Some(message) = socket.next().await {
+            if matches!(message?, Message::Close(_)) {
+                break;
+            }
+        }
+        Ok::<(), tokio_tungstenite::tungstenite::Error>(())
+    };
+    if let Ok(Err(error)) = tokio::time::timeout(Duration::from_secs(1), handshake).await {
+        debug!(%error, "the closing handshake ended early");
     }
 }
