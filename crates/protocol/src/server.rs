@@ -1085,12 +1085,8 @@ impl ServerSession {
         message: &str,
         retry_after: Option<Duration>,
     ) {
-        let error = ErrorInfo {
-            code,
-            message: error_message(message),
-            retry_after_ms: retry_after.map(|wait| clamped(millis(wait))),
-            retryable: retryable(code),
-        };
+        let mut error = error_info(code, message);
+        error.retry_after_ms = retry_after.map(|wait| clamped(millis(wait)));
         self.send_error_info(id, error);
     }
 
@@ -1284,6 +1280,18 @@ fn retryable(code: ErrorCode) -> bool {
         .iter()
         .find(|row| row.code == code)
         .is_some_and(|row| row.retryable)
+}
+
+/// An error as the error table says (FERRY-ERROR-1): `code`, with its `retryable` flag from
+/// the table, and `message` cut to [`MAX_OWN_ERROR_CHARS`] characters (a message may quote what
+/// it refuses, which can be far longer than an error message may be).
+pub fn error_info(code: ErrorCode, message: &str) -> ErrorInfo {
+    ErrorInfo {
+        code,
+        message: error_message(message),
+        retry_after_ms: None,
+        retryable: retryable(code),
+    }
 }
 
 /// An error message of at most [`MAX_OWN_ERROR_CHARS`] characters.

@@ -6,10 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use ferry_protocol::server::{Action, ServerSession, Transmit};
+use ferry_protocol::server::{Action, ServerSession, Transmit, error_info};
 use ferry_protocol::tables::close_code;
-use ferry_protocol::{ErrorCode, ErrorInfo, Frame};
-use serde_json::json;
+use ferry_protocol::{ErrorCode, Frame};
 use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
 
@@ -236,12 +235,6 @@ fn error_code(text: &str) -> Option<String> {
     }
     let value: serde_json::Value = serde_json::from_str(text).ok()?;
     value["error"]["code"].as_str().map(str::to_owned)
-}
-
-fn error_info(code: ErrorCode, message: &str) -> ErrorInfo {
-    // The session sets `retryable` from the error table.
-    serde_json::from_value(json!({ "code": code, "message": message, "retryable": false }))
-        .expect("a valid error")
 }
 
 /// The close code for a frame the WebSocket layer refused: the size gate runs there, before a

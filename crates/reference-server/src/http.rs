@@ -14,8 +14,8 @@ use axum::{Json, Router};
 use ferry_protocol::server::{Grant, check_event_size};
 use ferry_protocol::tables::{ERROR_CODES, endpoint};
 use ferry_protocol::{
-    Access, ErrorBody, ErrorCode, ErrorInfo, HealthResponse, HistoryQuery, PublishRequest,
-    SUBPROTOCOL, TicketResponse, permits,
+    Access, ErrorBody, ErrorCode, HealthResponse, HistoryQuery, PublishRequest, SUBPROTOCOL,
+    TicketResponse, permits,
 };
 use serde_json::json;
 use tracing::{info, warn};
@@ -80,10 +80,7 @@ pub(crate) fn error(code: ErrorCode, message: impl Into<String>) -> Response {
         .iter()
         .find(|row| row.code == code)
         .expect("every error code is in the table");
-    let info: ErrorInfo = serde_json::from_value(
-        json!({ "code": code, "message": message.into(), "retryable": row.retryable }),
-    )
-    .expect("a valid error");
+    let info = ferry_protocol::server::error_info(code, &message.into());
     let status = StatusCode::from_u16(row.http_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, Json(ErrorBody { error: info })).into_response();
     response.extensions_mut().insert(code);
