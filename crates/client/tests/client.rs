@@ -216,10 +216,16 @@ async fn publishes_in_flight_with_one_key_each_get_their_own_answer() {
         client.publish_with_key(channel.clone(), json!({ "n": 1 }), Some(key.clone())),
         client.publish_with_key(channel.clone(), json!({ "n": 1 }), Some(key)),
     );
-    let (a, b) = (a.expect("first acknowledged"), b.expect("second acknowledged"));
+    let (a, b) = (
+        a.expect("first acknowledged"),
+        b.expect("second acknowledged"),
+    );
     assert_eq!(a.message_id, b.message_id);
     assert_eq!(a.position, b.position);
-    assert!(a.duplicate != b.duplicate, "exactly one of them stored the event");
+    assert!(
+        a.duplicate != b.duplicate,
+        "exactly one of them stored the event"
+    );
     assert_eq!(server.head("project:alpha:tasks").await, 1);
 }
 

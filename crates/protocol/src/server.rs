@@ -1283,7 +1283,7 @@ fn retryable(code: ErrorCode) -> bool {
 }
 
 /// An error as the error table says (FERRY-ERROR-1): `code`, with its `retryable` flag from
-/// the table, and `message` cut to [`MAX_OWN_ERROR_CHARS`] characters (a message may quote what
+/// the table, and `message` cut to 256 characters (a message may quote what
 /// it refuses, which can be far longer than an error message may be).
 pub fn error_info(code: ErrorCode, message: &str) -> ErrorInfo {
     ErrorInfo {

@@ -1773,7 +1773,10 @@ fn an_error_quoting_a_long_value_is_cut_to_a_valid_message() {
     let info = super::error_info(ErrorCode::PayloadInvalid, &quoted);
     assert_eq!(info.message.as_str().chars().count(), 256);
     assert!(quoted.starts_with(info.message.as_str()));
-    assert!(!info.retryable, "the table says payload_invalid is not retryable");
+    assert!(
+        !info.retryable,
+        "the table says payload_invalid is not retryable"
+    );
     let info = super::error_info(ErrorCode::RateLimited, "slow down");
     assert!(info.retryable);
     assert_eq!(info.message.as_str(), "slow down");
