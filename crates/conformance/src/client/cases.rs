@@ -1,0 +1,1748 @@
+//! The bodies of the client cases, registered by case id; data the bodies read sits in
+//! `cases/client.toml` (`params`), so a family of similar cases is one body and several
+//! entries (the close codes, the backoff runs, the event streams).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use ferry_protocol::close::{action_for, lookup};
+use ferry_protocol::tables::ClientAction;
+use ferry_protocol::{ErrorCode, SUBPROTOCOL};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::harness::{
+    CREDENTIAL, EPOCH, Harness, LOWER_SLACK, Policy, QUIET, REACT, SETUP, WelcomeSpec, error_reply,
+    event, goodbye, message_id, ms, ping, position, published, recovery, subscribed,
+};
+use super::scripted::{ClientFrame, FrameKind, TicketReply, UpgradeReply};
+use crate::case::{CaseResult, Finding, ensure};
+
+/// A case body: runs the case's script on its harness.
+pub(crate) type Body =
+    for<'a> fn(&'a mut Harness) -> Pin<Box<dyn Future<Output = CaseResult> + Send + 'a>>;
+
+macro_rules! registry {
+    ($($id:literal => $body:ident),* $(,)?) => {
+        /// Every body, by case id; an id ending in `.*` serves every case of that family.
+        pub(crate) const BODIES: &[(&str, Body)] = &[$(($id, {
+            fn run(h: &mut Harness) -> Pin<Box<dyn Future<Output = CaseResult> + Send + '_>> {
+                Box::pin($body(h))
+            }
+            run
+        })),*];
+    };
+}
+
+registry! {
+    "client.handshake.ticket_then_connect" => ticket_then_connect,
+    "client.handshake.nothing_before_welcome" => nothing_before_welcome,
+    "client.handshake.fresh_ticket_each_attempt" => fresh_ticket_each_attempt,
+    "client.handshake.unauthorized_stops" => unauthorized_stops,
+    "client.handshake.ticket_unavailable_backs_off" => retry_run,
+    "client.handshake.ticket_rejected_renews_at_once" => ticket_rejected_renews,
+    "client.welcome.size_limit_obeyed" => size_limit_obeyed,
+    "client.subscribe.resubscribe_every_channel" => resubscribe_every_channel,
+    "client.subscribe.refused_keeps_session" => refused_keeps_session,
+    "client.event.delivered_in_order" => event_stream,
+    "client.event.duplicates_dropped" => event_stream,
+    "client.event.handler_registered_twice" => handler_registered_twice,
+    "client.event.gap_reported" => stream_hole,
+    "client.event.epoch_change_reported" => stream_hole,
+    "client.resume.replay_delivered_once" => replay_delivered_once,
+    "client.resume.*" => incomplete_recovery,
+    "client.publish.acknowledged" => publish_acknowledged,
+    "client.publish.retry_reuses_key" => publish_retry,
+    "client.publish.retry_reuses_application_key" => publish_retry,
+    "client.heartbeat.pong_echoes_nonce" => pong_echoes_nonce,
+    "client.heartbeat.silent_server_detected" => silent_server_detected,
+    "client.size.oversized_inbound_frame" => oversized_inbound_frame,
+    "client.reconnect.*" => retry_run,
+    "client.reconnect.attempts_exhausted" => attempts_exhausted,
+    "client.reconnect.count_resets_after_reset_after" => reset_rule,
+    "client.reconnect.count_kept_before_reset_after" => reset_rule,
+    "client.close.*" => close_code,
+    "client.shutdown.goodbye_then_resume" => goodbye_then_resume,
+    "client.shutdown.application_close" => application_close,
+}
+
+/// The body of the case `id`: its own entry, or its family's (`prefix.*`).
+pub(crate) fn body_for(id: &str) -> Option<Body> {
+    if let Some((_, body)) = BODIES.iter().find(|(key, _)| *key == id) {
+        return Some(*body);
+    }
+    BODIES
+        .iter()
+        .filter_map(|(key, body)| Some((key.strip_suffix('*')?, *body)))
+        .filter(|(prefix, _)| id.starts_with(prefix))
+        .max_by_key(|(prefix, _)| prefix.len())
+        .map(|(_, body)| body)
+}
+
+const CHANNEL: &str = "conformance:a";
+const OTHER_CHANNEL: &str = "conformance:b";
+const HANDLER: &str = "h";
+
+/// The window of retry `n` under `policy`, from ferry-protocol's formula.
+fn window(policy: &Policy, retry: u32) -> Result<(Duration, Duration), Finding> {
+    Ok(policy.backoff()?.bounds(retry))
+}
+
+/// Exactly now, for a reference the scripted server did not record.
+fn at_once() -> (Duration, Duration) {
+    (Duration::ZERO, Duration::ZERO)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handshake
+
+/// FERRY-TICKET-5, FERRY-TRANSPORT-1: a ticket with the bearer credential first, then the
+/// WebSocket with that ticket and the ferry.v1 subprotocol.
+async fn ticket_then_connect(h: &mut Harness) -> CaseResult {
+    h.connect().await?;
+    let request = h
+        .ticket(
+            SETUP,
+            "a ticket request to POST /v1/tickets after the connect command (FERRY-TICKET-5)",
+        )
+        .await?;
+    let bearer = request
+        .authorization
+        .as_deref()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, credential)| credential.trim());
+    ensure(
+        bearer == Some(CREDENTIAL),
+        format!(
+            "the ticket request to carry `Authorization: Bearer {CREDENTIAL}` (FERRY-TICKET-5)"
+        ),
+        || {
+            format!(
+                "Authorization: {}",
+                request.authorization.as_deref().unwrap_or("<absent>")
+            )
+        },
+    )?;
+    let unexpected = h.server.unexpected();
+    ensure(
+        unexpected.is_empty(),
+        "requests only to POST /v1/tickets and GET /v1/ws",
+        || format!("the client also sent: {}", unexpected.join(", ")),
+    )?;
+    let attempt = h
+        .attempt(
+            "a WebSocket connection to GET /v1/ws?ticket=<the ticket just issued> (FERRY-TICKET-5)",
+        )
+        .await?;
+    ensure(
+        attempt.protocols.iter().any(|p| p == SUBPROTOCOL),
+        format!("the WebSocket upgrade to offer the subprotocol {SUBPROTOCOL} (FERRY-TRANSPORT-1)"),
+        || {
+            format!(
+                "{} offered {}",
+                attempt.link,
+                if attempt.protocols.is_empty() {
+                    "no subprotocol".to_owned()
+                } else {
+                    attempt.protocols.join(", ")
+                }
+            )
+        },
+    )?;
+    let issued = request.issued.as_deref();
+    ensure(
+        attempt.ticket.as_deref() == issued,
+        "the connection to present the ticket of the ticket request just made (FERRY-TICKET-5)",
+        || format!("{} presented {:?}", attempt.link, attempt.ticket),
+    )?;
+    let mut conn = attempt
+        .conn
+        .ok_or_else(|| Finding::error("the plan accepts this attempt"))?;
+    h.welcome(&mut conn, &WelcomeSpec::new(Policy::SHORT))
+        .await?;
+    // The session goes on: nothing may end it.
+    match conn.recv(Duration::from_millis(200)).await? {
+        Some(ClientFrame {
+            kind: kind @ (FrameKind::Close { .. } | FrameKind::Ended),
+            ..
+        }) => Err(Finding::fail(
+            "the welcomed session to stay open",
+            format!("{} carried {}", conn.link(), kind.describe()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// FERRY-WELCOME-2: a subscribe asked for before the welcome is held back until it.
+async fn nothing_before_welcome(h: &mut Harness) -> CaseResult {
+    h.connect().await?;
+    h.ticket(
+        SETUP,
+        "a ticket request after the connect command (FERRY-TICKET-5)",
+    )
+    .await?;
+    let mut conn = h
+        .accepted("a WebSocket connection with the ticket just issued")
+        .await?;
+    h.subscribe(CHANNEL, HANDLER).await?;
+    let hold = Duration::from_millis(300);
+    h.transcript.note(
+        "runner",
+        format!("holding the welcome back for {} ms", ms(hold)),
+    );
+    if let Some(frame) = conn.recv(hold).await? {
+        return Err(Finding::fail(
+            "no frame from the client before the welcome (FERRY-WELCOME-2)",
+            format!(
+                "{} carried {} before the welcome",
+                conn.link(),
+                frame.kind.describe()
+            ),
+        ));
+    }
+    h.welcome(&mut conn, &WelcomeSpec::new(Policy::SHORT))
+        .await?;
+    h.expect_subscribe(
+        &mut conn,
+        CHANNEL,
+        &format!("once the welcome arrived, the subscribe to {CHANNEL} the application asked for before it (FERRY-WELCOME-2 holds it back, it does not drop it)"),
+    )
+    .await?;
+    Ok(())
+}
+
+/// FERRY-TICKET-5: every reconnect fetches a new ticket, and no ticket is presented twice.
+async fn fresh_ticket_each_attempt(h: &mut Harness) -> CaseResult {
+    let policy = Policy::SHORT;
+    let spec = WelcomeSpec::new(policy);
+    let mut conn = h.establish(&spec).await?;
+    for attempt in 2..=4 {
+        conn.drop_tcp();
+        let request = h
+            .ticket(
+                window(&policy, 8)?.1 + h.tolerance + REACT,
+                &format!(
+                    "a fresh ticket request before connection attempt {attempt} (FERRY-TICKET-5)"
+                ),
+            )
+            .await?;
+        conn = h
+            .accepted(&format!(
+                "connection attempt {attempt}, after its ticket request"
+            ))
+            .await?;
+        ensure(
+            conn.ticket() == request.issued.as_deref(),
+            format!(
+                "connection attempt {attempt} to present the ticket of the request just before it (FERRY-TICKET-5)"
+            ),
+            || format!("{} presented {:?}", conn.link(), conn.ticket()),
+        )?;
+        h.welcome(&mut conn, &spec).await?;
+    }
+    Ok(())
+}
+
+/// FERRY-RECONNECT-8, FERRY-RECONNECT-9: a 401 from the ticket endpoint stops the client, which
+/// says why.
+async fn unauthorized_stops(h: &mut Harness) -> CaseResult {
+    let policy = Policy::SHORT;
+    let conn = h.establish(&WelcomeSpec::new(policy)).await?;
+    h.server
+        .plan_tickets([TicketReply::Refuse(ErrorCode::Unauthorized)]);
+    let dropped = conn.drop_tcp();
+    let refused = h
+        .retry_ticket(
+            dropped,
+            window(&policy, 1)?,
+            &format!(
+                "retry 1 after the session dropped ({}; FERRY-RECONNECT-2)",
+                policy.describe()
+            ),
+            "the drop of the welcomed session",
+        )
+        .await?;
+    h.no_ticket(
+        QUIET,
+        refused.at,
+        "no further ticket request after the ticket endpoint answered 401: a 401 is stop (FERRY-RECONNECT-8)",
+    )
+    .await?;
+    let stopped = h
+        .report(
+            |r| r.kind() == "stopped",
+            REACT,
+            "a stopped report with reason unauthorized after the 401 (FERRY-RECONNECT-8, FERRY-RECONNECT-9)",
+        )
+        .await?;
+    ensure(
+        stopped.str("reason") == Some("unauthorized"),
+        "a stopped report with reason unauthorized (FERRY-RECONNECT-9: say why)",
+        || stopped.line(),
+    )
+}
+
+/// FERRY-RECONNECT-6, FERRY-RECONNECT-4: 4401 renews the ticket at once; a second 4401 in a
+/// row waits under the backoff, the immediate retry having counted as a retry.
+async fn ticket_rejected_renews(h: &mut Harness) -> CaseResult {
+    let policy = h.policy()?;
+    let spec = WelcomeSpec::new(policy);
+    let conn = h.establish(&spec).await?;
+    let dropped = conn.drop_tcp();
+    h.retry_ticket(
+        dropped,
+        window(&policy, 1)?,
+        &format!(
+            "retry 1 after the session dropped ({}; FERRY-RECONNECT-2)",
+            policy.describe()
+        ),
+        "the drop of the welcomed session",
+    )
+    .await?;
+    let mut second = h.accepted("connection attempt 2").await?;
+    let closed = second.close(4401, "ticket_rejected").await?;
+    h.retry_ticket(
+        closed,
+        at_once(),
+        "retry 2 after close 4401 ticket_rejected: a new ticket and a retry at once (FERRY-RECONNECT-6)",
+        "close 4401",
+    )
+    .await?;
+    let mut third = h
+        .accepted("connection attempt 3, with the renewed ticket")
+        .await?;
+    let closed = third.close(4401, "ticket_rejected").await?;
+    h.retry_ticket(
+        closed,
+        window(&policy, 3)?,
+        &format!(
+            "retry 3 after a second 4401 in a row: under the backoff (FERRY-RECONNECT-6), the immediate retry counting as retry 2 (FERRY-RECONNECT-4; {})",
+            policy.describe()
+        ),
+        "the second close 4401",
+    )
+    .await?;
+    let mut fourth = h.accepted("connection attempt 4").await?;
+    h.welcome(&mut fourth, &spec).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Welcome and size
+
+/// FERRY-WELCOME-3, FERRY-SIZE-2, FERRY-SIZE-1: the advertised max_message_bytes, not the
+/// default, bounds what the client sends; an oversized publish fails locally and the session
+/// stays open.
+async fn size_limit_obeyed(h: &mut Harness) -> CaseResult {
+    let limit = 1024;
+    let spec = WelcomeSpec {
+        max_message_bytes: limit,
+        ..WelcomeSpec::new(Policy::SHORT)
+    };
+    let mut conn = h.establish(&spec).await?;
+    let big = 2000;
+    h.publish("p-big", CHANNEL, json!("x".repeat(big)), None)
+        .await?;
+    let outcome = h
+        .report(
+            |r| r.str("ref") == Some("p-big"),
+            REACT,
+            &format!("publish_failed for p-big with code message_too_large: its {big}-byte payload cannot fit the advertised max_message_bytes of {limit} (FERRY-SIZE-2, FERRY-WELCOME-3)"),
+        )
+        .await;
+    // A frame that went out instead says more than the missing report.
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(missing) => {
+            conn.recv(Duration::ZERO).await?;
+            return Err(missing);
+        }
+    };
+    ensure(
+        outcome.kind() == "publish_failed" && outcome.str("code") == Some("message_too_large"),
+        format!(
+            "publish_failed for p-big with code message_too_large, reported locally (FERRY-SIZE-2; the welcome advertised max_message_bytes {limit}, FERRY-WELCOME-3)"
+        ),
+        || outcome.line(),
+    )?;
+    // Any frame above the limit fails on arrival (FERRY-SIZE-1); the session must go on.
+    if let Some(frame) = conn.recv(Duration::from_millis(300)).await? {
+        return Err(Finding::fail(
+            "nothing on the wire for a publish refused locally, and the session kept open (FERRY-SIZE-2)",
+            format!("{} carried {}", conn.link(), frame.kind.describe()),
+        ));
+    }
+    let small = 600;
+    h.publish("p-small", CHANNEL, json!("y".repeat(small)), None)
+        .await?;
+    let (publish, bytes) = conn
+        .expect_message(
+            Some("publish"),
+            REACT,
+            &format!("the publish of a {small}-byte payload, well under the limit of {limit}, on the same session (FERRY-SIZE-2 keeps it open)"),
+        )
+        .await?;
+    h.transcript.note(
+        "runner",
+        format!("the publish frame is {bytes} bytes, within {limit}"),
+    );
+    conn.send(published(&publish, EPOCH, 1, false)).await?;
+    h.report(
+        |r| r.kind() == "published" && r.str("ref") == Some("p-small"),
+        REACT,
+        "a published report for p-small",
+    )
+    .await?;
+    if let Some(request) = h.server.next_ticket(Duration::ZERO).await {
+        return Err(Finding::fail(
+            "the session to stay open after a local size refusal (FERRY-SIZE-2)",
+            format!(
+                "the client reconnected (a ticket request with status {})",
+                request.status
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// FERRY-SIZE-1, FERRY-TRANSPORT-5: a frame from the server above the advertised
+/// max_message_bytes is no ferry.v1 message. The protocol does not say whether a client drops
+/// it or closes the session (the codec's outcome is close 1009, which a client may send); it
+/// must not hand it to the application as an event, and must not stall or crash: it keeps the
+/// session (answering the next ping) or ends it and reconnects.
+async fn oversized_inbound_frame(h: &mut Harness) -> CaseResult {
+    let limit: u64 = 1024;
+    let policy = Policy::SHORT;
+    let spec = WelcomeSpec {
+        max_message_bytes: limit,
+        ..WelcomeSpec::new(policy)
+    };
+    let mut conn = h.subscribed_session(&spec, CHANNEL, HANDLER).await?;
+    conn.send(event(CHANNEL, EPOCH, 1, json!({"n": 1}))).await?;
+    h.report(
+        |r| r.kind() == "delivered" && r.u64("seq") == Some(1),
+        REACT,
+        "event 1 delivered",
+    )
+    .await?;
+    let oversized = event(CHANNEL, EPOCH, 2, json!("z".repeat(2000)));
+    let size = oversized.to_string().len();
+    conn.send(oversized).await?;
+    h.transcript.note(
+        "runner",
+        format!("sent an event frame of {size} bytes, above the advertised {limit}"),
+    );
+    // The client may already have closed; a failed send is not a finding here.
+    let _ = conn.send(ping("after-oversize")).await;
+    let mut verdict = None;
+    let deadline = Instant::now() + REACT;
+    while verdict.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match conn.recv(left).await? {
+            None => break,
+            Some(ClientFrame { kind, at }) => match &kind {
+                FrameKind::Message { json, .. }
+                    if json["type"] == "pong" && json["nonce"] == "after-oversize" =>
+                {
+                    verdict = Some(("kept the session", at));
+                }
+                FrameKind::Close { .. } | FrameKind::Ended => {
+                    verdict = Some(("ended the session", at));
+                }
+                _ => {}
+            },
+        }
+    }
+    let Some((what, at)) = verdict else {
+        return Err(Finding::fail(
+            format!(
+                "after an event frame of {size} bytes (above max_message_bytes {limit}, FERRY-SIZE-1), the client either keeps the session (and answers the next ping) or ends it and reconnects"
+            ),
+            format!(
+                "within {} ms {} neither carried the pong to ping \"after-oversize\" nor ended",
+                ms(REACT),
+                conn.link()
+            ),
+        ));
+    };
+    h.transcript.note(
+        "runner",
+        format!("the client {what} after the oversized frame"),
+    );
+    if what == "ended the session" {
+        h.retry_ticket(
+            at,
+            (Duration::ZERO, window(&policy, 8)?.1),
+            "a reconnect under the backoff after the client ended the session over the oversized frame",
+            "the end of the session",
+        )
+        .await?;
+    }
+    h.adapter.settle(Duration::from_millis(200)).await?;
+    let delivered: Vec<u64> = h
+        .deliveries(CHANNEL)
+        .into_iter()
+        .map(|(_, _, seq)| seq)
+        .collect();
+    ensure(
+        !delivered.contains(&2),
+        format!(
+            "the {size}-byte frame, above max_message_bytes {limit}, is no ferry.v1 message (FERRY-SIZE-1): it must not reach the application as event 2 (FERRY-TRANSPORT-5: a refused frame gets the codec's close code or is refused, never used)"
+        ),
+        || format!("the adapter reported deliveries of seqs {delivered:?}"),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subscribe
+
+/// FERRY-SUBSCRIBE-5: after a reconnect, every channel held is subscribed again from the last
+/// delivered position, or from the last subscribed reply when no event came.
+async fn resubscribe_every_channel(h: &mut Harness) -> CaseResult {
+    let policy = Policy::SHORT;
+    let spec = WelcomeSpec::new(policy);
+    let mut conn = h.subscribed_session(&spec, CHANNEL, HANDLER).await?;
+    h.subscribe(OTHER_CHANNEL, HANDLER).await?;
+    let other = h
+        .expect_subscribe(
+            &mut conn,
+            OTHER_CHANNEL,
+            &format!("a subscribe to {OTHER_CHANNEL}, which the application asked for"),
+        )
+        .await?;
+    conn.send(subscribed(&other, EPOCH, 7, None)).await?;
+    h.report(
+        |r| r.kind() == "subscribed" && r.str("channel") == Some(OTHER_CHANNEL),
+        REACT,
+        &format!("a subscribed report for {OTHER_CHANNEL}"),
+    )
+    .await?;
+    for seq in 1..=3 {
+        conn.send(event(CHANNEL, EPOCH, seq, json!({"n": seq})))
+            .await?;
+    }
+    h.report(
+        |r| r.kind() == "delivered" && r.u64("seq") == Some(3),
+        REACT,
+        &format!("events 1 to 3 of {CHANNEL} delivered"),
+    )
+    .await?;
+    conn.drop_tcp();
+    let mut conn = h
+        .reconnected(
+            &spec,
+            window(&policy, 1)?.1 + h.tolerance + REACT,
+            "after the session dropped",
+        )
+        .await?;
+    let expectations = [
+        (CHANNEL, 3, "the last event delivered"),
+        (
+            OTHER_CHANNEL,
+            7,
+            "the subscribed reply, no event having come",
+        ),
+    ];
+    for (channel, seq, whence) in expectations {
+        let expected = format!(
+            "after the reconnect, a subscribe to {channel} with from = {{epoch {EPOCH}, seq {seq}}}, the position of {whence} (FERRY-SUBSCRIBE-5)"
+        );
+        let subscribe = h.expect_subscribe(&mut conn, channel, &expected).await?;
+        ensure(subscribe["from"] == position(EPOCH, seq), expected, || {
+            format!("{}: {subscribe}", conn.link())
+        })?;
+        let reply = subscribed(&subscribe, EPOCH, seq, Some(recovery(true, 0, None)));
+        conn.send(reply).await?;
+    }
+    Ok(())
+}
+
+/// FERRY-CHANNEL-2: a forbidden subscribe is reported refused and the session goes on.
+async fn refused_keeps_session(h: &mut Harness) -> CaseResult {
+    let forbidden = "conformance:forbidden";
+    let mut conn = h.establish(&WelcomeSpec::new(Policy::SHORT)).await?;
+    h.subscribe(forbidden, HANDLER).await?;
+    let subscribe = h
+        .expect_subscribe(
+            &mut conn,
+            forbidden,
+            &format!("a subscribe to {forbidden}, which the application asked for"),
+        )
+        .await?;
+    conn.send(error_reply(&subscribe["id"], "forbidden"))
+        .await?;
+    let refused = h
+        .report(
+            |r| r.kind() == "refused" && r.str("channel") == Some(forbidden),
+            REACT,
+            &format!("a refused report for {forbidden} after the server answered its subscribe with error forbidden"),
+        )
+        .await?;
+    ensure(
+        refused.str("code") == Some("forbidden"),
+        "the refusal reported with the error's code, forbidden",
+        || refused.line(),
+    )?;
+    h.subscribe(CHANNEL, HANDLER).await?;
+    let subscribe = h
+        .expect_subscribe(
+            &mut conn,
+            CHANNEL,
+            &format!("the session to stay open after a refused subscribe (FERRY-CHANNEL-2), carrying the next subscribe, to {CHANNEL}"),
+        )
+        .await?;
+    conn.send(subscribed(&subscribe, EPOCH, 0, None)).await?;
+    h.report(
+        |r| r.kind() == "subscribed" && r.str("channel") == Some(CHANNEL),
+        REACT,
+        &format!("a subscribed report for {CHANNEL}"),
+    )
+    .await?;
+    match h.server.next_ticket(Duration::ZERO).await {
+        None => Ok(()),
+        Some(_) => Err(Finding::fail(
+            "the session to stay open after a refused subscribe (FERRY-CHANNEL-2)",
+            "the client reconnected (a new ticket request)",
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events
+
+/// FERRY-EVENT-3: the events of `seqs` (of EPOCH) go out in that order; exactly those of
+/// `deliver` reach the handler, once each, in order.
+async fn event_stream(h: &mut Harness) -> CaseResult {
+    let send: Vec<u64> = h.param("seqs")?.unwrap_or_default();
+    let deliver: Vec<u64> = h.param("deliver")?.unwrap_or_default();
+    let last = *deliver
+        .last()
+        .ok_or_else(|| Finding::error("the case delivers nothing"))?;
+    let mut conn = h
+        .subscribed_session(&WelcomeSpec::new(Policy::SHORT), CHANNEL, HANDLER)
+        .await?;
+    for seq in &send {
+        conn.send(event(CHANNEL, EPOCH, *seq, json!({"n": seq})))
+            .await?;
+    }
+    h.report(
+        |r| r.kind() == "delivered" && r.u64("seq") == Some(last),
+        REACT,
+        &format!("event {last} delivered"),
+    )
+    .await?;
+    h.adapter.settle(Duration::from_millis(200)).await?;
+    let expected = format!(
+        "of the events sent with seqs {send:?}, exactly seqs {deliver:?} handed to the handler, once each and in order, with their message ids and payloads (FERRY-EVENT-3)"
+    );
+    let delivered: Vec<&super::adapter::Report> = h
+        .adapter
+        .history()
+        .iter()
+        .filter(|r| r.kind() == "delivered")
+        .collect();
+    let seqs: Vec<u64> = delivered.iter().filter_map(|r| r.u64("seq")).collect();
+    ensure(seqs == deliver, expected.clone(), || {
+        format!("the handler was called with seqs {seqs:?}")
+    })?;
+    for report in delivered {
+        let seq = report.u64("seq").unwrap_or_default();
+        let intact = report.str("message_id") == Some(message_id(EPOCH, seq).as_str())
+            && report.str("epoch") == Some(EPOCH)
+            && report.str("channel") == Some(CHANNEL)
+            && report.str("handler") == Some(HANDLER)
+            && report.json["payload"] == json!({"n": seq});
+        ensure(intact, expected.clone(), || {
+            format!("a delivery differs from event {seq}: {}", report.line())
+        })?;
+    }
+    Ok(())
+}
+
+/// FERRY-EVENT-5: a handler registered twice is called once per event; another handler of the
+/// channel is called too.
+async fn handler_registered_twice(h: &mut Harness) -> CaseResult {
+    let mut conn = h.establish(&WelcomeSpec::new(Policy::SHORT)).await?;
+    h.subscribe(CHANNEL, "h1").await?;
+    h.subscribe(CHANNEL, "h1").await?;
+    h.subscribe(CHANNEL, "h2").await?;
+    let subscribe = h
+        .expect_subscribe(
+            &mut conn,
+            CHANNEL,
+            &format!("a subscribe to {CHANNEL}, which the application asked for"),
+        )
+        .await?;
+    conn.send(subscribed(&subscribe, EPOCH, 0, None)).await?;
+    // Let every registration land; a second subscribe of the channel is refused as a server
+    // would (FERRY-SUBSCRIBE-4).
+    let settle = Instant::now() + Duration::from_millis(200);
+    while let Some(frame) = conn
+        .recv(settle.saturating_duration_since(Instant::now()))
+        .await?
+    {
+        if let FrameKind::Message { json, .. } = &frame.kind
+            && json["type"] == "subscribe"
+        {
+            conn.send(error_reply(&json["id"], "already_subscribed"))
+                .await?;
+        }
+    }
+    for seq in 1..=3 {
+        conn.send(event(CHANNEL, EPOCH, seq, json!({"n": seq})))
+            .await?;
+    }
+    for handler in ["h1", "h2"] {
+        h.report(
+            |r| {
+                r.kind() == "delivered"
+                    && r.str("handler") == Some(handler)
+                    && r.u64("seq") == Some(3)
+            },
+            REACT,
+            &format!("event 3 delivered to handler {handler}"),
+        )
+        .await?;
+    }
+    h.adapter.settle(Duration::from_millis(200)).await?;
+    let mut calls: BTreeMap<(String, u64), usize> = BTreeMap::new();
+    for (handler, _, seq) in h.deliveries(CHANNEL) {
+        *calls.entry((handler, seq)).or_default() += 1;
+    }
+    let expected: BTreeMap<(String, u64), usize> = ["h1", "h2"]
+        .iter()
+        .flat_map(|handler| (1..=3).map(move |seq| ((handler.to_string(), seq), 1)))
+        .collect();
+    ensure(
+        calls == expected,
+        "handler h1, registered twice, called once per event, and h2 once per event (FERRY-EVENT-5): events 1 to 3, once each for each handler",
+        || {
+            calls
+                .iter()
+                .map(|((handler, seq), n)| format!("{handler} got event {seq} {n} time(s)"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+    )
+}
+
+/// FERRY-EVENT-4: a seq gap or an unannounced epoch change is reported incomplete with its
+/// cause. `events` lists [epoch, seq] pairs; `cause` the report expected.
+async fn stream_hole(h: &mut Harness) -> CaseResult {
+    let events: Vec<(String, u64)> = h.param("events")?.unwrap_or_default();
+    let cause: String = h
+        .param("cause")?
+        .ok_or_else(|| Finding::error("the case names no cause"))?;
+    let mut conn = h
+        .subscribed_session(&WelcomeSpec::new(Policy::SHORT), CHANNEL, HANDLER)
+        .await?;
+    for (epoch, seq) in &events {
+        conn.send(event(CHANNEL, epoch, *seq, json!({"n": seq})))
+            .await?;
+    }
+    let sent: Vec<String> = events.iter().map(|(e, s)| format!("{e}/{s}")).collect();
+    let expected = format!(
+        "an incomplete report for {CHANNEL} with cause {cause} after events {} (FERRY-EVENT-4: never skip a hole silently)",
+        sent.join(", ")
+    );
+    let report = h
+        .report(
+            |r| r.kind() == "incomplete" && r.str("channel") == Some(CHANNEL),
+            REACT,
+            &expected,
+        )
+        .await?;
+    ensure(
+        report.str("cause") == Some(cause.as_str()),
+        expected,
+        || report.line(),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resume
+
+/// A welcomed session holding CHANNEL with events 1 to `last` delivered, dropped, and the
+/// reconnect's subscribe, which must resume from `last` (FERRY-SUBSCRIBE-5).
+async fn resume_after_drop(
+    h: &mut Harness,
+    spec: &WelcomeSpec,
+    last: u64,
+) -> Result<(super::scripted::Conn, Value), Finding> {
+    let mut conn = h.subscribed_session(spec, CHANNEL, HANDLER).await?;
+    for seq in 1..=last {
+        conn.send(event(CHANNEL, EPOCH, seq, json!({"n": seq})))
+            .await?;
+    }
+    h.report(
+        |r| r.kind() == "delivered" && r.u64("seq") == Some(last),
+        REACT,
+        &format!("events 1 to {last} delivered"),
+    )
+    .await?;
+    conn.drop_tcp();
+    let mut conn = h
+        .reconnected(
+            spec,
+            window(&spec.reconnect, 1)?.1 + h.tolerance + REACT,
+            "after the session dropped",
+        )
+        .await?;
+    let expected = format!(
+        "after the reconnect, a subscribe to {CHANNEL} with from = {{epoch {EPOCH}, seq {last}}}, the last event delivered (FERRY-SUBSCRIBE-5)"
+    );
+    let subscribe = h.expect_subscribe(&mut conn, CHANNEL, &expected).await?;
+    ensure(subscribe["from"] == position(EPOCH, last), expected, || {
+        format!("{}: {subscribe}", conn.link())
+    })?;
+    Ok((conn, subscribe))
+}
+
+/// FERRY-EVENT-3, FERRY-SUBSCRIBE-5: events replayed after a complete recovery reach the
+/// handler once each; a repeat of an event already delivered does not.
+async fn replay_delivered_once(h: &mut Harness) -> CaseResult {
+    let spec = WelcomeSpec::new(Policy::SHORT);
+    let (mut conn, subscribe) = resume_after_drop(h, &spec, 3).await?;
+    conn.send(subscribed(
+        &subscribe,
+        EPOCH,
+        6,
+        Some(recovery(true, 3, None)),
+    ))
+    .await?;
+    for seq in [4, 5, 6, 5, 7] {
+        conn.send(event(CHANNEL, EPOCH, seq, json!({"n": seq})))
+            .await?;
+    }
+    h.report(
+        |r| r.kind() == "delivered" && r.u64("seq") == Some(7),
+        REACT,
+        "live event 7 delivered after the replay of 4 to 6",
+    )
+    .await?;
+    h.adapter.settle(Duration::from_millis(200)).await?;
+    let seqs: Vec<u64> = h
+        .deliveries(CHANNEL)
+        .into_iter()
+        .map(|(_, _, s)| s)
+        .collect();
+    ensure(
+        seqs == (1..=7).collect::<Vec<_>>(),
+        "events 1 to 3 before the drop, replayed events 4 to 6 and live event 7 each delivered exactly once, in order; the repeated event 5 dropped (FERRY-EVENT-3)",
+        || format!("the handler was called with seqs {seqs:?}"),
+    )
+}
+
+#[derive(Deserialize)]
+struct Head {
+    epoch: String,
+    seq: u64,
+}
+
+/// FERRY-RESUME-4: a re-subscribe answered with recovery complete false is reported
+/// incomplete, with the recovery's reason as the cause.
+async fn incomplete_recovery(h: &mut Harness) -> CaseResult {
+    let reason: String = h
+        .param("reason")?
+        .ok_or_else(|| Finding::error("the case names no reason"))?;
+    let head: Head = h
+        .param("head")?
+        .ok_or_else(|| Finding::error("the case names no head"))?;
+    let spec = WelcomeSpec::new(Policy::SHORT);
+    let (mut conn, subscribe) = resume_after_drop(h, &spec, 2).await?;
+    conn.send(subscribed(
+        &subscribe,
+        &head.epoch,
+        head.seq,
+        Some(recovery(false, 0, Some(&reason))),
+    ))
+    .await?;
+    let expected = format!(
+        "an incomplete report for {CHANNEL} with cause {reason}, the reason of the recovery (complete false) answering the re-subscribe (FERRY-RESUME-4)"
+    );
+    let report = h
+        .report(
+            |r| r.kind() == "incomplete" && r.str("channel") == Some(CHANNEL),
+            REACT,
+            &expected,
+        )
+        .await?;
+    ensure(
+        report.str("cause") == Some(reason.as_str()),
+        expected,
+        || report.line(),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Publish
+
+/// FERRY-PUBLISH-2: each acknowledgement and error reaches the publish whose id it carries,
+/// whatever the order.
+async fn publish_acknowledged(h: &mut Harness) -> CaseResult {
+    let mut conn = h.establish(&WelcomeSpec::new(Policy::SHORT)).await?;
+    let refs = ["p-1", "p-2", "p-3"];
+    for (n, reference) in refs.iter().enumerate() {
+        h.publish(reference, CHANNEL, json!({"n": n + 1}), None)
+            .await?;
+    }
+    let mut frames: BTreeMap<u64, Value> = BTreeMap::new();
+    for _ in refs {
+        let (publish, _) = conn
+            .expect_message(
+                Some("publish"),
+                REACT,
+                "a publish frame for each publish the application asked for",
+            )
+            .await?;
+        let n = publish["payload"]["n"].as_u64().unwrap_or_default();
+        frames.insert(n, publish);
+    }
+    let ids: std::collections::HashSet<&Value> = frames.values().map(|f| &f["id"]).collect();
+    ensure(
+        frames.len() == 3 && ids.len() == 3,
+        "three publish frames with payloads n = 1, 2, 3 and distinct request ids (a RequestId is unique among the connection's outstanding requests)",
+        || {
+            frames
+                .values()
+                .map(Value::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+    )?;
+    let frame = |n: u64| frames.get(&n).cloned().unwrap_or_default();
+    // Answered in reverse order: the client must go by the id, not the order.
+    conn.send(error_reply(&frame(3)["id"], "forbidden")).await?;
+    conn.send(published(&frame(2), EPOCH, 11, false)).await?;
+    conn.send(published(&frame(1), EPOCH, 10, true)).await?;
+    let checks = [
+        ("p-1", "published", Some(10), Some(true)),
+        ("p-2", "published", Some(11), Some(false)),
+        ("p-3", "publish_failed", None, None),
+    ];
+    for (reference, kind, seq, duplicate) in checks {
+        let expected = match seq {
+            Some(seq) => format!(
+                "published for {reference} with message_id {}, epoch {EPOCH}, seq {seq}, duplicate {}: the acknowledgement carrying its request id (FERRY-PUBLISH-2)",
+                message_id(EPOCH, seq),
+                duplicate.unwrap_or_default()
+            ),
+            None => format!(
+                "publish_failed for {reference} with code forbidden: the error carrying its request id (FERRY-PUBLISH-2)"
+            ),
+        };
+        let report = h
+            .report(|r| r.str("ref") == Some(reference), REACT, &expected)
+            .await?;
+        let right = report.kind() == kind
+            && match seq {
+                Some(seq) => {
+                    report.u64("seq") == Some(seq)
+                        && report.str("epoch") == Some(EPOCH)
+                        && report.str("message_id") == Some(message_id(EPOCH, seq).as_str())
+                        && report.json["duplicate"].as_bool() == duplicate
+                }
+                None => report.str("code") == Some("forbidden"),
+            };
+        ensure(right, expected, || report.line())?;
+    }
+    Ok(())
+}
+
+/// FERRY-PUBLISH-3: a publish not acknowledged when the session dropped is sent again on the
+/// next session with the same idempotency key (the application's own, when it gave one).
+async fn publish_retry(h: &mut Harness) -> CaseResult {
+    let key: Option<String> = h.param("idempotency_key")?;
+    let policy = Policy::SHORT;
+    let spec = WelcomeSpec::new(policy);
+    let mut conn = h.establish(&spec).await?;
+    h.publish("p-1", CHANNEL, json!({"n": 1}), key.as_deref())
+        .await?;
+    let (first, _) = conn
+        .expect_message(
+            Some("publish"),
+            REACT,
+            "a publish frame for the publish the application asked for",
+        )
+        .await?;
+    if let Some(key) = &key {
+        ensure(
+            first["idempotency_key"] == key.as_str(),
+            format!("the publish to carry the application's idempotency key {key:?}"),
+            || first.to_string(),
+        )?;
+    }
+    conn.drop_tcp();
+    h.transcript.note(
+        "runner",
+        "dropped the session without acknowledging the publish",
+    );
+    let mut conn = h
+        .reconnected(
+            &spec,
+            window(&policy, 1)?.1 + h.tolerance + REACT,
+            "after the session dropped",
+        )
+        .await?;
+    let expected = format!(
+        "after the reconnect, the unacknowledged publish sent again with the same idempotency key {} (FERRY-PUBLISH-3), channel and payload",
+        first["idempotency_key"]
+    );
+    let (retry, _) = conn
+        .expect_message(Some("publish"), REACT, &expected)
+        .await?;
+    ensure(
+        retry["idempotency_key"] == first["idempotency_key"]
+            && retry["channel"] == first["channel"]
+            && retry["payload"] == first["payload"],
+        expected,
+        || format!("{}: {retry}", conn.link()),
+    )?;
+    conn.send(published(&retry, EPOCH, 1, false)).await?;
+    h.report(
+        |r| r.kind() == "published" && r.str("ref") == Some("p-1"),
+        REACT,
+        "a published report for p-1 once the retry was acknowledged",
+    )
+    .await?;
+    h.adapter.settle(Duration::from_millis(200)).await?;
+    let outcomes = h
+        .adapter
+        .history()
+        .iter()
+        .filter(|r| r.str("ref") == Some("p-1"))
+        .count();
+    ensure(
+        outcomes == 1,
+        "one outcome for p-1: the publish and its retry are one publish",
+        || format!("{outcomes} outcome reports for p-1: {}", h.reports_text()),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Heartbeat
+
+/// FERRY-HEARTBEAT-2, FERRY-WELCOME-3: each ping answered with a pong echoing its nonce within
+/// the advertised timeout; pings every interval keep the session alive.
+async fn pong_echoes_nonce(h: &mut Harness) -> CaseResult {
+    let (interval, timeout) = (300, 300);
+    let spec = WelcomeSpec {
+        heartbeat_interval_ms: interval,
+        heartbeat_timeout_ms: timeout,
+        ..WelcomeSpec::new(Policy::SHORT)
+    };
+    let mut conn = h.establish(&spec).await?;
+    let nonces = [
+        "hb-1",
+        "n!~#Zq7$Zq7$Zq7$Zq7$Zq7$Zq7$Zq7$Zq7$Zq7$Zq7$Zq7$Zq7$Zq7$Zq7$Zq7$",
+        r#"q"b\s"#,
+    ];
+    for nonce in nonces {
+        let sent = Instant::now();
+        conn.send(ping(nonce)).await?;
+        let expected = format!(
+            "a pong echoing the nonce {nonce:?} within heartbeat.timeout_ms = {timeout} ms (+{} ms tolerance) (FERRY-HEARTBEAT-2, FERRY-WELCOME-3)",
+            ms(h.tolerance)
+        );
+        let limit = Duration::from_millis(timeout) + h.tolerance;
+        let (pong, _) = conn.expect_message(None, limit, &expected).await?;
+        let took = sent.elapsed();
+        ensure(
+            pong["type"] == "pong" && pong["nonce"] == nonce,
+            expected.clone(),
+            || format!("{}: {pong}", conn.link()),
+        )?;
+        h.transcript
+            .note("runner", format!("pong after {} ms", ms(took)));
+        tokio::time::sleep_until((sent + Duration::from_millis(interval)).into()).await;
+    }
+    Ok(())
+}
+
+/// FERRY-HEARTBEAT-4, FERRY-WELCOME-3: a server silent for interval + timeout is dead; the
+/// client closes the session and reconnects under its backoff.
+async fn silent_server_detected(h: &mut Harness) -> CaseResult {
+    let (interval, timeout) = (300, 300);
+    let policy = Policy {
+        jitter: 0.0,
+        ..Policy::SHORT
+    };
+    let spec = WelcomeSpec {
+        heartbeat_interval_ms: interval,
+        heartbeat_timeout_ms: timeout,
+        ..WelcomeSpec::new(policy)
+    };
+    let mut conn = h.establish(&spec).await?;
+    let silent_since = conn.last_sent();
+    let silence = Duration::from_millis(interval + timeout);
+    h.transcript.note("runner", "silent from now on");
+    let expected = format!(
+        "the client to treat the session as dead after heartbeat.interval_ms + heartbeat.timeout_ms = {} ms without a frame, and close it (FERRY-HEARTBEAT-4, FERRY-WELCOME-3): in [{}, {}] ms (tolerance -{} ms / +{} ms)",
+        ms(silence),
+        ms(silence),
+        ms(silence),
+        ms(LOWER_SLACK),
+        ms(h.tolerance)
+    );
+    let deadline = silent_since + silence + h.tolerance + REACT;
+    let closed_at = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match conn.recv(left).await? {
+            None => {
+                return Err(Finding::fail(
+                    expected,
+                    format!(
+                        "{} was still open {} ms after the server's last frame",
+                        conn.link(),
+                        ms(deadline.saturating_duration_since(silent_since))
+                    ),
+                ));
+            }
+            Some(ClientFrame {
+                kind: FrameKind::Close { .. } | FrameKind::Ended,
+                at,
+            }) => break at,
+            Some(_) => {}
+        }
+    };
+    let measured = closed_at.saturating_duration_since(silent_since);
+    ensure(
+        silence.saturating_sub(LOWER_SLACK) <= measured && measured <= silence + h.tolerance,
+        expected,
+        || {
+            format!(
+                "the client ended {} after {} ms of silence",
+                conn.link(),
+                ms(measured)
+            )
+        },
+    )?;
+    h.retry_ticket(
+        closed_at,
+        window(&policy, 1)?,
+        &format!(
+            "retry 1 after the dead session (FERRY-HEARTBEAT-4: reconnect under the backoff; {})",
+            policy.describe()
+        ),
+        "the client's close of the silent session",
+    )
+    .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reconnect
+
+/// How a run's attempts are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+enum Refusal {
+    /// The ticket endpoint answers 503 unavailable.
+    #[serde(rename = "ticket_503")]
+    Ticket503,
+    /// The upgrade is answered 503 unavailable.
+    #[serde(rename = "upgrade_503")]
+    Upgrade503,
+    /// The upgrade is accepted, then closed with 1011 before any welcome.
+    #[serde(rename = "close_1011")]
+    Close1011,
+}
+
+impl Refusal {
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Ticket503 => "the ticket endpoint answered 503",
+            Self::Upgrade503 => "the upgrade was refused with 503",
+            Self::Close1011 => "the server closed the unwelcomed connection with 1011",
+        }
+    }
+}
+
+/// FERRY-RECONNECT-2, -3, -8: after a welcomed session drops, `retries` attempts, each but
+/// the last refused as `refuse` says; each delay must lie in its retry's window under the
+/// advertised `reconnect` policy. With `spread`, the delays must not all sit at one end of
+/// their windows (the draw is uniform).
+async fn retry_run(h: &mut Harness) -> CaseResult {
+    let policy = h.policy()?;
+    let retries: u32 = h.param("retries")?.unwrap_or(4);
+    let refuse: Refusal = h.param("refuse")?.unwrap_or(Refusal::Upgrade503);
+    let spread: bool = h.param("spread")?.unwrap_or(false);
+    let backoff = policy.backoff()?;
+    let spec = WelcomeSpec::new(policy);
+    let refusals = retries.saturating_sub(1) as usize;
+    match refuse {
+        Refusal::Ticket503 => {
+            // The first ticket request (the initial connect) is issued.
+            let mut plan = vec![TicketReply::Issue];
+            plan.extend(std::iter::repeat_n(
+                TicketReply::Refuse(ErrorCode::Unavailable),
+                refusals,
+            ));
+            h.server.plan_tickets(plan);
+        }
+        Refusal::Upgrade503 => {
+            let mut plan = vec![UpgradeReply::Accept];
+            plan.extend(std::iter::repeat_n(
+                UpgradeReply::Refuse(ErrorCode::Unavailable),
+                refusals,
+            ));
+            h.server.plan_upgrades(plan);
+        }
+        Refusal::Close1011 => {}
+    }
+    let conn = h.establish(&spec).await?;
+    let mut reference = conn.drop_tcp();
+    let mut since = "the drop of the welcomed session".to_owned();
+    let mut measured = Vec::new();
+    for retry in 1..=retries {
+        let bounds = backoff.bounds(retry);
+        let what = format!(
+            "retry {retry} (counted since the session ended) under the advertised policy ({}), whose window is [nominal({retry})·(1−jitter), nominal({retry})] (FERRY-RECONNECT-2, FERRY-RECONNECT-3)",
+            policy.describe()
+        );
+        let request = h.retry_ticket(reference, bounds, &what, &since).await?;
+        measured.push((
+            retry,
+            request.at.saturating_duration_since(reference),
+            bounds,
+        ));
+        let last = retry == retries;
+        match (refuse, last) {
+            (Refusal::Ticket503, false) => reference = request.at,
+            (Refusal::Upgrade503, false) => {
+                reference = h
+                    .attempt(&format!("connection attempt {}", retry + 1))
+                    .await?
+                    .at;
+            }
+            (Refusal::Close1011, false) => {
+                let mut conn = h
+                    .accepted(&format!("connection attempt {}", retry + 1))
+                    .await?;
+                reference = conn.close(1011, "internal_error").await?;
+            }
+            (_, true) => {
+                let mut conn = h.accepted("the last connection attempt, accepted").await?;
+                h.welcome(&mut conn, &spec).await?;
+            }
+        }
+        since = format!("the end of attempt {} ({})", retry + 1, refuse.describe());
+    }
+    if spread {
+        let tenth = |(low, high): (Duration, Duration)| (high.saturating_sub(low)) / 10;
+        let top = measured
+            .iter()
+            .all(|(_, d, bounds)| *d >= bounds.1.saturating_sub(tenth(*bounds)));
+        let bottom = measured
+            .iter()
+            .all(|(_, d, bounds)| *d <= bounds.0 + tenth(*bounds));
+        let delays: Vec<String> = measured
+            .iter()
+            .map(|(retry, d, (low, high))| {
+                format!(
+                    "retry {retry}: {} ms in [{}, {}]",
+                    ms(*d),
+                    ms(*low),
+                    ms(*high)
+                )
+            })
+            .collect();
+        ensure(
+            !top && !bottom,
+            format!(
+                "delays drawn uniformly from [nominal(n)·(1−jitter), nominal(n)] (FERRY-RECONNECT-2): with jitter {}, {} uniform draws all fall in the same tenth (top or bottom) of their windows with probability 1e-{} — so a client that randomises is not caught here by chance",
+                policy.jitter,
+                measured.len(),
+                measured.len()
+            ),
+            || {
+                format!(
+                    "every delay fell in the {} 10% of its window, so the client does not draw it at random: {}",
+                    if top { "top" } else { "bottom" },
+                    delays.join("; ")
+                )
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// FERRY-RECONNECT-4, FERRY-RECONNECT-9: after max_attempts failed retries in a row the client
+/// stops, says so, and makes no further attempt.
+async fn attempts_exhausted(h: &mut Harness) -> CaseResult {
+    let policy = h.policy()?;
+    let attempts = u32::try_from(policy.max_attempts).unwrap_or(u32::MAX);
+    let backoff = policy.backoff()?;
+    let spec = WelcomeSpec::new(policy);
+    let mut plan = vec![UpgradeReply::Accept];
+    plan.extend(std::iter::repeat_n(
+        UpgradeReply::Refuse(ErrorCode::Unavailable),
+        attempts as usize,
+    ));
+    h.server.plan_upgrades(plan);
+    let conn = h.establish(&spec).await?;
+    let mut reference = conn.drop_tcp();
+    let mut since = "the drop of the welcomed session".to_owned();
+    for retry in 1..=attempts {
+        let what = format!(
+            "retry {retry} of max_attempts {attempts} (FERRY-RECONNECT-4; {})",
+            policy.describe()
+        );
+        h.retry_ticket(reference, backoff.bounds(retry), &what, &since)
+            .await?;
+        reference = h
+            .attempt(&format!("connection attempt {}", retry + 1))
+            .await?
+            .at;
+        since = format!("the refusal of retry {retry}");
+    }
+    h.no_ticket(
+        QUIET.max(backoff.cap() * 3),
+        reference,
+        &format!("no attempt after max_attempts = {attempts} retries failed in a row: the client stops (FERRY-RECONNECT-4)"),
+    )
+    .await?;
+    let stopped = h
+        .report(
+            |r| r.kind() == "stopped",
+            REACT,
+            "a stopped report with reason attempts_exhausted (FERRY-RECONNECT-4, FERRY-RECONNECT-9)",
+        )
+        .await?;
+    ensure(
+        stopped.str("reason") == Some("attempts_exhausted"),
+        "a stopped report with reason attempts_exhausted (FERRY-RECONNECT-9: say why)",
+        || stopped.line(),
+    )
+}
+
+/// FERRY-RECONNECT-5: the retry count resets once a session stayed welcomed for
+/// reset_after_ms, and only then. Two failed retries, then a session held `hold_ms`: the next
+/// delay is retry 1's when the hold reached reset_after_ms, retry 3's otherwise.
+async fn reset_rule(h: &mut Harness) -> CaseResult {
+    let policy = h.policy()?;
+    let hold: u64 = h
+        .param("hold_ms")?
+        .ok_or_else(|| Finding::error("the case names no hold_ms"))?;
+    let margin = 100;
+    let resets = if hold >= policy.reset_after_ms + margin {
+        true
+    } else if hold + margin <= policy.reset_after_ms {
+        false
+    } else {
+        return Err(Finding::error(format!(
+            "hold_ms {hold} is too close to reset_after_ms {} to tell",
+            policy.reset_after_ms
+        )));
+    };
+    let backoff = policy.backoff()?;
+    let spec = WelcomeSpec::new(policy);
+    h.server.plan_upgrades([
+        UpgradeReply::Accept,
+        UpgradeReply::Refuse(ErrorCode::Unavailable),
+    ]);
+    let mut first = h.establish(&spec).await?;
+    let closed = first.close(1011, "internal_error").await?;
+    let words = policy.describe();
+    h.retry_ticket(
+        closed,
+        backoff.bounds(1),
+        &format!(
+            "retry 1 after a session shorter than reset_after_ms ({words}; FERRY-RECONNECT-2)"
+        ),
+        "close 1011",
+    )
+    .await?;
+    let refused = h.attempt("connection attempt 2").await?.at;
+    h.retry_ticket(
+        refused,
+        backoff.bounds(2),
+        &format!("retry 2 after the refused attempt ({words}; FERRY-RECONNECT-2)"),
+        "the refusal of attempt 2",
+    )
+    .await?;
+    let mut held = h.accepted("connection attempt 3").await?;
+    h.welcome(&mut held, &spec).await?;
+    let welcomed = held.last_sent();
+    tokio::time::sleep_until((welcomed + Duration::from_millis(hold)).into()).await;
+    let closed = held.close(1011, "internal_error").await?;
+    let (retry, why) = if resets {
+        (
+            1,
+            format!(
+                "the session stayed welcomed {hold} ms, at least reset_after_ms {}: the count resets and the next retry is retry 1 (FERRY-RECONNECT-5)",
+                policy.reset_after_ms
+            ),
+        )
+    } else {
+        (
+            3,
+            format!(
+                "the session stayed welcomed only {hold} ms, less than reset_after_ms {}: the count is kept and the next retry is retry 3 (FERRY-RECONNECT-5)",
+                policy.reset_after_ms
+            ),
+        )
+    };
+    h.retry_ticket(
+        closed,
+        backoff.bounds(retry),
+        &format!("{why}; {words}"),
+        "close 1011 of the held session",
+    )
+    .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Close codes and shutdown
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GoodbyeParam {
+    reason: String,
+    #[serde(default)]
+    retry_after_ms: Option<u64>,
+}
+
+/// How the close is delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum CloseSend {
+    /// A close frame with the code.
+    Close,
+    /// A close frame without a code (1005 on the client's side).
+    NoCode,
+    /// No close frame: the TCP connection drops (1006 on the client's side).
+    Drop,
+}
+
+/// A close-code action in the protocol's words.
+fn action_name(action: ClientAction) -> &'static str {
+    match action {
+        ClientAction::Stop => "stop",
+        ClientAction::RenewTicket => "renew_ticket",
+        ClientAction::Backoff => "backoff",
+        ClientAction::RetryAfterHint => "retry_after_hint",
+    }
+}
+
+/// FERRY-RECONNECT-1, -6, -7, -9: the client takes the close-code table's action for `code`
+/// (ferry-protocol's `close::action_for`; backoff for a code the table lacks), after the
+/// `goodbye` when the case sends one.
+async fn close_code(h: &mut Harness) -> CaseResult {
+    let code: u16 = h
+        .param("code")?
+        .ok_or_else(|| Finding::error("the case names no close code"))?;
+    let send: CloseSend = h.param("send")?.unwrap_or(CloseSend::Close);
+    let farewell: Option<GoodbyeParam> = h.param("goodbye")?;
+    let policy = h.policy()?;
+    let backoff = policy.backoff()?;
+    let spec = WelcomeSpec::new(policy);
+    let mut conn = h.establish(&spec).await?;
+    if let Some(farewell) = &farewell {
+        conn.send(goodbye(&farewell.reason, farewell.retry_after_ms))
+            .await?;
+    }
+    let row = lookup(code);
+    let name = row.map_or("absent from the close-code table", |row| row.name);
+    let reference = match send {
+        CloseSend::Close => conn.close(code, name).await?,
+        CloseSend::NoCode => conn.close_without_code().await?,
+        CloseSend::Drop => conn.drop_tcp(),
+    };
+    let action = action_for(code);
+    let closed = match send {
+        CloseSend::Close => format!("close {code} ({name})"),
+        CloseSend::NoCode => format!("a close frame without a code ({code} {name})"),
+        CloseSend::Drop => format!("the TCP drop without a close frame ({code} {name})"),
+    };
+    let table = format!(
+        "{closed}, whose action in the close-code table is {}",
+        action_name(action)
+    );
+    match action {
+        ClientAction::Stop => {
+            h.no_ticket(
+                QUIET,
+                reference,
+                &format!("no reconnect after {table} (FERRY-RECONNECT-1)"),
+            )
+            .await?;
+            let expected = format!(
+                "a stopped report with reason closed and close_code {code} after {closed}, whose action is stop (FERRY-RECONNECT-9: say why)"
+            );
+            let stopped = h
+                .report(|r| r.kind() == "stopped", REACT, &expected)
+                .await?;
+            ensure(
+                stopped.str("reason") == Some("closed")
+                    && stopped.u64("close_code") == Some(code.into()),
+                expected,
+                || stopped.line(),
+            )
+        }
+        ClientAction::RenewTicket => {
+            h.retry_ticket(
+                reference,
+                at_once(),
+                &format!(
+                    "retry 1 after {table}: a new ticket and a retry at once (FERRY-RECONNECT-6)"
+                ),
+                &closed,
+            )
+            .await?;
+            h.accepted("the retry, with the new ticket").await?;
+            Ok(())
+        }
+        ClientAction::RetryAfterHint
+            if farewell
+                .as_ref()
+                .is_some_and(|f| f.retry_after_ms.is_some()) =>
+        {
+            let hint = farewell.and_then(|f| f.retry_after_ms).unwrap_or_default();
+            let exact = Duration::from_millis(hint);
+            let above_cap = if exact > backoff.cap() {
+                format!(
+                    ", although above cap_ms {} (FERRY-RECONNECT-3 yields to the hint)",
+                    policy.cap_ms
+                )
+            } else {
+                String::new()
+            };
+            h.retry_ticket(
+                reference,
+                (exact, exact),
+                &format!("retry 1 after a goodbye with retry_after_ms {hint} and {table}: wait the hint, not the backoff (FERRY-RECONNECT-7){above_cap}"),
+                &closed,
+            )
+            .await?;
+            Ok(())
+        }
+        ClientAction::Backoff | ClientAction::RetryAfterHint => {
+            let why = if action == ClientAction::Backoff {
+                if row.is_some() {
+                    format!("{table} (FERRY-RECONNECT-1)")
+                } else {
+                    format!(
+                        "{closed}: a code missing from the table is treated as backoff (FERRY-RECONNECT-1)"
+                    )
+                }
+            } else {
+                format!(
+                    "{table}, without a numeric retry_after_ms to wait: follow the backoff (FERRY-RECONNECT-7)"
+                )
+            };
+            h.retry_ticket(
+                reference,
+                backoff.bounds(1),
+                &format!(
+                    "retry 1 under the backoff after {why}; {}",
+                    policy.describe()
+                ),
+                &closed,
+            )
+            .await?;
+            Ok(())
+        }
+    }
+}
+
+/// FERRY-RECONNECT-7, FERRY-SUBSCRIBE-5: a goodbye with a retry hint and close 1012; the
+/// client comes back after the hint and resumes its channel from the last delivered event.
+async fn goodbye_then_resume(h: &mut Harness) -> CaseResult {
+    let hint = 300;
+    let policy = Policy::SHORT;
+    let spec = WelcomeSpec::new(policy);
+    let mut conn = h.subscribed_session(&spec, CHANNEL, HANDLER).await?;
+    for seq in 1..=2 {
+        conn.send(event(CHANNEL, EPOCH, seq, json!({"n": seq})))
+            .await?;
+    }
+    h.report(
+        |r| r.kind() == "delivered" && r.u64("seq") == Some(2),
+        REACT,
+        "events 1 and 2 delivered",
+    )
+    .await?;
+    conn.send(goodbye("shutdown", Some(hint))).await?;
+    let closed = conn.close(1012, "service_restart").await?;
+    let exact = Duration::from_millis(hint);
+    h.retry_ticket(
+        closed,
+        (exact, exact),
+        &format!("the reconnect after a goodbye with retry_after_ms {hint} and close 1012: wait the hint (FERRY-RECONNECT-7)"),
+        "close 1012",
+    )
+    .await?;
+    let mut conn = h.accepted("the reconnect's connection").await?;
+    h.welcome(&mut conn, &spec).await?;
+    let expected = format!(
+        "after the restart, a subscribe to {CHANNEL} with from = {{epoch {EPOCH}, seq 2}}, the last event delivered (FERRY-SUBSCRIBE-5)"
+    );
+    let subscribe = h.expect_subscribe(&mut conn, CHANNEL, &expected).await?;
+    ensure(subscribe["from"] == position(EPOCH, 2), expected, || {
+        format!("{}: {subscribe}", conn.link())
+    })
+}
+
+/// FERRY-RECONNECT-9, FERRY-RECONNECT-1: the application's close ends the session with 1000,
+/// stops the client for good, and the client says it was requested. The close comes on a
+/// settled session (a subscribe answered and reported), so that nothing the server sent is
+/// still unread when the client closes its socket.
+async fn application_close(h: &mut Harness) -> CaseResult {
+    let mut conn = h
+        .subscribed_session(&WelcomeSpec::new(Policy::SHORT), CHANNEL, HANDLER)
+        .await?;
+    h.command(json!({"type": "close"})).await?;
+    let asked = Instant::now();
+    let expected = "a close frame with code 1000 normal_closure: the session ends at the client's request (FERRY-RECONNECT-1)";
+    let closing = loop {
+        match conn.recv(REACT).await? {
+            None => {
+                return Err(Finding::fail(
+                    expected,
+                    format!(
+                        "{} carried no close frame within {} ms of the close command",
+                        conn.link(),
+                        ms(REACT)
+                    ),
+                ));
+            }
+            Some(ClientFrame {
+                kind: FrameKind::Message { .. },
+                ..
+            }) => {}
+            Some(frame) => break frame.kind,
+        }
+    };
+    ensure(
+        matches!(
+            closing,
+            FrameKind::Close {
+                code: Some(1000),
+                ..
+            }
+        ),
+        expected,
+        || format!("{} carried {}", conn.link(), closing.describe()),
+    )?;
+    let report =
+        "a stopped report with reason requested and close_code null (FERRY-RECONNECT-9: say why)";
+    let stopped = h.report(|r| r.kind() == "stopped", REACT, report).await?;
+    ensure(
+        stopped.str("reason") == Some("requested") && stopped.json["close_code"].is_null(),
+        report,
+        || stopped.line(),
+    )?;
+    h.no_ticket(
+        QUIET,
+        asked,
+        "no reconnect after the application closed the client",
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use ferry_protocol::tables::CLOSE_CODES;
+
+    use super::*;
+    use crate::catalogue::{Mode, of_mode};
+
+    #[test]
+    fn every_client_case_has_a_body_and_every_body_a_case() {
+        let ids: Vec<&str> = of_mode(Mode::Client).map(|c| c.id.as_str()).collect();
+        let missing: Vec<&str> = ids
+            .iter()
+            .copied()
+            .filter(|id| body_for(id).is_none())
+            .collect();
+        assert_eq!(missing, Vec::<&str>::new(), "cases without a body");
+        let unused: Vec<&str> = BODIES
+            .iter()
+            .map(|(key, _)| *key)
+            .filter(|key| match key.strip_suffix('*') {
+                Some(prefix) => !ids.iter().any(|id| id.starts_with(prefix)),
+                None => !ids.contains(key),
+            })
+            .collect();
+        assert_eq!(unused, Vec::<&str>::new(), "bodies without a case");
+        let keys: BTreeSet<&str> = BODIES.iter().map(|(key, _)| *key).collect();
+        assert_eq!(keys.len(), BODIES.len(), "a body is registered twice");
+    }
+
+    #[test]
+    fn an_exact_entry_wins_over_its_family() {
+        let exact = body_for("client.reconnect.attempts_exhausted").expect("registered");
+        let family = body_for("client.reconnect.backoff_delays").expect("registered");
+        assert!(!std::ptr::fn_addr_eq(exact, family));
+    }
+
+    #[test]
+    fn every_required_feature_is_a_feature_of_the_contract() {
+        for case in of_mode(Mode::Client) {
+            for name in &case.requires {
+                assert!(
+                    super::super::harness::feature(name).is_ok(),
+                    "{}: unknown feature {name}",
+                    case.id
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_row_of_the_close_code_table_has_a_case() {
+        let covered: BTreeSet<u64> = of_mode(Mode::Client)
+            .filter(|c| c.id.starts_with("client.close."))
+            .filter_map(|c| c.param_u64("code"))
+            .collect();
+        for row in CLOSE_CODES {
+            assert!(
+                covered.contains(&u64::from(row.code)),
+                "close code {} ({}) has no client.close.* case",
+                row.code,
+                row.name
+            );
+        }
+        assert!(
+            covered.iter().any(|code| lookup(*code as u16).is_none()),
+            "no case covers a code missing from the table"
+        );
+    }
+
+    #[test]
+    fn every_case_parameter_reads() {
+        // The bodies read their parameters with serde; check each entry's shapes here so a
+        // typo in client.toml fails a unit test, not a run.
+        for case in of_mode(Mode::Client) {
+            let value = serde_json::to_value(&case.params).expect("TOML is JSON");
+            if let Some(policy) = value.get("reconnect") {
+                let policy: Policy = serde_json::from_value(policy.clone())
+                    .unwrap_or_else(|e| panic!("{}: reconnect: {e}", case.id));
+                policy
+                    .backoff()
+                    .unwrap_or_else(|e| panic!("{}: reconnect: {e:?}", case.id));
+            }
+            if let Some(refuse) = value.get("refuse") {
+                serde_json::from_value::<Refusal>(refuse.clone())
+                    .unwrap_or_else(|e| panic!("{}: refuse: {e}", case.id));
+            }
+            if let Some(send) = value.get("send").filter(|s| s.is_string()) {
+                serde_json::from_value::<CloseSend>(send.clone())
+                    .unwrap_or_else(|e| panic!("{}: send: {e}", case.id));
+            }
+            if let Some(goodbye) = value.get("goodbye") {
+                serde_json::from_value::<GoodbyeParam>(goodbye.clone())
+                    .unwrap_or_else(|e| panic!("{}: goodbye: {e}", case.id));
+            }
+            if let Some(head) = value.get("head") {
+                serde_json::from_value::<Head>(head.clone())
+                    .unwrap_or_else(|e| panic!("{}: head: {e}", case.id));
+            }
+        }
+    }
+}
