@@ -1,0 +1,371 @@
+//! `ferry-conformance`: drives a Ferry server or client through the protocol's rules and
+//! reports which hold. Run `ferry-conformance --help`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use ferry_conformance::catalogue::{self, CaseInfo, Mode};
+use ferry_conformance::client::{ClientOptions, ClientSuite};
+use ferry_conformance::expectations::ExpectationList;
+use ferry_conformance::server::{ServerOptions, ServerSuite};
+use ferry_conformance::{RunOptions, RunReport, Suite, report};
+
+/// Drive any Ferry server or client, in any language, through the protocol's rules.
+///
+/// Every case has a stable id, cites rule ids from the protocol reference
+/// (generated/docs/PROTOCOL.md) and has a level, MUST or SHOULD. The exit code is 0 when every
+/// MUST case passes (every case, with --strict), 1 when one fails, errs or is unexpectedly
+/// passing while listed as known to fail, and 2 when the run cannot start.
+#[derive(Parser)]
+#[command(name = "ferry-conformance", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Drive a server under test through its ticket, publish and history endpoints and raw
+    /// WebSocket frames.
+    Server(ServerArgs),
+    /// Drive a client under test through its adapter, against a scripted server hosted by the
+    /// runner: `ferry-conformance client -- ./my-adapter --flag`.
+    Client(ClientArgs),
+    /// Print every case with its id, level and rules.
+    List(ListArgs),
+}
+
+#[derive(Args)]
+struct ListArgs {
+    /// Only the cases of this mode.
+    #[arg(long, value_parser = ["server", "client"])]
+    mode: Option<String>,
+    /// Print the catalogue as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Run only the cases whose id matches this glob (repeatable), e.g. 'server.ticket.*'.
+    #[arg(long = "case", value_name = "GLOB")]
+    cases: Vec<String>,
+    /// How many cases run at once.
+    #[arg(long, env = "FERRY_CONFORMANCE_JOBS", default_value_t = 8)]
+    jobs: usize,
+    /// Fail the run on SHOULD failures too.
+    #[arg(long, env = "FERRY_CONFORMANCE_STRICT")]
+    strict: bool,
+    /// A TOML list of cases known to fail ([[case]] pattern = "glob", reason = "...").
+    #[arg(long, env = "FERRY_CONFORMANCE_KNOWN_FAILING", value_name = "FILE")]
+    known_failing: Option<PathBuf>,
+    /// A TOML list of cases known to be flaky (same format); a failing one runs up to twice more.
+    #[arg(long, env = "FERRY_CONFORMANCE_KNOWN_FLAKY", value_name = "FILE")]
+    known_flaky: Option<PathBuf>,
+    /// Write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write the results as JUnit XML to FILE.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Write the results as Markdown to FILE.
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<PathBuf>,
+    /// Show which cases would run, and how the lists mark them, without running any.
+    #[arg(long)]
+    dry_run: bool,
+    /// No progress lines on stderr.
+    #[arg(long, short)]
+    quiet: bool,
+    /// How far a measured time may lie beyond the protocol's bound before a timing case
+    /// fails, in milliseconds (each case states the tolerance it applied).
+    #[arg(long, env = "FERRY_CONFORMANCE_TOLERANCE_MS")]
+    tolerance_ms: Option<u64>,
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// The server's base URL; its endpoints are below it (/v1/tickets, /v1/ws, ...).
+    #[arg(
+        long,
+        env = "FERRY_CONFORMANCE_URL",
+        default_value = "http://127.0.0.1:7400"
+    )]
+    url: String,
+    /// The bearer credential for tickets and backend publishes: it must grant read and write
+    /// on the test channels.
+    #[arg(long, env = "FERRY_CONFORMANCE_TOKEN", hide_env_values = true)]
+    token: String,
+    /// A credential that lacks rights on some channel; the permission cases are skipped
+    /// without it.
+    #[arg(
+        long,
+        env = "FERRY_CONFORMANCE_RESTRICTED_TOKEN",
+        hide_env_values = true
+    )]
+    restricted_token: Option<String>,
+    /// The channels cases use; '{}' becomes a segment unique to each case and run. The
+    /// default fits ferry-server's embedded example application.
+    #[arg(
+        long,
+        env = "FERRY_CONFORMANCE_CHANNEL",
+        default_value = "project:{}:tasks"
+    )]
+    channel: String,
+    /// A payload the server accepts on those channels (JSON).
+    #[arg(
+        long,
+        env = "FERRY_CONFORMANCE_PAYLOAD",
+        default_value = r#"{"task_id":"T-1","status":"running","progress":0.5,"assignee":null}"#
+    )]
+    payload: String,
+    /// A payload the channels' schema refuses (JSON), or 'none' when the server declares no
+    /// payload schema.
+    #[arg(
+        long,
+        env = "FERRY_CONFORMANCE_INVALID_PAYLOAD",
+        default_value = r#"{"bogus":true}"#
+    )]
+    invalid_payload: String,
+    /// A channel outside every namespace the server declares, or 'none' when it declares none.
+    #[arg(
+        long,
+        env = "FERRY_CONFORMANCE_OUTSIDE_CHANNEL",
+        default_value = "conformance:outside:namespaces"
+    )]
+    outside_channel: String,
+    /// The server's limit of concurrent sessions per user (it is not advertised).
+    #[arg(
+        long,
+        env = "FERRY_CONFORMANCE_MAX_CONNECTIONS_PER_USER",
+        default_value_t = 16
+    )]
+    max_connections_per_user: u64,
+    /// The longest wait a timing case may need, from the server's advertised values (ticket
+    /// lifetime, heartbeat); longer ones are skipped.
+    #[arg(long, env = "FERRY_CONFORMANCE_MAX_WAIT_MS", default_value_t = 45_000)]
+    max_wait_ms: u64,
+    /// A shell command that makes the server shut down gracefully; the shutdown cases run
+    /// last and are skipped without it.
+    #[arg(long, env = "FERRY_CONFORMANCE_STOP_COMMAND")]
+    stop_command: Option<String>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Args)]
+struct ClientArgs {
+    /// The adapter's command line: the program and its arguments, after `--`.
+    #[arg(required = true, last = true, value_name = "COMMAND")]
+    command: Vec<String>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FERRY_CONFORMANCE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("ferry-conformance: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ferry-conformance: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::List(args) => list(&args),
+        Command::Server(args) => {
+            let cases = plan(Mode::Server, &args.run)?;
+            if args.run.dry_run {
+                return dry_run(Mode::Server, &cases, &args.run);
+            }
+            let options = server_options(&args)?;
+            let suite = ServerSuite::connect(options).await?;
+            execute(Arc::new(suite), Mode::Server, cases, &args.run).await
+        }
+        Command::Client(args) => {
+            let cases = plan(Mode::Client, &args.run)?;
+            if args.run.dry_run {
+                return dry_run(Mode::Client, &cases, &args.run);
+            }
+            let mut options = ClientOptions::new(args.command.clone());
+            if let Some(ms) = args.run.tolerance_ms {
+                options.tolerance = Duration::from_millis(ms);
+            }
+            let suite = ClientSuite::prepare(options).await?;
+            execute(Arc::new(suite), Mode::Client, cases, &args.run).await
+        }
+    }
+}
+
+fn server_options(args: &ServerArgs) -> Result<ServerOptions> {
+    let json = |flag: &str, text: &str| -> Result<serde_json::Value> {
+        serde_json::from_str(text).with_context(|| format!("--{flag} is not valid JSON: {text}"))
+    };
+    let optional = |text: &str| (text != "none").then(|| text.to_owned());
+    let mut options = ServerOptions::new(args.url.clone(), args.token.clone());
+    options.restricted_token = args.restricted_token.clone();
+    options.channel_template = args.channel.clone();
+    anyhow::ensure!(
+        options.channel_template.contains("{}"),
+        "--channel {:?} needs a '{{}}' where each case's own segment goes",
+        args.channel
+    );
+    options.payload = json("payload", &args.payload)?;
+    options.invalid_payload = optional(&args.invalid_payload)
+        .map(|text| json("invalid-payload", &text))
+        .transpose()?;
+    options.outside_channel = optional(&args.outside_channel);
+    options.max_connections_per_user = args.max_connections_per_user;
+    options.max_wait = Duration::from_millis(args.max_wait_ms);
+    options.stop_command = args.stop_command.clone();
+    if let Some(ms) = args.run.tolerance_ms {
+        options.tolerance = Duration::from_millis(ms);
+    }
+    Ok(options)
+}
+
+fn plan(mode: Mode, args: &RunArgs) -> Result<Vec<&'static CaseInfo>> {
+    catalogue::select(mode, &args.cases).map_err(anyhow::Error::msg)
+}
+
+fn lists(args: &RunArgs) -> Result<(ExpectationList, ExpectationList)> {
+    let load = |path: &Option<PathBuf>| -> Result<ExpectationList> {
+        Ok(match path {
+            Some(path) => ExpectationList::load(path)?,
+            None => ExpectationList::default(),
+        })
+    };
+    Ok((load(&args.known_failing)?, load(&args.known_flaky)?))
+}
+
+fn dry_run(mode: Mode, cases: &[&'static CaseInfo], args: &RunArgs) -> Result<ExitCode> {
+    let (failing, flaky) = lists(args)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{} {mode} case(s) would run:", cases.len())?;
+    for case in cases {
+        let mut marks = Vec::new();
+        if let Some(known) = failing.matching(&case.id) {
+            marks.push(format!(
+                "known failing ({}): {}",
+                known.pattern, known.reason
+            ));
+        }
+        if let Some(known) = flaky.matching(&case.id) {
+            marks.push(format!("known flaky ({}): {}", known.pattern, known.reason));
+        }
+        if case.last {
+            marks.push("runs last, alone".to_owned());
+        }
+        writeln!(
+            out,
+            "  {:<6} {:<44} {:<34} {}",
+            case.level.to_string(),
+            case.id,
+            case.rules.join(","),
+            marks.join("; ")
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn execute(
+    suite: Arc<dyn Suite>,
+    mode: Mode,
+    cases: Vec<&'static CaseInfo>,
+    args: &RunArgs,
+) -> Result<ExitCode> {
+    let (known_failing, known_flaky) = lists(args)?;
+    let options = RunOptions {
+        jobs: args.jobs,
+        strict: args.strict,
+        known_failing,
+        known_flaky,
+        progress: !args.quiet,
+    };
+    if !args.quiet {
+        eprintln!(
+            "ferry-conformance: {} {mode} case(s) against {}, {} at a time",
+            cases.len(),
+            suite.target(),
+            args.jobs
+        );
+    }
+    let report = ferry_conformance::run(suite, mode, cases, &options).await;
+    write_reports(&report, args)?;
+    let mut out = std::io::stdout().lock();
+    write!(out, "{}", report::table(&report))?;
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn write_reports(report: &RunReport, args: &RunArgs) -> Result<()> {
+    let write = |path: &Option<PathBuf>, text: String| -> Result<()> {
+        if let Some(path) = path {
+            write_file(path, &text)?;
+        }
+        Ok(())
+    };
+    write(&args.json, report::json(report))?;
+    write(&args.junit, report::junit(report))?;
+    write(&args.markdown, report::markdown(report))?;
+    Ok(())
+}
+
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn list(args: &ListArgs) -> Result<ExitCode> {
+    let cases: Vec<&CaseInfo> = catalogue::all()
+        .iter()
+        .filter(|c| args.mode.as_deref().is_none_or(|m| c.mode.to_string() == m))
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&cases)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let width = cases.iter().map(|c| c.id.len()).max().unwrap_or(2);
+    writeln!(out, "{:<6} {:<width$} {:<34} TITLE", "LEVEL", "ID", "RULES")?;
+    for case in &cases {
+        writeln!(
+            out,
+            "{:<6} {:<width$} {:<34} {}",
+            case.level.to_string(),
+            case.id,
+            case.rules.join(","),
+            case.title
+        )?;
+    }
+    writeln!(out, "\n{} case(s)", cases.len())?;
+    Ok(ExitCode::SUCCESS)
+}
