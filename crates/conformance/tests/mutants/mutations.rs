@@ -1,0 +1,200 @@
+//! The mutants: each breaks exactly one rule of the protocol.
+
+use ferry_protocol::tables::{CLOSE_CODES, ClientAction};
+use serde_json::Value;
+
+/// Which implementation a mutant breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// A server mutant: the reference server behind a tampering proxy.
+    Server,
+    /// A client mutant: the Rust client's adapter behind a tampering proxy and report filter.
+    Client,
+}
+
+/// One deliberate defect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mutation {
+    /// Breaks nothing: the proxy alone, to show it does not change a verdict by itself.
+    Control,
+    /// Accepts a ticket a second time.
+    ServerAcceptsTicketTwice,
+    /// Closes a rejected ticket with 1008 instead of 4401.
+    ServerWrongTicketCloseCode,
+    /// Sends the first replayed event of a recovery twice.
+    ServerDuplicatesReplay,
+    /// Leaves out the first replayed event of a recovery.
+    ServerSkipsReplay,
+    /// Leaves out the second live event of every channel.
+    ServerSkipsLiveEvent,
+    /// Drops an oversized frame silently instead of closing with 1009.
+    ServerHasNoSizeGate,
+    /// Never pings.
+    ServerNeverPings,
+    /// Never closes a peer that stopped answering pings.
+    ServerIgnoresSilentPeer,
+    /// Stores a publish again when its idempotency key repeats.
+    ServerForgetsIdempotencyKeys,
+    /// Ends the session when it refuses a subscribe or publish as forbidden.
+    ServerClosesOnForbidden,
+    /// Waits longer than cap_ms between attempts.
+    ClientHasNoBackoffCap,
+    /// Waits exactly the nominal delay, without jitter.
+    ClientHasNoJitter,
+    /// Never stops retrying.
+    ClientNeverGivesUp,
+    /// Never resets its retry count.
+    ClientNeverResetsRetries,
+    /// Never answers a ping.
+    ClientIgnoresPings,
+    /// Never notices a silent server.
+    ClientMissesDeadPeer,
+    /// Does not re-subscribe after a reconnect.
+    ClientForgetsSubscriptions,
+    /// Re-subscribes without its last position.
+    ClientResubscribesFromScratch,
+    /// Presents a ticket it already used.
+    ClientReusesTicket,
+    /// Retries on close codes whose action is stop.
+    ClientIgnoresStopCodes,
+    /// Sends messages above the advertised maximum.
+    ClientSendsOversized,
+    /// Calls every handler twice per event.
+    ClientCallsHandlerTwice,
+    /// Hands a repeated event to the application again.
+    ClientDeliversRepeatedEvents,
+    /// Says nothing when its view of a channel has a gap.
+    ClientHidesGaps,
+    /// Retries a publish with a new idempotency key.
+    ClientForgetsPublishKey,
+}
+
+impl Mutation {
+    /// Every mutant.
+    pub const ALL: &[Mutation] = &[
+        Self::ServerAcceptsTicketTwice,
+        Self::ServerWrongTicketCloseCode,
+        Self::ServerDuplicatesReplay,
+        Self::ServerSkipsReplay,
+        Self::ServerSkipsLiveEvent,
+        Self::ServerHasNoSizeGate,
+        Self::ServerNeverPings,
+        Self::ServerIgnoresSilentPeer,
+        Self::ServerForgetsIdempotencyKeys,
+        Self::ServerClosesOnForbidden,
+        Self::ClientHasNoBackoffCap,
+        Self::ClientHasNoJitter,
+        Self::ClientNeverGivesUp,
+        Self::ClientNeverResetsRetries,
+        Self::ClientIgnoresPings,
+        Self::ClientMissesDeadPeer,
+        Self::ClientForgetsSubscriptions,
+        Self::ClientResubscribesFromScratch,
+        Self::ClientReusesTicket,
+        Self::ClientIgnoresStopCodes,
+        Self::ClientSendsOversized,
+        Self::ClientCallsHandlerTwice,
+        Self::ClientDeliversRepeatedEvents,
+        Self::ClientHidesGaps,
+        Self::ClientForgetsPublishKey,
+    ];
+
+    /// The mutant's name on the command line and in reports.
+    pub fn name(self) -> String {
+        let debug = format!("{self:?}");
+        let mut name = String::new();
+        for (i, c) in debug.chars().enumerate() {
+            if c.is_ascii_uppercase() && i > 0 {
+                name.push('-');
+            }
+            name.push(c.to_ascii_lowercase());
+        }
+        name
+    }
+
+    /// Parses a name from [`name`](Self::name).
+    pub fn from_name(name: &str) -> Option<Self> {
+        std::iter::once(Self::Control)
+            .chain(Self::ALL.iter().copied())
+            .find(|m| m.name() == name)
+    }
+
+    /// Which side it breaks (`None` for the control).
+    pub fn side(self) -> Option<Side> {
+        let name = format!("{self:?}");
+        if name.starts_with("Server") {
+            Some(Side::Server)
+        } else if name.starts_with("Client") {
+            Some(Side::Client)
+        } else {
+            None
+        }
+    }
+
+    /// The rule it breaks.
+    pub fn rule(self) -> &'static str {
+        match self {
+            Self::Control => "none",
+            Self::ServerAcceptsTicketTwice => "FERRY-TICKET-4",
+            Self::ServerWrongTicketCloseCode => "FERRY-TICKET-3",
+            Self::ServerDuplicatesReplay | Self::ServerSkipsReplay => "FERRY-RESUME-1",
+            Self::ServerSkipsLiveEvent => "FERRY-EVENT-2",
+            Self::ServerHasNoSizeGate => "FERRY-SIZE-3",
+            Self::ServerNeverPings => "FERRY-HEARTBEAT-1",
+            Self::ServerIgnoresSilentPeer => "FERRY-HEARTBEAT-3",
+            Self::ServerForgetsIdempotencyKeys => "FERRY-DEDUP-1",
+            Self::ServerClosesOnForbidden => "FERRY-CHANNEL-2",
+            Self::ClientHasNoBackoffCap => "FERRY-RECONNECT-3",
+            Self::ClientHasNoJitter => "FERRY-RECONNECT-2",
+            Self::ClientNeverGivesUp => "FERRY-RECONNECT-4",
+            Self::ClientNeverResetsRetries => "FERRY-RECONNECT-5",
+            Self::ClientIgnoresPings => "FERRY-HEARTBEAT-2",
+            Self::ClientMissesDeadPeer => "FERRY-HEARTBEAT-4",
+            Self::ClientForgetsSubscriptions | Self::ClientResubscribesFromScratch => {
+                "FERRY-SUBSCRIBE-5"
+            }
+            Self::ClientReusesTicket => "FERRY-TICKET-5",
+            Self::ClientIgnoresStopCodes => "FERRY-RECONNECT-1",
+            Self::ClientSendsOversized => "FERRY-SIZE-2",
+            Self::ClientCallsHandlerTwice => "FERRY-EVENT-5",
+            Self::ClientDeliversRepeatedEvents => "FERRY-EVENT-3",
+            Self::ClientHidesGaps => "FERRY-EVENT-4",
+            Self::ClientForgetsPublishKey => "FERRY-PUBLISH-3",
+        }
+    }
+
+    /// The close code the peer sees instead of `code`.
+    pub fn close_code(self, code: u16) -> u16 {
+        match self {
+            Self::ServerWrongTicketCloseCode if code == 4401 => 1008,
+            Self::ClientIgnoresStopCodes
+                if CLOSE_CODES
+                    .iter()
+                    .any(|c| c.code == code && c.action == ClientAction::Stop) =>
+            {
+                1011
+            }
+            _ => code,
+        }
+    }
+
+    /// Changes the welcome a mutant client obeys; `None` leaves it alone.
+    pub fn rewrite_welcome(self, welcome: &mut Value) -> Option<String> {
+        let (section, field, value) = match self {
+            Self::ClientHasNoBackoffCap => ("reconnect", "cap_ms", Value::from(3_600_000)),
+            Self::ClientHasNoJitter => ("reconnect", "jitter", Value::from(0)),
+            Self::ClientNeverGivesUp => ("reconnect", "max_attempts", Value::from(10_000)),
+            Self::ClientNeverResetsRetries => {
+                ("reconnect", "reset_after_ms", Value::from(3_600_000))
+            }
+            Self::ClientMissesDeadPeer => {
+                welcome["heartbeat"]["timeout_ms"] = Value::from(3_600_000);
+                ("heartbeat", "interval_ms", Value::from(3_600_000))
+            }
+            Self::ClientSendsOversized => ("limits", "max_message_bytes", Value::from(67_108_864)),
+            _ => return None,
+        };
+        welcome[section][field] = value;
+        Some(welcome.to_string())
+    }
+}

@@ -1,0 +1,454 @@
+//! A tampering proxy: forwards Ferry's HTTP endpoints and WebSocket sessions between an
+//! implementation and the runner, breaking exactly one rule on the way. Placed in front of a
+//! correct implementation, the pair is an implementation with one defect: a mutant.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use futures_util::{SinkExt, StreamExt};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, protocol::WebSocketConfig};
+
+use crate::mutations::Mutation;
+
+const BIG: usize = 64 << 20;
+
+/// A running proxy.
+pub struct Proxy {
+    /// The proxy's base URL.
+    pub url: String,
+}
+
+struct Shared {
+    upstream: String,
+    mutation: Mutation,
+    http: reqwest::Client,
+    /// The last bearer credential seen on the ticket endpoint.
+    credential: Mutex<Option<String>>,
+    /// Tickets already presented on /v1/ws.
+    used_tickets: Mutex<HashSet<String>>,
+    /// The first ticket response, for a client-side ticket reuse.
+    first_ticket: Mutex<Option<(StatusCode, Bytes)>>,
+    /// WebSocket sessions opened so far.
+    sessions: AtomicU64,
+    /// Events already seen per channel and seq, across sessions (client side).
+    seen_events: Mutex<HashSet<(String, String, u64)>>,
+    /// Idempotency keys rewritten so far.
+    rewrites: AtomicU64,
+    /// Where repeated events go, for a mutant client that delivers them again.
+    repeats: Option<tokio::sync::mpsc::UnboundedSender<Value>>,
+}
+
+impl Proxy {
+    /// Starts a proxy in front of `upstream` (a base URL) that applies `mutation`; events the
+    /// server sends a second time go to `repeats`.
+    pub async fn start(
+        upstream: &str,
+        mutation: Mutation,
+        repeats: Option<tokio::sync::mpsc::UnboundedSender<Value>>,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            mutation,
+            http: reqwest::Client::new(),
+            credential: Mutex::new(None),
+            used_tickets: Mutex::default(),
+            first_ticket: Mutex::new(None),
+            sessions: AtomicU64::new(0),
+            seen_events: Mutex::default(),
+            rewrites: AtomicU64::new(0),
+            repeats,
+        });
+        let app = Router::new()
+            .route("/v1/ws", get(websocket))
+            .fallback(any(http))
+            .with_state(shared);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port for the proxy");
+        let url = format!("http://{}", listener.local_addr().expect("an address"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { url }
+    }
+}
+
+/// Forwards any HTTP request, applying the mutation to tickets and publishes.
+async fn http(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, BIG).await.unwrap_or_default();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    if let Some(auth) = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        && path.starts_with("/v1/tickets")
+    {
+        *shared.credential.lock() = Some(auth.to_owned());
+    }
+    if path.starts_with("/v1/tickets")
+        && shared.mutation == Mutation::ClientReusesTicket
+        && let Some((status, body)) = shared.first_ticket.lock().clone()
+    {
+        return (status, [("content-type", "application/json")], body).into_response();
+    }
+    let mut body = body;
+    if path.starts_with("/v1/publish")
+        && shared.mutation == Mutation::ServerForgetsIdempotencyKeys
+        && let Ok(mut value) = serde_json::from_slice::<Value>(&body)
+    {
+        rewrite_key(&shared, &mut value);
+        body = Bytes::from(value.to_string());
+    }
+    let mut upstream = shared
+        .http
+        .request(parts.method.clone(), format!("{}{path}", shared.upstream))
+        .body(body);
+    for (name, value) in &parts.headers {
+        if name != "host" && name != "content-length" {
+            upstream = upstream.header(name, value);
+        }
+    }
+    let Ok(answer) = upstream.send().await else {
+        return StatusCode::BAD_GATEWAY.into_response();
+    };
+    let status = answer.status();
+    let content_type = answer
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_owned();
+    let bytes = answer.bytes().await.unwrap_or_default();
+    if path.starts_with("/v1/tickets") && status.is_success() {
+        let mut first = shared.first_ticket.lock();
+        if first.is_none() {
+            *first = Some((status, bytes.clone()));
+        }
+    }
+    (status, [("content-type", content_type)], bytes).into_response()
+}
+
+/// Gives a publish a key of its own, so that a retry is stored again.
+fn rewrite_key(shared: &Shared, value: &mut Value) {
+    if let Some(key) = value.get("idempotency_key").and_then(Value::as_str) {
+        let n = shared.rewrites.fetch_add(1, Ordering::Relaxed);
+        value["idempotency_key"] = json!(format!("{key}.{n}"));
+    }
+}
+
+/// Opens the upstream session first, so that a refusal (a status, a missing subprotocol)
+/// reaches the downstream peer unchanged; then relays frames both ways.
+async fn websocket(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    request: axum::http::Uri,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let mut query = request.query().unwrap_or_default().to_owned();
+    if shared.mutation == Mutation::ServerAcceptsTicketTwice
+        && let Some(ticket) = ticket_of(&query)
+    {
+        let reused = !shared.used_tickets.lock().insert(ticket.clone());
+        if reused && let Some(fresh) = fresh_ticket(&shared).await {
+            query = query.replace(&ticket, &fresh);
+        }
+    }
+    let ws_url = format!(
+        "{}/v1/ws{}{query}",
+        shared.upstream.replacen("http", "ws", 1),
+        if query.is_empty() { "" } else { "?" }
+    );
+    let mut up_request = ws_url.into_client_request().expect("a valid upstream URL");
+    for name in ["sec-websocket-protocol", "origin"] {
+        if let Some(value) = headers.get(name) {
+            up_request.headers_mut().insert(name, value.clone());
+        }
+    }
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(BIG))
+        .max_frame_size(Some(BIG));
+    let (upstream, response) =
+        match tokio_tungstenite::connect_async_with_config(up_request, Some(config), false).await {
+            Ok(pair) => pair,
+            Err(tungstenite::Error::Http(refusal)) => {
+                let status = refusal.status();
+                let body = refusal.body().clone().unwrap_or_default();
+                return (status, body).into_response();
+            }
+            Err(_) => return StatusCode::BAD_GATEWAY.into_response(),
+        };
+    let protocol = response
+        .headers()
+        .get("sec-websocket-protocol")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut upgrade = upgrade.max_message_size(BIG).max_frame_size(BIG);
+    if let Some(protocol) = protocol {
+        upgrade = upgrade.protocols([protocol]);
+    }
+    let session = shared.sessions.fetch_add(1, Ordering::Relaxed) + 1;
+    upgrade.on_upgrade(move |downstream| relay(shared, session, downstream, upstream))
+}
+
+fn ticket_of(query: &str) -> Option<String> {
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("ticket="))
+        .map(str::to_owned)
+}
+
+async fn fresh_ticket(shared: &Shared) -> Option<String> {
+    let credential = shared.credential.lock().clone()?;
+    let answer = shared
+        .http
+        .post(format!("{}/v1/tickets", shared.upstream))
+        .header("authorization", credential)
+        .send()
+        .await
+        .ok()?;
+    let body: Value = answer.json().await.ok()?;
+    body["ticket"].as_str().map(str::to_owned)
+}
+
+/// What one session has shown so far.
+#[derive(Default)]
+struct Session {
+    max_message_bytes: Option<usize>,
+    /// Replayed events still to come after a subscribed reply with a recovery.
+    replay_left: HashMap<String, u64>,
+    /// Live events seen per channel.
+    events: HashMap<String, u64>,
+}
+
+type Upstream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn relay(shared: Arc<Shared>, session_no: u64, downstream: WebSocket, upstream: Upstream) {
+    let (mut down_tx, mut down_rx) = downstream.split();
+    let (mut up_tx, mut up_rx) = upstream.split();
+    let state = Mutex::new(Session::default());
+    let mutation = shared.mutation;
+    loop {
+        tokio::select! {
+            from_client = down_rx.next() => match from_client {
+                Some(Ok(ws::Message::Text(text))) => {
+                    for frame in client_to_server(&shared, mutation, session_no, &state, text.as_str()) {
+                        if up_tx.send(tungstenite::Message::text(frame)).await.is_err() { return; }
+                    }
+                }
+                Some(Ok(ws::Message::Binary(data))) => {
+                    if up_tx.send(tungstenite::Message::binary(data)).await.is_err() { return; }
+                }
+                Some(Ok(ws::Message::Close(frame))) => {
+                    let frame = frame.map(|f| tungstenite::protocol::CloseFrame {
+                        code: f.code.into(),
+                        reason: f.reason.as_str().into(),
+                    });
+                    let _ = up_tx.send(tungstenite::Message::Close(frame)).await;
+                    let _ = up_tx.flush().await;
+                    // Wait for the server's answer, then end.
+                    while let Some(Ok(message)) = up_rx.next().await {
+                        if matches!(message, tungstenite::Message::Close(_)) { break; }
+                    }
+                    return;
+                }
+                Some(Ok(_)) => {}
+                // A text frame that is not UTF-8 never reaches the proxy's side: close as the
+                // protocol says (FERRY-TRANSPORT-4), as the server behind would have. Otherwise
+                // the client vanished without a close frame: so does the proxy.
+                Some(Err(error)) => {
+                    if is_invalid_utf8(error) {
+                        let frame = ws::CloseFrame { code: 1007, reason: "text frame is not UTF-8".into() };
+                        let _ = down_tx.send(ws::Message::Close(Some(frame))).await;
+                        let _ = up_tx.send(tungstenite::Message::Close(None)).await;
+                    }
+                    return;
+                }
+                None => return,
+            },
+            from_server = up_rx.next() => match from_server {
+                Some(Ok(tungstenite::Message::Text(text))) => {
+                    for frame in server_to_client(&shared, mutation, &state, text.as_str(), &mut up_tx).await {
+                        if down_tx.send(ws::Message::Text(frame.into())).await.is_err() { return; }
+                    }
+                }
+                Some(Ok(tungstenite::Message::Close(frame))) => {
+                    let frame = frame.map(|f| ws::CloseFrame {
+                        code: mutation.close_code(u16::from(f.code)),
+                        reason: f.reason.as_str().into(),
+                    });
+                    let _ = down_tx.send(ws::Message::Close(frame)).await;
+                    let _ = down_tx.flush().await;
+                    while let Some(Ok(message)) = down_rx.next().await {
+                        if matches!(message, ws::Message::Close(_)) { break; }
+                    }
+                    return;
+                }
+                Some(Ok(_)) => {}
+                // The server vanished without a close frame: so does the proxy.
+                Some(Err(_)) | None => return,
+            },
+        }
+    }
+}
+
+fn is_invalid_utf8(error: axum::Error) -> bool {
+    matches!(
+        error
+            .into_inner()
+            .downcast::<tungstenite::Error>()
+            .map(|e| *e),
+        Ok(tungstenite::Error::Utf8(_))
+    )
+}
+
+/// A frame from the client, as the mutant passes it on.
+fn client_to_server(
+    shared: &Shared,
+    mutation: Mutation,
+    session_no: u64,
+    state: &Mutex<Session>,
+    text: &str,
+) -> Vec<String> {
+    let value: Option<Value> = serde_json::from_str(text).ok();
+    let kind = value
+        .as_ref()
+        .and_then(|v| v["type"].as_str())
+        .unwrap_or_default();
+    match mutation {
+        Mutation::ServerHasNoSizeGate => {
+            let limit = state.lock().max_message_bytes;
+            if limit.is_some_and(|max| text.len() > max) {
+                return Vec::new();
+            }
+        }
+        Mutation::ServerForgetsIdempotencyKeys if kind == "publish" => {
+            if let Some(mut value) = value {
+                rewrite_key(shared, &mut value);
+                return vec![value.to_string()];
+            }
+        }
+        Mutation::ClientIgnoresPings if kind == "pong" => return Vec::new(),
+        Mutation::ClientForgetsSubscriptions if kind == "subscribe" && session_no > 1 => {
+            return Vec::new();
+        }
+        Mutation::ClientResubscribesFromScratch if kind == "subscribe" => {
+            if let Some(mut value) = value {
+                if let Some(object) = value.as_object_mut() {
+                    object.remove("from");
+                }
+                return vec![value.to_string()];
+            }
+        }
+        Mutation::ClientForgetsPublishKey if kind == "publish" && session_no > 1 => {
+            if let Some(mut value) = value {
+                rewrite_key(shared, &mut value);
+                return vec![value.to_string()];
+            }
+        }
+        _ => {}
+    }
+    vec![text.to_owned()]
+}
+
+/// A frame from the server, as the mutant passes it on.
+async fn server_to_client(
+    shared: &Shared,
+    mutation: Mutation,
+    state: &Mutex<Session>,
+    text: &str,
+    upstream: &mut futures_util::stream::SplitSink<Upstream, tungstenite::Message>,
+) -> Vec<String> {
+    let Ok(mut value) = serde_json::from_str::<Value>(text) else {
+        return vec![text.to_owned()];
+    };
+    let kind = value["type"].as_str().unwrap_or_default().to_owned();
+    let channel = value["channel"].as_str().unwrap_or_default().to_owned();
+    if kind == "welcome" {
+        state.lock().max_message_bytes = value["limits"]["max_message_bytes"]
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok());
+        if let Some(rewritten) = mutation.rewrite_welcome(&mut value) {
+            return vec![rewritten];
+        }
+    }
+    if kind == "subscribed" {
+        let replayed = value["recovery"]["replayed"].as_u64().unwrap_or(0);
+        if replayed > 0 {
+            state.lock().replay_left.insert(channel.clone(), replayed);
+        }
+    }
+    match (mutation, kind.as_str()) {
+        (Mutation::ServerDuplicatesReplay | Mutation::ServerSkipsReplay, "event") => {
+            let mut session = state.lock();
+            if let Some(left) = session.replay_left.get_mut(&channel) {
+                *left -= 1;
+                if *left == 0 {
+                    session.replay_left.remove(&channel);
+                }
+                // The first replayed event of each recovery is the one broken.
+                return match mutation {
+                    Mutation::ServerDuplicatesReplay => vec![text.to_owned(), text.to_owned()],
+                    _ => Vec::new(),
+                };
+            }
+        }
+        (Mutation::ServerSkipsLiveEvent, "event") => {
+            let mut session = state.lock();
+            let seen = session.events.entry(channel).or_default();
+            *seen += 1;
+            if *seen == 2 {
+                return Vec::new();
+            }
+        }
+        (Mutation::ServerNeverPings, "ping") => return Vec::new(),
+        (Mutation::ServerIgnoresSilentPeer, "ping") => {
+            // Answer for the peer, so the server never sees it fall silent.
+            let pong = json!({ "type": "pong", "nonce": value["nonce"] }).to_string();
+            let _ = upstream.send(tungstenite::Message::text(pong)).await;
+        }
+        (Mutation::ServerClosesOnForbidden, "error") if value["error"]["code"] == "forbidden" => {
+            let _ = upstream
+                .send(tungstenite::Message::Close(Some(
+                    tungstenite::protocol::CloseFrame {
+                        code: 1008.into(),
+                        reason: "forbidden".into(),
+                    },
+                )))
+                .await;
+        }
+        (Mutation::ClientDeliversRepeatedEvents, "event") => {
+            let key = (
+                channel,
+                value["position"]["epoch"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                value["position"]["seq"].as_u64().unwrap_or(0),
+            );
+            if !shared.seen_events.lock().insert(key) {
+                // A client without dedup hands a repeated event to the application again.
+                if let Some(repeats) = &shared.repeats {
+                    let _ = repeats.send(value.clone());
+                }
+            }
+        }
+        _ => {}
+    }
+    vec![text.to_owned()]
+}

@@ -1,0 +1,94 @@
+//! Server mode against the real `ferry-server`, in-process on a random loopback port, with
+//! short timings so that every case runs fast: every MUST case must pass.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_conformance::catalogue::{Mode, of_mode};
+use ferry_conformance::runner::CaseReport;
+use ferry_conformance::server::ServerSuite;
+use ferry_conformance::{Level, RunOptions, Status, run};
+use support::ReferenceServer;
+
+fn report(case: &CaseReport) -> String {
+    let mut text = format!(
+        "\n== {} [{}] {:?} ({} ms)\n",
+        case.id,
+        case.rules.join(", "),
+        case.status,
+        case.duration_ms
+    );
+    if let Some(expected) = &case.expected {
+        text.push_str(&format!("   expected: {expected}\n"));
+    }
+    if let Some(observed) = &case.observed {
+        text.push_str(&format!("   observed: {observed}\n"));
+    }
+    if let Some(message) = &case.message {
+        text.push_str(&format!("   message:  {message}\n"));
+    }
+    for entry in &case.transcript {
+        text.push_str(&format!("   {entry}\n"));
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_must_case_passes_against_the_reference_server() {
+    let server = ReferenceServer::start().await;
+    let suite = ServerSuite::connect(server.options(&server.url))
+        .await
+        .expect("the server is reachable and the tokens get tickets");
+
+    let cases: Vec<_> = of_mode(Mode::Server).collect();
+    let total = cases.len();
+    let started = std::time::Instant::now();
+    let run_report = run(Arc::new(suite), Mode::Server, cases, &RunOptions::default()).await;
+    let took = started.elapsed();
+    for case in &run_report.cases {
+        eprintln!(
+            "{:<5} {:>5} ms  {} [{}]{}",
+            case.status.label(),
+            case.duration_ms,
+            case.id,
+            case.rules.join(", "),
+            case.message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        );
+    }
+    eprintln!("{total} cases in {} ms", took.as_millis());
+
+    let failing: Vec<String> = run_report
+        .cases
+        .iter()
+        .filter(|c| c.level == Level::Must && c.status != Status::Pass)
+        .map(report)
+        .collect();
+    let should: Vec<String> = run_report
+        .cases
+        .iter()
+        .filter(|c| c.level == Level::Should && c.status != Status::Pass)
+        .map(report)
+        .collect();
+    assert_eq!(run_report.cases.len(), total, "every case ran");
+    assert!(
+        failing.is_empty(),
+        "{} of {total} MUST cases did not pass (in {} ms):{}",
+        failing.len(),
+        took.as_millis(),
+        failing.join("")
+    );
+    assert!(
+        should.is_empty(),
+        "SHOULD cases that did not pass:{}",
+        should.join("")
+    );
+    let done = tokio::time::timeout(Duration::from_secs(10), server.served)
+        .await
+        .expect("the server stops after the shutdown cases");
+    assert!(done.expect("the server task ran").is_ok());
+}

@@ -1,0 +1,100 @@
+//! The reference server for the conformance tests: `ferry-server` in-process on a random
+//! loopback port, with the example application's namespaces, a full and a restricted token,
+//! and short timings so that every timing case runs in well under a second.
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::sync::{Arc, Mutex};
+
+use ferry_conformance::server::ServerOptions;
+use ferry_server::auth::Auth;
+use ferry_server::broker::MemoryBroker;
+use ferry_server::config::{AuthMode, Config, Flags};
+use ferry_server::namespaces::Namespaces;
+use ferry_server::{Server, serve};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const TOKEN: &str = "conformance-full-0123456789abcdef";
+pub const RESTRICTED: &str = "conformance-viewer-0123456789abcdef";
+
+/// A full token (every right, may publish over HTTP) and a restricted one (read on one
+/// project, no write, no HTTP publish), for two different users.
+const TOKENS: &str = r#"
+[[tokens]]
+token = "conformance-full-0123456789abcdef"
+user = "conformance"
+backend = true
+permissions = [{ pattern = "**", read = true, write = true }]
+
+[[tokens]]
+token = "conformance-viewer-0123456789abcdef"
+user = "conformance-viewer"
+permissions = [{ pattern = "project:alpha:*", read = true, write = false }]
+"#;
+
+/// A running reference server.
+pub struct ReferenceServer {
+    /// Its base URL.
+    pub url: String,
+    /// The server's task; it ends after a graceful shutdown.
+    pub served: JoinHandle<std::io::Result<()>>,
+    stop: Arc<Mutex<Option<oneshot::Sender<()>>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl ReferenceServer {
+    /// Starts one.
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let tokens = dir.path().join("tokens.toml");
+        std::fs::write(&tokens, TOKENS).expect("write the tokens file");
+        let config = Config::resolve(Flags {
+            auth: Some(AuthMode::Tokens),
+            tokens_file: Some(tokens.clone()),
+            heartbeat_interval_ms: Some(300),
+            heartbeat_timeout_ms: Some(300),
+            ticket_ttl_ms: Some(1_000),
+            max_message_bytes: Some(4_096),
+            max_subscriptions: Some(5),
+            rate_limit_per_second: Some(50),
+            rate_limit_burst: Some(10),
+            resume_window_ms: Some(300),
+            resume_max_events: Some(20),
+            drain_period_ms: Some(1_000),
+            ..Flags::default()
+        })
+        .expect("a valid test configuration");
+        let auth = Auth::from_file(&tokens).expect("a valid tokens file");
+        let broker = MemoryBroker::new(config.memory_broker());
+        let server = Server::new(config, auth, broker, Namespaces::example_app());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let url = format!("http://{}", listener.local_addr().expect("an address"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = tokio::spawn(serve(server, listener, async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            url,
+            served,
+            stop: Arc::new(Mutex::new(Some(stop))),
+            _dir: dir,
+        }
+    }
+
+    /// The suite's options for reaching it at `url` (its own, or a proxy's in front of it),
+    /// with both tokens and a stop hook that drains it.
+    pub fn options(&self, url: &str) -> ServerOptions {
+        let mut options = ServerOptions::new(url, TOKEN);
+        options.restricted_token = Some(RESTRICTED.into());
+        let stop = self.stop.clone();
+        options.stop = Some(Arc::new(move || {
+            if let Some(stop) = stop.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = stop.send(());
+            }
+        }));
+        options
+    }
+}
