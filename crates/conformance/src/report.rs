@@ -176,7 +176,7 @@ pub fn markdown(report: &RunReport) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# ferry-conformance: {} mode", report.mode);
     let _ = writeln!(out);
-    let _ = writeln!(out, "Target: `{}`", report.target);
+    let _ = writeln!(out, "Target: {}", report.target);
     let _ = writeln!(out);
     let _ = writeln!(out, "**{}**", summary(report));
     let _ = writeln!(out);
