@@ -9,15 +9,15 @@ use std::time::{Duration, Instant};
 
 use ferry_protocol::close::{action_for, lookup};
 use ferry_protocol::tables::ClientAction;
-use ferry_protocol::{ErrorCode, SUBPROTOCOL};
+use ferry_protocol::{Codec, DecodeError, ErrorCode, Frame, SUBPROTOCOL};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::harness::{
     CREDENTIAL, EPOCH, Harness, LOWER_SLACK, Policy, QUIET, REACT, SETUP, WelcomeSpec, error_reply,
-    event, goodbye, message_id, ms, ping, position, published, recovery, subscribed,
+    event, goodbye, message_id, ms, ping, position, published, recovery, subscribed, unsubscribed,
 };
-use super::scripted::{ClientFrame, FrameKind, TicketReply, UpgradeReply};
+use super::scripted::{ClientFrame, Conn, FrameKind, TicketReply, UpgradeReply};
 use crate::case::{CaseResult, Finding, ensure};
 
 /// A case body: runs the case's script on its harness.
@@ -46,6 +46,9 @@ registry! {
     "client.welcome.size_limit_obeyed" => size_limit_obeyed,
     "client.subscribe.resubscribe_every_channel" => resubscribe_every_channel,
     "client.subscribe.refused_keeps_session" => refused_keeps_session,
+    "client.subscribe.unsubscribe_sends_request" => unsubscribe_sends_request,
+    "client.subscribe.unsubscribe_one_of_two_handlers" => unsubscribe_one_of_two_handlers,
+    "client.subscribe.no_resubscribe_after_unsubscribe" => no_resubscribe_after_unsubscribe,
     "client.event.delivered_in_order" => event_stream,
     "client.event.duplicates_dropped" => event_stream,
     "client.event.handler_registered_twice" => handler_registered_twice,
@@ -59,6 +62,7 @@ registry! {
     "client.heartbeat.pong_echoes_nonce" => pong_echoes_nonce,
     "client.heartbeat.silent_server_detected" => silent_server_detected,
     "client.size.oversized_inbound_frame" => oversized_inbound_frame,
+    "client.transport.malformed_inbound.*" => malformed_inbound,
     "client.reconnect.*" => retry_run,
     "client.reconnect.attempts_exhausted" => attempts_exhausted,
     "client.reconnect.count_resets_after_reset_after" => reset_rule,
@@ -496,6 +500,166 @@ async fn oversized_inbound_frame(h: &mut Harness) -> CaseResult {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Transport
+
+/// Why ferry-protocol's codec refuses `frame` as a server message; `None` when it accepts it.
+fn refusal(frame: &str) -> Option<DecodeError> {
+    Codec::new(usize::MAX)
+        .decode_server(Frame::Text(frame.as_bytes()))
+        .err()
+}
+
+/// FERRY-TRANSPORT-5, FERRY-TRANSPORT-2, FERRY-HEARTBEAT-2: a frame from the server that is not
+/// a JSON object, names an unknown type or breaks its message's schema (the case's `frame`)
+/// carries no ferry.v1 message (FERRY-TRANSPORT-2). A client has no error message to answer it
+/// with and the close-code table gives no code for it, so either way of not using it passes:
+/// the client keeps the session, answering the next ping within the advertised timeout and
+/// delivering the next valid event (at the position the malformed frame named, so a client that
+/// took that position as delivered drops it), or ends the session and reconnects with a fresh
+/// ticket. Nothing of the frame reaches the application, and the client does not stall or
+/// crash (a crash is reported as the adapter's exit).
+async fn malformed_inbound(h: &mut Harness) -> CaseResult {
+    let frame: String = h
+        .param("frame")?
+        .ok_or_else(|| Finding::error("the case names no frame"))?;
+    let refused = refusal(&frame).ok_or_else(|| {
+        Finding::error(format!(
+            "the case's frame is a valid server message, not a malformed one: {frame}"
+        ))
+    })?;
+    let what = format!("the malformed frame ({refused})");
+    let timeout_ms = 1000;
+    let policy = Policy::SHORT;
+    let spec = WelcomeSpec {
+        heartbeat_timeout_ms: timeout_ms,
+        ..WelcomeSpec::new(policy)
+    };
+    let mut conn = h.subscribed_session(&spec, CHANNEL, HANDLER).await?;
+    conn.send(event(CHANNEL, EPOCH, 1, json!({"n": 1}))).await?;
+    h.report(
+        |r| r.kind() == "delivered" && r.u64("seq") == Some(1),
+        REACT,
+        "event 1 delivered",
+    )
+    .await?;
+    conn.send_raw(frame).await?;
+    h.transcript.note(
+        "runner",
+        format!("sent a frame the codec refuses: {refused}"),
+    );
+    let nonce = "after-malformed";
+    let pinged = Instant::now();
+    // The client may already have closed; a failed send is not a finding here.
+    let _ = conn.send(ping(nonce)).await;
+    let deadline = pinged + Duration::from_millis(timeout_ms) + h.tolerance;
+    let mut verdict = None;
+    while verdict.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match conn.recv(left).await? {
+            None => break,
+            Some(ClientFrame { kind, at }) => match &kind {
+                FrameKind::Message { json, .. }
+                    if json["type"] == "pong" && json["nonce"] == nonce =>
+                {
+                    verdict = Some((true, at));
+                }
+                FrameKind::Close { .. } | FrameKind::Ended => verdict = Some((false, at)),
+                _ => {}
+            },
+        }
+    }
+    let Some((kept, at)) = verdict else {
+        return Err(Finding::fail(
+            format!(
+                "after {what}, the client either keeps the session, answering the next ping with a pong echoing its nonce within heartbeat.timeout_ms = {timeout_ms} ms (+{} ms tolerance) (FERRY-HEARTBEAT-2), or ends it and reconnects; it must not stall on the frame",
+                ms(h.tolerance)
+            ),
+            format!(
+                "within {} ms of the ping {nonce:?}, {} neither carried its pong nor ended",
+                ms(deadline.saturating_duration_since(pinged)),
+                conn.link()
+            ),
+        ));
+    };
+    let valid: &[u64] = if kept {
+        h.transcript.note(
+            "runner",
+            "the client kept the session after the malformed frame",
+        );
+        conn.send(event(CHANNEL, EPOCH, 2, json!({"n": 2}))).await?;
+        let id = message_id(EPOCH, 2);
+        h.adapter
+            .expect(
+                |r| r.kind() == "delivered" && r.str("message_id") == Some(id.as_str()),
+                REACT,
+            )
+            .await?;
+        &[1, 2]
+    } else {
+        h.transcript.note(
+            "runner",
+            "the client ended the session after the malformed frame",
+        );
+        h.retry_ticket(
+            at,
+            (Duration::ZERO, window(&policy, 8)?.1),
+            "a reconnect under the backoff after the client ended the session over the malformed frame",
+            "the end of the session",
+        )
+        .await?;
+        conn = h
+            .accepted("the reconnect's WebSocket connection, presenting the ticket just issued (FERRY-TICKET-5)")
+            .await?;
+        h.welcome(&mut conn, &spec).await?;
+        &[1]
+    };
+    h.adapter.settle(Duration::from_millis(200)).await?;
+    if let Some(gone) = h.adapter.exited().await {
+        return Err(gone);
+    }
+    let delivered: Vec<&super::adapter::Report> = h
+        .adapter
+        .history()
+        .iter()
+        .filter(|r| r.kind() == "delivered")
+        .collect();
+    let is_sent = |report: &super::adapter::Report, seq: u64| {
+        report.u64("seq") == Some(seq)
+            && report.str("message_id") == Some(message_id(EPOCH, seq).as_str())
+            && report.json["payload"] == json!({"n": seq})
+    };
+    let stray: Vec<String> = delivered
+        .iter()
+        .filter(|r| !valid.iter().any(|&seq| is_sent(r, seq)))
+        .map(|r| r.line())
+        .collect();
+    ensure(
+        stray.is_empty(),
+        format!(
+            "nothing of {what} handed to the application: a frame that breaks FERRY-TRANSPORT-2 carries no event; it is refused, never used (FERRY-TRANSPORT-5)"
+        ),
+        || format!("the adapter reported {}", stray.join(", ")),
+    )?;
+    if !kept {
+        return Ok(());
+    }
+    ensure(
+        delivered.iter().any(|r| is_sent(r, 2)),
+        format!(
+            "on the session kept after {what}, the next valid event, seq 2, handed to the application: the malformed frame named that position, but it is never used (FERRY-TRANSPORT-5), so nothing was delivered at seq 2 yet"
+        ),
+        || {
+            format!(
+                "no delivery of event 2 ({}) within {} ms; the adapter reported: {}",
+                message_id(EPOCH, 2),
+                ms(REACT),
+                h.reports_text()
+            )
+        },
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
 // Subscribe
 
 /// FERRY-SUBSCRIBE-5: after a reconnect, every channel held is subscribed again from the last
@@ -609,6 +773,221 @@ async fn refused_keeps_session(h: &mut Harness) -> CaseResult {
     }
 }
 
+/// FERRY-SUBSCRIBE-3: when the application removes the only handler of a channel, the client
+/// unsubscribes: an unsubscribe of the channel with a request id, which a server answers with
+/// unsubscribed carrying that id. After its reply the rule binds the server (no event of the
+/// channel follows); no rule says what a client does with one that comes anyway, so the case
+/// sends none and checks no delivery.
+async fn unsubscribe_sends_request(h: &mut Harness) -> CaseResult {
+    let mut conn = h
+        .subscribed_session(&WelcomeSpec::new(Policy::SHORT), CHANNEL, HANDLER)
+        .await?;
+    conn.send(event(CHANNEL, EPOCH, 1, json!({"n": 1}))).await?;
+    h.report(
+        |r| r.kind() == "delivered" && r.u64("seq") == Some(1),
+        REACT,
+        "event 1 delivered",
+    )
+    .await?;
+    h.unsubscribe(CHANNEL, HANDLER).await?;
+    let unsubscribe = h
+        .expect_unsubscribe(
+            &mut conn,
+            CHANNEL,
+            &format!("an unsubscribe from {CHANNEL}, with a request id, once the application removed the channel's only handler: the request a server answers with unsubscribed carrying that id (FERRY-SUBSCRIBE-3)"),
+        )
+        .await?;
+    conn.send(unsubscribed(&unsubscribe)).await?;
+    h.adapter.settle(Duration::from_millis(200)).await?;
+    match h.adapter.exited().await {
+        Some(gone) => Err(gone),
+        None => Ok(()),
+    }
+}
+
+/// FERRY-SUBSCRIBE-3, FERRY-EVENT-5: with two handlers on a channel, removing one does not
+/// unsubscribe the channel: after an unsubscribed reply a server sends no event of it
+/// (FERRY-SUBSCRIBE-3), and the handler left must still be called once per event
+/// (FERRY-EVENT-5). Whether the removed handler is still called is not checked: no rule speaks
+/// of a removed handler.
+async fn unsubscribe_one_of_two_handlers(h: &mut Harness) -> CaseResult {
+    let mut conn = h.establish(&WelcomeSpec::new(Policy::SHORT)).await?;
+    h.subscribe(CHANNEL, "h1").await?;
+    h.subscribe(CHANNEL, "h2").await?;
+    let subscribe = h
+        .expect_subscribe(
+            &mut conn,
+            CHANNEL,
+            &format!("a subscribe to {CHANNEL}, which the application asked for"),
+        )
+        .await?;
+    conn.send(subscribed(&subscribe, EPOCH, 0, None)).await?;
+    refuse_repeated_subscribes(&mut conn, Duration::from_millis(200)).await?;
+    conn.send(event(CHANNEL, EPOCH, 1, json!({"n": 1}))).await?;
+    for handler in ["h1", "h2"] {
+        h.report(
+            |r| {
+                r.kind() == "delivered"
+                    && r.str("handler") == Some(handler)
+                    && r.u64("seq") == Some(1)
+            },
+            REACT,
+            &format!("event 1 delivered to handler {handler}"),
+        )
+        .await?;
+    }
+    h.unsubscribe(CHANNEL, "h1").await?;
+    let removed = Instant::now();
+    let watch = removed + Duration::from_millis(300);
+    while let Some(frame) = conn
+        .recv(watch.saturating_duration_since(Instant::now()))
+        .await?
+    {
+        match &frame.kind {
+            FrameKind::Message { json, .. }
+                if json["type"] == "unsubscribe" && json["channel"] == CHANNEL =>
+            {
+                return Err(Finding::fail(
+                    format!(
+                        "no unsubscribe from {CHANNEL} when handler h1 is removed while handler h2 still holds the channel: after an unsubscribed reply a server sends no event of it (FERRY-SUBSCRIBE-3), and h2 must still be called once per event (FERRY-EVENT-5)"
+                    ),
+                    format!(
+                        "{} carried the frame {json} {} ms after the application removed h1",
+                        conn.link(),
+                        ms(frame.at.saturating_duration_since(removed))
+                    ),
+                ));
+            }
+            // Sending the next events shows the end of the session.
+            FrameKind::Close { .. } | FrameKind::Ended => break,
+            _ => {}
+        }
+    }
+    for seq in 2..=3 {
+        conn.send(event(CHANNEL, EPOCH, seq, json!({"n": seq})))
+            .await?;
+    }
+    h.report(
+        |r| r.kind() == "delivered" && r.str("handler") == Some("h2") && r.u64("seq") == Some(3),
+        REACT,
+        "event 3 delivered to handler h2, which still holds the channel (FERRY-EVENT-5)",
+    )
+    .await?;
+    h.adapter.settle(Duration::from_millis(200)).await?;
+    let calls: Vec<u64> = h
+        .deliveries(CHANNEL)
+        .into_iter()
+        .filter(|(handler, _, _)| handler == "h2")
+        .map(|(_, _, seq)| seq)
+        .collect();
+    ensure(
+        calls == [1, 2, 3],
+        "handler h2 called once per event of the channel it still holds, before and after h1 was removed: events 1 to 3, once each (FERRY-EVENT-5)",
+        || format!("h2 was called with seqs {calls:?}"),
+    )
+}
+
+/// FERRY-SUBSCRIBE-5: after a reconnect the client re-subscribes every channel it held, and a
+/// channel the application gave up (its unsubscribe answered with unsubscribed) is no longer
+/// held: it is not subscribed again, while the channel still held is, from its subscribed
+/// reply's position.
+async fn no_resubscribe_after_unsubscribe(h: &mut Harness) -> CaseResult {
+    let policy = Policy::SHORT;
+    let spec = WelcomeSpec::new(policy);
+    let mut conn = h.subscribed_session(&spec, CHANNEL, HANDLER).await?;
+    h.subscribe(OTHER_CHANNEL, HANDLER).await?;
+    let other = h
+        .expect_subscribe(
+            &mut conn,
+            OTHER_CHANNEL,
+            &format!("a subscribe to {OTHER_CHANNEL}, which the application asked for"),
+        )
+        .await?;
+    conn.send(subscribed(&other, EPOCH, 7, None)).await?;
+    h.report(
+        |r| r.kind() == "subscribed" && r.str("channel") == Some(OTHER_CHANNEL),
+        REACT,
+        &format!("a subscribed report for {OTHER_CHANNEL}"),
+    )
+    .await?;
+    conn.send(event(CHANNEL, EPOCH, 1, json!({"n": 1}))).await?;
+    h.report(
+        |r| r.kind() == "delivered" && r.u64("seq") == Some(1),
+        REACT,
+        &format!("event 1 of {CHANNEL} delivered"),
+    )
+    .await?;
+    h.unsubscribe(CHANNEL, HANDLER).await?;
+    let unsubscribe = h
+        .expect_unsubscribe(
+            &mut conn,
+            CHANNEL,
+            &format!(
+                "an unsubscribe from {CHANNEL}, once the application removed its only handler"
+            ),
+        )
+        .await?;
+    conn.send(unsubscribed(&unsubscribe)).await?;
+    // Let the reply land before the session drops.
+    h.adapter.settle(Duration::from_millis(200)).await?;
+    conn.drop_tcp();
+    let mut conn = h
+        .reconnected(
+            &spec,
+            window(&policy, 1)?.1 + h.tolerance + REACT,
+            "after the session dropped",
+        )
+        .await?;
+    let gave_up = format!(
+        "no subscribe to {CHANNEL} after the reconnect: the application gave it up (its unsubscribe answered with unsubscribed), so the session no longer held it, and a client re-subscribes the channels it held (FERRY-SUBSCRIBE-5)"
+    );
+    let held = format!(
+        "after the reconnect, a subscribe to {OTHER_CHANNEL}, still held, with from = {{epoch {EPOCH}, seq 7}}, the position of its subscribed reply, no event having come (FERRY-SUBSCRIBE-5)"
+    );
+    let mut resubscribed = false;
+    let mut until = conn.last_sent() + REACT;
+    while let Some(frame) = conn
+        .recv(until.saturating_duration_since(Instant::now()))
+        .await?
+    {
+        let FrameKind::Message { json, .. } = &frame.kind else {
+            if resubscribed {
+                break;
+            }
+            return Err(Finding::fail(
+                held,
+                format!("{} carried {} instead", conn.link(), frame.kind.describe()),
+            ));
+        };
+        if json["type"] != "subscribe" {
+            continue;
+        }
+        if json["channel"] == CHANNEL {
+            return Err(Finding::fail(
+                gave_up,
+                format!("{} carried the frame {json}", conn.link()),
+            ));
+        }
+        if json["channel"] == OTHER_CHANNEL && !resubscribed {
+            ensure(json["from"] == position(EPOCH, 7), held.clone(), || {
+                format!("{}: {json}", conn.link())
+            })?;
+            conn.send(subscribed(json, EPOCH, 7, Some(recovery(true, 0, None))))
+                .await?;
+            resubscribed = true;
+            // A re-subscribe of the channel given up would come in the same pass.
+            until = Instant::now() + Duration::from_millis(300);
+        }
+    }
+    ensure(resubscribed, held, || {
+        format!(
+            "no subscribe to {OTHER_CHANNEL} within {} ms of the welcome on {}",
+            ms(REACT),
+            conn.link()
+        )
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // Events
 
@@ -661,6 +1040,26 @@ async fn event_stream(h: &mut Harness) -> CaseResult {
     Ok(())
 }
 
+/// Lets every registration of a channel land for `period`: a further subscribe of the channel
+/// is refused as a server would (FERRY-SUBSCRIBE-4). Returns early when the session ends.
+async fn refuse_repeated_subscribes(conn: &mut Conn, period: Duration) -> CaseResult {
+    let settle = Instant::now() + period;
+    while let Some(frame) = conn
+        .recv(settle.saturating_duration_since(Instant::now()))
+        .await?
+    {
+        match &frame.kind {
+            FrameKind::Message { json, .. } if json["type"] == "subscribe" => {
+                conn.send(error_reply(&json["id"], "already_subscribed"))
+                    .await?;
+            }
+            FrameKind::Close { .. } | FrameKind::Ended => break,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// FERRY-EVENT-5: a handler registered twice is called once per event; another handler of the
 /// channel is called too.
 async fn handler_registered_twice(h: &mut Harness) -> CaseResult {
@@ -676,20 +1075,7 @@ async fn handler_registered_twice(h: &mut Harness) -> CaseResult {
         )
         .await?;
     conn.send(subscribed(&subscribe, EPOCH, 0, None)).await?;
-    // Let every registration land; a second subscribe of the channel is refused as a server
-    // would (FERRY-SUBSCRIBE-4).
-    let settle = Instant::now() + Duration::from_millis(200);
-    while let Some(frame) = conn
-        .recv(settle.saturating_duration_since(Instant::now()))
-        .await?
-    {
-        if let FrameKind::Message { json, .. } = &frame.kind
-            && json["type"] == "subscribe"
-        {
-            conn.send(error_reply(&json["id"], "already_subscribed"))
-                .await?;
-        }
-    }
+    refuse_repeated_subscribes(&mut conn, Duration::from_millis(200)).await?;
     for seq in 1..=3 {
         conn.send(event(CHANNEL, EPOCH, seq, json!({"n": seq})))
             .await?;
@@ -1738,6 +2124,16 @@ mod tests {
             if let Some(goodbye) = value.get("goodbye") {
                 serde_json::from_value::<GoodbyeParam>(goodbye.clone())
                     .unwrap_or_else(|e| panic!("{}: goodbye: {e}", case.id));
+            }
+            if let Some(frame) = value.get("frame") {
+                let text = frame
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{}: frame: not a string", case.id));
+                assert!(
+                    refusal(text).is_some(),
+                    "{}: frame: ferry-protocol's codec accepts it as a server message",
+                    case.id
+                );
             }
             if let Some(head) = value.get("head") {
                 serde_json::from_value::<Head>(head.clone())

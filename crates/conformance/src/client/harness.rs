@@ -187,6 +187,15 @@ pub(crate) fn subscribed(
     reply
 }
 
+/// The unsubscribed reply to `unsubscribe`.
+pub(crate) fn unsubscribed(unsubscribe: &Value) -> Value {
+    json!({
+        "type": "unsubscribed",
+        "id": unsubscribe["id"],
+        "channel": unsubscribe["channel"],
+    })
+}
+
 /// A recovery object.
 pub(crate) fn recovery(complete: bool, replayed: u64, reason: Option<&str>) -> Value {
     json!({"complete": complete, "replayed": replayed, "reason": reason})
@@ -318,6 +327,12 @@ impl Harness {
     /// Tells the adapter to register `handler` on `channel`.
     pub(crate) async fn subscribe(&mut self, channel: &str, handler: &str) -> CaseResult {
         self.command(json!({"type": "subscribe", "channel": channel, "handler": handler}))
+            .await
+    }
+
+    /// Tells the adapter to remove `handler` from `channel`.
+    pub(crate) async fn unsubscribe(&mut self, channel: &str, handler: &str) -> CaseResult {
+        self.command(json!({"type": "unsubscribe", "channel": channel, "handler": handler}))
             .await
     }
 
@@ -594,6 +609,43 @@ impl Harness {
         channel: &str,
         expected: &str,
     ) -> Result<Value, Finding> {
+        self.expect_request(
+            conn,
+            "subscribe",
+            &format!("subscribe to {channel}"),
+            channel,
+            expected,
+        )
+        .await
+    }
+
+    /// Waits for the unsubscribe of `channel` on `conn`, skipping other client messages.
+    pub(crate) async fn expect_unsubscribe(
+        &mut self,
+        conn: &mut Conn,
+        channel: &str,
+        expected: &str,
+    ) -> Result<Value, Finding> {
+        self.expect_request(
+            conn,
+            "unsubscribe",
+            &format!("unsubscribe from {channel}"),
+            channel,
+            expected,
+        )
+        .await
+    }
+
+    /// Waits for a request of type `kind` on `channel` (`what` in words), skipping other client
+    /// messages.
+    async fn expect_request(
+        &mut self,
+        conn: &mut Conn,
+        kind: &str,
+        what: &str,
+        channel: &str,
+        expected: &str,
+    ) -> Result<Value, Finding> {
         let deadline = Instant::now() + REACT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -601,18 +653,14 @@ impl Harness {
                 None => {
                     return Err(Finding::fail(
                         expected,
-                        format!(
-                            "no subscribe to {channel} within {} ms on {}",
-                            ms(REACT),
-                            conn.link()
-                        ),
+                        format!("no {what} within {} ms on {}", ms(REACT), conn.link()),
                     ));
                 }
                 Some(ClientFrame {
                     kind: FrameKind::Message { json, .. },
                     ..
                 }) => {
-                    if json["type"] == "subscribe" && json["channel"] == channel {
+                    if json["type"] == kind && json["channel"] == channel {
                         return Ok(json);
                     }
                 }

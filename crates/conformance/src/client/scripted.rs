@@ -697,11 +697,17 @@ async fn read_frames(
                 FrameKind::Close { code, reason }
             }
             Some(Err(error)) => {
-                transcript.note(&link, format!("the connection failed: {error}"));
+                transcript.note(
+                    &link,
+                    format!("the client's side of the connection failed: {error}"),
+                );
                 FrameKind::Ended
             }
             None => {
-                transcript.note(&link, "the connection ended");
+                transcript.note(
+                    &link,
+                    "the client closed the TCP connection (the scripted server never does so after a close frame: it waits for the client)",
+                );
                 FrameKind::Ended
             }
         };
