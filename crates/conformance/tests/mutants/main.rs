@@ -43,12 +43,17 @@ fn main() {
         std::process::exit(wrapper::main(&args[2..]));
     }
     // libtest's own flags (--nocapture, --test-threads, ...) are accepted and ignored; any
-    // other argument names a mutant to run.
-    let chosen: Vec<Mutation> = args[1..]
+    // other argument names a mutant to run, and a name that is no mutant's runs none.
+    let filters: Vec<&String> = args[1..].iter().filter(|a| !a.starts_with('-')).collect();
+    let chosen: Vec<Mutation> = filters
         .iter()
-        .filter(|a| !a.starts_with('-'))
         .filter_map(|a| Mutation::from_name(a))
         .collect();
+    if !filters.is_empty() && chosen.is_empty() {
+        // A test-name filter meant for other tests, as `cargo test NAME` passes to every binary.
+        println!("no mutant is named {filters:?}; none ran");
+        return;
+    }
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let failures = runtime.block_on(matrix(chosen));
     if failures > 0 {
