@@ -233,11 +233,6 @@ fn server_options(args: &ServerArgs) -> Result<ServerOptions> {
     let mut options = ServerOptions::new(args.url.clone(), args.token.clone());
     options.restricted_token = args.restricted_token.clone();
     options.channel_template = args.channel.clone();
-    anyhow::ensure!(
-        options.channel_template.contains("{}"),
-        "--channel {:?} needs a '{{}}' where each case's own segment goes",
-        args.channel
-    );
     options.payload = json("payload", &args.payload)?;
     options.invalid_payload = optional(&args.invalid_payload)
         .map(|text| json("invalid-payload", &text))
