@@ -275,18 +275,12 @@ async fn unauthorized_stops(h: &mut Harness) -> CaseResult {
         "no further ticket request after the ticket endpoint answered 401: a 401 is stop (FERRY-RECONNECT-8)",
     )
     .await?;
-    let stopped = h
-        .report(
-            |r| r.kind() == "stopped",
-            REACT,
-            "a stopped report with reason unauthorized after the 401 (FERRY-RECONNECT-8, FERRY-RECONNECT-9)",
-        )
-        .await?;
-    ensure(
-        stopped.str("reason") == Some("unauthorized"),
-        "a stopped report with reason unauthorized (FERRY-RECONNECT-9: say why)",
-        || stopped.line(),
+    h.expect_stopped(
+        "unauthorized",
+        None,
+        "a stopped report with reason unauthorized after the 401 (FERRY-RECONNECT-8, FERRY-RECONNECT-9: say why)",
     )
+    .await
 }
 
 /// FERRY-RECONNECT-6, FERRY-RECONNECT-4: 4401 renews the ticket at once; a second 4401 in a
@@ -1689,18 +1683,12 @@ async fn attempts_exhausted(h: &mut Harness) -> CaseResult {
         &format!("no attempt after max_attempts = {attempts} retries failed in a row: the client stops (FERRY-RECONNECT-4)"),
     )
     .await?;
-    let stopped = h
-        .report(
-            |r| r.kind() == "stopped",
-            REACT,
-            "a stopped report with reason attempts_exhausted (FERRY-RECONNECT-4, FERRY-RECONNECT-9)",
-        )
-        .await?;
-    ensure(
-        stopped.str("reason") == Some("attempts_exhausted"),
-        "a stopped report with reason attempts_exhausted (FERRY-RECONNECT-9: say why)",
-        || stopped.line(),
+    h.expect_stopped(
+        "attempts_exhausted",
+        None,
+        "a stopped report with reason attempts_exhausted (FERRY-RECONNECT-4, FERRY-RECONNECT-9: say why)",
     )
+    .await
 }
 
 /// FERRY-RECONNECT-5: the retry count resets once a session stayed welcomed for
@@ -1858,15 +1846,8 @@ async fn close_code(h: &mut Harness) -> CaseResult {
             let expected = format!(
                 "a stopped report with reason closed and close_code {code} after {closed}, whose action is stop (FERRY-RECONNECT-9: say why)"
             );
-            let stopped = h
-                .report(|r| r.kind() == "stopped", REACT, &expected)
-                .await?;
-            ensure(
-                stopped.str("reason") == Some("closed")
-                    && stopped.u64("close_code") == Some(code.into()),
-                expected,
-                || stopped.line(),
-            )
+            h.expect_stopped("closed", Some(Some(code)), &expected)
+                .await
         }
         ClientAction::RenewTicket => {
             h.retry_ticket(
@@ -2015,12 +1996,7 @@ async fn application_close(h: &mut Harness) -> CaseResult {
     )?;
     let report =
         "a stopped report with reason requested and close_code null (FERRY-RECONNECT-9: say why)";
-    let stopped = h.report(|r| r.kind() == "stopped", REACT, report).await?;
-    ensure(
-        stopped.str("reason") == Some("requested") && stopped.json["close_code"].is_null(),
-        report,
-        || stopped.line(),
-    )?;
+    h.expect_stopped("requested", Some(None), report).await?;
     h.no_ticket(
         QUIET,
         asked,

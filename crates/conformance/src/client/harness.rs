@@ -15,7 +15,7 @@ use super::ClientOptions;
 use super::adapter::{AdapterProcess, Report};
 use super::scripted::{Attempt, ClientFrame, Conn, FrameKind, ScriptedServer, TicketRequest};
 use crate::adapter::Feature;
-use crate::case::{CaseResult, Finding};
+use crate::case::{CaseResult, Finding, ensure};
 use crate::catalogue::CaseInfo;
 use crate::transcript::Transcript;
 
@@ -547,6 +547,30 @@ impl Harness {
             .await?;
         self.welcome(&mut conn, spec).await?;
         Ok(conn)
+    }
+
+    /// FERRY-RECONNECT-9: the client stops and says why. The adapter's `stopped` report must
+    /// come within [`REACT`] and carry `reason`, and with `close_code` set, that close code
+    /// (`Some(None)`: null); `expected` says what the rule asks.
+    pub(crate) async fn expect_stopped(
+        &mut self,
+        reason: &str,
+        close_code: Option<Option<u16>>,
+        expected: &str,
+    ) -> CaseResult {
+        let stopped = self
+            .report(|r| r.kind() == "stopped", REACT, expected)
+            .await?;
+        let code_holds = match close_code {
+            None => true,
+            Some(None) => stopped.json["close_code"].is_null(),
+            Some(Some(code)) => stopped.u64("close_code") == Some(code.into()),
+        };
+        ensure(
+            stopped.str("reason") == Some(reason) && code_holds,
+            expected,
+            || stopped.line(),
+        )
     }
 
     /// The first report satisfying `predicate` within `within`; `expected` says what the rule

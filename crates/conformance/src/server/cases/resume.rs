@@ -200,6 +200,44 @@ pub(super) async fn exact(ctx: Ctx) -> CaseResult {
     verdict(expected, problems)
 }
 
+/// FERRY-RESUME-2 for a recovery that cannot be served: `subscribed` says complete false with
+/// `reason`, replayed 0, at the channel's `head`; and no partial range follows it, so the first
+/// event of the channel after it is a live one published after the reply.
+async fn nothing_replayed(
+    ctx: &Ctx,
+    session: &mut Session,
+    channel: &str,
+    subscribed: &Subscribed,
+    head: &StreamPosition,
+    reason: RecoveryGap,
+    expected: &str,
+) -> CaseResult {
+    let recovery = subscribed.recovery.clone().expect("checked by resume_from");
+    if recovery.complete
+        || recovery.reason != Some(reason)
+        || recovery.replayed.get() != 0
+        || &subscribed.position != head
+    {
+        return Err(Finding::fail(expected, format!("a {}", shown(subscribed))));
+    }
+    let live = ctx
+        .http
+        .publish(channel, &ctx.key("live"), ctx.payload())
+        .await?;
+    let events = session.events(channel, 1, REPLY_WAIT, expected).await?;
+    if events[0].message_id != live.message_id {
+        return Err(Finding::fail(
+            expected,
+            format!(
+                "the first event after subscribed is at {}, before the live event at {} (a partial replay)",
+                pos(&events[0].position),
+                pos(&live.position)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A subscribe whose from cannot be served (param `from`: `other_epoch` or `ahead`) gets
 /// recovery complete false with the reason of param `reason`, and nothing is replayed
 /// (FERRY-RESUME-2).
@@ -244,30 +282,16 @@ pub(super) async fn gap(ctx: Ctx) -> CaseResult {
         cite(&ctx)
     );
     let subscribed = resume_from(&mut session, &channel, &from, &expected).await?;
-    let recovery = subscribed.recovery.clone().expect("checked by resume_from");
-    if recovery.complete
-        || recovery.reason != Some(reason)
-        || recovery.replayed.get() != 0
-        || subscribed.position != head
-    {
-        return Err(Finding::fail(expected, format!("a {}", shown(&subscribed))));
-    }
-    let live = ctx
-        .http
-        .publish(&channel, &ctx.key("live"), ctx.payload())
-        .await?;
-    let events = session.events(&channel, 1, REPLY_WAIT, &expected).await?;
-    if events[0].message_id != live.message_id {
-        return Err(Finding::fail(
-            expected,
-            format!(
-                "the first event after subscribed is at {}, before the live event at {}",
-                pos(&events[0].position),
-                pos(&live.position)
-            ),
-        ));
-    }
-    Ok(())
+    nothing_replayed(
+        &ctx,
+        &mut session,
+        &channel,
+        &subscribed,
+        &head,
+        reason,
+        &expected,
+    )
+    .await
 }
 
 /// The advertised resume window, and the events to publish to go beyond max_events; a skip
@@ -351,28 +375,16 @@ pub(super) async fn history_exceeded(ctx: Ctx) -> CaseResult {
             window.as_millis()
         )));
     }
-    if recovery.reason != Some(RecoveryGap::HistoryExceeded)
-        || recovery.replayed.get() != 0
-        || subscribed.position != head
-    {
-        return Err(Finding::fail(expected, format!("a {}", shown(&subscribed))));
-    }
-    let live = ctx
-        .http
-        .publish(&channel, &ctx.key("live"), ctx.payload())
-        .await?;
-    let events = session.events(&channel, 1, REPLY_WAIT, &expected).await?;
-    if events[0].message_id != live.message_id {
-        return Err(Finding::fail(
-            expected,
-            format!(
-                "after an incomplete recovery, an event at {} was sent before the live event at {} (a partial replay)",
-                pos(&events[0].position),
-                pos(&live.position)
-            ),
-        ));
-    }
-    Ok(())
+    nothing_replayed(
+        &ctx,
+        &mut session,
+        &channel,
+        &subscribed,
+        &head,
+        RecoveryGap::HistoryExceeded,
+        &expected,
+    )
+    .await
 }
 
 /// The server keeps at least the last resume.max_events events of a channel, and every
