@@ -39,6 +39,7 @@ pub mod rate;
 pub mod replay;
 pub mod runtime;
 pub mod server;
+pub mod shared;
 pub mod time;
 
 /// The generated message and body types (from `schema/*.schema.json`).
@@ -76,6 +77,7 @@ pub use position::{Arrival, PositionTracker, Resumption};
 pub use rate::TokenBucket;
 pub use replay::{ReplayBuffer, Retention};
 pub use server::{Grant, ServerConfig, ServerSession};
+pub use shared::{EncodedEvent, FrameText};
 pub use time::Timestamp;
 pub use types::*;
 

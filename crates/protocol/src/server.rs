@@ -100,6 +100,7 @@ use crate::bounded::{Float, MAX_SAFE_INTEGER, UInt};
 use crate::channel::{Access, permits};
 use crate::codec::{Codec, EncodeError, Frame, Outcome};
 use crate::rate::TokenBucket;
+use crate::shared::{EncodedEvent, FrameText};
 use crate::tables::{self, close_code, defaults};
 use crate::time::Timestamp;
 use crate::types::{
@@ -239,10 +240,11 @@ pub struct Grant {
 /// Something for the shell to put on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transmit {
-    /// Send one text frame; never larger than the advertised `max_message_bytes`.
+    /// Send one text frame; never larger than the advertised `max_message_bytes`. An event's
+    /// text is shared with every other session it goes to ([`EncodedEvent`]).
     Send {
         /// The frame's JSON text.
-        text: String,
+        text: FrameText,
     },
     /// Close the WebSocket with this code and reason. It is the session's last transmit.
     Close {
@@ -306,7 +308,7 @@ enum Subscription {
         id: RequestId,
         from: Option<StreamPosition>,
         /// Live events that arrived meanwhile, in order.
-        buffered: Vec<Event>,
+        buffered: Vec<EncodedEvent>,
     },
     /// Subscribed; `last` is the position of the last event sent (or the subscribed position).
     Active { last: StreamPosition },
@@ -541,10 +543,11 @@ impl ServerSession {
     /// A live event of a channel, from the broker. It is sent if the session is subscribed to
     /// the channel and the event lies after the last one sent there; buffered if a subscribe to
     /// the channel is in flight; dropped otherwise (FERRY-SUBSCRIBE-2, FERRY-SUBSCRIBE-3).
-    pub fn deliver(&mut self, event: &Event) {
+    pub fn deliver(&mut self, encoded: &EncodedEvent) {
         if self.closed {
             return;
         }
+        let event = encoded.event();
         let wanted =
             self.channels
                 .get(&event.channel)
@@ -554,7 +557,7 @@ impl ServerSession {
                     None => false,
                 });
         if wanted {
-            self.forward(event.clone());
+            self.forward(encoded.clone());
         }
     }
 
@@ -573,7 +576,7 @@ impl ServerSession {
         id: &RequestId,
         position: StreamPosition,
         recovery: Option<Recovery>,
-        replay: Vec<Event>,
+        replay: Vec<EncodedEvent>,
     ) {
         if self.closed {
             return;
@@ -608,7 +611,7 @@ impl ServerSession {
             .into(),
         );
         for event in replay {
-            self.send(event.into());
+            self.send_event(&event);
         }
         for event in buffered {
             self.forward(event);
@@ -992,15 +995,16 @@ impl ServerSession {
 
     /// Sends an event of a subscribed channel if it lies after the last one sent there, or
     /// buffers it while the subscribe is in flight.
-    fn forward(&mut self, event: Event) {
+    fn forward(&mut self, encoded: EncodedEvent) {
+        let event = encoded.event();
         let Some(state) = self.channels.get_mut(&event.channel) else {
             return;
         };
         match &mut state.subscription {
-            Some(Subscription::Pending { buffered, .. }) => buffered.push(event),
+            Some(Subscription::Pending { buffered, .. }) => buffered.push(encoded),
             Some(Subscription::Active { last }) if is_after(&event.position, last) => {
-                *last = event.position.clone();
-                self.send(event.into());
+                last.clone_from(&event.position);
+                self.send_event(&encoded);
             }
             Some(Subscription::Active { .. }) | None => {}
         }
@@ -1102,8 +1106,29 @@ impl ServerSession {
             return;
         }
         match self.codec.encode(&message) {
-            Ok(text) => self.transmits.push_back(Transmit::Send { text }),
+            Ok(text) => self
+                .transmits
+                .push_back(Transmit::Send { text: text.into() }),
             Err(EncodeError::TooLarge { size, max }) => self.oversized(message, size, max),
+        }
+    }
+
+    /// Sends an event's shared frame, under the same size gate as [`send`](Self::send).
+    fn send_event(&mut self, encoded: &EncodedEvent) {
+        if self.closed {
+            return;
+        }
+        let max = self.codec.max_message_bytes();
+        if encoded.len() > max {
+            self.oversized(
+                ServerMessage::Event(encoded.event().clone()),
+                encoded.len(),
+                max,
+            );
+        } else {
+            self.transmits.push_back(Transmit::Send {
+                text: encoded.text().clone(),
+            });
         }
     }
 
@@ -1220,8 +1245,8 @@ fn resume(
     from: &StreamPosition,
     position: &StreamPosition,
     recovery: Option<Recovery>,
-    replay: Vec<Event>,
-) -> (Recovery, Vec<Event>) {
+    replay: Vec<EncodedEvent>,
+) -> (Recovery, Vec<EncodedEvent>) {
     let incomplete = |reason: RecoveryGap| {
         (
             Recovery {
@@ -1247,9 +1272,10 @@ fn resume(
     {
         return incomplete(reason.unwrap_or(RecoveryGap::HistoryExceeded));
     }
-    let events: Vec<Event> = replay
+    let events: Vec<EncodedEvent> = replay
         .into_iter()
-        .filter(|event| {
+        .filter(|encoded| {
+            let event = encoded.event();
             event.channel == *channel
                 && event.position.epoch == position.epoch
                 && event.position.seq.get() > after
@@ -1260,7 +1286,7 @@ fn resume(
         && events
             .iter()
             .zip(after + 1..)
-            .all(|(event, seq)| event.position.seq.get() == seq);
+            .all(|(event, seq)| event.event().position.seq.get() == seq);
     if !exact {
         return incomplete(RecoveryGap::HistoryExceeded);
     }

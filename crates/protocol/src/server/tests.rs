@@ -29,7 +29,11 @@ fn position(epoch: &str, seq: u64) -> StreamPosition {
     }
 }
 
-fn event(channel_name: &str, epoch: &str, seq: u64) -> Event {
+fn event(channel_name: &str, epoch: &str, seq: u64) -> EncodedEvent {
+    EncodedEvent::new(event_value(channel_name, epoch, seq))
+}
+
+fn event_value(channel_name: &str, epoch: &str, seq: u64) -> Event {
     Event {
         channel: channel(channel_name),
         message_id: format!("msg-{epoch}-{seq}")
@@ -191,8 +195,8 @@ fn unsubscribed(request: &str, name: &str) -> Out {
     }))
 }
 
-fn live(event: Event) -> Out {
-    Out::Message(ServerMessage::Event(event))
+fn live(event: EncodedEvent) -> Out {
+    Out::Message(ServerMessage::Event(event.event().clone()))
 }
 
 /// The parts of an error a test checks: id, code, retryable, retry_after_ms (the message is
@@ -870,7 +874,12 @@ fn subscribed_carries_the_position_then_the_replayed_events_in_order() {
 
 #[test]
 fn an_incomplete_recovery_replays_nothing_and_says_why() {
-    let cases: [(StreamPosition, Option<Recovery>, Vec<Event>, RecoveryGap); 4] = [
+    let cases: [(
+        StreamPosition,
+        Option<Recovery>,
+        Vec<EncodedEvent>,
+        RecoveryGap,
+    ); 4] = [
         // The shell's history no longer holds seq 4.
         (
             position(EPOCH, 3),
@@ -1179,9 +1188,9 @@ fn an_event_above_the_maximum_size_is_never_sent_and_a_notice_takes_its_place() 
         config.limits.max_message_bytes = UInt::new(1024).expect("in bounds");
     }));
     hold(&mut session, "s1", TASKS, position(EPOCH, 0));
-    let mut big = event(TASKS, EPOCH, 1);
+    let mut big = event_value(TASKS, EPOCH, 1);
     big.payload = Payload(json!({"text": "x".repeat(2000)}));
-    session.deliver(&big);
+    session.deliver(&big.into());
     session.deliver(&event(TASKS, EPOCH, 2));
     let out = drain(&mut session);
     assert_eq!(out.len(), 2, "{out:?}");
@@ -1214,7 +1223,7 @@ fn max_event_bytes_is_the_size_of_the_longest_event_a_publish_can_produce() {
         .len();
     assert_eq!(max_event_bytes(&channel(TASKS), &payload), exact);
     // Any event a server actually makes is at most that.
-    let mut real = event(TASKS, EPOCH, 1);
+    let mut real = event_value(TASKS, EPOCH, 1);
     real.payload = payload.clone();
     let real = Codec::new(usize::MAX)
         .encode(&ServerMessage::Event(real))
@@ -1495,7 +1504,7 @@ impl Model {
             .handle_frame(Frame::Text(text.as_bytes()), at(self.now));
     }
 
-    fn store(&mut self, index: usize) -> Event {
+    fn store(&mut self, index: usize) -> EncodedEvent {
         let head = self.heads.entry(index).or_insert(0);
         *head += 1;
         event(CHANNELS[index], MODEL_EPOCH, *head)
@@ -1637,8 +1646,8 @@ impl Model {
                     PublishResponse {
                         channel,
                         duplicate: false,
-                        message_id: stored.message_id.clone(),
-                        position: stored.position.clone(),
+                        message_id: stored.event().message_id.clone(),
+                        position: stored.event().position.clone(),
                     },
                 );
             }
