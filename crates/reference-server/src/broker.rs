@@ -8,9 +8,9 @@
 //!   racing redemptions exactly one gets the grant; FERRY-TICKET-6: tickets never appear in
 //!   errors or `Debug` output.
 //! - FERRY-EVENT-1: every event carries a message id, the channel's epoch and the next seq;
-//!   FERRY-EVENT-2: a channel's events reach [`Broker::events`] in seq order, without gaps.
+//!   FERRY-EVENT-2: a followed channel's events reach its [`Feed`] in seq order, without gaps.
 //! - FERRY-SUBSCRIBE-2: [`Broker::subscribe`] reports the channel's head; every event after it
-//!   reaches a receiver taken from [`Broker::events`] before the call.
+//!   reaches a feed that followed the channel before the call.
 //! - FERRY-RESUME-1, FERRY-RESUME-2: with `from`, exactly the events after it, or an explicit
 //!   incomplete recovery (`history_exceeded`, `epoch_changed`, `position_ahead`) and no events;
 //!   FERRY-RESUME-3: the retention of each channel's history; FERRY-RESUME-5: the history
@@ -22,6 +22,15 @@
 //!
 //! Permissions (FERRY-CHANNEL-*, FERRY-RESUME-6) are checked by the callers before they reach
 //! the broker; the broker trusts the channel it is given.
+//!
+//! # Fan-out
+//!
+//! A broker hands live events only for the channels a node follows, one [`Feed`] per channel:
+//! the node's [`Hub`](crate::hub::Hub) calls [`Broker::follow`] when its first session joins a
+//! channel and [`Broker::unfollow`] when its last one leaves, which a broker shared by several
+//! nodes maps to subscribing to and unsubscribing from the channel's topic. Each event is
+//! encoded once, when it is published ([`EncodedEvent`]), and that frame is what feeds, replays
+//! and every session share.
 //!
 //! # Time
 //!
@@ -38,31 +47,23 @@ use std::time::Duration;
 
 use ferry_protocol::server::Grant;
 use ferry_protocol::{
-    ChannelName, Epoch, ErrorCode, Event, HistoryResponse, IdempotencyKey, Payload,
+    ChannelName, EncodedEvent, Epoch, ErrorCode, HistoryResponse, IdempotencyKey, Payload,
     PublishResponse, Recovery, StreamPosition, Ticket, Timestamp,
 };
-use tokio::sync::broadcast;
 
-pub use memory::{MemoryBroker, MemoryBrokerConfig, random_epoch};
+pub use crate::hub::Feed;
+pub use memory::{DEFAULT_MAX_CHANNELS, MemoryBroker, MemoryBrokerConfig, random_epoch};
 
 /// The most events one history page holds, whatever limit is asked for (the schema's bound on
 /// `HistoryQuery.limit` and `HistoryResponse.events`).
 pub const MAX_HISTORY_LIMIT: usize = 1000;
-
-/// A receiver of every event the broker fans out, on every channel, in seq order per channel.
-///
-/// Events are shared behind an [`Arc`], so fanning one event out to thousands of connections
-/// costs a reference count each, not a copy of its payload. A receiver that falls more than the
-/// broadcast capacity behind gets [`broadcast::error::RecvError::Lagged`]: it has missed events
-/// and its connection must not go on as if it had not (close it so that the client resumes).
-pub type EventReceiver = broadcast::Receiver<Arc<Event>>;
 
 /// What a subscribe reads, in the order [`ServerSession::subscribed`] takes it: the channel's
 /// head, and for a subscribe with `from` the recovery and the events to replay (empty unless
 /// the recovery is complete).
 ///
 /// [`ServerSession::subscribed`]: ferry_protocol::ServerSession::subscribed
-pub type SubscribeReply = (StreamPosition, Option<Recovery>, Vec<Event>);
+pub type SubscribeReply = (StreamPosition, Option<Recovery>, Vec<EncodedEvent>);
 
 /// Why a broker could not do what was asked. Never carries a ticket (FERRY-TICKET-6).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,6 +78,13 @@ pub enum BrokerError {
         /// The channel.
         channel: ChannelName,
     },
+    /// The node holds as many channels as it may ([`MemoryBrokerConfig::max_channels`]); a
+    /// channel it holds no state for cannot be created until some are forgotten.
+    #[error("this node holds its maximum of {max} channels; retry later")]
+    ChannelLimit {
+        /// The limit.
+        max: usize,
+    },
     /// A broken invariant of the broker itself.
     #[error("internal broker error: {0}")]
     Internal(String),
@@ -84,10 +92,10 @@ pub enum BrokerError {
 
 impl BrokerError {
     /// The error code to answer a request with: `unavailable` (retryable) when the broker is
-    /// unavailable, `internal` otherwise.
+    /// unavailable or at its channel limit, `internal` otherwise.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Unavailable(_) => ErrorCode::Unavailable,
+            Self::Unavailable(_) | Self::ChannelLimit { .. } => ErrorCode::Unavailable,
             Self::SeqExhausted { .. } | Self::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -129,8 +137,9 @@ pub trait Broker: Send + Sync + 'static {
     /// original message id and position and `duplicate: true`; nothing is stored or fanned out
     /// (FERRY-DEDUP-1). Otherwise the event gets a unique message id, the next seq of the
     /// channel's epoch (FERRY-EVENT-1) and `published_at_ms` (wall-clock Unix milliseconds,
-    /// capped at 2^53 − 1); it is stored in the channel's history at `now` and fanned out to
-    /// [`events`](Self::events) receivers, a channel's events in seq order (FERRY-EVENT-2).
+    /// capped at 2^53 − 1); it is encoded once, stored in the channel's history at `now` and
+    /// pushed to the feeds that follow the channel, a channel's events in seq order
+    /// (FERRY-EVENT-2).
     fn publish(
         &self,
         channel: &ChannelName,
@@ -143,9 +152,8 @@ pub trait Broker: Send + Sync + 'static {
     /// Reads `channel` for a subscribe at `now`: its head (FERRY-SUBSCRIBE-2) and, with `from`,
     /// the recovery and the events after `from` up to the head, exactly those and in order
     /// (FERRY-RESUME-1), or an incomplete recovery with its reason and no events
-    /// (FERRY-RESUME-2). Take the [`events`](Self::events) receiver before calling this, so
-    /// that no event after the head is missed. A channel nobody published to has its head at
-    /// seq 0 of the broker's current epoch.
+    /// (FERRY-RESUME-2). [`Follow`](Self::follow) the channel before calling this, so that no
+    /// event after the head is missed. A channel nobody published to has its head at seq 0.
     fn subscribe(
         &self,
         channel: &ChannelName,
@@ -172,14 +180,24 @@ pub trait Broker: Send + Sync + 'static {
         now: Timestamp,
     ) -> impl Future<Output = Result<HistoryResponse, BrokerError>> + Send;
 
-    /// A new receiver of every event published from now on, on every channel. A connection
-    /// takes one when it opens, feeds each event to its session (which keeps the events of
-    /// channels it subscribes to, and buffers those of a subscribe in flight), and so never
-    /// misses an event after a head it reports.
-    fn events(&self) -> EventReceiver;
+    /// Hands every event of `channel` published after this returns to `feed`, in seq order
+    /// and each once, until [`unfollow`](Self::unfollow). Called when the node's first session
+    /// joins the channel, before it reads the channel's head. A channel followed again gets
+    /// the new feed in place of the old.
+    fn follow(
+        &self,
+        channel: &ChannelName,
+        feed: Arc<Feed>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send;
+
+    /// Stops handing `channel`'s events to `feed`, if it is still the channel's feed; called
+    /// when the node's last session leaves the channel. Never waits: a broker that must tell
+    /// others does so in the background.
+    fn unfollow(&self, channel: &ChannelName, feed: &Arc<Feed>, now: Timestamp);
 
     /// Releases memory held for things expired at `now` (tickets, dedup keys, history beyond
-    /// the retention). Answers never depend on it: expired state is ignored whether or not it
+    /// the retention, channels nobody holds whose history and keys all expired). Answers never depend on it: expired state is ignored whether or not it
     /// was released. A server calls it now and then; the default does nothing, for brokers
     /// that expire state themselves.
     fn purge_expired(&self, now: Timestamp) -> impl Future<Output = ()> + Send {

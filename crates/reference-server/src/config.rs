@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
+
+use crate::broker::DEFAULT_MAX_CHANNELS;
+use crate::hub::QueueLimits;
 use ferry_protocol::server::ServerConfig;
 use ferry_protocol::tables::defaults;
 use serde::Deserialize;
@@ -71,6 +74,18 @@ pub struct Flags {
     /// The span over which a stopping server spreads its clients' reconnects, in milliseconds.
     #[arg(long, env = "FERRY_DRAIN_PERIOD_MS")]
     pub drain_period_ms: Option<u64>,
+    /// Most channels the node holds state for at once [default: 100000]; a publish or
+    /// subscribe that would create one more gets `unavailable`.
+    #[arg(long, env = "FERRY_MAX_CHANNELS")]
+    pub max_channels: Option<usize>,
+    /// Most event frames queued for one session's socket [default: 4096]; a session that falls
+    /// further behind is closed with 4410 and resumes.
+    #[arg(long, env = "FERRY_OUTBOUND_QUEUE_FRAMES")]
+    pub outbound_queue_frames: Option<usize>,
+    /// Most bytes of event frames queued for one session's socket [default: 4194304]; a
+    /// session that falls further behind is closed with 4410 and resumes.
+    #[arg(long, env = "FERRY_OUTBOUND_QUEUE_BYTES")]
+    pub outbound_queue_bytes: Option<usize>,
     /// A browser Origin allowed to open sessions (repeat, or comma-separated in the
     /// environment); "*" allows any. Requests without an Origin header (non-browser clients)
     /// are always allowed. Default: any with development auth, none otherwise.
@@ -114,6 +129,9 @@ struct FileConfig {
     resume_max_events: Option<u64>,
     dedup_window_ms: Option<u64>,
     drain_period_ms: Option<u64>,
+    max_channels: Option<usize>,
+    outbound_queue_frames: Option<usize>,
+    outbound_queue_bytes: Option<usize>,
     allowed_origins: Option<Vec<String>>,
 }
 
@@ -146,6 +164,10 @@ pub struct Config {
     pub dedup_window: Duration,
     /// The span over which reconnects are spread on shutdown.
     pub drain_period: Duration,
+    /// Most channels the node holds state for at once.
+    pub max_channels: usize,
+    /// How much may be queued for one session's socket before it counts as fallen behind.
+    pub outbound_queue: QueueLimits,
     /// What every session advertises and enforces.
     pub session: ServerConfig,
     /// Browser origins allowed to open sessions ("*" for any).
@@ -279,6 +301,35 @@ impl Config {
             defaults::DRAIN_PERIOD_MS,
         );
 
+        let max_channels = flags
+            .max_channels
+            .or(file.max_channels)
+            .unwrap_or(DEFAULT_MAX_CHANNELS);
+        let queue_defaults = QueueLimits::default();
+        let outbound_queue = QueueLimits {
+            frames: flags
+                .outbound_queue_frames
+                .or(file.outbound_queue_frames)
+                .unwrap_or(queue_defaults.frames),
+            bytes: flags
+                .outbound_queue_bytes
+                .or(file.outbound_queue_bytes)
+                .unwrap_or(queue_defaults.bytes),
+        };
+        for (field, value) in [
+            ("max_channels", max_channels),
+            ("outbound_queue_frames", outbound_queue.frames),
+            ("outbound_queue_bytes", outbound_queue.bytes),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Range {
+                    field,
+                    value: value.to_string(),
+                    why: "must be at least 1".into(),
+                });
+            }
+        }
+
         if auth == AuthMode::Dev && !bind.ip().is_loopback() {
             return Err(ConfigError::Conflict(format!(
                 "development auth hands every right to one printed token, so it only binds to loopback; {bind} is not. Use --auth tokens --tokens-file FILE to listen on other addresses"
@@ -346,6 +397,8 @@ impl Config {
             ticket_ttl: Duration::from_millis(ticket_ttl),
             dedup_window: Duration::from_millis(dedup_window),
             drain_period: Duration::from_millis(drain_period),
+            max_channels,
+            outbound_queue,
             session,
             allowed_origins,
         })
@@ -366,6 +419,7 @@ impl Config {
         let retention = ferry_protocol::replay::Retention::from(&self.session.resume);
         crate::broker::MemoryBrokerConfig {
             dedup_window: self.dedup_window,
+            max_channels: self.max_channels,
             ..crate::broker::MemoryBrokerConfig::new(retention)
         }
     }

@@ -1,20 +1,29 @@
 //! One WebSocket session: a thin shell over `ferry_protocol::ServerSession`. It redeems the
 //! ticket, then moves frames, broker answers, live events and time in and out; every protocol
 //! decision is the session's.
+//!
+//! The connection's task waits on four things only: the socket, its [`Mailbox`] (the live
+//! events of the channels it holds, pushed by their feeds), the server's lifecycle (drain or
+//! cut) and the session's next timer. Writes go out in batches (`feed` each frame, one
+//! `flush`), and a write that cannot go on does not hold the session hostage: while it waits,
+//! the connection still sees its mailbox overflow (close 4410, FERRY-EVENT-6) and gives up
+//! after a heartbeat's interval plus timeout, the time in which a live client must have
+//! answered a ping.
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use ferry_protocol::server::{Action, ServerSession, Transmit, error_info};
 use ferry_protocol::tables::close_code;
-use ferry_protocol::{ErrorCode, Frame};
-use tokio::sync::broadcast;
+use ferry_protocol::{ChannelName, EncodedEvent, ErrorCode, Frame, FrameText};
+use futures_util::SinkExt;
 use tracing::{debug, info, warn};
 
 use crate::Server;
 use crate::broker::Broker;
-use crate::metrics::Direction;
+use crate::hub::Mailbox;
 use crate::namespaces::PayloadError;
 
 /// Runs one upgraded connection until it closes.
@@ -23,11 +32,8 @@ pub(crate) async fn run<B: Broker>(
     mut socket: WebSocket,
     ticket: Option<String>,
 ) {
-    // Live events feed the session from before any subscribe is answered (the server session's
-    // contract for FERRY-SUBSCRIBE-2).
-    let mut events = server.broker.events();
-    let mut shutdown = server.shutdown.subscribe();
-    let mut cut = server.cut.subscribe();
+    let mut lifecycle = server.lifecycle.subscribe();
+    let cuts = lifecycle.borrow_and_update().cuts;
     let grant = match ticket {
         Some(ticket) => server
             .broker
@@ -64,28 +70,50 @@ pub(crate) async fn run<B: Broker>(
     let mut session = ServerSession::new(server.session_config(), grant, id.clone(), server.now());
     debug!(session = %id.as_str(), user = %session.user().as_str(), "session opened");
     server.metrics.sessions_opened.inc();
-    let mut subscriptions = SubscriptionGauge {
+    let mut link = Link {
         server: &server,
-        held: 0,
+        mailbox: Arc::new(Mailbox::new(server.config.outbound_queue)),
+        joined: HashSet::new(),
+        subscriptions: 0,
     };
+    let mut live: VecDeque<EncodedEvent> = VecDeque::new();
+    let timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(timer);
+    let mut armed = None;
     loop {
-        // The subscriptions gauge follows this session's count.
-        subscriptions.set(session.subscriptions().count());
-        if !flush(&server, &mut session, &mut socket).await {
+        if !link.flush(&mut session, &mut socket).await {
             debug!(session = %id.as_str(), "session closed");
             return;
         }
-        let deadline = session.poll_timeout().map(|t| server.instant(t));
+        // Events queued while this task was busy are delivered before it waits again.
+        if link.mailbox.take(&mut live) {
+            link.fell_behind(&mut session);
+            continue;
+        }
+        if !live.is_empty() {
+            for event in live.drain(..) {
+                session.deliver(&event);
+            }
+            continue;
+        }
+        link.count_subscriptions(&session);
+        let deadline = session.poll_timeout();
+        if deadline != armed {
+            if let Some(at) = deadline {
+                timer.as_mut().reset(server.instant(at));
+            }
+            armed = deadline;
+        }
         tokio::select! {
             message = socket.recv() => {
                 let now = server.now();
                 match message {
                     Some(Ok(Message::Text(text))) => {
-                        server.metrics.messages.get_or_create(&IN).inc();
+                        server.metrics.messages_in.inc();
                         session.handle_frame(Frame::Text(text.as_bytes()), now);
                     }
                     Some(Ok(Message::Binary(bytes))) => {
-                        server.metrics.messages.get_or_create(&IN).inc();
+                        server.metrics.messages_in.inc();
                         session.handle_frame(Frame::Binary(&bytes), now);
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
@@ -96,136 +124,248 @@ pub(crate) async fn run<B: Broker>(
                     },
                 }
             }
-            event = events.recv() => match event {
-                Ok(event) => session.deliver(&event),
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    warn!(session = %id.as_str(), missed, "the session fell behind the broker");
-                    session.close(close_code::INTERNAL_ERROR, "fell behind the broker");
+            () = link.mailbox.ready() => {}
+            changed = lifecycle.changed() => {
+                let state = *lifecycle.borrow_and_update();
+                if changed.is_err() || state.cuts != cuts {
+                    return;
                 }
-                Err(broadcast::error::RecvError::Closed) => session.close(close_code::INTERNAL_ERROR, "the broker stopped"),
-            },
-            _ = cut.recv() => return,
-            drain = shutdown.recv() => {
-                // FERRY-SHUTDOWN-1/2: goodbye with a retry hint drawn uniformly over the drain
-                // period, so the clients' reconnects are spread across it.
-                let drain = u64::try_from(drain.unwrap_or(Duration::ZERO).as_millis()).unwrap_or(u64::MAX);
-                session.shutdown(Duration::from_millis(rand::random_range(0..=drain)), server.now());
+                if let Some(drain) = state.drain {
+                    // FERRY-SHUTDOWN-1/2: goodbye with a retry hint drawn uniformly over the
+                    // drain period, so the clients' reconnects are spread across it.
+                    let drain = u64::try_from(drain.as_millis()).unwrap_or(u64::MAX);
+                    session.shutdown(Duration::from_millis(rand::random_range(0..=drain)), server.now());
+                }
             }
-            () = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
+            () = &mut timer, if armed.is_some() => {
+                armed = None;
                 session.handle_timeout(server.now());
             }
         }
     }
 }
 
-/// Carries out the session's actions and transmits; false once the connection is closed.
-async fn flush<B: Broker>(
-    server: &Server<B>,
-    session: &mut ServerSession,
-    socket: &mut WebSocket,
-) -> bool {
-    loop {
-        let mut progressed = false;
-        while let Some(action) = session.poll_action() {
-            progressed = true;
-            act(server, session, action).await;
-        }
-        while let Some(transmit) = session.poll_transmit() {
-            progressed = true;
-            match transmit {
-                Transmit::Send { text } => {
-                    server.metrics.messages.get_or_create(&OUT).inc();
-                    if let Some(code) = error_code(&text) {
-                        server.metrics.reject(&code);
+/// What one connection holds besides its session: its mailbox, the channels it joined in the
+/// hub, and its share of the subscriptions gauge. Dropping it leaves every channel and gives
+/// the share back.
+struct Link<'a, B: Broker> {
+    server: &'a Server<B>,
+    mailbox: Arc<Mailbox>,
+    joined: HashSet<ChannelName>,
+    subscriptions: i64,
+}
+
+/// Why a batch of writes did not go out.
+enum WriteFailure {
+    /// The socket is gone.
+    Closed,
+    /// The mailbox overflowed while the batch waited: the peer does not read.
+    FellBehind,
+    /// The batch waited longer than a live peer would let it.
+    Stalled,
+}
+
+impl<B: Broker> Link<'_, B> {
+    /// Carries out the session's actions and transmits; false once the connection is closed.
+    async fn flush(&mut self, session: &mut ServerSession, socket: &mut WebSocket) -> bool {
+        loop {
+            let mut progressed = false;
+            while let Some(action) = session.poll_action() {
+                progressed = true;
+                self.act(session, action).await;
+            }
+            let mut batch = Vec::new();
+            let mut closing = None;
+            while let Some(transmit) = session.poll_transmit() {
+                progressed = true;
+                match transmit {
+                    Transmit::Send { text } => {
+                        if let Some(code) = error_code(&text) {
+                            self.server.metrics.reject(&code);
+                        }
+                        batch.push(text);
                     }
-                    if socket.send(Message::Text(text.into())).await.is_err() {
+                    Transmit::Close { code, reason } => {
+                        closing = Some((code, reason));
+                        break;
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                self.server.metrics.messages_out.inc_by(batch.len() as u64);
+                match self.write(socket, batch).await {
+                    Ok(()) => {}
+                    Err(WriteFailure::Closed) => return false,
+                    Err(WriteFailure::FellBehind) => {
+                        self.fell_behind(session);
+                        continue;
+                    }
+                    Err(WriteFailure::Stalled) => {
+                        warn!(session = %session.session_id().as_str(), "a write stalled past the heartbeat deadline; dropping the connection");
                         return false;
                     }
                 }
-                Transmit::Close { code, reason } => {
-                    close(server, socket, code, &reason).await;
-                    return false;
+            }
+            if let Some((code, reason)) = closing {
+                close(self.server, socket, code, &reason).await;
+                return false;
+            }
+            if !progressed {
+                return true;
+            }
+        }
+    }
+
+    /// Writes a batch of frames with one flush. Gives up when the mailbox overflows meanwhile
+    /// or when the write takes longer than the heartbeat's interval plus timeout.
+    async fn write(
+        &self,
+        socket: &mut WebSocket,
+        batch: Vec<FrameText>,
+    ) -> Result<(), WriteFailure> {
+        let send = async {
+            for text in batch {
+                let text = Utf8Bytes::try_from(text.into_bytes())
+                    .unwrap_or_else(|_| unreachable!("frame text is UTF-8"));
+                socket
+                    .feed(Message::Text(text))
+                    .await
+                    .map_err(|_| WriteFailure::Closed)?;
+            }
+            socket.flush().await.map_err(|_| WriteFailure::Closed)
+        };
+        let overflow = async {
+            loop {
+                self.mailbox.ready().await;
+                if self.mailbox.fell_behind() {
+                    return WriteFailure::FellBehind;
+                }
+            }
+        };
+        tokio::select! {
+            written = send => written,
+            failure = overflow => Err(failure),
+            () = tokio::time::sleep(self.server.patience()) => Err(WriteFailure::Stalled),
+        }
+    }
+
+    /// The session fell behind its outbound queue: close it with 4410 so that its client
+    /// resumes at once, and nobody else waits for it (FERRY-EVENT-6).
+    fn fell_behind(&self, session: &mut ServerSession) {
+        info!(session = %session.session_id().as_str(), "the session fell behind its outbound queue; closing it with 4410");
+        self.server.metrics.fell_behind.inc();
+        session.close(
+            close_code::FELL_BEHIND,
+            "fell behind; resume from your last event",
+        );
+    }
+
+    /// Does the broker's part of an action and answers the session.
+    async fn act(&mut self, session: &mut ServerSession, action: Action) {
+        let server = self.server;
+        let now = server.now();
+        match action {
+            Action::Subscribe { id, channel, from } => {
+                // Joined before the head is read, so no event after it is missed
+                // (FERRY-SUBSCRIBE-2); the session drops those at or before it.
+                if let Err(e) = self.join(&channel).await {
+                    session.request_failed(&id, error_info(e.code(), &e.to_string()));
+                    return;
+                }
+                match server.broker.subscribe(&channel, from.as_ref(), now).await {
+                    Ok((head, recovery, replay)) => {
+                        server.metrics.replayed.inc_by(replay.len() as u64);
+                        session.subscribed(&id, head, recovery, replay);
+                    }
+                    Err(e) => {
+                        self.leave(&channel);
+                        session.request_failed(&id, error_info(e.code(), &e.to_string()));
+                    }
+                }
+            }
+            Action::Unsubscribe { channel, .. } => self.leave(&channel),
+            Action::Publish {
+                id,
+                channel,
+                idempotency_key,
+                payload,
+            } => {
+                if let Err(refusal) = server.namespaces.check(&channel, &payload) {
+                    let code = match &refusal {
+                        PayloadError::UnknownChannel => ErrorCode::UnknownChannel,
+                        PayloadError::Invalid { .. } => ErrorCode::PayloadInvalid,
+                    };
+                    session.request_failed(&id, error_info(code, &refusal.to_string()));
+                    return;
+                }
+                match server
+                    .broker
+                    .publish(
+                        &channel,
+                        idempotency_key,
+                        payload,
+                        now,
+                        crate::wall_clock_ms(),
+                    )
+                    .await
+                {
+                    Ok(ack) => session.published(&id, ack),
+                    Err(e) => session.request_failed(&id, error_info(e.code(), &e.to_string())),
                 }
             }
         }
-        if !progressed {
-            return true;
+    }
+
+    async fn join(&mut self, channel: &ChannelName) -> Result<(), crate::broker::BrokerError> {
+        let server = self.server;
+        server
+            .hub
+            .join(&server.broker, channel, &self.mailbox, server.now())
+            .await?;
+        self.joined.insert(channel.clone());
+        server.metrics.channels_followed.set(hub_channels(server));
+        Ok(())
+    }
+
+    fn leave(&mut self, channel: &ChannelName) {
+        if self.joined.remove(channel) {
+            let server = self.server;
+            server
+                .hub
+                .leave(&server.broker, channel, &self.mailbox, server.now());
+            server.metrics.channels_followed.set(hub_channels(server));
+        }
+    }
+
+    /// The subscriptions gauge follows this session's count.
+    fn count_subscriptions(&mut self, session: &ServerSession) {
+        let count = i64::try_from(session.subscriptions().count()).unwrap_or(i64::MAX);
+        if count != self.subscriptions {
+            self.server
+                .metrics
+                .subscriptions
+                .inc_by(count - self.subscriptions);
+            self.subscriptions = count;
         }
     }
 }
 
-/// Does the broker's part of an action and answers the session.
-async fn act<B: Broker>(server: &Server<B>, session: &mut ServerSession, action: Action) {
-    let now = server.now();
-    match action {
-        Action::Subscribe { id, channel, from } => {
-            match server.broker.subscribe(&channel, from.as_ref(), now).await {
-                Ok((head, recovery, replay)) => {
-                    server.metrics.replayed.inc_by(replay.len() as u64);
-                    session.subscribed(&id, head, recovery, replay);
-                }
-                Err(e) => session.request_failed(&id, error_info(e.code(), &e.to_string())),
-            }
-        }
-        Action::Unsubscribe { .. } => {}
-        Action::Publish {
-            id,
-            channel,
-            idempotency_key,
-            payload,
-        } => {
-            if let Err(refusal) = server.namespaces.check(&channel, &payload) {
-                let (code, message) = match &refusal {
-                    PayloadError::UnknownChannel => {
-                        (ErrorCode::UnknownChannel, refusal.to_string())
-                    }
-                    PayloadError::Invalid { .. } => {
-                        (ErrorCode::PayloadInvalid, refusal.to_string())
-                    }
-                };
-                session.request_failed(&id, error_info(code, &message));
-                return;
-            }
-            match server
-                .broker
-                .publish(
-                    &channel,
-                    idempotency_key,
-                    payload,
-                    now,
-                    crate::wall_clock_ms(),
-                )
-                .await
-            {
-                Ok(ack) => session.published(&id, ack),
-                Err(e) => session.request_failed(&id, error_info(e.code(), &e.to_string())),
-            }
-        }
-    }
-}
-
-/// This session's share of the subscriptions gauge, given back when the session ends.
-struct SubscriptionGauge<'a, B> {
-    server: &'a Server<B>,
-    held: i64,
-}
-
-impl<B> SubscriptionGauge<'_, B> {
-    fn set(&mut self, count: usize) {
-        let count = i64::try_from(count).unwrap_or(i64::MAX);
-        self.server.metrics.subscriptions.inc_by(count - self.held);
-        self.held = count;
-    }
-}
-
-impl<B> Drop for SubscriptionGauge<'_, B> {
+impl<B: Broker> Drop for Link<'_, B> {
     fn drop(&mut self) {
-        self.server.metrics.subscriptions.dec_by(self.held);
+        let server = self.server;
+        for channel in std::mem::take(&mut self.joined) {
+            server
+                .hub
+                .leave(&server.broker, &channel, &self.mailbox, server.now());
+        }
+        server.metrics.channels_followed.set(hub_channels(server));
+        server.metrics.subscriptions.dec_by(self.subscriptions);
     }
 }
 
-const IN: Direction = Direction { direction: "in" };
-const OUT: Direction = Direction { direction: "out" };
+fn hub_channels<B: Broker>(server: &Server<B>) -> i64 {
+    i64::try_from(server.hub.channels()).unwrap_or(i64::MAX)
+}
 
 /// The error code of an outbound error message, for the rejections metric. Errors are rare,
 /// so parsing the frame again costs nothing on the hot path (events are not errors).
@@ -249,20 +389,24 @@ fn refused_frame(error: axum::Error) -> Option<(u16, &'static str)> {
     }
 }
 
-/// How long the closing handshake may take before the connection is dropped.
+/// How long the peer may take to answer a close frame before the connection is dropped.
 const CLOSING_HANDSHAKE: Duration = Duration::from_secs(2);
 
 /// Sends a close frame and completes the closing handshake (RFC 6455 §5.5.1): frames still
 /// arriving are read and dropped until the peer's close. Dropping the TCP connection with
 /// unread data would reset it, and a reset can destroy the close frame before the peer reads
-/// its code.
+/// its code. Both halves are bounded: the close frame gets out within the heartbeat's interval
+/// plus timeout (a session that fell behind must first read what is queued before it; one
+/// that does not read for that long is dead), and the answer comes within
+/// [`CLOSING_HANDSHAKE`].
 async fn close<B: Broker>(server: &Server<B>, socket: &mut WebSocket, code: u16, reason: &str) {
     server.metrics.close(code);
     let frame = CloseFrame {
         code,
         reason: reason.into(),
     };
-    if socket.send(Message::Close(Some(frame))).await.is_err() {
+    let sent = tokio::time::timeout(server.patience(), socket.send(Message::Close(Some(frame))));
+    if !matches!(sent.await, Ok(Ok(()))) {
         return;
     }
     let _ = tokio::time::timeout(CLOSING_HANDSHAKE, async {

@@ -12,6 +12,7 @@ pub mod broker;
 pub mod config;
 mod connection;
 pub mod http;
+pub mod hub;
 pub mod metrics;
 pub mod namespaces;
 
@@ -26,12 +27,13 @@ use ferry_protocol::tables::defaults;
 use ferry_protocol::{SessionId, Timestamp, UserId};
 use std::sync::Mutex;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::auth::Auth;
 use crate::broker::Broker;
 use crate::config::Config;
+use crate::hub::Hub;
 use crate::namespaces::Namespaces;
 
 /// A running server's shared state.
@@ -42,13 +44,11 @@ pub struct Server<B> {
     pub metrics: metrics::Metrics,
     auth: Auth,
     broker: B,
+    hub: Hub,
     namespaces: Namespaces,
     origin: Instant,
-    draining: watch::Sender<bool>,
-    /// Carries the drain period to every session when the server stops.
-    shutdown: broadcast::Sender<Duration>,
-    /// Tells every connection to drop without a close frame (`disconnect_all`).
-    cut: broadcast::Sender<()>,
+    /// What every session watches: a drain starting, or a cut.
+    lifecycle: watch::Sender<Lifecycle>,
     sessions: AtomicU64,
     per_user: Mutex<HashMap<UserId, usize>>,
     live: AtomicUsize,
@@ -62,11 +62,10 @@ impl<B: Broker> Server<B> {
             metrics: metrics::Metrics::default(),
             auth,
             broker,
+            hub: Hub::default(),
             namespaces,
             origin: Instant::now(),
-            draining: watch::channel(false).0,
-            shutdown: broadcast::channel(1).0,
-            cut: broadcast::channel(1).0,
+            lifecycle: watch::channel(Lifecycle::default()).0,
             sessions: AtomicU64::new(0),
             per_user: Mutex::new(HashMap::new()),
             live: AtomicUsize::new(0),
@@ -89,12 +88,29 @@ impl<B: Broker> Server<B> {
 
     /// Whether the server is shutting down.
     pub fn is_draining(&self) -> bool {
-        *self.draining.borrow()
+        self.lifecycle.borrow().drain.is_some()
+    }
+
+    /// The node's fan-out: the channels its sessions hold.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
     }
 
     /// How many WebSocket sessions are open.
     pub fn live_sessions(&self) -> usize {
         self.live.load(Ordering::SeqCst)
+    }
+
+    /// How long a write to a session's socket may wait: the heartbeat's interval plus
+    /// timeout, the time in which a live client must have answered a ping.
+    fn patience(&self) -> Duration {
+        let heartbeat = &self.config.session.heartbeat;
+        Duration::from_millis(
+            heartbeat
+                .interval_ms
+                .get()
+                .saturating_add(heartbeat.timeout_ms.get()),
+        )
     }
 
     fn session_config(&self) -> ServerConfig {
@@ -131,20 +147,29 @@ impl<B: Broker> Server<B> {
     /// proxy or a cut cable would: for failure drills and for testing clients' reconnects.
     /// Clients see an abnormal closure (1006) and resume.
     pub fn disconnect_all(&self) {
-        let _ = self.cut.send(());
+        self.lifecycle.send_modify(|lifecycle| lifecycle.cuts += 1);
     }
 
     /// Stops gracefully (FERRY-SHUTDOWN-1 to -4): refuses new tickets and sessions, sends every
     /// session a goodbye with a retry hint spread over the drain period and closes it with
     /// 1012, and waits (at most the drain period plus five seconds) until all are closed.
     pub async fn drain(&self) {
-        self.draining.send_replace(true);
-        let _ = self.shutdown.send(self.config.drain_period);
+        self.lifecycle
+            .send_modify(|lifecycle| lifecycle.drain = Some(self.config.drain_period));
         let limit = Instant::now() + self.config.drain_period + Duration::from_secs(5);
         while self.live_sessions() > 0 && Instant::now() < limit {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// The server's state as every session watches it, through one `watch` channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Lifecycle {
+    /// The drain period, once the server stops (FERRY-SHUTDOWN-1).
+    drain: Option<Duration>,
+    /// How many times [`Server::disconnect_all`] was called; a session drops when it grows.
+    cuts: u64,
 }
 
 /// One of a user's connection slots; dropping it gives the slot back.

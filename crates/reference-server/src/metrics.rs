@@ -48,12 +48,33 @@ pub struct Metrics {
     pub rejections: Family<Reason, Counter>,
     /// Sessions the server closed, by close code.
     pub closes: Family<Close, Counter>,
+    /// Sessions closed with 4410 because they fell behind their outbound queue limits.
+    pub fell_behind: Counter,
+    /// Channels this node follows now (some local session holds them).
+    pub channels_followed: Gauge,
+    /// Inbound WebSocket messages (the `in` series of `messages`), kept at hand for the hot path.
+    pub messages_in: Counter,
+    /// Outbound WebSocket messages (the `out` series of `messages`), kept at hand for the hot
+    /// path.
+    pub messages_out: Counter,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("ferry");
         let r = &mut registry;
+        let messages: Family<Direction, Counter> = registered(
+            r,
+            "messages",
+            "WebSocket messages, by direction",
+            Family::default(),
+        );
+        let messages_in = messages
+            .get_or_create(&Direction { direction: "in" })
+            .clone();
+        let messages_out = messages
+            .get_or_create(&Direction { direction: "out" })
+            .clone();
         Self {
             sessions: registered(
                 r,
@@ -73,12 +94,9 @@ impl Default for Metrics {
                 "Subscriptions held now, over all sessions",
                 Gauge::default(),
             ),
-            messages: registered(
-                r,
-                "messages",
-                "WebSocket messages, by direction",
-                Family::default(),
-            ),
+            messages,
+            messages_in,
+            messages_out,
             replayed: registered(
                 r,
                 "replayed_events",
@@ -96,6 +114,18 @@ impl Default for Metrics {
                 "closes",
                 "Sessions the server closed, by close code",
                 Family::default(),
+            ),
+            fell_behind: registered(
+                r,
+                "sessions_fell_behind",
+                "Sessions closed with 4410 because they fell behind their outbound queue limits",
+                Counter::default(),
+            ),
+            channels_followed: registered(
+                r,
+                "channels_followed",
+                "Channels this node follows now (some local session holds them)",
+                Gauge::default(),
             ),
             registry,
         }

@@ -812,3 +812,93 @@ async fn a_websocket_publish_whose_event_could_exceed_the_limit_gets_message_too
     assert_eq!(event["message_id"], published["message_id"]);
     assert!(event.to_string().len() <= max);
 }
+
+// FERRY-EVENT-6: a subscriber that stops reading harms only itself.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_stops_reading_is_closed_with_4410_and_loses_nothing_on_resume() {
+    let running = Running::start_with(Flags {
+        outbound_queue_frames: Some(16),
+        ..Flags::default()
+    })
+    .await;
+    let fast = output_subscriber(&running).await;
+    let mut slow = output_subscriber(&running).await;
+    // The fast subscriber reads everything as it comes; the slow one reads nothing from now on.
+    let (published_tx, published_rx) = oneshot::channel::<u64>();
+    let reader = tokio::spawn(async move {
+        let mut fast = fast;
+        let published = published_rx.await.expect("the publisher says how many");
+        let mut seqs = Vec::new();
+        while (seqs.len() as u64) < published {
+            let event = next_json(&mut fast).await;
+            assert_eq!(event["type"], "event");
+            seqs.push(event["position"]["seq"].as_u64().expect("a seq"));
+        }
+        seqs
+    });
+    // Publish until the server reports the slow session fell behind (bounded: the kernel's
+    // socket buffers hold a few megabytes at most, far less than 20 000 events of 3 KB).
+    let mut published = 0;
+    while running.server.metrics.fell_behind.get() == 0 {
+        assert!(published < 20_000, "the slow session never fell behind");
+        published += 1;
+        let (status, _) = running
+            .publish(json!({ "channel": OUTPUT, "idempotency_key": format!("k-{published}"), "payload": chunk(3000) }))
+            .await;
+        assert_eq!(status, 200);
+    }
+    published_tx.send(published).expect("the reader waits");
+    // The other subscriber got every event, in order.
+    let seqs = reader.await.expect("the reader ran");
+    assert_eq!(seqs, (1..=published).collect::<Vec<_>>());
+    // The slow one reads what reached it, then the close with 4410.
+    let mut last = 0;
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(10), slow.next())
+            .await
+            .expect("a frame within 10 s")
+        {
+            Some(Ok(Message::Text(text))) => {
+                let value: Value = serde_json::from_str(&text).expect("JSON");
+                if value["type"] == "event" {
+                    let seq = value["position"]["seq"].as_u64().expect("a seq");
+                    assert_eq!(seq, last + 1, "in order, no gap before the close");
+                    last = seq;
+                }
+            }
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            other => panic!("expected frames then a close, got {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(4410));
+    assert!(last < published, "it fell behind, so something was left");
+    // Resuming from the last event it saw replays exactly the rest.
+    let mut resumed = running.session().await;
+    let epoch = running
+        .server
+        .broker()
+        .history(
+            &OUTPUT.parse().expect("a channel"),
+            None,
+            None,
+            1,
+            running.server.now(),
+        )
+        .await
+        .expect("history")
+        .head
+        .epoch;
+    send(
+        &mut resumed,
+        json!({ "type": "subscribe", "id": "r", "channel": OUTPUT, "from": { "epoch": epoch, "seq": last } }),
+    )
+    .await;
+    let subscribed = next_json(&mut resumed).await;
+    assert_eq!(subscribed["recovery"]["complete"], true, "{subscribed}");
+    assert_eq!(subscribed["recovery"]["replayed"], published - last);
+    for seq in last + 1..=published {
+        assert_eq!(next_json(&mut resumed).await["position"]["seq"], seq);
+    }
+}

@@ -7,19 +7,29 @@
 //!   the longest lifetime.
 //! - Channels (FERRY-EVENT-1, FERRY-EVENT-2, FERRY-RESUME-1..3): one [`ReplayBuffer`] and one
 //!   [`DedupWindow`] per channel behind the channel's own lock. A publish checks the key,
-//!   appends, records the key and sends the event to the broadcast while holding that lock,
-//!   so a channel's events are broadcast in seq order, while publishes to different channels
-//!   run in parallel. A channel lives as long as the broker (forgetting it would restart its
-//!   seq inside the same epoch); its memory is bounded by the retention.
+//!   encodes the event once, appends it, records the key and pushes it to the channel's
+//!   [`Feed`] (if this node follows the channel) while holding that lock, so a channel's events
+//!   reach its feed in seq order, while publishes to different channels run in parallel.
+//! - Forgetting (memory that follows use): a channel nobody follows, that holds no event and
+//!   no live idempotency key, and that nobody followed for the retention's age (one that
+//!   sessions subscribed to but nobody published to), is dropped by
+//!   [`Broker::purge_expired`]. A channel that holds events keeps its last `max_events` however
+//!   old, as FERRY-RESUME-3 asks, so it stays. A channel's state starts in the broker's
+//!   *current* epoch: the node's random epoch until the first channel is forgotten, then that
+//!   epoch with the number of channels forgotten so far appended (`<epoch>-<n>`). The number
+//!   only grows, so a forgotten channel always comes back in an epoch it never had and a
+//!   resume across it is
+//!   answered `epoch_changed`, never with a restarted seq. A channel the broker holds no state
+//!   for reads as empty at seq 0 of the current epoch. At most
+//!   [`MemoryBrokerConfig::max_channels`] channels are held; a publish or subscribe that would
+//!   create one more is refused with [`BrokerError::ChannelLimit`] (`unavailable`).
 //! - Dedup (FERRY-DEDUP-1, FERRY-DEDUP-2): the per-channel window is keyed by idempotency key,
 //!   which is the same as one window keyed by (channel, key). It is bounded by age only (its
 //!   capacity is `usize::MAX`): no key younger than the window is forgotten to save memory,
 //!   and the per-connection and per-caller rate limits bound how many keys a window holds. The
 //!   window is never shorter than the resume window.
-//! - Fan-out: one `tokio::sync::broadcast` of `Arc<Event>` for every channel; each connection
-//!   filters through its session.
-//! - The epoch is random per broker, so a restarted in-memory server announces that its
-//!   history is gone (`epoch_changed`) instead of reusing positions.
+//! - Epochs are random, so a restarted in-memory server announces that its history is gone
+//!   (`epoch_changed`) instead of reusing positions.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -34,14 +44,13 @@ use ferry_protocol::replay::{ReplayBuffer, Retention, Sequenced};
 use ferry_protocol::server::Grant;
 use ferry_protocol::tables::defaults;
 use ferry_protocol::{
-    ChannelName, DedupWindow, Epoch, Event, HistoryResponse, IdempotencyKey, MessageId, Payload,
-    PublishResponse, Recovery, RecoveryGap, Seq, StoredEvent, StreamPosition, Ticket, Timestamp,
-    UnixMillis,
+    ChannelName, DedupWindow, EncodedEvent, Epoch, Event, HistoryResponse, IdempotencyKey,
+    MessageId, Payload, PublishResponse, Recovery, RecoveryGap, Seq, StoredEvent, StreamPosition,
+    Ticket, Timestamp, UnixMillis,
 };
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::broadcast;
 
-use super::{Broker, BrokerError, EventReceiver, MAX_HISTORY_LIMIT, SubscribeReply};
+use super::{Broker, BrokerError, Feed, MAX_HISTORY_LIMIT, SubscribeReply};
 
 /// Random bytes in a ticket: 256 bits, twice the 128 that FERRY-TICKET-2 asks for.
 const TICKET_BYTES: usize = 32;
@@ -54,21 +63,27 @@ pub struct MemoryBrokerConfig {
     /// How long an idempotency key is remembered (FERRY-DEDUP-1); raised to
     /// `retention.max_age` if shorter (FERRY-DEDUP-2).
     pub dedup_window: Duration,
-    /// How many events a slow receiver of [`Broker::events`] may fall behind before it lags
-    /// (at least 1).
-    pub broadcast_capacity: usize,
-    /// The epoch of every channel's history; random per start (see [`random_epoch`]).
+    /// Most channels held at once; a publish or subscribe that would create one more is
+    /// refused with [`BrokerError::ChannelLimit`].
+    pub max_channels: usize,
+    /// The node's epoch, in which a channel the broker holds no state for reads as empty;
+    /// random per start (see [`random_epoch`]). Channels created after one was forgotten
+    /// start in this epoch with the number of forgotten channels appended.
     pub epoch: Epoch,
 }
 
+/// The default for [`MemoryBrokerConfig::max_channels`].
+pub const DEFAULT_MAX_CHANNELS: usize = 100_000;
+
 impl MemoryBrokerConfig {
     /// The defaults with the given retention: the default dedup window (2 minutes, or the
-    /// retention's age if longer), a broadcast capacity of 4096 events and a random epoch.
+    /// retention's age if longer), at most [`DEFAULT_MAX_CHANNELS`] channels and a random
+    /// epoch.
     pub fn new(retention: Retention) -> Self {
         Self {
             retention,
             dedup_window: Duration::from_millis(defaults::DEDUP_WINDOW_MS).max(retention.max_age),
-            broadcast_capacity: 4096,
+            max_channels: DEFAULT_MAX_CHANNELS,
             epoch: random_epoch(),
         }
     }
@@ -90,34 +105,44 @@ pub fn random_epoch() -> Epoch {
 }
 
 /// The in-memory broker of a single node: tickets, per-channel history and dedup, and fan-out
-/// through one broadcast. Cheap to share behind an `Arc`; every lock is held for a short,
-/// synchronous section and never across an `.await`.
+/// to the feeds of followed channels. Cheap to share behind an `Arc`; every lock is held for a
+/// short, synchronous section and never across an `.await`.
 pub struct MemoryBroker {
     retention: Retention,
     dedup_window: Duration,
+    max_channels: usize,
     epoch: Epoch,
+    /// How many channels were forgotten; new channel states start in an epoch naming it.
+    forgotten: AtomicU64,
     /// Random per broker, so message ids stay unique across restarts.
     message_prefix: String,
     next_message: AtomicU64,
     channels: RwLock<HashMap<ChannelName, Arc<Mutex<ChannelState>>>>,
     tickets: Mutex<Tickets>,
-    events: broadcast::Sender<Arc<Event>>,
 }
 
-/// An event held in a channel's history, shared with the broadcast.
+/// An event held in a channel's history, its frame shared with every session it goes to.
 #[derive(Debug, Clone)]
-struct Stored(Arc<Event>);
+struct Stored(EncodedEvent);
 
 impl Sequenced for Stored {
     fn seq(&self) -> u64 {
-        self.0.position.seq.get()
+        self.0.event().position.seq.get()
     }
 }
 
-/// One channel's history and dedup window.
+/// One channel's history, dedup window and feed.
 struct ChannelState {
     history: ReplayBuffer<Stored>,
     dedup: DedupWindow<IdempotencyKey, PublishResponse>,
+    /// The node's feed of the channel, while some local session holds it.
+    feed: Option<Arc<Feed>>,
+    /// When the channel was last unfollowed (or created); forgetting waits the retention's
+    /// age after it.
+    idle_since: Timestamp,
+    /// Dropped from the broker's map: whoever finds this set took the state just before it
+    /// was forgotten, and starts again with a fresh one.
+    forgotten: bool,
 }
 
 /// The live tickets, with their expiry times in a min-heap for purging.
@@ -156,15 +181,37 @@ impl MemoryBroker {
             epoch: config.epoch,
             message_prefix,
             next_message: AtomicU64::new(1),
+            max_channels: config.max_channels,
+            forgotten: AtomicU64::new(0),
             channels: RwLock::new(HashMap::new()),
             tickets: Mutex::new(Tickets::default()),
-            events: broadcast::channel(config.broadcast_capacity.max(1)).0,
         }
     }
 
-    /// The epoch of every channel's history.
+    /// The node's epoch: the epoch of every channel until the first one is forgotten.
     pub fn epoch(&self) -> &Epoch {
         &self.epoch
+    }
+
+    /// The epoch a channel state created now starts in, and in which a channel without state
+    /// reads as empty.
+    fn current_epoch(&self) -> Epoch {
+        match self.forgotten.load(Ordering::Acquire) {
+            0 => self.epoch.clone(),
+            forgotten => {
+                // Within the schema's 64 characters: the node's epoch is cut, never the number.
+                let suffix = format!("-{forgotten}");
+                let base: String = self.epoch.chars().take(64 - suffix.len()).collect();
+                Epoch::try_from(format!("{base}{suffix}").as_str()).unwrap_or_else(|_| {
+                    unreachable!("epoch characters and a number match the Epoch pattern")
+                })
+            }
+        }
+    }
+
+    /// How many channels the broker holds state for.
+    pub fn channels_held(&self) -> usize {
+        self.channels.read().len()
     }
 
     /// How long idempotency keys are remembered (never shorter than the resume window).
@@ -214,34 +261,63 @@ impl MemoryBroker {
         (now < issued.expires_at).then_some(issued.grant)
     }
 
-    /// The channel's state, created empty in the broker's epoch if it has none yet.
-    fn channel_state(&self, channel: &ChannelName) -> Arc<Mutex<ChannelState>> {
-        if let Some(state) = self.channels.read().get(channel) {
-            return Arc::clone(state);
+    /// Runs `change` on the channel's state under its lock, creating the state empty in a
+    /// fresh epoch if the broker holds none (and refusing to past `max_channels`).
+    fn with_channel<R>(
+        &self,
+        channel: &ChannelName,
+        now: Timestamp,
+        change: impl FnOnce(&mut ChannelState) -> R,
+    ) -> Result<R, BrokerError> {
+        loop {
+            let held = self.channels.read().get(channel).cloned();
+            let state = match held {
+                Some(state) => state,
+                None => {
+                    let mut channels = self.channels.write();
+                    let at_limit = channels.len() >= self.max_channels;
+                    match channels.entry(channel.clone()) {
+                        std::collections::hash_map::Entry::Occupied(held) => Arc::clone(held.get()),
+                        std::collections::hash_map::Entry::Vacant(_) if at_limit => {
+                            return Err(BrokerError::ChannelLimit {
+                                max: self.max_channels,
+                            });
+                        }
+                        std::collections::hash_map::Entry::Vacant(vacant) => {
+                            Arc::clone(vacant.insert(Arc::new(Mutex::new(ChannelState {
+                                history: ReplayBuffer::new(self.current_epoch(), self.retention),
+                                dedup: DedupWindow::new(usize::MAX, self.dedup_window),
+                                feed: None,
+                                idle_since: now,
+                                forgotten: false,
+                            }))))
+                        }
+                    }
+                }
+            };
+            let mut state = state.lock();
+            if !state.forgotten {
+                return Ok(change(&mut state));
+            }
         }
-        let mut channels = self.channels.write();
-        let state = channels.entry(channel.clone()).or_insert_with(|| {
-            Arc::new(Mutex::new(ChannelState {
-                history: ReplayBuffer::new(self.epoch.clone(), self.retention),
-                dedup: DedupWindow::new(usize::MAX, self.dedup_window),
-            }))
-        });
-        Arc::clone(state)
     }
 
     /// Runs `read` on the channel's history, under its lock; on an empty history of the
-    /// broker's epoch for a channel nobody published to (without creating it, so reads of
-    /// arbitrary names cost no memory).
+    /// node's epoch for a channel the broker holds no state for (without creating it, so reads
+    /// of arbitrary names cost no memory).
     fn with_history<R>(
         &self,
         channel: &ChannelName,
         read: impl FnOnce(&mut ReplayBuffer<Stored>) -> R,
     ) -> R {
         let state = self.channels.read().get(channel).cloned();
-        match state {
-            Some(state) => read(&mut state.lock().history),
-            None => read(&mut ReplayBuffer::new(self.epoch.clone(), self.retention)),
+        if let Some(state) = state {
+            let mut state = state.lock();
+            if !state.forgotten {
+                return read(&mut state.history);
+            }
         }
+        read(&mut ReplayBuffer::new(self.current_epoch(), self.retention))
     }
 
     fn next_message_id(&self) -> Result<MessageId, BrokerError> {
@@ -259,8 +335,30 @@ impl MemoryBroker {
         now: Timestamp,
         published_at_ms: u64,
     ) -> Result<PublishResponse, BrokerError> {
-        let state = self.channel_state(channel);
-        let mut state = state.lock();
+        let message_id = self.next_message_id()?;
+        self.with_channel(channel, now, |state| {
+            Self::append(
+                state,
+                channel,
+                key,
+                payload,
+                message_id,
+                now,
+                published_at_ms,
+            )
+        })?
+    }
+
+    /// A publish's work on its channel's state, under the channel's lock.
+    fn append(
+        state: &mut ChannelState,
+        channel: &ChannelName,
+        key: IdempotencyKey,
+        payload: Payload,
+        message_id: MessageId,
+        now: Timestamp,
+        published_at_ms: u64,
+    ) -> Result<PublishResponse, BrokerError> {
         if let Some(original) = state.dedup.check(&key, now) {
             return Ok(PublishResponse {
                 duplicate: true,
@@ -276,28 +374,53 @@ impl MemoryBroker {
         };
         let published_at_ms = UInt::new(published_at_ms.min(MAX_SAFE_INTEGER))
             .ok_or_else(|| BrokerError::Internal("published_at_ms out of range".into()))?;
-        let event = Arc::new(Event {
+        let ack = PublishResponse {
             channel: channel.clone(),
-            message_id: self.next_message_id()?,
-            payload,
+            duplicate: false,
+            message_id: message_id.clone(),
             position: position.clone(),
+        };
+        let event = EncodedEvent::new(Event {
+            channel: channel.clone(),
+            message_id,
+            payload,
+            position,
             published_at_ms: UnixMillis(published_at_ms),
         });
         state
             .history
-            .append(Stored(Arc::clone(&event)), now)
+            .append(Stored(event.clone()), now)
             .map_err(|error| BrokerError::Internal(error.to_string()))?;
-        let ack = PublishResponse {
-            channel: channel.clone(),
-            duplicate: false,
-            message_id: event.message_id.clone(),
-            position,
-        };
         state.dedup.insert(key, ack.clone(), now);
-        // Sent under the channel's lock, so the channel's events are broadcast in seq order.
-        // An error only means that no connection listens.
-        let _ = self.events.send(event);
+        // Pushed under the channel's lock, so the channel's events reach its feed in seq order.
+        if let Some(feed) = &state.feed {
+            feed.push(&event);
+        }
         Ok(ack)
+    }
+
+    fn follow_now(
+        &self,
+        channel: &ChannelName,
+        feed: Arc<Feed>,
+        now: Timestamp,
+    ) -> Result<(), BrokerError> {
+        self.with_channel(channel, now, |state| state.feed = Some(feed))
+    }
+
+    fn unfollow_now(&self, channel: &ChannelName, feed: &Arc<Feed>, now: Timestamp) {
+        let state = self.channels.read().get(channel).cloned();
+        if let Some(state) = state {
+            let mut state = state.lock();
+            if state
+                .feed
+                .as_ref()
+                .is_some_and(|held| Arc::ptr_eq(held, feed))
+            {
+                state.feed = None;
+                state.idle_since = now;
+            }
+        }
     }
 
     fn subscribe_now(
@@ -313,7 +436,7 @@ impl MemoryBroker {
             };
             match history.after(from, now) {
                 Ok(replay) => {
-                    let replay: Vec<Event> = replay.map(|stored| (*stored.0).clone()).collect();
+                    let replay: Vec<EncodedEvent> = replay.map(|stored| stored.0.clone()).collect();
                     let recovery = recovery(None, replay.len())?;
                     Ok((head, Some(recovery), replay))
                 }
@@ -341,7 +464,7 @@ impl MemoryBroker {
                 Ok(history
                     .after(&from, now)?
                     .take(limit)
-                    .map(|stored| stored_event(&stored.0))
+                    .map(|stored| stored_event(stored.0.event()))
                     .collect())
             };
             let requested_epoch = epoch.unwrap_or(history.epoch());
@@ -366,12 +489,47 @@ impl MemoryBroker {
 
     fn purge_expired_now(&self, now: Timestamp) {
         self.tickets.lock().purge(now);
-        let channels: Vec<_> = self.channels.read().values().cloned().collect();
-        for state in channels {
+        let channels: Vec<_> = self
+            .channels
+            .read()
+            .iter()
+            .map(|(channel, state)| (channel.clone(), Arc::clone(state)))
+            .collect();
+        let mut idle = Vec::new();
+        for (channel, state) in channels {
             let mut state = state.lock();
             state.history.expire(now);
             state.dedup.expire(now);
+            if self.forgettable(&state, now) {
+                idle.push(channel);
+            }
         }
+        if idle.is_empty() {
+            return;
+        }
+        let mut held = self.channels.write();
+        for channel in idle {
+            // Checked again under both locks: a publish or follow may have come meanwhile.
+            let Some(state) = held.get(&channel).cloned() else {
+                continue;
+            };
+            let mut state = state.lock();
+            if self.forgettable(&state, now) {
+                state.forgotten = true;
+                held.remove(&channel);
+                self.forgotten.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// Whether a channel's state can be dropped: nobody follows it, nothing in its history or
+    /// dedup window is younger than their windows, and nobody followed it for the retention's
+    /// age.
+    fn forgettable(&self, state: &ChannelState, now: Timestamp) -> bool {
+        state.feed.is_none()
+            && state.history.is_empty()
+            && state.dedup.is_empty()
+            && now.saturating_since(state.idle_since) >= self.retention.max_age
     }
 }
 
@@ -424,8 +582,17 @@ impl Broker for MemoryBroker {
         self.history_now(channel, epoch, after_seq, limit, now)
     }
 
-    fn events(&self) -> EventReceiver {
-        self.events.subscribe()
+    async fn follow(
+        &self,
+        channel: &ChannelName,
+        feed: Arc<Feed>,
+        now: Timestamp,
+    ) -> Result<(), BrokerError> {
+        self.follow_now(channel, feed, now)
+    }
+
+    fn unfollow(&self, channel: &ChannelName, feed: &Arc<Feed>, now: Timestamp) {
+        self.unfollow_now(channel, feed, now);
     }
 
     async fn purge_expired(&self, now: Timestamp) {

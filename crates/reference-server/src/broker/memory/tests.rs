@@ -1,9 +1,39 @@
 //! Unit tests of the in-memory broker, each named after the rule it checks.
 
+use std::collections::VecDeque;
+
 use serde_json::json;
-use tokio::sync::broadcast::error::TryRecvError;
 
 use super::*;
+use crate::hub::{Hub, Mailbox, QueueLimits};
+
+/// A session's view of the broker: a mailbox that joined `name` through a hub.
+struct Follower {
+    hub: Hub,
+    mailbox: Arc<Mailbox>,
+}
+
+impl Follower {
+    async fn of(broker: &MemoryBroker, name: &str) -> Self {
+        let follower = Self {
+            hub: Hub::default(),
+            mailbox: Arc::new(Mailbox::new(QueueLimits::default())),
+        };
+        follower
+            .hub
+            .join(broker, &channel(name), &follower.mailbox, at(0))
+            .await
+            .expect("followed");
+        follower
+    }
+
+    /// The events pushed since the last call.
+    fn received(&self) -> Vec<EncodedEvent> {
+        let mut events = VecDeque::new();
+        assert!(!self.mailbox.take(&mut events), "never fell behind");
+        events.into()
+    }
+}
 
 fn at(ms: u64) -> Timestamp {
     Timestamp::from_millis(ms)
@@ -43,7 +73,7 @@ fn broker(max_events: u64, max_age_ms: u64) -> MemoryBroker {
             max_age: Duration::from_millis(max_age_ms),
         },
         dedup_window: Duration::from_millis(max_age_ms),
-        broadcast_capacity: 1024,
+        max_channels: DEFAULT_MAX_CHANNELS,
         epoch: epoch("e1"),
     })
 }
@@ -64,10 +94,10 @@ async fn publish_many(broker: &MemoryBroker, name: &str, count: u64) {
     }
 }
 
-fn seqs(events: &[Event]) -> Vec<u64> {
+fn seqs(events: &[EncodedEvent]) -> Vec<u64> {
     events
         .iter()
-        .map(|event| event.position.seq.get())
+        .map(|event| event.event().position.seq.get())
         .collect()
 }
 
@@ -211,12 +241,17 @@ async fn ferry_event_1_publish_assigns_seq_1_2_3_per_channel() {
 #[tokio::test]
 async fn ferry_event_1_every_event_carries_a_unique_message_id_and_its_publish_time() {
     let broker = broker(10, 1000);
-    let mut events = broker.events();
+    let (a, b) = (
+        Follower::of(&broker, "project:a").await,
+        Follower::of(&broker, "project:b").await,
+    );
     publish_many(&broker, "project:a", 3).await;
     publish_many(&broker, "project:b", 3).await;
     let mut ids = std::collections::HashSet::new();
-    for _ in 0..6 {
-        let event = events.try_recv().expect("an event was fanned out");
+    let received = [a.received(), b.received()].concat();
+    assert_eq!(received.len(), 6);
+    for encoded in &received {
+        let event = encoded.event();
         assert!(
             ids.insert(event.message_id.to_string()),
             "message ids are unique"
@@ -231,7 +266,7 @@ async fn ferry_event_1_every_event_carries_a_unique_message_id_and_its_publish_t
 #[tokio::test]
 async fn ferry_dedup_1_a_repeated_key_returns_the_original_position_and_is_not_fanned_out_again() {
     let broker = broker(10, 120_000);
-    let mut events = broker.events();
+    let follower = Follower::of(&broker, "project:a").await;
     let ch = channel("project:a");
     let original = broker
         .publish(&ch, key("k"), Payload(json!(1)), at(0), 1)
@@ -248,9 +283,9 @@ async fn ferry_dedup_1_a_repeated_key_returns_the_original_position_and_is_not_f
     // Stored once, fanned out once.
     let (head, _, _) = broker.subscribe(&ch, None, at(60_000)).await.expect("read");
     assert_eq!(head.seq.get(), 1);
-    let event = events.try_recv().expect("the original event");
-    assert_eq!(event.message_id, original.message_id);
-    assert_eq!(events.try_recv().err(), Some(TryRecvError::Empty));
+    let events = follower.received();
+    assert_eq!(events.len(), 1, "fanned out once");
+    assert_eq!(events[0].event().message_id, original.message_id);
     // The same key on another channel is a different publish.
     let other = broker
         .publish(
@@ -314,15 +349,12 @@ async fn ferry_subscribe_2_a_subscribe_reports_the_head_and_later_events_reach_a
     assert_eq!(head, pos("e1", 0));
     assert_eq!(recovery, None);
     assert!(replay.is_empty());
-    let mut events = broker.events();
+    let follower = Follower::of(&broker, "project:a").await;
     publish_many(&broker, "project:a", 2).await;
     let (head, _, _) = broker.subscribe(&ch, None, at(20)).await.expect("read");
     assert_eq!(head, pos("e1", 2));
     publish_many_from(&broker, "project:a", 3, 3).await;
-    let received: Vec<u64> = (0..3)
-        .map(|_| events.try_recv().expect("an event").position.seq.get())
-        .collect();
-    assert_eq!(received, vec![1, 2, 3]);
+    assert_eq!(seqs(&follower.received()), vec![1, 2, 3]);
 }
 
 async fn publish_many_from(broker: &MemoryBroker, name: &str, first: u64, last: u64) {
@@ -357,7 +389,7 @@ async fn ferry_resume_1_subscribe_from_inside_history_replays_exactly_the_missed
     assert!(
         replay
             .iter()
-            .all(|event| event.channel == channel("project:a"))
+            .all(|event| event.event().channel == channel("project:a"))
     );
     // From the head: complete, nothing to replay.
     let (_, recovery, replay) = broker
@@ -599,4 +631,145 @@ fn broker_errors_map_to_the_error_table() {
         .code(),
         ErrorCode::Internal
     );
+}
+
+// Memory that follows use: forgetting quiet channels, and the channel cap.
+
+#[tokio::test]
+async fn a_channel_nobody_holds_is_forgotten_once_it_holds_nothing_and_comes_back_in_a_new_epoch() {
+    let broker = broker(10, 1000);
+    let ch = channel("project:a");
+    // Held by a session that never saw an event, then let go at 0.
+    let follower = Follower::of(&broker, "project:a").await;
+    let (seen, _, _) = broker.subscribe(&ch, None, at(0)).await.expect("read");
+    assert_eq!(seen, pos("e1", 0));
+    follower.hub.leave(&broker, &ch, &follower.mailbox, at(0));
+    broker.purge_expired(at(999)).await;
+    assert_eq!(broker.channels_held(), 1, "let go less than the window ago");
+    broker.purge_expired(at(1000)).await;
+    assert_eq!(broker.channels_held(), 0);
+    // Back in a new epoch: a resume across the loss says so, never a restarted seq.
+    let again = broker
+        .publish(&ch, key("k"), Payload(json!(2)), at(1001), 0)
+        .await
+        .expect("published");
+    assert_eq!(again.position, pos("e1-1", 1));
+    let (_, recovery, replay) = broker
+        .subscribe(&ch, Some(&seen), at(1002))
+        .await
+        .expect("read");
+    assert_eq!(
+        recovery.and_then(|r| r.reason),
+        Some(RecoveryGap::EpochChanged)
+    );
+    assert!(replay.is_empty());
+}
+
+#[tokio::test]
+async fn a_channel_with_history_is_kept_however_old_since_its_last_events_stay_replayable() {
+    let broker = broker(10, 1000);
+    publish_many(&broker, "project:a", 1).await;
+    broker.purge_expired(at(3_600_000)).await;
+    assert_eq!(
+        broker.channels_held(),
+        1,
+        "FERRY-RESUME-3 keeps the last max_events"
+    );
+}
+
+#[tokio::test]
+async fn a_followed_channel_is_never_forgotten_and_one_let_go_waits_the_retention_age() {
+    let broker = broker(10, 1000);
+    let follower = Follower::of(&broker, "project:a").await;
+    broker.purge_expired(at(10_000)).await;
+    assert_eq!(broker.channels_held(), 1, "followed: kept");
+    follower.hub.leave(
+        &broker,
+        &channel("project:a"),
+        &follower.mailbox,
+        at(10_000),
+    );
+    broker.purge_expired(at(10_999)).await;
+    assert_eq!(broker.channels_held(), 1, "let go less than 1 s ago: kept");
+    broker.purge_expired(at(11_000)).await;
+    assert_eq!(broker.channels_held(), 0);
+}
+
+#[tokio::test]
+async fn a_channel_holding_a_live_idempotency_key_is_kept_so_the_key_still_deduplicates() {
+    let ch = channel("project:a");
+    let broker = MemoryBroker::new(MemoryBrokerConfig {
+        retention: Retention {
+            max_events: 10,
+            max_age: Duration::from_millis(1000),
+        },
+        dedup_window: Duration::from_millis(5000),
+        max_channels: DEFAULT_MAX_CHANNELS,
+        epoch: epoch("e1"),
+    });
+    let original = broker
+        .publish(&ch, key("k"), Payload(json!(1)), at(0), 0)
+        .await
+        .expect("published");
+    broker.purge_expired(at(4000)).await;
+    assert_eq!(broker.channels_held(), 1);
+    let repeat = broker
+        .publish(&ch, key("k"), Payload(json!(1)), at(4000), 0)
+        .await
+        .expect("acknowledged");
+    assert!(repeat.duplicate);
+    assert_eq!(repeat.position, original.position);
+}
+
+#[tokio::test]
+async fn past_max_channels_a_new_channel_is_refused_as_unavailable_and_held_ones_go_on() {
+    let broker = MemoryBroker::new(MemoryBrokerConfig {
+        max_channels: 2,
+        ..MemoryBrokerConfig::default()
+    });
+    for name in ["project:a", "project:b"] {
+        broker
+            .publish(&channel(name), key("k"), Payload(json!(1)), at(0), 0)
+            .await
+            .expect("published");
+    }
+    let refused = broker
+        .publish(&channel("project:c"), key("k"), Payload(json!(1)), at(0), 0)
+        .await
+        .expect_err("a third channel is over the cap");
+    assert_eq!(refused, BrokerError::ChannelLimit { max: 2 });
+    assert_eq!(refused.code(), ferry_protocol::ErrorCode::Unavailable);
+    let feed = Arc::new(Feed::new(channel("project:c")));
+    assert_eq!(
+        broker.follow(&channel("project:c"), feed, at(0)).await,
+        Err(BrokerError::ChannelLimit { max: 2 })
+    );
+    broker
+        .publish(
+            &channel("project:a"),
+            key("k2"),
+            Payload(json!(2)),
+            at(0),
+            0,
+        )
+        .await
+        .expect("a held channel takes publishes");
+    // Reads of a channel without state create nothing.
+    let page = broker
+        .history(&channel("project:d"), None, None, 10, at(0))
+        .await
+        .expect("read");
+    assert!(page.events.is_empty());
+    assert_eq!(broker.channels_held(), 2);
+}
+
+#[tokio::test]
+async fn unfollow_with_a_stale_feed_leaves_the_current_feed_in_place() {
+    let broker = broker(10, 1000);
+    let ch = channel("project:a");
+    let old = Arc::new(Feed::new(ch.clone()));
+    let current = Follower::of(&broker, "project:a").await;
+    broker.unfollow(&ch, &old, at(0));
+    publish_many(&broker, "project:a", 1).await;
+    assert_eq!(seqs(&current.received()), vec![1]);
 }
