@@ -49,6 +49,7 @@ mod tests {
             (4403, Stop),
             (4408, Backoff),
             (4409, Backoff),
+            (4410, RenewTicket),
             (4429, Backoff),
         ];
         for (code, action) in documented {
