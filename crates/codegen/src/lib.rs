@@ -18,6 +18,7 @@
 //! Every file starts with a banner naming the source folder and the SHA-256 of its inputs, and
 //! the output is byte-identical across runs.
 
+pub mod breaking;
 pub mod docs;
 pub mod lint;
 pub mod rust;
