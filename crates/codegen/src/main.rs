@@ -136,6 +136,7 @@ fn load(job: &Job) -> Result<(SchemaSet, Options)> {
 }
 
 fn breaking(args: &BreakingArgs) -> Result<ExitCode> {
+    let explicit = args.schema.is_some();
     let sets: Vec<(PathBuf, String)> = match &args.schema {
         Some(dir) => vec![(dir.clone(), args.against.clone())],
         None => {
@@ -162,9 +163,18 @@ fn breaking(args: &BreakingArgs) -> Result<ExitCode> {
     let mut reports = Vec::new();
     for (dir, against) in &sets {
         let label = dir.to_string_lossy().replace('\\', "/");
+        let older_folder = Path::new(&args.against).is_dir();
+        if !explicit && older_folder && !Path::new(against).is_dir() {
+            eprintln!("{label}: not in {}, nothing to compare", args.against);
+            continue;
+        }
         let report = ferry_codegen::breaking::check(dir, &label, against)
             .with_context(|| format!("cannot compare {} with {against}", dir.display()))?;
-        reports.push(report);
+        match report {
+            Some(report) => reports.push(report),
+            None if explicit => bail!("{against} holds no version of {label}"),
+            None => eprintln!("{label}: not in {against}, nothing to compare"),
+        }
     }
     let text = match args.format {
         Format::Table => ferry_codegen::breaking::render_table(&reports),

@@ -426,12 +426,15 @@ pub fn compare(old: &Side, new: &Side, against: &str) -> SetReport {
 }
 
 /// Loads the set in `dir` and the older version `against` names (a folder, or a git revision
-/// of the repository `dir` is in), and compares them.
-pub fn check(dir: &Path, label: &str, against: &str) -> Result<SetReport, Error> {
+/// of the repository `dir` is in), and compares them. `None` when the revision holds no version
+/// of the set.
+pub fn check(dir: &Path, label: &str, against: &str) -> Result<Option<SetReport>, Error> {
     let new = Side::load(dir, label)?;
-    let baseline = load_baseline(dir, against)?;
+    let Some(baseline) = load_baseline(dir, against)? else {
+        return Ok(None);
+    };
     let old = Side::load(baseline.dir(), &baseline.label)?;
-    Ok(compare(&old, &new, &baseline.label))
+    Ok(Some(compare(&old, &new, &baseline.label)))
 }
 
 /// The human table: verdict, rule, direction, where, change.

@@ -387,6 +387,9 @@ pub fn markdown_table() -> String {
             rule.why
         ));
     }
+    out.push_str(
+        "\n\"Closed\" means `additionalProperties: false`: on the old object when a member is added, on the new object when one is removed.\n",
+    );
     out
 }
 

@@ -88,19 +88,22 @@ impl<'a> Comparer<'a> {
         let old = self.resolve(old, true);
         let new = self.resolve(new, false);
 
-        let (old, old_null) = split_nullable(old);
-        let (new, new_null) = split_nullable(new);
-        if !old_null && new_null {
-            self.schema_rule("became-nullable", at, dir, "now accepts null".into());
-        } else if old_null && !new_null {
-            self.schema_rule(
-                "became-non-nullable",
-                at,
-                dir,
-                "no longer accepts null".into(),
-            );
+        let (old_inner, old_null) = split_nullable(old);
+        let (new_inner, new_null) = split_nullable(new);
+        if old_null || new_null {
+            if !old_null {
+                self.schema_rule("became-nullable", at, dir, "now accepts null".into());
+            } else if !new_null {
+                self.schema_rule(
+                    "became-non-nullable",
+                    at,
+                    dir,
+                    "no longer accepts null".into(),
+                );
+            }
+            self.schema(old_inner, new_inner, at, dir);
+            return;
         }
-        let (old, new) = (self.resolve(old, true), self.resolve(new, false));
 
         if let (Some(old_union), Some(new_union)) =
             (self.tagged(old, true), self.tagged(new, false))

@@ -27,15 +27,16 @@ impl Baseline {
 
 /// Finds the older version of the set in `dir`: `against` is a folder if one exists at that
 /// path, and otherwise a git revision (a branch, tag or commit) of the repository `dir` is in,
-/// whose files at the same path are taken out with `git show`.
-pub fn load_baseline(dir: &Path, against: &str) -> Result<Baseline, Error> {
+/// whose files at the same path are taken out with `git show`. `None` when the revision holds
+/// no file at that path (the set is newer than the revision).
+pub fn load_baseline(dir: &Path, against: &str) -> Result<Option<Baseline>, Error> {
     let folder = Path::new(against);
     if folder.is_dir() {
-        return Ok(Baseline {
+        return Ok(Some(Baseline {
             label: against.to_owned(),
             dir: folder.to_owned(),
             _checkout: None,
-        });
+        }));
     }
     let fail = |message: String| Error::schema(dir, message);
     let git = |args: &[&str]| -> Result<Vec<u8>, Error> {
@@ -94,13 +95,13 @@ pub fn load_baseline(dir: &Path, against: &str) -> Result<Baseline, Error> {
         prefix.trim_end_matches('/').to_owned()
     };
     if count == 0 {
-        return Err(fail(format!("{against} holds no JSON file under {shown}/")));
+        return Ok(None);
     }
-    Ok(Baseline {
+    Ok(Some(Baseline {
         label: format!("{against}:{shown}"),
         dir: checkout.path().to_owned(),
         _checkout: Some(checkout),
-    })
+    }))
 }
 
 /// Places locations in the new set's files.
