@@ -41,8 +41,10 @@ enum Command {
 
 #[derive(Args)]
 struct BreakingArgs {
-    /// The older version: a folder holding the older schema set, or a git revision (branch,
-    /// tag, commit, `origin/main`) whose files at the same path are read with `git show`.
+    /// The older version: a folder holding the older schema set; a git revision (branch, tag,
+    /// commit, `origin/main`) whose files at the same path are read with `git show`; or
+    /// `REV:PATH`, a folder of a revision of the current folder's repository (PATH from its
+    /// root), for a set that lives outside the repository.
     #[arg(long, value_name = "DIR | REV")]
     against: String,
     /// One schema set folder (an application's channel payloads, say). Without it: schema/,
@@ -149,6 +151,8 @@ fn breaking(args: &BreakingArgs) -> Result<ExitCode> {
             let below = |sub: &str| {
                 if Path::new(&args.against).is_dir() {
                     Path::new(&args.against).join(sub).display().to_string()
+                } else if args.against.contains(':') {
+                    format!("{}/{sub}", args.against.trim_end_matches('/'))
                 } else {
                     args.against.clone()
                 }

@@ -1188,6 +1188,25 @@ fn the_cli_reads_a_git_revision_and_exits_0_1_or_2() {
     assert_eq!(change["direction"], "server_to_client");
     assert_eq!(change["where"], "Welcome.session_id");
 
+    // A set outside the repository names its folder in the revision.
+    let outside = Copy::of("schema");
+    let path = outside.dir.to_str().expect("utf-8");
+    let same = codegen(
+        root,
+        &["breaking", "--schema", path, "--against", "HEAD:schema"],
+    );
+    assert_eq!(
+        same.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&same.stderr)
+    );
+    let not_there = codegen(
+        root,
+        &["breaking", "--schema", path, "--against", "HEAD:nowhere"],
+    );
+    assert_eq!(not_there.status.code(), Some(2));
+
     let missing = codegen(root, &["breaking", "--against", "no-such-revision"]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(

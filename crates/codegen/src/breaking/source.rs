@@ -26,8 +26,9 @@ impl Baseline {
 }
 
 /// Finds the older version of the set in `dir`: `against` is a folder if one exists at that
-/// path, and otherwise a git revision (a branch, tag or commit) of the repository `dir` is in,
-/// whose files at the same path are taken out with `git show`. `None` when the revision holds
+/// path; otherwise a git revision (a branch, tag or commit) of the repository `dir` is in, whose
+/// files at the same path are taken out with `git show`; or `REV:PATH`, the folder PATH (from
+/// the repository root) of a revision of the repository the current folder is in. `None` when the revision holds
 /// no file at that path (the set is newer than the revision).
 pub fn load_baseline(dir: &Path, against: &str) -> Result<Option<Baseline>, Error> {
     let folder = Path::new(against);
@@ -38,11 +39,17 @@ pub fn load_baseline(dir: &Path, against: &str) -> Result<Option<Baseline>, Erro
             _checkout: None,
         }));
     }
+    // `REV:PATH` names the set's folder inside the revision (from the repository root of the
+    // current folder); a plain `REV` means the same path as `dir` in `dir`'s repository.
+    let (repo, rev, path) = match against.split_once(':') {
+        Some((rev, path)) => (Path::new("."), rev, Some(path.trim_matches('/'))),
+        None => (dir, against, None),
+    };
     let fail = |message: String| Error::schema(dir, message);
     let git = |args: &[&str]| -> Result<Vec<u8>, Error> {
         let output = Command::new("git")
             .arg("-C")
-            .arg(dir)
+            .arg(repo)
             .args(args)
             .output()
             .map_err(|e| fail(format!("cannot run git: {e}")))?;
@@ -60,15 +67,20 @@ pub fn load_baseline(dir: &Path, against: &str) -> Result<Option<Baseline>, Erro
         "rev-parse",
         "--verify",
         "--quiet",
-        &format!("{against}^{{commit}}"),
+        &format!("{rev}^{{commit}}"),
     ])
     .map_err(|_| {
         fail(format!(
-            "--against {against:?} is neither a folder nor a git revision of this repository"
+            "--against {against:?} is neither a folder nor a git revision (REV or REV:PATH) of the repository at {}",
+            repo.display()
         ))
     })?;
     let commit = text(commit);
-    let prefix = text(git(&["rev-parse", "--show-prefix"])?);
+    let prefix = match path {
+        Some("") => String::new(),
+        Some(path) => format!("{path}/"),
+        None => text(git(&["rev-parse", "--show-prefix"])?),
+    };
     let listing = git(&["ls-tree", "-r", "-z", "--name-only", "--full-tree", &commit])?;
     let checkout =
         tempfile::tempdir().map_err(|e| fail(format!("cannot make a temporary folder: {e}")))?;
@@ -98,7 +110,7 @@ pub fn load_baseline(dir: &Path, against: &str) -> Result<Option<Baseline>, Erro
         return Ok(None);
     }
     Ok(Some(Baseline {
-        label: format!("{against}:{shown}"),
+        label: format!("{rev}:{shown}"),
         dir: checkout.path().to_owned(),
         _checkout: Some(checkout),
     }))
