@@ -125,6 +125,7 @@ pub fn generate(set: &SchemaSet) -> Result<String, Error> {
         channels_description => set.channels.as_ref().map(|c| c.description.clone()),
         reconnect => set.def("ReconnectPolicy").and_then(|d| d["description"].as_str()).map(str::to_owned),
         backoff => set.defaults.as_ref().map(backoff_table),
+        compatibility => crate::breaking::rules::markdown_table(),
     };
     let mut text = env
         .get_template("reference.md")

@@ -14,12 +14,18 @@
 //!   discriminated unions, runtime validators and type guards, constants, endpoint descriptors,
 //!   and a test that type-checks and runs every test vector.
 //! - Docs: a minijinja template renders `docs/PROTOCOL.md` ([`docs`]).
+//! - AsyncAPI 3.0 for the WebSocket session or an application's channels ([`asyncapi`]),
+//!   OpenAPI 3.1 for the HTTP endpoints ([`openapi`]), and the breaking-change check between
+//!   two versions of a set ([`breaking`]).
 //!
 //! Every file starts with a banner naming the source folder and the SHA-256 of its inputs, and
 //! the output is byte-identical across runs.
 
+pub mod asyncapi;
+pub mod breaking;
 pub mod docs;
 pub mod lint;
+pub mod openapi;
 pub mod rust;
 pub mod set;
 pub mod tables;
@@ -100,6 +106,8 @@ pub struct Output {
 /// The folders below the output folder that belong to the generator: a file in one of them
 /// that the generator did not produce is stale.
 pub const OWNED_DIRS: &[&str] = &[
+    "asyncapi",
+    "openapi",
     "rust",
     "docs",
     "schema",
@@ -147,6 +155,12 @@ pub fn generate(set: &SchemaSet, options: &Options) -> Result<Output, Error> {
         PathBuf::from("docs").join(docs::file_name(set)),
         docs::generate(set)?,
     );
+    if let Some(openapi) = openapi::generate(set)? {
+        files.insert(PathBuf::from(openapi::FILE), openapi);
+    }
+    if let Some((path, asyncapi)) = asyncapi::generate(set)? {
+        files.insert(PathBuf::from(path), asyncapi);
+    }
     Ok(Output { files })
 }
 

@@ -33,6 +33,38 @@ enum Command {
     Check(Target),
     /// Run the schema lints only.
     Lint(Target),
+    /// Judge every change against an older version of the schema by the direction its
+    /// message travels. Exit codes: 0 nothing breaks (or every breaking change is declared in
+    /// compatibility.json), 1 an undeclared breaking change, 2 cannot run.
+    Breaking(BreakingArgs),
+}
+
+#[derive(Args)]
+struct BreakingArgs {
+    /// The older version: a folder holding the older schema set; a git revision (branch, tag,
+    /// commit, `origin/main`) whose files at the same path are read with `git show`; or
+    /// `REV:PATH`, a folder of a revision of the current folder's repository (PATH from its
+    /// root), for a set that lives outside the repository.
+    #[arg(long, value_name = "DIR | REV")]
+    against: String,
+    /// One schema set folder (an application's channel payloads, say). Without it: schema/,
+    /// schema/example-app/ and schema/conformance/ of this repository.
+    #[arg(long, env = "FERRY_CODEGEN_SCHEMA")]
+    schema: Option<PathBuf>,
+    /// How to print the changes.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+/// Output formats of `breaking`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    /// A table for people.
+    Table,
+    /// One JSON document: every set with its changes.
+    Json,
+    /// GitHub Actions annotations (`::error file=...,line=...::`).
+    Github,
 }
 
 #[derive(Args)]
@@ -105,8 +137,68 @@ fn load(job: &Job) -> Result<(SchemaSet, Options)> {
     Ok((set, options))
 }
 
+fn breaking(args: &BreakingArgs) -> Result<ExitCode> {
+    let explicit = args.schema.is_some();
+    let sets: Vec<(PathBuf, String)> = match &args.schema {
+        Some(dir) => vec![(dir.clone(), args.against.clone())],
+        None => {
+            if !Path::new("schema").is_dir() {
+                bail!(
+                    "no schema/ folder here: run from the root of the Ferry repository, or pass --schema DIR"
+                );
+            }
+            // A folder baseline stands for schema/; the application sets sit below it.
+            let below = |sub: &str| {
+                if Path::new(&args.against).is_dir() {
+                    Path::new(&args.against).join(sub).display().to_string()
+                } else if args.against.contains(':') {
+                    format!("{}/{sub}", args.against.trim_end_matches('/'))
+                } else {
+                    args.against.clone()
+                }
+            };
+            vec![
+                ("schema".into(), args.against.clone()),
+                ("schema/example-app".into(), below("example-app")),
+                ("schema/conformance".into(), below("conformance")),
+            ]
+        }
+    };
+    let mut reports = Vec::new();
+    for (dir, against) in &sets {
+        let label = dir.to_string_lossy().replace('\\', "/");
+        let older_folder = Path::new(&args.against).is_dir();
+        if !explicit && older_folder && !Path::new(against).is_dir() {
+            eprintln!("{label}: not in {}, nothing to compare", args.against);
+            continue;
+        }
+        let report = ferry_codegen::breaking::check(dir, &label, against)
+            .with_context(|| format!("cannot compare {} with {against}", dir.display()))?;
+        match report {
+            Some(report) => reports.push(report),
+            None if explicit => bail!("{against} holds no version of {label}"),
+            None => eprintln!("{label}: not in {against}, nothing to compare"),
+        }
+    }
+    let text = match args.format {
+        Format::Table => ferry_codegen::breaking::render_table(&reports),
+        Format::Json => format!("{}\n", serde_json::to_string_pretty(&reports)?),
+        Format::Github => ferry_codegen::breaking::render_github(&reports),
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    let failures: usize = reports.iter().map(|r| r.failures()).sum();
+    if failures > 0 {
+        eprintln!(
+            "{failures} breaking change(s) not declared: raise the major version in compatibility.json, or allow each with a reason"
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Breaking(args) => breaking(&args),
         Command::Generate(target) => {
             for job in target.jobs()? {
                 let (set, options) = load(&job)?;
