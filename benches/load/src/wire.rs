@@ -312,12 +312,12 @@ mod tests {
         );
         let mut medium = vec![0x81, 126, 0x01, 0x00];
         medium.extend(std::iter::repeat_n(b'a', 256));
-        let (frame, used) = decode_frame(&medium).unwrap().unwrap();
+        let (frame, used) = decode_frame(&medium).expect("a frame").expect("complete");
         assert_eq!((frame.payload.len(), used), (256, 260));
         assert_eq!(decode_frame(&medium[..200]), Ok(None));
         let mut long = vec![0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0];
         long.extend(std::iter::repeat_n(0u8, 65536));
-        let (frame, used) = decode_frame(&long).unwrap().unwrap();
+        let (frame, used) = decode_frame(&long).expect("a frame").expect("complete");
         assert_eq!((frame.opcode, frame.payload.len(), used), (2, 65536, 65546));
         assert_eq!(
             decode_frame(&[0x81, 127, 0, 0, 0, 1, 0, 0, 0, 0]),
