@@ -608,11 +608,13 @@ fn per(total: Duration, count: f64) -> String {
     human_precise(total.div_f64(count.max(1.0)))
 }
 
-/// A duration with three significant figures, in µs below 10 ms, in ms above.
+/// A duration with three significant figures, in µs below 1 ms, in ms above.
 fn human_precise(d: Duration) -> String {
     let micros = d.as_secs_f64() * 1e6;
     if micros >= 10_000.0 {
         format!("{:.1} ms", micros / 1000.0)
+    } else if micros >= 1000.0 {
+        format!("{:.2} ms", micros / 1000.0)
     } else if micros >= 100.0 {
         format!("{micros:.0} µs")
     } else {
@@ -651,7 +653,8 @@ mod tests {
     #[test]
     fn cpu_figures_keep_three_figures() {
         assert_eq!(human_precise(Duration::from_nanos(10_740)), "10.7 µs");
-        assert_eq!(human_precise(Duration::from_micros(2_700)), "2700 µs");
+        assert_eq!(human_precise(Duration::from_micros(2_700)), "2.70 ms");
+        assert_eq!(human_precise(Duration::from_micros(167)), "167 µs");
         assert_eq!(human_precise(Duration::from_micros(25_800)), "25.8 ms");
     }
 }

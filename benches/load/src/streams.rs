@@ -144,57 +144,68 @@ impl StreamStats {
     }
 }
 
-/// Publishes `count` events at `rate` a second without waiting for deliveries, event `k` on
-/// `channel_of(k)`, each timed; waits until `per_event * count` more events have arrived (or the
-/// drain timeout) and reads the server CPU over it all.
-#[allow(clippy::too_many_arguments)]
-async fn open_loop(
-    server: &Running,
-    publisher: &Publisher,
-    delivery: &Delivery,
-    cli: &Cli,
-    count: usize,
+/// An open-loop stream's fixed settings: where it publishes, at what rate, and how many
+/// sessions receive each event.
+struct Stream<'a> {
+    server: &'a Running,
+    publisher: &'a Publisher,
+    delivery: &'a Delivery,
+    cli: &'a Cli,
+    /// Publishes per second.
     rate: u32,
+    /// Sessions that receive each event.
     per_event: usize,
-    next: &mut usize,
+    /// Ferry's title padding.
     title: usize,
-    channel_of: impl Fn(usize) -> String,
-    timed: bool,
-) -> Result<StreamStats> {
-    delivery.expect(usize::MAX);
-    let expected = delivery.events() + per_event * count;
-    let period = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
-    let mut ticks = tokio::time::interval(period);
-    let mut requests: Vec<JoinHandle<Result<()>>> = Vec::new();
-    let cpu_before = server.cpu()?;
-    let started = Instant::now();
-    for k in 0..count {
-        ticks.tick().await;
-        let n = *next;
-        *next += 1;
-        if timed {
-            delivery.sent_now(n)?;
+}
+
+impl Stream<'_> {
+    /// Publishes `count` events at the stream's rate without waiting for deliveries, event `k`
+    /// on `channel_of(k)`, each timed if `timed`; waits until every delivery has arrived (or
+    /// the drain timeout) and reads the server CPU over it all.
+    async fn run(
+        &self,
+        count: usize,
+        next: &mut usize,
+        channel_of: impl Fn(usize) -> String,
+        timed: bool,
+    ) -> Result<StreamStats> {
+        let delivery = self.delivery;
+        delivery.expect(usize::MAX);
+        let expected = delivery.events() + self.per_event * count;
+        let period = Duration::from_secs_f64(1.0 / f64::from(self.rate.max(1)));
+        let mut ticks = tokio::time::interval(period);
+        let mut requests: Vec<JoinHandle<Result<()>>> = Vec::new();
+        let cpu_before = self.server.cpu()?;
+        let started = Instant::now();
+        for k in 0..count {
+            ticks.tick().await;
+            let n = *next;
+            *next += 1;
+            if timed {
+                delivery.sent_now(n)?;
+            }
+            requests.extend(self.publisher.start(n, self.title, &channel_of(k))?);
         }
-        requests.extend(publisher.start(n, title, &channel_of(k))?);
+        let publishing = started.elapsed();
+        for request in requests {
+            request.await.context("a publish task failed")??;
+        }
+        let deadline = Instant::now() + Duration::from_millis(self.cli.drain_timeout_ms);
+        while delivery.events() < expected && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let cpu = self.server.cpu()?.since(cpu_before);
+        let latencies = delivery.take_latencies();
+        Ok(StreamStats {
+            publishes: count,
+            publishing,
+            expected: self.per_event * count,
+            latencies,
+            cpu,
+            closed: delivery.closed(),
+        })
     }
-    let publishing = started.elapsed();
-    for request in requests {
-        request.await.context("a publish task failed")??;
-    }
-    let deadline = Instant::now() + Duration::from_millis(cli.drain_timeout_ms);
-    while delivery.events() < expected && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let cpu = server.cpu()?.since(cpu_before);
-    let latencies = delivery.take_latencies();
-    Ok(StreamStats {
-        publishes: count,
-        publishing,
-        expected: per_event * count,
-        latencies,
-        cpu,
-        closed: delivery.closed(),
-    })
 }
 
 /// Publishes on `channel` until the frame that `count` sessions receive has about
@@ -244,37 +255,19 @@ pub(crate) async fn sustained(cli: &Cli, binaries: &Binaries, kind: Kind) -> Res
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut next = 0;
     let title = calibrate(&publisher, &sessions, each, &mix(0), cli, &mut next).await?;
-    let rate = cli.mix_rate;
-    let warm = (rate * cli.mix_warmup_seconds) as usize;
-    open_loop(
-        &server,
-        &publisher,
-        &sessions.delivery,
+    let stream = Stream {
+        server: &server,
+        publisher: &publisher,
+        delivery: &sessions.delivery,
         cli,
-        warm,
-        rate,
-        each,
-        &mut next,
+        rate: cli.mix_rate,
+        per_event: each,
         title,
-        mix,
-        false,
-    )
-    .await?;
-    let measured = (rate * cli.mix_seconds) as usize;
-    let stats = open_loop(
-        &server,
-        &publisher,
-        &sessions.delivery,
-        cli,
-        measured,
-        rate,
-        each,
-        &mut next,
-        title,
-        mix,
-        true,
-    )
-    .await?;
+    };
+    let warm = (cli.mix_rate * cli.mix_warmup_seconds) as usize;
+    stream.run(warm, &mut next, mix, false).await?;
+    let measured = (cli.mix_rate * cli.mix_seconds) as usize;
+    let stats = stream.run(measured, &mut next, mix, true).await?;
     eprintln!(
         "  {} of {} deliveries, p50 {:?}, p99 {:?}, server CPU {:?}",
         stats.latencies.len(),
@@ -362,35 +355,19 @@ pub(crate) async fn slow_subscriber(cli: &Cli, binaries: &Binaries, kind: Kind) 
     let mut next = 0;
     let title = calibrate(&publisher, &sessions, others, CHANNEL, cli, &mut next).await?;
     let on_channel = |_| CHANNEL.to_owned();
-    let (rate, events) = (cli.slow_rate, cli.slow_events);
-    open_loop(
-        &server,
-        &publisher,
-        &sessions.delivery,
+    let stream = Stream {
+        server: &server,
+        publisher: &publisher,
+        delivery: &sessions.delivery,
         cli,
-        cli.warmup,
-        rate,
-        others,
-        &mut next,
+        rate: cli.slow_rate,
+        per_event: others,
         title,
-        on_channel,
-        false,
-    )
-    .await?;
-    let without = open_loop(
-        &server,
-        &publisher,
-        &sessions.delivery,
-        cli,
-        events,
-        rate,
-        others,
-        &mut next,
-        title,
-        on_channel,
-        true,
-    )
-    .await?;
+    };
+    stream.run(cli.warmup, &mut next, on_channel, false).await?;
+    let without = stream
+        .run(cli.slow_events, &mut next, on_channel, true)
+        .await?;
     eprintln!(
         "  without: p50 {:?}, p99 {:?}",
         without.latency(0.5),
@@ -401,20 +378,9 @@ pub(crate) async fn slow_subscriber(cli: &Cli, binaries: &Binaries, kind: Kind) 
     let (client_port, server_port) = (slow.local_port(), server.port());
     let watching = Arc::new(AtomicBool::new(true));
     let watch = tokio::spawn(watch_tcp(client_port, server_port, watching.clone()));
-    let with = open_loop(
-        &server,
-        &publisher,
-        &sessions.delivery,
-        cli,
-        events,
-        rate,
-        others,
-        &mut next,
-        title,
-        on_channel,
-        true,
-    )
-    .await?;
+    let with = stream
+        .run(cli.slow_events, &mut next, on_channel, true)
+        .await?;
     watching.store(false, Ordering::SeqCst);
     let (first_change, most_queued) = watch.await?;
     let (_, server_end) = tcp_ends(client_port, server_port);
