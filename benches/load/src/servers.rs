@@ -1,6 +1,7 @@
 //! The servers under test, each started as a child process on a free loopback port, so that its
-//! resident set is its own: ferry-server (tokens auth, since one identity may hold only 16
-//! sessions) and the bare tokio-tungstenite peer.
+//! resident set and CPU time are its own: ferry-server (tokens auth, since one identity may hold
+//! only 16 sessions), the bare tokio-tungstenite peer, and the Node `ws` and Socket.IO peers of
+//! `benches/peers` (run by `node` directly, so that the child is the server).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -28,6 +29,17 @@ pub(crate) enum Kind {
     Ferry,
     /// ferry-load-peer, a bare tokio-tungstenite broadcast server at default settings.
     Peer,
+    /// `benches/peers/ws-server.js`, a Node `ws` 8 broadcast server.
+    NodeWs,
+    /// `benches/peers/socketio-server.js`, a Socket.IO 4.8 server.
+    Socketio,
+}
+
+impl Kind {
+    /// Whether the server has channels of its own (only Ferry; the peers' rooms are minimal).
+    pub(crate) fn is_ferry(self) -> bool {
+        self == Kind::Ferry
+    }
 }
 
 /// Where the two server binaries are.
@@ -41,12 +53,17 @@ pub(crate) struct Binaries {
     pub(crate) ferry_args: Vec<String>,
     /// Extra arguments for the peer.
     pub(crate) peer_args: Vec<String>,
+    /// The Node executable.
+    pub(crate) node: PathBuf,
+    /// The folder of the Node peers, with their `node_modules`.
+    pub(crate) peers_dir: PathBuf,
 }
 
 /// A running server: the child process, and how clients reach it.
 pub(crate) struct Running {
     child: Child,
     pid: u32,
+    port: u16,
     /// How clients open sessions and publish on it.
     pub(crate) target: Target,
     scratch: Option<PathBuf>,
@@ -103,6 +120,27 @@ impl Running {
                 };
                 (command, target, None)
             }
+            Kind::NodeWs | Kind::Socketio => {
+                let script = binaries.peers_dir.join(match kind {
+                    Kind::NodeWs => "ws-server.js",
+                    _ => "socketio-server.js",
+                });
+                if !binaries.peers_dir.join("node_modules").is_dir() {
+                    bail!(
+                        "{} has no node_modules: run {} first",
+                        binaries.peers_dir.display(),
+                        binaries.peers_dir.join("install").display()
+                    );
+                }
+                let mut command = Command::new(&binaries.node);
+                command.arg(&script).arg("--bind").arg(&address);
+                let base = format!("ws://{address}");
+                let target = match kind {
+                    Kind::NodeWs => Target::Peer { base },
+                    _ => Target::SocketIo { base },
+                };
+                (command, target, None)
+            }
         };
         let binary = command.as_std().get_program().to_owned();
         let child = command
@@ -122,6 +160,7 @@ impl Running {
         let mut running = Self {
             child,
             pid,
+            port,
             target,
             scratch,
         };
@@ -142,7 +181,9 @@ impl Running {
                     .send()
                     .await
                     .is_ok_and(|r| r.status().is_success()),
-                Target::Peer { .. } => tokio::net::TcpStream::connect(address).await.is_ok(),
+                Target::Peer { .. } | Target::SocketIo { .. } => {
+                    tokio::net::TcpStream::connect(address).await.is_ok()
+                }
             };
             if ready {
                 return Ok(());
@@ -168,9 +209,15 @@ impl Running {
         Ok(kib * 1024)
     }
 
-    /// CPU time the server has used so far, user and system (`/proc/<pid>/stat`, in clock
-    /// ticks of 10 ms).
-    pub(crate) fn cpu(&self) -> Result<Duration> {
+    /// The loopback port the server listens on.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// CPU time the server has used so far, two ways: user plus system time of
+    /// `/proc/<pid>/stat` (whole clock ticks, see [`clock_tick`]), and the scheduler's on-CPU
+    /// time of every live thread (`/proc/<pid>/task/*/schedstat`, in nanoseconds).
+    pub(crate) fn cpu(&self) -> Result<CpuTime> {
         let path = format!("/proc/{}/stat", self.pid);
         let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
         // The fields after the command name, which is in parentheses and may hold spaces.
@@ -183,7 +230,23 @@ impl Running {
         let (Some(user), Some(system)) = (ticks(11), ticks(12)) else {
             bail!("no CPU times in {path}");
         };
-        Ok(Duration::from_millis((user + system) * 10))
+        let tick = clock_tick();
+        let mut scheduled = 0;
+        let tasks = format!("/proc/{}/task", self.pid);
+        for task in std::fs::read_dir(&tasks).with_context(|| format!("cannot read {tasks}"))? {
+            let schedstat = std::fs::read_to_string(task?.path().join("schedstat"));
+            // A thread that ended between the listing and the read has nothing left to count.
+            if let Some(ns) = schedstat
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            {
+                scheduled += ns;
+            }
+        }
+        Ok(CpuTime {
+            ticks: tick * u32::try_from(user + system).unwrap_or(u32::MAX),
+            scheduled: Duration::from_nanos(scheduled),
+        })
     }
 
     /// Kills the server and removes its scratch files.
@@ -221,4 +284,29 @@ fn tokens_file_text(users: usize) -> String {
 fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
+}
+
+/// A server's CPU time so far, as two counters read at once.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CpuTime {
+    /// utime + stime of `/proc/<pid>/stat`, a whole number of clock ticks.
+    pub(crate) ticks: Duration,
+    /// Σ on-CPU time of the live threads, `/proc/<pid>/task/*/schedstat` (nanoseconds).
+    pub(crate) scheduled: Duration,
+}
+
+impl CpuTime {
+    /// The CPU time spent between `earlier` and `self`.
+    pub(crate) fn since(self, earlier: CpuTime) -> CpuTime {
+        CpuTime {
+            ticks: self.ticks.saturating_sub(earlier.ticks),
+            scheduled: self.scheduled.saturating_sub(earlier.scheduled),
+        }
+    }
+}
+
+/// The clock tick of `/proc/<pid>/stat`'s CPU times: `USER_HZ`, which Linux fixes at 100 for
+/// user space on every architecture this tool runs on (`getconf CLK_TCK`), so 10 ms.
+pub(crate) fn clock_tick() -> Duration {
+    Duration::from_millis(10)
 }
