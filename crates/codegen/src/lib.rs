@@ -94,6 +94,8 @@ impl Error {
 pub struct Options {
     /// Rust-specific settings.
     pub rust: rust::RustOptions,
+    /// TypeScript-specific settings.
+    pub typescript: typescript::TypeScriptOptions,
 }
 
 /// Generated files, by path relative to the output folder.
@@ -148,7 +150,7 @@ pub fn generate(set: &SchemaSet, options: &Options) -> Result<Output, Error> {
         PathBuf::from("schema/bundle.schema.json"),
         format!("{bundle}\n"),
     );
-    for (path, content) in typescript::generate(set)? {
+    for (path, content) in typescript::generate(set, &options.typescript)? {
         files.insert(Path::new("typescript").join(path), content);
     }
     files.insert(

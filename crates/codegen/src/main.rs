@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use ferry_codegen::typescript::TypeScriptOptions;
 use ferry_codegen::{Options, SchemaSet, generate, rust::RustOptions};
 
 /// Generate Ferry's Rust and TypeScript types, constants and protocol reference from JSON
@@ -82,6 +83,19 @@ struct Target {
         default_value = "::ferry_protocol::runtime"
     )]
     runtime_path: String,
+    /// The npm name of the generated TypeScript package (with --schema; default
+    /// @ferry-app/<schema folder name>).
+    #[arg(long, env = "FERRY_CODEGEN_PACKAGE_NAME", requires = "schema")]
+    package_name: Option<String>,
+    /// The npm dependency specifier of @ferry/validator in the generated package.json (with
+    /// --schema): a version range, or file:PATH to a checkout's clients/typescript/packages/validator.
+    #[arg(
+        long,
+        env = "FERRY_CODEGEN_VALIDATOR",
+        requires = "schema",
+        default_value = "^0.1.0"
+    )]
+    validator: String,
 }
 
 /// One schema set and where its output goes.
@@ -89,6 +103,7 @@ struct Job {
     schema: PathBuf,
     out: PathBuf,
     runtime_path: String,
+    typescript: TypeScriptOptions,
 }
 
 impl Target {
@@ -98,6 +113,10 @@ impl Target {
                 schema: schema.clone(),
                 out: out.clone(),
                 runtime_path: self.runtime_path.clone(),
+                typescript: TypeScriptOptions {
+                    package_name: self.package_name.clone(),
+                    validator: self.validator.clone(),
+                },
             }]);
         }
         if !Path::new("schema").is_dir() {
@@ -109,16 +128,19 @@ impl Target {
             Job {
                 schema: "schema".into(),
                 out: "generated".into(),
+                typescript: TypeScriptOptions::in_repository("generated"),
                 runtime_path: "crate::runtime".into(),
             },
             Job {
                 schema: "schema/example-app".into(),
                 out: "generated/example-app".into(),
+                typescript: TypeScriptOptions::in_repository("generated/example-app"),
                 runtime_path: self.runtime_path.clone(),
             },
             Job {
                 schema: "schema/conformance".into(),
                 out: "generated/conformance".into(),
+                typescript: TypeScriptOptions::in_repository("generated/conformance"),
                 runtime_path: self.runtime_path.clone(),
             },
         ])
@@ -133,6 +155,7 @@ fn load(job: &Job) -> Result<(SchemaSet, Options)> {
         rust: RustOptions {
             runtime_path: job.runtime_path.clone(),
         },
+        typescript: job.typescript.clone(),
     };
     Ok((set, options))
 }

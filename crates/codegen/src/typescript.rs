@@ -5,13 +5,24 @@
 //!   `T | null` (the package compiles with `exactOptionalPropertyTypes`, which keeps the two
 //!   apart); constraints TypeScript cannot express become doc tags (`@maximum`, `@pattern`, ...).
 //! - `src/guards.ts`: a validator (`validateX`, a list of problems) and a type guard (`isX`) per
-//!   definition, enforcing every constraint of the schema at run time, and `parseX` for unions.
+//!   definition, enforcing every constraint of the schema at run time, and `parseX` for unions;
+//!   built from the checks of the shared runtime package `@ferry/validator`
+//!   (`clients/typescript/packages/validator`), which the package depends on.
 //! - `src/constants.ts`, `src/endpoints.ts` (when the set has tables): close codes with their
 //!   client action, error codes, defaults, rules, endpoint descriptors.
 //! - `src/channels.ts` (when the set has `channels.json`): namespaces and a `ChannelPayload<C>`
 //!   type that maps a channel name to its payload type.
 //! - `test/vectors.test.ts`: every valid vector as a typed literal (so `tsc --strict` checks it
 //!   against its type), and a node test that runs every vector through the guards.
+//! - `package.json`, `tsconfig.json` (type-check and test), `tsconfig.build.json` (the shipped
+//!   build) and `lib/cjs/package.json`: the package installs from a folder, a tarball or git as
+//!   it is, through an `exports` map that serves ES modules (`lib/esm`) and CommonJS (`lib/cjs`),
+//!   each with its declarations. `npm run build` writes `lib/` (and `prepare` runs it, for a git
+//!   install); Ferry's own generated packages commit `lib/`.
+//!
+//! Definitions whose names would shadow a global of JavaScript or the DOM (`Event`, `Error`,
+//! `Text`, ...) are exported with a `Message` suffix (`EventMessage`, `ErrorMessage`), so an
+//! application can import them without hiding the platform's own types.
 
 use minijinja::context;
 use minijinja::value::{Serde, Value as Jinja};
@@ -59,7 +70,114 @@ const TEMPLATES: &[(&str, &str)] = &[
         "tsconfig.json",
         include_str!("../templates/typescript/tsconfig.json.j2"),
     ),
+    (
+        "tsconfig.build.json",
+        include_str!("../templates/typescript/tsconfig.build.json.j2"),
+    ),
+    (
+        "cjs-package.json",
+        include_str!("../templates/typescript/cjs-package.json.j2"),
+    ),
 ];
+
+/// The npm package of the checks every generated package is built from.
+pub const VALIDATOR_PACKAGE: &str = "@ferry/validator";
+
+/// Where `@ferry/validator` lives in Ferry's repository.
+pub const VALIDATOR_PATH: &str = "clients/typescript/packages/validator";
+
+/// Globals of JavaScript and the DOM that a definition must not shadow: a definition with one
+/// of these names is exported as `<Name>Message`.
+const SHADOWED_GLOBALS: &[&str] = &[
+    "Array",
+    "Blob",
+    "Boolean",
+    "Comment",
+    "Date",
+    "Document",
+    "Element",
+    "Error",
+    "Event",
+    "File",
+    "Headers",
+    "Location",
+    "Map",
+    "Node",
+    "Notification",
+    "Number",
+    "Object",
+    "Promise",
+    "Request",
+    "Response",
+    "Set",
+    "String",
+    "Symbol",
+    "Text",
+    "URL",
+    "WebSocket",
+    "Window",
+];
+
+/// How to generate the TypeScript package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeScriptOptions {
+    /// The npm name of the package; `None` picks `@ferry/protocol` for the protocol's own set
+    /// and `@ferry-app/<folder>` for any other.
+    pub package_name: Option<String>,
+    /// The npm dependency specifier of `@ferry/validator` (a version range, or `file:` path).
+    pub validator: String,
+}
+
+impl Default for TypeScriptOptions {
+    fn default() -> Self {
+        Self {
+            package_name: None,
+            validator: "^0.1.0".to_owned(),
+        }
+    }
+}
+
+impl TypeScriptOptions {
+    /// The options for a schema set whose output folder is `out`, relative to the root of
+    /// Ferry's repository: the validator is the repository's own, by a relative `file:` path.
+    pub fn in_repository(out: &str) -> Self {
+        let depth = out.split('/').filter(|s| !s.is_empty()).count() + 1;
+        Self {
+            package_name: None,
+            validator: format!("file:{}{VALIDATOR_PATH}", "../".repeat(depth)),
+        }
+    }
+}
+
+/// The exported TypeScript name of a definition.
+pub fn ts_name(name: &str) -> String {
+    if SHADOWED_GLOBALS.contains(&name) {
+        format!("{name}Message")
+    } else {
+        name.to_owned()
+    }
+}
+
+/// Whether `name` is a valid npm package name: lowercase, at most 214 characters, an optional
+/// `@scope/`, and only URL-safe characters that do not start with `.` or `_`.
+pub fn is_valid_package_name(name: &str) -> bool {
+    let part_ok = |part: &str| {
+        !part.is_empty()
+            && !part.starts_with(['.', '_'])
+            && part.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '_' | '~')
+            })
+    };
+    if name.len() > 214 {
+        return false;
+    }
+    match name.strip_prefix('@') {
+        Some(scoped) => scoped
+            .split_once('/')
+            .is_some_and(|(scope, pkg)| part_ok(scope) && part_ok(pkg)),
+        None => part_ok(name),
+    }
+}
 
 /// A definition as the templates see it.
 #[derive(Serialize)]
@@ -101,7 +219,10 @@ struct TsVector {
 }
 
 /// The package's files, by path relative to `typescript/`.
-pub fn generate(set: &SchemaSet) -> Result<Vec<(String, String)>, Error> {
+pub fn generate(
+    set: &SchemaSet,
+    options: &TypeScriptOptions,
+) -> Result<Vec<(String, String)>, Error> {
     let env = crate::templates(TEMPLATES)?;
 
     let defs: Vec<TsDef> = set
@@ -119,27 +240,57 @@ pub fn generate(set: &SchemaSet) -> Result<Vec<(String, String)>, Error> {
     let namespaces = set.channels.as_ref().map(|c| {
         c.namespaces
             .iter()
-            .map(|ns| context! { pattern => ns.pattern.clone(), payload => ns.payload.clone(), description => ns.description.clone(), template => template_literal(&ns.pattern) })
+            .map(|ns| context! { pattern => ns.pattern.clone(), payload => ts_name(&ns.payload), description => ns.description.clone(), template => template_literal(&ns.pattern) })
             .collect::<Vec<_>>()
     });
-    let package = if set.rules.is_some() {
-        "@ferry/protocol".to_owned()
-    } else {
-        format!(
+    let package = match &options.package_name {
+        Some(name) if is_valid_package_name(name) => name.clone(),
+        Some(name) => {
+            return Err(Error::Generate(format!(
+                "{name:?} is not a valid npm package name (lowercase letters, digits, '-', '.', '_' or '~', optionally under an @scope/)"
+            )));
+        }
+        None if set.rules.is_some() => "@ferry/protocol".to_owned(),
+        None => format!(
             "@ferry-app/{}",
             set.label.rsplit('/').next().unwrap_or("app")
-        )
+        ),
     };
+    let subprotocol = set
+        .defs()
+        .get("Welcome")
+        .and_then(|w| w.pointer("/properties/protocol/enum/0"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let ticket_parameter = set.endpoints.as_ref().and_then(|t| {
+        t.endpoints
+            .iter()
+            .find(|e| e.response_content_type == "websocket")
+            .map(|e| e.auth.clone())
+    });
     let ctx = context! {
         banner => banner(set, "//"),
         label => set.label.clone(),
         note => format!("Generated by ferry-codegen from {} (sha256 {}). Do not edit.", set.label, set.hash),
         package,
+        validator => options.validator.clone(),
+        validator_package => VALIDATOR_PACKAGE,
+        subprotocol,
+        ticket_parameter,
         defs => Jinja::from(Serde(&defs)),
         used,
-        unions => set.unions.iter().map(|u| context! { name => u.name.clone(), variants => u.variants.iter().map(|v| v.def.clone()).collect::<Vec<_>>() }).collect::<Vec<_>>(),
+        unions => set.unions.iter().map(|u| context! { name => ts_name(&u.name), variants => u.variants.iter().map(|v| ts_name(&v.def)).collect::<Vec<_>>() }).collect::<Vec<_>>(),
         vectors => Jinja::from(Serde(&vectors)),
         close_codes => set.close_codes.as_ref().map(|t| t.codes.iter().map(|c| context! { code => c.code, name => c.name.clone(), camel => heck::AsUpperCamelCase(&c.name).to_string(), sent_when => c.sent_when.clone(), action => c.action.as_str(), rules => c.rules.clone() }).collect::<Vec<_>>()),
+        close_actions => set.close_codes.as_ref().map(|t| {
+            let mut actions: Vec<&str> = Vec::new();
+            for c in &t.codes {
+                if !actions.contains(&c.action.as_str()) {
+                    actions.push(c.action.as_str());
+                }
+            }
+            actions
+        }),
         close_codes_doc => set.close_codes.as_ref().map(|t| doc_block(&t.description, "")),
         error_codes => set.error_codes.as_ref().map(|t| Jinja::from(Serde(&t.codes))),
         defaults => set.defaults.as_ref().map(|t| t.values.iter().map(|v| context! { camel => heck::AsLowerCamelCase(&v.name).to_string(), value => v.value.to_string(), doc => doc_block(&format!("{} ({})", v.description, v.unit), "  ") }).collect::<Vec<_>>()),
@@ -152,6 +303,8 @@ pub fn generate(set: &SchemaSet) -> Result<Vec<(String, String)>, Error> {
     let mut files = vec![
         ("package.json".to_owned(), "package.json"),
         ("tsconfig.json".to_owned(), "tsconfig.json"),
+        ("tsconfig.build.json".to_owned(), "tsconfig.build.json"),
+        ("lib/cjs/package.json".to_owned(), "cjs-package.json"),
         ("src/types.ts".to_owned(), "types.ts"),
         ("src/guards.ts".to_owned(), "guards.ts"),
         ("src/index.ts".to_owned(), "index.ts"),
@@ -203,7 +356,7 @@ fn ts_def(set: &SchemaSet, name: &str, schema: &Value) -> TsDef {
             .collect()
     });
     TsDef {
-        name: name.to_owned(),
+        name: ts_name(name),
         doc: doc_block(&with_constraints(description, schema), ""),
         alias: if fields.is_some() {
             String::new()
@@ -216,7 +369,7 @@ fn ts_def(set: &SchemaSet, name: &str, schema: &Value) -> TsDef {
                 let arms: Vec<String> = u
                     .variants
                     .iter()
-                    .map(|v| format!("[{}, check{}]", js_string(&v.tag), v.def))
+                    .map(|v| format!("[{}, check{}]", js_string(&v.tag), ts_name(&v.def)))
                     .collect();
                 format!("tagged([{}])", arms.join(", "))
             }
@@ -226,7 +379,7 @@ fn ts_def(set: &SchemaSet, name: &str, schema: &Value) -> TsDef {
     }
 }
 
-/// The runtime helpers of `guards.ts` that the checks call (unused ones are left out, so the
+/// The checks of `@ferry/validator` that `guards.ts` calls (it imports only those, so the
 /// package compiles under `noUnusedLocals`).
 fn used_helpers(defs: &[TsDef]) -> Vec<&'static str> {
     const HELPERS: &[&str] = &[
@@ -250,11 +403,7 @@ fn used_helpers(defs: &[TsDef]) -> Vec<&'static str> {
                 .any(|word| word == name)
         })
     };
-    let mut used: Vec<&str> = HELPERS.iter().copied().filter(|h| calls(h)).collect();
-    if used.contains(&"integer") && !used.contains(&"number") {
-        used.push("number");
-    }
-    used
+    HELPERS.iter().copied().filter(|h| calls(h)).collect()
 }
 
 fn required(schema: &Value) -> Vec<&str> {
@@ -268,7 +417,7 @@ fn required(schema: &Value) -> Vec<&str> {
 /// The TypeScript type of a schema.
 fn ts_type(schema: &Value) -> String {
     if let Some(name) = referenced(schema) {
-        return name.to_owned();
+        return ts_name(name);
     }
     if let Some(inner) = nullable_inner(schema) {
         return format!("{} | null", ts_type(inner));
@@ -327,7 +476,7 @@ fn ts_type(schema: &Value) -> String {
 /// A TypeScript expression (of type `Check`) that validates a schema at run time.
 fn ts_check(schema: &Value) -> String {
     if let Some(name) = referenced(schema) {
-        return format!("check{name}");
+        return format!("check{}", ts_name(name));
     }
     if let Some(inner) = nullable_inner(schema) {
         return format!("nullable({})", ts_check(inner));
@@ -393,14 +542,14 @@ fn ts_vectors(set: &SchemaSet, file: &crate::tables::VectorFile) -> TsVectors {
             .enumerate()
             .map(|(i, v)| TsVector {
                 name: v.name.clone(),
-                ident: format!("{kind}{}{i}", file.type_name),
+                ident: format!("{kind}{}{i}", ts_name(&file.type_name)),
                 literal: literal(&v.value),
             })
             .collect()
     };
     TsVectors {
-        type_name: file.type_name.clone(),
-        union: set.union_of(&file.type_name).map(|(u, _)| u.name.clone()),
+        type_name: ts_name(&file.type_name),
+        union: set.union_of(&file.type_name).map(|(u, _)| ts_name(&u.name)),
         valid: vectors("valid", &file.valid),
         invalid: vectors("invalid", &file.invalid),
     }

@@ -5,6 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use ferry_codegen::typescript::TypeScriptOptions;
 use ferry_codegen::{Options, SchemaSet, generate, rust::RustOptions};
 use serde_json::{Value, json};
 
@@ -17,6 +18,7 @@ fn protocol_options() -> Options {
         rust: RustOptions {
             runtime_path: "crate::runtime".into(),
         },
+        typescript: TypeScriptOptions::in_repository("generated"),
     }
 }
 
@@ -67,6 +69,7 @@ fn checked_in_generated_files_are_up_to_date() {
             rust: RustOptions {
                 runtime_path: runtime.into(),
             },
+            typescript: TypeScriptOptions::in_repository(out),
         };
         let diffs = generate(&set, &options)
             .expect("the schema generates")
@@ -401,4 +404,43 @@ fn the_protocol_reference_covers_every_message_endpoint_code_and_rule() {
         doc.contains(&serde_json::to_string(&first.value).expect("json")),
         "the Subscribe example is missing"
     );
+}
+
+#[test]
+fn typescript_names_that_shadow_globals_get_a_message_suffix() {
+    let set = SchemaSet::load(&repo().join("schema"), "schema").expect("the schema loads");
+    let output = generate(&set, &protocol_options()).expect("the schema generates");
+    let types = &output.files[Path::new("typescript/src/types.ts")];
+    assert!(types.contains("export interface EventMessage {"));
+    assert!(types.contains("export interface ErrorMessage {"));
+    assert!(!types.contains("export interface Event {"));
+    assert!(!types.contains("export interface Error {"));
+    let constants = &output.files[Path::new("typescript/src/constants.ts")];
+    assert!(constants.contains("export const SUBPROTOCOL = \"ferry.v1\";"));
+    assert!(constants.contains("export const TICKET_QUERY_PARAMETER = \"ticket\";"));
+}
+
+#[test]
+fn typescript_package_name_is_chosen_and_checked() {
+    let set = SchemaSet::load(&repo().join("schema/example-app"), "schema/example-app")
+        .expect("the schema loads");
+    let named = |name: &str| Options {
+        typescript: TypeScriptOptions {
+            package_name: Some(name.to_owned()),
+            validator: "^0.1.0".to_owned(),
+        },
+        ..Options::default()
+    };
+    let output = generate(&set, &named("@acme/channels")).expect("a valid name generates");
+    let package: Value =
+        serde_json::from_str(&output.files[Path::new("typescript/package.json")]).expect("JSON");
+    assert_eq!(package["name"], "@acme/channels");
+    assert_eq!(package["dependencies"]["@ferry/validator"], "^0.1.0");
+    for bad in ["Acme", "@acme", "@acme/", "_x", "a b"] {
+        let error = generate(&set, &named(bad)).expect_err("an invalid name is refused");
+        assert!(
+            error.to_string().contains("not a valid npm package name"),
+            "{bad}: {error}"
+        );
+    }
 }

@@ -4,8 +4,14 @@
 
 import type { ErrorCode } from "./types.js";
 
+/** The WebSocket subprotocol a client asks for and the server's welcome names (FERRY-TRANSPORT-1). */
+export const SUBPROTOCOL = "ferry.v1";
+
+/** The query parameter of the connect endpoint that carries the ticket: `?ticket=...` (FERRY-TICKET-3). */
+export const TICKET_QUERY_PARAMETER = "ticket";
+
 /** What a client does when its session closes with a given code. */
-export type ClientAction = "stop" | "renew_ticket" | "backoff" | "retry_after_hint";
+export type ClientAction = "stop" | "backoff" | "retry_after_hint" | "renew_ticket";
 
 /** One row of the close-code table. */
 export interface CloseCodeInfo {

@@ -7,136 +7,9 @@
 
 import type * as T from "./types.js";
 
-/** One way a value breaks its schema: where (a JSON pointer) and what. */
-export interface Problem {
-  readonly path: string;
-  readonly message: string;
-}
+import { type Check, type ParseResult, type Problem, run, parseWith, string, integer, number, boolean, anyJson, oneOfValues, nullable, array, object, tagged } from "@ferry/validator";
 
-/** The outcome of parsing a frame: the message, or the problems that refused it. */
-export type ParseResult<M> = { readonly ok: true; readonly value: M } | { readonly ok: false; readonly problems: readonly Problem[] };
-
-type Check = (value: unknown, path: string, problems: Problem[]) => void;
-
-const hasOwn = (object: object, key: string): boolean => Object.prototype.hasOwnProperty.call(object, key);
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-function describe(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "an array";
-  return typeof value === "object" ? "an object" : `${typeof value} ${JSON.stringify(value)}`;
-}
-
-/** Counts Unicode code points, as JSON Schema's minLength and maxLength do. */
-function codePoints(text: string): number {
-  let count = 0;
-  for (const _ of text) count++;
-  return count;
-}
-
-function string(minLength: number | undefined, maxLength: number | undefined, pattern: RegExp | undefined): Check {
-  return (value, path, problems) => {
-    if (typeof value !== "string") {
-      problems.push({ path, message: `must be a string, found ${describe(value)}` });
-      return;
-    }
-    const length = codePoints(value);
-    if (minLength !== undefined && length < minLength) problems.push({ path, message: `must have at least ${minLength} characters` });
-    if (maxLength !== undefined && length > maxLength) problems.push({ path, message: `must have at most ${maxLength} characters` });
-    if (pattern !== undefined && !pattern.test(value)) problems.push({ path, message: `must match ${pattern.source}` });
-  };
-}
-
-function number(minimum: number | undefined, maximum: number | undefined, integral = false): Check {
-  return (value, path, problems) => {
-    if (typeof value !== "number" || !Number.isFinite(value) || (integral && !Number.isInteger(value))) {
-      problems.push({ path, message: `must be ${integral ? "an integer" : "a number"}, found ${describe(value)}` });
-      return;
-    }
-    if (minimum !== undefined && value < minimum) problems.push({ path, message: `must be at least ${minimum}` });
-    if (maximum !== undefined && value > maximum) problems.push({ path, message: `must be at most ${maximum}` });
-  };
-}
-
-function integer(minimum: number | undefined, maximum: number | undefined): Check {
-  return number(minimum, maximum, true);
-}
-
-const boolean: Check = (value, path, problems) => {
-  if (typeof value !== "boolean") problems.push({ path, message: `must be a boolean, found ${describe(value)}` });
-};
-
-
-const anyJson: Check = () => {};
-
-
-function oneOfValues(values: readonly unknown[]): Check {
-  return (value, path, problems) => {
-    if (!values.includes(value)) problems.push({ path, message: `must be one of ${values.map((v) => JSON.stringify(v)).join(", ")}, found ${describe(value)}` });
-  };
-}
-
-function nullable(inner: Check): Check {
-  return (value, path, problems) => {
-    if (value !== null) inner(value, path, problems);
-  };
-}
-
-function array(item: Check, minItems: number | undefined, maxItems: number | undefined): Check {
-  return (value, path, problems) => {
-    if (!Array.isArray(value)) {
-      problems.push({ path, message: `must be an array, found ${describe(value)}` });
-      return;
-    }
-    if (minItems !== undefined && value.length < minItems) problems.push({ path, message: `must have at least ${minItems} items` });
-    if (maxItems !== undefined && value.length > maxItems) problems.push({ path, message: `must have at most ${maxItems} items` });
-    value.forEach((element, index) => item(element, `${path}/${index}`, problems));
-  };
-}
-
-function object(required: readonly string[], members: ReadonlyArray<readonly [string, Check]>): Check {
-  const checks = new Map(members);
-  return (value, path, problems) => {
-    if (!isRecord(value)) {
-      problems.push({ path, message: `must be an object, found ${describe(value)}` });
-      return;
-    }
-    for (const key of required) {
-      if (!hasOwn(value, key)) problems.push({ path, message: `is missing the required member "${key}"` });
-    }
-    for (const [key, member] of Object.entries(value)) {
-      const check = checks.get(key);
-      if (check === undefined) problems.push({ path: `${path}/${key}`, message: "is not a member of this message" });
-      else check(member, `${path}/${key}`, problems);
-    }
-  };
-}
-
-function tagged(variants: ReadonlyArray<readonly [string, Check]>): Check {
-  const checks = new Map(variants);
-  return (value, path, problems) => {
-    if (!isRecord(value)) {
-      problems.push({ path, message: `must be an object, found ${describe(value)}` });
-      return;
-    }
-    const tag = value["type"];
-    const check = typeof tag === "string" ? checks.get(tag) : undefined;
-    if (check === undefined) {
-      problems.push({ path: `${path}/type`, message: `must be one of ${[...checks.keys()].map((k) => JSON.stringify(k)).join(", ")}, found ${describe(tag)}` });
-      return;
-    }
-    check(value, path, problems);
-  };
-}
-
-function run(check: Check, value: unknown): Problem[] {
-  const problems: Problem[] = [];
-  check(value, "", problems);
-  return problems;
-}
+export type { Check, ParseResult, Problem } from "@ferry/validator";
 
 function checkClientMessage(value: unknown, path: string, problems: Problem[]): void {
   shapeClientMessage(value, path, problems);
@@ -155,14 +28,7 @@ export function isClientMessage(value: unknown): value is T.ClientMessage {
 
 /** Parses one text frame as a ClientMessage, checking every schema constraint. */
 export function parseClientMessage(text: string): ParseResult<T.ClientMessage> {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    return { ok: false, problems: [{ path: "", message: `is not JSON: ${String(error)}` }] };
-  }
-  const problems = validateClientMessage(value);
-  return problems.length === 0 ? { ok: true, value: value as T.ClientMessage } : { ok: false, problems };
+  return parseWith<T.ClientMessage>(checkClientMessage, text);
 }
 
 function checkSubscribe(value: unknown, path: string, problems: Problem[]): void {
@@ -693,7 +559,7 @@ export function isErrorBody(value: unknown): value is T.ErrorBody {
 function checkServerMessage(value: unknown, path: string, problems: Problem[]): void {
   shapeServerMessage(value, path, problems);
 }
-const shapeServerMessage: Check = tagged([["welcome", checkWelcome], ["subscribed", checkSubscribed], ["unsubscribed", checkUnsubscribed], ["published", checkPublished], ["event", checkEvent], ["ping", checkPing], ["error", checkError], ["goodbye", checkGoodbye]]);
+const shapeServerMessage: Check = tagged([["welcome", checkWelcome], ["subscribed", checkSubscribed], ["unsubscribed", checkUnsubscribed], ["published", checkPublished], ["event", checkEventMessage], ["ping", checkPing], ["error", checkErrorMessage], ["goodbye", checkGoodbye]]);
 
 /** The problems that keep `value` from being a valid ServerMessage; empty when it is one. */
 export function validateServerMessage(value: unknown): Problem[] {
@@ -707,14 +573,7 @@ export function isServerMessage(value: unknown): value is T.ServerMessage {
 
 /** Parses one text frame as a ServerMessage, checking every schema constraint. */
 export function parseServerMessage(text: string): ParseResult<T.ServerMessage> {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    return { ok: false, problems: [{ path: "", message: `is not JSON: ${String(error)}` }] };
-  }
-  const problems = validateServerMessage(value);
-  return problems.length === 0 ? { ok: true, value: value as T.ServerMessage } : { ok: false, problems };
+  return parseWith<T.ServerMessage>(checkServerMessage, text);
 }
 
 function checkWelcome(value: unknown, path: string, problems: Problem[]): void {
@@ -792,19 +651,19 @@ export function isPublished(value: unknown): value is T.Published {
   return validatePublished(value).length === 0;
 }
 
-function checkEvent(value: unknown, path: string, problems: Problem[]): void {
-  shapeEvent(value, path, problems);
+function checkEventMessage(value: unknown, path: string, problems: Problem[]): void {
+  shapeEventMessage(value, path, problems);
 }
-const shapeEvent: Check = object(["type", "channel", "message_id", "position", "published_at_ms", "payload"], [["type", oneOfValues(["event"])], ["channel", checkChannelName], ["message_id", checkMessageId], ["position", checkStreamPosition], ["published_at_ms", checkUnixMillis], ["payload", checkPayload]]);
+const shapeEventMessage: Check = object(["type", "channel", "message_id", "position", "published_at_ms", "payload"], [["type", oneOfValues(["event"])], ["channel", checkChannelName], ["message_id", checkMessageId], ["position", checkStreamPosition], ["published_at_ms", checkUnixMillis], ["payload", checkPayload]]);
 
-/** The problems that keep `value` from being a valid Event; empty when it is one. */
-export function validateEvent(value: unknown): Problem[] {
-  return run(checkEvent, value);
+/** The problems that keep `value` from being a valid EventMessage; empty when it is one. */
+export function validateEventMessage(value: unknown): Problem[] {
+  return run(checkEventMessage, value);
 }
 
-/** Whether `value` is a valid Event, every schema constraint included. */
-export function isEvent(value: unknown): value is T.Event {
-  return validateEvent(value).length === 0;
+/** Whether `value` is a valid EventMessage, every schema constraint included. */
+export function isEventMessage(value: unknown): value is T.EventMessage {
+  return validateEventMessage(value).length === 0;
 }
 
 function checkPing(value: unknown, path: string, problems: Problem[]): void {
@@ -822,19 +681,19 @@ export function isPing(value: unknown): value is T.Ping {
   return validatePing(value).length === 0;
 }
 
-function checkError(value: unknown, path: string, problems: Problem[]): void {
-  shapeError(value, path, problems);
+function checkErrorMessage(value: unknown, path: string, problems: Problem[]): void {
+  shapeErrorMessage(value, path, problems);
 }
-const shapeError: Check = object(["type", "id", "error"], [["type", oneOfValues(["error"])], ["id", nullable(checkRequestId)], ["error", checkErrorInfo]]);
+const shapeErrorMessage: Check = object(["type", "id", "error"], [["type", oneOfValues(["error"])], ["id", nullable(checkRequestId)], ["error", checkErrorInfo]]);
 
-/** The problems that keep `value` from being a valid Error; empty when it is one. */
-export function validateError(value: unknown): Problem[] {
-  return run(checkError, value);
+/** The problems that keep `value` from being a valid ErrorMessage; empty when it is one. */
+export function validateErrorMessage(value: unknown): Problem[] {
+  return run(checkErrorMessage, value);
 }
 
-/** Whether `value` is a valid Error, every schema constraint included. */
-export function isError(value: unknown): value is T.Error {
-  return validateError(value).length === 0;
+/** Whether `value` is a valid ErrorMessage, every schema constraint included. */
+export function isErrorMessage(value: unknown): value is T.ErrorMessage {
+  return validateErrorMessage(value).length === 0;
 }
 
 function checkGoodbye(value: unknown, path: string, problems: Problem[]): void {

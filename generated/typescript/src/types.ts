@@ -551,7 +551,7 @@ export interface ErrorBody {
 /**
  * Any message a server sends to a client, tagged by its type.
  */
-export type ServerMessage = Welcome | Subscribed | Unsubscribed | Published | Event | Ping | Error | Goodbye;
+export type ServerMessage = Welcome | Subscribed | Unsubscribed | Published | EventMessage | Ping | ErrorMessage | Goodbye;
 
 /**
  * The server's first frame on every session. It tells the client everything it must obey: heartbeat timing, limits, reconnect policy and resume window. A client sends nothing before it.
@@ -694,7 +694,7 @@ export interface Published {
 /**
  * One event of a subscribed channel, live or replayed. Within a channel and epoch, events arrive in seq order, each exactly one more than the previous.
  */
-export interface Event {
+export interface EventMessage {
   /**
    * Always "event".
    */
@@ -738,7 +738,7 @@ export interface Ping {
 /**
  * A typed error: the reply to a failed request (id set) or a notice about the session (id null). The session stays open unless a close frame follows.
  */
-export interface Error {
+export interface ErrorMessage {
   /**
    * Always "error".
    */

@@ -11,8 +11,8 @@ import assert from "node:assert/strict";
 import type * as T from "../src/types.js";
 import * as G from "../src/guards.js";
 
-// Error
-const validError0: T.Error = {
+// ErrorMessage
+const validErrorMessage0: T.ErrorMessage = {
     "type": "error",
     "id": "pub-7",
     "error": {
@@ -21,7 +21,7 @@ const validError0: T.Error = {
       "retryable": false
     }
   };
-const validError1: T.Error = {
+const validErrorMessage1: T.ErrorMessage = {
     "type": "error",
     "id": null,
     "error": {
@@ -30,7 +30,7 @@ const validError1: T.Error = {
       "retryable": false
     }
   };
-const validError2: T.Error = {
+const validErrorMessage2: T.ErrorMessage = {
     "type": "error",
     "id": "req-0123456789abcdef0123456789abcdef0123456789abcdef0123456789ab",
     "error": {
@@ -40,7 +40,7 @@ const validError2: T.Error = {
       "retry_after_ms": 750
     }
   };
-const validError3: T.Error = {
+const validErrorMessage3: T.ErrorMessage = {
     "type": "error",
     "id": "sub-5",
     "error": {
@@ -51,21 +51,21 @@ const validError3: T.Error = {
     }
   };
 
-test("Error: every valid vector passes", () => {
-  const vectors: Array<[string, T.Error]> = [
-    ["request-failed", validError0],
-    ["session-notice-null-id", validError1],
-    ["rate-limited-with-retry-after", validError2],
-    ["empty-message-zero-retry", validError3],
+test("ErrorMessage: every valid vector passes", () => {
+  const vectors: Array<[string, T.ErrorMessage]> = [
+    ["request-failed", validErrorMessage0],
+    ["session-notice-null-id", validErrorMessage1],
+    ["rate-limited-with-retry-after", validErrorMessage2],
+    ["empty-message-zero-retry", validErrorMessage3],
   ];
   for (const [name, value] of vectors) {
-    assert.deepEqual(G.validateError(value), [], name);
+    assert.deepEqual(G.validateErrorMessage(value), [], name);
     assert.ok(G.isServerMessage(value), name);
     assert.deepEqual(G.parseServerMessage(JSON.stringify(value)), { ok: true, value }, name);
   }
 });
 
-test("Error: every invalid vector is refused", () => {
+test("ErrorMessage: every invalid vector is refused", () => {
   const vectors: Array<[string, unknown]> = [
     ["missing-id", {
     "type": "error",
@@ -121,8 +121,8 @@ test("Error: every invalid vector is refused", () => {
   }],
   ];
   for (const [name, value] of vectors) {
-    assert.notDeepEqual(G.validateError(value), [], name);
-    assert.equal(G.isError(value), false, name);
+    assert.notDeepEqual(G.validateErrorMessage(value), [], name);
+    assert.equal(G.isErrorMessage(value), false, name);
     assert.equal(G.isServerMessage(value), false, name);
     assert.equal(G.parseServerMessage(JSON.stringify(value)).ok, false, name);
   }
@@ -206,8 +206,8 @@ test("ErrorBody: every invalid vector is refused", () => {
   }
 });
 
-// Event
-const validEvent0: T.Event = {
+// EventMessage
+const validEventMessage0: T.EventMessage = {
     "type": "event",
     "channel": "project:alpha:tasks",
     "message_id": "msg_01JD3F9A7XKQ",
@@ -224,7 +224,7 @@ const validEvent0: T.Event = {
       "assignee": "agent:coder"
     }
   };
-const validEvent1: T.Event = {
+const validEventMessage1: T.EventMessage = {
     "type": "event",
     "channel": "project:alpha:approvals",
     "message_id": "msg_01JD7K5AAA01",
@@ -240,7 +240,7 @@ const validEvent1: T.Event = {
       "decided_by": null
     }
   };
-const validEvent2: T.Event = {
+const validEventMessage2: T.EventMessage = {
     "type": "event",
     "channel": "daemon:ws-42:output",
     "message_id": "msg_01JD3F9A7XKQ_fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
@@ -255,7 +255,7 @@ const validEvent2: T.Event = {
       "exit_code": 0
     }
   };
-const validEvent3: T.Event = {
+const validEventMessage3: T.EventMessage = {
     "type": "event",
     "channel": "agent:reviewer:activity",
     "message_id": "m-1",
@@ -273,21 +273,21 @@ const validEvent3: T.Event = {
     }
   };
 
-test("Event: every valid vector passes", () => {
-  const vectors: Array<[string, T.Event]> = [
-    ["task-progress", validEvent0],
-    ["approval-expired-first-event", validEvent1],
-    ["command-exited-max-values", validEvent2],
-    ["agent-activity-epoch-start-time", validEvent3],
+test("EventMessage: every valid vector passes", () => {
+  const vectors: Array<[string, T.EventMessage]> = [
+    ["task-progress", validEventMessage0],
+    ["approval-expired-first-event", validEventMessage1],
+    ["command-exited-max-values", validEventMessage2],
+    ["agent-activity-epoch-start-time", validEventMessage3],
   ];
   for (const [name, value] of vectors) {
-    assert.deepEqual(G.validateEvent(value), [], name);
+    assert.deepEqual(G.validateEventMessage(value), [], name);
     assert.ok(G.isServerMessage(value), name);
     assert.deepEqual(G.parseServerMessage(JSON.stringify(value)), { ok: true, value }, name);
   }
 });
 
-test("Event: every invalid vector is refused", () => {
+test("EventMessage: every invalid vector is refused", () => {
   const vectors: Array<[string, unknown]> = [
     ["missing-payload", {
     "type": "event",
@@ -381,8 +381,8 @@ test("Event: every invalid vector is refused", () => {
   }],
   ];
   for (const [name, value] of vectors) {
-    assert.notDeepEqual(G.validateEvent(value), [], name);
-    assert.equal(G.isEvent(value), false, name);
+    assert.notDeepEqual(G.validateEventMessage(value), [], name);
+    assert.equal(G.isEventMessage(value), false, name);
     assert.equal(G.isServerMessage(value), false, name);
     assert.equal(G.parseServerMessage(JSON.stringify(value)).ok, false, name);
   }

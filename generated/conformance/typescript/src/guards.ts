@@ -7,136 +7,9 @@
 
 import type * as T from "./types.js";
 
-/** One way a value breaks its schema: where (a JSON pointer) and what. */
-export interface Problem {
-  readonly path: string;
-  readonly message: string;
-}
+import { type Check, type ParseResult, type Problem, run, parseWith, string, integer, boolean, anyJson, oneOfValues, nullable, array, object, tagged } from "@ferry/validator";
 
-/** The outcome of parsing a frame: the message, or the problems that refused it. */
-export type ParseResult<M> = { readonly ok: true; readonly value: M } | { readonly ok: false; readonly problems: readonly Problem[] };
-
-type Check = (value: unknown, path: string, problems: Problem[]) => void;
-
-const hasOwn = (object: object, key: string): boolean => Object.prototype.hasOwnProperty.call(object, key);
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-function describe(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "an array";
-  return typeof value === "object" ? "an object" : `${typeof value} ${JSON.stringify(value)}`;
-}
-
-/** Counts Unicode code points, as JSON Schema's minLength and maxLength do. */
-function codePoints(text: string): number {
-  let count = 0;
-  for (const _ of text) count++;
-  return count;
-}
-
-function string(minLength: number | undefined, maxLength: number | undefined, pattern: RegExp | undefined): Check {
-  return (value, path, problems) => {
-    if (typeof value !== "string") {
-      problems.push({ path, message: `must be a string, found ${describe(value)}` });
-      return;
-    }
-    const length = codePoints(value);
-    if (minLength !== undefined && length < minLength) problems.push({ path, message: `must have at least ${minLength} characters` });
-    if (maxLength !== undefined && length > maxLength) problems.push({ path, message: `must have at most ${maxLength} characters` });
-    if (pattern !== undefined && !pattern.test(value)) problems.push({ path, message: `must match ${pattern.source}` });
-  };
-}
-
-function number(minimum: number | undefined, maximum: number | undefined, integral = false): Check {
-  return (value, path, problems) => {
-    if (typeof value !== "number" || !Number.isFinite(value) || (integral && !Number.isInteger(value))) {
-      problems.push({ path, message: `must be ${integral ? "an integer" : "a number"}, found ${describe(value)}` });
-      return;
-    }
-    if (minimum !== undefined && value < minimum) problems.push({ path, message: `must be at least ${minimum}` });
-    if (maximum !== undefined && value > maximum) problems.push({ path, message: `must be at most ${maximum}` });
-  };
-}
-
-function integer(minimum: number | undefined, maximum: number | undefined): Check {
-  return number(minimum, maximum, true);
-}
-
-const boolean: Check = (value, path, problems) => {
-  if (typeof value !== "boolean") problems.push({ path, message: `must be a boolean, found ${describe(value)}` });
-};
-
-
-const anyJson: Check = () => {};
-
-
-function oneOfValues(values: readonly unknown[]): Check {
-  return (value, path, problems) => {
-    if (!values.includes(value)) problems.push({ path, message: `must be one of ${values.map((v) => JSON.stringify(v)).join(", ")}, found ${describe(value)}` });
-  };
-}
-
-function nullable(inner: Check): Check {
-  return (value, path, problems) => {
-    if (value !== null) inner(value, path, problems);
-  };
-}
-
-function array(item: Check, minItems: number | undefined, maxItems: number | undefined): Check {
-  return (value, path, problems) => {
-    if (!Array.isArray(value)) {
-      problems.push({ path, message: `must be an array, found ${describe(value)}` });
-      return;
-    }
-    if (minItems !== undefined && value.length < minItems) problems.push({ path, message: `must have at least ${minItems} items` });
-    if (maxItems !== undefined && value.length > maxItems) problems.push({ path, message: `must have at most ${maxItems} items` });
-    value.forEach((element, index) => item(element, `${path}/${index}`, problems));
-  };
-}
-
-function object(required: readonly string[], members: ReadonlyArray<readonly [string, Check]>): Check {
-  const checks = new Map(members);
-  return (value, path, problems) => {
-    if (!isRecord(value)) {
-      problems.push({ path, message: `must be an object, found ${describe(value)}` });
-      return;
-    }
-    for (const key of required) {
-      if (!hasOwn(value, key)) problems.push({ path, message: `is missing the required member "${key}"` });
-    }
-    for (const [key, member] of Object.entries(value)) {
-      const check = checks.get(key);
-      if (check === undefined) problems.push({ path: `${path}/${key}`, message: "is not a member of this message" });
-      else check(member, `${path}/${key}`, problems);
-    }
-  };
-}
-
-function tagged(variants: ReadonlyArray<readonly [string, Check]>): Check {
-  const checks = new Map(variants);
-  return (value, path, problems) => {
-    if (!isRecord(value)) {
-      problems.push({ path, message: `must be an object, found ${describe(value)}` });
-      return;
-    }
-    const tag = value["type"];
-    const check = typeof tag === "string" ? checks.get(tag) : undefined;
-    if (check === undefined) {
-      problems.push({ path: `${path}/type`, message: `must be one of ${[...checks.keys()].map((k) => JSON.stringify(k)).join(", ")}, found ${describe(tag)}` });
-      return;
-    }
-    check(value, path, problems);
-  };
-}
-
-function run(check: Check, value: unknown): Problem[] {
-  const problems: Problem[] = [];
-  check(value, "", problems);
-  return problems;
-}
+export type { Check, ParseResult, Problem } from "@ferry/validator";
 
 function checkAdapterCommand(value: unknown, path: string, problems: Problem[]): void {
   shapeAdapterCommand(value, path, problems);
@@ -155,14 +28,7 @@ export function isAdapterCommand(value: unknown): value is T.AdapterCommand {
 
 /** Parses one text frame as a AdapterCommand, checking every schema constraint. */
 export function parseAdapterCommand(text: string): ParseResult<T.AdapterCommand> {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    return { ok: false, problems: [{ path: "", message: `is not JSON: ${String(error)}` }] };
-  }
-  const problems = validateAdapterCommand(value);
-  return problems.length === 0 ? { ok: true, value: value as T.AdapterCommand } : { ok: false, problems };
+  return parseWith<T.AdapterCommand>(checkAdapterCommand, text);
 }
 
 function checkAdapterReport(value: unknown, path: string, problems: Problem[]): void {
@@ -182,14 +48,7 @@ export function isAdapterReport(value: unknown): value is T.AdapterReport {
 
 /** Parses one text frame as a AdapterReport, checking every schema constraint. */
 export function parseAdapterReport(text: string): ParseResult<T.AdapterReport> {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    return { ok: false, problems: [{ path: "", message: `is not JSON: ${String(error)}` }] };
-  }
-  const problems = validateAdapterReport(value);
-  return problems.length === 0 ? { ok: true, value: value as T.AdapterReport } : { ok: false, problems };
+  return parseWith<T.AdapterReport>(checkAdapterReport, text);
 }
 
 function checkConnect(value: unknown, path: string, problems: Problem[]): void {
@@ -360,7 +219,7 @@ export function isPublished(value: unknown): value is T.Published {
 function checkPublishFailed(value: unknown, path: string, problems: Problem[]): void {
   shapePublishFailed(value, path, problems);
 }
-const shapePublishFailed: Check = object(["type", "ref", "code", "message"], [["type", oneOfValues(["publish_failed"])], ["ref", checkRef], ["code", string(1, 64, undefined)], ["message", checkText]]);
+const shapePublishFailed: Check = object(["type", "ref", "code", "message"], [["type", oneOfValues(["publish_failed"])], ["ref", checkRef], ["code", string(1, 64, undefined)], ["message", checkTextMessage]]);
 
 /** The problems that keep `value` from being a valid PublishFailed; empty when it is one. */
 export function validatePublishFailed(value: unknown): Problem[] {
@@ -375,7 +234,7 @@ export function isPublishFailed(value: unknown): value is T.PublishFailed {
 function checkStopped(value: unknown, path: string, problems: Problem[]): void {
   shapeStopped(value, path, problems);
 }
-const shapeStopped: Check = object(["type", "reason", "close_code", "message"], [["type", oneOfValues(["stopped"])], ["reason", oneOfValues(["requested", "closed", "attempts_exhausted", "unauthorized", "other"])], ["close_code", nullable(integer(0, 4999))], ["message", checkText]]);
+const shapeStopped: Check = object(["type", "reason", "close_code", "message"], [["type", oneOfValues(["stopped"])], ["reason", oneOfValues(["requested", "closed", "attempts_exhausted", "unauthorized", "other"])], ["close_code", nullable(integer(0, 4999))], ["message", checkTextMessage]]);
 
 /** The problems that keep `value` from being a valid Stopped; empty when it is one. */
 export function validateStopped(value: unknown): Problem[] {
@@ -390,7 +249,7 @@ export function isStopped(value: unknown): value is T.Stopped {
 function checkLog(value: unknown, path: string, problems: Problem[]): void {
   shapeLog(value, path, problems);
 }
-const shapeLog: Check = object(["type", "message"], [["type", oneOfValues(["log"])], ["message", checkText]]);
+const shapeLog: Check = object(["type", "message"], [["type", oneOfValues(["log"])], ["message", checkTextMessage]]);
 
 /** The problems that keep `value` from being a valid Log; empty when it is one. */
 export function validateLog(value: unknown): Problem[] {
@@ -522,17 +381,17 @@ export function isSeq(value: unknown): value is T.Seq {
   return validateSeq(value).length === 0;
 }
 
-function checkText(value: unknown, path: string, problems: Problem[]): void {
-  shapeText(value, path, problems);
+function checkTextMessage(value: unknown, path: string, problems: Problem[]): void {
+  shapeTextMessage(value, path, problems);
 }
-const shapeText: Check = string(undefined, 4096, undefined);
+const shapeTextMessage: Check = string(undefined, 4096, undefined);
 
-/** The problems that keep `value` from being a valid Text; empty when it is one. */
-export function validateText(value: unknown): Problem[] {
-  return run(checkText, value);
+/** The problems that keep `value` from being a valid TextMessage; empty when it is one. */
+export function validateTextMessage(value: unknown): Problem[] {
+  return run(checkTextMessage, value);
 }
 
-/** Whether `value` is a valid Text, every schema constraint included. */
-export function isText(value: unknown): value is T.Text {
-  return validateText(value).length === 0;
+/** Whether `value` is a valid TextMessage, every schema constraint included. */
+export function isTextMessage(value: unknown): value is T.TextMessage {
+  return validateTextMessage(value).length === 0;
 }

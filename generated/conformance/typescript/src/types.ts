@@ -269,7 +269,7 @@ export interface PublishFailed {
   /**
    * The client's explanation.
    */
-  message: Text;
+  message: TextMessage;
 }
 
 /**
@@ -294,7 +294,7 @@ export interface Stopped {
   /**
    * The client's explanation.
    */
-  message: Text;
+  message: TextMessage;
 }
 
 /**
@@ -308,7 +308,7 @@ export interface Log {
   /**
    * The text.
    */
-  message: Text;
+  message: TextMessage;
 }
 
 /**
@@ -370,4 +370,4 @@ export type Seq = number;
  * Free text for people reading the report.
  * @maxLength 4096
  */
-export type Text = string;
+export type TextMessage = string;

@@ -7,120 +7,9 @@
 
 import type * as T from "./types.js";
 
-/** One way a value breaks its schema: where (a JSON pointer) and what. */
-export interface Problem {
-  readonly path: string;
-  readonly message: string;
-}
+import { type Check, type ParseResult, type Problem, run, parseWith, string, integer, number, oneOfValues, nullable, object, tagged } from "@ferry/validator";
 
-/** The outcome of parsing a frame: the message, or the problems that refused it. */
-export type ParseResult<M> = { readonly ok: true; readonly value: M } | { readonly ok: false; readonly problems: readonly Problem[] };
-
-type Check = (value: unknown, path: string, problems: Problem[]) => void;
-
-const hasOwn = (object: object, key: string): boolean => Object.prototype.hasOwnProperty.call(object, key);
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-function describe(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "an array";
-  return typeof value === "object" ? "an object" : `${typeof value} ${JSON.stringify(value)}`;
-}
-
-/** Counts Unicode code points, as JSON Schema's minLength and maxLength do. */
-function codePoints(text: string): number {
-  let count = 0;
-  for (const _ of text) count++;
-  return count;
-}
-
-function string(minLength: number | undefined, maxLength: number | undefined, pattern: RegExp | undefined): Check {
-  return (value, path, problems) => {
-    if (typeof value !== "string") {
-      problems.push({ path, message: `must be a string, found ${describe(value)}` });
-      return;
-    }
-    const length = codePoints(value);
-    if (minLength !== undefined && length < minLength) problems.push({ path, message: `must have at least ${minLength} characters` });
-    if (maxLength !== undefined && length > maxLength) problems.push({ path, message: `must have at most ${maxLength} characters` });
-    if (pattern !== undefined && !pattern.test(value)) problems.push({ path, message: `must match ${pattern.source}` });
-  };
-}
-
-function number(minimum: number | undefined, maximum: number | undefined, integral = false): Check {
-  return (value, path, problems) => {
-    if (typeof value !== "number" || !Number.isFinite(value) || (integral && !Number.isInteger(value))) {
-      problems.push({ path, message: `must be ${integral ? "an integer" : "a number"}, found ${describe(value)}` });
-      return;
-    }
-    if (minimum !== undefined && value < minimum) problems.push({ path, message: `must be at least ${minimum}` });
-    if (maximum !== undefined && value > maximum) problems.push({ path, message: `must be at most ${maximum}` });
-  };
-}
-
-function integer(minimum: number | undefined, maximum: number | undefined): Check {
-  return number(minimum, maximum, true);
-}
-
-
-
-
-function oneOfValues(values: readonly unknown[]): Check {
-  return (value, path, problems) => {
-    if (!values.includes(value)) problems.push({ path, message: `must be one of ${values.map((v) => JSON.stringify(v)).join(", ")}, found ${describe(value)}` });
-  };
-}
-
-function nullable(inner: Check): Check {
-  return (value, path, problems) => {
-    if (value !== null) inner(value, path, problems);
-  };
-}
-
-
-function object(required: readonly string[], members: ReadonlyArray<readonly [string, Check]>): Check {
-  const checks = new Map(members);
-  return (value, path, problems) => {
-    if (!isRecord(value)) {
-      problems.push({ path, message: `must be an object, found ${describe(value)}` });
-      return;
-    }
-    for (const key of required) {
-      if (!hasOwn(value, key)) problems.push({ path, message: `is missing the required member "${key}"` });
-    }
-    for (const [key, member] of Object.entries(value)) {
-      const check = checks.get(key);
-      if (check === undefined) problems.push({ path: `${path}/${key}`, message: "is not a member of this message" });
-      else check(member, `${path}/${key}`, problems);
-    }
-  };
-}
-
-function tagged(variants: ReadonlyArray<readonly [string, Check]>): Check {
-  const checks = new Map(variants);
-  return (value, path, problems) => {
-    if (!isRecord(value)) {
-      problems.push({ path, message: `must be an object, found ${describe(value)}` });
-      return;
-    }
-    const tag = value["type"];
-    const check = typeof tag === "string" ? checks.get(tag) : undefined;
-    if (check === undefined) {
-      problems.push({ path: `${path}/type`, message: `must be one of ${[...checks.keys()].map((k) => JSON.stringify(k)).join(", ")}, found ${describe(tag)}` });
-      return;
-    }
-    check(value, path, problems);
-  };
-}
-
-function run(check: Check, value: unknown): Problem[] {
-  const problems: Problem[] = [];
-  check(value, "", problems);
-  return problems;
-}
+export type { Check, ParseResult, Problem } from "@ferry/validator";
 
 function checkTaskProgress(value: unknown, path: string, problems: Problem[]): void {
   shapeTaskProgress(value, path, problems);
@@ -154,14 +43,7 @@ export function isApprovalEvent(value: unknown): value is T.ApprovalEvent {
 
 /** Parses one text frame as a ApprovalEvent, checking every schema constraint. */
 export function parseApprovalEvent(text: string): ParseResult<T.ApprovalEvent> {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    return { ok: false, problems: [{ path: "", message: `is not JSON: ${String(error)}` }] };
-  }
-  const problems = validateApprovalEvent(value);
-  return problems.length === 0 ? { ok: true, value: value as T.ApprovalEvent } : { ok: false, problems };
+  return parseWith<T.ApprovalEvent>(checkApprovalEvent, text);
 }
 
 function checkApprovalRequested(value: unknown, path: string, problems: Problem[]): void {
@@ -226,14 +108,7 @@ export function isCommandOutput(value: unknown): value is T.CommandOutput {
 
 /** Parses one text frame as a CommandOutput, checking every schema constraint. */
 export function parseCommandOutput(text: string): ParseResult<T.CommandOutput> {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    return { ok: false, problems: [{ path: "", message: `is not JSON: ${String(error)}` }] };
-  }
-  const problems = validateCommandOutput(value);
-  return problems.length === 0 ? { ok: true, value: value as T.CommandOutput } : { ok: false, problems };
+  return parseWith<T.CommandOutput>(checkCommandOutput, text);
 }
 
 function checkOutputChunk(value: unknown, path: string, problems: Problem[]): void {

@@ -1,0 +1,84 @@
+// The adapter contract on a FerryClient, shared by the Node adapter and the browser page:
+// one AdapterCommand line in, AdapterReport objects out through `report`.
+
+/** Builds an adapter around a FerryClient class; call `command(line)` per stdin line. */
+export function createAdapter({ FerryClient, WebSocket, report, name }) {
+  let client;
+  const handlers = new Map();
+  report({ type: "ready", adapter: name, unsupported: [] });
+
+  const handlerFor = (channel, handler) => {
+    const key = `${channel}\u0000${handler}`;
+    let fn = handlers.get(key);
+    if (fn === undefined) {
+      fn = (payload, event) =>
+        report({ type: "delivered", handler, channel, message_id: event.message_id, epoch: event.position.epoch, seq: event.position.seq, payload });
+      handlers.set(key, fn);
+    }
+    return fn;
+  };
+  const unsubscribes = new Map();
+
+  const start = (url, credential) => {
+    client = new FerryClient({ url, credential, WebSocket, followPlatform: false });
+    client.on("subscribed", (channel) => report({ type: "subscribed", channel }));
+    client.on("subscribeFailed", (channel, error) => report({ type: "refused", channel, code: error.code }));
+    client.on("incomplete", (channel, cause) => report({ type: "incomplete", channel, cause: cause.kind === "recovery" ? cause.reason : cause.kind }));
+    client.on("notice", (event) => report({ type: "log", message: JSON.stringify(event).slice(0, 4000) }));
+    client.on("state", (state) => {
+      if (state.kind !== "stopped") return;
+      const r = state.reason;
+      const reason = { requested: "requested", closed: "closed", credential_rejected: "unauthorized", attempts_exhausted: "attempts_exhausted" }[r.kind] ?? "other";
+      const message = r.kind === "closed" ? `closed with ${r.code}: ${r.reason}` : r.kind === "attempts_exhausted" ? `gave up after ${r.retries} retries: ${r.lastFailure}` : r.kind;
+      report({ type: "stopped", reason, close_code: r.kind === "closed" ? r.code : null, message: message.slice(0, 4000) });
+    });
+    client.connect();
+  };
+
+  const failureCode = (failure) =>
+    failure.kind === "refused" ? failure.error.code : failure.kind === "too_large" ? "message_too_large" : failure.kind === "timed_out" ? "timeout" : "stopped";
+
+  return {
+    command(line) {
+      let command;
+      try {
+        command = JSON.parse(line);
+      } catch {
+        report({ type: "log", message: `not JSON: ${line.slice(0, 200)}` });
+        return;
+      }
+      switch (command.type) {
+        case "connect":
+          start(command.url, command.credential);
+          return;
+        case "subscribe": {
+          const key = `${command.channel}\u0000${command.handler}`;
+          unsubscribes.set(key, client.subscribe(command.channel, handlerFor(command.channel, command.handler)));
+          return;
+        }
+        case "unsubscribe": {
+          const key = `${command.channel}\u0000${command.handler}`;
+          unsubscribes.get(key)?.();
+          unsubscribes.delete(key);
+          return;
+        }
+        case "publish": {
+          const options = command.idempotency_key === undefined ? undefined : { idempotencyKey: command.idempotency_key };
+          client.publish(command.channel, command.payload, options).then(
+            (ack) => report({ type: "published", ref: command.ref, message_id: ack.message_id, epoch: ack.position.epoch, seq: ack.position.seq, duplicate: ack.duplicate }),
+            (error) => report({ type: "publish_failed", ref: command.ref, code: failureCode(error.failure), message: String(error.message).slice(0, 4000) }),
+          );
+          return;
+        }
+        case "close":
+          client?.close();
+          return;
+        default:
+          report({ type: "log", message: `unknown command ${JSON.stringify(command.type)}` });
+      }
+    },
+    close() {
+      client?.close();
+    },
+  };
+}

@@ -1,0 +1,111 @@
+import { type ErrorInfo, type EventMessage, type JsonValue, type Published } from "@ferry/protocol";
+import { type ClientConfig, type ClientEvent, type ClientState, type IncompleteCause, type PublishFailure } from "./session.js";
+import type { Resumption } from "./position.js";
+/** The part of the platform's WebSocket the client uses (the browser's, Node 22's, or `ws`). */
+export interface WebSocketLike {
+    readonly protocol: string;
+    binaryType: string;
+    onopen: ((event: unknown) => void) | null;
+    onmessage: ((event: {
+        data: unknown;
+    }) => void) | null;
+    onclose: ((event: {
+        code: number;
+        reason: string;
+    }) => void) | null;
+    onerror: ((event: unknown) => void) | null;
+    send(text: string): void;
+    close(code?: number, reason?: string): void;
+}
+/** A WebSocket constructor. */
+export type WebSocketFactory = new (url: string, protocols: string | string[]) => WebSocketLike;
+/** A clock and timer; tests pass a virtual one. */
+export interface Timer {
+    now(): number;
+    setTimeout(callback: () => void, ms: number): unknown;
+    clearTimeout(handle: unknown): void;
+}
+/** Options of a FerryClient. */
+export interface FerryClientOptions {
+    /** The server's base URL, for example `https://rt.example.com` (endpoints are below it). */
+    readonly url: string;
+    /** The bearer credential for the ticket endpoint, or a function that returns a fresh one. */
+    readonly credential: string | (() => string | Promise<string>);
+    /** The WebSocket constructor; defaults to the global `WebSocket` (pass `ws` on Node < 22). */
+    readonly WebSocket?: WebSocketFactory;
+    /** The fetch function; defaults to the global `fetch`. */
+    readonly fetch?: typeof fetch;
+    /** Clock and timer; defaults to Date.now and the global setTimeout. */
+    readonly timer?: Timer;
+    /** A uniform random source in [0, 1); defaults to Math.random. */
+    readonly random?: () => number;
+    /** Settings until the welcome; defaults to the protocol's. */
+    readonly config?: ClientConfig;
+    /**
+     * Whether to follow the page's visibility and the browser's online/offline events, where the
+     * platform offers them (default true): going offline drops the socket at once instead of
+     * waiting for the heartbeat timeout; coming online or visible again cuts a pending backoff
+     * short and reconnects. A hidden page stays connected (timers there may be throttled, and
+     * the server's heartbeat decides).
+     */
+    readonly followPlatform?: boolean;
+}
+/** Information a handler receives with each event. */
+export type EventHandler<P = JsonValue> = (payload: P, event: EventMessage) => void;
+/** What the application can listen to on a client. */
+export interface ClientEvents {
+    /** The connection state changed. */
+    state: (state: ClientState) => void;
+    /** A subscription took effect (also after each re-subscribe). */
+    subscribed: (channel: string, resumption: Resumption) => void;
+    /** The server refused a subscribe; the channel's handlers are dropped. */
+    subscribeFailed: (channel: string, error: ErrorInfo) => void;
+    /** A channel's events have a hole: refetch its state (for example with the history endpoint). */
+    incomplete: (channel: string, cause: IncompleteCause) => void;
+    /** Something that answers no request: a server error, a protocol violation, a goodbye. */
+    notice: (event: ClientEvent) => void;
+}
+/** A publish that failed; `failure` says why, `key` is the idempotency key it carried. */
+export declare class PublishError extends Error {
+    /** Why the publish failed. */
+    readonly failure: PublishFailure;
+    /** The idempotency key of the publish. */
+    readonly key: string | undefined;
+    /** A publish error for `failure`. */
+    constructor(failure: PublishFailure, key: string | undefined);
+}
+/** A typed view of one channel: `ChannelPayload` of an application package gives `P`. */
+export interface Channel<P> {
+    /** The channel's name. */
+    readonly name: string;
+    /** Adds a handler (a handler added twice is called once per event); returns its removal. */
+    subscribe(handler: EventHandler<P>): () => void;
+    /** Publishes a payload; settles with the acknowledgement or a PublishError. */
+    publish(payload: P, options?: {
+        readonly idempotencyKey?: string;
+    }): Promise<Published>;
+}
+/** A ferry.v1 client for browsers and Node. */
+export declare class FerryClient {
+    #private;
+    /** A client; call connect() to start it. */
+    constructor(options: FerryClientOptions);
+    /** The connection state. */
+    get state(): ClientState;
+    /** Listens to a client event; returns the removal. */
+    on<K extends keyof ClientEvents>(event: K, listener: ClientEvents[K]): () => void;
+    /** Starts the client: ticket, connect, and reconnect as the protocol says until closed. */
+    connect(): void;
+    /** Closes the client for good (close code 1000); pending publishes fail with session_stopped. */
+    close(): void;
+    /** Adds `handler` to `channel` (the same handler twice is called once); returns its removal. */
+    subscribe<P = JsonValue>(channel: string, handler: EventHandler<P>): () => void;
+    /** Publishes `payload` to `channel`; settles with the acknowledgement or a PublishError. */
+    publish(channel: string, payload: JsonValue, options?: {
+        readonly idempotencyKey?: string;
+    }): Promise<Published>;
+    /** A typed view of a channel. */
+    channel<P = JsonValue>(name: string): Channel<P>;
+    /** Cuts a pending backoff short or drops a socket the platform says is dead (see followPlatform). */
+    nudge(reason: "online" | "offline" | "visible"): void;
+}

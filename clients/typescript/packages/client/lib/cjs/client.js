@@ -1,0 +1,323 @@
+"use strict";
+// FerryClient: the thin shell over ClientSession. It makes no protocol decision: it moves
+// tickets (fetch), frames and closes (WebSocket) and time (an injectable clock and timer) in
+// and out of the session, and hands the session's events to the application's handlers.
+Object.defineProperty(exports, "__esModule", { value: true });
+exports.FerryClient = exports.PublishError = void 0;
+const protocol_1 = require("@ferry/protocol");
+const session_js_1 = require("./session.js");
+/** A publish that failed; `failure` says why, `key` is the idempotency key it carried. */
+class PublishError extends Error {
+    /** Why the publish failed. */
+    failure;
+    /** The idempotency key of the publish. */
+    key;
+    /** A publish error for `failure`. */
+    constructor(failure, key) {
+        super(describeFailure(failure));
+        this.name = "PublishError";
+        this.failure = failure;
+        this.key = key;
+    }
+}
+exports.PublishError = PublishError;
+function describeFailure(failure) {
+    switch (failure.kind) {
+        case "refused":
+            return `the server refused the publish: ${failure.error.code} (${failure.error.message})`;
+        case "timed_out":
+            return "no acknowledgement within the request timeout";
+        case "too_large":
+            return `the message is ${failure.size} bytes, above the maximum of ${failure.max}`;
+        case "session_stopped":
+            return "the client stopped before an acknowledgement arrived";
+    }
+}
+const systemTimer = {
+    now: () => Date.now(),
+    setTimeout: (callback, ms) => globalThis.setTimeout(callback, ms),
+    clearTimeout: (handle) => globalThis.clearTimeout(handle),
+};
+/** A ferry.v1 client for browsers and Node. */
+class FerryClient {
+    #options;
+    #session;
+    #timer;
+    #handlers = new Map();
+    #listeners = {
+        state: new Set(),
+        subscribed: new Set(),
+        subscribeFailed: new Set(),
+        incomplete: new Set(),
+        notice: new Set(),
+    };
+    #publishes = new Map();
+    #nextListener = 0;
+    #socket;
+    #wake;
+    #platformCleanup;
+    /** A client; call connect() to start it. */
+    constructor(options) {
+        this.#options = options;
+        this.#timer = options.timer ?? systemTimer;
+        this.#session = new session_js_1.ClientSession(options.config ?? session_js_1.DEFAULT_CONFIG, options.random ?? Math.random);
+    }
+    /** The connection state. */
+    get state() {
+        return this.#session.state;
+    }
+    /** Listens to a client event; returns the removal. */
+    on(event, listener) {
+        const set = this.#listeners[event];
+        set.add(listener);
+        return () => set.delete(listener);
+    }
+    /** Starts the client: ticket, connect, and reconnect as the protocol says until closed. */
+    connect() {
+        if (this.#options.followPlatform !== false && this.#platformCleanup === undefined)
+            this.#platformCleanup = followPlatform(this);
+        this.#session.connect(this.#timer.now());
+        this.#pump();
+    }
+    /** Closes the client for good (close code 1000); pending publishes fail with session_stopped. */
+    close() {
+        this.#session.close();
+        this.#platformCleanup?.();
+        this.#platformCleanup = undefined;
+        this.#pump();
+    }
+    /** Adds `handler` to `channel` (the same handler twice is called once); returns its removal. */
+    subscribe(channel, handler) {
+        let handlers = this.#handlers.get(channel);
+        if (handlers === undefined) {
+            handlers = new Map();
+            this.#handlers.set(channel, handlers);
+        }
+        let id = handlers.get(handler);
+        if (id === undefined) {
+            id = ++this.#nextListener;
+            handlers.set(handler, id);
+            this.#session.subscribe(channel, id);
+            this.#pump();
+        }
+        const listener = id;
+        return () => {
+            const current = this.#handlers.get(channel);
+            if (current?.get(handler) !== listener)
+                return;
+            current.delete(handler);
+            if (current.size === 0)
+                this.#handlers.delete(channel);
+            this.#session.unsubscribe(channel, listener);
+            this.#pump();
+        };
+    }
+    /** Publishes `payload` to `channel`; settles with the acknowledgement or a PublishError. */
+    publish(channel, payload, options) {
+        const result = this.#session.publish(channel, payload, options?.idempotencyKey, this.#timer.now());
+        if (!result.ok)
+            return Promise.reject(new PublishError(result.failure, options?.idempotencyKey));
+        const promise = new Promise((resolve, reject) => this.#publishes.set(result.key, { resolve, reject }));
+        this.#pump();
+        return promise;
+    }
+    /** A typed view of a channel. */
+    channel(name) {
+        return {
+            name,
+            subscribe: (handler) => this.subscribe(name, handler),
+            publish: (payload, options) => this.publish(name, payload, options),
+        };
+    }
+    /** Cuts a pending backoff short or drops a socket the platform says is dead (see followPlatform). */
+    nudge(reason) {
+        const state = this.#session.state;
+        if (reason === "offline" && this.#socket !== undefined) {
+            this.#socket.ws.close(1000, "offline");
+            this.#session.handleClosed(this.#socket.id, undefined, "the platform went offline", this.#timer.now());
+        }
+        else if (reason !== "offline" && state.kind === "backing_off") {
+            this.#session.handleTimeout(state.until);
+        }
+        this.#pump();
+    }
+    #emit(event, ...args) {
+        for (const listener of this.#listeners[event])
+            listener(...args);
+    }
+    /** Drains the session: transmits, then events, then re-arms the timer. */
+    #pump() {
+        for (;;) {
+            const transmit = this.#session.pollTransmit();
+            if (transmit !== undefined) {
+                this.#perform(transmit);
+                continue;
+            }
+            const event = this.#session.pollEvent();
+            if (event === undefined)
+                break;
+            this.#deliver(event);
+        }
+        if (this.#wake !== undefined)
+            this.#timer.clearTimeout(this.#wake);
+        this.#wake = undefined;
+        const at = this.#session.pollTimeout();
+        if (at !== undefined) {
+            this.#wake = this.#timer.setTimeout(() => {
+                this.#wake = undefined;
+                this.#session.handleTimeout(this.#timer.now());
+                this.#pump();
+            }, Math.max(0, at - this.#timer.now()));
+        }
+    }
+    #perform(transmit) {
+        switch (transmit.kind) {
+            case "fetch_ticket":
+                void this.#fetchTicket();
+                return;
+            case "connect":
+                this.#open(transmit.connection, transmit.ticket);
+                return;
+            case "send":
+                if (this.#socket?.id === transmit.connection)
+                    this.#socket.ws.send(transmit.text);
+                return;
+            case "close":
+                if (this.#socket?.id === transmit.connection) {
+                    this.#socket.ws.close(transmit.code, transmit.reason);
+                    this.#socket = undefined;
+                }
+                return;
+        }
+    }
+    async #fetchTicket() {
+        const doFetch = this.#options.fetch ?? globalThis.fetch.bind(globalThis);
+        let result;
+        try {
+            const credential = typeof this.#options.credential === "function" ? await this.#options.credential() : this.#options.credential;
+            const response = await doFetch(new URL(protocol_1.ENDPOINTS.issueTicket.path, this.#options.url).toString(), {
+                method: protocol_1.ENDPOINTS.issueTicket.method,
+                headers: { authorization: `Bearer ${credential}` },
+            });
+            if (response.status === 401)
+                result = { ok: false, error: { kind: "unauthorized" } };
+            else if (response.status !== protocol_1.ENDPOINTS.issueTicket.successStatus)
+                result = { ok: false, error: { kind: "failed", why: `the ticket endpoint answered ${response.status}` } };
+            else {
+                const body = await response.json();
+                result = (0, protocol_1.isTicketResponse)(body) ? { ok: true, ticket: body.ticket } : { ok: false, error: { kind: "failed", why: "the ticket response is not a TicketResponse" } };
+            }
+        }
+        catch (error) {
+            result = { ok: false, error: { kind: "failed", why: String(error) } };
+        }
+        this.#session.handleTicket(result, this.#timer.now());
+        this.#pump();
+    }
+    #open(connection, ticket) {
+        const Factory = this.#options.WebSocket ?? globalThis.WebSocket;
+        const url = new URL(protocol_1.ENDPOINTS.connect.path, this.#options.url);
+        url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+        url.searchParams.set(protocol_1.TICKET_QUERY_PARAMETER, ticket);
+        let ws;
+        try {
+            if (Factory === undefined)
+                throw new Error("no WebSocket: pass the WebSocket option (the ws package on Node < 22)");
+            ws = new Factory(url.toString(), protocol_1.SUBPROTOCOL);
+        }
+        catch (error) {
+            this.#session.handleClosed(connection, undefined, String(error), this.#timer.now());
+            this.#pump();
+            return;
+        }
+        ws.binaryType = "arraybuffer";
+        this.#socket = { id: connection, ws };
+        const current = () => this.#socket?.id === connection;
+        ws.onopen = () => {
+            if (ws.protocol !== protocol_1.SUBPROTOCOL) {
+                ws.close(1002, `the server did not accept ${protocol_1.SUBPROTOCOL}`);
+                if (current())
+                    this.#socket = undefined;
+                this.#session.handleClosed(connection, protocol_1.CloseCode.ProtocolError, "no subprotocol", this.#timer.now());
+            }
+            else
+                this.#session.handleConnected(connection, this.#timer.now());
+            this.#pump();
+        };
+        ws.onmessage = (event) => {
+            const frame = typeof event.data === "string" ? { kind: "text", text: event.data } : { kind: "binary", bytes: byteLength(event.data) };
+            this.#session.handleFrame(connection, frame, this.#timer.now());
+            this.#pump();
+        };
+        ws.onclose = (event) => {
+            if (current())
+                this.#socket = undefined;
+            // 1005 and 1006 are never sent: they mean no close frame (or none with a code) came.
+            const code = event.code === 1005 || event.code === 1006 ? undefined : event.code;
+            this.#session.handleClosed(connection, code, event.reason, this.#timer.now());
+            this.#pump();
+        };
+        ws.onerror = () => { };
+    }
+    #deliver(event) {
+        switch (event.kind) {
+            case "state_changed":
+                this.#emit("state", event.state);
+                return;
+            case "event": {
+                const handlers = this.#handlers.get(event.event.channel);
+                for (const handler of [...(handlers?.keys() ?? [])])
+                    handler(event.event.payload, event.event);
+                return;
+            }
+            case "subscribed":
+                this.#emit("subscribed", event.channel, event.resumption);
+                return;
+            case "subscribe_failed":
+                this.#handlers.delete(event.channel);
+                this.#emit("subscribeFailed", event.channel, event.error);
+                return;
+            case "incomplete":
+                this.#emit("incomplete", event.channel, event.cause);
+                return;
+            case "published":
+                this.#publishes.get(event.key)?.resolve(event.ack);
+                this.#publishes.delete(event.key);
+                return;
+            case "publish_failed":
+                this.#publishes.get(event.key)?.reject(new PublishError(event.failure, event.key));
+                this.#publishes.delete(event.key);
+                return;
+            default:
+                this.#emit("notice", event);
+        }
+    }
+}
+exports.FerryClient = FerryClient;
+function byteLength(data) {
+    if (data instanceof ArrayBuffer)
+        return data.byteLength;
+    if (ArrayBuffer.isView(data))
+        return data.byteLength;
+    return 0;
+}
+/** Wires the page's visibility and online/offline events to `client.nudge`, where they exist. */
+function followPlatform(client) {
+    const target = globalThis;
+    if (typeof target.addEventListener !== "function" || typeof target.removeEventListener !== "function")
+        return () => { };
+    const online = () => client.nudge("online");
+    const offline = () => client.nudge("offline");
+    const visible = () => {
+        if (target.document?.visibilityState === "visible")
+            client.nudge("visible");
+    };
+    target.addEventListener("online", online);
+    target.addEventListener("offline", offline);
+    target.document !== undefined && target.addEventListener("visibilitychange", visible);
+    return () => {
+        target.removeEventListener?.("online", online);
+        target.removeEventListener?.("offline", offline);
+        target.removeEventListener?.("visibilitychange", visible);
+    };
+}

@@ -1,0 +1,405 @@
+// FerryClient: the thin shell over ClientSession. It makes no protocol decision: it moves
+// tickets (fetch), frames and closes (WebSocket) and time (an injectable clock and timer) in
+// and out of the session, and hands the session's events to the application's handlers.
+
+import {
+  CloseCode,
+  ENDPOINTS,
+  SUBPROTOCOL,
+  TICKET_QUERY_PARAMETER,
+  isTicketResponse,
+  type ErrorInfo,
+  type EventMessage,
+  type JsonValue,
+  type Published,
+} from "@ferry/protocol";
+import { ClientSession, DEFAULT_CONFIG, type ClientConfig, type ClientEvent, type ClientState, type IncompleteCause, type PublishFailure, type Transmit } from "./session.js";
+import type { Resumption } from "./position.js";
+
+/** The part of the platform's WebSocket the client uses (the browser's, Node 22's, or `ws`). */
+export interface WebSocketLike {
+  readonly protocol: string;
+  binaryType: string;
+  onopen: ((event: unknown) => void) | null;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  onclose: ((event: { code: number; reason: string }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+  send(text: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+/** A WebSocket constructor. */
+export type WebSocketFactory = new (url: string, protocols: string | string[]) => WebSocketLike;
+
+/** A clock and timer; tests pass a virtual one. */
+export interface Timer {
+  now(): number;
+  setTimeout(callback: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+/** Options of a FerryClient. */
+export interface FerryClientOptions {
+  /** The server's base URL, for example `https://rt.example.com` (endpoints are below it). */
+  readonly url: string;
+  /** The bearer credential for the ticket endpoint, or a function that returns a fresh one. */
+  readonly credential: string | (() => string | Promise<string>);
+  /** The WebSocket constructor; defaults to the global `WebSocket` (pass `ws` on Node < 22). */
+  readonly WebSocket?: WebSocketFactory;
+  /** The fetch function; defaults to the global `fetch`. */
+  readonly fetch?: typeof fetch;
+  /** Clock and timer; defaults to Date.now and the global setTimeout. */
+  readonly timer?: Timer;
+  /** A uniform random source in [0, 1); defaults to Math.random. */
+  readonly random?: () => number;
+  /** Settings until the welcome; defaults to the protocol's. */
+  readonly config?: ClientConfig;
+  /**
+   * Whether to follow the page's visibility and the browser's online/offline events, where the
+   * platform offers them (default true): going offline drops the socket at once instead of
+   * waiting for the heartbeat timeout; coming online or visible again cuts a pending backoff
+   * short and reconnects. A hidden page stays connected (timers there may be throttled, and
+   * the server's heartbeat decides).
+   */
+  readonly followPlatform?: boolean;
+}
+
+/** Information a handler receives with each event. */
+export type EventHandler<P = JsonValue> = (payload: P, event: EventMessage) => void;
+
+/** What the application can listen to on a client. */
+export interface ClientEvents {
+  /** The connection state changed. */
+  state: (state: ClientState) => void;
+  /** A subscription took effect (also after each re-subscribe). */
+  subscribed: (channel: string, resumption: Resumption) => void;
+  /** The server refused a subscribe; the channel's handlers are dropped. */
+  subscribeFailed: (channel: string, error: ErrorInfo) => void;
+  /** A channel's events have a hole: refetch its state (for example with the history endpoint). */
+  incomplete: (channel: string, cause: IncompleteCause) => void;
+  /** Something that answers no request: a server error, a protocol violation, a goodbye. */
+  notice: (event: ClientEvent) => void;
+}
+
+/** A publish that failed; `failure` says why, `key` is the idempotency key it carried. */
+export class PublishError extends Error {
+  /** Why the publish failed. */
+  readonly failure: PublishFailure;
+  /** The idempotency key of the publish. */
+  readonly key: string | undefined;
+
+  /** A publish error for `failure`. */
+  constructor(failure: PublishFailure, key: string | undefined) {
+    super(describeFailure(failure));
+    this.name = "PublishError";
+    this.failure = failure;
+    this.key = key;
+  }
+}
+
+function describeFailure(failure: PublishFailure): string {
+  switch (failure.kind) {
+    case "refused":
+      return `the server refused the publish: ${failure.error.code} (${failure.error.message})`;
+    case "timed_out":
+      return "no acknowledgement within the request timeout";
+    case "too_large":
+      return `the message is ${failure.size} bytes, above the maximum of ${failure.max}`;
+    case "session_stopped":
+      return "the client stopped before an acknowledgement arrived";
+  }
+}
+
+const systemTimer: Timer = {
+  now: () => Date.now(),
+  setTimeout: (callback, ms) => globalThis.setTimeout(callback, ms),
+  clearTimeout: (handle) => globalThis.clearTimeout(handle as ReturnType<typeof globalThis.setTimeout>),
+};
+
+/** A typed view of one channel: `ChannelPayload` of an application package gives `P`. */
+export interface Channel<P> {
+  /** The channel's name. */
+  readonly name: string;
+  /** Adds a handler (a handler added twice is called once per event); returns its removal. */
+  subscribe(handler: EventHandler<P>): () => void;
+  /** Publishes a payload; settles with the acknowledgement or a PublishError. */
+  publish(payload: P, options?: { readonly idempotencyKey?: string }): Promise<Published>;
+}
+
+/** A ferry.v1 client for browsers and Node. */
+export class FerryClient {
+  readonly #options: FerryClientOptions;
+  readonly #session: ClientSession;
+  readonly #timer: Timer;
+  readonly #handlers = new Map<string, Map<EventHandler<never>, number>>();
+  readonly #listeners: { [K in keyof ClientEvents]: Set<ClientEvents[K]> } = {
+    state: new Set(),
+    subscribed: new Set(),
+    subscribeFailed: new Set(),
+    incomplete: new Set(),
+    notice: new Set(),
+  };
+  readonly #publishes = new Map<string, { resolve: (ack: Published) => void; reject: (error: PublishError) => void }>();
+  #nextListener = 0;
+  #socket: { id: number; ws: WebSocketLike } | undefined;
+  #wake: unknown;
+  #platformCleanup: (() => void) | undefined;
+
+  /** A client; call connect() to start it. */
+  constructor(options: FerryClientOptions) {
+    this.#options = options;
+    this.#timer = options.timer ?? systemTimer;
+    this.#session = new ClientSession(options.config ?? DEFAULT_CONFIG, options.random ?? Math.random);
+  }
+
+  /** The connection state. */
+  get state(): ClientState {
+    return this.#session.state;
+  }
+
+  /** Listens to a client event; returns the removal. */
+  on<K extends keyof ClientEvents>(event: K, listener: ClientEvents[K]): () => void {
+    const set = this.#listeners[event] as Set<ClientEvents[K]>;
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+
+  /** Starts the client: ticket, connect, and reconnect as the protocol says until closed. */
+  connect(): void {
+    if (this.#options.followPlatform !== false && this.#platformCleanup === undefined) this.#platformCleanup = followPlatform(this);
+    this.#session.connect(this.#timer.now());
+    this.#pump();
+  }
+
+  /** Closes the client for good (close code 1000); pending publishes fail with session_stopped. */
+  close(): void {
+    this.#session.close();
+    this.#platformCleanup?.();
+    this.#platformCleanup = undefined;
+    this.#pump();
+  }
+
+  /** Adds `handler` to `channel` (the same handler twice is called once); returns its removal. */
+  subscribe<P = JsonValue>(channel: string, handler: EventHandler<P>): () => void {
+    let handlers = this.#handlers.get(channel);
+    if (handlers === undefined) {
+      handlers = new Map();
+      this.#handlers.set(channel, handlers);
+    }
+    let id = handlers.get(handler as EventHandler<never>);
+    if (id === undefined) {
+      id = ++this.#nextListener;
+      handlers.set(handler as EventHandler<never>, id);
+      this.#session.subscribe(channel, id);
+      this.#pump();
+    }
+    const listener = id;
+    return () => {
+      const current = this.#handlers.get(channel);
+      if (current?.get(handler as EventHandler<never>) !== listener) return;
+      current.delete(handler as EventHandler<never>);
+      if (current.size === 0) this.#handlers.delete(channel);
+      this.#session.unsubscribe(channel, listener);
+      this.#pump();
+    };
+  }
+
+  /** Publishes `payload` to `channel`; settles with the acknowledgement or a PublishError. */
+  publish(channel: string, payload: JsonValue, options?: { readonly idempotencyKey?: string }): Promise<Published> {
+    const result = this.#session.publish(channel, payload, options?.idempotencyKey, this.#timer.now());
+    if (!result.ok) return Promise.reject(new PublishError(result.failure, options?.idempotencyKey));
+    const promise = new Promise<Published>((resolve, reject) => this.#publishes.set(result.key, { resolve, reject }));
+    this.#pump();
+    return promise;
+  }
+
+  /** A typed view of a channel. */
+  channel<P = JsonValue>(name: string): Channel<P> {
+    return {
+      name,
+      subscribe: (handler) => this.subscribe<P>(name, handler),
+      publish: (payload, options) => this.publish(name, payload as JsonValue, options),
+    };
+  }
+
+  /** Cuts a pending backoff short or drops a socket the platform says is dead (see followPlatform). */
+  nudge(reason: "online" | "offline" | "visible"): void {
+    const state = this.#session.state;
+    if (reason === "offline" && this.#socket !== undefined) {
+      this.#socket.ws.close(1000, "offline");
+      this.#session.handleClosed(this.#socket.id, undefined, "the platform went offline", this.#timer.now());
+    } else if (reason !== "offline" && state.kind === "backing_off") {
+      this.#session.handleTimeout(state.until);
+    }
+    this.#pump();
+  }
+
+  #emit<K extends keyof ClientEvents>(event: K, ...args: Parameters<ClientEvents[K]>): void {
+    for (const listener of this.#listeners[event]) (listener as (...a: Parameters<ClientEvents[K]>) => void)(...args);
+  }
+
+  /** Drains the session: transmits, then events, then re-arms the timer. */
+  #pump(): void {
+    for (;;) {
+      const transmit = this.#session.pollTransmit();
+      if (transmit !== undefined) {
+        this.#perform(transmit);
+        continue;
+      }
+      const event = this.#session.pollEvent();
+      if (event === undefined) break;
+      this.#deliver(event);
+    }
+    if (this.#wake !== undefined) this.#timer.clearTimeout(this.#wake);
+    this.#wake = undefined;
+    const at = this.#session.pollTimeout();
+    if (at !== undefined) {
+      this.#wake = this.#timer.setTimeout(() => {
+        this.#wake = undefined;
+        this.#session.handleTimeout(this.#timer.now());
+        this.#pump();
+      }, Math.max(0, at - this.#timer.now()));
+    }
+  }
+
+  #perform(transmit: Transmit): void {
+    switch (transmit.kind) {
+      case "fetch_ticket":
+        void this.#fetchTicket();
+        return;
+      case "connect":
+        this.#open(transmit.connection, transmit.ticket);
+        return;
+      case "send":
+        if (this.#socket?.id === transmit.connection) this.#socket.ws.send(transmit.text);
+        return;
+      case "close":
+        if (this.#socket?.id === transmit.connection) {
+          this.#socket.ws.close(transmit.code, transmit.reason);
+          this.#socket = undefined;
+        }
+        return;
+    }
+  }
+
+  async #fetchTicket(): Promise<void> {
+    const doFetch = this.#options.fetch ?? globalThis.fetch.bind(globalThis);
+    let result: Parameters<ClientSession["handleTicket"]>[0];
+    try {
+      const credential = typeof this.#options.credential === "function" ? await this.#options.credential() : this.#options.credential;
+      const response = await doFetch(new URL(ENDPOINTS.issueTicket.path, this.#options.url).toString(), {
+        method: ENDPOINTS.issueTicket.method,
+        headers: { authorization: `Bearer ${credential}` },
+      });
+      if (response.status === 401) result = { ok: false, error: { kind: "unauthorized" } };
+      else if (response.status !== ENDPOINTS.issueTicket.successStatus) result = { ok: false, error: { kind: "failed", why: `the ticket endpoint answered ${response.status}` } };
+      else {
+        const body: unknown = await response.json();
+        result = isTicketResponse(body) ? { ok: true, ticket: body.ticket } : { ok: false, error: { kind: "failed", why: "the ticket response is not a TicketResponse" } };
+      }
+    } catch (error) {
+      result = { ok: false, error: { kind: "failed", why: String(error) } };
+    }
+    this.#session.handleTicket(result, this.#timer.now());
+    this.#pump();
+  }
+
+  #open(connection: number, ticket: string): void {
+    const Factory = this.#options.WebSocket ?? (globalThis as { WebSocket?: WebSocketFactory }).WebSocket;
+    const url = new URL(ENDPOINTS.connect.path, this.#options.url);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    url.searchParams.set(TICKET_QUERY_PARAMETER, ticket);
+    let ws: WebSocketLike;
+    try {
+      if (Factory === undefined) throw new Error("no WebSocket: pass the WebSocket option (the ws package on Node < 22)");
+      ws = new Factory(url.toString(), SUBPROTOCOL);
+    } catch (error) {
+      this.#session.handleClosed(connection, undefined, String(error), this.#timer.now());
+      this.#pump();
+      return;
+    }
+    ws.binaryType = "arraybuffer";
+    this.#socket = { id: connection, ws };
+    const current = () => this.#socket?.id === connection;
+    ws.onopen = () => {
+      if (ws.protocol !== SUBPROTOCOL) {
+        ws.close(1002, `the server did not accept ${SUBPROTOCOL}`);
+        if (current()) this.#socket = undefined;
+        this.#session.handleClosed(connection, CloseCode.ProtocolError, "no subprotocol", this.#timer.now());
+      } else this.#session.handleConnected(connection, this.#timer.now());
+      this.#pump();
+    };
+    ws.onmessage = (event) => {
+      const frame = typeof event.data === "string" ? { kind: "text" as const, text: event.data } : { kind: "binary" as const, bytes: byteLength(event.data) };
+      this.#session.handleFrame(connection, frame, this.#timer.now());
+      this.#pump();
+    };
+    ws.onclose = (event) => {
+      if (current()) this.#socket = undefined;
+      // 1005 and 1006 are never sent: they mean no close frame (or none with a code) came.
+      const code = event.code === 1005 || event.code === 1006 ? undefined : event.code;
+      this.#session.handleClosed(connection, code, event.reason, this.#timer.now());
+      this.#pump();
+    };
+    ws.onerror = () => {};
+  }
+
+  #deliver(event: ClientEvent): void {
+    switch (event.kind) {
+      case "state_changed":
+        this.#emit("state", event.state);
+        return;
+      case "event": {
+        const handlers = this.#handlers.get(event.event.channel);
+        for (const handler of [...(handlers?.keys() ?? [])]) (handler as EventHandler<JsonValue>)(event.event.payload, event.event);
+        return;
+      }
+      case "subscribed":
+        this.#emit("subscribed", event.channel, event.resumption);
+        return;
+      case "subscribe_failed":
+        this.#handlers.delete(event.channel);
+        this.#emit("subscribeFailed", event.channel, event.error);
+        return;
+      case "incomplete":
+        this.#emit("incomplete", event.channel, event.cause);
+        return;
+      case "published":
+        this.#publishes.get(event.key)?.resolve(event.ack);
+        this.#publishes.delete(event.key);
+        return;
+      case "publish_failed":
+        this.#publishes.get(event.key)?.reject(new PublishError(event.failure, event.key));
+        this.#publishes.delete(event.key);
+        return;
+      default:
+        this.#emit("notice", event);
+    }
+  }
+}
+
+
+function byteLength(data: unknown): number {
+  if (data instanceof ArrayBuffer) return data.byteLength;
+  if (ArrayBuffer.isView(data)) return data.byteLength;
+  return 0;
+}
+
+/** Wires the page's visibility and online/offline events to `client.nudge`, where they exist. */
+function followPlatform(client: FerryClient): () => void {
+  const target = globalThis as { addEventListener?: (type: string, listener: () => void) => void; removeEventListener?: (type: string, listener: () => void) => void; document?: { visibilityState?: string } };
+  if (typeof target.addEventListener !== "function" || typeof target.removeEventListener !== "function") return () => {};
+  const online = () => client.nudge("online");
+  const offline = () => client.nudge("offline");
+  const visible = () => {
+    if (target.document?.visibilityState === "visible") client.nudge("visible");
+  };
+  target.addEventListener("online", online);
+  target.addEventListener("offline", offline);
+  target.document !== undefined && target.addEventListener("visibilitychange", visible);
+  return () => {
+    target.removeEventListener?.("online", online);
+    target.removeEventListener?.("offline", offline);
+    target.removeEventListener?.("visibilitychange", visible);
+  };
+}

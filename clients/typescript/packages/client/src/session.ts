@@ -1,0 +1,574 @@
+// The client session: every client-side rule of ferry.v1 as a deterministic state machine, the
+// TypeScript twin of crates/protocol's ClientSession (same states, events and names).
+//
+// It opens no socket and reads no clock. It is driven from outside:
+// - the application calls connect, subscribe, unsubscribe, publish and close;
+// - the shell feeds what happened: handleTicket, handleConnected, handleFrame, handleClosed and
+//   handleTimeout, each with the current time in ms;
+// - the shell then drains pollTransmit (fetch a ticket, open a connection, send, close),
+//   pollEvent (what the application sees) and pollTimeout (when to call handleTimeout next).
+//
+// The rules it holds:
+// - a fresh ticket before every connection attempt, nothing sent before the welcome, and the
+//   welcome's values obeyed (FERRY-TICKET-5, FERRY-WELCOME-2, FERRY-WELCOME-3, FERRY-WELCOME-4);
+// - after every reconnect, a subscribe for every channel held, from the last delivered
+//   position (FERRY-SUBSCRIBE-5);
+// - each event handed to the application at most once, and every gap, epoch change or
+//   incomplete recovery reported (FERRY-EVENT-3, FERRY-EVENT-4, FERRY-EVENT-5, FERRY-RESUME-4);
+// - publishes correlated with their acknowledgements, re-sent with the same idempotency key
+//   after a reconnect, failed locally after the request timeout (FERRY-PUBLISH-2, FERRY-PUBLISH-3);
+// - pongs for pings, and a dead server detected after interval + timeout of silence
+//   (FERRY-HEARTBEAT-2, FERRY-HEARTBEAT-4);
+// - no frame above the advertised maximum size, counted in UTF-8 bytes, ever leaves
+//   (FERRY-SIZE-1, FERRY-SIZE-2);
+// - every close code acted on as the generated close-code table says, backoff as the formula
+//   says, and a reason for every stop (FERRY-RECONNECT-1 to FERRY-RECONNECT-9).
+
+import {
+  CloseCode,
+  DEFAULTS,
+  closeAction,
+  parseServerMessage,
+  type ClientAction,
+  type ClientMessage,
+  type ErrorInfo,
+  type EventMessage,
+  type Goodbye,
+  type HeartbeatPolicy,
+  type JsonValue,
+  type Problem,
+  type Published,
+  type RecoveryGap,
+  type StreamPosition,
+  type Welcome,
+} from "@ferry/protocol";
+import { Backoff, DEFAULT_RECONNECT } from "./backoff.js";
+import { PositionTracker, type Resumption } from "./position.js";
+
+/** Settings that apply before a welcome advertises the server's values. */
+export interface ClientConfig {
+  /** How long to wait for the welcome after asking for a connection, in ms (FERRY-WELCOME-4). */
+  readonly welcomeTimeoutMs: number;
+  /** How long to wait for a ticket, and for the reply to a publish, in ms (FERRY-PUBLISH-2). */
+  readonly requestTimeoutMs: number;
+  /** The largest message sent until a welcome advertises the limit, in UTF-8 bytes. */
+  readonly maxMessageBytes: number;
+}
+
+/** The protocol's defaults. */
+export const DEFAULT_CONFIG: ClientConfig = {
+  welcomeTimeoutMs: DEFAULTS.welcomeTimeoutMs,
+  requestTimeoutMs: DEFAULTS.requestTimeoutMs,
+  maxMessageBytes: DEFAULTS.maxMessageBytes,
+};
+
+/** Why a session stopped (FERRY-RECONNECT-9). */
+export type StopReason =
+  | { readonly kind: "requested" }
+  | { readonly kind: "closed"; readonly code: number; readonly reason: string }
+  | { readonly kind: "credential_rejected" }
+  | { readonly kind: "attempts_exhausted"; readonly retries: number; readonly lastFailure: string };
+
+/** Where the session is in its life. */
+export type ClientState =
+  | { readonly kind: "idle" }
+  | { readonly kind: "fetching_ticket" }
+  | { readonly kind: "connecting" }
+  | { readonly kind: "awaiting_welcome" }
+  | { readonly kind: "active" }
+  | { readonly kind: "backing_off"; readonly until: number; readonly retry: number }
+  | { readonly kind: "stopped"; readonly reason: StopReason };
+
+/** Why the shell could not get a ticket. */
+export type TicketError = { readonly kind: "unauthorized" } | { readonly kind: "failed"; readonly why: string };
+
+/** Something for the shell to do. */
+export type Transmit =
+  | { readonly kind: "fetch_ticket" }
+  | { readonly kind: "connect"; readonly connection: number; readonly ticket: string }
+  | { readonly kind: "send"; readonly connection: number; readonly text: string }
+  | { readonly kind: "close"; readonly connection: number; readonly code: number; readonly reason: string };
+
+/** Why the events of a channel, as the application saw them, are incomplete. */
+export type IncompleteCause =
+  | { readonly kind: "gap"; readonly expected: number; readonly got: number }
+  | { readonly kind: "epoch_changed" }
+  | { readonly kind: "recovery"; readonly reason: RecoveryGap };
+
+/** Why a publish failed. */
+export type PublishFailure =
+  | { readonly kind: "refused"; readonly error: ErrorInfo }
+  | { readonly kind: "timed_out" }
+  | { readonly kind: "too_large"; readonly size: number; readonly max: number }
+  | { readonly kind: "session_stopped" };
+
+/** A frame from the server that breaks the protocol. */
+export type ProtocolViolation =
+  | { readonly kind: "too_large"; readonly size: number; readonly max: number }
+  | { readonly kind: "binary" }
+  | { readonly kind: "invalid"; readonly problems: readonly Problem[] };
+
+/** What the application sees. */
+export type ClientEvent =
+  | { readonly kind: "state_changed"; readonly state: ClientState }
+  | { readonly kind: "subscribed"; readonly channel: string; readonly position: StreamPosition; readonly resumption: Resumption }
+  | { readonly kind: "subscribe_failed"; readonly channel: string; readonly error: ErrorInfo }
+  | { readonly kind: "event"; readonly event: EventMessage }
+  | { readonly kind: "incomplete"; readonly channel: string; readonly cause: IncompleteCause }
+  | { readonly kind: "published"; readonly key: string; readonly ack: Published }
+  | { readonly kind: "publish_failed"; readonly key: string; readonly failure: PublishFailure }
+  | { readonly kind: "server_error"; readonly error: ErrorInfo }
+  | { readonly kind: "protocol_violation"; readonly violation: ProtocolViolation }
+  | { readonly kind: "goodbye"; readonly goodbye: Goodbye };
+
+/** A data frame as the shell received it. */
+export type Frame = { readonly kind: "text"; readonly text: string } | { readonly kind: "binary"; readonly bytes: number };
+
+/** The length of a string in UTF-8 bytes, the unit of every size limit (FERRY-SIZE-1). */
+export function utf8Length(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit < 0x80) bytes += 1;
+    else if (unit < 0x800) bytes += 2;
+    else if (unit >= 0xd800 && unit <= 0xdbff && i + 1 < text.length && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      bytes += 4;
+      i++;
+    } else bytes += 3;
+  }
+  return bytes;
+}
+
+interface PendingPublish {
+  readonly key: string;
+  readonly channel: string;
+  readonly payload: JsonValue;
+  readonly deadline: number;
+  sentAs: string | undefined;
+}
+
+type Request =
+  | { readonly kind: "subscribe"; readonly channel: string; readonly from: StreamPosition | undefined }
+  | { readonly kind: "unsubscribe" }
+  | { readonly kind: "publish"; readonly key: string };
+
+interface Link {
+  readonly id: number;
+  lastHeard: number;
+  heartbeat: HeartbeatPolicy | undefined;
+  retryHintMs: number | undefined;
+  readonly requests: Map<string, Request>;
+}
+
+interface Subscription {
+  readonly listeners: Set<number>;
+  tracker: PositionTracker | undefined;
+}
+
+/** The longest request id a session could use, so a publish that fits once fits when re-sent. */
+const LONGEST_REQUEST_ID = "r9007199254740991";
+
+/** A ferry.v1 client session; see the module comment. */
+export class ClientSession {
+  readonly #config: ClientConfig;
+  readonly #random: () => number;
+  #state: ClientState = { kind: "idle" };
+  #maxMessageBytes: number;
+  readonly #backoff = new Backoff(DEFAULT_RECONNECT);
+  #link: Link | undefined;
+  #nextConnection = 0;
+  #nextRequest = 0;
+  #renewed = false;
+  #deadline: number | undefined;
+  readonly #subscriptions = new Map<string, Subscription>();
+  #publishes: PendingPublish[] = [];
+  readonly #transmits: Transmit[] = [];
+  readonly #events: ClientEvent[] = [];
+
+  /** An idle session; `random` draws uniform samples in [0, 1) for the jitter and the keys. */
+  constructor(config: ClientConfig = DEFAULT_CONFIG, random: () => number = Math.random) {
+    this.#config = config;
+    this.#random = random;
+    this.#maxMessageBytes = config.maxMessageBytes;
+  }
+
+  /** The session's state. */
+  get state(): ClientState {
+    return this.#state;
+  }
+
+  /** The largest message the session sends now: the welcome's limit once welcomed. */
+  get maxMessageBytes(): number {
+    return this.#maxMessageBytes;
+  }
+
+  /** The retries counted in a row since the last reset. */
+  get retries(): number {
+    return this.#backoff.retries;
+  }
+
+  /** The listeners of a channel, each once. */
+  listeners(channel: string): readonly number[] {
+    return [...(this.#subscriptions.get(channel)?.listeners ?? [])];
+  }
+
+  /** The channels held, with the last delivered position of each once known. */
+  subscriptions(): ReadonlyArray<readonly [string, StreamPosition | undefined]> {
+    return [...this.#subscriptions].map(([c, s]) => [c, s.tracker?.last] as const);
+  }
+
+  /** Starts the session: fetch a ticket, connect, and keep reconnecting until stopped. */
+  connect(now: number): void {
+    if (this.#state.kind === "idle") this.#fetchTicket(now);
+  }
+
+  /** Stops for good: closes the connection (1000) and fails every pending publish. */
+  close(): void {
+    if (this.#link !== undefined) {
+      this.#transmits.push({ kind: "close", connection: this.#link.id, code: CloseCode.NormalClosure, reason: "closed by the application" });
+      this.#link = undefined;
+    }
+    this.#stop({ kind: "requested" });
+  }
+
+  /** Adds a listener to a channel; the first one subscribes (when welcomed, or on the welcome). */
+  subscribe(channel: string, listener: number): void {
+    let entry = this.#subscriptions.get(channel);
+    if (entry === undefined) {
+      entry = { listeners: new Set(), tracker: undefined };
+      this.#subscriptions.set(channel, entry);
+    }
+    const first = entry.listeners.size === 0;
+    entry.listeners.add(listener);
+    if (first && this.#state.kind === "active") this.#sendSubscribe(channel);
+  }
+
+  /** Removes a listener; when none is left the channel is unsubscribed. */
+  unsubscribe(channel: string, listener: number): void {
+    const entry = this.#subscriptions.get(channel);
+    if (entry === undefined) return;
+    entry.listeners.delete(listener);
+    if (entry.listeners.size > 0) return;
+    this.#subscriptions.delete(channel);
+    if (this.#state.kind === "active") {
+      const id = this.#requestId();
+      if (this.#send({ type: "unsubscribe", id, channel }) === undefined) this.#link?.requests.set(id, { kind: "unsubscribe" });
+    }
+  }
+
+  /**
+   * Publishes `payload` to `channel` with idempotency key `key` (generated when absent) and
+   * returns the key, or the failure when it cannot be sent at all (too large, stopped). It is
+   * re-sent with the same key after a reconnect until acknowledged, refused or timed out.
+   */
+  publish(channel: string, payload: JsonValue, key: string | undefined, now: number): { ok: true; key: string } | { ok: false; failure: PublishFailure } {
+    if (this.#state.kind === "stopped") return { ok: false, failure: { kind: "session_stopped" } };
+    const chosen = key ?? this.#generateKey();
+    const pending: PendingPublish = { key: chosen, channel, payload, deadline: now + this.#config.requestTimeoutMs, sentAs: undefined };
+    const size = utf8Length(JSON.stringify(publishMessage(pending, LONGEST_REQUEST_ID)));
+    if (size > this.#maxMessageBytes) return { ok: false, failure: { kind: "too_large", size, max: this.#maxMessageBytes } };
+    this.#publishes.push(pending);
+    if (this.#state.kind === "active") this.#sendPublish(pending);
+    return { ok: true, key: chosen };
+  }
+
+  /** Feeds the outcome of a ticket fetch. */
+  handleTicket(result: { ok: true; ticket: string } | { ok: false; error: TicketError }, now: number): void {
+    if (this.#state.kind !== "fetching_ticket") return;
+    if (result.ok) {
+      this.#nextConnection += 1;
+      const id = this.#nextConnection;
+      this.#link = { id, lastHeard: now, heartbeat: undefined, retryHintMs: undefined, requests: new Map() };
+      this.#deadline = now + this.#config.welcomeTimeoutMs;
+      this.#setState({ kind: "connecting" });
+      this.#transmits.push({ kind: "connect", connection: id, ticket: result.ticket });
+    } else if (result.error.kind === "unauthorized") {
+      this.#stop({ kind: "credential_rejected" });
+    } else {
+      this.#retry("backoff", `no ticket: ${result.error.why}`, now);
+    }
+  }
+
+  /** Feeds that the WebSocket of `connection` opened. */
+  handleConnected(connection: number, now: number): void {
+    if (this.#state.kind !== "connecting" || !this.#isCurrent(connection) || this.#link === undefined) return;
+    this.#link.lastHeard = now;
+    this.#setState({ kind: "awaiting_welcome" });
+  }
+
+  /** Feeds a data frame received on `connection`. */
+  handleFrame(connection: number, frame: Frame, now: number): void {
+    const link = this.#link;
+    if (link === undefined || !this.#isCurrent(connection)) return;
+    if (this.#state.kind !== "awaiting_welcome" && this.#state.kind !== "active") return;
+    link.lastHeard = now;
+    if (frame.kind === "binary") {
+      this.#events.push({ kind: "protocol_violation", violation: { kind: "binary" } });
+      this.#dropLink(CloseCode.UnsupportedData, "the server sent a binary frame", now);
+      return;
+    }
+    const size = utf8Length(frame.text);
+    if (size > this.#maxMessageBytes) {
+      this.#events.push({ kind: "protocol_violation", violation: { kind: "too_large", size, max: this.#maxMessageBytes } });
+      this.#dropLink(CloseCode.MessageTooBig, "the server sent a frame above the maximum message size", now);
+      return;
+    }
+    const parsed = parseServerMessage(frame.text);
+    if (!parsed.ok) {
+      this.#events.push({ kind: "protocol_violation", violation: { kind: "invalid", problems: parsed.problems } });
+      return;
+    }
+    const message = parsed.value;
+    if (this.#state.kind === "awaiting_welcome") {
+      // A server sends the welcome first (FERRY-WELCOME-1); anything else cannot be trusted.
+      if (message.type === "welcome") this.#onWelcome(message, now);
+      else this.#dropLink(CloseCode.ProtocolError, "the first frame was not a welcome", now);
+      return;
+    }
+    switch (message.type) {
+      case "welcome":
+        return;
+      case "ping":
+        this.#send({ type: "pong", nonce: message.nonce });
+        return;
+      case "event":
+        this.#onEvent(message);
+        return;
+      case "subscribed": {
+        const request = link.requests.get(message.id);
+        if (request?.kind !== "subscribe") return;
+        link.requests.delete(message.id);
+        const entry = this.#subscriptions.get(request.channel);
+        if (entry === undefined) return;
+        const [tracker, resumption] = PositionTracker.afterSubscribed(request.from, message);
+        entry.tracker = tracker;
+        this.#events.push({ kind: "subscribed", channel: request.channel, position: message.position, resumption });
+        if (resumption.kind === "incomplete") this.#events.push({ kind: "incomplete", channel: request.channel, cause: { kind: "recovery", reason: resumption.reason } });
+        return;
+      }
+      case "unsubscribed":
+        link.requests.delete(message.id);
+        return;
+      case "published": {
+        const request = link.requests.get(message.id);
+        if (request?.kind !== "publish") return;
+        link.requests.delete(message.id);
+        this.#publishes = this.#publishes.filter((p) => p.key !== request.key);
+        this.#events.push({ kind: "published", key: request.key, ack: message });
+        return;
+      }
+      case "error":
+        this.#onError(message.id ?? undefined, message.error);
+        return;
+      case "goodbye":
+        link.retryHintMs = message.retry_after_ms ?? undefined;
+        this.#events.push({ kind: "goodbye", goodbye: message });
+        return;
+    }
+  }
+
+  /** Feeds that `connection` closed or failed to open; `code` is undefined without a close frame. */
+  handleClosed(connection: number, code: number | undefined, reason: string, now: number): void {
+    const kind = this.#state.kind;
+    if (!this.#isCurrent(connection) || (kind !== "connecting" && kind !== "awaiting_welcome" && kind !== "active")) return;
+    const closed = code ?? CloseCode.AbnormalClosure;
+    const action = closeAction(closed);
+    const hint = this.#link?.retryHintMs;
+    this.#endLink(now);
+    if (action === "stop") {
+      this.#stop({ kind: "closed", code: closed, reason });
+      return;
+    }
+    const failure = `closed with ${closed} (${reason})`;
+    if (action === "retry_after_hint" && hint !== undefined) this.#schedule(hint, failure, now);
+    else this.#retry(action, failure, now);
+  }
+
+  /** Feeds the passing of time: call it at pollTimeout(). */
+  handleTimeout(now: number): void {
+    const expired = this.#publishes.filter((p) => p.deadline <= now);
+    this.#publishes = this.#publishes.filter((p) => p.deadline > now);
+    for (const publish of expired) {
+      if (publish.sentAs !== undefined) this.#link?.requests.delete(publish.sentAs);
+      this.#events.push({ kind: "publish_failed", key: publish.key, failure: { kind: "timed_out" } });
+    }
+    const state = this.#state;
+    const due = this.#deadline !== undefined && this.#deadline <= now;
+    if (state.kind === "backing_off" && state.until <= now) this.#fetchTicket(now);
+    else if (state.kind === "fetching_ticket" && due) this.#retry("backoff", "the ticket request timed out", now);
+    else if ((state.kind === "connecting" || state.kind === "awaiting_welcome") && due) this.#dropLink(CloseCode.GoingAway, "no welcome within the welcome timeout", now);
+    else if (state.kind === "active") {
+      const heartbeat = this.#heartbeatDeadline();
+      if (heartbeat !== undefined && heartbeat <= now) this.#dropLink(CloseCode.GoingAway, "no frame from the server within the heartbeat interval and timeout", now);
+    }
+  }
+
+  /** When handleTimeout must be called next, if at all. */
+  pollTimeout(): number | undefined {
+    const state = this.#state;
+    let next: number | undefined;
+    if (state.kind === "backing_off") next = state.until;
+    else if (state.kind === "fetching_ticket" || state.kind === "connecting" || state.kind === "awaiting_welcome") next = this.#deadline;
+    else if (state.kind === "active") next = this.#heartbeatDeadline();
+    for (const p of this.#publishes) if (next === undefined || p.deadline < next) next = p.deadline;
+    return next;
+  }
+
+  /** The next thing for the shell to do. */
+  pollTransmit(): Transmit | undefined {
+    return this.#transmits.shift();
+  }
+
+  /** The next thing for the application to see. */
+  pollEvent(): ClientEvent | undefined {
+    return this.#events.shift();
+  }
+
+  #isCurrent(connection: number): boolean {
+    return this.#link?.id === connection;
+  }
+
+  #heartbeatDeadline(): number | undefined {
+    const heartbeat = this.#link?.heartbeat;
+    return heartbeat === undefined || this.#link === undefined ? undefined : this.#link.lastHeard + heartbeat.interval_ms + heartbeat.timeout_ms;
+  }
+
+  #setState(state: ClientState): void {
+    if (JSON.stringify(this.#state) !== JSON.stringify(state)) {
+      this.#state = state;
+      this.#events.push({ kind: "state_changed", state });
+    }
+  }
+
+  #fetchTicket(now: number): void {
+    this.#deadline = now + this.#config.requestTimeoutMs;
+    this.#setState({ kind: "fetching_ticket" });
+    this.#transmits.push({ kind: "fetch_ticket" });
+  }
+
+  #onWelcome(welcome: Welcome, now: number): void {
+    // FERRY-WELCOME-3: the advertised values replace the built-in ones.
+    this.#maxMessageBytes = welcome.limits.max_message_bytes;
+    this.#backoff.policy = welcome.reconnect;
+    this.#backoff.onWelcome(now);
+    this.#renewed = false;
+    this.#deadline = undefined;
+    if (this.#link !== undefined) this.#link.heartbeat = welcome.heartbeat;
+    this.#setState({ kind: "active" });
+    // FERRY-SUBSCRIBE-5: every channel held, from its last delivered position.
+    for (const channel of [...this.#subscriptions.keys()]) this.#sendSubscribe(channel);
+    for (const publish of [...this.#publishes]) this.#sendPublish(publish);
+  }
+
+  #onEvent(event: EventMessage): void {
+    const tracker = this.#subscriptions.get(event.channel)?.tracker;
+    if (tracker === undefined) return;
+    const arrival = tracker.observe(event.position);
+    if (arrival.kind === "duplicate") return;
+    if (arrival.kind === "gap") this.#events.push({ kind: "incomplete", channel: event.channel, cause: { kind: "gap", expected: arrival.expected, got: arrival.got } });
+    if (arrival.kind === "epoch_changed") this.#events.push({ kind: "incomplete", channel: event.channel, cause: { kind: "epoch_changed" } });
+    this.#events.push({ kind: "event", event });
+  }
+
+  #onError(id: string | undefined, error: ErrorInfo): void {
+    const request = id === undefined ? undefined : this.#link?.requests.get(id);
+    if (id !== undefined && request !== undefined) this.#link?.requests.delete(id);
+    if (request?.kind === "subscribe") {
+      this.#subscriptions.delete(request.channel);
+      this.#events.push({ kind: "subscribe_failed", channel: request.channel, error });
+    } else if (request?.kind === "publish") {
+      // A retryable refusal is left to the request timeout and the next connection; any other
+      // fails the publish now.
+      if (error.retryable) {
+        const pending = this.#publishes.find((p) => p.key === request.key);
+        if (pending !== undefined) pending.sentAs = undefined;
+        this.#events.push({ kind: "server_error", error });
+      } else {
+        this.#publishes = this.#publishes.filter((p) => p.key !== request.key);
+        this.#events.push({ kind: "publish_failed", key: request.key, failure: { kind: "refused", error } });
+      }
+    } else {
+      this.#events.push({ kind: "server_error", error });
+    }
+  }
+
+  #requestId(): string {
+    this.#nextRequest += 1;
+    return `r${this.#nextRequest}`;
+  }
+
+  #generateKey(): string {
+    let hex = "";
+    for (let i = 0; i < 4; i++) hex += Math.floor(this.#random() * 0x100000000).toString(16).padStart(8, "0");
+    return `k-${hex}`;
+  }
+
+  /** Encodes and queues a frame; the size gate applies to every frame. Returns the failure, if any. */
+  #send(message: ClientMessage): PublishFailure | undefined {
+    const text = JSON.stringify(message);
+    const size = utf8Length(text);
+    if (size > this.#maxMessageBytes) return { kind: "too_large", size, max: this.#maxMessageBytes };
+    if (this.#link !== undefined) this.#transmits.push({ kind: "send", connection: this.#link.id, text });
+    return undefined;
+  }
+
+  #sendSubscribe(channel: string): void {
+    const from = this.#subscriptions.get(channel)?.tracker?.last;
+    const id = this.#requestId();
+    const message: ClientMessage = from === undefined ? { type: "subscribe", id, channel } : { type: "subscribe", id, channel, from: { ...from } };
+    if (this.#send(message) === undefined) this.#link?.requests.set(id, { kind: "subscribe", channel, from: from === undefined ? undefined : { ...from } });
+  }
+
+  #sendPublish(publish: PendingPublish): void {
+    const id = this.#requestId();
+    const failure = this.#send(publishMessage(publish, id));
+    if (failure === undefined) {
+      this.#link?.requests.set(id, { kind: "publish", key: publish.key });
+      publish.sentAs = id;
+    } else {
+      // The welcome lowered the limit below this message: it can never be sent.
+      this.#publishes = this.#publishes.filter((p) => p !== publish);
+      this.#events.push({ kind: "publish_failed", key: publish.key, failure });
+    }
+  }
+
+  #endLink(now: number): void {
+    if (this.#link !== undefined) {
+      this.#link = undefined;
+      this.#backoff.onSessionEnd(now);
+    }
+    this.#deadline = undefined;
+    for (const publish of this.#publishes) publish.sentAs = undefined;
+  }
+
+  #dropLink(code: number, reason: string, now: number): void {
+    if (this.#link !== undefined) this.#transmits.push({ kind: "close", connection: this.#link.id, code, reason });
+    this.#endLink(now);
+    this.#retry("backoff", reason, now);
+  }
+
+  #retry(action: Exclude<ClientAction, "stop">, failure: string, now: number): void {
+    const renewAtOnce = action === "renew_ticket" && !this.#renewed;
+    this.#renewed = action === "renew_ticket";
+    this.#schedule(renewAtOnce ? 0 : undefined, failure, now);
+  }
+
+  /** Counts a retry and waits `delay` (or the backoff's delay); stops when exhausted (FERRY-RECONNECT-4). */
+  #schedule(delay: number | undefined, failure: string, now: number): void {
+    const counted = delay === undefined ? this.#backoff.nextDelay(this.#random()) : this.#backoff.countRetry() === undefined ? undefined : delay;
+    if (counted === undefined) this.#stop({ kind: "attempts_exhausted", retries: this.#backoff.retries, lastFailure: failure });
+    else this.#setState({ kind: "backing_off", until: now + counted, retry: this.#backoff.retries });
+  }
+
+  #stop(reason: StopReason): void {
+    this.#link = undefined;
+    this.#deadline = undefined;
+    for (const publish of this.#publishes) this.#events.push({ kind: "publish_failed", key: publish.key, failure: { kind: "session_stopped" } });
+    this.#publishes = [];
+    this.#setState({ kind: "stopped", reason });
+  }
+}
+
+function publishMessage(publish: PendingPublish, id: string): ClientMessage {
+  return { type: "publish", id, channel: publish.channel, idempotency_key: publish.key, payload: publish.payload };
+}

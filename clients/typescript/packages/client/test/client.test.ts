@@ -1,0 +1,144 @@
+// The shell over an in-memory WebSocket and fetch and a virtual timer: what the application sees
+// through FerryClient. (The real-socket runs are the conformance adapters'.)
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import type { Welcome } from "@ferry/protocol";
+import { FerryClient, PublishError, type Timer, type WebSocketLike } from "../src/client.js";
+
+class FakeSocket implements WebSocketLike {
+  static last: FakeSocket | undefined;
+  protocol = "ferry.v1";
+  binaryType = "blob";
+  sent: string[] = [];
+  closed: [number | undefined, string | undefined] | undefined;
+  onopen: ((event: unknown) => void) | null = null;
+  onmessage: ((event: { data: unknown }) => void) | null = null;
+  onclose: ((event: { code: number; reason: string }) => void) | null = null;
+  onerror: ((event: unknown) => void) | null = null;
+  constructor(readonly url: string, readonly protocols: string | string[]) {
+    FakeSocket.last = this;
+  }
+  send(text: string): void {
+    this.sent.push(text);
+  }
+  close(code?: number, reason?: string): void {
+    this.closed = [code, reason];
+  }
+  receive(message: unknown): void {
+    this.onmessage?.({ data: JSON.stringify(message) });
+  }
+}
+
+function virtualTimer(): Timer & { advance(ms: number): void } {
+  let now = 0;
+  let timers: Array<{ at: number; callback: () => void; handle: number }> = [];
+  let next = 0;
+  return {
+    now: () => now,
+    setTimeout: (callback, ms) => {
+      timers.push({ at: now + ms, callback, handle: ++next });
+      return next;
+    },
+    clearTimeout: (handle) => {
+      timers = timers.filter((t) => t.handle !== handle);
+    },
+    advance(ms) {
+      const until = now + ms;
+      for (;;) {
+        timers.sort((a, b) => a.at - b.at);
+        const due = timers[0];
+        if (due === undefined || due.at > until) break;
+        timers.shift();
+        now = due.at;
+        due.callback();
+      }
+      now = until;
+    },
+  };
+}
+
+const welcome: Welcome = {
+  type: "welcome",
+  protocol: "ferry.v1",
+  session_id: "s",
+  user: "u",
+  permissions: [{ pattern: "**", read: true, write: true }],
+  heartbeat: { interval_ms: 1000, timeout_ms: 1000 },
+  limits: { max_message_bytes: 4096, max_subscriptions: 10, rate_limit: { messages_per_second: 10, burst: 10 } },
+  reconnect: { base_ms: 100, factor: 2, cap_ms: 400, jitter: 0.5, max_attempts: 5, reset_after_ms: 300 },
+  resume: { max_events: 10, window_ms: 1000 },
+};
+
+async function connected() {
+  const timer = virtualTimer();
+  const tickets: string[] = [];
+  const fetch = (async (url: string, init: { headers: Record<string, string> }) => {
+    tickets.push(`${url} ${init.headers["authorization"]}`);
+    return new Response(JSON.stringify({ ticket: "0123456789abcdef0123456789abcdef", expires_in_ms: 1000, user: "u" }), { status: 201 });
+  }) as unknown as typeof globalThis.fetch;
+  const client = new FerryClient({ url: "http://127.0.0.1:9/", credential: "tok", fetch, WebSocket: FakeSocket, timer, random: () => 0.5, followPlatform: false });
+  client.connect();
+  await new Promise((resolve) => setImmediate(resolve));
+  const socket = FakeSocket.last;
+  assert.ok(socket !== undefined);
+  socket.onopen?.({});
+  socket.receive(welcome);
+  return { client, socket, timer, tickets };
+}
+
+test("a ticket is fetched with the bearer credential and carried in ?ticket= with the subprotocol", async () => {
+  const { socket, tickets, client } = await connected();
+  assert.deepEqual(tickets, ["http://127.0.0.1:9/v1/tickets Bearer tok"]);
+  assert.equal(socket.url, "ws://127.0.0.1:9/v1/ws?ticket=0123456789abcdef0123456789abcdef");
+  assert.equal(socket.protocols, "ferry.v1");
+  assert.equal(client.state.kind, "active");
+});
+
+test("a handler added twice is called once per event, and its removal unsubscribes", async () => {
+  const { client, socket } = await connected();
+  const seen: unknown[] = [];
+  const handler = (payload: unknown) => seen.push(payload);
+  const off = client.subscribe("c:1", handler);
+  client.subscribe("c:1", handler);
+  const subscribes = socket.sent.map((t) => JSON.parse(t)).filter((m) => m.type === "subscribe");
+  assert.equal(subscribes.length, 1);
+  socket.receive({ type: "subscribed", id: subscribes[0].id, channel: "c:1", position: { epoch: "e", seq: 0 } });
+  socket.receive({ type: "event", channel: "c:1", message_id: "m-1", position: { epoch: "e", seq: 1 }, published_at_ms: 0, payload: { n: 1 } });
+  socket.receive({ type: "event", channel: "c:1", message_id: "m-1", position: { epoch: "e", seq: 1 }, published_at_ms: 0, payload: { n: 1 } });
+  assert.deepEqual(seen, [{ n: 1 }]);
+  off();
+  assert.equal(JSON.parse(socket.sent.at(-1) ?? "{}").type, "unsubscribe");
+});
+
+test("publish settles with the ack, or rejects with a typed PublishError at the request timeout", async () => {
+  const { client, socket, timer } = await connected();
+  const acked = client.channel<{ n: number }>("c:1").publish({ n: 1 }, { idempotencyKey: "k-1" });
+  const sent = JSON.parse(socket.sent.at(-1) ?? "{}");
+  assert.equal(sent.idempotency_key, "k-1");
+  socket.receive({ type: "published", id: sent.id, channel: "c:1", message_id: "m-9", position: { epoch: "e", seq: 9 }, duplicate: false });
+  assert.equal((await acked).message_id, "m-9");
+  const lost = client.publish("c:1", 2, { idempotencyKey: "k-2" });
+  timer.advance(500);
+  socket.receive({ type: "ping", nonce: "n" });
+  timer.advance(10000);
+  await assert.rejects(lost, (error: unknown) => error instanceof PublishError && error.failure.kind === "timed_out" && error.key === "k-2");
+});
+
+test("a message above the advertised size is refused locally, never sent", async () => {
+  const { client, socket } = await connected();
+  const before = socket.sent.length;
+  await assert.rejects(client.publish("c:1", "x".repeat(5000)), (error: unknown) => error instanceof PublishError && error.failure.kind === "too_large");
+  assert.equal(socket.sent.length, before);
+});
+
+test("going offline drops the socket at once and coming online cuts the backoff short", async () => {
+  const { client, socket } = await connected();
+  const kind = () => client.state.kind;
+  client.nudge("offline");
+  assert.deepEqual(socket.closed, [1000, "offline"]);
+  assert.equal(kind(), "backing_off");
+  client.nudge("online");
+  assert.equal(kind(), "fetching_ticket");
+  client.close();
+  assert.equal(kind(), "stopped");
+});
