@@ -11,6 +11,11 @@
 //! Nothing is answered implicitly on a connection: no welcome, no pong, no subscribed. The
 //! script sends what it wants and reads what the client sends; each client frame is checked on
 //! arrival against the rules every frame must keep (see [`FrameKind::Violation`]).
+//!
+//! The closing handshake is RFC 6455's (§7.1.1): once close frames went both ways, whichever
+//! side began, the scripted server closes the TCP connection; after a close frame of its own
+//! that the client leaves unanswered for [`CLOSE_GRACE`], it closes the TCP connection anyway.
+//! A client may so see the end of a session at its close frame or at the end of TCP.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -29,7 +34,7 @@ use ferry_protocol::{ClientMessage, Codec, ErrorCode, Frame, SUBPROTOCOL, Server
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::case::{CaseResult, Finding};
@@ -37,6 +42,14 @@ use crate::transcript::Transcript;
 
 /// The identity every issued ticket is bound to.
 pub(crate) const USER: &str = "conformance-user";
+
+/// How long the scripted server waits for the client's answer to its close frame before it
+/// closes the TCP connection without one.
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// The sending half of a connection, shared with its reader, which drops it to close the TCP
+/// connection once the closing handshake is over; `None` from then on.
+type SharedSink = Arc<tokio::sync::Mutex<Option<SplitSink<WebSocket, Message>>>>;
 
 /// How the ticket endpoint answers one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -452,7 +465,10 @@ struct Limits {
 pub(crate) struct Conn {
     link: String,
     ticket: Option<String>,
-    sink: SplitSink<WebSocket, Message>,
+    sink: SharedSink,
+    /// When the TCP connection is closed if the client has not answered the server's close
+    /// frame; `None` until the server sends one.
+    close_deadline: watch::Sender<Option<tokio::time::Instant>>,
     frames: mpsc::UnboundedReceiver<ClientFrame>,
     reader: JoinHandle<()>,
     limits: Arc<Limits>,
@@ -475,6 +491,8 @@ impl Conn {
         transcript: Transcript,
     ) -> Self {
         let (sink, stream) = socket.split();
+        let sink: SharedSink = Arc::new(tokio::sync::Mutex::new(Some(sink)));
+        let (close_deadline, deadline) = watch::channel(None);
         let limits = Arc::new(Limits {
             welcomed: AtomicBool::new(false),
             max_message_bytes: AtomicUsize::new(
@@ -483,10 +501,14 @@ impl Conn {
         });
         let (tx, frames) = mpsc::unbounded_channel();
         let reader = tokio::spawn(read_frames(
-            stream,
-            link.clone(),
-            limits.clone(),
-            transcript.clone(),
+            Reader {
+                stream,
+                sink: sink.clone(),
+                deadline,
+                link: link.clone(),
+                limits: limits.clone(),
+                transcript: transcript.clone(),
+            },
             tx,
         ));
         transcript.note(&link, "WebSocket open");
@@ -494,6 +516,7 @@ impl Conn {
             link,
             ticket,
             sink,
+            close_deadline,
             frames,
             reader,
             limits,
@@ -540,10 +563,18 @@ impl Conn {
         self.transcript.sent(&self.link, &text);
         self.last_sent = Instant::now();
         let what = format!("{} bytes", text.len());
-        self.sink
-            .send(Message::Text(text.into()))
+        self.send_message(Message::Text(text.into()), &what).await
+    }
+
+    /// Hands `message` to the socket; a connection already closed is the client's doing.
+    async fn send_message(&mut self, message: Message, what: &str) -> CaseResult {
+        let mut sink = self.sink.lock().await;
+        let Some(sink) = sink.as_mut() else {
+            return Err(self.send_failed(what, "the closing handshake had ended the connection"));
+        };
+        sink.send(message)
             .await
-            .map_err(|e| self.send_failed(&what, &e.to_string()))
+            .map_err(|e| self.send_failed(what, &e.to_string()))
     }
 
     /// Closes the connection with `code` and `reason`; returns when the close frame was
@@ -556,11 +587,16 @@ impl Conn {
             code,
             reason: reason.into(),
         };
-        self.sink
-            .send(Message::Close(Some(frame)))
-            .await
-            .map_err(|e| self.send_failed(&format!("close {code}"), &e.to_string()))?;
+        self.send_message(Message::Close(Some(frame)), &format!("close {code}"))
+            .await?;
+        self.await_close_answer();
         Ok(at)
+    }
+
+    /// Starts the wait for the client's close frame, after which the TCP connection closes.
+    fn await_close_answer(&self) {
+        let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
+        self.close_deadline.send_replace(Some(deadline));
     }
 
     /// Closes the connection with a close frame that carries no code (seen as 1005).
@@ -568,10 +604,9 @@ impl Conn {
         self.transcript
             .sent(&self.link, "close frame without a code");
         let at = Instant::now();
-        self.sink
-            .send(Message::Close(None))
-            .await
-            .map_err(|e| self.send_failed("a close frame", &e.to_string()))?;
+        self.send_message(Message::Close(None), "a close frame")
+            .await?;
+        self.await_close_answer();
         Ok(at)
     }
 
@@ -652,25 +687,73 @@ impl Conn {
     }
 }
 
-async fn read_frames(
-    mut stream: SplitStream<WebSocket>,
+/// What a connection's reader holds: the receiving half, and the sending half's share, which
+/// it drops to close the TCP connection at the end of the closing handshake.
+struct Reader {
+    stream: SplitStream<WebSocket>,
+    sink: SharedSink,
+    deadline: watch::Receiver<Option<tokio::time::Instant>>,
     link: String,
     limits: Arc<Limits>,
     transcript: Transcript,
-    tx: mpsc::UnboundedSender<ClientFrame>,
-) {
+}
+
+impl Reader {
+    /// Sends what the socket still owes (the answer to a client's close frame), then gives up
+    /// the sending half; the TCP connection closes when the reader returns with the other.
+    async fn close_tcp(&mut self, why: &str) {
+        if let Some(mut sink) = self.sink.lock().await.take() {
+            if let Err(error) = sink.flush().await {
+                self.transcript.note(
+                    &self.link,
+                    format!("the last frames could not be sent: {error}"),
+                );
+            }
+            self.transcript.note(&self.link, why);
+        }
+    }
+}
+
+/// Resolves once the server's close frame has waited [`CLOSE_GRACE`] for its answer.
+async fn close_unanswered(deadline: &mut watch::Receiver<Option<tokio::time::Instant>>) {
+    loop {
+        let set = *deadline.borrow_and_update();
+        if let Some(at) = set {
+            tokio::time::sleep_until(at).await;
+            return;
+        }
+        if deadline.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+async fn read_frames(mut r: Reader, tx: mpsc::UnboundedSender<ClientFrame>) {
     // The size rule is checked apart, against the advertised limit; the codec checks the rest.
     let codec = Codec::new(usize::MAX);
     loop {
-        let next = stream.next().await;
+        let next = tokio::select! {
+            next = r.stream.next() => next,
+            () = close_unanswered(&mut r.deadline) => {
+                r.close_tcp(&format!(
+                    "no close frame answered the server's within {} ms: the scripted server closes the TCP connection",
+                    CLOSE_GRACE.as_millis()
+                ))
+                .await;
+                // The send fails only when the script stopped listening.
+                let _ = tx.send(ClientFrame { at: Instant::now(), kind: FrameKind::Ended });
+                return;
+            }
+        };
         let at = Instant::now();
         let kind = match next {
             Some(Ok(Message::Text(text))) => {
-                transcript.received(&link, text.as_str());
-                check_text(text.as_str(), &limits, &codec)
+                r.transcript.received(&r.link, text.as_str());
+                check_text(text.as_str(), &r.limits, &codec)
             }
             Some(Ok(Message::Binary(bytes))) => {
-                transcript.received(&link, format!("binary frame of {} bytes", bytes.len()));
+                r.transcript
+                    .received(&r.link, format!("binary frame of {} bytes", bytes.len()));
                 FrameKind::Violation {
                     expected:
                         "text frames only: a client MUST NOT send binary frames (FERRY-TRANSPORT-3)"
@@ -679,7 +762,7 @@ async fn read_frames(
                 }
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
-                transcript.note(&link, "WebSocket-level ping or pong");
+                r.transcript.note(&r.link, "WebSocket-level ping or pong");
                 continue;
             }
             Some(Ok(Message::Close(frame))) => {
@@ -687,8 +770,8 @@ async fn read_frames(
                     Some(frame) => (Some(frame.code), frame.reason.as_str().to_owned()),
                     None => (None, String::new()),
                 };
-                transcript.received(
-                    &link,
+                r.transcript.received(
+                    &r.link,
                     match code {
                         Some(code) => format!("close {code} ({reason:?})"),
                         None => "close frame without a code".to_owned(),
@@ -697,22 +780,35 @@ async fn read_frames(
                 FrameKind::Close { code, reason }
             }
             Some(Err(error)) => {
-                transcript.note(
-                    &link,
+                r.transcript.note(
+                    &r.link,
                     format!("the client's side of the connection failed: {error}"),
                 );
                 FrameKind::Ended
             }
             None => {
-                transcript.note(
-                    &link,
-                    "the client closed the TCP connection (the scripted server never does so after a close frame: it waits for the client)",
-                );
+                r.transcript
+                    .note(&r.link, "the client closed the TCP connection");
                 FrameKind::Ended
             }
         };
         let end = matches!(kind, FrameKind::Ended);
+        let closing = matches!(kind, FrameKind::Close { .. });
         if tx.send(ClientFrame { at, kind }).is_err() || end {
+            return;
+        }
+        if closing {
+            // Close frames went both ways (the socket answers a client's own close frame):
+            // the server closes the TCP connection (RFC 6455, section 7.1.1).
+            r.close_tcp(
+                "close frames went both ways: the scripted server closes the TCP connection (RFC 6455, section 7.1.1)",
+            )
+            .await;
+            // The send fails only when the script stopped listening.
+            let _ = tx.send(ClientFrame {
+                at: Instant::now(),
+                kind: FrameKind::Ended,
+            });
             return;
         }
     }
@@ -833,6 +929,149 @@ mod tests {
         assert!(close.is_ok());
         let frame = client.next().await.expect("a frame").expect("no error");
         assert!(matches!(frame, tungstenite::Message::Close(Some(f)) if u16::from(f.code) == 4999));
+        // The client's answer completes the handshake; the server then closes TCP, which is
+        // all a client that reports the end only on the end of TCP waits for.
+        let end = tokio::time::timeout(Duration::from_secs(10), client.next()).await;
+        assert!(
+            matches!(end, Ok(None | Some(Err(_)))),
+            "TCP closes after the close exchange: {end:?}"
+        );
+        let answer = conn
+            .recv(Duration::from_secs(1))
+            .await
+            .expect("no violation");
+        assert!(
+            matches!(
+                answer,
+                Some(ClientFrame {
+                    kind: FrameKind::Close {
+                        code: Some(4999),
+                        ..
+                    },
+                    ..
+                })
+            ),
+            "{answer:?}"
+        );
+        let ended = conn
+            .recv(Duration::from_secs(1))
+            .await
+            .expect("no violation");
+        assert!(matches!(
+            ended,
+            Some(ClientFrame {
+                kind: FrameKind::Ended,
+                ..
+            })
+        ));
         assert!(server.unexpected().is_empty());
+    }
+
+    /// Connects a raw client to a scripted server that accepts it; returns both ends.
+    async fn accepted_pair() -> (
+        ScriptedServer,
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        Conn,
+    ) {
+        let mut server = ScriptedServer::start(Transcript::new())
+            .await
+            .expect("the server starts");
+        let ws = format!(
+            "{}{}?ticket=t",
+            server.url().replace("http://", "ws://"),
+            endpoint::CONNECT.path
+        );
+        let (client, _) = tokio_tungstenite::connect_async(ws)
+            .await
+            .expect("the upgrade is accepted");
+        let attempt = server
+            .next_attempt(Duration::from_secs(5))
+            .await
+            .expect("recorded");
+        let conn = attempt.conn.expect("accepted");
+        (server, client, conn)
+    }
+
+    #[tokio::test]
+    async fn a_close_begun_by_the_client_is_answered_then_tcp_closes() {
+        let (_server, mut client, mut conn) = accepted_pair().await;
+        client
+            .close(Some(tungstenite::protocol::CloseFrame {
+                code: 1000.into(),
+                reason: "done".into(),
+            }))
+            .await
+            .expect("sent");
+        let answer = tokio::time::timeout(Duration::from_secs(10), client.next())
+            .await
+            .expect("the server answers");
+        assert!(
+            matches!(&answer, Some(Ok(tungstenite::Message::Close(Some(f)))) if u16::from(f.code) == 1000),
+            "{answer:?}"
+        );
+        let end = tokio::time::timeout(Duration::from_secs(10), client.next()).await;
+        assert!(
+            matches!(end, Ok(None | Some(Err(_)))),
+            "TCP closes: {end:?}"
+        );
+        let seen = conn
+            .recv(Duration::from_secs(1))
+            .await
+            .expect("no violation");
+        assert!(
+            matches!(
+                seen,
+                Some(ClientFrame {
+                    kind: FrameKind::Close {
+                        code: Some(1000),
+                        ..
+                    },
+                    ..
+                })
+            ),
+            "{seen:?}"
+        );
+        let sent = conn.send_raw("{}".into()).await;
+        assert!(sent.is_err(), "nothing can be sent after the handshake");
+    }
+
+    #[tokio::test]
+    async fn an_unanswered_close_frame_ends_tcp_after_the_grace() {
+        // A raw TCP reader that never answers: it reads the upgrade answer and the close
+        // frame, then waits for the end of the stream.
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut server = ScriptedServer::start(Transcript::new())
+            .await
+            .expect("the server starts");
+        let addr = server.url().trim_start_matches("http://").to_owned();
+        let mut tcp = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connects");
+        let request = format!(
+            "GET {}?ticket=t HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            endpoint::CONNECT.path
+        );
+        tcp.write_all(request.as_bytes()).await.expect("sent");
+        let attempt = server
+            .next_attempt(Duration::from_secs(5))
+            .await
+            .expect("recorded");
+        let mut conn = attempt.conn.expect("accepted");
+        let sent = Instant::now();
+        conn.close(4000, "unanswered").await.expect("sent");
+        let mut buf = [0_u8; 4096];
+        let end = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(end.is_ok(), "the server closes TCP");
+        assert!(sent.elapsed() >= CLOSE_GRACE, "not before the grace");
     }
 }
