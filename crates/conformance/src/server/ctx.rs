@@ -153,7 +153,8 @@ impl Ctx {
             )
         };
         Err(Finding::skip(format!(
-            "would wait {} ms ({what}), more than {limit} allows",
+            "would wait {} ms ({what}), more than {limit} allows: raise it to at least {} ms, or start the server with shorter advertised values (ferry-server: --ticket-ttl-ms, --heartbeat-interval-ms, --heartbeat-timeout-ms, --resume-window-ms)",
+            need.as_millis(),
             need.as_millis()
         )))
     }

@@ -78,6 +78,10 @@ pub struct ServerOptions {
     /// A channel outside every namespace the server declares (FERRY-CHANNEL-5); the cases are
     /// skipped when `None`.
     pub outside_channel: Option<String>,
+    /// String fields of the payload's schema that take about `max_message_bytes` characters,
+    /// for the case of an HTTP publish too large to deliver (tried after the payload's own
+    /// string fields and the case's).
+    pub pad_fields: Vec<String>,
     /// How many sessions one user may hold at once (the limit is not advertised). 16 by
     /// default, the protocol's default.
     pub max_connections_per_user: u64,
@@ -104,6 +108,7 @@ impl ServerOptions {
             payload: json!({ "task_id": "T-1", "status": "running", "progress": 0.5, "assignee": null }),
             invalid_payload: Some(json!({ "bogus": true })),
             outside_channel: Some("conformance:outside:namespaces".into()),
+            pad_fields: Vec::new(),
             max_connections_per_user: ferry_protocol::tables::defaults::MAX_CONNECTIONS_PER_USER,
             max_wait: Duration::from_secs(45),
             stop_command: None,
@@ -132,6 +137,7 @@ impl fmt::Debug for ServerOptions {
             .field("payload", &self.payload)
             .field("invalid_payload", &self.invalid_payload)
             .field("outside_channel", &self.outside_channel)
+            .field("pad_fields", &self.pad_fields)
             .field("max_connections_per_user", &self.max_connections_per_user)
             .field("max_wait", &self.max_wait)
             .field("stop_command", &self.stop_command)
@@ -240,7 +246,9 @@ async fn check_ticket(http: &Http, cred: Cred, flag: &str) -> anyhow::Result<Tic
 fn describe(finding: &Finding) -> String {
     match finding {
         Finding::Fail { expected, observed } => format!("expected {expected}; observed {observed}"),
-        Finding::Skip(reason) | Finding::Error(reason) => reason.clone(),
+        Finding::Skip(reason) | Finding::Error(reason) | Finding::Inconclusive(reason) => {
+            reason.clone()
+        }
     }
 }
 
