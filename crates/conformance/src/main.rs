@@ -93,6 +93,11 @@ struct RunArgs {
     /// No progress lines on stderr.
     #[arg(long, short)]
     quiet: bool,
+    /// Show credentials (tokens, tickets) whole in transcripts and reports, which otherwise
+    /// show only their first four characters. For local debugging: such reports hold live
+    /// credentials.
+    #[arg(long)]
+    reveal_credentials: bool,
     /// How far a measured time may lie beyond the protocol's bound before a timing case
     /// fails, in milliseconds [default: 250 in server mode, 100 in client mode]. Measured
     /// delays can only come out longer than the implementation's own, so the lower bound stays
@@ -321,6 +326,7 @@ async fn execute(
     args: &RunArgs,
 ) -> Result<ExitCode> {
     let (known_failing, known_flaky, known_unsupported) = lists(args)?;
+    ferry_conformance::transcript::reveal_credentials(args.reveal_credentials);
     let jobs = args.jobs.unwrap_or_else(ferry_conformance::default_jobs);
     let options = RunOptions {
         jobs,

@@ -329,6 +329,14 @@ fn conclude(
     options: &RunOptions,
 ) -> CaseReport {
     let known = options.known_failing.matching(&case.id);
+    let finding = finding.map_err(|f| match f {
+        Finding::Fail { expected, observed } => {
+            Finding::fail(transcript.masked(&expected), transcript.masked(&observed))
+        }
+        Finding::Skip(m) => Finding::skip(transcript.masked(&m)),
+        Finding::Error(m) => Finding::error(transcript.masked(&m)),
+        Finding::Inconclusive(m) => Finding::inconclusive(transcript.masked(&m)),
+    });
     let (mut status, expected, observed, mut message) = match finding {
         Ok(()) => (Status::Pass, None, None, None),
         Err(Finding::Fail { expected, observed }) => {

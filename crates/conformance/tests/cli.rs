@@ -197,3 +197,34 @@ fn a_skipped_must_case_makes_the_run_incomplete_unless_declared_unsupported() {
     assert!(stdout.contains("declared unsupported"), "{stdout}");
     assert!(stdout.contains("PASSED"), "{stdout}");
 }
+
+/// Whether `text` holds a run of at least 32 hex digits: a ticket of the scripted server.
+fn holds_ticket(text: &str) -> bool {
+    text.as_bytes()
+        .split(|b| !b.is_ascii_hexdigit())
+        .any(|run| run.len() >= 32)
+}
+
+#[test]
+fn reports_mask_credentials_unless_asked_to_reveal_them() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let case = "client.handshake.ticket_then_connect";
+    for reveal in [false, true] {
+        let json = dir.path().join(format!("run-{reveal}.json"));
+        let json_arg = json.display().to_string();
+        let mut args = vec!["client", "--quiet", "--case", case, "--json", &json_arg];
+        if reveal {
+            args.push("--reveal-credentials");
+        }
+        args.extend(["--", ADAPTER]);
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+        let report = std::fs::read_to_string(&json).expect("the JSON report");
+        assert_eq!(holds_ticket(&report), reveal, "{report}");
+        assert_eq!(report.contains("conformance-credential"), reveal);
+        assert!(
+            report.contains("\"ticket\\\":\\\""),
+            "the ticket answer is recorded"
+        );
+    }
+}

@@ -267,6 +267,7 @@ impl Harness {
         transcript: Transcript,
         options: &ClientOptions,
     ) -> Result<Self, Finding> {
+        transcript.secret(CREDENTIAL);
         let server = ScriptedServer::start(transcript.clone()).await?;
         let mut adapter =
             AdapterProcess::spawn(options, transcript.clone()).map_err(Finding::error)?;

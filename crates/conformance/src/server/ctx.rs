@@ -382,8 +382,7 @@ pub(crate) fn setup(finding: Finding) -> Finding {
 
 /// Shows a ticket by its first characters only.
 pub(crate) fn redact(ticket: &str) -> String {
-    let head: String = ticket.chars().take(6).collect();
-    format!("{head}…")
+    crate::transcript::mask(ticket)
 }
 
 /// FNV-1a, for a short stable hash of a case id in its channel names.

@@ -259,6 +259,10 @@ impl Suite for ServerSuite {
 
     fn start(&self, case: &'static CaseInfo, transcript: Transcript) -> CaseFuture {
         let shared = self.shared.clone();
+        transcript.secret(&shared.options.token);
+        if let Some(token) = &shared.options.restricted_token {
+            transcript.secret(token);
+        }
         Box::pin(async move {
             let Some(body) = cases::body(&case.id) else {
                 return Err(Finding::error(format!(
