@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use ferry_conformance::catalogue::{self, CaseInfo, Mode};
 use ferry_conformance::client::{ClientOptions, ClientSuite};
 use ferry_conformance::expectations::ExpectationList;
-use ferry_conformance::server::{ServerOptions, ServerSuite};
+use ferry_conformance::server::{RestrictedRights, ServerOptions, ServerSuite};
 use ferry_conformance::{RunOptions, RunReport, Suite, Verdict, report};
 
 /// Drive any Ferry server or client, in any language, through the protocol's rules.
@@ -119,14 +119,25 @@ struct ServerArgs {
     /// on the test channels.
     #[arg(long, env = "FERRY_CONFORMANCE_TOKEN", hide_env_values = true)]
     token: String,
-    /// A credential that lacks rights on some channel; the permission cases are skipped
-    /// without it.
+    /// A second credential, with fewer rights on the test channels than --token (see
+    /// --restricted-rights); the permission cases are skipped without it. The cases check
+    /// what the server does with it, not the permissions its welcome lists.
     #[arg(
         long,
         env = "FERRY_CONFORMANCE_RESTRICTED_TOKEN",
         hide_env_values = true
     )]
     restricted_token: Option<String>,
+    /// What --restricted-token may do on the test channels: 'none' (neither read nor write:
+    /// every permission case runs), 'read' (the write cases run) or 'write' (the read cases
+    /// run). The server must refuse it everything else.
+    #[arg(
+        long,
+        env = "FERRY_CONFORMANCE_RESTRICTED_RIGHTS",
+        default_value = "none",
+        value_parser = ["none", "read", "write"]
+    )]
+    restricted_rights: String,
     /// The channels cases use; '{}' becomes a segment unique to each case and run. The
     /// default fits ferry-server's embedded example application.
     #[arg(
@@ -249,6 +260,11 @@ fn server_options(args: &ServerArgs) -> Result<ServerOptions> {
     let optional = |text: &str| (text != "none").then(|| text.to_owned());
     let mut options = ServerOptions::new(args.url.clone(), args.token.clone());
     options.restricted_token = args.restricted_token.clone();
+    options.restricted_rights = match args.restricted_rights.as_str() {
+        "read" => RestrictedRights::Read,
+        "write" => RestrictedRights::Write,
+        _ => RestrictedRights::None,
+    };
     options.channel_template = args.channel.clone();
     options.payload = json("payload", &args.payload)?;
     options.invalid_payload = optional(&args.invalid_payload)

@@ -66,6 +66,9 @@ pub struct ServerOptions {
     /// permission cases are skipped; with it, they find a forbidden channel from the
     /// permissions its welcome lists.
     pub restricted_token: Option<String>,
+    /// What the restricted credential holds on the template's channels; the permission cases
+    /// expect the server to refuse the rest, whatever its welcome lists. Nothing by default.
+    pub restricted_rights: RestrictedRights,
     /// The channels the cases use: `{}` is replaced by a segment unique to each case and run
     /// (lowercase letters, digits and `-`). `project:{}:tasks` by default.
     pub channel_template: String,
@@ -104,6 +107,7 @@ impl ServerOptions {
             url: url.into(),
             token: token.into(),
             restricted_token: None,
+            restricted_rights: RestrictedRights::None,
             channel_template: "project:{}:tasks".into(),
             payload: json!({ "task_id": "T-1", "status": "running", "progress": 0.5, "assignee": null }),
             invalid_payload: Some(json!({ "bogus": true })),
@@ -133,6 +137,7 @@ impl fmt::Debug for ServerOptions {
                 "restricted_token",
                 &self.restricted_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("restricted_rights", &self.restricted_rights)
             .field("channel_template", &self.channel_template)
             .field("payload", &self.payload)
             .field("invalid_payload", &self.invalid_payload)
@@ -291,6 +296,28 @@ impl Suite for ServerSuite {
             let ctx = Ctx::new(shared, case, transcript, reservation);
             (body.run)(ctx).await
         })
+    }
+}
+
+/// What the restricted credential may do on the channels of the template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestrictedRights {
+    /// Neither read nor write: every permission case runs.
+    None,
+    /// Read only: the write cases run.
+    Read,
+    /// Write only: the read cases run.
+    Write,
+}
+
+impl RestrictedRights {
+    /// Whether the credential holds `access` there.
+    pub fn holds(self, access: ferry_protocol::Access) -> bool {
+        matches!(
+            (self, access),
+            (Self::Read, ferry_protocol::Access::Read)
+                | (Self::Write, ferry_protocol::Access::Write)
+        )
     }
 }
 
