@@ -22,6 +22,10 @@ pub enum Finding {
     /// The case could not reach a verdict: the adapter crashed or hung, the server could not
     /// be reached, or the runner's own set-up failed.
     Error(String),
+    /// A timing check failed while the runner's own timer woke later than the check's
+    /// tolerance allows (see [`crate::lag`]): the machine, not the implementation, may be the
+    /// cause. The runner runs such a case again.
+    Inconclusive(String),
 }
 
 impl Finding {
@@ -36,6 +40,11 @@ impl Finding {
     /// A skip with its reason.
     pub fn skip(reason: impl Into<String>) -> Self {
         Self::Skip(reason.into())
+    }
+
+    /// A disturbed measurement, with what was measured and the lag observed.
+    pub fn inconclusive(reason: impl Into<String>) -> Self {
+        Self::Inconclusive(reason.into())
     }
 
     /// An error with what went wrong.

@@ -18,6 +18,9 @@ use serde::Deserialize;
 /// How many more times a failing known-flaky case runs.
 pub const FLAKY_RETRIES: u32 = 2;
 
+/// How many more times a case whose timing was disturbed runs, listed or not.
+pub const DISTURBED_RETRIES: u32 = 2;
+
 /// One entry of a list.
 #[derive(Debug, Clone)]
 pub struct Expectation {

@@ -18,6 +18,7 @@ pub mod case;
 pub mod catalogue;
 pub mod client;
 pub mod expectations;
+pub mod lag;
 pub mod report;
 pub mod runner;
 pub mod server;
@@ -25,5 +26,5 @@ pub mod transcript;
 
 pub use case::{CaseResult, Finding, Suite};
 pub use catalogue::{CaseInfo, Level, Mode};
-pub use runner::{RunOptions, RunReport, Status, run};
+pub use runner::{RunOptions, RunReport, Status, Verdict, default_jobs, run};
 pub use transcript::Transcript;

@@ -12,15 +12,17 @@ use clap::{Args, Parser, Subcommand};
 use ferry_conformance::catalogue::{self, CaseInfo, Mode};
 use ferry_conformance::client::{ClientOptions, ClientSuite};
 use ferry_conformance::expectations::ExpectationList;
-use ferry_conformance::server::{ServerOptions, ServerSuite};
-use ferry_conformance::{RunOptions, RunReport, Suite, report};
+use ferry_conformance::server::{RestrictedRights, ServerOptions, ServerSuite};
+use ferry_conformance::{RunOptions, RunReport, Suite, Verdict, report};
 
 /// Drive any Ferry server or client, in any language, through the protocol's rules.
 ///
 /// Every case has a stable id, cites rule ids from the protocol reference
 /// (generated/docs/PROTOCOL.md) and has a level, MUST or SHOULD. The exit code is 0 when every
-/// MUST case passes (every case, with --strict), 1 when one fails, errs or is unexpectedly
-/// passing while listed as known to fail, and 2 when the run cannot start.
+/// MUST case passes (every case, with --strict); 1 (FAILED) when one fails, errs or is
+/// unexpectedly passing while listed as known to fail; 2 when the run cannot start; 3
+/// (INCOMPLETE) when nothing failed but a MUST case was skipped without being declared in
+/// --known-unsupported, or stayed inconclusive because the machine was too busy to time it.
 #[derive(Parser)]
 #[command(name = "ferry-conformance", version, about, long_about)]
 struct Cli {
@@ -32,7 +34,7 @@ struct Cli {
 enum Command {
     /// Drive a server under test through its ticket, publish and history endpoints and raw
     /// WebSocket frames.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Drive a client under test through its adapter, against a scripted server hosted by the
     /// runner: `ferry-conformance client -- ./my-adapter --flag`.
     Client(ClientArgs),
@@ -59,9 +61,9 @@ struct RunArgs {
     /// 'client.reconnect.*'.
     #[arg(long = "case", value_name = "GLOB")]
     cases: Vec<String>,
-    /// How many cases run at once.
-    #[arg(long, env = "FERRY_CONFORMANCE_JOBS", default_value_t = 8)]
-    jobs: usize,
+    /// How many cases run at once [default: the number of cores the runner may use].
+    #[arg(long, env = "FERRY_CONFORMANCE_JOBS")]
+    jobs: Option<usize>,
     /// Fail the run on SHOULD failures too.
     #[arg(long, env = "FERRY_CONFORMANCE_STRICT")]
     strict: bool,
@@ -71,6 +73,11 @@ struct RunArgs {
     /// A TOML list of cases known to be flaky (same format); a failing one runs up to twice more.
     #[arg(long, env = "FERRY_CONFORMANCE_KNOWN_FLAKY", value_name = "FILE")]
     known_flaky: Option<PathBuf>,
+    /// A TOML list of cases the implementation does not support (same format, the reason
+    /// saying why); their skips leave the run complete. Any other skipped MUST case makes the
+    /// run INCOMPLETE (exit code 3).
+    #[arg(long, env = "FERRY_CONFORMANCE_KNOWN_UNSUPPORTED", value_name = "FILE")]
+    known_unsupported: Option<PathBuf>,
     /// Write the results as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -86,6 +93,11 @@ struct RunArgs {
     /// No progress lines on stderr.
     #[arg(long, short)]
     quiet: bool,
+    /// Show credentials (tokens, tickets) whole in transcripts and reports, which otherwise
+    /// show only their first four characters. For local debugging: such reports hold live
+    /// credentials.
+    #[arg(long)]
+    reveal_credentials: bool,
     /// How far a measured time may lie beyond the protocol's bound before a timing case
     /// fails, in milliseconds [default: 250 in server mode, 100 in client mode]. Measured
     /// delays can only come out longer than the implementation's own, so the lower bound stays
@@ -107,14 +119,25 @@ struct ServerArgs {
     /// on the test channels.
     #[arg(long, env = "FERRY_CONFORMANCE_TOKEN", hide_env_values = true)]
     token: String,
-    /// A credential that lacks rights on some channel; the permission cases are skipped
-    /// without it.
+    /// A second credential, with fewer rights on the test channels than --token (see
+    /// --restricted-rights); the permission cases are skipped without it. The cases check
+    /// what the server does with it, not the permissions its welcome lists.
     #[arg(
         long,
         env = "FERRY_CONFORMANCE_RESTRICTED_TOKEN",
         hide_env_values = true
     )]
     restricted_token: Option<String>,
+    /// What --restricted-token may do on the test channels: 'none' (neither read nor write:
+    /// every permission case runs), 'read' (the write cases run) or 'write' (the read cases
+    /// run). The server must refuse it everything else.
+    #[arg(
+        long,
+        env = "FERRY_CONFORMANCE_RESTRICTED_RIGHTS",
+        default_value = "none",
+        value_parser = ["none", "read", "write"]
+    )]
+    restricted_rights: String,
     /// The channels cases use; '{}' becomes a segment unique to each case and run. The
     /// default fits ferry-server's embedded example application.
     #[arg(
@@ -145,6 +168,11 @@ struct ServerArgs {
         default_value = "conformance:outside:namespaces"
     )]
     outside_channel: String,
+    /// A string field of --payload's schema that takes about max_message_bytes characters
+    /// (repeatable); the case of an HTTP publish too large to deliver pads it in a copy of
+    /// --payload, after the payload's own string fields.
+    #[arg(long = "pad-field", value_name = "FIELD")]
+    pad_fields: Vec<String>,
     /// The server's limit of concurrent sessions per user (it is not advertised).
     #[arg(
         long,
@@ -232,12 +260,18 @@ fn server_options(args: &ServerArgs) -> Result<ServerOptions> {
     let optional = |text: &str| (text != "none").then(|| text.to_owned());
     let mut options = ServerOptions::new(args.url.clone(), args.token.clone());
     options.restricted_token = args.restricted_token.clone();
+    options.restricted_rights = match args.restricted_rights.as_str() {
+        "read" => RestrictedRights::Read,
+        "write" => RestrictedRights::Write,
+        _ => RestrictedRights::None,
+    };
     options.channel_template = args.channel.clone();
     options.payload = json("payload", &args.payload)?;
     options.invalid_payload = optional(&args.invalid_payload)
         .map(|text| json("invalid-payload", &text))
         .transpose()?;
     options.outside_channel = optional(&args.outside_channel);
+    options.pad_fields = args.pad_fields.clone();
     options.max_connections_per_user = args.max_connections_per_user;
     options.max_wait = Duration::from_millis(args.max_wait_ms);
     options.stop_command = args.stop_command.clone();
@@ -251,18 +285,22 @@ fn plan(mode: Mode, args: &RunArgs) -> Result<Vec<&'static CaseInfo>> {
     catalogue::select(mode, &args.cases).map_err(anyhow::Error::msg)
 }
 
-fn lists(args: &RunArgs) -> Result<(ExpectationList, ExpectationList)> {
+fn lists(args: &RunArgs) -> Result<(ExpectationList, ExpectationList, ExpectationList)> {
     let load = |path: &Option<PathBuf>| -> Result<ExpectationList> {
         Ok(match path {
             Some(path) => ExpectationList::load(path)?,
             None => ExpectationList::default(),
         })
     };
-    Ok((load(&args.known_failing)?, load(&args.known_flaky)?))
+    Ok((
+        load(&args.known_failing)?,
+        load(&args.known_flaky)?,
+        load(&args.known_unsupported)?,
+    ))
 }
 
 fn dry_run(mode: Mode, cases: &[&'static CaseInfo], args: &RunArgs) -> Result<ExitCode> {
-    let (failing, flaky) = lists(args)?;
+    let (failing, flaky, unsupported) = lists(args)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{} {mode} case(s) would run:", cases.len())?;
     for case in cases {
@@ -275,6 +313,12 @@ fn dry_run(mode: Mode, cases: &[&'static CaseInfo], args: &RunArgs) -> Result<Ex
         }
         if let Some(known) = flaky.matching(&case.id) {
             marks.push(format!("known flaky ({}): {}", known.pattern, known.reason));
+        }
+        if let Some(known) = unsupported.matching(&case.id) {
+            marks.push(format!(
+                "declared unsupported ({}): {}",
+                known.pattern, known.reason
+            ));
         }
         if case.last {
             marks.push("runs last, alone".to_owned());
@@ -297,12 +341,15 @@ async fn execute(
     cases: Vec<&'static CaseInfo>,
     args: &RunArgs,
 ) -> Result<ExitCode> {
-    let (known_failing, known_flaky) = lists(args)?;
+    let (known_failing, known_flaky, known_unsupported) = lists(args)?;
+    ferry_conformance::transcript::reveal_credentials(args.reveal_credentials);
+    let jobs = args.jobs.unwrap_or_else(ferry_conformance::default_jobs);
     let options = RunOptions {
-        jobs: args.jobs,
+        jobs,
         strict: args.strict,
         known_failing,
         known_flaky,
+        known_unsupported,
         progress: !args.quiet,
     };
     if !args.quiet {
@@ -310,17 +357,17 @@ async fn execute(
             "ferry-conformance: {} {mode} case(s) against {}, {} at a time",
             cases.len(),
             suite.target(),
-            args.jobs
+            jobs
         );
     }
     let report = ferry_conformance::run(suite, mode, cases, &options).await;
     write_reports(&report, args)?;
     let mut out = std::io::stdout().lock();
     write!(out, "{}", report::table(&report))?;
-    Ok(if report.passed() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+    Ok(match report.verdict() {
+        Verdict::Passed => ExitCode::SUCCESS,
+        Verdict::Failed => ExitCode::from(1),
+        Verdict::Incomplete => ExitCode::from(3),
     })
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use crate::catalogue::Level;
-use crate::runner::{CaseReport, RunReport, Status};
+use crate::runner::{CaseReport, RunReport, Status, Verdict};
 
 /// The one-line summary: counts per status and the verdict.
 pub fn summary(report: &RunReport) -> String {
@@ -16,17 +16,28 @@ pub fn summary(report: &RunReport) -> String {
         .iter()
         .filter(|c| matches!(c.status, Status::Fail | Status::Error) && c.level == Level::Must)
         .count();
-    let verdict = if report.passed() {
-        "PASSED".to_owned()
-    } else {
-        format!("FAILED ({failing} case(s) fail the run, {musts_failed} at MUST level)")
+    let verdict = match report.verdict() {
+        Verdict::Passed => "PASSED".to_owned(),
+        Verdict::Failed => {
+            format!("FAILED ({failing} case(s) fail the run, {musts_failed} at MUST level)")
+        }
+        Verdict::Incomplete => {
+            let open: Vec<&str> = report.unverified().map(|c| c.id.as_str()).collect();
+            format!(
+                "INCOMPLETE ({} case(s) that {} were not checked: {}; each skip says what would run it, and a skip the implementation cannot lift belongs in --known-unsupported with a reason)",
+                open.len(),
+                if report.strict { "count" } else { "are MUST" },
+                open.join(", ")
+            )
+        }
     };
     format!(
-        "{verdict}: {} passed, {} failed, {} errors, {} skipped, {} known failing, {} unexpectedly passing, of {} {} cases in {:.1} s{}",
+        "{verdict}: {} passed, {} failed, {} errors, {} skipped, {} inconclusive, {} known failing, {} unexpectedly passing, of {} {} cases in {:.1} s{}",
         report.count(Status::Pass),
         report.count(Status::Fail),
         report.count(Status::Error),
         report.count(Status::Skip),
+        report.count(Status::Inconclusive),
         report.count(Status::Xfail),
         report.count(Status::Xpass),
         report.cases.len(),
@@ -80,7 +91,10 @@ pub fn table(report: &RunReport) -> String {
             "{}",
             details(
                 case,
-                matches!(case.status, Status::Fail | Status::Error | Status::Xpass)
+                matches!(
+                    case.status,
+                    Status::Fail | Status::Error | Status::Xpass | Status::Inconclusive
+                )
             )
         );
     }
@@ -112,6 +126,15 @@ fn details(case: &CaseReport, with_transcript: bool) -> String {
     if let Some(message) = &case.message {
         let _ = writeln!(out, "  note:     {message}");
     }
+    if matches!(case.status, Status::Skip | Status::Inconclusive)
+        && !case.declared_unsupported
+        && case.level == Level::Must
+    {
+        let _ = writeln!(
+            out,
+            "  verdict:  not checked, so the run is INCOMPLETE (a MUST case)"
+        );
+    }
     if case.attempts > 1 {
         let _ = writeln!(
             out,
@@ -128,9 +151,12 @@ fn details(case: &CaseReport, with_transcript: bool) -> String {
     out
 }
 
-/// The report as pretty-printed JSON (every case with its transcript).
+/// The report as pretty-printed JSON (the verdict, and every case with its transcript).
 pub fn json(report: &RunReport) -> String {
-    serde_json::to_string_pretty(report).expect("a run report serializes")
+    let mut value = serde_json::to_value(report).expect("a run report serializes");
+    value["verdict"] = serde_json::to_value(report.verdict()).expect("a verdict serializes");
+    value["unverified"] = report.unverified().map(|c| c.id.clone()).collect();
+    serde_json::to_string_pretty(&value).expect("a run report serializes")
 }
 
 /// The report as JUnit XML: one test suite for the mode, one test case per case (class name
@@ -143,7 +169,7 @@ pub fn junit(report: &RunReport) -> String {
             Status::Pass => TestCaseStatus::success(),
             Status::Fail | Status::Xpass => TestCaseStatus::non_success(NonSuccessKind::Failure),
             Status::Error => TestCaseStatus::non_success(NonSuccessKind::Error),
-            Status::Skip | Status::Xfail => TestCaseStatus::skipped(),
+            Status::Skip | Status::Xfail | Status::Inconclusive => TestCaseStatus::skipped(),
         };
         if case.status != Status::Pass {
             let message = match (&case.expected, &case.observed, &case.message) {
@@ -152,6 +178,17 @@ pub fn junit(report: &RunReport) -> String {
                 }
                 (_, _, Some(message)) => format!("[{}] {message}", case.level),
                 _ => case.status.label().to_owned(),
+            };
+            let unverified = matches!(case.status, Status::Skip | Status::Inconclusive)
+                && !case.declared_unsupported
+                && (report.strict || case.level == Level::Must);
+            let message = if unverified {
+                format!(
+                    "{} (not checked: the run is INCOMPLETE) {message}",
+                    case.status.label()
+                )
+            } else {
+                message
             };
             status.set_message(message);
             status.set_description(details(case, true));
@@ -165,6 +202,10 @@ pub fn junit(report: &RunReport) -> String {
         test.set_time(Duration::from_millis(case.duration_ms));
         suite.add_test_case(test);
     }
+    suite.add_property(quick_junit::Property::new(
+        "verdict",
+        report.verdict().label(),
+    ));
     let mut junit = Report::new("ferry-conformance");
     junit.add_test_suite(suite);
     junit.to_string().expect("a JUnit report serializes")
@@ -232,6 +273,7 @@ mod tests {
             message: (status == Status::Skip).then(|| "no --restricted-token".to_owned()),
             attempts: 1,
             duration_ms: 12,
+            declared_unsupported: false,
             transcript: vec![Entry {
                 at_ms: 3,
                 direction: Direction::Received,
@@ -294,6 +336,64 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("### `server.ticket.reused` (FAIL)"), "{md}");
+    }
+
+    #[test]
+    fn an_undeclared_must_skip_makes_the_run_incomplete_in_every_format() {
+        let mut run = report(vec![
+            case("server.permission.forbidden", Level::Must, Status::Skip),
+            case("server.ticket.missing", Level::Must, Status::Pass),
+            case("server.shutdown.spread", Level::Should, Status::Skip),
+        ]);
+        assert!(run.passed(), "nothing failed");
+        assert_eq!(run.verdict(), Verdict::Incomplete);
+        let table = table(&run);
+        assert!(
+            table.contains(
+                "INCOMPLETE (1 case(s) that are MUST were not checked: server.permission.forbidden;"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("not checked, so the run is INCOMPLETE"),
+            "{table}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&json(&run)).expect("valid JSON");
+        assert_eq!(json["verdict"], "incomplete");
+        assert_eq!(json["unverified"][0], "server.permission.forbidden");
+        let xml = junit(&run);
+        assert!(
+            xml.contains("name=\"verdict\" value=\"INCOMPLETE\""),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("SKIP (not checked: the run is INCOMPLETE)"),
+            "{xml}"
+        );
+        assert!(markdown(&run).contains("**INCOMPLETE"));
+
+        // Declared unsupported, the skip leaves the run complete; a strict run also counts the
+        // SHOULD skip.
+        run.cases[0].declared_unsupported = true;
+        assert_eq!(run.verdict(), Verdict::Passed);
+        assert!(summary(&run).starts_with("PASSED"));
+        run.strict = true;
+        assert_eq!(run.verdict(), Verdict::Incomplete);
+        // A failure wins over an incomplete run.
+        run.cases[1].status = Status::Fail;
+        assert_eq!(run.verdict(), Verdict::Failed);
+    }
+
+    #[test]
+    fn an_inconclusive_must_case_makes_the_run_incomplete_not_failed() {
+        let run = report(vec![case(
+            "client.reconnect.cap",
+            Level::Must,
+            Status::Inconclusive,
+        )]);
+        assert!(run.passed());
+        assert_eq!(run.verdict(), Verdict::Incomplete);
+        assert!(table(&run).contains("INCONC MUST   client.reconnect.cap"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 
 use crate::case::{Finding, Suite};
 use crate::catalogue::{CaseInfo, Level, Mode};
-use crate::expectations::{ExpectationList, FLAKY_RETRIES};
+use crate::expectations::{DISTURBED_RETRIES, ExpectationList, FLAKY_RETRIES};
 use crate::transcript::{Entry, Transcript};
 
 /// A case's final status.
@@ -30,6 +30,8 @@ pub enum Status {
     Xfail,
     /// Listed as known to fail, but passed: the list is out of date.
     Xpass,
+    /// Every run's timing was disturbed by the machine's load (see [`crate::lag`]).
+    Inconclusive,
 }
 
 impl Status {
@@ -42,6 +44,7 @@ impl Status {
             Self::Error => "ERROR",
             Self::Xfail => "XFAIL",
             Self::Xpass => "XPASS",
+            Self::Inconclusive => "INCONC",
         }
     }
 }
@@ -74,8 +77,35 @@ pub struct CaseReport {
     pub attempts: u32,
     /// How long its last run took, in milliseconds.
     pub duration_ms: u64,
+    /// Whether a skip is declared in the known-unsupported list, so that it leaves the run
+    /// complete.
+    pub declared_unsupported: bool,
     /// What the last run saw and did.
     pub transcript: Vec<Entry>,
+}
+
+/// The verdict of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Every MUST case passed (every case, in a strict run), or is listed as known to fail.
+    Passed,
+    /// A case fails the run: see [`RunReport::failing`].
+    Failed,
+    /// Nothing failed, but a MUST case (any case, in a strict run) reached no pass or fail:
+    /// it was skipped without being declared unsupported, or its timing stayed disturbed.
+    Incomplete,
+}
+
+impl Verdict {
+    /// The verdict as reports print it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Passed => "PASSED",
+            Self::Failed => "FAILED",
+            Self::Incomplete => "INCOMPLETE",
+        }
+    }
 }
 
 /// The results of a run.
@@ -105,13 +135,37 @@ impl RunReport {
         self.cases.iter().filter(|c| match c.status {
             Status::Fail | Status::Error => self.strict || c.level == Level::Must,
             Status::Xpass => true,
-            Status::Pass | Status::Skip | Status::Xfail => false,
+            Status::Pass | Status::Skip | Status::Xfail | Status::Inconclusive => false,
         })
     }
 
-    /// Whether the run passes.
+    /// The cases that leave the run incomplete: a skip that the known-unsupported list does
+    /// not declare, and an inconclusive case, at MUST level (at any level with `strict`).
+    pub fn unverified(&self) -> impl Iterator<Item = &CaseReport> {
+        self.cases.iter().filter(|c| {
+            let open = match c.status {
+                Status::Skip => !c.declared_unsupported,
+                Status::Inconclusive => true,
+                _ => false,
+            };
+            open && (self.strict || c.level == Level::Must)
+        })
+    }
+
+    /// Whether no case fails the run (it may still be incomplete).
     pub fn passed(&self) -> bool {
         self.failing().next().is_none()
+    }
+
+    /// The run's verdict: failed, else incomplete, else passed.
+    pub fn verdict(&self) -> Verdict {
+        if !self.passed() {
+            Verdict::Failed
+        } else if self.unverified().next().is_some() {
+            Verdict::Incomplete
+        } else {
+            Verdict::Passed
+        }
     }
 }
 
@@ -126,17 +180,26 @@ pub struct RunOptions {
     pub known_failing: ExpectationList,
     /// Cases known to be flaky.
     pub known_flaky: ExpectationList,
+    /// Cases the implementation declares unsupported: their skips leave the run complete.
+    pub known_unsupported: ExpectationList,
     /// Print a line per finished case on stderr.
     pub progress: bool,
+}
+
+/// How many cases run at once by default: one per core the runner may use, so that the
+/// cases' timing does not compete with itself for the processor.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
         Self {
-            jobs: 8,
+            jobs: default_jobs(),
             strict: false,
             known_failing: ExpectationList::default(),
             known_flaky: ExpectationList::default(),
+            known_unsupported: ExpectationList::default(),
             progress: false,
         }
     }
@@ -149,6 +212,7 @@ pub async fn run(
     cases: Vec<&'static CaseInfo>,
     options: &RunOptions,
 ) -> RunReport {
+    crate::lag::start();
     let started = Instant::now();
     let total = cases.len();
     let (last, first): (Vec<_>, Vec<_>) = cases.iter().copied().partition(|c| c.last);
@@ -210,9 +274,12 @@ type Ran = (
 );
 
 /// Runs one case under its deadline, again (up to [`FLAKY_RETRIES`] times) when it is
-/// known to be flaky and did not pass.
+/// known to be flaky and did not pass, and again (up to [`DISTURBED_RETRIES`] times) when its
+/// timing was disturbed.
 async fn run_case(suite: Arc<dyn Suite>, case: &'static CaseInfo, flaky: bool) -> Ran {
     let mut attempts = 0;
+    let mut disturbed = 0;
+    let mut lags = Vec::new();
     loop {
         attempts += 1;
         let transcript = Transcript::new();
@@ -231,8 +298,21 @@ async fn run_case(suite: Arc<dyn Suite>, case: &'static CaseInfo, flaky: bool) -
                 )))
             }
         };
+        if let Err(Finding::Inconclusive(why)) = &finding {
+            disturbed += 1;
+            lags.push(why.clone());
+            if disturbed <= DISTURBED_RETRIES {
+                continue;
+            }
+            let finding = Err(Finding::inconclusive(format!(
+                "{} runs, each disturbed: {}",
+                lags.len(),
+                lags.join(" | ")
+            )));
+            return (case, finding, attempts, started.elapsed(), transcript);
+        }
         let retry = flaky
-            && attempts <= FLAKY_RETRIES
+            && attempts <= FLAKY_RETRIES + disturbed
             && matches!(finding, Err(Finding::Fail { .. } | Finding::Error(_)));
         if !retry {
             return (case, finding, attempts, started.elapsed(), transcript);
@@ -249,6 +329,14 @@ fn conclude(
     options: &RunOptions,
 ) -> CaseReport {
     let known = options.known_failing.matching(&case.id);
+    let finding = finding.map_err(|f| match f {
+        Finding::Fail { expected, observed } => {
+            Finding::fail(transcript.masked(&expected), transcript.masked(&observed))
+        }
+        Finding::Skip(m) => Finding::skip(transcript.masked(&m)),
+        Finding::Error(m) => Finding::error(transcript.masked(&m)),
+        Finding::Inconclusive(m) => Finding::inconclusive(transcript.masked(&m)),
+    });
     let (mut status, expected, observed, mut message) = match finding {
         Ok(()) => (Status::Pass, None, None, None),
         Err(Finding::Fail { expected, observed }) => {
@@ -256,6 +344,7 @@ fn conclude(
         }
         Err(Finding::Skip(reason)) => (Status::Skip, None, None, Some(reason)),
         Err(Finding::Error(reason)) => (Status::Error, None, None, Some(reason)),
+        Err(Finding::Inconclusive(reason)) => (Status::Inconclusive, None, None, Some(reason)),
     };
     if let Some(known) = known {
         let note = format!(
@@ -274,8 +363,19 @@ fn conclude(
                     None => note,
                 });
             }
-            Status::Skip | Status::Xfail | Status::Xpass => {}
+            Status::Skip | Status::Xfail | Status::Xpass | Status::Inconclusive => {}
         }
+    }
+    let declared = (status == Status::Skip)
+        .then(|| options.known_unsupported.matching(&case.id))
+        .flatten();
+    if let Some(declared) = declared {
+        message = Some(format!(
+            "declared unsupported ({}): {}; {}",
+            declared.pattern,
+            declared.reason,
+            message.unwrap_or_default()
+        ));
     }
     CaseReport {
         id: case.id.clone(),
@@ -289,6 +389,7 @@ fn conclude(
         message,
         attempts,
         duration_ms: millis(duration),
+        declared_unsupported: declared.is_some(),
         transcript: transcript.entries(),
     }
 }

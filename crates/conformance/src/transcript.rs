@@ -1,6 +1,12 @@
 //! What one case saw and did, in order, for the report of a failure.
+//!
+//! Credentials (bearer tokens, tickets) registered with [`Transcript::secret`] never appear
+//! whole in an entry or a case's findings: each is shown as its first four characters and an
+//! ellipsis, enough to tell two apart, unless [`reveal_credentials`] was called (the runner's
+//! `--reveal-credentials`, for local debugging).
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -8,6 +14,27 @@ use serde::Serialize;
 
 /// The longest text an entry keeps; longer frames are cut and their size noted.
 const MAX_ENTRY_CHARS: usize = 400;
+
+/// How many leading characters of a credential a masked one keeps.
+const SHOWN_CHARS: usize = 4;
+
+static REVEAL: AtomicBool = AtomicBool::new(false);
+
+/// Shows credentials whole in every transcript and finding from now on (for local
+/// debugging: reports then hold live credentials).
+pub fn reveal_credentials(reveal: bool) {
+    REVEAL.store(reveal, Ordering::SeqCst);
+}
+
+/// A credential as reports show it: its first characters and an ellipsis (whole when
+/// credentials are revealed).
+pub fn mask(credential: &str) -> String {
+    if REVEAL.load(Ordering::SeqCst) {
+        return credential.to_owned();
+    }
+    let head: String = credential.chars().take(SHOWN_CHARS).collect();
+    format!("{head}…")
+}
 
 /// Which way an entry went, from the runner's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -54,6 +81,7 @@ impl fmt::Display for Entry {
 pub struct Transcript {
     start: Instant,
     entries: Arc<Mutex<Vec<Entry>>>,
+    secrets: Arc<Mutex<Vec<String>>>,
 }
 
 impl Default for Transcript {
@@ -68,7 +96,37 @@ impl Transcript {
         Self {
             start: Instant::now(),
             entries: Arc::default(),
+            secrets: Arc::default(),
         }
+    }
+
+    /// Registers a credential of the case (a token, a ticket): from now on it is masked
+    /// wherever it appears in an entry, and in the case's findings.
+    pub fn secret(&self, credential: &str) {
+        if credential.chars().count() <= SHOWN_CHARS {
+            return;
+        }
+        let mut secrets = self.secrets.lock().unwrap_or_else(|p| p.into_inner());
+        if !secrets.iter().any(|s| s == credential) {
+            secrets.push(credential.to_owned());
+            // The longest first, so that a credential inside another is not masked half.
+            secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        }
+    }
+
+    /// `text` with every registered credential masked.
+    pub fn masked(&self, text: &str) -> String {
+        if REVEAL.load(Ordering::SeqCst) {
+            return text.to_owned();
+        }
+        let secrets = self.secrets.lock().unwrap_or_else(|p| p.into_inner());
+        secrets.iter().fold(text.to_owned(), |text, secret| {
+            if text.contains(secret.as_str()) {
+                text.replace(secret.as_str(), &mask(secret))
+            } else {
+                text
+            }
+        })
     }
 
     /// Records something the runner sent on `link`.
@@ -104,7 +162,7 @@ impl Transcript {
             at_ms: self.elapsed_ms(),
             direction,
             link,
-            text: shorten(text),
+            text: shorten(&self.masked(text)),
         };
         self.entries
             .lock()
@@ -137,5 +195,26 @@ mod tests {
         assert!(entries[0].text.len() < 500);
         assert_eq!(entries[1].text, "short");
         assert_eq!(entries[0].direction, Direction::Sent);
+    }
+
+    #[test]
+    fn registered_credentials_are_masked_in_entries_and_findings() {
+        let transcript = Transcript::new();
+        let ticket = "7d1137e250f826cb0d724295fdb0b647";
+        transcript.secret(ticket);
+        transcript.secret("abc");
+        transcript.sent("http", format!("201 {{\"ticket\":\"{ticket}\"}}"));
+        transcript.received("ws#1", format!("GET /v1/ws?ticket={ticket} and abc"));
+        let entries = transcript.entries();
+        assert_eq!(entries[0].text, "201 {\"ticket\":\"7d11…\"}");
+        assert!(!entries[1].text.contains(ticket), "{}", entries[1].text);
+        assert!(
+            entries[1].text.ends_with("and abc"),
+            "too short to be a credential"
+        );
+        assert_eq!(
+            transcript.masked(&format!("presented {ticket:?}")),
+            "presented \"7d11…\""
+        );
     }
 }

@@ -138,3 +138,93 @@ fn a_listed_case_that_passes_fails_the_run() {
     );
     assert!(stdout.contains("remove it from the list"), "{stdout}");
 }
+
+/// An adapter that lacks `unsubscribe`: the MUST cases that need it are skipped.
+const NO_UNSUBSCRIBE: &str = "ferry-client 0.1.0 without unsubscribe";
+
+#[test]
+fn a_skipped_must_case_makes_the_run_incomplete_unless_declared_unsupported() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let case = "client.subscribe.unsubscribe_sends_request";
+    let adapter = format!(
+        r#"echo '{{"type":"ready","adapter":"{NO_UNSUBSCRIBE}","unsupported":["unsubscribe"]}}'; cat >/dev/null"#
+    );
+    let json = dir.path().join("run.json");
+    let out = run(&[
+        "client",
+        "--quiet",
+        "--case",
+        case,
+        "--json",
+        &json.display().to_string(),
+        "--",
+        "sh",
+        "-c",
+        &adapter,
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!("SKIP   MUST   {case}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("INCOMPLETE"), "{stdout}");
+    assert!(stdout.contains("--known-unsupported"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON report"))
+            .expect("valid JSON");
+    assert_eq!(report["verdict"], "incomplete");
+
+    let declared = write_list(
+        dir.path(),
+        "known-unsupported.toml",
+        "client.subscribe.unsubscribe_*",
+    );
+    let out = run(&[
+        "client",
+        "--quiet",
+        "--case",
+        case,
+        "--known-unsupported",
+        &declared,
+        "--",
+        "sh",
+        "-c",
+        &adapter,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("declared unsupported"), "{stdout}");
+    assert!(stdout.contains("PASSED"), "{stdout}");
+}
+
+/// Whether `text` holds a run of at least 32 hex digits: a ticket of the scripted server.
+fn holds_ticket(text: &str) -> bool {
+    text.as_bytes()
+        .split(|b| !b.is_ascii_hexdigit())
+        .any(|run| run.len() >= 32)
+}
+
+#[test]
+fn reports_mask_credentials_unless_asked_to_reveal_them() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let case = "client.handshake.ticket_then_connect";
+    for reveal in [false, true] {
+        let json = dir.path().join(format!("run-{reveal}.json"));
+        let json_arg = json.display().to_string();
+        let mut args = vec!["client", "--quiet", "--case", case, "--json", &json_arg];
+        if reveal {
+            args.push("--reveal-credentials");
+        }
+        args.extend(["--", ADAPTER]);
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+        let report = std::fs::read_to_string(&json).expect("the JSON report");
+        assert_eq!(holds_ticket(&report), reveal, "{report}");
+        assert_eq!(report.contains("conformance-credential"), reveal);
+        assert!(
+            report.contains("\"ticket\\\":\\\""),
+            "the ticket answer is recorded"
+        );
+    }
+}

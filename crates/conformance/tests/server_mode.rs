@@ -92,3 +92,28 @@ async fn every_must_case_passes_against_the_reference_server() {
         .expect("the server stops after the shutdown cases");
     assert!(done.expect("the server task ran").is_ok());
 }
+
+/// A server that grants the restricted credential every right (here: the full token given as
+/// the restricted one) fails every permission case, though its welcome states those rights
+/// honestly: the cases judge what the server does, not what it says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restricted_credential_with_every_right_fails_the_permission_cases() {
+    let server = ReferenceServer::start().await;
+    let mut options = server.options(&server.url);
+    options.restricted_token = Some(support::TOKEN.into());
+    let suite = ServerSuite::connect(options)
+        .await
+        .expect("the server is reachable and the tokens get tickets");
+    let cases = ferry_conformance::catalogue::select(Mode::Server, &["server.permission.*".into()])
+        .expect("the permission cases");
+    assert!(cases.len() >= 5, "the permission cases are there");
+    let run_report = run(Arc::new(suite), Mode::Server, cases, &RunOptions::default()).await;
+    let not_failed: Vec<String> = run_report
+        .cases
+        .iter()
+        .filter(|c| c.status != Status::Fail)
+        .map(report)
+        .collect();
+    assert!(not_failed.is_empty(), "{}", not_failed.join(""));
+    assert_eq!(run_report.verdict(), ferry_conformance::Verdict::Failed);
+}

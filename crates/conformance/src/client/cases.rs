@@ -1499,14 +1499,16 @@ async fn silent_server_detected(h: &mut Harness) -> CaseResult {
             )
         },
     )?;
+    // From the runner's own last send, not from the arrival of the client's close, which
+    // may come late and so shorten the measured delay.
     h.retry_ticket(
-        closed_at,
+        silent_since + silence,
         window(&policy, 1)?,
         &format!(
             "retry 1 after the dead session (FERRY-HEARTBEAT-4: reconnect under the backoff; {})",
             policy.describe()
         ),
-        "the client's close of the silent session",
+        "heartbeat.interval_ms + heartbeat.timeout_ms after the server's last frame",
     )
     .await?;
     Ok(())

@@ -126,7 +126,7 @@ impl Suite for ClientSuite {
                 let feature = harness::feature(name)?;
                 if unsupported.contains(&feature) {
                     return Err(Finding::skip(format!(
-                        "the adapter declares the feature `{name}` unsupported"
+                        "the adapter declares the feature `{name}` unsupported: a client with it runs this case; without it, declare the case in --known-unsupported with a reason"
                     )));
                 }
             }

@@ -265,6 +265,7 @@ async fn issue_ticket(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> 
     let (status, body, issued) = match reply {
         TicketReply::Issue => {
             let ticket = fresh_ticket();
+            shared.transcript.secret(&ticket);
             shared
                 .issued
                 .lock()

@@ -153,7 +153,8 @@ impl Ctx {
             )
         };
         Err(Finding::skip(format!(
-            "would wait {} ms ({what}), more than {limit} allows",
+            "would wait {} ms ({what}), more than {limit} allows: raise it to at least {} ms, or start the server with shorter advertised values (ferry-server: --ticket-ttl-ms, --heartbeat-interval-ms, --heartbeat-timeout-ms, --resume-window-ms)",
+            need.as_millis(),
             need.as_millis()
         )))
     }
@@ -239,8 +240,10 @@ impl Ctx {
         Ok(session)
     }
 
-    /// A channel of the template on which the restricted credential lacks `access`, by the
-    /// permissions its welcome lists; a skip when it has it.
+    /// A channel of the template on which the restricted credential lacks `access`, by what
+    /// the run was told (`--restricted-rights`), never by the permissions the server's welcome
+    /// lists: a server that grants the credential more than its rights must fail, not be
+    /// believed. A skip when the credential was declared to hold `access`.
     pub(crate) fn forbidden_channel(
         &self,
         welcome: &ferry_protocol::Welcome,
@@ -249,16 +252,24 @@ impl Ctx {
         let channel = self.channel(0);
         let name = ChannelName::try_from(channel.as_str())
             .map_err(|e| Finding::error(format!("{channel} is not a channel name: {e}")))?;
-        if permits(&welcome.permissions, &name, access) {
-            let right = match access {
-                Access::Read => "read",
-                Access::Write => "write",
-            };
+        let right = match access {
+            Access::Read => "read",
+            Access::Write => "write",
+        };
+        if self.shared.options.restricted_rights.holds(access) {
             return Err(Finding::skip(format!(
-                "the --restricted-token's welcome grants {right} on {channel} (permissions {}), so no forbidden channel of the template is known; pass a restricted token without {right} on {}",
-                serde_json::to_string(&welcome.permissions).unwrap_or_default(),
+                "--restricted-rights says the --restricted-token holds {right} on the template's channels ({}); pass a --restricted-token without {right} there, with --restricted-rights saying what it holds, to run this case",
                 self.shared.options.channel_template
             )));
+        }
+        if permits(&welcome.permissions, &name, access) {
+            self.t.note(
+                "runner",
+                format!(
+                    "the restricted session's welcome lists {right} on {channel} (permissions {}), which its credential was declared to lack: the server's behaviour decides",
+                    serde_json::to_string(&welcome.permissions).unwrap_or_default()
+                ),
+            );
         }
         Ok(channel)
     }
@@ -381,8 +392,7 @@ pub(crate) fn setup(finding: Finding) -> Finding {
 
 /// Shows a ticket by its first characters only.
 pub(crate) fn redact(ticket: &str) -> String {
-    let head: String = ticket.chars().take(6).collect();
-    format!("{head}…")
+    crate::transcript::mask(ticket)
 }
 
 /// FNV-1a, for a short stable hash of a case id in its channel names.

@@ -188,6 +188,14 @@ impl Http {
             self.t.note(LINK, &why);
             Finding::error(why)
         })?;
+        if let Some(ticket) = serde_json::from_str::<Value>(&text)
+            .ok()
+            .as_ref()
+            .and_then(|v| v.get("ticket"))
+            .and_then(Value::as_str)
+        {
+            self.t.secret(ticket);
+        }
         let reply = Reply { status, text };
         if record {
             self.t.received(LINK, reply.shown());

@@ -66,6 +66,9 @@ pub struct ServerOptions {
     /// permission cases are skipped; with it, they find a forbidden channel from the
     /// permissions its welcome lists.
     pub restricted_token: Option<String>,
+    /// What the restricted credential holds on the template's channels; the permission cases
+    /// expect the server to refuse the rest, whatever its welcome lists. Nothing by default.
+    pub restricted_rights: RestrictedRights,
     /// The channels the cases use: `{}` is replaced by a segment unique to each case and run
     /// (lowercase letters, digits and `-`). `project:{}:tasks` by default.
     pub channel_template: String,
@@ -78,6 +81,10 @@ pub struct ServerOptions {
     /// A channel outside every namespace the server declares (FERRY-CHANNEL-5); the cases are
     /// skipped when `None`.
     pub outside_channel: Option<String>,
+    /// String fields of the payload's schema that take about `max_message_bytes` characters,
+    /// for the case of an HTTP publish too large to deliver (tried after the payload's own
+    /// string fields and the case's).
+    pub pad_fields: Vec<String>,
     /// How many sessions one user may hold at once (the limit is not advertised). 16 by
     /// default, the protocol's default.
     pub max_connections_per_user: u64,
@@ -100,10 +107,12 @@ impl ServerOptions {
             url: url.into(),
             token: token.into(),
             restricted_token: None,
+            restricted_rights: RestrictedRights::None,
             channel_template: "project:{}:tasks".into(),
             payload: json!({ "task_id": "T-1", "status": "running", "progress": 0.5, "assignee": null }),
             invalid_payload: Some(json!({ "bogus": true })),
             outside_channel: Some("conformance:outside:namespaces".into()),
+            pad_fields: Vec::new(),
             max_connections_per_user: ferry_protocol::tables::defaults::MAX_CONNECTIONS_PER_USER,
             max_wait: Duration::from_secs(45),
             stop_command: None,
@@ -128,10 +137,12 @@ impl fmt::Debug for ServerOptions {
                 "restricted_token",
                 &self.restricted_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("restricted_rights", &self.restricted_rights)
             .field("channel_template", &self.channel_template)
             .field("payload", &self.payload)
             .field("invalid_payload", &self.invalid_payload)
             .field("outside_channel", &self.outside_channel)
+            .field("pad_fields", &self.pad_fields)
             .field("max_connections_per_user", &self.max_connections_per_user)
             .field("max_wait", &self.max_wait)
             .field("stop_command", &self.stop_command)
@@ -240,7 +251,9 @@ async fn check_ticket(http: &Http, cred: Cred, flag: &str) -> anyhow::Result<Tic
 fn describe(finding: &Finding) -> String {
     match finding {
         Finding::Fail { expected, observed } => format!("expected {expected}; observed {observed}"),
-        Finding::Skip(reason) | Finding::Error(reason) => reason.clone(),
+        Finding::Skip(reason) | Finding::Error(reason) | Finding::Inconclusive(reason) => {
+            reason.clone()
+        }
     }
 }
 
@@ -251,6 +264,10 @@ impl Suite for ServerSuite {
 
     fn start(&self, case: &'static CaseInfo, transcript: Transcript) -> CaseFuture {
         let shared = self.shared.clone();
+        transcript.secret(&shared.options.token);
+        if let Some(token) = &shared.options.restricted_token {
+            transcript.secret(token);
+        }
         Box::pin(async move {
             let Some(body) = cases::body(&case.id) else {
                 return Err(Finding::error(format!(
@@ -279,6 +296,28 @@ impl Suite for ServerSuite {
             let ctx = Ctx::new(shared, case, transcript, reservation);
             (body.run)(ctx).await
         })
+    }
+}
+
+/// What the restricted credential may do on the channels of the template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestrictedRights {
+    /// Neither read nor write: every permission case runs.
+    None,
+    /// Read only: the write cases run.
+    Read,
+    /// Write only: the read cases run.
+    Write,
+}
+
+impl RestrictedRights {
+    /// Whether the credential holds `access` there.
+    pub fn holds(self, access: ferry_protocol::Access) -> bool {
+        matches!(
+            (self, access),
+            (Self::Read, ferry_protocol::Access::Read)
+                | (Self::Write, ferry_protocol::Access::Write)
+        )
     }
 }
 

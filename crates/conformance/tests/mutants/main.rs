@@ -104,7 +104,8 @@ async fn matrix(chosen: Vec<Mutation>) -> usize {
             .cases
             .iter()
             .filter(|c| {
-                c.level == Level::Must && c.status != Status::Pass && c.status != Status::Skip
+                c.level == Level::Must
+                    && !matches!(c.status, Status::Pass | Status::Skip | Status::Inconclusive)
             })
             .collect();
         if !broken.is_empty() {
@@ -179,10 +180,7 @@ async fn matrix(chosen: Vec<Mutation>) -> usize {
 }
 
 async fn run_mutant(mutation: Mutation, side: Side) -> Verdict {
-    let options = RunOptions {
-        jobs: 8,
-        ..RunOptions::default()
-    };
+    let options = RunOptions::default();
     let report = match side {
         Side::Server => {
             let server = support::ReferenceServer::start().await;

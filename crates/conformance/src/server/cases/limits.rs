@@ -288,6 +288,7 @@ pub(super) async fn http_event_too_large(ctx: Ctx) -> CaseResult {
         .into_iter()
         .flatten()
         .filter_map(toml::Value::as_str)
+        .chain(ctx.options().pad_fields.iter().map(String::as_str))
     {
         if !fields.iter().any(|f| f == extra) {
             fields.push(extra.to_owned());
@@ -334,7 +335,7 @@ pub(super) async fn http_event_too_large(ctx: Ctx) -> CaseResult {
         );
     }
     Err(Finding::skip(format!(
-        "no padded payload of {target} bytes of body passes the namespace's schema (padded fields tried: {}); pass a --payload with a string field that takes about {} characters",
+        "no padded payload of {target} bytes of body passes the namespace's schema (padded fields tried: {}); pass --pad-field NAME, naming a string field of the payload's schema that takes about {} characters (the case sets it in a copy of --payload), or, when the schema has none, declare this case in --known-unsupported",
         if tried.is_empty() {
             "none".to_owned()
         } else {

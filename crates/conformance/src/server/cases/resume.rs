@@ -371,7 +371,7 @@ pub(super) async fn history_exceeded(ctx: Ctx) -> CaseResult {
             exact_run(&events, epoch.as_str(), 2, head.seq.get(), &by_seq(acks)),
         )?;
         return Err(Finding::skip(format!(
-            "the server still holds every event after seq 1 (it keeps more than resume.max_events {max_events} and resume.window_ms {} ms require) and replayed them all exactly, so history_exceeded could not be provoked",
+            "the server still holds every event after seq 1 (it keeps more than resume.max_events {max_events} and resume.window_ms {} ms require) and replayed them all exactly, so history_exceeded could not be provoked: start the server with a resume window it enforces and that --max-wait-ms covers (ferry-server: --resume-window-ms 0 --resume-max-events 50)",
             window.as_millis()
         )));
     }
