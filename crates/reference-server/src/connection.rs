@@ -21,10 +21,10 @@ use ferry_protocol::{ChannelName, EncodedEvent, ErrorCode, Frame, FrameText};
 use futures_util::SinkExt;
 use tracing::{debug, info, warn};
 
-use crate::Server;
 use crate::broker::Broker;
 use crate::hub::Mailbox;
 use crate::namespaces::PayloadError;
+use crate::{Lifecycle, Server};
 
 /// Runs one upgraded connection until it closes.
 pub(crate) async fn run<B: Broker>(
@@ -85,6 +85,14 @@ pub(crate) async fn run<B: Broker>(
             debug!(session = %id.as_str(), "session closed");
             return;
         }
+        // A cut or a drain is seen before anything else queued, as it would be on the wire.
+        if lifecycle.has_changed().unwrap_or(true) {
+            let state = *lifecycle.borrow_and_update();
+            if !follow_lifecycle(&server, &mut session, state, cuts) {
+                return;
+            }
+            continue;
+        }
         // Events queued while this task was busy are delivered before it waits again.
         if link.mailbox.take(&mut live) {
             link.fell_behind(&mut session);
@@ -127,14 +135,8 @@ pub(crate) async fn run<B: Broker>(
             () = link.mailbox.ready() => {}
             changed = lifecycle.changed() => {
                 let state = *lifecycle.borrow_and_update();
-                if changed.is_err() || state.cuts != cuts {
+                if changed.is_err() || !follow_lifecycle(&server, &mut session, state, cuts) {
                     return;
-                }
-                if let Some(drain) = state.drain {
-                    // FERRY-SHUTDOWN-1/2: goodbye with a retry hint drawn uniformly over the
-                    // drain period, so the clients' reconnects are spread across it.
-                    let drain = u64::try_from(drain.as_millis()).unwrap_or(u64::MAX);
-                    session.shutdown(Duration::from_millis(rand::random_range(0..=drain)), server.now());
                 }
             }
             () = &mut timer, if armed.is_some() => {
@@ -143,6 +145,29 @@ pub(crate) async fn run<B: Broker>(
             }
         }
     }
+}
+
+/// Acts on the server's lifecycle: false when the connection must drop at once (a cut since
+/// the session opened); on a drain, the goodbye and the 1012 close are queued.
+fn follow_lifecycle<B: Broker>(
+    server: &Server<B>,
+    session: &mut ServerSession,
+    state: Lifecycle,
+    cuts: u64,
+) -> bool {
+    if state.cuts != cuts {
+        return false;
+    }
+    if let Some(drain) = state.drain {
+        // FERRY-SHUTDOWN-1/2: goodbye with a retry hint drawn uniformly over the drain period,
+        // so the clients' reconnects are spread across it.
+        let drain = u64::try_from(drain.as_millis()).unwrap_or(u64::MAX);
+        session.shutdown(
+            Duration::from_millis(rand::random_range(0..=drain)),
+            server.now(),
+        );
+    }
+    true
 }
 
 /// What one connection holds besides its session: its mailbox, the channels it joined in the
