@@ -578,12 +578,12 @@ fn close_codes(f: impl FnOnce(&mut Vec<Value>)) -> impl FnOnce(&Copy) {
 #[test]
 fn close_code_added() {
     let changes = protocol(close_codes(|codes| {
-        codes.push(json!({ "code": 4410, "name": "fell_behind", "sent_when": "The session fell behind; resume now.", "action": "renew_ticket", "rules": [] }));
+        codes.push(json!({ "code": 4499, "name": "newly_added", "sent_when": "A code the old table does not have.", "action": "renew_ticket", "rules": [] }));
     }));
     assert_verdicts(
         &changes,
         "close-code-added",
-        "close code 4410",
+        "close code 4499",
         &[(S2C, Compatible)],
     );
 }
