@@ -825,15 +825,20 @@ async fn a_subscriber_that_stops_reading_is_closed_with_4410_and_loses_nothing_o
     let fast = output_subscriber(&running).await;
     let mut slow = output_subscriber(&running).await;
     // The fast subscriber reads everything as it comes; the slow one reads nothing from now on.
-    let (published_tx, published_rx) = oneshot::channel::<u64>();
+    // The reader learns how many events to expect once the publisher knows.
+    let (published_tx, mut published_rx) = tokio::sync::watch::channel(u64::MAX);
     let reader = tokio::spawn(async move {
         let mut fast = fast;
-        let published = published_rx.await.expect("the publisher says how many");
         let mut seqs = Vec::new();
-        while (seqs.len() as u64) < published {
-            let event = next_json(&mut fast).await;
-            assert_eq!(event["type"], "event");
-            seqs.push(event["position"]["seq"].as_u64().expect("a seq"));
+        while (seqs.len() as u64) < *published_rx.borrow_and_update() {
+            tokio::select! {
+                biased;
+                _ = published_rx.changed() => {}
+                event = next_json(&mut fast) => {
+                    assert_eq!(event["type"], "event");
+                    seqs.push(event["position"]["seq"].as_u64().expect("a seq"));
+                }
+            }
         }
         seqs
     });
@@ -848,7 +853,7 @@ async fn a_subscriber_that_stops_reading_is_closed_with_4410_and_loses_nothing_o
             .await;
         assert_eq!(status, 200);
     }
-    published_tx.send(published).expect("the reader waits");
+    published_tx.send_replace(published);
     // The other subscriber got every event, in order.
     let seqs = reader.await.expect("the reader ran");
     assert_eq!(seqs, (1..=published).collect::<Vec<_>>());
