@@ -47,6 +47,8 @@ export declare const CloseCode: {
     readonly HeartbeatTimeout: 4408;
     /** Opening this session would exceed the per-user connection limit. */
     readonly TooManyConnections: 4409;
+    /** The session did not take its events as fast as its channels produced them, and what was queued for it passed the server's outbound queue limits. Nothing is lost: the client resumes at once from the last event it delivered. */
+    readonly FellBehind: 4410;
     /** The client kept sending after being answered with rate_limited. */
     readonly RateLimitExceeded: 4429;
 };
@@ -323,6 +325,11 @@ export declare const RULES: {
         readonly level: "MUST";
         readonly section: "EVENT";
         readonly text: "A client MUST call a handler registered twice for the same channel once per event.";
+    };
+    readonly "FERRY-EVENT-6": {
+        readonly level: "MUST";
+        readonly section: "EVENT";
+        readonly text: "A server MUST bound what it queues for each session, and a session that does not take its events fast enough MUST NOT delay or lose another session's events: once what is queued for it passes the server's bounds, the server MUST close it with 4410 (fell_behind), and its client resumes from the last event it delivered (FERRY-SUBSCRIBE-5).";
     };
     readonly "FERRY-RESUME-1": {
         readonly level: "MUST";
