@@ -91,11 +91,6 @@ impl<B: Broker> Server<B> {
         self.lifecycle.borrow().drain.is_some()
     }
 
-    /// The node's fan-out: the channels its sessions hold.
-    pub fn hub(&self) -> &Hub {
-        &self.hub
-    }
-
     /// How many WebSocket sessions are open.
     pub fn live_sessions(&self) -> usize {
         self.live.load(Ordering::SeqCst)

@@ -32,6 +32,7 @@
 //!   (`epoch_changed`) instead of reusing positions.
 
 use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 use std::fmt::Write as _;
@@ -277,13 +278,13 @@ impl MemoryBroker {
                     let mut channels = self.channels.write();
                     let at_limit = channels.len() >= self.max_channels;
                     match channels.entry(channel.clone()) {
-                        std::collections::hash_map::Entry::Occupied(held) => Arc::clone(held.get()),
-                        std::collections::hash_map::Entry::Vacant(_) if at_limit => {
+                        Entry::Occupied(held) => Arc::clone(held.get()),
+                        Entry::Vacant(_) if at_limit => {
                             return Err(BrokerError::ChannelLimit {
                                 max: self.max_channels,
                             });
                         }
-                        std::collections::hash_map::Entry::Vacant(vacant) => {
+                        Entry::Vacant(vacant) => {
                             Arc::clone(vacant.insert(Arc::new(Mutex::new(ChannelState {
                                 history: ReplayBuffer::new(self.current_epoch(), self.retention),
                                 dedup: DedupWindow::new(usize::MAX, self.dedup_window),
