@@ -21,26 +21,7 @@ impl ::std::str::FromStr for ChannelName {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 255usize {
-            return Err("longer than 255 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        static PATTERN: ::std::sync::LazyLock<crate::runtime::Regex> = ::std::sync::LazyLock::new(||
-        {
-            crate::runtime::Regex::new(
-                    "^[a-z0-9][a-z0-9_-]{0,63}(:[a-z0-9][a-z0-9_-]{0,63}){0,7}$",
-                )
-                .unwrap()
-        });
-        if PATTERN.find(value).is_none() {
-            return Err(
-                "doesn't match pattern \"^[a-z0-9][a-z0-9_-]{0,63}(:[a-z0-9][a-z0-9_-]{0,63}){0,7}$\""
-                    .into(),
-            );
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for ChannelName {
@@ -56,7 +37,29 @@ impl ::std::convert::TryFrom<::std::string::String> for ChannelName {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 255usize {
+                return Err("longer than 255 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+            static PATTERN: ::std::sync::LazyLock<crate::runtime::Regex> = ::std::sync::LazyLock::new(||
+            {
+                crate::runtime::Regex::new(
+                        "^[a-z0-9][a-z0-9_-]{0,63}(:[a-z0-9][a-z0-9_-]{0,63}){0,7}$",
+                    )
+                    .unwrap()
+            });
+            if !PATTERN.is_match(value) {
+                return Err(
+                    "doesn't match pattern \"^[a-z0-9][a-z0-9_-]{0,63}(:[a-z0-9][a-z0-9_-]{0,63}){0,7}$\""
+                        .into(),
+                );
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for ChannelName {
@@ -64,8 +67,7 @@ impl<'de> ::serde::Deserialize<'de> for ChannelName {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -91,26 +93,7 @@ impl ::std::str::FromStr for ChannelPattern {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 255usize {
-            return Err("longer than 255 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        static PATTERN: ::std::sync::LazyLock<crate::runtime::Regex> = ::std::sync::LazyLock::new(||
-        {
-            crate::runtime::Regex::new(
-                    "^(\\*\\*|(\\*|[a-z0-9][a-z0-9_-]{0,63})(:(\\*|[a-z0-9][a-z0-9_-]{0,63})){0,7}(:\\*\\*)?)$",
-                )
-                .unwrap()
-        });
-        if PATTERN.find(value).is_none() {
-            return Err(
-                "doesn't match pattern \"^(\\*\\*|(\\*|[a-z0-9][a-z0-9_-]{0,63})(:(\\*|[a-z0-9][a-z0-9_-]{0,63})){0,7}(:\\*\\*)?)$\""
-                    .into(),
-            );
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for ChannelPattern {
@@ -126,7 +109,29 @@ impl ::std::convert::TryFrom<::std::string::String> for ChannelPattern {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 255usize {
+                return Err("longer than 255 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+            static PATTERN: ::std::sync::LazyLock<crate::runtime::Regex> = ::std::sync::LazyLock::new(||
+            {
+                crate::runtime::Regex::new(
+                        "^(\\*\\*|(\\*|[a-z0-9][a-z0-9_-]{0,63})(:(\\*|[a-z0-9][a-z0-9_-]{0,63})){0,7}(:\\*\\*)?)$",
+                    )
+                    .unwrap()
+            });
+            if !PATTERN.is_match(value) {
+                return Err(
+                    "doesn't match pattern \"^(\\*\\*|(\\*|[a-z0-9][a-z0-9_-]{0,63})(:(\\*|[a-z0-9][a-z0-9_-]{0,63})){0,7}(:\\*\\*)?)$\""
+                        .into(),
+                );
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for ChannelPattern {
@@ -134,8 +139,7 @@ impl<'de> ::serde::Deserialize<'de> for ChannelPattern {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -161,18 +165,7 @@ impl ::std::str::FromStr for Epoch {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 64usize {
-            return Err("longer than 64 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        static PATTERN: ::std::sync::LazyLock<crate::runtime::Regex> = ::std::sync::LazyLock::new(||
-        { crate::runtime::Regex::new("^[A-Za-z0-9_-]+$").unwrap() });
-        if PATTERN.find(value).is_none() {
-            return Err("doesn't match pattern \"^[A-Za-z0-9_-]+$\"".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for Epoch {
@@ -188,7 +181,21 @@ impl ::std::convert::TryFrom<::std::string::String> for Epoch {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 64usize {
+                return Err("longer than 64 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+            static PATTERN: ::std::sync::LazyLock<crate::runtime::Regex> = ::std::sync::LazyLock::new(||
+            { crate::runtime::Regex::new("^[A-Za-z0-9_-]+$").unwrap() });
+            if !PATTERN.is_match(value) {
+                return Err("doesn't match pattern \"^[A-Za-z0-9_-]+$\"".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for Epoch {
@@ -196,8 +203,7 @@ impl<'de> ::serde::Deserialize<'de> for Epoch {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -354,10 +360,7 @@ impl ::std::str::FromStr for ErrorInfoMessage {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 1024usize {
-            return Err("longer than 1024 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for ErrorInfoMessage {
@@ -373,7 +376,13 @@ impl ::std::convert::TryFrom<::std::string::String> for ErrorInfoMessage {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 1024usize {
+                return Err("longer than 1024 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for ErrorInfoMessage {
@@ -381,8 +390,7 @@ impl<'de> ::serde::Deserialize<'de> for ErrorInfoMessage {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -397,7 +405,7 @@ pub struct Event {
     ///The event's id; the key for de-duplication.
     pub message_id: MessageId,
     ///The application's data.
-    pub payload: Payload,
+    pub payload: crate::runtime::RawJson,
     ///The event's epoch and sequence number.
     pub position: StreamPosition,
     ///When the server accepted the event.
@@ -435,10 +443,7 @@ impl ::std::str::FromStr for GoodbyeMessage {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 1024usize {
-            return Err("longer than 1024 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for GoodbyeMessage {
@@ -454,7 +459,13 @@ impl ::std::convert::TryFrom<::std::string::String> for GoodbyeMessage {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 1024usize {
+                return Err("longer than 1024 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for GoodbyeMessage {
@@ -462,8 +473,7 @@ impl<'de> ::serde::Deserialize<'de> for GoodbyeMessage {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -616,10 +626,7 @@ impl ::std::str::FromStr for HealthResponseVersion {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 64usize {
-            return Err("longer than 64 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for HealthResponseVersion {
@@ -635,7 +642,13 @@ impl ::std::convert::TryFrom<::std::string::String> for HealthResponseVersion {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 64usize {
+                return Err("longer than 64 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for HealthResponseVersion {
@@ -643,8 +656,7 @@ impl<'de> ::serde::Deserialize<'de> for HealthResponseVersion {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -714,18 +726,7 @@ impl ::std::str::FromStr for IdempotencyKey {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 128usize {
-            return Err("longer than 128 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        static PATTERN: ::std::sync::LazyLock<crate::runtime::Regex> = ::std::sync::LazyLock::new(||
-        { crate::runtime::Regex::new("^[\\x21-\\x7E]+$").unwrap() });
-        if PATTERN.find(value).is_none() {
-            return Err("doesn't match pattern \"^[\\x21-\\x7E]+$\"".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for IdempotencyKey {
@@ -741,7 +742,21 @@ impl ::std::convert::TryFrom<::std::string::String> for IdempotencyKey {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 128usize {
+                return Err("longer than 128 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+            static PATTERN: ::std::sync::LazyLock<crate::runtime::Regex> = ::std::sync::LazyLock::new(||
+            { crate::runtime::Regex::new("^[\\x21-\\x7E]+$").unwrap() });
+            if !PATTERN.is_match(value) {
+                return Err("doesn't match pattern \"^[\\x21-\\x7E]+$\"".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for IdempotencyKey {
@@ -749,8 +764,7 @@ impl<'de> ::serde::Deserialize<'de> for IdempotencyKey {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -776,18 +790,7 @@ impl ::std::str::FromStr for MessageId {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 128usize {
-            return Err("longer than 128 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        static PATTERN: ::std::sync::LazyLock<crate::runtime::Regex> = ::std::sync::LazyLock::new(||
-        { crate::runtime::Regex::new("^[\\x21-\\x7E]+$").unwrap() });
-        if PATTERN.find(value).is_none() {
-            return Err("doesn't match pattern \"^[\\x21-\\x7E]+$\"".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for MessageId {
@@ -803,7 +806,21 @@ impl ::std::convert::TryFrom<::std::string::String> for MessageId {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 128usize {
+                return Err("longer than 128 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+            static PATTERN: ::std::sync::LazyLock<crate::runtime::Regex> = ::std::sync::LazyLock::new(||
+            { crate::runtime::Regex::new("^[\\x21-\\x7E]+$").unwrap() });
+            if !PATTERN.is_match(value) {
+                return Err("doesn't match pattern \"^[\\x21-\\x7E]+$\"".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for MessageId {
@@ -811,8 +828,7 @@ impl<'de> ::serde::Deserialize<'de> for MessageId {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -838,18 +854,7 @@ impl ::std::str::FromStr for Nonce {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 64usize {
-            return Err("longer than 64 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        static PATTERN: ::std::sync::LazyLock<crate::runtime::Regex> = ::std::sync::LazyLock::new(||
-        { crate::runtime::Regex::new("^[\\x21-\\x7E]+$").unwrap() });
-        if PATTERN.find(value).is_none() {
-            return Err("doesn't match pattern \"^[\\x21-\\x7E]+$\"".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for Nonce {
@@ -865,7 +870,21 @@ impl ::std::convert::TryFrom<::std::string::String> for Nonce {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 64usize {
+                return Err("longer than 64 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+            static PATTERN: ::std::sync::LazyLock<crate::runtime::Regex> = ::std::sync::LazyLock::new(||
+            { crate::runtime::Regex::new("^[\\x21-\\x7E]+$").unwrap() });
+            if !PATTERN.is_match(value) {
+                return Err("doesn't match pattern \"^[\\x21-\\x7E]+$\"".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for Nonce {
@@ -873,31 +892,10 @@ impl<'de> ::serde::Deserialize<'de> for Nonce {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
-    }
-}
-///The application's data carried by an event: any JSON value. A channel namespace may declare a schema that every published payload must match.
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
-#[serde(transparent)]
-pub struct Payload(pub ::serde_json::Value);
-impl ::std::ops::Deref for Payload {
-    type Target = ::serde_json::Value;
-    fn deref(&self) -> &::serde_json::Value {
-        &self.0
-    }
-}
-impl ::std::convert::From<Payload> for ::serde_json::Value {
-    fn from(value: Payload) -> Self {
-        value.0
-    }
-}
-impl ::std::convert::From<::serde_json::Value> for Payload {
-    fn from(value: ::serde_json::Value) -> Self {
-        Self(value)
     }
 }
 ///A right granted with a ticket: read (subscribe, replay, history) and/or write (publish) on every channel the pattern matches.
@@ -936,7 +934,7 @@ pub struct Publish {
     ///Keeps a retried publish from being delivered twice; reuse it when retrying the same event.
     pub idempotency_key: IdempotencyKey,
     ///The event's data; it must match the channel namespace's payload schema when one is declared.
-    pub payload: Payload,
+    pub payload: crate::runtime::RawJson,
 }
 ///Publishes one event from a backend service.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -947,7 +945,7 @@ pub struct PublishRequest {
     ///Reuse it when retrying: a repeat within the dedup window is acknowledged with the original position and not delivered again.
     pub idempotency_key: IdempotencyKey,
     ///The event's data; it must match the channel namespace's payload schema when one is declared.
-    pub payload: Payload,
+    pub payload: crate::runtime::RawJson,
 }
 ///The acknowledgement of a backend publish: the event is stored at position.
 #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -1094,18 +1092,7 @@ impl ::std::str::FromStr for RequestId {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 64usize {
-            return Err("longer than 64 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        static PATTERN: ::std::sync::LazyLock<crate::runtime::Regex> = ::std::sync::LazyLock::new(||
-        { crate::runtime::Regex::new("^[\\x21-\\x7E]+$").unwrap() });
-        if PATTERN.find(value).is_none() {
-            return Err("doesn't match pattern \"^[\\x21-\\x7E]+$\"".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for RequestId {
@@ -1121,7 +1108,21 @@ impl ::std::convert::TryFrom<::std::string::String> for RequestId {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 64usize {
+                return Err("longer than 64 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+            static PATTERN: ::std::sync::LazyLock<crate::runtime::Regex> = ::std::sync::LazyLock::new(||
+            { crate::runtime::Regex::new("^[\\x21-\\x7E]+$").unwrap() });
+            if !PATTERN.is_match(value) {
+                return Err("doesn't match pattern \"^[\\x21-\\x7E]+$\"".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for RequestId {
@@ -1129,8 +1130,7 @@ impl<'de> ::serde::Deserialize<'de> for RequestId {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -1185,18 +1185,7 @@ impl ::std::str::FromStr for SessionId {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 64usize {
-            return Err("longer than 64 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        static PATTERN: ::std::sync::LazyLock<crate::runtime::Regex> = ::std::sync::LazyLock::new(||
-        { crate::runtime::Regex::new("^[A-Za-z0-9_-]+$").unwrap() });
-        if PATTERN.find(value).is_none() {
-            return Err("doesn't match pattern \"^[A-Za-z0-9_-]+$\"".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for SessionId {
@@ -1212,7 +1201,21 @@ impl ::std::convert::TryFrom<::std::string::String> for SessionId {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 64usize {
+                return Err("longer than 64 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+            static PATTERN: ::std::sync::LazyLock<crate::runtime::Regex> = ::std::sync::LazyLock::new(||
+            { crate::runtime::Regex::new("^[A-Za-z0-9_-]+$").unwrap() });
+            if !PATTERN.is_match(value) {
+                return Err("doesn't match pattern \"^[A-Za-z0-9_-]+$\"".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for SessionId {
@@ -1220,8 +1223,7 @@ impl<'de> ::serde::Deserialize<'de> for SessionId {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -1245,7 +1247,7 @@ pub struct StoredEvent {
     ///The event's id.
     pub message_id: MessageId,
     ///The application's data.
-    pub payload: Payload,
+    pub payload: crate::runtime::RawJson,
     ///The event's epoch and sequence number.
     pub position: StreamPosition,
     ///When the server accepted the event.
@@ -1308,18 +1310,7 @@ impl ::std::str::FromStr for Ticket {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 256usize {
-            return Err("longer than 256 characters".into());
-        }
-        if value.chars().count() < 22usize {
-            return Err("shorter than 22 characters".into());
-        }
-        static PATTERN: ::std::sync::LazyLock<crate::runtime::Regex> = ::std::sync::LazyLock::new(||
-        { crate::runtime::Regex::new("^[A-Za-z0-9_-]+$").unwrap() });
-        if PATTERN.find(value).is_none() {
-            return Err("doesn't match pattern \"^[A-Za-z0-9_-]+$\"".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for Ticket {
@@ -1335,7 +1326,21 @@ impl ::std::convert::TryFrom<::std::string::String> for Ticket {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 256usize {
+                return Err("longer than 256 characters".into());
+            }
+            if value.chars().count() < 22usize {
+                return Err("shorter than 22 characters".into());
+            }
+            static PATTERN: ::std::sync::LazyLock<crate::runtime::Regex> = ::std::sync::LazyLock::new(||
+            { crate::runtime::Regex::new("^[A-Za-z0-9_-]+$").unwrap() });
+            if !PATTERN.is_match(value) {
+                return Err("doesn't match pattern \"^[A-Za-z0-9_-]+$\"".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for Ticket {
@@ -1343,8 +1348,7 @@ impl<'de> ::serde::Deserialize<'de> for Ticket {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -1419,13 +1423,7 @@ impl ::std::str::FromStr for UserId {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 255usize {
-            return Err("longer than 255 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for UserId {
@@ -1441,7 +1439,16 @@ impl ::std::convert::TryFrom<::std::string::String> for UserId {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 255usize {
+                return Err("longer than 255 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for UserId {
@@ -1449,8 +1456,7 @@ impl<'de> ::serde::Deserialize<'de> for UserId {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -1791,3 +1797,5 @@ impl ::std::convert::From<Goodbye> for ServerMessage {
         Self::Goodbye(value)
     }
 }
+/// The application's data carried by an event: any JSON value. A channel namespace may declare a schema that every published payload must match.
+pub type Payload = crate::runtime::RawJson;

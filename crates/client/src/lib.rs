@@ -13,7 +13,7 @@
 //! let client = Client::builder("http://127.0.0.1:7400", "dev-token").connect();
 //! let handler = Handler::new(|event: &ChannelEvent| {
 //!     if let ChannelEvent::Event(event) = event {
-//!         println!("{}: {}", event.position.seq.get(), event.payload.0);
+//!         println!("{}: {}", event.position.seq.get(), event.payload);
 //!     }
 //! });
 //! client.subscribe("project:alpha:tasks".parse()?, &handler)?;
@@ -236,7 +236,7 @@ impl Client {
     pub async fn publish(
         &self,
         channel: ChannelName,
-        payload: serde_json::Value,
+        payload: impl Into<Payload>,
     ) -> Result<Published, PublishError> {
         self.publish_with_key(channel, payload, None).await
     }
@@ -246,13 +246,13 @@ impl Client {
     pub async fn publish_with_key(
         &self,
         channel: ChannelName,
-        payload: serde_json::Value,
+        payload: impl Into<Payload>,
         key: Option<IdempotencyKey>,
     ) -> Result<Published, PublishError> {
         let (reply, result) = oneshot::channel();
         let command = driver::Command::Publish {
             channel,
-            payload: Payload(payload),
+            payload: payload.into(),
             key,
             reply,
         };

@@ -16,6 +16,14 @@
 //!   refuses `null`, so a member is either absent or a valid `T`, as the schema says.
 //! - **Patterns.** typify checks `pattern`s with regress, a backtracking engine; the generated
 //!   code uses `ferry_protocol::runtime::Regex` (the `regex` crate) instead, linear in the input.
+//! - **Any JSON value.** A definition that admits every JSON value (only annotations, no
+//!   keyword) is `ferry_protocol::runtime::RawJson` under its own name, a type alias: its text
+//!   is checked to be JSON and kept as it is, so a message that only carries it (an event's
+//!   payload) never builds a tree of it.
+//! - **Strings checked in place.** typify decodes a constrained string (a `pattern` or a length)
+//!   into a `String`, checks it, and copies it into the newtype. Here the decoded `String` is
+//!   checked and moved, one allocation instead of two, and patterns are tested with
+//!   `is_match`, which stops at the first proof, instead of `find`.
 //! - **Formatting.** The token stream is printed with prettyplease under a banner naming the
 //!   source and its hash, so the output is stable and reads well in a diff.
 
@@ -73,6 +81,12 @@ pub fn types(set: &SchemaSet, options: &RustOptions) -> Result<String, Error> {
     for (schema, type_name) in bounded_conversions(&input, &options.runtime_path)? {
         settings.with_conversion(schema, type_name, std::iter::empty());
     }
+    let raw = any_value_definitions(&input);
+    let raw_json: syn::Path = syn::parse_str(&format!("{}::RawJson", options.runtime_path))
+        .expect("the runtime path is a Rust path");
+    for (name, _) in &raw {
+        settings.with_replacement(name, quote!(#raw_json), std::iter::empty());
+    }
     let root: RootSchema = serde_json::from_value(input)
         .map_err(|e| Error::Generate(format!("schemars cannot read the bundle: {e}")))?;
     let mut space = TypeSpace::new(&settings);
@@ -83,16 +97,147 @@ pub fn types(set: &SchemaSet, options: &RustOptions) -> Result<String, Error> {
     let mut file: syn::File = syn::parse2(space.to_stream())
         .map_err(|e| Error::Generate(format!("typify's output does not parse: {e}")))?;
     refuse_null_in_optional_members(&mut file, &options.runtime_path)?;
+    check_strings_in_place(&mut file);
     let mut tokens = quote! { #file };
     for union in &set.unions {
         tokens.extend(union_enum(set, union, &options.runtime_path));
     }
+    for (name, description) in &raw {
+        let ident = format_ident!("{name}");
+        let doc = doc_lines(description);
+        tokens.extend(quote! { #doc pub type #ident = #raw_json; });
+    }
     // typify checks patterns with regress, a backtracking engine; the runtime's `Regex` (the
     // `regex` crate) has the same `new` and `find` and runs in linear time.
-    Ok(format(set, &tokens)?.replace(
-        "::regress::Regex",
-        &format!("{}::Regex", options.runtime_path),
-    ))
+    Ok(format(set, &tokens)?
+        .replace(
+            "::regress::Regex",
+            &format!("{}::Regex", options.runtime_path),
+        )
+        .replace("PATTERN.find(value).is_none()", "!PATTERN.is_match(value)"))
+}
+
+/// Makes every constrained string newtype check the `String` it decoded and keep it, instead of
+/// checking a `&str` and copying it: typify's checks move from `FromStr` into
+/// `TryFrom<String>`, which then moves the string into the newtype, and both `FromStr` and
+/// `Deserialize` go through it. Types whose impls do not have typify's usual shape are left as
+/// they are.
+fn check_strings_in_place(file: &mut syn::File) {
+    let copy_out = quote!(Ok(Self(value.to_string()))).to_string();
+    let mut checks: std::collections::HashMap<String, Vec<syn::Stmt>> = Default::default();
+    for item in &file.items {
+        let syn::Item::Impl(block) = item else {
+            continue;
+        };
+        let Some((name, StringImpl::FromStr)) = string_impl(block) else {
+            continue;
+        };
+        for impl_item in &block.items {
+            if let syn::ImplItem::Fn(method) = impl_item
+                && let Some((last, rest)) = method.block.stmts.split_last()
+                && quote!(#last).to_string() == copy_out
+            {
+                checks.insert(name.clone(), rest.to_vec());
+            }
+        }
+    }
+    let parse = quote!(::std::string::String::deserialize(deserializer)?.parse()).to_string();
+    for item in &mut file.items {
+        let syn::Item::Impl(block) = item else {
+            continue;
+        };
+        let Some((name, kind)) = string_impl(block) else {
+            continue;
+        };
+        let Some(stmts) = checks.get(&name) else {
+            continue;
+        };
+        for impl_item in &mut block.items {
+            let syn::ImplItem::Fn(method) = impl_item else {
+                continue;
+            };
+            match kind {
+                StringImpl::FromStr => {
+                    method.block = syn::parse_quote!({ Self::try_from(value.to_string()) });
+                }
+                StringImpl::TryFromString => {
+                    method.block = syn::parse_quote!({
+                        {
+                            let value: &str = &value;
+                            #(#stmts)*
+                        }
+                        Ok(Self(value))
+                    });
+                }
+                StringImpl::Deserialize => {
+                    let body = &method.block;
+                    if quote!(#body).to_string().contains(&parse) {
+                        method.block = syn::parse_quote!({
+                            Self::try_from(::std::string::String::deserialize(deserializer)?)
+                                .map_err(|e: self::error::ConversionError| {
+                                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                                })
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The impls of a string newtype that [`check_strings_in_place`] rewrites.
+#[derive(Clone, Copy)]
+enum StringImpl {
+    FromStr,
+    TryFromString,
+    Deserialize,
+}
+
+/// The type name and the kind of `block`, if it is one of the impls in [`StringImpl`].
+fn string_impl(block: &syn::ItemImpl) -> Option<(String, StringImpl)> {
+    let (path, _) = block.trait_.as_ref()?;
+    let last = path.segments.last()?;
+    let arguments = &last.arguments;
+    let kind = if last.ident == "FromStr" {
+        StringImpl::FromStr
+    } else if last.ident == "Deserialize" {
+        StringImpl::Deserialize
+    } else if last.ident == "TryFrom"
+        && quote!(#arguments).to_string() == quote!(<::std::string::String>).to_string()
+    {
+        StringImpl::TryFromString
+    } else {
+        return None;
+    };
+    Some((self_type_name(block)?, kind))
+}
+
+fn self_type_name(block: &syn::ItemImpl) -> Option<String> {
+    match block.self_ty.as_ref() {
+        syn::Type::Path(path) => Some(path.path.segments.last()?.ident.to_string()),
+        _ => None,
+    }
+}
+
+/// The definitions that admit every JSON value (nothing but annotations), with their
+/// descriptions, in bundle order.
+fn any_value_definitions(bundle: &Value) -> Vec<(String, String)> {
+    const ANNOTATIONS: [&str; 4] = ["description", "title", "$comment", "examples"];
+    bundle["$defs"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, def)| {
+            let object = def.as_object()?;
+            object
+                .keys()
+                .all(|key| ANNOTATIONS.contains(&key.as_str()))
+                .then(|| {
+                    let description = object.get("description").and_then(Value::as_str);
+                    (name.clone(), description.unwrap_or_default().to_owned())
+                })
+        })
+        .collect()
 }
 
 /// Adds `#[serde(default, deserialize_with = "<runtime>::present")]` to every optional member

@@ -444,3 +444,47 @@ fn typescript_package_name_is_chosen_and_checked() {
         );
     }
 }
+
+#[test]
+fn any_value_is_raw_json_and_constrained_strings_are_checked_in_place() {
+    let set = set_with(
+        json!({
+            "Anything": { "description": "Whatever the application sends." },
+            "Name": { "type": "string", "pattern": "^[a-z]+$", "maxLength": 8 },
+            "Holder": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["name", "anything"],
+                "properties": {
+                    "name": { "$ref": "#/$defs/Name" },
+                    "anything": { "$ref": "#/$defs/Anything" }
+                }
+            }
+        }),
+        &[],
+    );
+    let rust = ferry_codegen::rust::types(
+        &set,
+        &RustOptions {
+            runtime_path: "crate::runtime".into(),
+        },
+    )
+    .expect("generates");
+    let squeeze = |text: &str| text.split_whitespace().collect::<String>();
+    let rust = squeeze(&rust);
+    for expected in [
+        "pubtypeAnything=crate::runtime::RawJson;",
+        "pubanything:crate::runtime::RawJson,",
+        // Deserialize moves the decoded String through TryFrom<String>, whose checks run on it.
+        "Self::try_from(::std::string::String::deserialize(deserializer)?)",
+        "letvalue:&str=&value;",
+        "Ok(Self(value))",
+        "!PATTERN.is_match(value)",
+    ] {
+        assert!(rust.contains(expected), "missing {expected}");
+    }
+    assert!(
+        !rust.contains("value.to_string()))"),
+        "no copy after the checks"
+    );
+}

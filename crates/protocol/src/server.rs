@@ -1204,7 +1204,7 @@ pub fn max_event_bytes(channel: &ChannelName, payload: &Payload) -> usize {
     let skeleton = ServerMessage::Event(Event {
         channel: channel.clone(),
         message_id: longest_id,
-        payload: Payload(serde_json::Value::Null),
+        payload: Payload::from_value(&serde_json::Value::Null),
         position: StreamPosition {
             epoch: longest_epoch,
             seq: Seq(largest),

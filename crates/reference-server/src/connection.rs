@@ -17,13 +17,12 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use ferry_protocol::server::{Action, ServerSession, Transmit, error_info};
 use ferry_protocol::tables::close_code;
-use ferry_protocol::{ChannelName, EncodedEvent, ErrorCode, Frame, FrameText};
+use ferry_protocol::{ChannelName, EncodedEvent, Frame, FrameText};
 use futures_util::SinkExt;
 use tracing::{debug, info, warn};
 
 use crate::broker::Broker;
 use crate::hub::Mailbox;
-use crate::namespaces::PayloadError;
 use crate::{Lifecycle, Server};
 
 /// Runs one upgraded connection until it closes.
@@ -316,11 +315,7 @@ impl<B: Broker> Link<'_, B> {
                 payload,
             } => {
                 if let Err(refusal) = server.namespaces.check(&channel, &payload) {
-                    let code = match &refusal {
-                        PayloadError::UnknownChannel => ErrorCode::UnknownChannel,
-                        PayloadError::Invalid { .. } => ErrorCode::PayloadInvalid,
-                    };
-                    session.request_failed(&id, error_info(code, &refusal.to_string()));
+                    session.request_failed(&id, error_info(refusal.code(), &refusal.to_string()));
                     return;
                 }
                 match server

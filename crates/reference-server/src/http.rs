@@ -229,9 +229,7 @@ async fn publish<B: Broker>(
                 ),
             );
         }
-        Err(e @ PayloadError::Invalid { .. }) => {
-            return error(ErrorCode::PayloadInvalid, e.to_string());
-        }
+        Err(refusal) => return error(refusal.code(), refusal.to_string()),
     }
     match server
         .broker

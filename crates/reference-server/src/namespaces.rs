@@ -1,7 +1,7 @@
 //! The application's channel namespaces and their payload schemas (FERRY-CHANNEL-4,
 //! FERRY-CHANNEL-5). By default, the example application of `schema/example-app/`, embedded.
 
-use ferry_protocol::{ChannelName, ChannelPattern, Payload};
+use ferry_protocol::{ChannelName, ChannelPattern, ErrorCode, Payload};
 use serde::Deserialize;
 
 const EXAMPLE_BUNDLE: &str =
@@ -36,6 +36,20 @@ pub enum PayloadError {
         /// The first problem found, with its location.
         problem: String,
     },
+    /// The payload is JSON by the grammar but not a value every decoder reads the same way (a
+    /// lone surrogate in a string, a number out of the range of a double).
+    #[error("the payload is not portable JSON: {0}")]
+    NotPortable(String),
+}
+
+impl PayloadError {
+    /// The error code a publish refused for this reason gets.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::UnknownChannel => ErrorCode::UnknownChannel,
+            Self::Invalid { .. } | Self::NotPortable(_) => ErrorCode::PayloadInvalid,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -103,8 +117,13 @@ impl Namespaces {
         self.namespaces.is_empty() || self.namespaces.iter().any(|ns| ns.pattern.matches(channel))
     }
 
-    /// Checks a payload published to `channel` against its namespace's schema.
+    /// Checks a payload published to `channel`: that it is portable JSON, and that it matches
+    /// its namespace's schema. Events are relayed without being parsed again, so this is where
+    /// every published payload is parsed once.
     pub fn check(&self, channel: &ChannelName, payload: &Payload) -> Result<(), PayloadError> {
+        let value = payload
+            .to_value()
+            .map_err(|e| PayloadError::NotPortable(e.to_string()))?;
         if self.namespaces.is_empty() {
             return Ok(());
         }
@@ -113,7 +132,7 @@ impl Namespaces {
             .iter()
             .find(|ns| ns.pattern.matches(channel))
             .ok_or(PayloadError::UnknownChannel)?;
-        match namespace.validator.iter_errors(&payload.0).next() {
+        match namespace.validator.iter_errors(&value).next() {
             None => Ok(()),
             Some(error) => Err(PayloadError::Invalid {
                 schema: namespace.payload.clone(),
@@ -133,11 +152,11 @@ mod tests {
     fn payloads_are_checked_against_their_namespace() {
         let namespaces = Namespaces::example_app();
         let tasks: ChannelName = "project:alpha:tasks".parse().expect("valid");
-        let good = Payload(
+        let good = Payload::from(
             json!({ "task_id": "T-1", "status": "running", "progress": 0.5, "assignee": null }),
         );
         assert_eq!(namespaces.check(&tasks, &good), Ok(()));
-        let bad = Payload(
+        let bad = Payload::from(
             json!({ "task_id": "T-1", "status": "done", "progress": 0.5, "assignee": null }),
         );
         assert!(matches!(

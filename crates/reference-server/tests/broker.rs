@@ -124,7 +124,7 @@ async fn fan_out_follows_seq_order<B: Broker>(
                         .publish(
                             name,
                             key,
-                            Payload(json!({ "p": p, "n": n })),
+                            Payload::from(json!({ "p": p, "n": n })),
                             Timestamp::from_millis(0),
                             0,
                         )
@@ -182,7 +182,7 @@ async fn racing_repeats_store_once<B: Broker>(broker: Arc<B>, racers: usize) {
                 .publish(
                     &channel,
                     "same-key".parse().expect("a valid key"),
-                    Payload(json!(r)),
+                    Payload::from(json!(r)),
                     Timestamp::from_millis(0),
                     0,
                 )
@@ -224,7 +224,7 @@ async fn a_subscribe_racing_publishes_misses_nothing_after_its_head<B: Broker>(b
                     .publish(
                         &channel,
                         format!("k{n}").parse().expect("a valid key"),
-                        Payload(json!(n)),
+                        Payload::from(json!(n)),
                         Timestamp::from_millis(0),
                         0,
                     )

@@ -21,13 +21,7 @@ impl ::std::str::FromStr for Channel {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 255usize {
-            return Err("longer than 255 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for Channel {
@@ -43,7 +37,16 @@ impl ::std::convert::TryFrom<::std::string::String> for Channel {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 255usize {
+                return Err("longer than 255 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for Channel {
@@ -51,8 +54,7 @@ impl<'de> ::serde::Deserialize<'de> for Channel {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -91,13 +93,7 @@ impl ::std::str::FromStr for ConnectCredential {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 4096usize {
-            return Err("longer than 4096 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for ConnectCredential {
@@ -113,7 +109,16 @@ impl ::std::convert::TryFrom<::std::string::String> for ConnectCredential {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 4096usize {
+                return Err("longer than 4096 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for ConnectCredential {
@@ -121,8 +126,7 @@ impl<'de> ::serde::Deserialize<'de> for ConnectCredential {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -148,13 +152,7 @@ impl ::std::str::FromStr for ConnectUrl {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 2048usize {
-            return Err("longer than 2048 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for ConnectUrl {
@@ -170,7 +168,16 @@ impl ::std::convert::TryFrom<::std::string::String> for ConnectUrl {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 2048usize {
+                return Err("longer than 2048 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for ConnectUrl {
@@ -178,8 +185,7 @@ impl<'de> ::serde::Deserialize<'de> for ConnectUrl {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -198,7 +204,7 @@ pub struct Delivered {
     ///The event's message id.
     pub message_id: MessageId,
     ///The event's payload.
-    pub payload: Payload,
+    pub payload: ::ferry_protocol::runtime::RawJson,
     ///The event's seq.
     pub seq: Seq,
 }
@@ -222,13 +228,7 @@ impl ::std::str::FromStr for Epoch {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 64usize {
-            return Err("longer than 64 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for Epoch {
@@ -244,7 +244,16 @@ impl ::std::convert::TryFrom<::std::string::String> for Epoch {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 64usize {
+                return Err("longer than 64 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for Epoch {
@@ -252,8 +261,7 @@ impl<'de> ::serde::Deserialize<'de> for Epoch {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -342,18 +350,7 @@ impl ::std::str::FromStr for HandlerName {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 64usize {
-            return Err("longer than 64 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        static PATTERN: ::std::sync::LazyLock<::ferry_protocol::runtime::Regex> = ::std::sync::LazyLock::new(||
-        { ::ferry_protocol::runtime::Regex::new("^[A-Za-z0-9_-]+$").unwrap() });
-        if PATTERN.find(value).is_none() {
-            return Err("doesn't match pattern \"^[A-Za-z0-9_-]+$\"".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for HandlerName {
@@ -369,7 +366,21 @@ impl ::std::convert::TryFrom<::std::string::String> for HandlerName {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 64usize {
+                return Err("longer than 64 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+            static PATTERN: ::std::sync::LazyLock<::ferry_protocol::runtime::Regex> = ::std::sync::LazyLock::new(||
+            { ::ferry_protocol::runtime::Regex::new("^[A-Za-z0-9_-]+$").unwrap() });
+            if !PATTERN.is_match(value) {
+                return Err("doesn't match pattern \"^[A-Za-z0-9_-]+$\"".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for HandlerName {
@@ -377,8 +388,7 @@ impl<'de> ::serde::Deserialize<'de> for HandlerName {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -487,13 +497,7 @@ impl ::std::str::FromStr for MessageId {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 128usize {
-            return Err("longer than 128 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for MessageId {
@@ -509,7 +513,16 @@ impl ::std::convert::TryFrom<::std::string::String> for MessageId {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 128usize {
+                return Err("longer than 128 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for MessageId {
@@ -517,31 +530,10 @@ impl<'de> ::serde::Deserialize<'de> for MessageId {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
-    }
-}
-///Any JSON value: an event's payload, passed through unchanged.
-#[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
-#[serde(transparent)]
-pub struct Payload(pub ::serde_json::Value);
-impl ::std::ops::Deref for Payload {
-    type Target = ::serde_json::Value;
-    fn deref(&self) -> &::serde_json::Value {
-        &self.0
-    }
-}
-impl ::std::convert::From<Payload> for ::serde_json::Value {
-    fn from(value: Payload) -> Self {
-        value.0
-    }
-}
-impl ::std::convert::From<::serde_json::Value> for Payload {
-    fn from(value: ::serde_json::Value) -> Self {
-        Self(value)
     }
 }
 ///Publish payload to channel through the client, and report its outcome with a published or publish_failed report carrying ref.
@@ -555,7 +547,7 @@ pub struct Publish {
     #[serde(default, deserialize_with = "::ferry_protocol::runtime::present")]
     pub idempotency_key: ::std::option::Option<PublishIdempotencyKey>,
     ///The event's payload.
-    pub payload: Payload,
+    pub payload: ::ferry_protocol::runtime::RawJson,
     ///The runner's name for this publish, echoed in its outcome report.
     #[serde(rename = "ref")]
     pub ref_: Ref,
@@ -592,13 +584,7 @@ impl ::std::str::FromStr for PublishFailedCode {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 64usize {
-            return Err("longer than 64 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for PublishFailedCode {
@@ -614,7 +600,16 @@ impl ::std::convert::TryFrom<::std::string::String> for PublishFailedCode {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 64usize {
+                return Err("longer than 64 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for PublishFailedCode {
@@ -622,8 +617,7 @@ impl<'de> ::serde::Deserialize<'de> for PublishFailedCode {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -649,13 +643,7 @@ impl ::std::str::FromStr for PublishIdempotencyKey {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 128usize {
-            return Err("longer than 128 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for PublishIdempotencyKey {
@@ -671,7 +659,16 @@ impl ::std::convert::TryFrom<::std::string::String> for PublishIdempotencyKey {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 128usize {
+                return Err("longer than 128 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for PublishIdempotencyKey {
@@ -679,8 +676,7 @@ impl<'de> ::serde::Deserialize<'de> for PublishIdempotencyKey {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -731,13 +727,7 @@ impl ::std::str::FromStr for ReadyAdapter {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 256usize {
-            return Err("longer than 256 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for ReadyAdapter {
@@ -753,7 +743,16 @@ impl ::std::convert::TryFrom<::std::string::String> for ReadyAdapter {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 256usize {
+                return Err("longer than 256 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for ReadyAdapter {
@@ -761,8 +760,7 @@ impl<'de> ::serde::Deserialize<'de> for ReadyAdapter {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -788,18 +786,7 @@ impl ::std::str::FromStr for Ref {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 64usize {
-            return Err("longer than 64 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        static PATTERN: ::std::sync::LazyLock<::ferry_protocol::runtime::Regex> = ::std::sync::LazyLock::new(||
-        { ::ferry_protocol::runtime::Regex::new("^[\\x21-\\x7E]+$").unwrap() });
-        if PATTERN.find(value).is_none() {
-            return Err("doesn't match pattern \"^[\\x21-\\x7E]+$\"".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for Ref {
@@ -815,7 +802,21 @@ impl ::std::convert::TryFrom<::std::string::String> for Ref {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 64usize {
+                return Err("longer than 64 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+            static PATTERN: ::std::sync::LazyLock<::ferry_protocol::runtime::Regex> = ::std::sync::LazyLock::new(||
+            { ::ferry_protocol::runtime::Regex::new("^[\\x21-\\x7E]+$").unwrap() });
+            if !PATTERN.is_match(value) {
+                return Err("doesn't match pattern \"^[\\x21-\\x7E]+$\"".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for Ref {
@@ -823,8 +824,7 @@ impl<'de> ::serde::Deserialize<'de> for Ref {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -859,13 +859,7 @@ impl ::std::str::FromStr for RefusedCode {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 64usize {
-            return Err("longer than 64 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for RefusedCode {
@@ -881,7 +875,16 @@ impl ::std::convert::TryFrom<::std::string::String> for RefusedCode {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 64usize {
+                return Err("longer than 64 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for RefusedCode {
@@ -889,8 +892,7 @@ impl<'de> ::serde::Deserialize<'de> for RefusedCode {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -1031,10 +1033,7 @@ impl ::std::str::FromStr for Text {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 4096usize {
-            return Err("longer than 4096 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for Text {
@@ -1050,7 +1049,13 @@ impl ::std::convert::TryFrom<::std::string::String> for Text {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 4096usize {
+                return Err("longer than 4096 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for Text {
@@ -1058,8 +1063,7 @@ impl<'de> ::serde::Deserialize<'de> for Text {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -1367,3 +1371,5 @@ impl ::std::convert::From<Log> for AdapterReport {
         Self::Log(value)
     }
 }
+/// Any JSON value: an event's payload, passed through unchanged.
+pub type Payload = ::ferry_protocol::runtime::RawJson;

@@ -42,13 +42,7 @@ impl ::std::str::FromStr for AgentActivityAction {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 256usize {
-            return Err("longer than 256 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for AgentActivityAction {
@@ -64,7 +58,16 @@ impl ::std::convert::TryFrom<::std::string::String> for AgentActivityAction {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 256usize {
+                return Err("longer than 256 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for AgentActivityAction {
@@ -72,8 +75,7 @@ impl<'de> ::serde::Deserialize<'de> for AgentActivityAction {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -99,13 +101,7 @@ impl ::std::str::FromStr for AgentActivityAgent {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 128usize {
-            return Err("longer than 128 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for AgentActivityAgent {
@@ -121,7 +117,16 @@ impl ::std::convert::TryFrom<::std::string::String> for AgentActivityAgent {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 128usize {
+                return Err("longer than 128 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for AgentActivityAgent {
@@ -129,8 +134,7 @@ impl<'de> ::serde::Deserialize<'de> for AgentActivityAgent {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -219,13 +223,7 @@ impl ::std::str::FromStr for AgentActivityTaskId {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 128usize {
-            return Err("longer than 128 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for AgentActivityTaskId {
@@ -241,7 +239,16 @@ impl ::std::convert::TryFrom<::std::string::String> for AgentActivityTaskId {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 128usize {
+                return Err("longer than 128 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for AgentActivityTaskId {
@@ -249,8 +256,7 @@ impl<'de> ::serde::Deserialize<'de> for AgentActivityTaskId {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -291,13 +297,7 @@ impl ::std::str::FromStr for ApprovalRequestedAction {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 1024usize {
-            return Err("longer than 1024 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for ApprovalRequestedAction {
@@ -313,7 +313,16 @@ impl ::std::convert::TryFrom<::std::string::String> for ApprovalRequestedAction 
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 1024usize {
+                return Err("longer than 1024 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for ApprovalRequestedAction {
@@ -321,8 +330,7 @@ impl<'de> ::serde::Deserialize<'de> for ApprovalRequestedAction {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -348,10 +356,7 @@ impl ::std::str::FromStr for ApprovalRequestedReason {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 4096usize {
-            return Err("longer than 4096 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for ApprovalRequestedReason {
@@ -367,7 +372,13 @@ impl ::std::convert::TryFrom<::std::string::String> for ApprovalRequestedReason 
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 4096usize {
+                return Err("longer than 4096 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for ApprovalRequestedReason {
@@ -375,8 +386,7 @@ impl<'de> ::serde::Deserialize<'de> for ApprovalRequestedReason {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -402,13 +412,7 @@ impl ::std::str::FromStr for ApprovalRequestedRequestId {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 128usize {
-            return Err("longer than 128 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for ApprovalRequestedRequestId {
@@ -424,7 +428,16 @@ impl ::std::convert::TryFrom<::std::string::String> for ApprovalRequestedRequest
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 128usize {
+                return Err("longer than 128 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for ApprovalRequestedRequestId {
@@ -432,8 +445,7 @@ impl<'de> ::serde::Deserialize<'de> for ApprovalRequestedRequestId {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -459,13 +471,7 @@ impl ::std::str::FromStr for ApprovalRequestedTaskId {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 128usize {
-            return Err("longer than 128 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for ApprovalRequestedTaskId {
@@ -481,7 +487,16 @@ impl ::std::convert::TryFrom<::std::string::String> for ApprovalRequestedTaskId 
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 128usize {
+                return Err("longer than 128 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for ApprovalRequestedTaskId {
@@ -489,8 +504,7 @@ impl<'de> ::serde::Deserialize<'de> for ApprovalRequestedTaskId {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -532,10 +546,7 @@ impl ::std::str::FromStr for ApprovalResolvedComment {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 4096usize {
-            return Err("longer than 4096 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for ApprovalResolvedComment {
@@ -551,7 +562,13 @@ impl ::std::convert::TryFrom<::std::string::String> for ApprovalResolvedComment 
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 4096usize {
+                return Err("longer than 4096 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for ApprovalResolvedComment {
@@ -559,8 +576,7 @@ impl<'de> ::serde::Deserialize<'de> for ApprovalResolvedComment {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -586,10 +602,7 @@ impl ::std::str::FromStr for ApprovalResolvedDecidedBy {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 128usize {
-            return Err("longer than 128 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for ApprovalResolvedDecidedBy {
@@ -605,7 +618,13 @@ impl ::std::convert::TryFrom<::std::string::String> for ApprovalResolvedDecidedB
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 128usize {
+                return Err("longer than 128 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for ApprovalResolvedDecidedBy {
@@ -613,8 +632,7 @@ impl<'de> ::serde::Deserialize<'de> for ApprovalResolvedDecidedBy {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -699,13 +717,7 @@ impl ::std::str::FromStr for ApprovalResolvedRequestId {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 128usize {
-            return Err("longer than 128 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for ApprovalResolvedRequestId {
@@ -721,7 +733,16 @@ impl ::std::convert::TryFrom<::std::string::String> for ApprovalResolvedRequestI
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 128usize {
+                return Err("longer than 128 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for ApprovalResolvedRequestId {
@@ -729,8 +750,7 @@ impl<'de> ::serde::Deserialize<'de> for ApprovalResolvedRequestId {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -768,13 +788,7 @@ impl ::std::str::FromStr for CommandExitedRunId {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 128usize {
-            return Err("longer than 128 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for CommandExitedRunId {
@@ -790,7 +804,16 @@ impl ::std::convert::TryFrom<::std::string::String> for CommandExitedRunId {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 128usize {
+                return Err("longer than 128 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for CommandExitedRunId {
@@ -798,8 +821,7 @@ impl<'de> ::serde::Deserialize<'de> for CommandExitedRunId {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -836,10 +858,7 @@ impl ::std::str::FromStr for OutputChunkData {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 65536usize {
-            return Err("longer than 65536 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for OutputChunkData {
@@ -855,7 +874,13 @@ impl ::std::convert::TryFrom<::std::string::String> for OutputChunkData {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 65536usize {
+                return Err("longer than 65536 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for OutputChunkData {
@@ -863,8 +888,7 @@ impl<'de> ::serde::Deserialize<'de> for OutputChunkData {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -890,13 +914,7 @@ impl ::std::str::FromStr for OutputChunkRunId {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 128usize {
-            return Err("longer than 128 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for OutputChunkRunId {
@@ -912,7 +930,16 @@ impl ::std::convert::TryFrom<::std::string::String> for OutputChunkRunId {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 128usize {
+                return Err("longer than 128 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for OutputChunkRunId {
@@ -920,8 +947,7 @@ impl<'de> ::serde::Deserialize<'de> for OutputChunkRunId {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -1024,10 +1050,7 @@ impl ::std::str::FromStr for TaskProgressAssignee {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 128usize {
-            return Err("longer than 128 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for TaskProgressAssignee {
@@ -1043,7 +1066,13 @@ impl ::std::convert::TryFrom<::std::string::String> for TaskProgressAssignee {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 128usize {
+                return Err("longer than 128 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for TaskProgressAssignee {
@@ -1051,8 +1080,7 @@ impl<'de> ::serde::Deserialize<'de> for TaskProgressAssignee {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -1078,10 +1106,7 @@ impl ::std::str::FromStr for TaskProgressError {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 4096usize {
-            return Err("longer than 4096 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for TaskProgressError {
@@ -1097,7 +1122,13 @@ impl ::std::convert::TryFrom<::std::string::String> for TaskProgressError {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 4096usize {
+                return Err("longer than 4096 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for TaskProgressError {
@@ -1105,8 +1136,7 @@ impl<'de> ::serde::Deserialize<'de> for TaskProgressError {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -1203,13 +1233,7 @@ impl ::std::str::FromStr for TaskProgressTaskId {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 128usize {
-            return Err("longer than 128 characters".into());
-        }
-        if value.chars().count() < 1usize {
-            return Err("shorter than 1 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for TaskProgressTaskId {
@@ -1225,7 +1249,16 @@ impl ::std::convert::TryFrom<::std::string::String> for TaskProgressTaskId {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 128usize {
+                return Err("longer than 128 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for TaskProgressTaskId {
@@ -1233,8 +1266,7 @@ impl<'de> ::serde::Deserialize<'de> for TaskProgressTaskId {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })
@@ -1260,10 +1292,7 @@ impl ::std::str::FromStr for TaskProgressTitle {
     fn from_str(
         value: &str,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        if value.chars().count() > 512usize {
-            return Err("longer than 512 characters".into());
-        }
-        Ok(Self(value.to_string()))
+        Self::try_from(value.to_string())
     }
 }
 impl ::std::convert::TryFrom<&str> for TaskProgressTitle {
@@ -1279,7 +1308,13 @@ impl ::std::convert::TryFrom<::std::string::String> for TaskProgressTitle {
     fn try_from(
         value: ::std::string::String,
     ) -> ::std::result::Result<Self, self::error::ConversionError> {
-        value.parse()
+        {
+            let value: &str = &value;
+            if value.chars().count() > 512usize {
+                return Err("longer than 512 characters".into());
+            }
+        }
+        Ok(Self(value))
     }
 }
 impl<'de> ::serde::Deserialize<'de> for TaskProgressTitle {
@@ -1287,8 +1322,7 @@ impl<'de> ::serde::Deserialize<'de> for TaskProgressTitle {
     where
         D: ::serde::Deserializer<'de>,
     {
-        ::std::string::String::deserialize(deserializer)?
-            .parse()
+        Self::try_from(::std::string::String::deserialize(deserializer)?)
             .map_err(|e: self::error::ConversionError| {
                 <D::Error as ::serde::de::Error>::custom(e.to_string())
             })

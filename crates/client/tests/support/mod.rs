@@ -63,7 +63,7 @@ impl TestServer {
             .publish(
                 &channel,
                 key.parse().expect("a valid key"),
-                Payload(payload),
+                Payload::from(payload),
                 self.server.now(),
                 0,
             )

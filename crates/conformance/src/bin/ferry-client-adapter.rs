@@ -200,7 +200,7 @@ impl App {
         };
         let client = self.client.clone();
         let mut outcome = Box::pin(async move {
-            let result = client.publish_with_key(channel, payload.0, key).await;
+            let result = client.publish_with_key(channel, payload, key).await;
             report(match result {
                 Ok(ack) => AdapterReport::from(Published {
                     ref_,
@@ -254,7 +254,7 @@ fn handler(channel: Channel, name: HandlerName) -> Handler {
                 message_id: text_like(event.message_id.to_string()),
                 epoch: text_like(event.position.epoch.to_string()),
                 seq: Seq(event.position.seq.0),
-                payload: event.payload.0.clone().into(),
+                payload: event.payload.clone(),
             }
             .into(),
         });

@@ -263,7 +263,7 @@ fn a_ticket_comes_before_every_connect_and_nothing_is_sent_before_the_welcome() 
 fn the_welcomes_limits_replace_the_defaults() {
     let mut h = Harness::new(2);
     h.connect();
-    let payload = Payload(json!("x".repeat(MAX_BYTES as usize)));
+    let payload = Payload::from(json!("x".repeat(MAX_BYTES as usize)));
     // Before the welcome the default maximum (131072) applies: the message is accepted.
     assert!(
         h.session
@@ -310,7 +310,7 @@ fn a_message_of_exactly_the_maximum_size_is_sent_and_one_byte_more_is_not() {
             id: RequestId::try_from("r18446744073709551615").expect("valid"),
             channel: ch.clone(),
             idempotency_key: key.clone(),
-            payload: Payload(json!("x".repeat(n))),
+            payload: Payload::from(json!("x".repeat(n))),
         });
         serde_json::to_string(&message).expect("serializes").len()
     };
@@ -322,7 +322,7 @@ fn a_message_of_exactly_the_maximum_size_is_sent_and_one_byte_more_is_not() {
         h.session
             .publish(
                 ch.clone(),
-                Payload(json!("x".repeat(fits))),
+                Payload::from(json!("x".repeat(fits))),
                 Some(key.clone()),
                 h.now
             )
@@ -330,7 +330,12 @@ fn a_message_of_exactly_the_maximum_size_is_sent_and_one_byte_more_is_not() {
     );
     assert!(
         h.session
-            .publish(ch, Payload(json!("x".repeat(fits + 1))), Some(key), h.now)
+            .publish(
+                ch,
+                Payload::from(json!("x".repeat(fits + 1))),
+                Some(key),
+                h.now
+            )
             .is_err()
     );
 }
@@ -656,7 +661,7 @@ fn publishes_are_correlated_resent_with_their_key_and_time_out() {
         .session
         .publish(
             ch.clone(),
-            Payload(json!({ "task_id": "T-1" })),
+            Payload::from(json!({ "task_id": "T-1" })),
             None,
             h.now,
         )
@@ -686,7 +691,7 @@ fn publishes_are_correlated_resent_with_their_key_and_time_out() {
     // A publish that gets no answer fails after the request timeout.
     let lost = h
         .session
-        .publish(ch, Payload(json!({})), None, h.now)
+        .publish(ch, Payload::from(json!({})), None, h.now)
         .expect("fits");
     let deadline = h.now + Duration::from_millis(defaults::REQUEST_TIMEOUT_MS);
     h.advance(deadline);
@@ -794,7 +799,7 @@ fn close_stops_for_good_and_fails_pending_publishes() {
     h.connect();
     let key = h
         .session
-        .publish(channel("a:b"), Payload(json!(1)), None, h.now)
+        .publish(channel("a:b"), Payload::from(json!(1)), None, h.now)
         .expect("fits");
     h.session.close();
     h.pump();
@@ -947,7 +952,7 @@ proptest! {
         h.connect();
         h.welcome();
         for size in sizes {
-            let result = h.session.publish(channel("daemon:ws-42:output"), Payload(json!("y".repeat(size))), None, h.now);
+            let result = h.session.publish(channel("daemon:ws-42:output"), Payload::from(json!("y".repeat(size))), None, h.now);
             h.pump();
             if size > MAX_BYTES as usize {
                 prop_assert!(result.is_err());

@@ -39,7 +39,7 @@ fn event_value(channel_name: &str, epoch: &str, seq: u64) -> Event {
         message_id: format!("msg-{epoch}-{seq}")
             .parse()
             .expect("a valid message id"),
-        payload: Payload(json!({ "seq": seq })),
+        payload: Payload::from(json!({ "seq": seq })),
         position: position(epoch, seq),
         published_at_ms: UnixMillis(UInt::new(1_732_325_400_000 + seq).expect("a valid time")),
     }
@@ -1097,7 +1097,7 @@ fn a_publish_is_acknowledged_only_with_the_stored_position() {
             id: id("p1"),
             channel: channel(TASKS),
             idempotency_key: "task-1".parse().expect("a valid key"),
-            payload: Payload(json!({"n": 1})),
+            payload: Payload::from(json!({"n": 1})),
         }]
     );
     assert_eq!(
@@ -1189,7 +1189,7 @@ fn an_event_above_the_maximum_size_is_never_sent_and_a_notice_takes_its_place() 
     }));
     hold(&mut session, "s1", TASKS, position(EPOCH, 0));
     let mut big = event_value(TASKS, EPOCH, 1);
-    big.payload = Payload(json!({"text": "x".repeat(2000)}));
+    big.payload = Payload::from(json!({"text": "x".repeat(2000)}));
     session.deliver(&big.into());
     session.deliver(&event(TASKS, EPOCH, 2));
     let out = drain(&mut session);
@@ -1205,7 +1205,7 @@ fn an_event_above_the_maximum_size_is_never_sent_and_a_notice_takes_its_place() 
 
 #[test]
 fn max_event_bytes_is_the_size_of_the_longest_event_a_publish_can_produce() {
-    let payload = Payload(json!({"text": "é\"x", "n": [1, 2.5, null]}));
+    let payload = Payload::from(json!({"text": "é\"x", "n": [1, 2.5, null]}));
     let largest = UInt::new(crate::bounded::MAX_SAFE_INTEGER).expect("in bounds");
     let longest = ServerMessage::Event(Event {
         channel: channel(TASKS),
@@ -1242,10 +1242,10 @@ fn a_publish_whose_event_could_exceed_the_maximum_is_refused_with_its_id_and_one
     let payload = |n: usize| json!({"text": "x".repeat(n)});
     // The bound grows by one byte per character of text: size the text so that it is exactly
     // the maximum.
-    let base = max_event_bytes(&channel(TASKS), &Payload(payload(0)));
+    let base = max_event_bytes(&channel(TASKS), &Payload::from(payload(0)));
     let fits = MAX - base;
     assert_eq!(
-        max_event_bytes(&channel(TASKS), &Payload(payload(fits))),
+        max_event_bytes(&channel(TASKS), &Payload::from(payload(fits))),
         MAX
     );
     let frame = |request: &str, n: usize| {
@@ -1271,7 +1271,7 @@ fn a_publish_whose_event_could_exceed_the_maximum_is_refused_with_its_id_and_one
         [Action::Publish { id: p2, .. }] if *p2 == id("p2")
     ));
     assert_eq!(
-        check_event_size(&channel(TASKS), &Payload(payload(fits + 1)), MAX),
+        check_event_size(&channel(TASKS), &Payload::from(payload(fits + 1)), MAX),
         Err(EventTooLarge {
             bound: MAX + 1,
             max: MAX

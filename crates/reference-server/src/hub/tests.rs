@@ -41,7 +41,7 @@ fn taken(mailbox: &Mailbox) -> (Vec<u64>, bool) {
 async fn publish(broker: &MemoryBroker, name: &str, key: &str) {
     let key: IdempotencyKey = key.parse().expect("a valid key");
     broker
-        .publish(&channel(name), key, Payload(json!(1)), at(0), 0)
+        .publish(&channel(name), key, Payload::from(json!(1)), at(0), 0)
         .await
         .expect("published");
 }

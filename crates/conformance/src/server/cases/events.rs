@@ -143,11 +143,11 @@ pub(super) async fn sequence(ctx: Ctx) -> CaseResult {
                 pos(&event.position)
             )),
         }
-        if event.payload.0 != *ctx.payload() {
+        if event.payload.to_value().ok().as_ref() != Some(ctx.payload()) {
             problems.push(format!(
                 "event at {} carries the payload {} instead of the published {}",
                 pos(&event.position),
-                event.payload.0,
+                event.payload,
                 ctx.payload()
             ));
         }

@@ -85,7 +85,7 @@ async fn publish_many(broker: &MemoryBroker, name: &str, count: u64) {
             .publish(
                 &channel(name),
                 key(&format!("k{n}")),
-                Payload(json!({ "n": n })),
+                Payload::from(json!({ "n": n })),
                 at((n - 1) * 10),
                 1_700_000_000_000 + n,
             )
@@ -216,7 +216,7 @@ async fn ferry_event_1_publish_assigns_seq_1_2_3_per_channel() {
             .publish(
                 name,
                 key(&format!("k{n}")),
-                Payload(json!(n)),
+                Payload::from(json!(n)),
                 at(0),
                 1_700_000_000_000,
             )
@@ -269,11 +269,11 @@ async fn ferry_dedup_1_a_repeated_key_returns_the_original_position_and_is_not_f
     let follower = Follower::of(&broker, "project:a").await;
     let ch = channel("project:a");
     let original = broker
-        .publish(&ch, key("k"), Payload(json!(1)), at(0), 1)
+        .publish(&ch, key("k"), Payload::from(json!(1)), at(0), 1)
         .await
         .expect("published");
     let repeat = broker
-        .publish(&ch, key("k"), Payload(json!("other")), at(60_000), 2)
+        .publish(&ch, key("k"), Payload::from(json!("other")), at(60_000), 2)
         .await
         .expect("acknowledged");
     assert!(repeat.duplicate);
@@ -291,7 +291,7 @@ async fn ferry_dedup_1_a_repeated_key_returns_the_original_position_and_is_not_f
         .publish(
             &channel("project:b"),
             key("k"),
-            Payload(json!(1)),
+            Payload::from(json!(1)),
             at(60_000),
             3,
         )
@@ -305,25 +305,31 @@ async fn ferry_dedup_2_a_key_is_remembered_for_the_whole_window_whatever_the_cou
     let broker = broker(10, 120_000);
     let ch = channel("project:a");
     let first = broker
-        .publish(&ch, key("first"), Payload(json!(0)), at(0), 0)
+        .publish(&ch, key("first"), Payload::from(json!(0)), at(0), 0)
         .await
         .expect("published");
     // Many younger keys do not push the first one out.
     for n in 0..20_000 {
         broker
-            .publish(&ch, key(&format!("k{n}")), Payload(json!(n)), at(1), 1)
+            .publish(
+                &ch,
+                key(&format!("k{n}")),
+                Payload::from(json!(n)),
+                at(1),
+                1,
+            )
             .await
             .expect("published");
     }
     let repeat = broker
-        .publish(&ch, key("first"), Payload(json!(0)), at(120_000), 2)
+        .publish(&ch, key("first"), Payload::from(json!(0)), at(120_000), 2)
         .await
         .expect("acknowledged");
     assert!(repeat.duplicate);
     assert_eq!(repeat.position, first.position);
     // Past the window, the key is new again.
     let later = broker
-        .publish(&ch, key("first"), Payload(json!(0)), at(120_001), 3)
+        .publish(&ch, key("first"), Payload::from(json!(0)), at(120_001), 3)
         .await
         .expect("published");
     assert!(!later.duplicate);
@@ -363,7 +369,7 @@ async fn publish_many_from(broker: &MemoryBroker, name: &str, first: u64, last: 
             .publish(
                 &channel(name),
                 key(&format!("k{n}")),
-                Payload(json!({ "n": n })),
+                Payload::from(json!({ "n": n })),
                 at((n - 1) * 10),
                 1_700_000_000_000 + n,
             )
@@ -451,7 +457,13 @@ async fn ferry_resume_2_another_epoch_is_epoch_changed() {
 async fn ferry_resume_2_a_restarted_memory_broker_answers_epoch_changed() {
     let before = MemoryBroker::new(MemoryBrokerConfig::default());
     let ack = before
-        .publish(&channel("project:a"), key("k"), Payload(json!(1)), at(0), 0)
+        .publish(
+            &channel("project:a"),
+            key("k"),
+            Payload::from(json!(1)),
+            at(0),
+            0,
+        )
         .await
         .expect("published");
     let after = MemoryBroker::new(MemoryBrokerConfig::default());
@@ -495,7 +507,7 @@ async fn ferry_resume_5_history_without_a_position_starts_at_the_oldest_retained
     assert_eq!(page.reason, None);
     assert_eq!(page.head, pos("e1", 5));
     assert_eq!(stored_seqs(&page.events), vec![3, 4, 5]);
-    assert_eq!(page.events[0].payload, Payload(json!({ "n": 3 })));
+    assert_eq!(page.events[0].payload, Payload::from(json!({ "n": 3 })));
     // The current epoch named without after_seq reads the same.
     let named = broker
         .history(
@@ -650,7 +662,7 @@ async fn a_channel_nobody_holds_is_forgotten_once_it_holds_nothing_and_comes_bac
     assert_eq!(broker.channels_held(), 0);
     // Back in a new epoch: a resume across the loss says so, never a restarted seq.
     let again = broker
-        .publish(&ch, key("k"), Payload(json!(2)), at(1001), 0)
+        .publish(&ch, key("k"), Payload::from(json!(2)), at(1001), 0)
         .await
         .expect("published");
     assert_eq!(again.position, pos("e1-1", 1));
@@ -708,13 +720,13 @@ async fn a_channel_holding_a_live_idempotency_key_is_kept_so_the_key_still_dedup
         epoch: epoch("e1"),
     });
     let original = broker
-        .publish(&ch, key("k"), Payload(json!(1)), at(0), 0)
+        .publish(&ch, key("k"), Payload::from(json!(1)), at(0), 0)
         .await
         .expect("published");
     broker.purge_expired(at(4000)).await;
     assert_eq!(broker.channels_held(), 1);
     let repeat = broker
-        .publish(&ch, key("k"), Payload(json!(1)), at(4000), 0)
+        .publish(&ch, key("k"), Payload::from(json!(1)), at(4000), 0)
         .await
         .expect("acknowledged");
     assert!(repeat.duplicate);
@@ -729,12 +741,18 @@ async fn past_max_channels_a_new_channel_is_refused_as_unavailable_and_held_ones
     });
     for name in ["project:a", "project:b"] {
         broker
-            .publish(&channel(name), key("k"), Payload(json!(1)), at(0), 0)
+            .publish(&channel(name), key("k"), Payload::from(json!(1)), at(0), 0)
             .await
             .expect("published");
     }
     let refused = broker
-        .publish(&channel("project:c"), key("k"), Payload(json!(1)), at(0), 0)
+        .publish(
+            &channel("project:c"),
+            key("k"),
+            Payload::from(json!(1)),
+            at(0),
+            0,
+        )
         .await
         .expect_err("a third channel is over the cap");
     assert_eq!(refused, BrokerError::ChannelLimit { max: 2 });
@@ -748,7 +766,7 @@ async fn past_max_channels_a_new_channel_is_refused_as_unavailable_and_held_ones
         .publish(
             &channel("project:a"),
             key("k2"),
-            Payload(json!(2)),
+            Payload::from(json!(2)),
             at(0),
             0,
         )
