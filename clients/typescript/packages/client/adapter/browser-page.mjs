@@ -1,0 +1,98 @@
+// The page that runs @ferry/client in a browser for the conformance adapter, and the bridge to
+// one such page: a static server for the page and the built client, and openAdapterPage, which
+// opens the page in a fresh browser context, holds its reports until a runner is attached, and
+// hands it the runner's command lines in order.
+import { createServer } from "node:http";
+import { readFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+const here = new URL(".", import.meta.url);
+const clientLib = new URL("../lib/esm/", import.meta.url);
+const protocolLib = new URL("../../../../../generated/typescript/lib/esm/", import.meta.url);
+const validatorLib = new URL("../../validator/lib/esm/", import.meta.url);
+const version = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version;
+
+const pageHtml = `<!doctype html><meta charset="utf-8"><title>@ferry/client conformance</title>
+<script type="importmap">{"imports": {"@ferry/client": "/client/index.js", "@ferry/protocol": "/protocol/index.js", "@ferry/validator": "/validator/index.js"}}</script>
+<script type="module">
+import { FerryClient } from "@ferry/client";
+import { createAdapter } from "/adapter/commands.mjs";
+const adapter = createAdapter({ FerryClient, WebSocket: globalThis.WebSocket, report: (line) => globalThis.ferryReport(JSON.stringify(line)), name: "@ferry/client ${version} (" + navigator.userAgent.match(/(Headless)?Chrome\\/[0-9.]+/)[0] + ")" });
+globalThis.ferryCommand = (line) => adapter.command(line);
+</script>`;
+
+const roots = { "/client/": clientLib, "/protocol/": protocolLib, "/validator/": validatorLib, "/adapter/": here };
+
+/** Serves the page and the built client on 127.0.0.1 (a free port); resolves to its origin and a stop. */
+export async function startPageServer() {
+  const server = createServer(async (request, response) => {
+    const path = new URL(request.url ?? "/", "http://x").pathname;
+    if (path === "/favicon.ico") {
+      response.writeHead(204).end();
+      return;
+    }
+    if (path === "/") {
+      response.writeHead(200, { "content-type": "text/html" }).end(pageHtml);
+      return;
+    }
+    const root = Object.entries(roots).find(([prefix]) => path.startsWith(prefix));
+    const file = root === undefined || path.includes("..") ? undefined : new URL(path.slice(root[0].length), root[1]);
+    try {
+      if (file === undefined) throw new Error("not found");
+      response.writeHead(200, { "content-type": "text/javascript" }).end(await readFile(fileURLToPath(file)));
+    } catch {
+      response.writeHead(404).end();
+    }
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { origin: `http://127.0.0.1:${server.address().port}`, close: () => server.close() };
+}
+
+/**
+ * Opens the adapter page of `origin` in a new context of `browser`. Returns `attach(report,
+ * log)` (the page's report lines, those made before it included, go to `report`, its console to
+ * `log`), `command(line)` and `finish()` (closes the client and the context).
+ */
+export async function openAdapterPage(browser, origin) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  let early = [];
+  let report = (line) => early.push(line);
+  let log = () => {};
+  page.on("console", (message) => log(`page: ${message.text()}`));
+  page.on("pageerror", (error) => log(`page error: ${error}`));
+  // Reports leave in order: the page calls ferryReport synchronously for each.
+  await page.exposeFunction("ferryReport", (line) => report(line));
+  await page.goto(origin);
+  await page.waitForFunction(() => typeof globalThis.ferryCommand === "function");
+
+  // Lines reach the page in order; those that arrive while a hand-over is in flight go together
+  // in the next one and are applied one after another in the same task, so commands the runner
+  // sends at once (subscribe h1, subscribe h2) take effect together, as in the Node adapter.
+  let queued = [];
+  let pending = Promise.resolve();
+  const flush = () => {
+    if (queued.length === 0) return undefined;
+    const batch = queued;
+    queued = [];
+    return page.evaluate((ls) => ls.forEach((l) => globalThis.ferryCommand(l)), batch).catch((error) => log(`command failed: ${error}`));
+  };
+  return {
+    attach(onReport, onLog) {
+      report = onReport;
+      log = onLog;
+      for (const line of early) onReport(line);
+      early = [];
+    },
+    command(line) {
+      queued.push(line);
+      if (queued.length === 1) pending = pending.then(flush);
+    },
+    async finish() {
+      await pending;
+      await page.evaluate(() => globalThis.ferryCommand('{"type":"close"}')).catch(() => {});
+      await context.close().catch(() => {});
+    },
+  };
+}
