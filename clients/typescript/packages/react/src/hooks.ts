@@ -14,7 +14,7 @@
 
 import { createContext, createElement, useCallback, useContext, useEffect, useLayoutEffect, useMemo, useRef, useState, useSyncExternalStore, type ReactNode } from "react";
 import { FerryClient, type Channel, type ClientState, type EventHandler, type FerryClientOptions } from "@ferry/client";
-import { registryOf, type ChannelRegistry, type IncompleteCause } from "./registry.js";
+import { registryOf, type ChannelRegistry, type IncompleteCause, type RefusalError } from "./registry.js";
 
 /** Any JSON value, as a channel's payload or a publish carries it. */
 export type JsonValue = Parameters<FerryClient["publish"]>[1];
@@ -101,6 +101,8 @@ export function useFerryClient(): FerryClient {
 export interface UseChannelOptions {
   /** Called when the channel's events have a hole (a gap, an epoch change, a lost recovery): refetch its state. */
   readonly onIncomplete?: (cause: IncompleteCause) => void;
+  /** Called when the server refused the subscribe (forbidden, unknown channel): no event follows until the channel changes or the component remounts. */
+  readonly onRefused?: (error: RefusalError) => void;
 }
 
 function nameOf<P>(channel: ChannelRef<P> | null | undefined): string | undefined {
@@ -119,15 +121,18 @@ export function useChannel<P = JsonValue>(channel: ChannelRef<P> | null | undefi
   const name = nameOf(channel);
   const handlerRef = useRef(handler);
   const incompleteRef = useRef(options?.onIncomplete);
+  const refusedRef = useRef(options?.onRefused);
   useIsomorphicLayoutEffect(() => {
     handlerRef.current = handler;
     incompleteRef.current = options?.onIncomplete;
+    refusedRef.current = options?.onRefused;
   });
   useEffect(() => {
     if (name === undefined) return undefined;
     return registry.acquire<P>(name, {
       event: (payload, event) => handlerRef.current(payload, event),
       incomplete: (cause) => incompleteRef.current?.(cause),
+      refused: (error) => refusedRef.current?.(error),
     });
   }, [registry, name]);
 }

@@ -18,4 +18,4 @@ export {
   type PublishOptions,
   type UseChannelOptions,
 } from "./hooks.js";
-export { ChannelRegistry, registryOf, type ChannelListener, type IncompleteCause } from "./registry.js";
+export { ChannelRegistry, registryOf, type ChannelListener, type IncompleteCause, type RefusalError } from "./registry.js";

@@ -6,13 +6,16 @@
 //   dropped only after `releaseDelayMs`, and a listener that arrives before then (StrictMode's
 //   immediate remount, a route that swaps one view of a channel for another) takes it over, so
 //   no unsubscribe and re-subscribe goes out and no event is missed or repeated in between;
-// - incomplete notices (a gap, an epoch change, a lost recovery) routed to the listeners of the
-//   channel they concern.
+// - incomplete notices (a gap, an epoch change, a lost recovery) and refusals (the server refused
+//   the subscribe: forbidden, unknown channel) routed to the listeners of the channel they
+//   concern; a refused channel is dropped, so a listener that comes later asks again.
 
 import type { ClientEvents, EventHandler, FerryClient } from "@ferry/client";
 
 /** Why the events of a channel, as the application saw them, are incomplete. */
 export type IncompleteCause = Parameters<ClientEvents["incomplete"]>[1];
+/** The error the server refused a subscribe with. */
+export type RefusalError = Parameters<ClientEvents["subscribeFailed"]>[1];
 
 /** One component's interest in a channel. */
 export interface ChannelListener<P> {
@@ -20,6 +23,8 @@ export interface ChannelListener<P> {
   readonly event: EventHandler<P>;
   /** Called when the channel's events have a hole: refetch its state. */
   readonly incomplete?: (cause: IncompleteCause) => void;
+  /** Called when the server refused the subscribe (the listener gets no event until it acquires again). */
+  readonly refused?: (error: RefusalError) => void;
 }
 
 interface Entry {
@@ -33,7 +38,7 @@ export class ChannelRegistry {
   readonly #client: FerryClient;
   readonly #releaseDelayMs: number;
   readonly #channels = new Map<string, Entry>();
-  #stopIncomplete: (() => void) | undefined;
+  #stopNotices: (() => void) | undefined;
 
   /** A registry over `client` that releases a channel `releaseDelayMs` after its last listener leaves. */
   constructor(client: FerryClient, releaseDelayMs: number) {
@@ -60,9 +65,7 @@ export class ChannelRegistry {
       const dispatch: EventHandler<never> = (payload, event) => {
         for (const l of [...listeners]) l.event(payload, event);
       };
-      this.#stopIncomplete ??= this.#client.on("incomplete", (name, cause) => {
-        for (const l of [...(this.#channels.get(name)?.listeners ?? [])]) l.incomplete?.(cause);
-      });
+      this.#stopNotices ??= this.#notices();
       entry = { listeners, unsubscribe: this.#client.subscribe(channel, dispatch), release: undefined };
       this.#channels.set(channel, entry);
     }
@@ -84,10 +87,28 @@ export class ChannelRegistry {
         this.#channels.delete(channel);
         owner.unsubscribe();
         if (this.#channels.size === 0) {
-          this.#stopIncomplete?.();
-          this.#stopIncomplete = undefined;
+          this.#stopNotices?.();
+          this.#stopNotices = undefined;
         }
       }, this.#releaseDelayMs);
+    };
+  }
+
+  #notices(): () => void {
+    const stopIncomplete = this.#client.on("incomplete", (name, cause) => {
+      for (const l of [...(this.#channels.get(name)?.listeners ?? [])]) l.incomplete?.(cause);
+    });
+    const stopRefused = this.#client.on("subscribeFailed", (name, error) => {
+      const entry = this.#channels.get(name);
+      if (entry === undefined) return;
+      // The client has dropped the channel's handlers; forget it so that a later acquire asks again.
+      this.#channels.delete(name);
+      if (entry.release !== undefined) clearTimeout(entry.release);
+      for (const l of [...entry.listeners]) l.refused?.(error);
+    });
+    return () => {
+      stopIncomplete();
+      stopRefused();
     };
   }
 }

@@ -255,3 +255,32 @@ test("a hook outside a FerryProvider throws a clear error", () => {
     console.error = original;
   }
 });
+
+test("a refused subscribe reaches onRefused, and a component that comes later asks again", async () => {
+  const { client } = fakeClient();
+  const before = FakeSocket.all.length;
+  const refused: string[] = [];
+  function Secret({ id }: { id: string }) {
+    useChannel("project:beta:tasks", () => {}, { onRefused: (error) => refused.push(`${id}:${error.code}`) });
+    return null;
+  }
+  let setShown: (shown: string) => void = () => {};
+  function App() {
+    const [shown, set] = useState("a");
+    setShown = set;
+    return (
+      <FerryProvider client={client}>
+        <Secret key={shown} id={shown} />
+      </FerryProvider>
+    );
+  }
+  const view = render(<App />);
+  const socket = await serve(before);
+  const [first] = socket.frames("subscribe");
+  act(() => socket.receive({ type: "error", id: first?.["id"], error: { code: "forbidden", message: "no read on project:beta:tasks", retryable: false } }));
+  assert.deepEqual(refused, ["a:forbidden"]);
+  act(() => setShown("b"));
+  assert.equal(socket.frames("subscribe").length, 2, "the later component subscribes anew");
+  view.unmount();
+  client.close();
+});

@@ -81,9 +81,11 @@ function useChannel(channel, handler, options) {
     const name = nameOf(channel);
     const handlerRef = (0, react_1.useRef)(handler);
     const incompleteRef = (0, react_1.useRef)(options?.onIncomplete);
+    const refusedRef = (0, react_1.useRef)(options?.onRefused);
     useIsomorphicLayoutEffect(() => {
         handlerRef.current = handler;
         incompleteRef.current = options?.onIncomplete;
+        refusedRef.current = options?.onRefused;
     });
     (0, react_1.useEffect)(() => {
         if (name === undefined)
@@ -91,6 +93,7 @@ function useChannel(channel, handler, options) {
         return registry.acquire(name, {
             event: (payload, event) => handlerRef.current(payload, event),
             incomplete: (cause) => incompleteRef.current?.(cause),
+            refused: (error) => refusedRef.current?.(error),
         });
     }, [registry, name]);
 }

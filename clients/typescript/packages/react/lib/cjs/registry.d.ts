@@ -1,12 +1,16 @@
 import type { ClientEvents, EventHandler, FerryClient } from "@ferry/client";
 /** Why the events of a channel, as the application saw them, are incomplete. */
 export type IncompleteCause = Parameters<ClientEvents["incomplete"]>[1];
+/** The error the server refused a subscribe with. */
+export type RefusalError = Parameters<ClientEvents["subscribeFailed"]>[1];
 /** One component's interest in a channel. */
 export interface ChannelListener<P> {
     /** Called once per event of the channel. */
     readonly event: EventHandler<P>;
     /** Called when the channel's events have a hole: refetch its state. */
     readonly incomplete?: (cause: IncompleteCause) => void;
+    /** Called when the server refused the subscribe (the listener gets no event until it acquires again). */
+    readonly refused?: (error: RefusalError) => void;
 }
 /** The reference-counted subscriptions of one client; see the module comment. */
 export declare class ChannelRegistry {

@@ -1,6 +1,6 @@
 import { type ReactNode } from "react";
 import { FerryClient, type Channel, type ClientState, type EventHandler, type FerryClientOptions } from "@ferry/client";
-import { type IncompleteCause } from "./registry.js";
+import { type IncompleteCause, type RefusalError } from "./registry.js";
 /** Any JSON value, as a channel's payload or a publish carries it. */
 export type JsonValue = Parameters<FerryClient["publish"]>[1];
 /** The acknowledgement of a publish. */
@@ -35,6 +35,8 @@ export declare function useFerryClient(): FerryClient;
 export interface UseChannelOptions {
     /** Called when the channel's events have a hole (a gap, an epoch change, a lost recovery): refetch its state. */
     readonly onIncomplete?: (cause: IncompleteCause) => void;
+    /** Called when the server refused the subscribe (forbidden, unknown channel): no event follows until the channel changes or the component remounts. */
+    readonly onRefused?: (error: RefusalError) => void;
 }
 /**
  * Calls `handler` once per event of `channel` while the component is mounted (`null` holds no

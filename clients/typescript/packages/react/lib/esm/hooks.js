@@ -72,9 +72,11 @@ export function useChannel(channel, handler, options) {
     const name = nameOf(channel);
     const handlerRef = useRef(handler);
     const incompleteRef = useRef(options?.onIncomplete);
+    const refusedRef = useRef(options?.onRefused);
     useIsomorphicLayoutEffect(() => {
         handlerRef.current = handler;
         incompleteRef.current = options?.onIncomplete;
+        refusedRef.current = options?.onRefused;
     });
     useEffect(() => {
         if (name === undefined)
@@ -82,6 +84,7 @@ export function useChannel(channel, handler, options) {
         return registry.acquire(name, {
             event: (payload, event) => handlerRef.current(payload, event),
             incomplete: (cause) => incompleteRef.current?.(cause),
+            refused: (error) => refusedRef.current?.(error),
         });
     }, [registry, name]);
 }

@@ -6,14 +6,15 @@
 //   dropped only after `releaseDelayMs`, and a listener that arrives before then (StrictMode's
 //   immediate remount, a route that swaps one view of a channel for another) takes it over, so
 //   no unsubscribe and re-subscribe goes out and no event is missed or repeated in between;
-// - incomplete notices (a gap, an epoch change, a lost recovery) routed to the listeners of the
-//   channel they concern.
+// - incomplete notices (a gap, an epoch change, a lost recovery) and refusals (the server refused
+//   the subscribe: forbidden, unknown channel) routed to the listeners of the channel they
+//   concern; a refused channel is dropped, so a listener that comes later asks again.
 /** The reference-counted subscriptions of one client; see the module comment. */
 export class ChannelRegistry {
     #client;
     #releaseDelayMs;
     #channels = new Map();
-    #stopIncomplete;
+    #stopNotices;
     /** A registry over `client` that releases a channel `releaseDelayMs` after its last listener leaves. */
     constructor(client, releaseDelayMs) {
         this.#client = client;
@@ -37,10 +38,7 @@ export class ChannelRegistry {
                 for (const l of [...listeners])
                     l.event(payload, event);
             };
-            this.#stopIncomplete ??= this.#client.on("incomplete", (name, cause) => {
-                for (const l of [...(this.#channels.get(name)?.listeners ?? [])])
-                    l.incomplete?.(cause);
-            });
+            this.#stopNotices ??= this.#notices();
             entry = { listeners, unsubscribe: this.#client.subscribe(channel, dispatch), release: undefined };
             this.#channels.set(channel, entry);
         }
@@ -65,10 +63,31 @@ export class ChannelRegistry {
                 this.#channels.delete(channel);
                 owner.unsubscribe();
                 if (this.#channels.size === 0) {
-                    this.#stopIncomplete?.();
-                    this.#stopIncomplete = undefined;
+                    this.#stopNotices?.();
+                    this.#stopNotices = undefined;
                 }
             }, this.#releaseDelayMs);
+        };
+    }
+    #notices() {
+        const stopIncomplete = this.#client.on("incomplete", (name, cause) => {
+            for (const l of [...(this.#channels.get(name)?.listeners ?? [])])
+                l.incomplete?.(cause);
+        });
+        const stopRefused = this.#client.on("subscribeFailed", (name, error) => {
+            const entry = this.#channels.get(name);
+            if (entry === undefined)
+                return;
+            // The client has dropped the channel's handlers; forget it so that a later acquire asks again.
+            this.#channels.delete(name);
+            if (entry.release !== undefined)
+                clearTimeout(entry.release);
+            for (const l of [...entry.listeners])
+                l.refused?.(error);
+        });
+        return () => {
+            stopIncomplete();
+            stopRefused();
         };
     }
 }
