@@ -44,7 +44,7 @@ if (host) {
   const lines = createInterface({ input: process.stdin });
   lines.on("line", (line) => page.command(line));
   lines.on("close", async () => {
-    await page.finish();
+    await page.stop();
     await browser.close().catch(() => {});
     server.close();
     process.exit(0);

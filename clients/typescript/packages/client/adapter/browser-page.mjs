@@ -1,7 +1,8 @@
 // The page that runs @ferry/client in a browser for the conformance adapter, and the bridge to
 // one such page: a static server for the page and the built client, and openAdapterPage, which
-// opens the page in a fresh browser context, holds its reports until a runner is attached, and
-// hands it the runner's command lines in order.
+// opens the page in a browser context of its own, starts the adapter in it when a runner is
+// attached, hands it the runner's command lines in order, and reloads it for the next runner
+// (a reload is far cheaper than a new context, which is a new window with renderers of its own).
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
 import { readFileSync } from "node:fs";
@@ -18,8 +19,11 @@ const pageHtml = `<!doctype html><meta charset="utf-8"><title>@ferry/client conf
 <script type="module">
 import { FerryClient } from "@ferry/client";
 import { createAdapter } from "/adapter/commands.mjs";
-const adapter = createAdapter({ FerryClient, WebSocket: globalThis.WebSocket, report: (line) => globalThis.ferryReport(JSON.stringify(line)), name: "@ferry/client ${version} (" + navigator.userAgent.match(/(Headless)?Chrome\\/[0-9.]+/)[0] + ")" });
-globalThis.ferryCommand = (line) => adapter.command(line);
+let adapter;
+globalThis.ferryStart = () => {
+  adapter = createAdapter({ FerryClient, WebSocket: globalThis.WebSocket, report: (line) => globalThis.ferryReport(JSON.stringify(line)), name: "@ferry/client ${version} (" + navigator.userAgent.match(/(Headless)?Chrome\\/[0-9.]+/)[0] + ")" });
+};
+globalThis.ferryCommand = (line) => adapter?.command(line);
 </script>`;
 
 const roots = { "/client/": clientLib, "/protocol/": protocolLib, "/validator/": validatorLib, "/adapter/": here };
@@ -50,22 +54,26 @@ export async function startPageServer() {
 }
 
 /**
- * Opens the adapter page of `origin` in a new context of `browser`. Returns `attach(report,
- * log)` (the page's report lines, those made before it included, go to `report`, its console to
- * `log`), `command(line)` and `finish()` (closes the client and the context).
+ * Opens the adapter page of `origin` in a new context of `browser`. Returns `attach(report, log)`
+ * (starts the adapter: its report lines go to `report`, the page's console to `log`),
+ * `command(line)`, `stop()` (closes the client), `reload()` (ready to be attached again) and
+ * `close()` (drops the context).
  */
 export async function openAdapterPage(browser, origin) {
   const context = await browser.newContext();
   const page = await context.newPage();
-  let early = [];
-  let report = (line) => early.push(line);
-  let log = () => {};
+  const drop = () => {};
+  let report = drop;
+  let log = drop;
   page.on("console", (message) => log(`page: ${message.text()}`));
   page.on("pageerror", (error) => log(`page error: ${error}`));
   // Reports leave in order: the page calls ferryReport synchronously for each.
   await page.exposeFunction("ferryReport", (line) => report(line));
-  await page.goto(origin);
-  await page.waitForFunction(() => typeof globalThis.ferryCommand === "function");
+  const load = async () => {
+    await page.goto(origin);
+    await page.waitForFunction(() => typeof globalThis.ferryStart === "function");
+  };
+  await load();
 
   // Lines reach the page in order; those that arrive while a hand-over is in flight go together
   // in the next one and are applied one after another in the same task, so commands the runner
@@ -82,17 +90,23 @@ export async function openAdapterPage(browser, origin) {
     attach(onReport, onLog) {
       report = onReport;
       log = onLog;
-      for (const line of early) onReport(line);
-      early = [];
+      pending = page.evaluate(() => globalThis.ferryStart()).catch((error) => log(`start failed: ${error}`));
     },
     command(line) {
       queued.push(line);
       if (queued.length === 1) pending = pending.then(flush);
     },
-    async finish() {
+    /** Closes the client; what the old document says afterwards is dropped. */
+    async stop() {
       await pending;
       await page.evaluate(() => globalThis.ferryCommand('{"type":"close"}')).catch(() => {});
-      await context.close().catch(() => {});
+      report = drop;
+      log = drop;
+      queued = [];
+      pending = Promise.resolve();
     },
+    /** Reloads the page, ready to be attached again. */
+    reload: load,
+    close: () => context.close().catch(() => {}),
   };
 }

@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 // The browser host of many browser-adapter runs: starts one headless chromium, keeps pages with
-// the client already loaded (FERRY_BROWSER_POOL of them, default 2, one per case run at once),
-// and listens on 127.0.0.1 for adapters. It prints its host:port on the first line of stdout
-// (pass it as FERRY_BROWSER_HOST). Each adapter that connects gets a warm page of its own, in
-// its own browser context: its lines go to the page, the page's reports come back one a line
-// (its console lines prefixed with #), and when the adapter's side ends the page's client is
-// closed, its context dropped and a fresh page loaded. The browser closes when stdin ends or on
-// SIGTERM or SIGINT.
+// the client already loaded (FERRY_BROWSER_POOL of them to begin with, default 2, one per case
+// run at once), and listens on 127.0.0.1 for adapters. It prints its host:port on the first line
+// of stdout (pass it as FERRY_BROWSER_HOST). Each adapter that connects gets a loaded page of
+// its own (a new one when none is free): its lines go to the page, the page's reports come back
+// one a line (its console lines prefixed with #), and when the adapter's side ends the page's
+// client is closed and the page reloaded for the next adapter. The browser closes when stdin
+// ends or on SIGTERM or SIGINT.
 import { createServer } from "node:net";
 import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
@@ -21,18 +21,14 @@ const poolSize = Math.max(1, Number(process.env.FERRY_BROWSER_POOL ?? 2));
 const pages = await startPageServer();
 const browser = await chromium.launch(launchOptions());
 
-// Warm pages, each a promise; the oldest is handed out first.
-const warm = [];
-const warmOne = () => {
-  const opening = openAdapterPage(browser, pages.origin);
-  opening.catch((error) => process.stderr.write(`opening a page failed: ${error}\n`));
-  warm.push(opening);
-};
-for (let i = 0; i < poolSize; i++) warmOne();
+// Pages loaded and waiting for an adapter. Each goes back here, reloaded, when its adapter
+// leaves; when none is free a new one is opened.
+const idle = [];
+const open = () => openAdapterPage(browser, pages.origin);
+for (let i = 0; i < poolSize; i++) idle.push(open());
 
 const server = createServer({ allowHalfOpen: true }, async (socket) => {
-  const opening = warm.shift() ?? openAdapterPage(browser, pages.origin);
-  warmOne();
+  const opening = idle.shift() ?? open();
   socket.on("error", () => {});
   // Lines, and the end of them, may come while the page is still loading: hold them until then.
   let page;
@@ -42,8 +38,15 @@ const server = createServer({ allowHalfOpen: true }, async (socket) => {
   const finish = async () => {
     if (finished) return;
     finished = true;
-    await page.finish();
-    socket.end();
+    try {
+      await page.stop();
+      socket.end();
+      await page.reload();
+      idle.push(Promise.resolve(page));
+    } catch (error) {
+      process.stderr.write(`a page could not be reset, dropping it: ${error}\n`);
+      await page.close();
+    }
   };
   // The adapter's end of the lines, or of the connection (a runner may kill an adapter).
   const end = () => {
