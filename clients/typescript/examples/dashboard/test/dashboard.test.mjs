@@ -88,6 +88,12 @@ test("the dashboard connects, shows events, survives a SIGINT restart of ferry-s
   await page.goto(pageUrl);
   const status = () => page.getAttribute("[data-testid=status]", "data-state");
   const counts = async () => ({ events: Number(await page.getAttribute("[data-testid=counts]", "data-events")), duplicates: Number(await page.getAttribute("[data-testid=counts]", "data-duplicates")) });
+  // The page runs under StrictMode, which mounts every effect twice: still one session, one subscription.
+  const gauge = async (name) => {
+    const text = await fetch(`${serverUrl}/metrics`).then((r) => r.text());
+    const line = text.split("\n").find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+    return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(" ") + 1));
+  };
   const task = async (id) => ({ status: await page.getAttribute(`[data-testid=task-${id}]`, "data-status"), progress: Number(await page.getAttribute(`[data-testid=task-${id}]`, "data-progress")) });
 
   await page.waitForSelector("[data-testid=status][data-state=active]", { timeout: 60000 });
@@ -97,6 +103,8 @@ test("the dashboard connects, shows events, survives a SIGINT restart of ferry-s
   await publish("e2e-3", { task_id: "T-1", status: "running", progress: 0.6, assignee: "agent-7" });
   await page.waitForSelector("[data-testid=counts][data-events='3']", { timeout: 30000 });
   assert.deepEqual(await task("T-1"), { status: "running", progress: 0.6 });
+  assert.equal(await gauge("ferry_sessions"), 1, "one session for the StrictMode page");
+  assert.equal(await gauge("ferry_sessions_opened_total"), 1, "one session opened");
 
   // Ctrl-C: ferry-server drains (goodbye, 1012) and exits; the page shows it is no longer live.
   server.child.kill("SIGINT");
