@@ -2,7 +2,9 @@
 # Installs Ferry's TypeScript packages into scratch projects the way an application would, and
 # proves they import: @ferry/protocol and an application package that ferry-codegen generates
 # with --package-name, each by a file: dependency, in a CommonJS project (TypeScript's node16
-# resolution) and in an ES module project, type-checked with tsc --strict and then run by node.
+# resolution) and in an ES module project, type-checked with tsc --strict and then run by node;
+# then a React project with @ferry/client and @ferry/react by path as well, type-checked with
+# tsc --strict (its channel typed from the application package) and built with Vite.
 # Usage: clients/typescript/scripts/install-test.sh   (after `npm ci` in clients/typescript)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../../.." && pwd)"
@@ -54,3 +56,60 @@ JSON
 scratch commonjs commonjs node16
 scratch esm module nodenext
 echo "install-test: both scratch projects installed, type-checked and ran"
+
+# A React application. Its lib/ is committed, so the linked packages need no build on install
+# (--ignore-scripts); React and its types come from npm, TypeScript and Vite from the workspace.
+# @ferry/react resolves react from its own folder, so Vite is told to keep one copy (dedupe), as
+# an application linking a package by path does.
+react="$work/react"
+mkdir -p "$react/src"
+cat >"$react/package.json" <<JSON
+{ "name": "scratch-react", "version": "1.0.0", "private": true, "type": "module",
+  "dependencies": { "@ferry/protocol": "file:$root/generated/typescript", "@ferry/client": "file:$root/clients/typescript/packages/client",
+    "@ferry/react": "file:$root/clients/typescript/packages/react", "@acme/channels": "file:$work/app-gen/typescript",
+    "react": "19.2.0", "react-dom": "19.2.0" },
+  "devDependencies": { "@types/react": "19.2.2", "@types/react-dom": "19.2.2" } }
+JSON
+cat >"$react/tsconfig.json" <<'JSON'
+{ "compilerOptions": { "strict": true, "module": "ESNext", "moduleResolution": "bundler", "target": "ES2022", "jsx": "react-jsx",
+  "lib": ["ES2022", "DOM"], "noEmit": true, "skipLibCheck": false, "types": [] }, "include": ["src"] }
+JSON
+cat >"$react/vite.config.mjs" <<'JS'
+export default { esbuild: { jsx: "automatic" }, resolve: { dedupe: ["react", "react-dom"] }, logLevel: "warn" };
+JS
+echo '<!doctype html><html><body><div id="root"></div><script type="module" src="/src/main.tsx"></script></body></html>' >"$react/index.html"
+cat >"$react/src/main.tsx" <<'TSX'
+import { StrictMode, useState } from "react";
+import { createRoot } from "react-dom/client";
+import { FerryClient, type ClientState } from "@ferry/client";
+import { FerryProvider, useChannel, useConnectionState, usePublish } from "@ferry/react";
+import type { ChannelPayload } from "@acme/channels";
+
+type Task = ChannelPayload<"project:alpha:tasks">;
+
+function Board() {
+  const state: ClientState = useConnectionState();
+  const [last, setLast] = useState<Task | undefined>(undefined);
+  useChannel<Task>("project:alpha:tasks", (task) => setLast(task));
+  const publish = usePublish<Task>("project:alpha:tasks");
+  // @ts-expect-error: a TaskProgress needs its status, progress and assignee
+  const wrong = () => publish({ task_id: "T-1" });
+  const publishRunning = () => void publish({ task_id: "T-1", status: "running", progress: 0.5, assignee: null });
+  return <p onClick={publishRunning} onDoubleClick={() => void wrong()}>{state.kind}: {last?.progress ?? "none"}</p>;
+}
+
+const client = new FerryClient({ url: window.location.origin, credential: "token" });
+const root = document.getElementById("root");
+if (root === null) throw new Error("no #root");
+createRoot(root).render(
+  <StrictMode>
+    <FerryProvider client={client}>
+      <Board />
+    </FerryProvider>
+  </StrictMode>,
+);
+TSX
+(cd "$react" && npm install --no-audit --no-fund --prefer-offline --ignore-scripts --loglevel=error >/dev/null \
+  && "$tsc" -p tsconfig.json && "$root/clients/typescript/node_modules/.bin/vite" build >/dev/null)
+test -f "$react/dist/index.html" || { echo "install-test: the React project did not build" >&2; exit 1; }
+echo "install-test: the React project installed, type-checked under tsc --strict and built with Vite"

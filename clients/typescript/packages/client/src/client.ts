@@ -13,7 +13,7 @@ import {
   type JsonValue,
   type Published,
 } from "@ferry/protocol";
-import { ClientSession, DEFAULT_CONFIG, type ClientConfig, type ClientEvent, type ClientState, type IncompleteCause, type PublishFailure, type Transmit } from "./session.js";
+import { ClientSession, DEFAULT_CONFIG, utf8Length, type ClientConfig, type ClientEvent, type ClientState, type IncompleteCause, type PublishFailure, type Transmit } from "./session.js";
 import type { Resumption } from "./position.js";
 
 /** The part of the platform's WebSocket the client uses (the browser's, Node 22's, or `ws`). */
@@ -275,7 +275,7 @@ export class FerryClient {
         return;
       case "close":
         if (this.#socket?.id === transmit.connection) {
-          this.#socket.ws.close(transmit.code, transmit.reason);
+          closeSocket(this.#socket.ws, transmit.code, transmit.reason);
           this.#socket = undefined;
         }
         return;
@@ -323,7 +323,7 @@ export class FerryClient {
     const current = () => this.#socket?.id === connection;
     ws.onopen = () => {
       if (ws.protocol !== SUBPROTOCOL) {
-        ws.close(1002, `the server did not accept ${SUBPROTOCOL}`);
+        closeSocket(ws, CloseCode.ProtocolError, `the server did not accept ${SUBPROTOCOL}`);
         if (current()) this.#socket = undefined;
         this.#session.handleClosed(connection, CloseCode.ProtocolError, "no subprotocol", this.#timer.now());
       } else this.#session.handleConnected(connection, this.#timer.now());
@@ -378,6 +378,29 @@ export class FerryClient {
   }
 }
 
+/**
+ * Closes `ws` with `code`, or with 1000 where the platform refuses the code: a browser's
+ * WebSocket.close takes only 1000 and 3000-4999 (so not 1001, 1002, 1003 or 1009) and a reason
+ * of at most 123 UTF-8 bytes, and throws otherwise. The reason then names the protocol's code.
+ */
+export function closeSocket(ws: WebSocketLike, code: number, reason: string): void {
+  try {
+    ws.close(code, truncateUtf8(reason, 123));
+  } catch {
+    try {
+      ws.close(CloseCode.NormalClosure, truncateUtf8(`${code}: ${reason}`, 123));
+    } catch {
+      ws.close();
+    }
+  }
+}
+
+function truncateUtf8(text: string, max: number): string {
+  if (utf8Length(text) <= max) return text;
+  let cut = text.slice(0, max);
+  while (utf8Length(cut) > max) cut = cut.slice(0, -1);
+  return cut;
+}
 
 function byteLength(data: unknown): number {
   if (data instanceof ArrayBuffer) return data.byteLength;

@@ -142,3 +142,16 @@ test("going offline drops the socket at once and coming online cuts the backoff 
   client.close();
   assert.equal(kind(), "stopped");
 });
+
+test("where the platform refuses a protocol close code, as a browser refuses 1001, the socket closes with 1000 naming it", async () => {
+  const { socket, timer, client } = await connected();
+  // A browser's WebSocket.close takes only 1000 and 3000-4999.
+  const close = socket.close.bind(socket);
+  socket.close = (code?: number, reason?: string) => {
+    if (code !== undefined && code !== 1000 && (code < 3000 || code > 4999)) throw new Error(`InvalidAccessError: ${code}`);
+    close(code, reason);
+  };
+  timer.advance(2001);
+  assert.deepEqual(socket.closed, [1000, "1001: no frame from the server within the heartbeat interval and timeout"]);
+  assert.equal(client.state.kind, "backing_off");
+});

@@ -109,3 +109,9 @@ export declare class FerryClient {
     /** Cuts a pending backoff short or drops a socket the platform says is dead (see followPlatform). */
     nudge(reason: "online" | "offline" | "visible"): void;
 }
+/**
+ * Closes `ws` with `code`, or with 1000 where the platform refuses the code: a browser's
+ * WebSocket.close takes only 1000 and 3000-4999 (so not 1001, 1002, 1003 or 1009) and a reason
+ * of at most 123 UTF-8 bytes, and throws otherwise. The reason then names the protocol's code.
+ */
+export declare function closeSocket(ws: WebSocketLike, code: number, reason: string): void;

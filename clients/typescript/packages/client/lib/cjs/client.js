@@ -4,6 +4,7 @@
 // and out of the session, and hands the session's events to the application's handlers.
 Object.defineProperty(exports, "__esModule", { value: true });
 exports.FerryClient = exports.PublishError = void 0;
+exports.closeSocket = closeSocket;
 const protocol_1 = require("@ferry/protocol");
 const session_js_1 = require("./session.js");
 /** A publish that failed; `failure` says why, `key` is the idempotency key it carried. */
@@ -184,7 +185,7 @@ class FerryClient {
                 return;
             case "close":
                 if (this.#socket?.id === transmit.connection) {
-                    this.#socket.ws.close(transmit.code, transmit.reason);
+                    closeSocket(this.#socket.ws, transmit.code, transmit.reason);
                     this.#socket = undefined;
                 }
                 return;
@@ -235,7 +236,7 @@ class FerryClient {
         const current = () => this.#socket?.id === connection;
         ws.onopen = () => {
             if (ws.protocol !== protocol_1.SUBPROTOCOL) {
-                ws.close(1002, `the server did not accept ${protocol_1.SUBPROTOCOL}`);
+                closeSocket(ws, protocol_1.CloseCode.ProtocolError, `the server did not accept ${protocol_1.SUBPROTOCOL}`);
                 if (current())
                     this.#socket = undefined;
                 this.#session.handleClosed(connection, protocol_1.CloseCode.ProtocolError, "no subprotocol", this.#timer.now());
@@ -294,6 +295,32 @@ class FerryClient {
     }
 }
 exports.FerryClient = FerryClient;
+/**
+ * Closes `ws` with `code`, or with 1000 where the platform refuses the code: a browser's
+ * WebSocket.close takes only 1000 and 3000-4999 (so not 1001, 1002, 1003 or 1009) and a reason
+ * of at most 123 UTF-8 bytes, and throws otherwise. The reason then names the protocol's code.
+ */
+function closeSocket(ws, code, reason) {
+    try {
+        ws.close(code, truncateUtf8(reason, 123));
+    }
+    catch {
+        try {
+            ws.close(protocol_1.CloseCode.NormalClosure, truncateUtf8(`${code}: ${reason}`, 123));
+        }
+        catch {
+            ws.close();
+        }
+    }
+}
+function truncateUtf8(text, max) {
+    if ((0, session_js_1.utf8Length)(text) <= max)
+        return text;
+    let cut = text.slice(0, max);
+    while ((0, session_js_1.utf8Length)(cut) > max)
+        cut = cut.slice(0, -1);
+    return cut;
+}
 function byteLength(data) {
     if (data instanceof ArrayBuffer)
         return data.byteLength;

@@ -2,7 +2,7 @@
 // tickets (fetch), frames and closes (WebSocket) and time (an injectable clock and timer) in
 // and out of the session, and hands the session's events to the application's handlers.
 import { CloseCode, ENDPOINTS, SUBPROTOCOL, TICKET_QUERY_PARAMETER, isTicketResponse, } from "@ferry/protocol";
-import { ClientSession, DEFAULT_CONFIG } from "./session.js";
+import { ClientSession, DEFAULT_CONFIG, utf8Length } from "./session.js";
 /** A publish that failed; `failure` says why, `key` is the idempotency key it carried. */
 export class PublishError extends Error {
     /** Why the publish failed. */
@@ -180,7 +180,7 @@ export class FerryClient {
                 return;
             case "close":
                 if (this.#socket?.id === transmit.connection) {
-                    this.#socket.ws.close(transmit.code, transmit.reason);
+                    closeSocket(this.#socket.ws, transmit.code, transmit.reason);
                     this.#socket = undefined;
                 }
                 return;
@@ -231,7 +231,7 @@ export class FerryClient {
         const current = () => this.#socket?.id === connection;
         ws.onopen = () => {
             if (ws.protocol !== SUBPROTOCOL) {
-                ws.close(1002, `the server did not accept ${SUBPROTOCOL}`);
+                closeSocket(ws, CloseCode.ProtocolError, `the server did not accept ${SUBPROTOCOL}`);
                 if (current())
                     this.#socket = undefined;
                 this.#session.handleClosed(connection, CloseCode.ProtocolError, "no subprotocol", this.#timer.now());
@@ -288,6 +288,32 @@ export class FerryClient {
                 this.#emit("notice", event);
         }
     }
+}
+/**
+ * Closes `ws` with `code`, or with 1000 where the platform refuses the code: a browser's
+ * WebSocket.close takes only 1000 and 3000-4999 (so not 1001, 1002, 1003 or 1009) and a reason
+ * of at most 123 UTF-8 bytes, and throws otherwise. The reason then names the protocol's code.
+ */
+export function closeSocket(ws, code, reason) {
+    try {
+        ws.close(code, truncateUtf8(reason, 123));
+    }
+    catch {
+        try {
+            ws.close(CloseCode.NormalClosure, truncateUtf8(`${code}: ${reason}`, 123));
+        }
+        catch {
+            ws.close();
+        }
+    }
+}
+function truncateUtf8(text, max) {
+    if (utf8Length(text) <= max)
+        return text;
+    let cut = text.slice(0, max);
+    while (utf8Length(cut) > max)
+        cut = cut.slice(0, -1);
+    return cut;
 }
 function byteLength(data) {
     if (data instanceof ArrayBuffer)

@@ -1,0 +1,116 @@
+// The task-progress dashboard: every task of project alpha with its state and progress, live,
+// and the connection's state. Events, and the history read after a hole, are folded into the
+// board by one reducer (a render per event, which is what a board wants); the status line
+// re-renders only on a connection change.
+import { useCallback, useReducer, useState } from "react";
+import { useChannel, useConnectionState } from "@ferry/react";
+import type { ClientState } from "@ferry/client";
+import type { ChannelPayload, TaskProgress } from "@ferry-app/example-app";
+
+/** The channel the board shows. */
+export const CHANNEL = "project:alpha:tasks";
+type Task = ChannelPayload<typeof CHANNEL>;
+
+interface Board {
+  readonly tasks: Readonly<Record<string, { readonly task: TaskProgress; readonly seq: number }>>;
+  /** Every message id delivered, to show that none came twice. */
+  readonly seen: ReadonlySet<string>;
+  readonly events: number;
+  readonly duplicates: number;
+}
+
+const empty: Board = { tasks: {}, seen: new Set(), events: 0, duplicates: 0 };
+
+interface Delivery {
+  readonly task: Task;
+  readonly messageId: string;
+  readonly seq: number;
+  /** From the history endpoint rather than the live feed: may repeat what was delivered. */
+  readonly fromHistory: boolean;
+}
+
+function fold(board: Board, { task, messageId, seq, fromHistory }: Delivery): Board {
+  if (board.seen.has(messageId)) return fromHistory ? board : { ...board, duplicates: board.duplicates + 1 };
+  return { tasks: { ...board.tasks, [task.task_id]: { task, seq } }, seen: new Set(board.seen).add(messageId), events: board.events + 1, duplicates: board.duplicates };
+}
+
+function describe(state: ClientState): string {
+  switch (state.kind) {
+    case "active":
+      return "live";
+    case "idle":
+    case "fetching_ticket":
+    case "connecting":
+    case "awaiting_welcome":
+      return "connecting";
+    case "backing_off":
+      return `reconnecting (retry ${state.retry})`;
+    case "stopped":
+      return `stopped (${state.reason.kind})`;
+  }
+}
+
+function ConnectionStatus() {
+  const state = useConnectionState();
+  return (
+    <p className="status" data-testid="status" data-state={state.kind}>
+      {describe(state)}
+    </p>
+  );
+}
+
+export function App({ credential }: { readonly credential: string }) {
+  const [board, deliver] = useReducer(fold, empty);
+  const [notice, setNotice] = useState<string | undefined>(undefined);
+  // A hole in the channel (the server restarted with a new epoch, or the resume window passed):
+  // say so and fold in what history still holds.
+  const refetch = useCallback(
+    async (why: string) => {
+      setNotice(`resynced after ${why}`);
+      const response = await fetch(`/v1/history?channel=${encodeURIComponent(CHANNEL)}&limit=1000`, { headers: { authorization: `Bearer ${credential}` } });
+      if (!response.ok) {
+        setNotice(`resync failed: history answered ${response.status}`);
+        return;
+      }
+      const page = (await response.json()) as { events: Array<{ message_id: string; position: { seq: number }; payload: Task }> };
+      for (const event of page.events) deliver({ task: event.payload, messageId: event.message_id, seq: event.position.seq, fromHistory: true });
+    },
+    [credential],
+  );
+  useChannel<Task>(CHANNEL, (task, event) => deliver({ task, messageId: event.message_id, seq: event.position.seq, fromHistory: false }), {
+    onIncomplete: (cause) => void refetch((cause.kind === "recovery" ? cause.reason : cause.kind).replaceAll("_", " ")),
+  });
+  const tasks = Object.values(board.tasks).sort((a, b) => a.task.task_id.localeCompare(b.task.task_id));
+  return (
+    <main style={{ fontFamily: "system-ui, sans-serif", maxWidth: 720, margin: "2em auto" }}>
+      <h1>Project alpha: tasks</h1>
+      <ConnectionStatus />
+      {notice === undefined ? null : <p data-testid="notice">{notice}</p>}
+      <table style={{ width: "100%", borderCollapse: "collapse" }}>
+        <thead>
+          <tr>
+            <th align="left">task</th>
+            <th align="left">status</th>
+            <th align="left">progress</th>
+            <th align="left">assignee</th>
+          </tr>
+        </thead>
+        <tbody>
+          {tasks.map(({ task }) => (
+            <tr key={task.task_id} data-testid={`task-${task.task_id}`} data-status={task.status} data-progress={task.progress}>
+              <td>{task.title ?? task.task_id}</td>
+              <td>{task.status}</td>
+              <td>
+                <progress value={task.progress} max={1} /> {Math.round(task.progress * 100)}%
+              </td>
+              <td>{task.assignee ?? "unassigned"}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      <p data-testid="counts" data-events={board.events} data-duplicates={board.duplicates}>
+        {board.events} events received, {board.duplicates} duplicates
+      </p>
+    </main>
+  );
+}

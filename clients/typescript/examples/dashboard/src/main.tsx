@@ -1,0 +1,18 @@
+import { StrictMode } from "react";
+import { createRoot } from "react-dom/client";
+import { FerryProvider } from "@ferry/react";
+import { App } from "./App.js";
+
+// The page and ferry-server share an origin (Vite proxies /v1), so the client's URL is the page's.
+// The credential is the demo viewer token of tokens.toml unless VITE_FERRY_TOKEN names another.
+const credential = import.meta.env["VITE_FERRY_TOKEN"] ?? "demo-dashboard-viewer";
+const root = document.getElementById("root");
+if (root === null) throw new Error("no #root element");
+
+createRoot(root).render(
+  <StrictMode>
+    <FerryProvider options={{ url: window.location.origin, credential }}>
+      <App credential={credential} />
+    </FerryProvider>
+  </StrictMode>,
+);

@@ -1,0 +1,127 @@
+// FerryProvider and the hooks. The provider puts one FerryClient (so one socket) and its
+// ChannelRegistry in context; the hooks read them:
+// - useChannel(channel, handler): the handler is held in a ref, so a new closure on every render
+//   neither re-subscribes nor re-renders, and an event re-renders nothing unless the handler
+//   sets state;
+// - useChannelState(channel, reduce, initial): the opt-in hook that does re-render per event,
+//   with the state the reducer folds;
+// - useConnectionState(): the client's state through useSyncExternalStore (a render per state
+//   change, never per message);
+// - usePublish(): a stable publish function.
+// Every effect is safe under StrictMode's mount, unmount, mount: subscriptions are reference
+// counted with a delayed release, and a client the provider owns is closed only after the same
+// delay, so the immediate remount keeps the socket.
+import { createContext, createElement, useCallback, useContext, useEffect, useLayoutEffect, useMemo, useRef, useState, useSyncExternalStore } from "react";
+import { FerryClient } from "@ferry/client";
+import { registryOf } from "./registry.js";
+/** How long a channel or an owned client is kept after its last user leaves, by default (ms). */
+export const DEFAULT_RELEASE_DELAY_MS = 250;
+const FerryContext = createContext(undefined);
+const useIsomorphicLayoutEffect = typeof document === "undefined" ? useEffect : useLayoutEffect;
+/** Puts one FerryClient in context for the hooks below it; see FerryProviderProps. */
+export function FerryProvider(props) {
+    const delay = props.releaseDelayMs ?? DEFAULT_RELEASE_DELAY_MS;
+    const [owned] = useState(() => (props.client === undefined ? new FerryClient(props.options) : undefined));
+    const client = props.client ?? owned;
+    if (client === undefined)
+        throw new Error("FerryProvider needs a client or options");
+    // registryOf gives one registry per client, so recomputing this is harmless.
+    const value = useMemo(() => ({ client, registry: registryOf(client, delay) }), [client, delay]);
+    const closing = useRef(undefined);
+    const connect = props.connect !== false;
+    useEffect(() => {
+        if (closing.current !== undefined) {
+            clearTimeout(closing.current);
+            closing.current = undefined;
+        }
+        if (connect)
+            client.connect();
+        if (client !== owned)
+            return undefined;
+        return () => {
+            closing.current = setTimeout(() => {
+                closing.current = undefined;
+                client.close();
+            }, delay);
+        };
+    }, [client, owned, connect, delay]);
+    return createElement(FerryContext.Provider, { value }, props.children);
+}
+function useFerry() {
+    const value = useContext(FerryContext);
+    if (value === undefined)
+        throw new Error("a Ferry hook was used outside a FerryProvider");
+    return value;
+}
+/** The FerryClient of the nearest FerryProvider. */
+export function useFerryClient() {
+    return useFerry().client;
+}
+function nameOf(channel) {
+    return channel === null || channel === undefined ? undefined : typeof channel === "string" ? channel : channel.name;
+}
+/**
+ * Calls `handler` once per event of `channel` while the component is mounted (`null` holds no
+ * channel). The latest handler is called without re-subscribing; the component re-renders only
+ * when the handler sets state. Type the payload with the application's generated package:
+ * `useChannel<ChannelPayload<"project:alpha:tasks">>("project:alpha:tasks", ...)`, or pass
+ * `client.channel<P>(name)`.
+ */
+export function useChannel(channel, handler, options) {
+    const { registry } = useFerry();
+    const name = nameOf(channel);
+    const handlerRef = useRef(handler);
+    const incompleteRef = useRef(options?.onIncomplete);
+    const refusedRef = useRef(options?.onRefused);
+    useIsomorphicLayoutEffect(() => {
+        handlerRef.current = handler;
+        incompleteRef.current = options?.onIncomplete;
+        refusedRef.current = options?.onRefused;
+    });
+    useEffect(() => {
+        if (name === undefined)
+            return undefined;
+        return registry.acquire(name, {
+            event: (payload, event) => handlerRef.current(payload, event),
+            incomplete: (cause) => incompleteRef.current?.(cause),
+            refused: (error) => refusedRef.current?.(error),
+        });
+    }, [registry, name]);
+}
+/**
+ * The state folded from `channel`'s events by `reduce`, starting at `initial`: the opt-in hook
+ * that re-renders on every event (`reduce` must be pure; StrictMode calls it twice). For the
+ * latest payload only: `useChannelState(channel, (_, payload) => payload, undefined)`.
+ */
+export function useChannelState(channel, reduce, initial) {
+    const [state, setState] = useState(initial);
+    const reduceRef = useRef(reduce);
+    useIsomorphicLayoutEffect(() => {
+        reduceRef.current = reduce;
+    });
+    useChannel(channel, (payload, event) => setState((current) => reduceRef.current(current, payload, event)));
+    return state;
+}
+/** The client's connection state (idle, fetching_ticket, connecting, awaiting_welcome, active, backing_off, stopped); re-renders on each change. */
+export function useConnectionState() {
+    const { client } = useFerry();
+    const subscribe = useCallback((onChange) => {
+        const stop = client.on("state", onChange);
+        return () => {
+            stop();
+        };
+    }, [client]);
+    const snapshot = useCallback(() => client.state, [client]);
+    return useSyncExternalStore(subscribe, snapshot, snapshot);
+}
+export function usePublish(channel) {
+    const { client } = useFerry();
+    const name = nameOf(channel);
+    const toAny = useCallback((target, payload, options) => client.publish(target, payload, options), [client]);
+    const toOne = useCallback((payload, options) => {
+        if (name === undefined)
+            return Promise.reject(new Error("usePublish(channel) needs a channel"));
+        return client.publish(name, payload, options);
+    }, [client, name]);
+    return channel === undefined ? toAny : toOne;
+}

@@ -1,0 +1,21 @@
+// @ferry/react: React bindings of @ferry/client. FerryProvider puts one client (one socket) in
+// context; useChannel, useChannelState, useConnectionState and usePublish read it. Safe under
+// StrictMode (reference-counted subscriptions with a delayed release), and no re-render per
+// message unless a component asks for one.
+
+export {
+  DEFAULT_RELEASE_DELAY_MS,
+  FerryProvider,
+  useChannel,
+  useChannelState,
+  useConnectionState,
+  useFerryClient,
+  usePublish,
+  type ChannelRef,
+  type FerryProviderProps,
+  type JsonValue,
+  type Published,
+  type PublishOptions,
+  type UseChannelOptions,
+} from "./hooks.js";
+export { ChannelRegistry, registryOf, type ChannelListener, type IncompleteCause, type RefusalError } from "./registry.js";
