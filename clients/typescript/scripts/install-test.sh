@@ -14,7 +14,10 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/ferry-install.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
 # An application's own package, as its team would generate it from its channel schemas.
-(cd "$root" && cargo run --quiet --locked -p ferry-codegen -- generate \
+# The test build's ferry-codegen (scripts/test runs cargo test first); a `cargo run -p` would
+# compile a second copy of dependencies under other features.
+(cd "$root" && cargo test --workspace --no-run --quiet --locked \
+  && "${CARGO_TARGET_DIR:-target}/debug/ferry-codegen" generate \
   --schema schema/example-app --out "$work/app-gen" --package-name @acme/channels \
   --validator "file:$root/clients/typescript/packages/validator")
 (cd "$work/app-gen/typescript" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
