@@ -89,9 +89,31 @@ export const CLOSE_CODES: readonly CloseCodeInfo[] = [
   { code: 4429, name: "rate_limit_exceeded", sentWhen: "The client kept sending after being answered with rate_limited.", action: "backoff", rules: ["FERRY-RATE-2"] },
 ];
 
+/** Each close code's client action, by code: the table without its texts, which a browser bundle that imports only `closeAction` leaves out. */
+export const CLOSE_ACTIONS: { readonly [code: number]: ClientAction } = {
+  1000: "stop",
+  1001: "backoff",
+  1002: "stop",
+  1003: "stop",
+  1005: "backoff",
+  1006: "backoff",
+  1007: "stop",
+  1008: "stop",
+  1009: "stop",
+  1011: "backoff",
+  1012: "retry_after_hint",
+  1013: "retry_after_hint",
+  4401: "renew_ticket",
+  4403: "stop",
+  4408: "backoff",
+  4409: "backoff",
+  4410: "renew_ticket",
+  4429: "backoff",
+};
+
 /** The action for a close code; a code missing from the table is treated as backoff (FERRY-RECONNECT-1). */
 export function closeAction(code: number): ClientAction {
-  return CLOSE_CODES.find((c) => c.code === code)?.action ?? "backoff";
+  return CLOSE_ACTIONS[code] ?? "backoff";
 }
 
 /** One row of the error-code table. */

@@ -58,6 +58,10 @@ export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
  * Every WebSocket close code a ferry.v1 server sends or a client may observe, and the action a client takes on it. Actions: stop (do not reconnect; report the reason), renew_ticket (get a new ticket and retry at once, then under backoff if it happens again), backoff (retry under the reconnect policy), retry_after_hint (wait the goodbye's retry_after_ms, or back off when there is none). A code missing from this table is treated as backoff.
  */
 export declare const CLOSE_CODES: readonly CloseCodeInfo[];
+/** Each close code's client action, by code: the table without its texts, which a browser bundle that imports only `closeAction` leaves out. */
+export declare const CLOSE_ACTIONS: {
+    readonly [code: number]: ClientAction;
+};
 /** The action for a close code; a code missing from the table is treated as backoff (FERRY-RECONNECT-1). */
 export declare function closeAction(code: number): ClientAction;
 /** One row of the error-code table. */

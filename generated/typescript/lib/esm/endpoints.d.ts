@@ -172,6 +172,39 @@ export declare const ENDPOINTS: {
         readonly rules: readonly [];
     };
 };
+/** Every endpoint's method, path and success status, by name: what a client needs to call it, without the descriptions of `ENDPOINTS` (a browser bundle that imports only this leaves them out). */
+export declare const ROUTES: {
+    readonly issueTicket: {
+        readonly method: "POST";
+        readonly path: "/v1/tickets";
+        readonly successStatus: 201;
+    };
+    readonly connect: {
+        readonly method: "GET";
+        readonly path: "/v1/ws";
+        readonly successStatus: 101;
+    };
+    readonly publish: {
+        readonly method: "POST";
+        readonly path: "/v1/publish";
+        readonly successStatus: 200;
+    };
+    readonly history: {
+        readonly method: "GET";
+        readonly path: "/v1/history";
+        readonly successStatus: 200;
+    };
+    readonly health: {
+        readonly method: "GET";
+        readonly path: "/v1/health";
+        readonly successStatus: 200;
+    };
+    readonly metrics: {
+        readonly method: "GET";
+        readonly path: "/metrics";
+        readonly successStatus: 200;
+    };
+};
 /** The request body, query and response body of every endpoint (`undefined` where there is none). */
 export interface EndpointTypes {
     issueTicket: {

@@ -108,3 +108,12 @@ export const ENDPOINTS = {
         rules: [],
     },
 };
+/** Every endpoint's method, path and success status, by name: what a client needs to call it, without the descriptions of `ENDPOINTS` (a browser bundle that imports only this leaves them out). */
+export const ROUTES = {
+    issueTicket: { method: "POST", path: "/v1/tickets", successStatus: 201 },
+    connect: { method: "GET", path: "/v1/ws", successStatus: 101 },
+    publish: { method: "POST", path: "/v1/publish", successStatus: 200 },
+    history: { method: "GET", path: "/v1/history", successStatus: 200 },
+    health: { method: "GET", path: "/v1/health", successStatus: 200 },
+    metrics: { method: "GET", path: "/metrics", successStatus: 200 },
+};

@@ -4,7 +4,7 @@
 
 import {
   CloseCode,
-  ENDPOINTS,
+  ROUTES,
   SUBPROTOCOL,
   TICKET_QUERY_PARAMETER,
   isTicketResponse,
@@ -287,12 +287,12 @@ export class FerryClient {
     let result: Parameters<ClientSession["handleTicket"]>[0];
     try {
       const credential = typeof this.#options.credential === "function" ? await this.#options.credential() : this.#options.credential;
-      const response = await doFetch(new URL(ENDPOINTS.issueTicket.path, this.#options.url).toString(), {
-        method: ENDPOINTS.issueTicket.method,
+      const response = await doFetch(new URL(ROUTES.issueTicket.path, this.#options.url).toString(), {
+        method: ROUTES.issueTicket.method,
         headers: { authorization: `Bearer ${credential}` },
       });
       if (response.status === 401) result = { ok: false, error: { kind: "unauthorized" } };
-      else if (response.status !== ENDPOINTS.issueTicket.successStatus) result = { ok: false, error: { kind: "failed", why: `the ticket endpoint answered ${response.status}` } };
+      else if (response.status !== ROUTES.issueTicket.successStatus) result = { ok: false, error: { kind: "failed", why: `the ticket endpoint answered ${response.status}` } };
       else {
         const body: unknown = await response.json();
         result = isTicketResponse(body) ? { ok: true, ticket: body.ticket } : { ok: false, error: { kind: "failed", why: "the ticket response is not a TicketResponse" } };
@@ -306,7 +306,7 @@ export class FerryClient {
 
   #open(connection: number, ticket: string): void {
     const Factory = this.#options.WebSocket ?? (globalThis as { WebSocket?: WebSocketFactory }).WebSocket;
-    const url = new URL(ENDPOINTS.connect.path, this.#options.url);
+    const url = new URL(ROUTES.connect.path, this.#options.url);
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     url.searchParams.set(TICKET_QUERY_PARAMETER, ticket);
     let ws: WebSocketLike;

@@ -196,13 +196,13 @@ class FerryClient {
         let result;
         try {
             const credential = typeof this.#options.credential === "function" ? await this.#options.credential() : this.#options.credential;
-            const response = await doFetch(new URL(protocol_1.ENDPOINTS.issueTicket.path, this.#options.url).toString(), {
-                method: protocol_1.ENDPOINTS.issueTicket.method,
+            const response = await doFetch(new URL(protocol_1.ROUTES.issueTicket.path, this.#options.url).toString(), {
+                method: protocol_1.ROUTES.issueTicket.method,
                 headers: { authorization: `Bearer ${credential}` },
             });
             if (response.status === 401)
                 result = { ok: false, error: { kind: "unauthorized" } };
-            else if (response.status !== protocol_1.ENDPOINTS.issueTicket.successStatus)
+            else if (response.status !== protocol_1.ROUTES.issueTicket.successStatus)
                 result = { ok: false, error: { kind: "failed", why: `the ticket endpoint answered ${response.status}` } };
             else {
                 const body = await response.json();
@@ -217,7 +217,7 @@ class FerryClient {
     }
     #open(connection, ticket) {
         const Factory = this.#options.WebSocket ?? globalThis.WebSocket;
-        const url = new URL(protocol_1.ENDPOINTS.connect.path, this.#options.url);
+        const url = new URL(protocol_1.ROUTES.connect.path, this.#options.url);
         url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
         url.searchParams.set(protocol_1.TICKET_QUERY_PARAMETER, ticket);
         let ws;

@@ -1,7 +1,7 @@
 // FerryClient: the thin shell over ClientSession. It makes no protocol decision: it moves
 // tickets (fetch), frames and closes (WebSocket) and time (an injectable clock and timer) in
 // and out of the session, and hands the session's events to the application's handlers.
-import { CloseCode, ENDPOINTS, SUBPROTOCOL, TICKET_QUERY_PARAMETER, isTicketResponse, } from "@ferry/protocol";
+import { CloseCode, ROUTES, SUBPROTOCOL, TICKET_QUERY_PARAMETER, isTicketResponse, } from "@ferry/protocol";
 import { ClientSession, DEFAULT_CONFIG, utf8Length } from "./session.js";
 /** A publish that failed; `failure` says why, `key` is the idempotency key it carried. */
 export class PublishError extends Error {
@@ -191,13 +191,13 @@ export class FerryClient {
         let result;
         try {
             const credential = typeof this.#options.credential === "function" ? await this.#options.credential() : this.#options.credential;
-            const response = await doFetch(new URL(ENDPOINTS.issueTicket.path, this.#options.url).toString(), {
-                method: ENDPOINTS.issueTicket.method,
+            const response = await doFetch(new URL(ROUTES.issueTicket.path, this.#options.url).toString(), {
+                method: ROUTES.issueTicket.method,
                 headers: { authorization: `Bearer ${credential}` },
             });
             if (response.status === 401)
                 result = { ok: false, error: { kind: "unauthorized" } };
-            else if (response.status !== ENDPOINTS.issueTicket.successStatus)
+            else if (response.status !== ROUTES.issueTicket.successStatus)
                 result = { ok: false, error: { kind: "failed", why: `the ticket endpoint answered ${response.status}` } };
             else {
                 const body = await response.json();
@@ -212,7 +212,7 @@ export class FerryClient {
     }
     #open(connection, ticket) {
         const Factory = this.#options.WebSocket ?? globalThis.WebSocket;
-        const url = new URL(ENDPOINTS.connect.path, this.#options.url);
+        const url = new URL(ROUTES.connect.path, this.#options.url);
         url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
         url.searchParams.set(TICKET_QUERY_PARAMETER, ticket);
         let ws;
