@@ -40,6 +40,7 @@
 //! broker never reads a clock and tests drive it with virtual time.
 
 mod memory;
+mod redis;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -51,6 +52,7 @@ use ferry_protocol::{
     PublishResponse, Recovery, StreamPosition, Ticket, Timestamp,
 };
 
+pub use self::redis::{DEFAULT_REDIS_PREFIX, RedisBroker, RedisBrokerConfig};
 pub use crate::hub::Feed;
 pub use memory::{DEFAULT_MAX_CHANNELS, MemoryBroker, MemoryBrokerConfig, random_epoch};
 
