@@ -191,9 +191,20 @@ impl RedisBroker {
             .set_number_of_retries(2);
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager)
             .map_err(unavailable)?;
+        let message_prefix = format!("m{}", hex(&rand::random::<[u8; 8]>()));
+        // The pub/sub connection names its node (Redis 7.2 and later list it in CLIENT LIST as
+        // lib-name=ferry-live lib-ver=<id>),
+        // so an operator can tell the nodes' connections apart.
+        let info = client.get_connection_info().clone();
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_lib_name("ferry-live", &message_prefix);
+        let live_client = Client::open(info.set_redis_settings(settings))
+            .map_err(|e| BrokerError::Unavailable(format!("bad Redis URL: {e}")))?;
         let (live, commands) = mpsc::unbounded_channel();
         let task = LiveTask {
-            client,
+            client: live_client,
             conn: conn.clone(),
             keys: keys.clone(),
             followed: HashMap::new(),
@@ -208,7 +219,7 @@ impl RedisBroker {
             dedup_window: config.dedup_window.max(config.retention.max_age),
             publish_script: Script::new(&format!("{RETAIN_LUA}\n{PUBLISH_LUA}")),
             read_script: Script::new(&format!("{RETAIN_LUA}\n{READ_LUA}")),
-            message_prefix: format!("m{}", hex(&rand::random::<[u8; 8]>())),
+            message_prefix,
             next_message: AtomicU64::new(1),
             live,
         })
@@ -222,6 +233,13 @@ impl RedisBroker {
             .await
             .map(drop)
             .map_err(unavailable)
+    }
+
+    /// This broker's random id: the prefix of the message ids it gives, and the `lib-ver` its
+    /// pub/sub connection shows in `CLIENT LIST` (with `lib-name=ferry-live`, Redis 7.2 and
+    /// later).
+    pub fn node_id(&self) -> &str {
+        &self.message_prefix
     }
 
     /// The prefix of every key and topic.
