@@ -35,12 +35,22 @@ pub(crate) async fn run<B: Broker>(
     let mut lifecycle = server.lifecycle.subscribe();
     let cuts = lifecycle.borrow_and_update().cuts;
     let grant = match ticket {
-        Some(ticket) => server
-            .broker
-            .redeem_ticket(&ticket, server.now())
-            .await
-            .ok()
-            .flatten(),
+        Some(ticket) => match server.broker.redeem_ticket(&ticket, server.now()).await {
+            Ok(grant) => grant,
+            Err(error) => {
+                // The ticket could not be checked: the client backs off and retries with a new
+                // one (1011's action), rather than renewing at once into the same outage.
+                warn!(%error, "cannot redeem a ticket: the broker is unavailable");
+                close(
+                    &server,
+                    &mut socket,
+                    close_code::INTERNAL_ERROR,
+                    "the broker is unavailable; retry later",
+                )
+                .await;
+                return;
+            }
+        },
         None => None,
     };
     let Some(grant) = grant else {

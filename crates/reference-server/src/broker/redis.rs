@@ -39,8 +39,9 @@
 //!   resume and get their events or an explicit incomplete recovery.
 //! - Unreachable Redis: every call fails with [`BrokerError::Unavailable`] (the retryable
 //!   `unavailable`) within the response timeout; sessions stay open. Commands reconnect through
-//!   the `redis` crate's connection manager, the pub/sub connection through the task, both
-//!   with exponential backoff.
+//!   the `redis` crate's connection manager, the pub/sub connection through the task (which
+//!   also `PING`s it every 5 s, to notice a connection cut without a FIN), both with
+//!   exponential backoff.
 //!
 //! Time: Redis's clock ages events, dedup keys and tickets, the same for every node, so the
 //! `now` the trait passes (each node's own monotonic clock) is not used; `published_at_ms` is
@@ -85,6 +86,9 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
 /// The first and the longest wait between two attempts to reconnect the pub/sub connection.
 const RECONNECT_MIN: Duration = Duration::from_millis(50);
 const RECONNECT_MAX: Duration = Duration::from_secs(2);
+
+/// How often the pub/sub connection is checked with a `PING`.
+const LIVENESS_EVERY: Duration = Duration::from_secs(5);
 
 /// The scripts' common part: retention and Redis's clock.
 const RETAIN_LUA: &str = include_str!("retain.lua");
@@ -679,6 +683,8 @@ struct LiveTask {
 impl LiveTask {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut retry_at = tokio::time::Instant::now();
+        let mut liveness = tokio::time::interval(LIVENESS_EVERY);
+        liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if self.link.is_none() && tokio::time::Instant::now() >= retry_at {
                 if self.connect().await {
@@ -707,6 +713,18 @@ impl LiveTask {
                     }
                 },
                 () = tokio::time::sleep_until(retry_at), if !connected => {}
+                _ = liveness.tick(), if connected => {
+                    // A connection cut without a FIN (a partition) is noticed within seconds.
+                    if let Some((sink, _)) = self.link.as_mut() {
+                        let answered =
+                            tokio::time::timeout(RESPONSE_TIMEOUT, sink.ping::<::redis::Value>()).await;
+                        if !matches!(answered, Ok(Ok(_))) {
+                            warn!("the Redis pub/sub connection does not answer; reconnecting");
+                            self.link = None;
+                            retry_at = tokio::time::Instant::now();
+                        }
+                    }
+                }
             }
         }
     }
