@@ -1,8 +1,8 @@
 //! Two `ferry-server` processes on one real Redis, as a deployment of several nodes runs:
 //! a ticket from one node redeemed at the other, a publish to one delivered by the other in
-//! order, a retried publish on the other stored once, a node killed with SIGKILL mid-stream
-//! while its client resumes on the other with every acknowledged event exactly once, and Redis
-//! restarted under traffic. Each test has its own key prefix (or its own Redis).
+//! order, a retried publish on the other stored once, a node killed with SIGKILL (or drained)
+//! mid-stream while its client resumes on the other with every acknowledged event exactly
+//! once, and Redis restarted under traffic. Each test has its own key prefix (or its own Redis).
 
 mod common;
 
@@ -262,11 +262,20 @@ async fn tickets_delivery_and_dedup_work_across_two_nodes() {
     common::forget(&prefix).await;
 }
 
-/// One run of the node-death drill: a client streams from A while a backend publishes through
-/// B; A is killed with SIGKILL after the client saw a seeded number of events; the client
+/// How node A leaves in the drill.
+#[derive(Debug, Clone, Copy)]
+enum Leaving {
+    /// SIGKILL: no goodbye, the connection just ends.
+    Killed,
+    /// SIGTERM: a graceful drain, a goodbye and 1012.
+    Drained,
+}
+
+/// One run of the node-loss drill: a client streams from A while a backend publishes through
+/// B; A leaves (killed or drained) after the client saw a seeded number of events; the client
 /// resumes on B from its last event. Every acknowledged event reaches it exactly once, in
 /// order.
-async fn node_death_loses_no_acknowledged_event(seed: u64) {
+async fn node_loss_loses_no_acknowledged_event(seed: u64, leaving: Leaving) {
     let mut rng = StdRng::seed_from_u64(seed);
     let total: u64 = rng.random_range(150..=300);
     let kill_after: u64 = rng.random_range(10..=100);
@@ -304,11 +313,35 @@ async fn node_death_loses_no_acknowledged_event(seed: u64) {
         seen.push(event["position"]["seq"].as_u64().expect("a seq"));
         position = Some(event["position"].clone());
     }
-    a.kill().await;
-    // Whatever A had sent before it died is read; then its connection is gone.
-    while let Some(event) = next_json(&mut at_a).await {
-        seen.push(event["position"]["seq"].as_u64().expect("a seq"));
-        position = Some(event["position"].clone());
+    let mut goodbye = false;
+    match leaving {
+        Leaving::Killed => a.kill().await,
+        Leaving::Drained => {
+            let pid = a.child.id().expect("running").to_string();
+            let status = std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .expect("kill runs");
+            assert!(status.success());
+        }
+    }
+    // Whatever A had sent before it left is read; then its connection is gone.
+    while let Some(frame) = next_json(&mut at_a).await {
+        if frame["type"] == "goodbye" {
+            goodbye = true;
+            continue;
+        }
+        assert_eq!(frame["type"], "event", "seed {seed}: {frame}");
+        seen.push(frame["position"]["seq"].as_u64().expect("a seq"));
+        position = Some(frame["position"].clone());
+    }
+    if let Leaving::Drained = leaving {
+        assert!(goodbye, "seed {seed}: a draining node says goodbye");
+        let exit = tokio::time::timeout(Duration::from_secs(10), a.child.wait())
+            .await
+            .expect("A exits after its drain")
+            .expect("an exit status");
+        assert!(exit.success(), "{exit:?}");
     }
 
     let ticket = b.ticket().await;
@@ -331,7 +364,7 @@ async fn node_death_loses_no_acknowledged_event(seed: u64) {
     assert_eq!(
         seen,
         (1..=total).collect::<Vec<_>>(),
-        "seed {seed}: every acknowledged event exactly once, in order (killed after {kill_after})"
+        "seed {seed}: every acknowledged event exactly once, in order ({leaving:?} after {kill_after})"
     );
     common::forget(&prefix).await;
 }
@@ -339,8 +372,13 @@ async fn node_death_loses_no_acknowledged_event(seed: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_mid_stream_loses_no_acknowledged_event_when_its_client_resumes_elsewhere() {
     for seed in [1, 2, 3] {
-        node_death_loses_no_acknowledged_event(seed).await;
+        node_loss_loses_no_acknowledged_event(seed, Leaving::Killed).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_drained_mid_stream_lets_its_client_resume_elsewhere_with_nothing_lost() {
+    node_loss_loses_no_acknowledged_event(4, Leaving::Drained).await;
 }
 
 /// Redis restarted empty under traffic: a client's publish gets the retryable `unavailable`
