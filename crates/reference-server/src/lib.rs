@@ -135,6 +135,7 @@ impl<B: Broker> Server<B> {
         Some(Slot {
             server: self.clone(),
             user: user.clone(),
+            shared: None,
         })
     }
 
@@ -167,14 +168,38 @@ struct Lifecycle {
     cuts: u64,
 }
 
-/// One of a user's connection slots; dropping it gives the slot back.
+/// One of a user's connection slots; dropping it gives the slot back, to this node and (once
+/// [`Slot::share`] took it there) to the broker.
 struct Slot<B: Broker> {
     server: Arc<Server<B>>,
     user: UserId,
+    /// The session whose slot the broker counts across nodes.
+    shared: Option<SessionId>,
+}
+
+impl<B: Broker> Slot<B> {
+    /// Takes the slot in the broker too, for `session`, so that the limit counts the user's
+    /// sessions on every node (FERRY-RATE-3); `false` when the user holds every slot there.
+    async fn share(&mut self, session: &SessionId) -> Result<bool, broker::BrokerError> {
+        let granted = self
+            .server
+            .broker
+            .take_connection_slot(&self.user, session, defaults::MAX_CONNECTIONS_PER_USER)
+            .await?;
+        if granted {
+            self.shared = Some(session.clone());
+        }
+        Ok(granted)
+    }
 }
 
 impl<B: Broker> Drop for Slot<B> {
     fn drop(&mut self) {
+        if let Some(session) = self.shared.take() {
+            self.server
+                .broker
+                .release_connection_slot(&self.user, &session);
+        }
         let mut per_user = self
             .server
             .per_user

@@ -2,7 +2,7 @@
 //! a ticket from one node redeemed at the other, a publish to one delivered by the other in
 //! order, a retried publish on the other stored once, a node killed with SIGKILL (or drained)
 //! mid-stream while its client resumes on the other with every acknowledged event exactly
-//! once, and Redis restarted under traffic. Each test has its own key prefix (or its own Redis).
+//! once, Redis restarted under traffic, and the per-user connection limit across nodes. Each test has its own key prefix (or its own Redis).
 
 mod common;
 
@@ -443,4 +443,49 @@ async fn redis_restarted_under_traffic_gives_unavailable_then_epoch_changed() {
         node.child.try_wait().expect("a status").is_none(),
         "the node is still running"
     );
+}
+
+/// FERRY-RATE-3 across nodes: the per-user connection limit (16) counts the user's sessions on
+/// every node; a session that ends gives its slot back to all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_user_connection_limit_counts_sessions_on_every_node() {
+    let prefix = common::test_prefix();
+    let url = common::redis_url();
+    let (a, b) = tokio::join!(Node::start(&url, &prefix), Node::start(&url, &prefix));
+    let mut sessions = Vec::new();
+    for n in 0..16 {
+        let node = if n % 2 == 0 { &a } else { &b };
+        let mut socket = node.open(&node.ticket().await).await;
+        let welcome = next_json(&mut socket).await.expect("a welcome");
+        assert_eq!(welcome["type"], "welcome", "session {n}: {welcome}");
+        sessions.push(socket);
+    }
+    for node in [&a, &b] {
+        let mut refused = node.open(&node.ticket().await).await;
+        assert_eq!(
+            close_code(&mut refused).await,
+            Some(4409),
+            "the 17th session of the user, on either node"
+        );
+    }
+    // A session on A ends; its slot is free for a session on B.
+    let mut ended = sessions.remove(0);
+    ended.close(None).await.expect("close");
+    while ended.next().await.is_some() {}
+    let mut admitted = None;
+    for _ in 0..100 {
+        let mut socket = b.open(&b.ticket().await).await;
+        match next_json(&mut socket).await {
+            Some(welcome) if welcome["type"] == "welcome" => {
+                admitted = Some(socket);
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    assert!(
+        admitted.is_some(),
+        "the freed slot is taken on the other node"
+    );
+    common::forget(&prefix).await;
 }

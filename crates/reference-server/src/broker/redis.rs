@@ -9,6 +9,7 @@
 //! | `<prefix>{<channel>}:events` | stream | one entry per retained event, id `<seq>-0`, fields `t` (Redis ms) and `f` (the event frame) |
 //! | `<prefix>{<channel>}:dedup:<key>` | string | `<epoch> <seq> <message id>` of the first publish with the key, expiring after the dedup window |
 //! | `<prefix>ticket:<ticket>` | string | the grant, as JSON, expiring with the ticket |
+//! | `<prefix>user:{<user>}:sessions` | sorted set | the user's sessions on every node (`<node id>/<session id>`), scored by the end of their lease |
 //!
 //! and each channel has the pub/sub topic `<prefix><db>:{<channel>}` (topics are shared by
 //! every database of a Redis, so the database number is part of the name).
@@ -27,6 +28,10 @@
 //!   beyond the last `max_events` *and* older than the window.
 //! - Tickets (FERRY-TICKET-2, FERRY-TICKET-4): `SET ... PX ttl NX` on issue, `GETDEL` on
 //!   redeem: of racing redemptions on any nodes, exactly one gets the grant.
+//! - The per-user connection limit (FERRY-RATE-3) counts the user's sessions on every node:
+//!   a script takes a slot in the user's sorted set if fewer than the limit hold a live lease.
+//!   A node renews its sessions' 30 s leases every 10 s and removes a session's slot when it
+//!   ends, so the slots of a node that dies come back within 30 s.
 //! - Data loss (a Redis restarted without persistence, `FLUSHALL`, a failover to a replica that
 //!   lagged): a channel whose state hash is gone gets a new random epoch on its next publish or
 //!   read, so every position of the old history is answered `epoch_changed`.
@@ -47,7 +52,7 @@
 //! `now` the trait passes (each node's own monotonic clock) is not used; `published_at_ms` is
 //! the publishing node's wall clock.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,8 +66,8 @@ use ferry_protocol::server::Grant;
 use ferry_protocol::tables::defaults;
 use ferry_protocol::{
     ChannelName, EncodedEvent, Epoch, Event, HistoryResponse, IdempotencyKey, MessageId, Payload,
-    Permission, PublishResponse, RecoveryGap, Seq, StreamPosition, Ticket, Timestamp, UnixMillis,
-    UserId,
+    Permission, PublishResponse, RecoveryGap, Seq, SessionId, StreamPosition, Ticket, Timestamp,
+    UnixMillis, UserId,
 };
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
@@ -96,6 +101,18 @@ const RETAIN_LUA: &str = include_str!("retain.lua");
 const PUBLISH_LUA: &str = include_str!("publish.lua");
 /// The read script, after [`RETAIN_LUA`].
 const READ_LUA: &str = include_str!("read.lua");
+/// The connection-slot script.
+const SLOTS_LUA: &str = include_str!("slots.lua");
+
+/// How long a node's hold on a connection slot lasts unless renewed: a node that dies gives
+/// its sessions' slots back after at most this long.
+const SLOT_LEASE: Duration = Duration::from_secs(30);
+
+/// How often a node renews the leases of its sessions' slots.
+const SLOT_RENEW_EVERY: Duration = Duration::from_secs(10);
+
+/// The slots this node's sessions hold, by the key of their user's sorted set.
+type HeldSlots = parking_lot::Mutex<HashMap<String, HashSet<String>>>;
 
 /// The settings of a [`RedisBroker`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,6 +172,10 @@ impl Keys {
         format!("{}ticket:{ticket}", self.prefix)
     }
 
+    fn sessions(&self, user: &UserId) -> String {
+        format!("{}user:{{{}}}:sessions", self.prefix, user.as_str())
+    }
+
     fn topic(&self, channel: &ChannelName) -> String {
         format!("{}{}:{{{}}}", self.prefix, self.db, channel.as_str())
     }
@@ -174,6 +195,8 @@ pub struct RedisBroker {
     message_prefix: String,
     next_message: AtomicU64,
     live: mpsc::UnboundedSender<Command>,
+    slots_script: Script,
+    held_slots: Arc<HeldSlots>,
 }
 
 impl RedisBroker {
@@ -216,6 +239,13 @@ impl RedisBroker {
             failures: 0,
         };
         tokio::spawn(task.run(commands));
+        let held_slots = Arc::new(HeldSlots::default());
+        let slots_script = Script::new(SLOTS_LUA);
+        tokio::spawn(renew_slots(
+            conn.clone(),
+            slots_script.clone(),
+            Arc::downgrade(&held_slots),
+        ));
         Ok(Self {
             conn,
             keys,
@@ -226,6 +256,8 @@ impl RedisBroker {
             message_prefix,
             next_message: AtomicU64::new(1),
             live,
+            slots_script,
+            held_slots,
         })
     }
 
@@ -559,6 +591,86 @@ impl Broker for RedisBroker {
             channel: channel.clone(),
             feed: Arc::clone(feed),
         });
+    }
+
+    async fn take_connection_slot(
+        &self,
+        user: &UserId,
+        session: &SessionId,
+        max: u64,
+    ) -> Result<bool, BrokerError> {
+        let key = self.keys.sessions(user);
+        let member = format!("{}/{}", self.message_prefix, session.as_str());
+        let mut conn = self.conn.clone();
+        let taken: i64 = self
+            .slots_script
+            .key(&key)
+            .arg("take")
+            .arg(&member)
+            .arg(max)
+            .arg(duration_ms(SLOT_LEASE))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if taken == 1 {
+            self.held_slots
+                .lock()
+                .entry(key)
+                .or_default()
+                .insert(member);
+        }
+        Ok(taken == 1)
+    }
+
+    fn release_connection_slot(&self, user: &UserId, session: &SessionId) {
+        let key = self.keys.sessions(user);
+        let member = format!("{}/{}", self.message_prefix, session.as_str());
+        {
+            let mut held = self.held_slots.lock();
+            if let Some(members) = held.get_mut(&key) {
+                members.remove(&member);
+                if members.is_empty() {
+                    held.remove(&key);
+                }
+            }
+        }
+        // In the background; if Redis cannot be told, the lease runs out.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let mut conn = self.conn.clone();
+            runtime.spawn(async move {
+                let _: Result<i64, RedisError> = conn.zrem(key, member).await;
+            });
+        }
+    }
+}
+
+/// Renews, every [`SLOT_RENEW_EVERY`], the leases of the connection slots this node's sessions
+/// hold, until the broker is dropped.
+async fn renew_slots(conn: ConnectionManager, script: Script, held: std::sync::Weak<HeldSlots>) {
+    let mut every = tokio::time::interval(SLOT_RENEW_EVERY);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let Some(held) = held.upgrade() else {
+            return;
+        };
+        let users: Vec<(String, Vec<String>)> = held
+            .lock()
+            .iter()
+            .map(|(key, members)| (key.clone(), members.iter().cloned().collect()))
+            .collect();
+        drop(held);
+        for (key, members) in users {
+            let mut conn = conn.clone();
+            let mut invocation = script.key(&key);
+            invocation.arg("renew").arg(duration_ms(SLOT_LEASE));
+            for member in &members {
+                invocation.arg(member);
+            }
+            if let Err(error) = invocation.invoke_async::<i64>(&mut conn).await {
+                debug!(%error, "cannot renew connection slots; retrying at the next round");
+            }
+        }
     }
 }
 
