@@ -1,8 +1,9 @@
-//! `ferry-server`: Ferry's reference server, on one node.
+//! `ferry-server`: Ferry's reference server, on one node or several.
 //!
 //! An I/O shell around the protocol core: every per-connection rule lives in
 //! `ferry_protocol::ServerSession`, and channel state (history, dedup, tickets, fan-out) behind
-//! the [`broker::Broker`] trait, in memory for now. This crate adds the HTTP endpoints
+//! the [`broker::Broker`] trait: in this node's memory ([`broker::MemoryBroker`]) or in a Redis
+//! shared by several nodes ([`broker::RedisBroker`]). This crate adds the HTTP endpoints
 //! ([`http`]), the WebSocket loop (`connection`), authentication ([`auth`]), the application's
 //! payload schemas ([`namespaces`]), configuration ([`config`]) and graceful shutdown
 //! ([`Server::drain`]).
