@@ -8,6 +8,11 @@ local function retain(stream, head, now, max_events, max_age_ms)
     return
   end
   local cutoff = now - max_age_ms
+  -- The common case, the oldest event still young, costs one entry.
+  local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+  if #oldest == 0 or tonumber(oldest[1][2][2]) >= cutoff then
+    return
+  end
   while true do
     local old = redis.call('XRANGE', stream, '-', string.format('%d', beyond) .. '-0', 'COUNT', 64)
     if #old == 0 then
