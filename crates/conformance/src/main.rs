@@ -115,6 +115,12 @@ struct ServerArgs {
         default_value = "http://127.0.0.1:7400"
     )]
     url: String,
+    /// Another node of the same deployment, by its base URL: WebSocket sessions go there,
+    /// while tickets, backend publishes and history go to --url. Runs the suite across two
+    /// nodes sharing a broker (tickets from one node redeemed at the other, publishes to one
+    /// delivered by the other).
+    #[arg(long, env = "FERRY_CONFORMANCE_WS_URL")]
+    ws_url: Option<String>,
     /// The bearer credential for tickets and backend publishes: it must grant read and write
     /// on the test channels.
     #[arg(long, env = "FERRY_CONFORMANCE_TOKEN", hide_env_values = true)]
@@ -259,6 +265,7 @@ fn server_options(args: &ServerArgs) -> Result<ServerOptions> {
     };
     let optional = |text: &str| (text != "none").then(|| text.to_owned());
     let mut options = ServerOptions::new(args.url.clone(), args.token.clone());
+    options.ws_url = args.ws_url.clone();
     options.restricted_token = args.restricted_token.clone();
     options.restricted_rights = match args.restricted_rights.as_str() {
         "read" => RestrictedRights::Read,

@@ -98,6 +98,21 @@ impl EncodedEvent {
         }
     }
 
+    /// Parses an event frame's JSON text once and keeps the text as it is, for frames that
+    /// come back from a broker shared by several nodes exactly as [`new`](Self::new) wrote
+    /// them. Fails on text that is not a `ServerMessage` of type `event`.
+    pub fn from_text(text: String) -> Result<Self, serde_json::Error> {
+        match serde_json::from_str::<ServerMessage>(&text)? {
+            ServerMessage::Event(event) => Ok(Self {
+                event: Arc::new(event),
+                text: FrameText::from(text),
+            }),
+            _ => Err(<serde_json::Error as serde::de::Error>::custom(
+                "not an event frame",
+            )),
+        }
+    }
+
     /// The event.
     pub fn event(&self) -> &Event {
         &self.event
@@ -163,6 +178,15 @@ mod tests {
         assert_eq!(encoded.text(), expected.as_str());
         assert_eq!(encoded.len(), expected.len());
         assert_eq!(encoded.event(), &event);
+    }
+
+    #[test]
+    fn from_text_keeps_the_frame_and_refuses_other_messages() {
+        let encoded = EncodedEvent::new(event());
+        let parsed = EncodedEvent::from_text(encoded.text().as_str().to_owned()).expect("an event");
+        assert_eq!(parsed, encoded);
+        assert!(EncodedEvent::from_text(r#"{"type":"ping","nonce":"n"}"#.to_owned()).is_err());
+        assert!(EncodedEvent::from_text("{".to_owned()).is_err());
     }
 
     #[test]

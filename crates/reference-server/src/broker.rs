@@ -40,6 +40,7 @@
 //! broker never reads a clock and tests drive it with virtual time.
 
 mod memory;
+mod redis;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -48,9 +49,10 @@ use std::time::Duration;
 use ferry_protocol::server::Grant;
 use ferry_protocol::{
     ChannelName, EncodedEvent, Epoch, ErrorCode, HistoryResponse, IdempotencyKey, Payload,
-    PublishResponse, Recovery, StreamPosition, Ticket, Timestamp,
+    PublishResponse, Recovery, SessionId, StreamPosition, Ticket, Timestamp, UserId,
 };
 
+pub use self::redis::{DEFAULT_REDIS_PREFIX, RedisBroker, RedisBrokerConfig};
 pub use crate::hub::Feed;
 pub use memory::{DEFAULT_MAX_CHANNELS, MemoryBroker, MemoryBrokerConfig, random_epoch};
 
@@ -195,6 +197,26 @@ pub trait Broker: Send + Sync + 'static {
     /// when the node's last session leaves the channel. Never waits: a broker that must tell
     /// others does so in the background.
     fn unfollow(&self, channel: &ChannelName, feed: &Arc<Feed>, now: Timestamp);
+
+    /// Takes one of `user`'s connection slots for this node's session `session`, counting
+    /// the sessions of every node that shares the broker (FERRY-RATE-3): `false` when the user
+    /// holds `max` already. The default grants every slot, for a broker of one node, whose
+    /// server counts its own sessions.
+    fn take_connection_slot(
+        &self,
+        user: &UserId,
+        session: &SessionId,
+        max: u64,
+    ) -> impl Future<Output = Result<bool, BrokerError>> + Send {
+        let _ = (user, session, max);
+        async { Ok(true) }
+    }
+
+    /// Gives back a slot [`take_connection_slot`](Self::take_connection_slot) granted, when the
+    /// session ends. Never waits: a broker that must tell others does so in the background.
+    fn release_connection_slot(&self, user: &UserId, session: &SessionId) {
+        let _ = (user, session);
+    }
 
     /// Releases memory held for things expired at `now` (tickets, dedup keys, history beyond
     /// the retention, channels nobody holds whose history and keys all expired). Answers never depend on it: expired state is ignored whether or not it

@@ -14,7 +14,8 @@ use ferry_protocol::tables::defaults;
 use serde::Deserialize;
 
 /// Ferry's reference server: tickets, channels with permissions, heartbeats, resume with
-/// replay, dedup, size and rate limits, graceful shutdown; in memory on one node.
+/// replay, dedup, size and rate limits, graceful shutdown; in memory on one node, or on
+/// several nodes sharing a Redis (--broker).
 ///
 /// Every option can also be set in a TOML file (--config) with the same name in snake_case, or
 /// in the environment as `FERRY_<NAME>`. Flags win over the environment, which wins over the file.
@@ -86,6 +87,15 @@ pub struct Flags {
     /// session that falls further behind is closed with 4410 and resumes.
     #[arg(long, env = "FERRY_OUTBOUND_QUEUE_BYTES")]
     pub outbound_queue_bytes: Option<usize>,
+    /// Where channel state, tickets and fan-out live: "memory" (this node alone, the default)
+    /// or a Redis shared by several nodes, as redis://HOST:PORT[/DB] (also rediss:// and
+    /// redis+unix://).
+    #[arg(long, env = "FERRY_BROKER")]
+    pub broker: Option<String>,
+    /// With a Redis broker: the prefix of every key and topic [default: ferry:]. The nodes of
+    /// one deployment share it; two deployments on one Redis must not.
+    #[arg(long, env = "FERRY_REDIS_PREFIX")]
+    pub redis_prefix: Option<String>,
     /// A browser Origin allowed to open sessions (repeat, or comma-separated in the
     /// environment); "*" allows any. Requests without an Origin header (non-browser clients)
     /// are always allowed. Default: any with development auth, none otherwise.
@@ -133,6 +143,22 @@ struct FileConfig {
     outbound_queue_frames: Option<usize>,
     outbound_queue_bytes: Option<usize>,
     allowed_origins: Option<Vec<String>>,
+    broker: Option<String>,
+    redis_prefix: Option<String>,
+}
+
+/// Where channel state, tickets and fan-out live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerChoice {
+    /// In this node's memory ([`MemoryBroker`](crate::broker::MemoryBroker)).
+    Memory,
+    /// In a Redis shared by several nodes ([`RedisBroker`](crate::broker::RedisBroker)).
+    Redis {
+        /// The Redis URL.
+        url: String,
+        /// The prefix of every key and topic.
+        prefix: String,
+    },
 }
 
 /// The port the server listens on by default.
@@ -172,6 +198,8 @@ pub struct Config {
     pub session: ServerConfig,
     /// Browser origins allowed to open sessions ("*" for any).
     pub allowed_origins: Vec<String>,
+    /// Where channel state, tickets and fan-out live.
+    pub broker: BrokerChoice,
 }
 
 /// A configuration that cannot be used; the message names the field.
@@ -330,6 +358,31 @@ impl Config {
             }
         }
 
+        let redis_prefix = flags
+            .redis_prefix
+            .or(file.redis_prefix)
+            .unwrap_or_else(|| crate::broker::DEFAULT_REDIS_PREFIX.to_owned());
+        let broker = match flags.broker.or(file.broker).as_deref() {
+            None | Some("memory") => BrokerChoice::Memory,
+            Some(url)
+                if ["redis://", "rediss://", "redis+unix://", "unix://"]
+                    .iter()
+                    .any(|scheme| url.starts_with(scheme)) =>
+            {
+                BrokerChoice::Redis {
+                    url: url.to_owned(),
+                    prefix: redis_prefix,
+                }
+            }
+            Some(other) => {
+                return Err(ConfigError::Range {
+                    field: "broker",
+                    value: other.to_owned(),
+                    why: "\"memory\" or a URL redis://HOST:PORT[/DB]".into(),
+                });
+            }
+        };
+
         if auth == AuthMode::Dev && !bind.ip().is_loopback() {
             return Err(ConfigError::Conflict(format!(
                 "development auth hands every right to one printed token, so it only binds to loopback; {bind} is not. Use --auth tokens --tokens-file FILE to listen on other addresses"
@@ -401,6 +454,7 @@ impl Config {
             outbound_queue,
             session,
             allowed_origins,
+            broker,
         })
     }
 }
@@ -422,6 +476,20 @@ impl Config {
             max_channels: self.max_channels,
             ..crate::broker::MemoryBrokerConfig::new(retention)
         }
+    }
+
+    /// The Redis broker's settings, with a Redis broker: its URL and prefix, the advertised
+    /// resume window as its retention and the configured dedup window.
+    pub fn redis_broker(&self) -> Option<crate::broker::RedisBrokerConfig> {
+        let BrokerChoice::Redis { url, prefix } = &self.broker else {
+            return None;
+        };
+        let retention = ferry_protocol::replay::Retention::from(&self.session.resume);
+        Some(crate::broker::RedisBrokerConfig {
+            prefix: prefix.clone(),
+            dedup_window: self.dedup_window,
+            ..crate::broker::RedisBrokerConfig::new(url.clone(), retention)
+        })
     }
 }
 
@@ -555,6 +623,38 @@ mod tests {
             one.jwt_key,
             Some(JwtKey::Rs256PublicKeyFile("key.pem".into()))
         );
+    }
+
+    #[test]
+    fn the_broker_is_memory_by_default_and_redis_by_url() {
+        let config = Config::resolve(Flags::default()).expect("valid");
+        assert_eq!(config.broker, BrokerChoice::Memory);
+        assert!(config.redis_broker().is_none());
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("ferry.toml");
+        std::fs::write(&path, "broker = \"redis://127.0.0.1:6379/2\"\n").expect("write");
+        let config = Config::resolve(Flags {
+            config: Some(path),
+            redis_prefix: Some("app:".into()),
+            ..Flags::default()
+        })
+        .expect("valid");
+        assert_eq!(
+            config.broker,
+            BrokerChoice::Redis {
+                url: "redis://127.0.0.1:6379/2".into(),
+                prefix: "app:".into()
+            }
+        );
+        let redis = config.redis_broker().expect("a Redis broker");
+        assert_eq!(redis.prefix, "app:");
+        assert_eq!(redis.dedup_window, config.dedup_window);
+        let error = Config::resolve(Flags {
+            broker: Some("postgres://db".into()),
+            ..Flags::default()
+        })
+        .expect_err("not a broker");
+        assert!(error.to_string().contains("broker"), "{error}");
     }
 
     #[test]

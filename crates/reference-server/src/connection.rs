@@ -34,12 +34,22 @@ pub(crate) async fn run<B: Broker>(
     let mut lifecycle = server.lifecycle.subscribe();
     let cuts = lifecycle.borrow_and_update().cuts;
     let grant = match ticket {
-        Some(ticket) => server
-            .broker
-            .redeem_ticket(&ticket, server.now())
-            .await
-            .ok()
-            .flatten(),
+        Some(ticket) => match server.broker.redeem_ticket(&ticket, server.now()).await {
+            Ok(grant) => grant,
+            Err(error) => {
+                // The ticket could not be checked: the client backs off and retries with a new
+                // one (1011's action), rather than renewing at once into the same outage.
+                warn!(%error, "cannot redeem a ticket: the broker is unavailable");
+                close(
+                    &server,
+                    &mut socket,
+                    close_code::INTERNAL_ERROR,
+                    "the broker is unavailable; retry later",
+                )
+                .await;
+                return;
+            }
+        },
         None => None,
     };
     let Some(grant) = grant else {
@@ -54,7 +64,7 @@ pub(crate) async fn run<B: Broker>(
         .await;
         return;
     };
-    let Some(_slot) = server.connection_slot(&grant.user) else {
+    let Some(mut slot) = server.connection_slot(&grant.user) else {
         info!(user = %grant.user.as_str(), "too many connections for this user");
         close(
             &server,
@@ -66,6 +76,27 @@ pub(crate) async fn run<B: Broker>(
         return;
     };
     let id = server.next_session_id();
+    let shared = slot.share(&id).await;
+    if !matches!(shared, Ok(true)) {
+        let (code, reason) = match shared {
+            Err(error) => {
+                warn!(%error, "cannot count the user's connections: the broker is unavailable");
+                (
+                    close_code::INTERNAL_ERROR,
+                    "the broker is unavailable; retry later",
+                )
+            }
+            _ => {
+                info!(user = %grant.user.as_str(), "too many connections for this user across nodes");
+                (
+                    close_code::TOO_MANY_CONNECTIONS,
+                    "too many connections for this user",
+                )
+            }
+        };
+        close(&server, &mut socket, code, reason).await;
+        return;
+    }
     let mut session = ServerSession::new(server.session_config(), grant, id.clone(), server.now());
     debug!(session = %id.as_str(), user = %session.user().as_str(), "session opened");
     server.metrics.sessions_opened.inc();

@@ -76,6 +76,16 @@ impl Feed {
         }
     }
 
+    /// Tells every local subscriber that the channel's live events have a hole the broker
+    /// cannot fill (or a new epoch): each session is closed with 4410 as one that fell behind,
+    /// and its client resumes from its last event, getting the missed events or an explicit
+    /// incomplete recovery (FERRY-RESUME-2), never a silent gap.
+    pub fn interrupt(&self) {
+        for mailbox in self.subscribers.lock().iter() {
+            mailbox.interrupt();
+        }
+    }
+
     /// How many local sessions hold the channel.
     pub fn subscribers(&self) -> usize {
         self.subscribers.lock().len()
@@ -211,6 +221,17 @@ impl Mailbox {
                 return;
             }
         }
+        drop(queue);
+        self.ready.notify_one();
+    }
+
+    /// Marks the session fallen behind whatever its queue holds (see [`Feed::interrupt`]), and
+    /// drops what it held: the client replays it on resume.
+    pub fn interrupt(&self) {
+        let mut queue = self.queue.lock();
+        queue.fell_behind = true;
+        queue.events = VecDeque::new();
+        queue.bytes = 0;
         drop(queue);
         self.ready.notify_one();
     }

@@ -1,8 +1,9 @@
-//! `ferry-server`: Ferry's reference server, on one node.
+//! `ferry-server`: Ferry's reference server, on one node or several.
 //!
 //! An I/O shell around the protocol core: every per-connection rule lives in
 //! `ferry_protocol::ServerSession`, and channel state (history, dedup, tickets, fan-out) behind
-//! the [`broker::Broker`] trait, in memory for now. This crate adds the HTTP endpoints
+//! the [`broker::Broker`] trait: in this node's memory ([`broker::MemoryBroker`]) or in a Redis
+//! shared by several nodes ([`broker::RedisBroker`]). This crate adds the HTTP endpoints
 //! ([`http`]), the WebSocket loop (`connection`), authentication ([`auth`]), the application's
 //! payload schemas ([`namespaces`]), configuration ([`config`]) and graceful shutdown
 //! ([`Server::drain`]).
@@ -135,6 +136,7 @@ impl<B: Broker> Server<B> {
         Some(Slot {
             server: self.clone(),
             user: user.clone(),
+            shared: None,
         })
     }
 
@@ -167,14 +169,38 @@ struct Lifecycle {
     cuts: u64,
 }
 
-/// One of a user's connection slots; dropping it gives the slot back.
+/// One of a user's connection slots; dropping it gives the slot back, to this node and (once
+/// [`Slot::share`] took it there) to the broker.
 struct Slot<B: Broker> {
     server: Arc<Server<B>>,
     user: UserId,
+    /// The session whose slot the broker counts across nodes.
+    shared: Option<SessionId>,
+}
+
+impl<B: Broker> Slot<B> {
+    /// Takes the slot in the broker too, for `session`, so that the limit counts the user's
+    /// sessions on every node (FERRY-RATE-3); `false` when the user holds every slot there.
+    async fn share(&mut self, session: &SessionId) -> Result<bool, broker::BrokerError> {
+        let granted = self
+            .server
+            .broker
+            .take_connection_slot(&self.user, session, defaults::MAX_CONNECTIONS_PER_USER)
+            .await?;
+        if granted {
+            self.shared = Some(session.clone());
+        }
+        Ok(granted)
+    }
 }
 
 impl<B: Broker> Drop for Slot<B> {
     fn drop(&mut self) {
+        if let Some(session) = self.shared.take() {
+            self.server
+                .broker
+                .release_connection_slot(&self.user, &session);
+        }
         let mut per_user = self
             .server
             .per_user

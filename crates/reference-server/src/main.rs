@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 use ferry_server::auth::{Auth, JwtVerifier};
-use ferry_server::broker::MemoryBroker;
+use ferry_server::broker::{Broker, MemoryBroker, RedisBroker};
 use ferry_server::config::{AuthMode, Config, Flags, JwtKey};
 use ferry_server::namespaces::Namespaces;
 use ferry_server::{Server, serve};
@@ -60,7 +60,31 @@ async fn run(flags: Flags) -> Result<()> {
             (Auth::jwt(verifier), None)
         }
     };
-    let broker = MemoryBroker::new(config.memory_broker());
+    match config.redis_broker() {
+        None => {
+            let broker = MemoryBroker::new(config.memory_broker());
+            serve_with(config, auth, broker, dev_token).await
+        }
+        Some(redis) => {
+            let prefix = redis.prefix.clone();
+            let broker = RedisBroker::new(redis).context("cannot use the Redis broker")?;
+            match broker.ping().await {
+                Ok(()) => info!(prefix, "using the Redis broker"),
+                Err(error) => {
+                    warn!(%error, "Redis does not answer yet; requests get `unavailable` until it does")
+                }
+            }
+            serve_with(config, auth, broker, dev_token).await
+        }
+    }
+}
+
+async fn serve_with<B: Broker>(
+    config: Config,
+    auth: Auth,
+    broker: B,
+    dev_token: Option<String>,
+) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("cannot listen on {}", config.bind))?;

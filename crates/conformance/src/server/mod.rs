@@ -59,6 +59,10 @@ pub struct ServerOptions {
     /// The server's base URL, such as `http://127.0.0.1:7400`; WebSocket sessions go to the
     /// same host (`ws://`, or `wss://` for `https://`).
     pub url: String,
+    /// Another node of the same deployment (its base URL) to open the WebSocket sessions at,
+    /// while tickets, backend publishes and history go to [`url`](Self::url); `None` for one
+    /// node.
+    pub ws_url: Option<String>,
     /// A bearer credential with read and write on the test channels and the right to publish
     /// over HTTP (`POST /v1/publish`).
     pub token: String,
@@ -105,6 +109,7 @@ impl ServerOptions {
     pub fn new(url: impl Into<String>, token: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            ws_url: None,
             token: token.into(),
             restricted_token: None,
             restricted_rights: RestrictedRights::None,
@@ -132,6 +137,7 @@ impl fmt::Debug for ServerOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerOptions")
             .field("url", &self.url)
+            .field("ws_url", &self.ws_url)
             .field("token", &"<redacted>")
             .field(
                 "restricted_token",
@@ -174,12 +180,16 @@ impl ServerSuite {
     /// wrong URL or token is one clear error rather than a failure in every case.
     pub async fn connect(options: ServerOptions) -> anyhow::Result<Self> {
         let base = options.url.trim_end_matches('/').to_owned();
-        let ws_base = if let Some(rest) = base.strip_prefix("https://") {
+        let ws_node = options
+            .ws_url
+            .as_deref()
+            .map_or(base.as_str(), |url| url.trim_end_matches('/'));
+        let ws_base = if let Some(rest) = ws_node.strip_prefix("https://") {
             format!("wss://{rest}")
-        } else if let Some(rest) = base.strip_prefix("http://") {
+        } else if let Some(rest) = ws_node.strip_prefix("http://") {
             format!("ws://{rest}")
         } else {
-            bail!("the server URL {base} must start with http:// or https://");
+            bail!("the server URL {ws_node} must start with http:// or https://");
         };
         if options.channel_template.matches("{}").count() != 1 {
             bail!(

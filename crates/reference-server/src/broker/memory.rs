@@ -615,7 +615,7 @@ impl fmt::Debug for MemoryBroker {
 }
 
 /// A recovery: complete with `replayed` events when `gap` is `None`.
-fn recovery(gap: Option<RecoveryGap>, replayed: usize) -> Result<Recovery, BrokerError> {
+pub(super) fn recovery(gap: Option<RecoveryGap>, replayed: usize) -> Result<Recovery, BrokerError> {
     let replayed = u64::try_from(replayed)
         .ok()
         .and_then(UInt::new)
@@ -636,7 +636,7 @@ fn position(epoch: &Epoch, seq: u64) -> Option<StreamPosition> {
 }
 
 /// An event as the history endpoint returns it (without its channel).
-fn stored_event(event: &Event) -> StoredEvent {
+pub(super) fn stored_event(event: &Event) -> StoredEvent {
     StoredEvent {
         message_id: event.message_id.clone(),
         payload: event.payload.clone(),
@@ -646,7 +646,7 @@ fn stored_event(event: &Event) -> StoredEvent {
 }
 
 /// Lowercase hex digits of `bytes`.
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     let mut text = String::with_capacity(bytes.len() * 2);
     for byte in bytes {
         let _ = write!(text, "{byte:02x}");

@@ -1,0 +1,491 @@
+//! Two `ferry-server` processes on one real Redis, as a deployment of several nodes runs:
+//! a ticket from one node redeemed at the other, a publish to one delivered by the other in
+//! order, a retried publish on the other stored once, a node killed with SIGKILL (or drained)
+//! mid-stream while its client resumes on the other with every acknowledged event exactly
+//! once, Redis restarted under traffic, and the per-user connection limit across nodes. Each test has its own key prefix (or its own Redis).
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const CHANNEL: &str = "project:alpha:tasks";
+
+/// One `ferry-server` process on a random port with development auth and a Redis broker.
+struct Node {
+    child: Child,
+    api: Api,
+}
+
+/// A node's address and development token, for HTTP and WebSocket calls.
+#[derive(Clone)]
+struct Api {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Node {
+    async fn start(redis_url: &str, prefix: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ferry-server"))
+            .args(["--bind", "127.0.0.1:0", "--drain-period-ms", "500"])
+            .args(["--broker", redis_url, "--redis-prefix", prefix])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("ferry-server starts");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let (mut base, mut token) = (None, None);
+        while base.is_none() || token.is_none() {
+            let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+                .await
+                .expect("the node prints its walkthrough")
+                .expect("stdout")
+                .expect("a line");
+            if let Some(rest) = line.split("running on ").nth(1) {
+                base = rest.split_whitespace().next().map(str::to_owned);
+            }
+            if let Some(rest) = line.split("Development token (every right): ").nth(1) {
+                token = Some(rest.trim().to_owned());
+            }
+        }
+        // The rest of stdout is read to its end, so the node never writes to a closed pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self {
+            child,
+            api: Api {
+                base: base.expect("an address"),
+                token: token.expect("a token"),
+                http: reqwest::Client::new(),
+            },
+        }
+    }
+
+    /// SIGKILL: the node dies without a goodbye, as a crashed machine would.
+    async fn kill(&mut self) {
+        self.child.start_kill().expect("SIGKILL");
+        self.child.wait().await.expect("the node exits");
+    }
+}
+
+impl std::ops::Deref for Node {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl Api {
+    async fn ticket(&self) -> String {
+        let body: Value = self
+            .http
+            .post(format!("{}/v1/tickets", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("the ticket endpoint answers")
+            .json()
+            .await
+            .expect("JSON");
+        body["ticket"].as_str().expect("a ticket").to_owned()
+    }
+
+    /// Opens a WebSocket with `ticket`.
+    async fn open(&self, ticket: &str) -> Socket {
+        let url = format!(
+            "{}/v1/ws?ticket={ticket}",
+            self.base.replace("http://", "ws://")
+        );
+        let mut request = url.into_client_request().expect("a URL");
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_static("ferry.v1"),
+        );
+        tokio_tungstenite::connect_async(request)
+            .await
+            .expect("the upgrade succeeds")
+            .0
+    }
+
+    /// A welcomed session subscribed to [`CHANNEL`] (from `from`, if given), with the
+    /// subscribed reply.
+    async fn subscriber(&self, ticket: &str, from: Option<Value>) -> (Socket, Value) {
+        let mut socket = self.open(ticket).await;
+        let welcome = next_json(&mut socket).await.expect("a welcome");
+        assert_eq!(welcome["type"], "welcome");
+        let mut subscribe = json!({ "type": "subscribe", "id": "s", "channel": CHANNEL });
+        if let Some(from) = from {
+            subscribe["from"] = from;
+        }
+        send(&mut socket, subscribe).await;
+        let subscribed = next_json(&mut socket).await.expect("a reply");
+        assert_eq!(subscribed["type"], "subscribed", "{subscribed}");
+        (socket, subscribed)
+    }
+
+    /// A backend publish: the status and the body.
+    async fn publish(&self, key: &str, n: u64) -> Option<(u16, Value)> {
+        let body = json!({ "channel": CHANNEL, "idempotency_key": key, "payload": task(n) });
+        let response = self
+            .http
+            .post(format!("{}/v1/publish", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.json().await.ok()?))
+    }
+
+    async fn history(&self) -> Value {
+        self.http
+            .get(format!("{}/v1/history?channel={CHANNEL}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("answers")
+            .json()
+            .await
+            .expect("JSON")
+    }
+}
+
+fn task(n: u64) -> Value {
+    json!({ "task_id": format!("T-{n}"), "status": "running", "progress": 0.5, "assignee": null })
+}
+
+async fn send(socket: &mut Socket, value: Value) {
+    socket
+        .send(Message::text(value.to_string()))
+        .await
+        .expect("send");
+}
+
+/// The next text frame as JSON (pings answered on the way), within ten seconds; `None` when
+/// the connection ends.
+async fn next_json(socket: &mut Socket) -> Option<Value> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a frame within 10 s")
+        {
+            Some(Ok(Message::Text(text))) => {
+                let value: Value = serde_json::from_str(&text).expect("JSON");
+                if value["type"] == "ping" {
+                    let pong = json!({ "type": "pong", "nonce": value["nonce"] });
+                    let _ = socket.send(Message::text(pong.to_string())).await;
+                    continue;
+                }
+                return Some(value);
+            }
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// The close code the connection ends with, skipping other frames; within ten seconds.
+async fn close_code(socket: &mut Socket) -> Option<u16> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("closed within 10 s")
+        {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_delivery_and_dedup_work_across_two_nodes() {
+    let prefix = common::test_prefix();
+    let url = common::redis_url();
+    common::redis().await;
+    let (a, b) = tokio::join!(Node::start(&url, &prefix), Node::start(&url, &prefix));
+
+    // FERRY-TICKET-4 across nodes: a ticket from A opens a session at B, and only once.
+    let ticket = a.ticket().await;
+    let (mut at_b, subscribed) = b.subscriber(&ticket, None).await;
+    assert_eq!(subscribed["position"]["seq"], 0);
+    let mut again = a.open(&ticket).await;
+    assert_eq!(
+        close_code(&mut again).await,
+        Some(4401),
+        "a used ticket is refused on the other node too"
+    );
+
+    // A publish to A reaches the subscriber on B, in order.
+    let mut acks = Vec::new();
+    for n in 1..=20 {
+        let (status, ack) = a.publish(&format!("k-{n}"), n).await.expect("answers");
+        assert_eq!(status, 200, "{ack}");
+        acks.push(ack);
+    }
+    for ack in &acks {
+        let event = next_json(&mut at_b).await.expect("an event");
+        assert_eq!(event["type"], "event");
+        assert_eq!(event["position"], ack["position"]);
+        assert_eq!(event["message_id"], ack["message_id"]);
+    }
+
+    // A retried backend publish on B with a key A accepted is stored once.
+    let (status, retry) = b.publish("k-5", 5).await.expect("answers");
+    assert_eq!(status, 200);
+    assert_eq!(retry["duplicate"], true, "FERRY-DEDUP-1 across nodes");
+    assert_eq!(retry["position"], acks[4]["position"]);
+    assert_eq!(retry["message_id"], acks[4]["message_id"]);
+    let history = b.history().await;
+    assert_eq!(history["events"].as_array().map(Vec::len), Some(20));
+    // And not delivered again: the next event B's subscriber sees is a new one.
+    let (_, last) = b.publish("k-21", 21).await.expect("answers");
+    let event = next_json(&mut at_b).await.expect("an event");
+    assert_eq!(event["position"], last["position"]);
+    common::forget(&prefix).await;
+}
+
+/// How node A leaves in the drill.
+#[derive(Debug, Clone, Copy)]
+enum Leaving {
+    /// SIGKILL: no goodbye, the connection just ends.
+    Killed,
+    /// SIGTERM: a graceful drain, a goodbye and 1012.
+    Drained,
+}
+
+/// One run of the node-loss drill: a client streams from A while a backend publishes through
+/// B; A leaves (killed or drained) after the client saw a seeded number of events; the client
+/// resumes on B from its last event. Every acknowledged event reaches it exactly once, in
+/// order.
+async fn node_loss_loses_no_acknowledged_event(seed: u64, leaving: Leaving) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let total: u64 = rng.random_range(150..=300);
+    let kill_after: u64 = rng.random_range(10..=100);
+    let prefix = common::test_prefix();
+    let url = common::redis_url();
+    let (mut a, b) = tokio::join!(Node::start(&url, &prefix), Node::start(&url, &prefix));
+    let ticket = a.ticket().await;
+    let (mut at_a, _) = a.subscriber(&ticket, None).await;
+
+    let publisher = {
+        let node = b.api.clone();
+        tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for n in 1..=total {
+                // A publish that gets no answer is retried with the same key until it does.
+                loop {
+                    match node.publish(&format!("k-{n}"), n).await {
+                        Some((200, ack)) => {
+                            acknowledged.push(ack["position"]["seq"].as_u64().expect("a seq"));
+                            break;
+                        }
+                        _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                }
+            }
+            acknowledged
+        })
+    };
+
+    let mut seen: Vec<u64> = Vec::new();
+    let mut position = None;
+    while (seen.len() as u64) < kill_after {
+        let event = next_json(&mut at_a).await.expect("an event from A");
+        assert_eq!(event["type"], "event");
+        seen.push(event["position"]["seq"].as_u64().expect("a seq"));
+        position = Some(event["position"].clone());
+    }
+    let mut goodbye = false;
+    match leaving {
+        Leaving::Killed => a.kill().await,
+        Leaving::Drained => {
+            let pid = a.child.id().expect("running").to_string();
+            let status = std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .expect("kill runs");
+            assert!(status.success());
+        }
+    }
+    // Whatever A had sent before it left is read; then its connection is gone.
+    while let Some(frame) = next_json(&mut at_a).await {
+        if frame["type"] == "goodbye" {
+            goodbye = true;
+            continue;
+        }
+        assert_eq!(frame["type"], "event", "seed {seed}: {frame}");
+        seen.push(frame["position"]["seq"].as_u64().expect("a seq"));
+        position = Some(frame["position"].clone());
+    }
+    if let Leaving::Drained = leaving {
+        assert!(goodbye, "seed {seed}: a draining node says goodbye");
+        let exit = tokio::time::timeout(Duration::from_secs(10), a.child.wait())
+            .await
+            .expect("A exits after its drain")
+            .expect("an exit status");
+        assert!(exit.success(), "{exit:?}");
+    }
+
+    let ticket = b.ticket().await;
+    let (mut at_b, subscribed) = b.subscriber(&ticket, position).await;
+    assert_eq!(
+        subscribed["recovery"]["complete"], true,
+        "seed {seed}: {subscribed}"
+    );
+    let acknowledged = publisher.await.expect("the publisher ran");
+    assert_eq!(
+        acknowledged,
+        (1..=total).collect::<Vec<_>>(),
+        "seed {seed}: one event per key"
+    );
+    while seen.last().copied().unwrap_or(0) < total {
+        let event = next_json(&mut at_b).await.expect("an event from B");
+        assert_eq!(event["type"], "event", "seed {seed}: {event}");
+        seen.push(event["position"]["seq"].as_u64().expect("a seq"));
+    }
+    assert_eq!(
+        seen,
+        (1..=total).collect::<Vec<_>>(),
+        "seed {seed}: every acknowledged event exactly once, in order ({leaving:?} after {kill_after})"
+    );
+    common::forget(&prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_stream_loses_no_acknowledged_event_when_its_client_resumes_elsewhere() {
+    for seed in [1, 2, 3] {
+        node_loss_loses_no_acknowledged_event(seed, Leaving::Killed).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_drained_mid_stream_lets_its_client_resume_elsewhere_with_nothing_lost() {
+    node_loss_loses_no_acknowledged_event(4, Leaving::Drained).await;
+}
+
+/// Redis restarted empty under traffic: a client's publish gets the retryable `unavailable`
+/// while Redis is down and its session stays open; once Redis is back the session is closed
+/// with 4410 (its feed lost its history) and its resume is answered `epoch_changed`. The node
+/// never exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_under_traffic_gives_unavailable_then_epoch_changed() {
+    let mut redis = common::PrivateRedis::start().await;
+    let mut node = Node::start(&redis.url(), "ferry:").await;
+    let ticket = node.ticket().await;
+    let (mut socket, _) = node.subscriber(&ticket, None).await;
+    let (status, before) = node.publish("k-1", 1).await.expect("answers");
+    assert_eq!(status, 200);
+    let event = next_json(&mut socket).await.expect("an event");
+    assert_eq!(event["position"], before["position"]);
+
+    redis.kill();
+    send(
+        &mut socket,
+        json!({ "type": "publish", "id": "p1", "channel": CHANNEL, "idempotency_key": "k-2", "payload": task(2) }),
+    )
+    .await;
+    let refused = next_json(&mut socket).await.expect("an answer");
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["error"]["code"], "unavailable", "{refused}");
+    assert_eq!(refused["error"]["retryable"], true, "{refused}");
+    let (status, body) = node.publish("k-2", 2).await.expect("answers");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable");
+
+    redis.restart().await;
+    // The session stayed open; the node sees its channel's history gone and closes it so that
+    // its client resumes.
+    assert_eq!(close_code(&mut socket).await, Some(4410));
+    let mut resumed = None;
+    for _ in 0..100 {
+        let ticket = node.ticket().await;
+        let mut socket = node.open(&ticket).await;
+        if next_json(&mut socket)
+            .await
+            .is_some_and(|w| w["type"] == "welcome")
+        {
+            send(
+                &mut socket,
+                json!({ "type": "subscribe", "id": "r", "channel": CHANNEL, "from": before["position"] }),
+            )
+            .await;
+            if let Some(reply) = next_json(&mut socket).await
+                && reply["type"] == "subscribed"
+            {
+                resumed = Some(reply);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let resumed = resumed.expect("a resume once Redis is back");
+    assert_eq!(resumed["recovery"]["complete"], false, "{resumed}");
+    assert_eq!(resumed["recovery"]["reason"], "epoch_changed", "{resumed}");
+    assert!(
+        node.child.try_wait().expect("a status").is_none(),
+        "the node is still running"
+    );
+}
+
+/// FERRY-RATE-3 across nodes: the per-user connection limit (16) counts the user's sessions on
+/// every node; a session that ends gives its slot back to all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_user_connection_limit_counts_sessions_on_every_node() {
+    let prefix = common::test_prefix();
+    let url = common::redis_url();
+    let (a, b) = tokio::join!(Node::start(&url, &prefix), Node::start(&url, &prefix));
+    let mut sessions = Vec::new();
+    for n in 0..16 {
+        let node = if n % 2 == 0 { &a } else { &b };
+        let mut socket = node.open(&node.ticket().await).await;
+        let welcome = next_json(&mut socket).await.expect("a welcome");
+        assert_eq!(welcome["type"], "welcome", "session {n}: {welcome}");
+        sessions.push(socket);
+    }
+    for node in [&a, &b] {
+        let mut refused = node.open(&node.ticket().await).await;
+        assert_eq!(
+            close_code(&mut refused).await,
+            Some(4409),
+            "the 17th session of the user, on either node"
+        );
+    }
+    // A session on A ends; its slot is free for a session on B.
+    let mut ended = sessions.remove(0);
+    ended.close(None).await.expect("close");
+    while ended.next().await.is_some() {}
+    let mut admitted = None;
+    for _ in 0..100 {
+        let mut socket = b.open(&b.ticket().await).await;
+        match next_json(&mut socket).await {
+            Some(welcome) if welcome["type"] == "welcome" => {
+                admitted = Some(socket);
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    assert!(
+        admitted.is_some(),
+        "the freed slot is taken on the other node"
+    );
+    common::forget(&prefix).await;
+}
