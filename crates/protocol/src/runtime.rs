@@ -143,13 +143,6 @@ impl RawJson {
         Self(serde_json::value::to_raw_value(value).expect("a serde_json::Value always encodes"))
     }
 
-    /// The JSON text of anything that serializes to JSON.
-    pub fn from_serialize<T: serde::Serialize + ?Sized>(
-        value: &T,
-    ) -> Result<Self, serde_json::Error> {
-        serde_json::value::to_raw_value(value).map(Self)
-    }
-
     /// `text` if it is one JSON value (surrounding whitespace is kept).
     pub fn from_text(text: impl Into<String>) -> Result<Self, serde_json::Error> {
         RawValue::from_string(text.into()).map(Self)
