@@ -186,6 +186,15 @@ struct ServerArgs {
         default_value_t = 16
     )]
     max_connections_per_user: u64,
+    /// The most bytes of events the server queues for one session that does not read (it is
+    /// not advertised; ferry-server: --outbound-queue-bytes); server.event.fell_behind
+    /// publishes twice this and 4.25 MiB more (what the kernel's buffers may hold) while one session stops reading.
+    #[arg(
+        long,
+        env = "FERRY_CONFORMANCE_MAX_QUEUED_BYTES",
+        default_value_t = 4 << 20
+    )]
+    max_queued_bytes: u64,
     /// The longest wait a timing case may need, from the server's advertised values (ticket
     /// lifetime, heartbeat); longer ones are skipped.
     #[arg(long, env = "FERRY_CONFORMANCE_MAX_WAIT_MS", default_value_t = 45_000)]
@@ -280,6 +289,7 @@ fn server_options(args: &ServerArgs) -> Result<ServerOptions> {
     options.outside_channel = optional(&args.outside_channel);
     options.pad_fields = args.pad_fields.clone();
     options.max_connections_per_user = args.max_connections_per_user;
+    options.max_queued_bytes = args.max_queued_bytes;
     options.max_wait = Duration::from_millis(args.max_wait_ms);
     options.stop_command = args.stop_command.clone();
     if let Some(ms) = args.run.tolerance_ms {

@@ -17,7 +17,7 @@ use ferry_protocol::{Codec, Event, Frame as FerryFrame, ServerMessage, Welcome};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
@@ -189,6 +189,7 @@ pub(crate) struct Session {
     stash: VecDeque<(ServerMessage, Instant)>,
     ended: Option<Got>,
     auto_pong: Arc<AtomicBool>,
+    reading: watch::Sender<bool>,
     codec: Codec,
     pace: Option<Pace>,
     welcome: Option<(Welcome, Instant)>,
@@ -267,10 +268,14 @@ pub(crate) async fn connect(
     let (commands, outgoing) = mpsc::unbounded_channel();
     let (incoming_tx, incoming) = mpsc::unbounded_channel();
     let auto_pong = Arc::new(AtomicBool::new(true));
+    let (reading, reading_rx) = watch::channel(true);
     tokio::spawn(drive(
         socket,
-        outgoing,
-        incoming_tx,
+        Channels {
+            outgoing,
+            incoming: incoming_tx,
+            reading: reading_rx,
+        },
         t.clone(),
         link.clone(),
         auto_pong.clone(),
@@ -285,6 +290,7 @@ pub(crate) async fn connect(
         stash: VecDeque::new(),
         ended: None,
         auto_pong,
+        reading,
         codec: Codec::new(SCHEMA_MAX_BYTES),
         pace: None,
         welcome: None,
@@ -292,19 +298,43 @@ pub(crate) async fn connect(
     })
 }
 
+/// What links a connection's task to its [`Session`].
+struct Channels {
+    /// Batches of frames to send.
+    outgoing: mpsc::UnboundedReceiver<Vec<(Message, String)>>,
+    /// Everything received.
+    incoming: mpsc::UnboundedSender<Incoming>,
+    /// Whether the task reads from the socket.
+    reading: watch::Receiver<bool>,
+}
+
 /// The connection's task: moves frames both ways until the connection ends, then closes.
 async fn drive(
     mut socket: Socket,
-    mut outgoing: mpsc::UnboundedReceiver<Vec<(Message, String)>>,
-    incoming: mpsc::UnboundedSender<Incoming>,
+    channels: Channels,
     t: Transcript,
     link: String,
     auto_pong: Arc<AtomicBool>,
     _reservation: Arc<Reservation>,
 ) {
+    let Channels {
+        mut outgoing,
+        incoming,
+        mut reading,
+    } = channels;
     let mut closed = false;
+    let mut reads = true;
     loop {
         tokio::select! {
+            changed = reading.changed(), if !closed => {
+                if changed.is_err() {
+                    // The session is gone; `outgoing` ends the task next.
+                    reads = true;
+                    continue;
+                }
+                reads = *reading.borrow_and_update();
+                t.note(&link, if reads { "reading again" } else { "stops reading" });
+            }
             batch = outgoing.recv() => {
                 let Some(batch) = batch else {
                     // The case is done with the session: close it, and wait (briefly) until
@@ -338,7 +368,7 @@ async fn drive(
                     t.note(&link, format!("sending failed: {error}"));
                 }
             }
-            frame = socket.next(), if !closed => match frame {
+            frame = socket.next(), if !closed && reads => match frame {
                 Some(Ok(Message::Text(text))) => {
                     let at = Instant::now();
                     t.received(&link, text.as_str());
@@ -475,6 +505,13 @@ impl Session {
     /// Whether pings are answered (the default).
     pub(crate) fn set_auto_pong(&self, on: bool) {
         self.auto_pong.store(on, Ordering::SeqCst);
+    }
+
+    /// Stops reading from the socket (`false`) or reads again (`true`). While it does not read,
+    /// nothing is received, pings are not answered, and what the server sends waits in the
+    /// kernel's buffers and then in the server.
+    pub(crate) fn set_reading(&self, on: bool) {
+        self.reading.send_replace(on);
     }
 
     /// A fresh request id: `<prefix>-<n>`.

@@ -92,6 +92,9 @@ pub struct ServerOptions {
     /// How many sessions one user may hold at once (the limit is not advertised). 16 by
     /// default, the protocol's default.
     pub max_connections_per_user: u64,
+    /// The most bytes of events the server queues for one session that does not read (not
+    /// advertised). 4 MiB by default, ferry-server's default.
+    pub max_queued_bytes: u64,
     /// The longest a timing case may wait; a case whose wait, computed from the server's
     /// advertised values, is longer is skipped. 45 s by default.
     pub max_wait: Duration,
@@ -119,6 +122,7 @@ impl ServerOptions {
             outside_channel: Some("conformance:outside:namespaces".into()),
             pad_fields: Vec::new(),
             max_connections_per_user: ferry_protocol::tables::defaults::MAX_CONNECTIONS_PER_USER,
+            max_queued_bytes: 4 << 20,
             max_wait: Duration::from_secs(45),
             stop_command: None,
             stop: None,
@@ -150,6 +154,7 @@ impl fmt::Debug for ServerOptions {
             .field("outside_channel", &self.outside_channel)
             .field("pad_fields", &self.pad_fields)
             .field("max_connections_per_user", &self.max_connections_per_user)
+            .field("max_queued_bytes", &self.max_queued_bytes)
             .field("max_wait", &self.max_wait)
             .field("stop_command", &self.stop_command)
             .field("stop", &self.stop.as_ref().map(|_| "<hook>"))

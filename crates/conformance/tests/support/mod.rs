@@ -17,6 +17,9 @@ use tokio::task::JoinHandle;
 
 pub const TOKEN: &str = "conformance-full-0123456789abcdef";
 pub const RESTRICTED: &str = "conformance-viewer-0123456789abcdef";
+/// What the server queues for one session that does not read, at most: small, so that
+/// `server.event.fell_behind` publishes little.
+const QUEUED_BYTES: usize = 128 << 10;
 
 /// A full token (every right, may publish over HTTP) and a restricted one (read on one
 /// project, no write, no HTTP publish), for two different users.
@@ -55,13 +58,14 @@ impl ReferenceServer {
             heartbeat_interval_ms: Some(300),
             heartbeat_timeout_ms: Some(300),
             ticket_ttl_ms: Some(1_000),
-            max_message_bytes: Some(4_096),
+            max_message_bytes: Some(16_384),
             max_subscriptions: Some(5),
             rate_limit_per_second: Some(50),
             rate_limit_burst: Some(10),
             resume_window_ms: Some(300),
             resume_max_events: Some(20),
             drain_period_ms: Some(1_000),
+            outbound_queue_bytes: Some(QUEUED_BYTES),
             ..Flags::default()
         })
         .expect("a valid test configuration");
@@ -89,6 +93,7 @@ impl ReferenceServer {
     pub fn options(&self, url: &str) -> ServerOptions {
         let mut options = ServerOptions::new(url, TOKEN);
         options.restricted_token = Some(RESTRICTED.into());
+        options.max_queued_bytes = QUEUED_BYTES as u64;
         let stop = self.stop.clone();
         options.stop = Some(Arc::new(move || {
             if let Some(stop) = stop.lock().unwrap_or_else(|e| e.into_inner()).take() {

@@ -1,16 +1,19 @@
 //! Events, publish acknowledgements and de-duplication (FERRY-EVENT-1, FERRY-EVENT-2,
-//! FERRY-PUBLISH-1, FERRY-DEDUP-1).
+//! FERRY-PUBLISH-1, FERRY-DEDUP-1), and a session that stops reading (FERRY-EVENT-6).
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
-use ferry_protocol::{MessageId, ServerMessage, StreamPosition};
-use serde_json::json;
+use ferry_protocol::{MessageId, PublishResponse, RecoveryGap, ServerMessage, StreamPosition};
+use reqwest::Method;
+use serde_json::{Value, json};
 
 use super::{cite, param, param_u64, verdict};
 use crate::case::{CaseResult, Finding};
 use crate::server::checks::{a, pos};
 use crate::server::ctx::{Ctx, REPLY_WAIT, Who, setup, subscribe};
-use crate::server::driver::{Session, seqs};
+use crate::server::driver::{Got, Session, seqs};
+use crate::server::http::Cred;
 
 /// An acknowledgement, over either transport.
 #[derive(Debug, Clone)]
@@ -275,6 +278,197 @@ pub(super) async fn dedup(ctx: Ctx) -> CaseResult {
                 .join(", "),
             original.message_id.as_str(),
             marker.message_id.as_str()
+        ));
+    }
+    verdict(expected, problems)
+}
+
+/// The sizes the events of `server.event.fell_behind` are padded to, largest first: the
+/// first one the namespace's schema accepts is used.
+const FELL_BEHIND_EVENT_BYTES: [usize; 5] = [64 << 10, 16 << 10, 4 << 10, 1 << 10, 512];
+
+/// What the kernel's buffers may hold of a session that does not read, at most: the margin
+/// above the server's own queue. The server's send buffer grows with the connection's window
+/// (on loopback, whose segments are 64 KiB, to hundreds of KiB at once), up to 4 MiB by Linux's
+/// defaults (`net.ipv4.tcp_wmem`); the runner's receive buffer does not grow while it does not
+/// read, and starts at 128 KiB (`net.ipv4.tcp_rmem`).
+const KERNEL_BUFFERS: u64 = (4 << 20) + (256 << 10);
+
+/// A session that stops reading while its channel carries twice what the server may queue for
+/// it (`--max-queued-bytes`) and the kernel's buffers besides is closed,
+/// while a neighbour on the same channel gets every event in order; the stopped one, reading
+/// again, gets a gapless run of the events and then its close, and a resume from the last event
+/// it delivered misses nothing (FERRY-EVENT-6, FERRY-SUBSCRIBE-5).
+pub(super) async fn fell_behind(ctx: Ctx) -> CaseResult {
+    let budget = 2 * ctx.options().max_queued_bytes + KERNEL_BUFFERS;
+    let channel = ctx.channel(0);
+    let mut neighbour = ctx.subscribed(Who::Main, &channel).await?;
+    let mut slow = ctx.session(Who::Main).await?;
+    let head = subscribe(&mut slow, &channel).await?.position;
+    let max = super::limits::max_bytes(&slow)?;
+    let (heartbeat, patience) = {
+        let heartbeat = &slow.welcome().heartbeat;
+        (
+            Duration::from_millis(heartbeat.interval_ms.get()),
+            Duration::from_millis(heartbeat.timeout_ms.get()),
+        )
+    };
+    let (base, fields) = super::limits::pad_fields(&ctx)?;
+    slow.set_reading(false);
+
+    // The first publish finds the largest padding a string field takes.
+    let mut first = None;
+    let mut tried = Vec::new();
+    let mut candidates = Vec::new();
+    for size in FELL_BEHIND_EVENT_BYTES
+        .into_iter()
+        .filter(|size| *size <= max / 2)
+    {
+        candidates.extend(fields.iter().map(|field| (size, field.clone())));
+    }
+    for (event_bytes, field) in candidates {
+        let mut payload = base.clone();
+        payload.insert(field.clone(), Value::String(String::new()));
+        let Some(pad) = event_bytes.checked_sub(Value::Object(payload.clone()).to_string().len())
+        else {
+            continue;
+        };
+        payload.insert(field.clone(), Value::String("x".repeat(pad)));
+        let payload = Value::Object(payload);
+        let body =
+            json!({ "channel": channel, "idempotency_key": ctx.key("0"), "payload": payload });
+        let reply = ctx
+            .http
+            .call(
+                Method::POST,
+                "/v1/publish",
+                &Cred::Main,
+                Some(body.to_string()),
+            )
+            .await?;
+        if reply.status == 422 {
+            tried.push(format!("{field} at {event_bytes} bytes"));
+            continue;
+        }
+        let ack: PublishResponse = reply.json().map_err(|e| {
+            Finding::error(format!(
+                "set-up: a publish of a {event_bytes}-byte payload answered {} ({e})",
+                reply.shown()
+            ))
+        })?;
+        first = Some((payload, ack, event_bytes));
+        break;
+    }
+    let Some((payload, first, event_bytes)) = first else {
+        return Err(Finding::skip(format!(
+            "no padded payload passes the namespace's schema (tried: {}); pass --pad-field NAME, naming a string field of the payload's schema that takes at least 512 characters",
+            if tried.is_empty() {
+                "none".into()
+            } else {
+                tried.join(", ")
+            }
+        )));
+    };
+    let count = budget.div_ceil(event_bytes as u64).max(2);
+    let mut acks = vec![first];
+    acks.extend(
+        ctx.http
+            .publish_many(&channel, &ctx.key("more"), count - 1, &payload)
+            .await?,
+    );
+    let last = acks
+        .last()
+        .map(|ack| ack.position.clone())
+        .unwrap_or(head.clone());
+    let expected = format!(
+        "while one session of {channel} stops reading and {count} events of about {event_bytes} bytes ({budget} bytes: twice --max-queued-bytes and 4.25 MiB more) are published, a neighbour on the channel gets every one in order; the stopped session, reading again, gets a gapless run of them and then a close with 4410 (fell_behind; or 4408 when its heartbeat lapsed first), not all of them and an open session; and a resume from the last event it delivered misses nothing ({})",
+        cite(&ctx)
+    );
+    let mut problems = Vec::new();
+    let wait = REPLY_WAIT + heartbeat + patience;
+    let delivered = neighbour
+        .events(&channel, acks.len(), wait + REPLY_WAIT, &expected)
+        .await?;
+    let want: Vec<u64> = acks.iter().map(|ack| ack.position.seq.get()).collect();
+    let got: Vec<u64> = delivered.iter().map(|e| e.position.seq.get()).collect();
+    if got != want {
+        problems.push(format!(
+            "the neighbour got seq {} where the acknowledgements were seq {} to {}",
+            seqs(&delivered),
+            want.first().copied().unwrap_or_default(),
+            want.last().copied().unwrap_or_default()
+        ));
+    }
+
+    slow.set_reading(true);
+    let (before, end) = slow.until_end(wait).await;
+    let run: Vec<u64> = before
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::Event(e) if e.channel.as_str() == channel => Some(e.position.seq.get()),
+            _ => None,
+        })
+        .collect();
+    let from_seq = head.seq.get();
+    if run
+        .iter()
+        .enumerate()
+        .any(|(i, seq)| *seq != from_seq + 1 + i as u64)
+    {
+        problems.push(format!(
+            "the stopped session's events, once it read again, were not a gapless run from seq {}: {}",
+            from_seq + 1,
+            run.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let shown_end = end.describe();
+    match end.close_code() {
+        Some(4410) => {}
+        Some(4408) => ctx.t.note(
+            "runner",
+            "the stopped session was closed for its heartbeat (4408) before any queue bound showed",
+        ),
+        _ if matches!(end, Got::Dropped(_)) => ctx.t.note(
+            "runner",
+            "the stopped session's connection ended without a close frame: the server gave up writing to it",
+        ),
+        _ => problems.push(format!(
+            "after {} of the {count} events, the stopped session: {shown_end}",
+            run.len()
+        )),
+    }
+    if !problems.is_empty() {
+        return verdict(expected, problems);
+    }
+    drop(slow);
+
+    let resume_at = match run.last() {
+        Some(seq) => json!({ "epoch": head.epoch, "seq": seq }),
+        None => json!(head),
+    };
+    let mut session = ctx.session(Who::Main).await?;
+    let subscribed =
+        super::resume::resume_from(&mut session, &channel, &resume_at, &expected).await?;
+    let recovery = subscribed.recovery.clone().expect("checked by resume_from");
+    let resumed = resume_at["seq"].as_u64().unwrap_or_default();
+    if recovery.complete {
+        let missed = usize::try_from(last.seq.get().saturating_sub(resumed)).unwrap_or(0);
+        let replayed = session
+            .events(&channel, missed, REPLY_WAIT + REPLY_WAIT, &expected)
+            .await?;
+        let replayed_seqs: Vec<u64> = replayed.iter().map(|e| e.position.seq.get()).collect();
+        if replayed_seqs != (resumed + 1..=last.seq.get()).collect::<Vec<_>>() {
+            problems.push(format!(
+                "the resume from seq {resumed} replayed seq {} instead of {} to {}",
+                seqs(&replayed),
+                resumed + 1,
+                last.seq.get()
+            ));
+        }
+    } else if recovery.reason != Some(RecoveryGap::HistoryExceeded) {
+        problems.push(format!(
+            "the resume from seq {resumed} of an unchanged channel answered {}: an incomplete recovery here can only be history_exceeded",
+            a(&ServerMessage::Subscribed(subscribed.clone()))
         ));
     }
     verdict(expected, problems)

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ferry_protocol::{ErrorCode, ServerMessage};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
 use super::{cite, verdict};
@@ -204,7 +204,7 @@ fn padded_subscribe(id: &str, channel: &str, size: usize) -> Result<String, Find
     Ok(format!("{head}{}}}", " ".repeat(pad)))
 }
 
-fn max_bytes(session: &Session) -> Result<usize, Finding> {
+pub(super) fn max_bytes(session: &Session) -> Result<usize, Finding> {
     usize::try_from(session.welcome().limits.max_message_bytes.get())
         .map_err(|_| Finding::error("max_message_bytes does not fit in memory"))
 }
@@ -270,30 +270,7 @@ pub(super) async fn http_event_too_large(ctx: Ctx) -> CaseResult {
     let max = max_bytes(&session)?;
     drop(session);
     let channel = ctx.channel(0);
-    let Value::Object(base) = ctx.payload().clone() else {
-        return Err(Finding::skip(
-            "the --payload is not a JSON object, so there is no string field to pad",
-        ));
-    };
-    let mut fields: Vec<String> = base
-        .iter()
-        .filter(|(_, v)| v.is_string())
-        .map(|(k, _)| k.clone())
-        .collect();
-    for extra in ctx
-        .case
-        .params
-        .get("pad_fields")
-        .and_then(toml::Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(toml::Value::as_str)
-        .chain(ctx.options().pad_fields.iter().map(String::as_str))
-    {
-        if !fields.iter().any(|f| f == extra) {
-            fields.push(extra.to_owned());
-        }
-    }
+    let (base, fields) = pad_fields(&ctx)?;
     let target = max - BELOW;
     // The least an event frame adds to the body: its type, message id, position and time
     // (each at their shortest), less the body's idempotency key.
@@ -343,6 +320,36 @@ pub(super) async fn http_event_too_large(ctx: Ctx) -> CaseResult {
         },
         target
     )))
+}
+
+/// The payload to pad (a copy of `--payload`) and the string fields that may take the
+/// padding: the payload's own, then the case's `pad_fields` param and `--pad-field`.
+pub(super) fn pad_fields(ctx: &Ctx) -> Result<(Map<String, Value>, Vec<String>), Finding> {
+    let Value::Object(base) = ctx.payload().clone() else {
+        return Err(Finding::skip(
+            "the --payload is not a JSON object, so there is no string field to pad",
+        ));
+    };
+    let mut fields: Vec<String> = base
+        .iter()
+        .filter(|(_, v)| v.is_string())
+        .map(|(k, _)| k.clone())
+        .collect();
+    for extra in ctx
+        .case
+        .params
+        .get("pad_fields")
+        .and_then(toml::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(toml::Value::as_str)
+        .chain(ctx.options().pad_fields.iter().map(String::as_str))
+    {
+        if !fields.iter().any(|f| f == extra) {
+            fields.push(extra.to_owned());
+        }
+    }
+    Ok((base, fields))
 }
 
 /// What each request id of a burst got.

@@ -70,6 +70,7 @@ pub(crate) static BODIES: &[Body] = &[
     body!("server.channel.unknown_channel.", Up(1), ["via"], channels::unknown_channel),
     body!("server.channel.payload_invalid.", Up(2), ["via", "shape"], channels::payload_invalid),
     body!("server.event.sequence.", Up(2), ["via", "count"], events::sequence),
+    body!("server.event.fell_behind", Up(3), [], events::fell_behind),
     body!("server.publish.ack_after_store", Up(1), [], events::ack_after_store),
     body!("server.dedup.", Up(2), ["first", "second"], events::dedup),
     body!("server.resume.exact", Up(2), [], resume::exact),

@@ -24,7 +24,7 @@ const REPLAY_WAIT: Duration = Duration::from_secs(20);
 /// Sends a subscribe with `from` and returns its subscribed reply, failing with what the
 /// rule asks when anything else comes; also fails when an event of the channel arrives
 /// before the reply.
-async fn resume_from(
+pub(super) async fn resume_from(
     session: &mut Session,
     channel: &str,
     from: &Value,
