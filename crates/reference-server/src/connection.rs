@@ -94,7 +94,7 @@ pub(crate) async fn run<B: Broker>(
                 )
             }
         };
-        close(&server, &mut socket, code, reason).await;
+        Box::pin(close(&server, &mut socket, code, reason)).await;
         return;
     }
     let mut session = ServerSession::new(server.session_config(), grant, id.clone(), server.now());
@@ -227,7 +227,9 @@ impl<B: Broker> Link<'_, B> {
             let mut progressed = false;
             while let Some(action) = session.poll_action() {
                 progressed = true;
-                self.act(session, action).await;
+                // Boxed: a request's broker call is rare beside deliveries, and its future,
+                // held inline, would make every session's task that much larger.
+                Box::pin(self.act(session, action)).await;
             }
             let mut batch = Vec::new();
             let mut closing = None;
@@ -262,7 +264,7 @@ impl<B: Broker> Link<'_, B> {
                 }
             }
             if let Some((code, reason)) = closing {
-                close(self.server, socket, code, &reason).await;
+                Box::pin(close(self.server, socket, code, &reason)).await;
                 return false;
             }
             if !progressed {
