@@ -27,8 +27,9 @@ pub struct Auth {
     jwt: Option<JwtVerifier>,
 }
 
-/// Verifies JSON Web Tokens: the signature (HS256 or RS256), `exp` (with jsonwebtoken's default
-/// leeway of 60 s for clock skew), and the claims
+/// Verifies JSON Web Tokens: the signature (HS256 or RS256), `exp` and, when present, `nbf`
+/// (RFC 7519 §4.1.4 and §4.1.5, each with jsonwebtoken's default leeway of 60 s for clock
+/// skew), and the claims
 ///
 /// ```json
 /// { "sub": "ada", "exp": 1795400000,
@@ -87,6 +88,8 @@ impl JwtVerifier {
     fn new(key: jsonwebtoken::DecodingKey, algorithm: jsonwebtoken::Algorithm) -> Self {
         let mut validation = jsonwebtoken::Validation::new(algorithm);
         validation.set_required_spec_claims(&["exp", "sub"]);
+        // RFC 7519 §4.1.5: a token is not accepted before its `nbf`.
+        validation.validate_nbf = true;
         Self { key, validation }
     }
 
@@ -209,9 +212,14 @@ impl Auth {
         }
     }
 
-    /// The identity behind an `Authorization` header value (`Bearer <token>`), if any.
+    /// The identity behind an `Authorization` header value (`Bearer <token>`, the scheme
+    /// matched without regard to case as RFC 7235 §2.1 says), if any.
     pub fn check(&self, authorization: Option<&str>) -> Option<Identity> {
-        let token = authorization?.strip_prefix("Bearer ")?.trim();
+        let (scheme, token) = authorization?.trim_start().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("Bearer") {
+            return None;
+        }
+        let token = token.trim();
         match &self.jwt {
             Some(verifier) => verifier.verify(token),
             None => self.tokens.get(token).cloned(),
@@ -238,6 +246,14 @@ mod tests {
             "the Bearer scheme is required"
         );
         assert!(auth.check(None).is_none());
+        for scheme in ["bearer", "BEARER", "BeArEr"] {
+            assert!(
+                auth.check(Some(&format!("{scheme} t-ada"))).is_some(),
+                "RFC 7235: the scheme {scheme} is case-insensitive"
+            );
+        }
+        assert!(auth.check(Some("Basic t-ada")).is_none());
+        assert!(auth.check(Some("Bearert-ada")).is_none());
     }
 
     #[test]
@@ -296,6 +312,21 @@ mod tests {
         assert!(
             auth.check(Some(&format!("Bearer {bare}"))).is_none(),
             "a token without the ferry claim"
+        );
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        let mut early = claims(7_200);
+        early["nbf"] = serde_json::json!(now + 3_600);
+        let early = sign(&early, jsonwebtoken::Algorithm::HS256, &key);
+        assert!(
+            auth.check(Some(&format!("Bearer {early}"))).is_none(),
+            "a token valid only from one hour ahead (RFC 7519 §4.1.5)"
+        );
+        let mut started = claims(600);
+        started["nbf"] = serde_json::json!(now - 10);
+        let started = sign(&started, jsonwebtoken::Algorithm::HS256, &key);
+        assert!(
+            auth.check(Some(&format!("Bearer {started}"))).is_some(),
+            "a token whose nbf has passed"
         );
     }
 

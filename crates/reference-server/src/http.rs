@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -28,6 +29,10 @@ use crate::{Server, connection};
 /// The read buffer of each WebSocket connection.
 const READ_BUFFER_BYTES: usize = 4 * 1024;
 
+/// How long a request body may take to arrive in full; a body that stops arriving is answered
+/// with `bad_request` and its connection closed, so it pins no memory.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The server's routes.
 pub fn router<B: Broker>(server: Arc<Server<B>>) -> Router {
     use axum::routing::{get, post};
@@ -39,6 +44,11 @@ pub fn router<B: Broker>(server: Arc<Server<B>>) -> Router {
         .route(endpoint::HEALTH.path, get(health::<B>))
         .route(endpoint::METRICS.path, get(metrics::<B>))
         .fallback(|| async { error(ErrorCode::NotFound, "no endpoint at this method and path") })
+        // `not_found` means no endpoint at this method and path: a known path with another
+        // method gets the same JSON error body (FERRY-ERROR-3), not an empty 405.
+        .method_not_allowed_fallback(|| async {
+            error(ErrorCode::NotFound, "no endpoint at this method and path")
+        })
         .layer(axum::middleware::map_response_with_state(
             server.clone(),
             count_rejection::<B>,
@@ -139,8 +149,17 @@ async fn connect<B: Broker>(
     State(server): State<Arc<Server<B>>>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            return error(
+                ErrorCode::BadRequest,
+                format!("this endpoint takes a WebSocket upgrade: {rejection}"),
+            );
+        }
+    };
     if server.is_draining() {
         return error(ErrorCode::Unavailable, "the server is shutting down");
     }
@@ -178,8 +197,10 @@ async fn connect<B: Broker>(
 async fn publish<B: Broker>(
     State(server): State<Arc<Server<B>>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    // The credential comes from the headers before a byte of the body is read, so an
+    // unauthenticated caller cannot make the server buffer anything.
     let Some(identity) = identity(&server, &headers) else {
         return unauthorized();
     };
@@ -187,15 +208,10 @@ async fn publish<B: Broker>(
         return error(ErrorCode::Unavailable, "the server is shutting down");
     }
     let max = server.config.session.limits.max_message_bytes.get() as usize;
-    if body.len() > max {
-        return error(
-            ErrorCode::MessageTooLarge,
-            format!(
-                "the body is {} bytes, above the maximum of {max}",
-                body.len()
-            ),
-        );
-    }
+    let body = match read_body(&headers, body, max).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal,
+    };
     let request: PublishRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => {
@@ -250,6 +266,49 @@ async fn publish<B: Broker>(
             warn!(error = %e, "backend publish failed");
             error(e.code(), e.to_string())
         }
+    }
+}
+
+/// Reads a request body of at most `max` bytes within [`BODY_READ_TIMEOUT`]: a
+/// `Content-Length` above `max` is refused before reading, a body that grows past it as soon
+/// as it does (`message_too_large`, FERRY-SIZE-2), and one that stops arriving when the time
+/// is up (`bad_request`).
+async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, Response> {
+    let too_large = |length: &dyn std::fmt::Display| {
+        error(
+            ErrorCode::MessageTooLarge,
+            format!("the body is {length} bytes, above the maximum of {max}"),
+        )
+    };
+    if let Some(length) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && length > max as u64
+    {
+        return Err(too_large(&length));
+    }
+    match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, max)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
+            let length_limited = std::error::Error::source(&e)
+                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            if length_limited {
+                Err(too_large(&format!("more than {max}")))
+            } else {
+                Err(error(
+                    ErrorCode::BadRequest,
+                    format!("the body could not be read: {e}"),
+                ))
+            }
+        }
+        Err(_) => Err(error(
+            ErrorCode::BadRequest,
+            format!(
+                "the body did not arrive in full within {} s",
+                BODY_READ_TIMEOUT.as_secs()
+            ),
+        )),
     }
 }
 

@@ -942,3 +942,105 @@ async fn a_subscriber_that_stops_reading_is_closed_with_4410_and_loses_nothing_o
         assert_eq!(next_json(&mut resumed).await["position"]["seq"], seq);
     }
 }
+
+/// Sends `head` (request line and headers) over a raw connection, never a body, and reads the
+/// response's status and JSON body.
+async fn raw_request(running: &Running, head: &str) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = running.base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(address).await.expect("connects");
+    stream.write_all(head.as_bytes()).await.expect("writes");
+    let mut response = Vec::new();
+    let mut buffer = [0u8; 4096];
+    // The server answers before any body byte; it may keep the connection open meanwhile.
+    let read = async {
+        loop {
+            let n = stream.read(&mut buffer).await.expect("reads");
+            response.extend_from_slice(&buffer[..n]);
+            let text = String::from_utf8_lossy(&response);
+            if n == 0 || text.contains("\r\n\r\n") && text.trim_end().ends_with('}') {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read)
+        .await
+        .expect("the server answers without waiting for the body");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a full response");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let json_start = body.find('{').expect("a JSON body");
+    let json_end = body.rfind('}').expect("a JSON body");
+    (
+        status,
+        serde_json::from_str(&body[json_start..=json_end]).expect("a JSON error body"),
+    )
+}
+
+#[tokio::test]
+async fn a_publish_body_is_refused_from_its_headers_before_it_is_read() {
+    let running = Running::start().await;
+    let host = running.base.trim_start_matches("http://").to_owned();
+    // No credential: 401 at once, though the announced body never comes.
+    let (status, body) = raw_request(
+        &running,
+        &format!("POST /v1/publish HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\ncontent-length: 2000000\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], "unauthorized");
+    // A credential, but a body announced above the maximum: 413 with the error body.
+    let (status, body) = raw_request(
+        &running,
+        &format!("POST /v1/publish HTTP/1.1\r\nhost: {host}\r\nauthorization: bearer {}\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\n\r\n", running.token),
+    )
+    .await;
+    assert_eq!(status, 413);
+    assert_eq!(body["error"]["code"], "message_too_large");
+    // A chunked body, which announces no length, is cut off once it grows past the maximum.
+    let chunk = " ".repeat(MAX_BYTES as usize + 1);
+    let (status, body) = raw_request(
+        &running,
+        &format!("POST /v1/publish HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{chunk}\r\n", running.token, chunk.len()),
+    )
+    .await;
+    assert_eq!(status, 413);
+    assert_eq!(body["error"]["code"], "message_too_large");
+    // The server still takes a publish that fits.
+    let (status, _) = running
+        .publish(json!({ "channel": "project:alpha:tasks", "idempotency_key": "after-abuse", "payload": task(1) }))
+        .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_wrong_method_and_a_plain_get_of_the_socket_get_json_error_bodies() {
+    let running = Running::start().await;
+    let response = running
+        .http
+        .get(format!("{}/v1/publish", running.base))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status().as_u16(), 404);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/json",
+        "FERRY-ERROR-3: one JSON error body"
+    );
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], "not_found");
+    let response = running
+        .http
+        .get(format!("{}/v1/ws", running.base))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], "bad_request");
+}
