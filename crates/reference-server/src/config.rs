@@ -105,6 +105,17 @@ pub struct Flags {
         value_delimiter = ','
     )]
     pub allowed_origins: Option<Vec<String>>,
+    /// An application schema set to serve: a folder as `ferry-codegen generate --schema` reads
+    /// it (`*.schema.json`, `channels.json`, `vectors/`), linted at start. Repeat (or
+    /// comma-separate in the environment) to serve several applications whose namespaces do
+    /// not overlap. Default: the built-in example application.
+    #[arg(
+        long = "app",
+        env = "FERRY_APP",
+        value_delimiter = ',',
+        value_name = "DIR"
+    )]
+    pub app: Option<Vec<PathBuf>>,
 }
 
 /// How bearer credentials are checked.
@@ -145,6 +156,7 @@ struct FileConfig {
     allowed_origins: Option<Vec<String>>,
     broker: Option<String>,
     redis_prefix: Option<String>,
+    app: Option<Vec<PathBuf>>,
 }
 
 /// Where channel state, tickets and fan-out live.
@@ -200,6 +212,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Where channel state, tickets and fan-out live.
     pub broker: BrokerChoice,
+    /// The application schema sets served; none means the built-in example application.
+    pub apps: Vec<PathBuf>,
 }
 
 /// A configuration that cannot be used; the message names the field.
@@ -455,6 +469,7 @@ impl Config {
             session,
             allowed_origins,
             broker,
+            apps: flags.app.or(file.app).unwrap_or_default(),
         })
     }
 }

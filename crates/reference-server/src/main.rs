@@ -30,6 +30,13 @@ async fn main() -> ExitCode {
 
 async fn run(flags: Flags) -> Result<()> {
     let config = Config::resolve(flags)?;
+    let namespaces = if config.apps.is_empty() {
+        Namespaces::example_app()
+    } else {
+        let namespaces = Namespaces::load(&config.apps)?;
+        info!(apps = ?config.apps, namespaces = ?namespaces.patterns().iter().map(|p| p.to_string()).collect::<Vec<_>>(), "serving the application schema sets");
+        namespaces
+    };
     let (auth, dev_token) = match config.auth {
         AuthMode::Dev => {
             let (auth, token) = Auth::development();
@@ -63,7 +70,7 @@ async fn run(flags: Flags) -> Result<()> {
     match config.redis_broker() {
         None => {
             let broker = MemoryBroker::new(config.memory_broker());
-            serve_with(config, auth, broker, dev_token).await
+            serve_with(config, auth, broker, namespaces, dev_token).await
         }
         Some(redis) => {
             let prefix = redis.prefix.clone();
@@ -74,7 +81,7 @@ async fn run(flags: Flags) -> Result<()> {
                     warn!(%error, "Redis does not answer yet; requests get `unavailable` until it does")
                 }
             }
-            serve_with(config, auth, broker, dev_token).await
+            serve_with(config, auth, broker, namespaces, dev_token).await
         }
     }
 }
@@ -83,13 +90,14 @@ async fn serve_with<B: Broker>(
     config: Config,
     auth: Auth,
     broker: B,
+    namespaces: Namespaces,
     dev_token: Option<String>,
 ) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("cannot listen on {}", config.bind))?;
     let address = listener.local_addr()?;
-    let server = Server::new(config, auth, broker, Namespaces::example_app());
+    let server = Server::new(config, auth, broker, namespaces);
     info!(%address, "ferry-server listening");
     if let Some(token) = dev_token {
         warn!("DEVELOPMENT AUTH: one generated token holds every right; do not expose this server");

@@ -155,3 +155,161 @@ async fn sigterm_under_traffic_says_goodbye_closes_with_1012_and_keeps_acknowled
         "ferry-server exits 0 after a graceful stop: {exit:?}"
     );
 }
+
+/// Starts `ferry-server` with `args` (on a random loopback port, development auth) and reads
+/// its address and development token from the walkthrough it prints.
+async fn start(args: &[&str]) -> (tokio::process::Child, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry-server"))
+        .args(["--bind", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ferry-server starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (mut base, mut token) = (None, None);
+    while base.is_none() || token.is_none() {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("the server prints its walkthrough")
+            .expect("stdout")
+            .expect("a line");
+        if let Some(rest) = line.split("running on ").nth(1) {
+            base = rest.split_whitespace().next().map(str::to_owned);
+        }
+        if let Some(rest) = line.split("Development token (every right): ").nth(1) {
+            token = Some(rest.trim().to_owned());
+        }
+    }
+    (child, base.expect("an address"), token.expect("a token"))
+}
+
+/// Writes an application schema set, as a team would for `ferry-codegen generate --schema`:
+/// one namespace `billing:*:invoices` carrying `Invoice`, with its vectors.
+fn write_billing_app(dir: &std::path::Path, pattern: &str) {
+    std::fs::create_dir_all(dir.join("vectors")).expect("mkdir");
+    std::fs::write(
+        dir.join("payloads.schema.json"),
+        json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "Billing payloads",
+            "description": "What the billing service publishes.",
+            "$defs": { "Invoice": {
+                "description": "An invoice was issued.",
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["invoice_id", "cents"],
+                "properties": {
+                    "invoice_id": { "type": "string", "minLength": 1, "maxLength": 64, "description": "The invoice." },
+                    "cents": { "type": "integer", "minimum": 0, "maximum": 1_000_000_000, "description": "The amount." }
+                }
+            } }
+        })
+        .to_string(),
+    )
+    .expect("write");
+    std::fs::write(
+        dir.join("channels.json"),
+        json!({
+            "description": "The billing service.",
+            "namespaces": [{ "pattern": pattern, "payload": "Invoice", "description": "Invoices of one account." }]
+        })
+        .to_string(),
+    )
+    .expect("write");
+    std::fs::write(
+        dir.join("vectors/Invoice.json"),
+        json!({
+            "type": "Invoice",
+            "valid": [{ "name": "issued", "description": "An invoice.", "value": { "invoice_id": "I-1", "cents": 100 } }],
+            "invalid": [{ "name": "negative", "description": "A negative amount.", "value": { "invoice_id": "I-1", "cents": -1 } }]
+        })
+        .to_string(),
+    )
+    .expect("write");
+}
+
+/// Runs `ferry-server` on `args` expecting it to refuse to start; returns its stderr.
+async fn refused(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_ferry-server"))
+        .args(["--bind", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(20), output)
+        .await
+        .expect("exits")
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2), "refuses to start");
+    String::from_utf8(output.stderr).expect("UTF-8")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_set_given_with_app_is_enforced_and_a_bad_one_refused_at_start() {
+    let root = tempfile::tempdir().expect("a temp dir");
+    let billing = root.path().join("billing");
+    write_billing_app(&billing, "billing:*:invoices");
+    let (_child, base, token) = start(&["--app", billing.to_str().expect("UTF-8")]).await;
+    let http = reqwest::Client::new();
+    let publish = |channel: &str, payload: Value| {
+        http.post(format!("{base}/v1/publish"))
+            .bearer_auth(&token)
+            .json(&json!({ "channel": channel, "idempotency_key": format!("k-{payload}"), "payload": payload }))
+            .send()
+    };
+    let valid = publish(
+        "billing:acme:invoices",
+        json!({ "invoice_id": "I-1", "cents": 100 }),
+    )
+    .await
+    .expect("answers");
+    assert_eq!(valid.status(), 200);
+    let invalid = publish(
+        "billing:acme:invoices",
+        json!({ "invoice_id": "I-2", "cents": -5 }),
+    )
+    .await
+    .expect("answers");
+    assert_eq!(invalid.status(), 422);
+    let body: Value = invalid.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], "payload_invalid", "{body}");
+    // The example application is not served beside it.
+    let elsewhere = publish(
+        "project:alpha:tasks",
+        json!({ "task_id": "T-1", "status": "running", "progress": 0.5, "assignee": null }),
+    )
+    .await
+    .expect("answers");
+    let body: Value = elsewhere.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], "unknown_channel", "{body}");
+
+    // Two sets whose namespaces overlap are refused, naming both.
+    let wide = root.path().join("wide");
+    write_billing_app(&wide, "billing:**");
+    let stderr = refused(&[
+        "--app",
+        billing.to_str().expect("UTF-8"),
+        "--app",
+        wide.to_str().expect("UTF-8"),
+    ])
+    .await;
+    assert!(
+        stderr.contains("wide/channels.json") && stderr.contains("overlaps"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "printed once: {stderr}");
+
+    // A set that breaks a codegen lint is refused, naming the file and the problem.
+    std::fs::remove_file(wide.join("vectors/Invoice.json")).expect("rm");
+    let stderr = refused(&["--app", wide.to_str().expect("UTF-8")]).await;
+    assert!(
+        stderr.contains("vectors/Invoice.json") && stderr.contains("valid and one invalid vector"),
+        "{stderr}"
+    );
+    std::fs::write(wide.join("payloads.schema.json"), "{ not json").expect("write");
+    let stderr = refused(&["--app", wide.to_str().expect("UTF-8")]).await;
+    assert!(stderr.contains("wide/payloads.schema.json"), "{stderr}");
+}
