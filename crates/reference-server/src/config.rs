@@ -57,6 +57,10 @@ pub struct Flags {
     /// Channels one session may hold at once.
     #[arg(long, env = "FERRY_MAX_SUBSCRIPTIONS")]
     pub max_subscriptions: Option<u64>,
+    /// Sessions one user may hold at once, over every node (FERRY-RATE-3) [default: 16]; one
+    /// more is closed with 4409.
+    #[arg(long, env = "FERRY_MAX_CONNECTIONS_PER_USER")]
+    pub max_connections_per_user: Option<u64>,
     /// Sustained inbound frames per second per session.
     #[arg(long, env = "FERRY_RATE_LIMIT_PER_SECOND")]
     pub rate_limit_per_second: Option<u64>,
@@ -144,6 +148,7 @@ struct FileConfig {
     heartbeat_timeout_ms: Option<u64>,
     max_message_bytes: Option<u64>,
     max_subscriptions: Option<u64>,
+    max_connections_per_user: Option<u64>,
     rate_limit_per_second: Option<u64>,
     rate_limit_burst: Option<u64>,
     resume_window_ms: Option<u64>,
@@ -204,6 +209,8 @@ pub struct Config {
     pub drain_period: Duration,
     /// Most channels the node holds state for at once.
     pub max_channels: usize,
+    /// Sessions one user may hold at once, over every node (FERRY-RATE-3).
+    pub max_connections_per_user: u64,
     /// How much may be queued for one session's socket before it counts as fallen behind.
     pub outbound_queue: QueueLimits,
     /// What every session advertises and enforces.
@@ -220,20 +227,20 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The config file could not be read.
-    #[error("cannot read the config file {path}: {source}")]
+    #[error("cannot read the config file {}: {error}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (not a `source`: the message carries it, so it is printed once).
+        error: std::io::Error,
     },
     /// The config file is not valid TOML of the expected shape.
-    #[error("the config file {path} is invalid: {source}")]
+    #[error("the config file {} is invalid: {error}", path.display())]
     Parse {
         /// The file.
         path: PathBuf,
-        /// What toml reported, naming the field.
-        source: toml::de::Error,
+        /// What toml reported, naming the field (carried by the message, printed once).
+        error: toml::de::Error,
     },
     /// A value is out of the range the protocol allows.
     #[error("{field} = {value} is out of range: {why}")]
@@ -343,6 +350,18 @@ impl Config {
             defaults::DRAIN_PERIOD_MS,
         );
 
+        let max_connections_per_user = pick(
+            flags.max_connections_per_user,
+            file.max_connections_per_user,
+            defaults::MAX_CONNECTIONS_PER_USER,
+        );
+        if max_connections_per_user == 0 {
+            return Err(ConfigError::Range {
+                field: "max_connections_per_user",
+                value: "0".into(),
+                why: "must be at least 1".into(),
+            });
+        }
         let max_channels = flags
             .max_channels
             .or(file.max_channels)
@@ -429,31 +448,55 @@ impl Config {
             "resume": { "window_ms": resume_window, "max_events": resume_events },
         });
         let defaults_session = ServerConfig::default();
-        let field = |name: &'static str| -> Result<serde_json::Value, ConfigError> {
-            Ok(advertised[name].clone())
-        };
+        let defaults_json = serde_json::json!({
+            "heartbeat": defaults_session.heartbeat,
+            "limits": defaults_session.limits,
+            "resume": defaults_session.resume,
+        });
+        // Each option alone over the defaults, so that a range error names its own field.
+        let fields: [(&'static str, &'static str, &[&str]); 8] = [
+            ("heartbeat_interval_ms", "heartbeat", &["interval_ms"]),
+            ("heartbeat_timeout_ms", "heartbeat", &["timeout_ms"]),
+            ("max_message_bytes", "limits", &["max_message_bytes"]),
+            ("max_subscriptions", "limits", &["max_subscriptions"]),
+            (
+                "rate_limit_per_second",
+                "limits",
+                &["rate_limit", "messages_per_second"],
+            ),
+            ("rate_limit_burst", "limits", &["rate_limit", "burst"]),
+            ("resume_window_ms", "resume", &["window_ms"]),
+            ("resume_max_events", "resume", &["max_events"]),
+        ];
+        for (field, group, path) in fields {
+            let mut value = &advertised[group];
+            let mut alone = defaults_json[group].clone();
+            let mut slot = &mut alone;
+            for key in path {
+                value = &value[*key];
+                slot = &mut slot[*key];
+            }
+            *slot = value.clone();
+            let checked = match group {
+                "heartbeat" => {
+                    serde_json::from_value::<ferry_protocol::HeartbeatPolicy>(alone).map(drop)
+                }
+                "limits" => {
+                    serde_json::from_value::<ferry_protocol::SessionLimits>(alone).map(drop)
+                }
+                _ => serde_json::from_value::<ferry_protocol::ResumePolicy>(alone).map(drop),
+            };
+            if let Err(error) = checked {
+                return Err(range(field, value, error));
+            }
+        }
         let session = ServerConfig {
-            heartbeat: serde_json::from_value(field("heartbeat")?).map_err(|e| {
-                range(
-                    "heartbeat_interval_ms / heartbeat_timeout_ms",
-                    &advertised["heartbeat"],
-                    e,
-                )
-            })?,
-            limits: serde_json::from_value(field("limits")?).map_err(|e| {
-                range(
-                    "max_message_bytes / max_subscriptions / rate_limit_*",
-                    &advertised["limits"],
-                    e,
-                )
-            })?,
-            resume: serde_json::from_value(field("resume")?).map_err(|e| {
-                range(
-                    "resume_window_ms / resume_max_events",
-                    &advertised["resume"],
-                    e,
-                )
-            })?,
+            heartbeat: serde_json::from_value(advertised["heartbeat"].clone())
+                .map_err(|e| range("heartbeat_interval_ms", &advertised["heartbeat"], e))?,
+            limits: serde_json::from_value(advertised["limits"].clone())
+                .map_err(|e| range("max_message_bytes", &advertised["limits"], e))?,
+            resume: serde_json::from_value(advertised["resume"].clone())
+                .map_err(|e| range("resume_window_ms", &advertised["resume"], e))?,
             ..defaults_session
         };
         Ok(Self {
@@ -465,6 +508,7 @@ impl Config {
             dedup_window: Duration::from_millis(dedup_window),
             drain_period: Duration::from_millis(drain_period),
             max_channels,
+            max_connections_per_user,
             outbound_queue,
             session,
             allowed_origins,
@@ -517,13 +561,13 @@ fn range(field: &'static str, value: &serde_json::Value, error: serde_json::Erro
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: path.to_owned(),
-        source,
+        error,
     })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+    toml::from_str(&text).map_err(|error| ConfigError::Parse {
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 
@@ -689,5 +733,37 @@ mod tests {
         let config = Config::resolve(flags).expect("valid");
         assert_eq!(config.session.heartbeat.interval_ms.get(), 7000);
         assert_eq!(config.session.heartbeat.timeout_ms.get(), 2000);
+    }
+
+    #[test]
+    fn a_range_error_names_the_one_field_at_fault() {
+        for (flags, field) in [
+            (
+                Flags {
+                    heartbeat_timeout_ms: Some(0),
+                    ..Flags::default()
+                },
+                "heartbeat_timeout_ms = 0",
+            ),
+            (
+                Flags {
+                    rate_limit_burst: Some(0),
+                    ..Flags::default()
+                },
+                "rate_limit_burst = 0",
+            ),
+            (
+                Flags {
+                    max_connections_per_user: Some(0),
+                    ..Flags::default()
+                },
+                "max_connections_per_user = 0",
+            ),
+        ] {
+            let error = Config::resolve(flags)
+                .expect_err("out of range")
+                .to_string();
+            assert!(error.starts_with(field), "{error}");
+        }
     }
 }

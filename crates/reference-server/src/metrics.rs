@@ -217,8 +217,14 @@ mod tests {
         metrics.close(1012);
         metrics.sessions_opened.inc();
         let text = metrics.encode_classic();
-        assert!(text.contains("# HELP ferry_closes_total Sessions the server closed"), "{text}");
-        assert!(text.contains("# TYPE ferry_closes_total counter\nferry_closes_total{code=\"1012\"} 1"), "{text}");
+        assert!(
+            text.contains("# HELP ferry_closes_total Sessions the server closed"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE ferry_closes_total counter\nferry_closes_total{code=\"1012\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("# TYPE ferry_sessions gauge"), "{text}");
         assert!(!text.contains("# EOF"), "{text}");
         assert!(metrics.encode().ends_with("# EOF\n"));

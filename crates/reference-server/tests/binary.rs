@@ -182,6 +182,8 @@ async fn start(args: &[&str]) -> (tokio::process::Child, String, String) {
             token = Some(rest.trim().to_owned());
         }
     }
+    // Keep reading, so that the server never writes to a closed pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, base.expect("an address"), token.expect("a token"))
 }
 
