@@ -18,19 +18,24 @@ use serde::Deserialize;
 /// several nodes sharing a Redis (--broker).
 ///
 /// Every option can also be set in a TOML file (--config) with the same name in snake_case, or
-/// in the environment as `FERRY_<NAME>`. Flags win over the environment, which wins over the file.
+/// in the environment as `FERRY_<NAME>`, the name in upper case (list options comma-separated).
+/// Flags win over the environment, which wins over the file.
+///
+/// Logs go to stderr. RUST_LOG filters them (default "info"; for example
+/// RUST_LOG=ferry_server=debug,info), --log-format picks text or JSON lines.
 #[derive(Debug, Clone, Default, Parser)]
 #[command(name = "ferry-server", version, about, long_about)]
 pub struct Flags {
     /// A TOML file with any of the options below.
     #[arg(long, env = "FERRY_CONFIG")]
     pub config: Option<PathBuf>,
-    /// The address to listen on. Development auth refuses anything but loopback.
+    /// The address to listen on [default: 127.0.0.1:7400]. Development auth refuses anything
+    /// but loopback.
     #[arg(long, env = "FERRY_BIND")]
     pub bind: Option<SocketAddr>,
     /// How bearer credentials are checked: "dev" (one generated token with every right;
     /// loopback only), "tokens" (a file of tokens, see --tokens-file) or "jwt" (signed tokens,
-    /// see --jwt-hs256-secret-file and --jwt-rs256-public-key-file).
+    /// see --jwt-hs256-secret-file and --jwt-rs256-public-key-file) [default: dev].
     #[arg(long, env = "FERRY_AUTH")]
     pub auth: Option<AuthMode>,
     /// With --auth tokens: a TOML file mapping tokens to a user and permissions.
@@ -42,41 +47,43 @@ pub struct Flags {
     /// With --auth jwt: a PEM file holding the RS256 public key.
     #[arg(long, env = "FERRY_JWT_RS256_PUBLIC_KEY_FILE")]
     pub jwt_rs256_public_key_file: Option<PathBuf>,
-    /// Lifetime of a ticket, in milliseconds.
+    /// Lifetime of a ticket, in milliseconds [default: 30000].
     #[arg(long, env = "FERRY_TICKET_TTL_MS")]
     pub ticket_ttl_ms: Option<u64>,
-    /// Time between two pings, in milliseconds.
+    /// Time between two pings, in milliseconds [default: 20000].
     #[arg(long, env = "FERRY_HEARTBEAT_INTERVAL_MS")]
     pub heartbeat_interval_ms: Option<u64>,
-    /// Time a client has to answer a ping, in milliseconds.
+    /// Time a client has to answer a ping, in milliseconds [default: 10000].
     #[arg(long, env = "FERRY_HEARTBEAT_TIMEOUT_MS")]
     pub heartbeat_timeout_ms: Option<u64>,
-    /// The largest message either side may send, in bytes.
+    /// The largest message either side may send, in bytes [default: 131072].
     #[arg(long, env = "FERRY_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<u64>,
-    /// Channels one session may hold at once.
+    /// Channels one session may hold at once [default: 100].
     #[arg(long, env = "FERRY_MAX_SUBSCRIPTIONS")]
     pub max_subscriptions: Option<u64>,
     /// Sessions one user may hold at once, over every node (FERRY-RATE-3) [default: 16]; one
     /// more is closed with 4409.
     #[arg(long, env = "FERRY_MAX_CONNECTIONS_PER_USER")]
     pub max_connections_per_user: Option<u64>,
-    /// Sustained inbound frames per second per session.
+    /// Sustained inbound frames per second per session [default: 10].
     #[arg(long, env = "FERRY_RATE_LIMIT_PER_SECOND")]
     pub rate_limit_per_second: Option<u64>,
-    /// Inbound frames a session may send at once.
+    /// Inbound frames a session may send at once [default: 20].
     #[arg(long, env = "FERRY_RATE_LIMIT_BURST")]
     pub rate_limit_burst: Option<u64>,
-    /// Age up to which missed events can be replayed, in milliseconds.
+    /// Age up to which missed events can be replayed, in milliseconds [default: 120000].
     #[arg(long, env = "FERRY_RESUME_WINDOW_MS")]
     pub resume_window_ms: Option<u64>,
-    /// Most recent events per channel that can be replayed.
+    /// Most recent events per channel that can be replayed [default: 1000].
     #[arg(long, env = "FERRY_RESUME_MAX_EVENTS")]
     pub resume_max_events: Option<u64>,
-    /// How long an idempotency key is remembered, in milliseconds (at least the resume window).
+    /// How long an idempotency key is remembered, in milliseconds (at least the resume window)
+    /// [default: 120000].
     #[arg(long, env = "FERRY_DEDUP_WINDOW_MS")]
     pub dedup_window_ms: Option<u64>,
-    /// The span over which a stopping server spreads its clients' reconnects, in milliseconds.
+    /// The span over which a stopping server spreads its clients' reconnects, in milliseconds
+    /// [default: 10000].
     #[arg(long, env = "FERRY_DRAIN_PERIOD_MS")]
     pub drain_period_ms: Option<u64>,
     /// Most channels the node holds state for at once [default: 100000]; a publish or
@@ -93,7 +100,7 @@ pub struct Flags {
     pub outbound_queue_bytes: Option<usize>,
     /// Where channel state, tickets and fan-out live: "memory" (this node alone, the default)
     /// or a Redis shared by several nodes, as redis://HOST:PORT[/DB] (also rediss:// and
-    /// redis+unix://).
+    /// redis+unix://) [default: memory].
     #[arg(long, env = "FERRY_BROKER")]
     pub broker: Option<String>,
     /// With a Redis broker: the prefix of every key and topic [default: ferry:]. The nodes of
@@ -104,7 +111,8 @@ pub struct Flags {
     /// environment); "*" allows any. Requests without an Origin header (non-browser clients)
     /// are always allowed. Default: any with development auth, none otherwise.
     #[arg(
-        long = "allow-origin",
+        long = "allowed-origins",
+        alias = "allow-origin",
         env = "FERRY_ALLOWED_ORIGINS",
         value_delimiter = ','
     )]
@@ -120,6 +128,26 @@ pub struct Flags {
         value_name = "DIR"
     )]
     pub app: Option<Vec<PathBuf>>,
+    /// With development auth: the token to accept. Default: one generated on first start and
+    /// kept in $XDG_DATA_HOME/ferry/dev-token (else ~/.local/share/ferry/dev-token), so that
+    /// it stays the same across restarts.
+    #[arg(long, env = "FERRY_DEV_TOKEN")]
+    pub dev_token: Option<String>,
+    /// How log lines on stderr look: "text" (for people; coloured only on a terminal, never
+    /// with NO_COLOR set) or "json" (one object a line, for log collectors) [default: text].
+    #[arg(long, env = "FERRY_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// How bearer credentials are checked.
@@ -162,6 +190,8 @@ struct FileConfig {
     broker: Option<String>,
     redis_prefix: Option<String>,
     app: Option<Vec<PathBuf>>,
+    log_format: Option<LogFormat>,
+    dev_token: Option<String>,
 }
 
 /// Where channel state, tickets and fan-out live.
@@ -221,6 +251,10 @@ pub struct Config {
     pub broker: BrokerChoice,
     /// The application schema sets served; none means the built-in example application.
     pub apps: Vec<PathBuf>,
+    /// How log lines look.
+    pub log_format: LogFormat,
+    /// With development auth, the token given to accept (else the kept one).
+    pub dev_token: Option<String>,
 }
 
 /// A configuration that cannot be used; the message names the field.
@@ -441,6 +475,20 @@ impl Config {
             });
         }
 
+        let dev_token = flags.dev_token.or(file.dev_token);
+        if let Some(token) = &dev_token
+            && (token.len() < 16
+                || !token
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b)))
+        {
+            return Err(ConfigError::Range {
+                field: "dev_token",
+                value: "(hidden)".into(),
+                why: "at least 16 characters of letters, digits and -._~+/".into(),
+            });
+        }
+
         // The advertised values go through the generated types, whose bounds are the schema's.
         let advertised = serde_json::json!({
             "heartbeat": { "interval_ms": heartbeat_interval, "timeout_ms": heartbeat_timeout },
@@ -514,6 +562,8 @@ impl Config {
             allowed_origins,
             broker,
             apps: flags.app.or(file.app).unwrap_or_default(),
+            log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
+            dev_token,
         })
     }
 }

@@ -197,7 +197,7 @@ async fn connect<B: Broker>(
     {
         return error(
             ErrorCode::Forbidden,
-            format!("the Origin {origin} may not open sessions; allow it with --allow-origin"),
+            format!("the Origin {origin} may not open sessions; allow it with --allowed-origins"),
         );
     }
     let max = server.config.session.limits.max_message_bytes.get() as usize;

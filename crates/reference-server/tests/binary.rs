@@ -14,7 +14,9 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_traffic_says_goodbye_closes_with_1012_and_keeps_acknowledged_publishes() {
+    let data = tempfile::tempdir().expect("a temp dir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferry-server"))
+        .env("XDG_DATA_HOME", data.path())
         .args(["--bind", "127.0.0.1:0", "--drain-period-ms", "1000"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -158,8 +160,9 @@ async fn sigterm_under_traffic_says_goodbye_closes_with_1012_and_keeps_acknowled
 
 /// Starts `ferry-server` with `args` (on a random loopback port, development auth) and reads
 /// its address and development token from the walkthrough it prints.
-async fn start(args: &[&str]) -> (tokio::process::Child, String, String) {
+async fn start(data: &std::path::Path, args: &[&str]) -> (tokio::process::Child, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferry-server"))
+        .env("XDG_DATA_HOME", data)
         .args(["--bind", "127.0.0.1:0"])
         .args(args)
         .stdout(Stdio::piped())
@@ -234,7 +237,9 @@ fn write_billing_app(dir: &std::path::Path, pattern: &str) {
 
 /// Runs `ferry-server` on `args` expecting it to refuse to start; returns its stderr.
 async fn refused(args: &[&str]) -> String {
+    let data = tempfile::tempdir().expect("a temp dir");
     let output = Command::new(env!("CARGO_BIN_EXE_ferry-server"))
+        .env("XDG_DATA_HOME", data.path())
         .args(["--bind", "127.0.0.1:0"])
         .args(args)
         .stdout(Stdio::null())
@@ -254,7 +259,8 @@ async fn an_application_set_given_with_app_is_enforced_and_a_bad_one_refused_at_
     let root = tempfile::tempdir().expect("a temp dir");
     let billing = root.path().join("billing");
     write_billing_app(&billing, "billing:*:invoices");
-    let (_child, base, token) = start(&["--app", billing.to_str().expect("UTF-8")]).await;
+    let (_child, base, token) =
+        start(root.path(), &["--app", billing.to_str().expect("UTF-8")]).await;
     let http = reqwest::Client::new();
     let publish = |channel: &str, payload: Value| {
         http.post(format!("{base}/v1/publish"))
@@ -314,4 +320,64 @@ async fn an_application_set_given_with_app_is_enforced_and_a_bad_one_refused_at_
     std::fs::write(wide.join("payloads.schema.json"), "{ not json").expect("write");
     let stderr = refused(&["--app", wide.to_str().expect("UTF-8")]).await;
     assert!(stderr.contains("wide/payloads.schema.json"), "{stderr}");
+}
+
+/// The first log line `ferry-server` writes to stderr (a pipe, not a terminal) with `args`.
+async fn first_log_line(args: &[&str]) -> String {
+    let data = tempfile::tempdir().expect("a temp dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry-server"))
+        .env("XDG_DATA_HOME", data.path())
+        .args(["--bind", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ferry-server starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("the server logs")
+        .expect("stderr")
+        .expect("a line")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_json_lines_on_request_and_plain_text_without_a_terminal() {
+    let json_line = first_log_line(&["--log-format", "json"]).await;
+    let entry: Value = serde_json::from_str(&json_line).expect("a JSON object a line");
+    assert_eq!(entry["level"], "INFO", "{entry}");
+    assert_eq!(
+        entry["fields"]["message"], "ferry-server listening",
+        "{entry}"
+    );
+    let text = first_log_line(&[]).await;
+    assert!(text.contains("ferry-server listening"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "no colour codes in a pipe: {text:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_development_token_stays_the_same_across_restarts_unless_one_is_given() {
+    let data = tempfile::tempdir().expect("a temp dir");
+    let (mut first, _, token) = start(data.path(), &[]).await;
+    first.kill().await.expect("stops");
+    let (_second, base, again) = start(data.path(), &[]).await;
+    assert_eq!(
+        again, token,
+        "the walkthrough's FERRY_TOKEN still works after a restart"
+    );
+    let answer = reqwest::Client::new()
+        .post(format!("{base}/v1/tickets"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(answer.status(), 201);
+    let (_third, _, given) = start(data.path(), &["--dev-token", "dev-0123456789abcdef"]).await;
+    assert_eq!(given, "dev-0123456789abcdef");
+    let stderr = refused(&["--dev-token", "short"]).await;
+    assert!(stderr.contains("dev_token"), "{stderr}");
 }

@@ -56,7 +56,7 @@ test("a page on an allowed origin gets a ticket and connects; a page on another 
   writeFileSync(join(dir, "tokens.toml"), `[[tokens]]\ntoken = "${token}"\nuser = "console"\npermissions = [{ pattern = "project:*:tasks", read = true, write = false }]\n`);
   const [allowed, other] = [await page(t), await page(t)];
 
-  const server = spawn(serverBin, ["--bind", "127.0.0.1:0", "--auth", "tokens", "--tokens-file", join(dir, "tokens.toml"), "--allow-origin", allowed], { stdio: ["ignore", "ignore", "pipe"] });
+  const server = spawn(serverBin, ["--bind", "127.0.0.1:0", "--auth", "tokens", "--tokens-file", join(dir, "tokens.toml"), "--allowed-origins", allowed], { stdio: ["ignore", "ignore", "pipe"] });
   t.after(() => server.kill("SIGKILL"));
   let log = "";
   const serverUrl = await new Promise((resolve, reject) => {
