@@ -107,8 +107,8 @@ pub struct Flags {
     /// one deployment share it; two deployments on one Redis must not.
     #[arg(long, env = "FERRY_REDIS_PREFIX")]
     pub redis_prefix: Option<String>,
-    /// A browser Origin allowed to open sessions (repeat, or comma-separated in the
-    /// environment); "*" allows any. Requests without an Origin header (non-browser clients)
+    /// A browser Origin allowed to open sessions and to call the HTTP endpoints through CORS
+    /// (repeat, or comma-separated in the environment); "*" allows any. Requests without an Origin header (non-browser clients)
     /// are always allowed. Default: any with development auth, none otherwise.
     #[arg(
         long = "allowed-origins",
