@@ -152,7 +152,12 @@ impl Auth {
     /// Development auth: one random token that may read, write and publish everywhere.
     /// Returns the token, for the operator to copy.
     pub fn development() -> (Self, String) {
-        let token = format!("dev-{:032x}", rand::random::<u128>());
+        Self::development_with(format!("dev-{:032x}", rand::random::<u128>()))
+    }
+
+    /// Development auth with this token (`--dev-token`, or the one kept in the user's data
+    /// directory by [`stable_dev_token`], so that it survives restarts).
+    pub fn development_with(token: String) -> (Self, String) {
         let identity = Identity {
             user: "developer".parse().expect("a valid user id"),
             permissions: vec![
@@ -365,5 +370,72 @@ mod tests {
             &"any:channel".parse().expect("valid"),
             ferry_protocol::Access::Write
         ));
+    }
+}
+
+/// The development token kept in `dir` (created, readable by its owner alone, on first use),
+/// so that it stays the same across restarts and the walkthrough's `FERRY_TOKEN` keeps working.
+pub fn stable_dev_token(dir: &std::path::Path) -> std::io::Result<String> {
+    let path = dir.join("dev-token");
+    match std::fs::read_to_string(&path) {
+        Ok(token) if token.trim().starts_with("dev-") => return Ok(token.trim().to_owned()),
+        Ok(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} does not hold a development token", path.display()),
+            ));
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    std::fs::create_dir_all(dir)?;
+    let token = format!("dev-{:032x}", rand::random::<u128>());
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(&path) {
+        Ok(mut file) => {
+            std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes())?;
+            Ok(token)
+        }
+        // Another server started at the same moment wrote it first: use theirs.
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            Ok(std::fs::read_to_string(&path)?.trim().to_owned())
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Where the development token is kept: `$XDG_DATA_HOME/ferry`, else `~/.local/share/ferry`.
+pub fn dev_token_dir() -> Option<std::path::PathBuf> {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|home| std::path::PathBuf::from(home).join(".local/share"))
+        })?;
+    Some(data.join("ferry"))
+}
+
+#[cfg(test)]
+mod dev_token_tests {
+    use super::*;
+
+    #[test]
+    fn the_kept_development_token_survives_a_restart() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let kept = dir.path().join("ferry");
+        let first = stable_dev_token(&kept).expect("created");
+        assert!(first.starts_with("dev-") && first.len() == 36, "{first}");
+        assert_eq!(stable_dev_token(&kept).expect("read back"), first);
+        std::fs::write(kept.join("dev-token"), "garbage").expect("write");
+        assert!(
+            stable_dev_token(&kept).is_err(),
+            "a file that is not a token is refused"
+        );
     }
 }

@@ -18,19 +18,24 @@ use serde::Deserialize;
 /// several nodes sharing a Redis (--broker).
 ///
 /// Every option can also be set in a TOML file (--config) with the same name in snake_case, or
-/// in the environment as `FERRY_<NAME>`. Flags win over the environment, which wins over the file.
+/// in the environment as `FERRY_<NAME>`, the name in upper case (list options comma-separated).
+/// Flags win over the environment, which wins over the file.
+///
+/// Logs go to stderr. RUST_LOG filters them (default "info"; for example
+/// RUST_LOG=ferry_server=debug,info), --log-format picks text or JSON lines.
 #[derive(Debug, Clone, Default, Parser)]
 #[command(name = "ferry-server", version, about, long_about)]
 pub struct Flags {
     /// A TOML file with any of the options below.
     #[arg(long, env = "FERRY_CONFIG")]
     pub config: Option<PathBuf>,
-    /// The address to listen on. Development auth refuses anything but loopback.
+    /// The address to listen on [default: 127.0.0.1:7400]. Development auth refuses anything
+    /// but loopback.
     #[arg(long, env = "FERRY_BIND")]
     pub bind: Option<SocketAddr>,
     /// How bearer credentials are checked: "dev" (one generated token with every right;
     /// loopback only), "tokens" (a file of tokens, see --tokens-file) or "jwt" (signed tokens,
-    /// see --jwt-hs256-secret-file and --jwt-rs256-public-key-file).
+    /// see --jwt-hs256-secret-file and --jwt-rs256-public-key-file) [default: dev].
     #[arg(long, env = "FERRY_AUTH")]
     pub auth: Option<AuthMode>,
     /// With --auth tokens: a TOML file mapping tokens to a user and permissions.
@@ -42,37 +47,43 @@ pub struct Flags {
     /// With --auth jwt: a PEM file holding the RS256 public key.
     #[arg(long, env = "FERRY_JWT_RS256_PUBLIC_KEY_FILE")]
     pub jwt_rs256_public_key_file: Option<PathBuf>,
-    /// Lifetime of a ticket, in milliseconds.
+    /// Lifetime of a ticket, in milliseconds [default: 30000].
     #[arg(long, env = "FERRY_TICKET_TTL_MS")]
     pub ticket_ttl_ms: Option<u64>,
-    /// Time between two pings, in milliseconds.
+    /// Time between two pings, in milliseconds [default: 20000].
     #[arg(long, env = "FERRY_HEARTBEAT_INTERVAL_MS")]
     pub heartbeat_interval_ms: Option<u64>,
-    /// Time a client has to answer a ping, in milliseconds.
+    /// Time a client has to answer a ping, in milliseconds [default: 10000].
     #[arg(long, env = "FERRY_HEARTBEAT_TIMEOUT_MS")]
     pub heartbeat_timeout_ms: Option<u64>,
-    /// The largest message either side may send, in bytes.
+    /// The largest message either side may send, in bytes [default: 131072].
     #[arg(long, env = "FERRY_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<u64>,
-    /// Channels one session may hold at once.
+    /// Channels one session may hold at once [default: 100].
     #[arg(long, env = "FERRY_MAX_SUBSCRIPTIONS")]
     pub max_subscriptions: Option<u64>,
-    /// Sustained inbound frames per second per session.
+    /// Sessions one user may hold at once, over every node (FERRY-RATE-3) [default: 16]; one
+    /// more is closed with 4409.
+    #[arg(long, env = "FERRY_MAX_CONNECTIONS_PER_USER")]
+    pub max_connections_per_user: Option<u64>,
+    /// Sustained inbound frames per second per session [default: 10].
     #[arg(long, env = "FERRY_RATE_LIMIT_PER_SECOND")]
     pub rate_limit_per_second: Option<u64>,
-    /// Inbound frames a session may send at once.
+    /// Inbound frames a session may send at once [default: 20].
     #[arg(long, env = "FERRY_RATE_LIMIT_BURST")]
     pub rate_limit_burst: Option<u64>,
-    /// Age up to which missed events can be replayed, in milliseconds.
+    /// Age up to which missed events can be replayed, in milliseconds [default: 120000].
     #[arg(long, env = "FERRY_RESUME_WINDOW_MS")]
     pub resume_window_ms: Option<u64>,
-    /// Most recent events per channel that can be replayed.
+    /// Most recent events per channel that can be replayed [default: 1000].
     #[arg(long, env = "FERRY_RESUME_MAX_EVENTS")]
     pub resume_max_events: Option<u64>,
-    /// How long an idempotency key is remembered, in milliseconds (at least the resume window).
+    /// How long an idempotency key is remembered, in milliseconds (at least the resume window)
+    /// [default: 120000].
     #[arg(long, env = "FERRY_DEDUP_WINDOW_MS")]
     pub dedup_window_ms: Option<u64>,
-    /// The span over which a stopping server spreads its clients' reconnects, in milliseconds.
+    /// The span over which a stopping server spreads its clients' reconnects, in milliseconds
+    /// [default: 10000].
     #[arg(long, env = "FERRY_DRAIN_PERIOD_MS")]
     pub drain_period_ms: Option<u64>,
     /// Most channels the node holds state for at once [default: 100000]; a publish or
@@ -89,22 +100,54 @@ pub struct Flags {
     pub outbound_queue_bytes: Option<usize>,
     /// Where channel state, tickets and fan-out live: "memory" (this node alone, the default)
     /// or a Redis shared by several nodes, as redis://HOST:PORT[/DB] (also rediss:// and
-    /// redis+unix://).
+    /// redis+unix://) [default: memory].
     #[arg(long, env = "FERRY_BROKER")]
     pub broker: Option<String>,
     /// With a Redis broker: the prefix of every key and topic [default: ferry:]. The nodes of
     /// one deployment share it; two deployments on one Redis must not.
     #[arg(long, env = "FERRY_REDIS_PREFIX")]
     pub redis_prefix: Option<String>,
-    /// A browser Origin allowed to open sessions (repeat, or comma-separated in the
-    /// environment); "*" allows any. Requests without an Origin header (non-browser clients)
+    /// A browser Origin allowed to open sessions and to call the HTTP endpoints through CORS
+    /// (repeat, or comma-separated in the environment); "*" allows any. Requests without an Origin header (non-browser clients)
     /// are always allowed. Default: any with development auth, none otherwise.
     #[arg(
-        long = "allow-origin",
+        long = "allowed-origins",
+        alias = "allow-origin",
         env = "FERRY_ALLOWED_ORIGINS",
         value_delimiter = ','
     )]
     pub allowed_origins: Option<Vec<String>>,
+    /// An application schema set to serve: a folder as `ferry-codegen generate --schema` reads
+    /// it (`*.schema.json`, `channels.json`, `vectors/`), linted at start. Repeat (or
+    /// comma-separate in the environment) to serve several applications whose namespaces do
+    /// not overlap. Default: the built-in example application.
+    #[arg(
+        long = "app",
+        env = "FERRY_APP",
+        value_delimiter = ',',
+        value_name = "DIR"
+    )]
+    pub app: Option<Vec<PathBuf>>,
+    /// With development auth: the token to accept. Default: one generated on first start and
+    /// kept in $XDG_DATA_HOME/ferry/dev-token (else ~/.local/share/ferry/dev-token), so that
+    /// it stays the same across restarts.
+    #[arg(long, env = "FERRY_DEV_TOKEN")]
+    pub dev_token: Option<String>,
+    /// How log lines on stderr look: "text" (for people; coloured only on a terminal, never
+    /// with NO_COLOR set) or "json" (one object a line, for log collectors) [default: text].
+    #[arg(long, env = "FERRY_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// How bearer credentials are checked.
@@ -133,6 +176,7 @@ struct FileConfig {
     heartbeat_timeout_ms: Option<u64>,
     max_message_bytes: Option<u64>,
     max_subscriptions: Option<u64>,
+    max_connections_per_user: Option<u64>,
     rate_limit_per_second: Option<u64>,
     rate_limit_burst: Option<u64>,
     resume_window_ms: Option<u64>,
@@ -145,6 +189,9 @@ struct FileConfig {
     allowed_origins: Option<Vec<String>>,
     broker: Option<String>,
     redis_prefix: Option<String>,
+    app: Option<Vec<PathBuf>>,
+    log_format: Option<LogFormat>,
+    dev_token: Option<String>,
 }
 
 /// Where channel state, tickets and fan-out live.
@@ -192,6 +239,8 @@ pub struct Config {
     pub drain_period: Duration,
     /// Most channels the node holds state for at once.
     pub max_channels: usize,
+    /// Sessions one user may hold at once, over every node (FERRY-RATE-3).
+    pub max_connections_per_user: u64,
     /// How much may be queued for one session's socket before it counts as fallen behind.
     pub outbound_queue: QueueLimits,
     /// What every session advertises and enforces.
@@ -200,26 +249,32 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Where channel state, tickets and fan-out live.
     pub broker: BrokerChoice,
+    /// The application schema sets served; none means the built-in example application.
+    pub apps: Vec<PathBuf>,
+    /// How log lines look.
+    pub log_format: LogFormat,
+    /// With development auth, the token given to accept (else the kept one).
+    pub dev_token: Option<String>,
 }
 
 /// A configuration that cannot be used; the message names the field.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The config file could not be read.
-    #[error("cannot read the config file {path}: {source}")]
+    #[error("cannot read the config file {}: {error}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (not a `source`: the message carries it, so it is printed once).
+        error: std::io::Error,
     },
     /// The config file is not valid TOML of the expected shape.
-    #[error("the config file {path} is invalid: {source}")]
+    #[error("the config file {} is invalid: {error}", path.display())]
     Parse {
         /// The file.
         path: PathBuf,
-        /// What toml reported, naming the field.
-        source: toml::de::Error,
+        /// What toml reported, naming the field (carried by the message, printed once).
+        error: toml::de::Error,
     },
     /// A value is out of the range the protocol allows.
     #[error("{field} = {value} is out of range: {why}")]
@@ -329,6 +384,18 @@ impl Config {
             defaults::DRAIN_PERIOD_MS,
         );
 
+        let max_connections_per_user = pick(
+            flags.max_connections_per_user,
+            file.max_connections_per_user,
+            defaults::MAX_CONNECTIONS_PER_USER,
+        );
+        if max_connections_per_user == 0 {
+            return Err(ConfigError::Range {
+                field: "max_connections_per_user",
+                value: "0".into(),
+                why: "must be at least 1".into(),
+            });
+        }
         let max_channels = flags
             .max_channels
             .or(file.max_channels)
@@ -408,6 +475,20 @@ impl Config {
             });
         }
 
+        let dev_token = flags.dev_token.or(file.dev_token);
+        if let Some(token) = &dev_token
+            && (token.len() < 16
+                || !token
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b)))
+        {
+            return Err(ConfigError::Range {
+                field: "dev_token",
+                value: "(hidden)".into(),
+                why: "at least 16 characters of letters, digits and -._~+/".into(),
+            });
+        }
+
         // The advertised values go through the generated types, whose bounds are the schema's.
         let advertised = serde_json::json!({
             "heartbeat": { "interval_ms": heartbeat_interval, "timeout_ms": heartbeat_timeout },
@@ -415,31 +496,55 @@ impl Config {
             "resume": { "window_ms": resume_window, "max_events": resume_events },
         });
         let defaults_session = ServerConfig::default();
-        let field = |name: &'static str| -> Result<serde_json::Value, ConfigError> {
-            Ok(advertised[name].clone())
-        };
+        let defaults_json = serde_json::json!({
+            "heartbeat": defaults_session.heartbeat,
+            "limits": defaults_session.limits,
+            "resume": defaults_session.resume,
+        });
+        // Each option alone over the defaults, so that a range error names its own field.
+        let fields: [(&'static str, &'static str, &[&str]); 8] = [
+            ("heartbeat_interval_ms", "heartbeat", &["interval_ms"]),
+            ("heartbeat_timeout_ms", "heartbeat", &["timeout_ms"]),
+            ("max_message_bytes", "limits", &["max_message_bytes"]),
+            ("max_subscriptions", "limits", &["max_subscriptions"]),
+            (
+                "rate_limit_per_second",
+                "limits",
+                &["rate_limit", "messages_per_second"],
+            ),
+            ("rate_limit_burst", "limits", &["rate_limit", "burst"]),
+            ("resume_window_ms", "resume", &["window_ms"]),
+            ("resume_max_events", "resume", &["max_events"]),
+        ];
+        for (field, group, path) in fields {
+            let mut value = &advertised[group];
+            let mut alone = defaults_json[group].clone();
+            let mut slot = &mut alone;
+            for key in path {
+                value = &value[*key];
+                slot = &mut slot[*key];
+            }
+            *slot = value.clone();
+            let checked = match group {
+                "heartbeat" => {
+                    serde_json::from_value::<ferry_protocol::HeartbeatPolicy>(alone).map(drop)
+                }
+                "limits" => {
+                    serde_json::from_value::<ferry_protocol::SessionLimits>(alone).map(drop)
+                }
+                _ => serde_json::from_value::<ferry_protocol::ResumePolicy>(alone).map(drop),
+            };
+            if let Err(error) = checked {
+                return Err(range(field, value, error));
+            }
+        }
         let session = ServerConfig {
-            heartbeat: serde_json::from_value(field("heartbeat")?).map_err(|e| {
-                range(
-                    "heartbeat_interval_ms / heartbeat_timeout_ms",
-                    &advertised["heartbeat"],
-                    e,
-                )
-            })?,
-            limits: serde_json::from_value(field("limits")?).map_err(|e| {
-                range(
-                    "max_message_bytes / max_subscriptions / rate_limit_*",
-                    &advertised["limits"],
-                    e,
-                )
-            })?,
-            resume: serde_json::from_value(field("resume")?).map_err(|e| {
-                range(
-                    "resume_window_ms / resume_max_events",
-                    &advertised["resume"],
-                    e,
-                )
-            })?,
+            heartbeat: serde_json::from_value(advertised["heartbeat"].clone())
+                .map_err(|e| range("heartbeat_interval_ms", &advertised["heartbeat"], e))?,
+            limits: serde_json::from_value(advertised["limits"].clone())
+                .map_err(|e| range("max_message_bytes", &advertised["limits"], e))?,
+            resume: serde_json::from_value(advertised["resume"].clone())
+                .map_err(|e| range("resume_window_ms", &advertised["resume"], e))?,
             ..defaults_session
         };
         Ok(Self {
@@ -451,10 +556,14 @@ impl Config {
             dedup_window: Duration::from_millis(dedup_window),
             drain_period: Duration::from_millis(drain_period),
             max_channels,
+            max_connections_per_user,
             outbound_queue,
             session,
             allowed_origins,
             broker,
+            apps: flags.app.or(file.app).unwrap_or_default(),
+            log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
+            dev_token,
         })
     }
 }
@@ -502,13 +611,13 @@ fn range(field: &'static str, value: &serde_json::Value, error: serde_json::Erro
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: path.to_owned(),
-        source,
+        error,
     })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+    toml::from_str(&text).map_err(|error| ConfigError::Parse {
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 
@@ -674,5 +783,37 @@ mod tests {
         let config = Config::resolve(flags).expect("valid");
         assert_eq!(config.session.heartbeat.interval_ms.get(), 7000);
         assert_eq!(config.session.heartbeat.timeout_ms.get(), 2000);
+    }
+
+    #[test]
+    fn a_range_error_names_the_one_field_at_fault() {
+        for (flags, field) in [
+            (
+                Flags {
+                    heartbeat_timeout_ms: Some(0),
+                    ..Flags::default()
+                },
+                "heartbeat_timeout_ms = 0",
+            ),
+            (
+                Flags {
+                    rate_limit_burst: Some(0),
+                    ..Flags::default()
+                },
+                "rate_limit_burst = 0",
+            ),
+            (
+                Flags {
+                    max_connections_per_user: Some(0),
+                    ..Flags::default()
+                },
+                "max_connections_per_user = 0",
+            ),
+        ] {
+            let error = Config::resolve(flags)
+                .expect_err("out of range")
+                .to_string();
+            assert!(error.starts_with(field), "{error}");
+        }
     }
 }

@@ -53,7 +53,27 @@ pub fn router<B: Broker>(server: Arc<Server<B>>) -> Router {
             server.clone(),
             count_rejection::<B>,
         ))
+        .layer(cors(&server))
         .with_state(server)
+}
+
+/// CORS for browser pages on other origins (FERRY-SECURITY-1): the same Origin allowlist
+/// that guards the WebSocket upgrade decides which pages may call the HTTP endpoints, preflight
+/// included. Credentials are bearer tokens in `Authorization`, never cookies, so no
+/// `Access-Control-Allow-Credentials`.
+fn cors<B: Broker>(server: &Arc<Server<B>>) -> tower_http::cors::CorsLayer {
+    use axum::http::Method;
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let config = server.clone();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(move |origin, _| {
+            origin
+                .to_str()
+                .is_ok_and(|origin| config.config.allows_origin(origin))
+        }))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 /// Counts every HTTP error response by its error code (carried in the response's extensions).
@@ -69,19 +89,35 @@ async fn count_rejection<B: Broker>(
     response
 }
 
-async fn metrics<B: Broker>(State(server): State<Arc<Server<B>>>) -> Response {
+/// `GET /metrics`: OpenMetrics (the documented format) to a scraper that asks for it, as
+/// Prometheus does; Prometheus' classic text format otherwise, which every older tool and
+/// `promtool check metrics` read.
+async fn metrics<B: Broker>(State(server): State<Arc<Server<B>>>, headers: HeaderMap) -> Response {
     server
         .metrics
         .sessions
         .set(i64::try_from(server.live_sessions()).unwrap_or(i64::MAX));
-    (
-        [(
-            header::CONTENT_TYPE,
-            endpoint::METRICS.response_content_type,
-        )],
-        server.metrics.encode(),
-    )
-        .into_response()
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|accept| accept.contains("application/openmetrics-text"));
+    if openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                endpoint::METRICS.response_content_type,
+            )],
+            server.metrics.encode(),
+        )
+            .into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, crate::metrics::CLASSIC_CONTENT_TYPE)],
+            server.metrics.encode_classic(),
+        )
+            .into_response()
+    }
 }
 
 /// An error response: the code's HTTP status and retryable flag come from the error table.
@@ -104,11 +140,23 @@ fn identity<B: Broker>(server: &Server<B>, headers: &HeaderMap) -> Option<Identi
     server.auth.check(authorization)
 }
 
-fn unauthorized() -> Response {
-    error(
+/// A 401 with `WWW-Authenticate: Bearer` (RFC 6750): `error="invalid_token"` when a
+/// credential was sent and refused, the bare scheme when none was sent.
+fn unauthorized(headers: &HeaderMap) -> Response {
+    let mut response = error(
         ErrorCode::Unauthorized,
         "the Authorization header carries no valid bearer credential",
-    )
+    );
+    let challenge = if headers.contains_key(header::AUTHORIZATION) {
+        "Bearer error=\"invalid_token\""
+    } else {
+        "Bearer"
+    };
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static(challenge),
+    );
+    response
 }
 
 async fn issue_ticket<B: Broker>(
@@ -119,7 +167,7 @@ async fn issue_ticket<B: Broker>(
         return error(ErrorCode::Unavailable, "the server is shutting down");
     }
     let Some(identity) = identity(&server, &headers) else {
-        return unauthorized();
+        return unauthorized(&headers);
     };
     let grant = Grant {
         user: identity.user.clone(),
@@ -168,7 +216,7 @@ async fn connect<B: Broker>(
     {
         return error(
             ErrorCode::Forbidden,
-            format!("the Origin {origin} may not open sessions; allow it with --allow-origin"),
+            format!("the Origin {origin} may not open sessions; allow it with --allowed-origins"),
         );
     }
     let max = server.config.session.limits.max_message_bytes.get() as usize;
@@ -202,7 +250,7 @@ async fn publish<B: Broker>(
     // The credential comes from the headers before a byte of the body is read, so an
     // unauthenticated caller cannot make the server buffer anything.
     let Some(identity) = identity(&server, &headers) else {
-        return unauthorized();
+        return unauthorized(&headers);
     };
     if server.is_draining() {
         return error(ErrorCode::Unavailable, "the server is shutting down");
@@ -318,7 +366,7 @@ async fn history<B: Broker>(
     Query(raw): Query<HashMap<String, String>>,
 ) -> Response {
     let Some(identity) = identity(&server, &headers) else {
-        return unauthorized();
+        return unauthorized(&headers);
     };
     // Query strings carry text; the schema's HistoryQuery types them.
     let mut typed = serde_json::Map::new();

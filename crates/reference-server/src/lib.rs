@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ferry_protocol::server::ServerConfig;
-use ferry_protocol::tables::defaults;
 use ferry_protocol::{SessionId, Timestamp, UserId};
 use std::sync::Mutex;
 use tokio::net::TcpListener;
@@ -128,7 +127,7 @@ impl<B: Broker> Server<B> {
     fn connection_slot(self: &Arc<Self>, user: &UserId) -> Option<Slot<B>> {
         let mut per_user = self.per_user.lock().unwrap_or_else(|e| e.into_inner());
         let count = per_user.entry(user.clone()).or_insert(0);
-        if *count as u64 >= defaults::MAX_CONNECTIONS_PER_USER {
+        if *count as u64 >= self.config.max_connections_per_user {
             return None;
         }
         *count += 1;
@@ -185,7 +184,11 @@ impl<B: Broker> Slot<B> {
         let granted = self
             .server
             .broker
-            .take_connection_slot(&self.user, session, defaults::MAX_CONNECTIONS_PER_USER)
+            .take_connection_slot(
+                &self.user,
+                session,
+                self.server.config.max_connections_per_user,
+            )
             .await?;
         if granted {
             self.shared = Some(session.clone());

@@ -4,21 +4,15 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ferry_server::auth::{Auth, JwtVerifier};
+use ferry_server::auth::{Auth, JwtVerifier, dev_token_dir, stable_dev_token};
 use ferry_server::broker::{Broker, MemoryBroker, RedisBroker};
-use ferry_server::config::{AuthMode, Config, Flags, JwtKey};
+use ferry_server::config::{AuthMode, Config, Flags, JwtKey, LogFormat};
 use ferry_server::namespaces::Namespaces;
 use ferry_server::{Server, serve};
 use tracing::{info, warn};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     match run(Flags::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -30,9 +24,28 @@ async fn main() -> ExitCode {
 
 async fn run(flags: Flags) -> Result<()> {
     let config = Config::resolve(flags)?;
+    init_logs(config.log_format);
+    let namespaces = if config.apps.is_empty() {
+        Namespaces::example_app()
+    } else {
+        let namespaces = Namespaces::load(&config.apps)?;
+        info!(apps = ?config.apps, namespaces = ?namespaces.patterns().iter().map(|p| p.to_string()).collect::<Vec<_>>(), "serving the application schema sets");
+        namespaces
+    };
     let (auth, dev_token) = match config.auth {
         AuthMode::Dev => {
-            let (auth, token) = Auth::development();
+            let token = match config.dev_token.clone() {
+                Some(token) => token,
+                None => {
+                    let dir = dev_token_dir().context(
+                        "no data directory (HOME and XDG_DATA_HOME are unset) to keep the development token in; give one with --dev-token",
+                    )?;
+                    stable_dev_token(&dir).with_context(|| {
+                        format!("cannot keep the development token in {}", dir.display())
+                    })?
+                }
+            };
+            let (auth, token) = Auth::development_with(token);
             (auth, Some(token))
         }
         AuthMode::Tokens => {
@@ -63,7 +76,7 @@ async fn run(flags: Flags) -> Result<()> {
     match config.redis_broker() {
         None => {
             let broker = MemoryBroker::new(config.memory_broker());
-            serve_with(config, auth, broker, dev_token).await
+            serve_with(config, auth, broker, namespaces, dev_token).await
         }
         Some(redis) => {
             let prefix = redis.prefix.clone();
@@ -74,7 +87,7 @@ async fn run(flags: Flags) -> Result<()> {
                     warn!(%error, "Redis does not answer yet; requests get `unavailable` until it does")
                 }
             }
-            serve_with(config, auth, broker, dev_token).await
+            serve_with(config, auth, broker, namespaces, dev_token).await
         }
     }
 }
@@ -83,13 +96,14 @@ async fn serve_with<B: Broker>(
     config: Config,
     auth: Auth,
     broker: B,
+    namespaces: Namespaces,
     dev_token: Option<String>,
 ) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("cannot listen on {}", config.bind))?;
     let address = listener.local_addr()?;
-    let server = Server::new(config, auth, broker, Namespaces::example_app());
+    let server = Server::new(config, auth, broker, namespaces);
     info!(%address, "ferry-server listening");
     if let Some(token) = dev_token {
         warn!("DEVELOPMENT AUTH: one generated token holds every right; do not expose this server");
@@ -100,6 +114,25 @@ async fn serve_with<B: Broker>(
         .context("the server failed")?;
     info!("stopped");
     Ok(())
+}
+
+/// Logs to stderr, filtered by RUST_LOG (default `info`), as text or JSON lines; text is
+/// coloured only on a terminal, and never when NO_COLOR is set (https://no-color.org).
+fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
+            logs.with_ansi(colour).init();
+        }
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

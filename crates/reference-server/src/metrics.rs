@@ -166,4 +166,67 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
     }
+
+    /// The metrics in Prometheus' classic text format (version 0.0.4), for scrapers and tools
+    /// that do not ask for OpenMetrics (`promtool check metrics`, curl).
+    pub fn encode_classic(&self) -> String {
+        classic(&self.encode())
+    }
+}
+
+/// The content type of [`Metrics::encode_classic`].
+pub const CLASSIC_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Rewrites OpenMetrics text as classic Prometheus text: a counter family is named by its
+/// samples (`ferry_closes_total`, where OpenMetrics says `ferry_closes`), and the `# UNIT` and
+/// `# EOF` lines, which the classic format does not have, go.
+fn classic(openmetrics: &str) -> String {
+    let counters: Vec<&str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(&name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(line) => out.push_str(&line),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_classic_format_names_counter_families_by_their_samples() {
+        let metrics = Metrics::default();
+        metrics.close(1012);
+        metrics.sessions_opened.inc();
+        let text = metrics.encode_classic();
+        assert!(
+            text.contains("# HELP ferry_closes_total Sessions the server closed"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE ferry_closes_total counter\nferry_closes_total{code=\"1012\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE ferry_sessions gauge"), "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(metrics.encode().ends_with("# EOF\n"));
+    }
 }

@@ -14,7 +14,9 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_traffic_says_goodbye_closes_with_1012_and_keeps_acknowledged_publishes() {
+    let data = tempfile::tempdir().expect("a temp dir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferry-server"))
+        .env("XDG_DATA_HOME", data.path())
         .args(["--bind", "127.0.0.1:0", "--drain-period-ms", "1000"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -154,4 +156,228 @@ async fn sigterm_under_traffic_says_goodbye_closes_with_1012_and_keeps_acknowled
         exit.success(),
         "ferry-server exits 0 after a graceful stop: {exit:?}"
     );
+}
+
+/// Starts `ferry-server` with `args` (on a random loopback port, development auth) and reads
+/// its address and development token from the walkthrough it prints.
+async fn start(data: &std::path::Path, args: &[&str]) -> (tokio::process::Child, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry-server"))
+        .env("XDG_DATA_HOME", data)
+        .args(["--bind", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ferry-server starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (mut base, mut token) = (None, None);
+    while base.is_none() || token.is_none() {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("the server prints its walkthrough")
+            .expect("stdout")
+            .expect("a line");
+        if let Some(rest) = line.split("running on ").nth(1) {
+            base = rest.split_whitespace().next().map(str::to_owned);
+        }
+        if let Some(rest) = line.split("Development token (every right): ").nth(1) {
+            token = Some(rest.trim().to_owned());
+        }
+    }
+    // Keep reading, so that the server never writes to a closed pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, base.expect("an address"), token.expect("a token"))
+}
+
+/// Writes an application schema set, as a team would for `ferry-codegen generate --schema`:
+/// one namespace `billing:*:invoices` carrying `Invoice`, with its vectors.
+fn write_billing_app(dir: &std::path::Path, pattern: &str) {
+    std::fs::create_dir_all(dir.join("vectors")).expect("mkdir");
+    std::fs::write(
+        dir.join("payloads.schema.json"),
+        json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "Billing payloads",
+            "description": "What the billing service publishes.",
+            "$defs": { "Invoice": {
+                "description": "An invoice was issued.",
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["invoice_id", "cents"],
+                "properties": {
+                    "invoice_id": { "type": "string", "minLength": 1, "maxLength": 64, "description": "The invoice." },
+                    "cents": { "type": "integer", "minimum": 0, "maximum": 1_000_000_000, "description": "The amount." }
+                }
+            } }
+        })
+        .to_string(),
+    )
+    .expect("write");
+    std::fs::write(
+        dir.join("channels.json"),
+        json!({
+            "description": "The billing service.",
+            "namespaces": [{ "pattern": pattern, "payload": "Invoice", "description": "Invoices of one account." }]
+        })
+        .to_string(),
+    )
+    .expect("write");
+    std::fs::write(
+        dir.join("vectors/Invoice.json"),
+        json!({
+            "type": "Invoice",
+            "valid": [{ "name": "issued", "description": "An invoice.", "value": { "invoice_id": "I-1", "cents": 100 } }],
+            "invalid": [{ "name": "negative", "description": "A negative amount.", "value": { "invoice_id": "I-1", "cents": -1 } }]
+        })
+        .to_string(),
+    )
+    .expect("write");
+}
+
+/// Runs `ferry-server` on `args` expecting it to refuse to start; returns its stderr.
+async fn refused(args: &[&str]) -> String {
+    let data = tempfile::tempdir().expect("a temp dir");
+    let output = Command::new(env!("CARGO_BIN_EXE_ferry-server"))
+        .env("XDG_DATA_HOME", data.path())
+        .args(["--bind", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(20), output)
+        .await
+        .expect("exits")
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2), "refuses to start");
+    String::from_utf8(output.stderr).expect("UTF-8")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_set_given_with_app_is_enforced_and_a_bad_one_refused_at_start() {
+    let root = tempfile::tempdir().expect("a temp dir");
+    let billing = root.path().join("billing");
+    write_billing_app(&billing, "billing:*:invoices");
+    let (_child, base, token) =
+        start(root.path(), &["--app", billing.to_str().expect("UTF-8")]).await;
+    let http = reqwest::Client::new();
+    let publish = |channel: &str, payload: Value| {
+        http.post(format!("{base}/v1/publish"))
+            .bearer_auth(&token)
+            .json(&json!({ "channel": channel, "idempotency_key": format!("k-{payload}"), "payload": payload }))
+            .send()
+    };
+    let valid = publish(
+        "billing:acme:invoices",
+        json!({ "invoice_id": "I-1", "cents": 100 }),
+    )
+    .await
+    .expect("answers");
+    assert_eq!(valid.status(), 200);
+    let invalid = publish(
+        "billing:acme:invoices",
+        json!({ "invoice_id": "I-2", "cents": -5 }),
+    )
+    .await
+    .expect("answers");
+    assert_eq!(invalid.status(), 422);
+    let body: Value = invalid.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], "payload_invalid", "{body}");
+    // The example application is not served beside it.
+    let elsewhere = publish(
+        "project:alpha:tasks",
+        json!({ "task_id": "T-1", "status": "running", "progress": 0.5, "assignee": null }),
+    )
+    .await
+    .expect("answers");
+    let body: Value = elsewhere.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], "unknown_channel", "{body}");
+
+    // Two sets whose namespaces overlap are refused, naming both.
+    let wide = root.path().join("wide");
+    write_billing_app(&wide, "billing:**");
+    let stderr = refused(&[
+        "--app",
+        billing.to_str().expect("UTF-8"),
+        "--app",
+        wide.to_str().expect("UTF-8"),
+    ])
+    .await;
+    assert!(
+        stderr.contains("wide/channels.json") && stderr.contains("overlaps"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "printed once: {stderr}");
+
+    // A set that breaks a codegen lint is refused, naming the file and the problem.
+    std::fs::remove_file(wide.join("vectors/Invoice.json")).expect("rm");
+    let stderr = refused(&["--app", wide.to_str().expect("UTF-8")]).await;
+    assert!(
+        stderr.contains("vectors/Invoice.json") && stderr.contains("valid and one invalid vector"),
+        "{stderr}"
+    );
+    std::fs::write(wide.join("payloads.schema.json"), "{ not json").expect("write");
+    let stderr = refused(&["--app", wide.to_str().expect("UTF-8")]).await;
+    assert!(stderr.contains("wide/payloads.schema.json"), "{stderr}");
+}
+
+/// The first log line `ferry-server` writes to stderr (a pipe, not a terminal) with `args`.
+async fn first_log_line(args: &[&str]) -> String {
+    let data = tempfile::tempdir().expect("a temp dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry-server"))
+        .env("XDG_DATA_HOME", data.path())
+        .args(["--bind", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ferry-server starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("the server logs")
+        .expect("stderr")
+        .expect("a line")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_json_lines_on_request_and_plain_text_without_a_terminal() {
+    let json_line = first_log_line(&["--log-format", "json"]).await;
+    let entry: Value = serde_json::from_str(&json_line).expect("a JSON object a line");
+    assert_eq!(entry["level"], "INFO", "{entry}");
+    assert_eq!(
+        entry["fields"]["message"], "ferry-server listening",
+        "{entry}"
+    );
+    let text = first_log_line(&[]).await;
+    assert!(text.contains("ferry-server listening"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "no colour codes in a pipe: {text:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_development_token_stays_the_same_across_restarts_unless_one_is_given() {
+    let data = tempfile::tempdir().expect("a temp dir");
+    let (mut first, _, token) = start(data.path(), &[]).await;
+    first.kill().await.expect("stops");
+    let (_second, base, again) = start(data.path(), &[]).await;
+    assert_eq!(
+        again, token,
+        "the walkthrough's FERRY_TOKEN still works after a restart"
+    );
+    let answer = reqwest::Client::new()
+        .post(format!("{base}/v1/tickets"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(answer.status(), 201);
+    let (_third, _, given) = start(data.path(), &["--dev-token", "dev-0123456789abcdef"]).await;
+    assert_eq!(given, "dev-0123456789abcdef");
+    let stderr = refused(&["--dev-token", "short"]).await;
+    assert!(stderr.contains("dev_token"), "{stderr}");
 }

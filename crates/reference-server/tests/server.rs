@@ -568,6 +568,7 @@ async fn metrics_count_sessions_messages_rejections_and_closes() {
     let response = running
         .http
         .get(format!("{}/metrics", running.base))
+        .header("accept", "application/openmetrics-text; version=1.0.0")
         .send()
         .await
         .expect("answers");
@@ -595,6 +596,38 @@ async fn metrics_count_sessions_messages_rejections_and_closes() {
             "missing {line:?} in:\n{text}"
         );
     }
+
+    // Without OpenMetrics in Accept, the classic text format, which promtool accepts as is.
+    let classic = running
+        .http
+        .get(format!("{}/metrics", running.base))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(
+        classic.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let classic = classic.text().await.expect("text");
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs (Debian package prometheus; .ci/run installs it)");
+    std::io::Write::write_all(
+        &mut promtool.stdin.take().expect("stdin"),
+        classic.as_bytes(),
+    )
+    .expect("write");
+    let checked = promtool.wait_with_output().expect("promtool ends");
+    assert!(
+        checked.status.success() && checked.stdout.is_empty() && checked.stderr.is_empty(),
+        "promtool check metrics: {}{}\n{classic}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -633,6 +666,90 @@ async fn a_browser_origin_outside_the_allowlist_is_refused() {
         close_code(&mut allowed).await,
         Some(4401),
         "then the (unused) ticket decides"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_endpoints_answer_cors_for_allowed_origins_only_and_401_carries_a_bearer_challenge() {
+    let running = Running::start_with(Flags {
+        allowed_origins: Some(vec!["https://console.example".into()]),
+        ..Flags::default()
+    })
+    .await;
+    let preflight = |origin: &'static str| {
+        running
+            .http
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/v1/tickets", running.base),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let allowed = preflight("https://console.example").await.expect("answers");
+    assert!(allowed.status().is_success(), "{}", allowed.status());
+    let headers = allowed.headers();
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://console.example"
+    );
+    assert!(
+        headers["access-control-allow-methods"]
+            .to_str()
+            .expect("ASCII")
+            .contains("POST")
+    );
+    assert!(
+        headers["access-control-allow-headers"]
+            .to_str()
+            .expect("ASCII")
+            .contains("authorization")
+    );
+    let refused = preflight("https://evil.example").await.expect("answers");
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none(),
+        "no CORS grant for an origin outside the allowlist"
+    );
+    // The actual request from an allowed page carries the grant too.
+    let ticket = running
+        .http
+        .post(format!("{}/v1/tickets", running.base))
+        .bearer_auth(&running.token)
+        .header("origin", "https://console.example")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(ticket.status(), 201);
+    assert_eq!(
+        ticket.headers()["access-control-allow-origin"],
+        "https://console.example"
+    );
+    // 401: the bare scheme without a credential, invalid_token with a wrong one.
+    let bare = running
+        .http
+        .post(format!("{}/v1/tickets", running.base))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(bare.status(), 401);
+    assert_eq!(bare.headers()["www-authenticate"], "Bearer");
+    let wrong = running
+        .http
+        .post(format!("{}/v1/publish", running.base))
+        .bearer_auth("not-the-token")
+        .json(&task(1))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(
+        wrong.headers()["www-authenticate"],
+        "Bearer error=\"invalid_token\""
     );
 }
 
@@ -702,8 +819,13 @@ async fn an_expired_ticket_is_rejected_with_4401() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_beyond_the_connection_limit_is_closed_with_4409_and_the_others_stay() {
-    let running = Running::start().await;
-    let limit = ferry_protocol::tables::defaults::MAX_CONNECTIONS_PER_USER;
+    // The limit is configurable (its default, 16, is the schema's).
+    let limit = 3;
+    let running = Running::start_with(Flags {
+        max_connections_per_user: Some(limit),
+        ..Flags::default()
+    })
+    .await;
     let mut open = Vec::new();
     for _ in 0..limit {
         open.push(running.session().await);
