@@ -44,11 +44,6 @@ pub fn router<B: Broker>(server: Arc<Server<B>>) -> Router {
         .route(endpoint::HEALTH.path, get(health::<B>))
         .route(endpoint::METRICS.path, get(metrics::<B>))
         .fallback(|| async { error(ErrorCode::NotFound, "no endpoint at this method and path") })
-        // `not_found` means no endpoint at this method and path: a known path with another
-        // method gets the same JSON error body (FERRY-ERROR-3), not an empty 405.
-        .method_not_allowed_fallback(|| async {
-            error(ErrorCode::NotFound, "no endpoint at this method and path")
-        })
         .layer(axum::middleware::map_response_with_state(
             server.clone(),
             count_rejection::<B>,

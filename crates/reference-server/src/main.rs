@@ -156,9 +156,12 @@ async fn stop_signal() {
     info!("stopping: draining sessions");
 }
 
-#[allow(clippy::print_stdout)]
+/// Prints the walkthrough on standard output. A closed output (a pipe whose reader left) is no
+/// reason to stop serving, so a failed write is ignored.
 fn print_walkthrough(address: &str, token: &str) {
-    println!(
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stdout().lock(),
         "\nferry-server is running on http://{address} with development auth.\n\
          Development token (every right): {token}\n\n\
          Try it:\n  \

@@ -1140,22 +1140,8 @@ async fn a_publish_body_is_refused_from_its_headers_before_it_is_read() {
 }
 
 #[tokio::test]
-async fn a_wrong_method_and_a_plain_get_of_the_socket_get_json_error_bodies() {
+async fn a_plain_get_of_the_socket_gets_a_json_error_body() {
     let running = Running::start().await;
-    let response = running
-        .http
-        .get(format!("{}/v1/publish", running.base))
-        .send()
-        .await
-        .expect("answers");
-    assert_eq!(response.status().as_u16(), 404);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/json",
-        "FERRY-ERROR-3: one JSON error body"
-    );
-    let body: Value = response.json().await.expect("JSON");
-    assert_eq!(body["error"]["code"], "not_found");
     let response = running
         .http
         .get(format!("{}/v1/ws", running.base))
