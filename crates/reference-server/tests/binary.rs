@@ -15,31 +15,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_traffic_says_goodbye_closes_with_1012_and_keeps_acknowledged_publishes() {
     let data = tempfile::tempdir().expect("a temp dir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry-server"))
-        .env("XDG_DATA_HOME", data.path())
-        .args(["--bind", "127.0.0.1:0", "--drain-period-ms", "1000"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("ferry-server starts");
-    // The walkthrough on stdout names the address and the development token.
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let (mut base, mut token) = (None, None);
-    while base.is_none() || token.is_none() {
-        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-            .await
-            .expect("the server prints its walkthrough")
-            .expect("stdout")
-            .expect("a line");
-        if let Some(rest) = line.split("running on ").nth(1) {
-            base = rest.split_whitespace().next().map(str::to_owned);
-        }
-        if let Some(rest) = line.split("Development token (every right): ").nth(1) {
-            token = Some(rest.trim().to_owned());
-        }
-    }
-    let (base, token) = (base.expect("an address"), token.expect("a token"));
+    let (mut child, base, token) = start(data.path(), &["--drain-period-ms", "1000"]).await;
     let http = reqwest::Client::new();
 
     let mut sockets = Vec::new();
