@@ -1,6 +1,8 @@
 //! The `ferry-server` binary as an operator runs it: started on its defaults (on a random
 //! port), stopped with SIGTERM while clients are connected and a backend keeps publishing.
 
+mod common;
+
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -146,24 +148,8 @@ async fn start(data: &std::path::Path, args: &[&str]) -> (tokio::process::Child,
         .kill_on_drop(true)
         .spawn()
         .expect("ferry-server starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let (mut base, mut token) = (None, None);
-    while base.is_none() || token.is_none() {
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("the server prints its walkthrough")
-            .expect("stdout")
-            .expect("a line");
-        if let Some(rest) = line.split("running on ").nth(1) {
-            base = rest.split_whitespace().next().map(str::to_owned);
-        }
-        if let Some(rest) = line.split("Development token (every right): ").nth(1) {
-            token = Some(rest.trim().to_owned());
-        }
-    }
-    // Keep reading, so that the server never writes to a closed pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, base.expect("an address"), token.expect("a token"))
+    let (base, token) = common::read_walkthrough(child.stdout.take().expect("stdout")).await;
+    (child, base, token)
 }
 
 /// Writes an application schema set, as a team would for `ferry-codegen generate --schema`:

@@ -13,7 +13,6 @@ use futures_util::{SinkExt, StreamExt};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
@@ -29,6 +28,8 @@ const CHANNEL: &str = "project:alpha:tasks";
 struct Node {
     child: Child,
     api: Api,
+    /// Its data directory, where development auth keeps its token: its own, not the user's.
+    _data: tempfile::TempDir,
 }
 
 /// A node's address and development token, for HTTP and WebSocket calls.
@@ -41,7 +42,9 @@ struct Api {
 
 impl Node {
     async fn start(redis_url: &str, prefix: &str) -> Self {
+        let data = tempfile::tempdir().expect("a temp dir");
         let mut child = Command::new(env!("CARGO_BIN_EXE_ferry-server"))
+            .env("XDG_DATA_HOME", data.path())
             .args(["--bind", "127.0.0.1:0", "--drain-period-ms", "500"])
             .args(["--broker", redis_url, "--redis-prefix", prefix])
             .stdout(Stdio::piped())
@@ -49,30 +52,15 @@ impl Node {
             .kill_on_drop(true)
             .spawn()
             .expect("ferry-server starts");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let (mut base, mut token) = (None, None);
-        while base.is_none() || token.is_none() {
-            let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-                .await
-                .expect("the node prints its walkthrough")
-                .expect("stdout")
-                .expect("a line");
-            if let Some(rest) = line.split("running on ").nth(1) {
-                base = rest.split_whitespace().next().map(str::to_owned);
-            }
-            if let Some(rest) = line.split("Development token (every right): ").nth(1) {
-                token = Some(rest.trim().to_owned());
-            }
-        }
-        // The rest of stdout is read to its end, so the node never writes to a closed pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let (base, token) = common::read_walkthrough(child.stdout.take().expect("stdout")).await;
         Self {
             child,
             api: Api {
-                base: base.expect("an address"),
-                token: token.expect("a token"),
+                base,
+                token,
                 http: reqwest::Client::new(),
             },
+            _data: data,
         }
     }
 

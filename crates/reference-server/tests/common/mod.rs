@@ -1,5 +1,6 @@
-//! What the tests that need Redis share: where it is, a key prefix of their own, and the means
-//! to reach into it. A test that finds no Redis fails, loudly: `.ci/run` starts one.
+//! What the integration tests share: for the tests that need Redis, where it is, a key prefix
+//! of their own and the means to reach into it (a test that finds no Redis fails, loudly:
+//! `.ci/run` starts one); for the tests of the binary, the walkthrough it prints.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -175,4 +176,28 @@ impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Reads the walkthrough `ferry-server` prints on `stdout` with development auth: its base URL
+/// and its development token. The rest of stdout is read to its end in the background, so the
+/// server never writes to a closed pipe.
+pub async fn read_walkthrough(stdout: tokio::process::ChildStdout) -> (String, String) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut lines = BufReader::new(stdout).lines();
+    let (mut base, mut token) = (None, None);
+    while base.is_none() || token.is_none() {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("the server prints its walkthrough")
+            .expect("stdout")
+            .expect("a line");
+        if let Some(rest) = line.split("running on ").nth(1) {
+            base = rest.split_whitespace().next().map(str::to_owned);
+        }
+        if let Some(rest) = line.split("Development token (every right): ").nth(1) {
+            token = Some(rest.trim().to_owned());
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (base.expect("an address"), token.expect("a token"))
 }
