@@ -32,6 +32,7 @@ fn every_http_endpoint_is_an_operation_and_the_websocket_upgrade_is_not() {
             "/v1/publish",
             "/v1/history",
             "/v1/health",
+            "/v1/ready",
             "/metrics"
         ]
     );

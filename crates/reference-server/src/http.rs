@@ -9,7 +9,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use ferry_protocol::server::{Grant, check_event_size};
@@ -42,8 +42,16 @@ pub fn router<B: Broker>(server: Arc<Server<B>>) -> Router {
         .route(endpoint::PUBLISH.path, post(publish::<B>))
         .route(endpoint::HISTORY.path, get(history::<B>))
         .route(endpoint::HEALTH.path, get(health::<B>))
+        .route(endpoint::READY.path, get(ready::<B>))
         .route(endpoint::METRICS.path, get(metrics::<B>))
-        .fallback(|| async { error(ErrorCode::NotFound, "no endpoint at this method and path") })
+        .fallback(|| async { error(ErrorCode::NotFound, "no endpoint at this path") })
+        // Axum keeps its `Allow` header on this answer.
+        .method_not_allowed_fallback(|method: Method| async move {
+            error(
+                ErrorCode::MethodNotAllowed,
+                format!("the endpoint at this path does not take {method}"),
+            )
+        })
         .layer(axum::middleware::map_response_with_state(
             server.clone(),
             count_rejection::<B>,
@@ -57,7 +65,6 @@ pub fn router<B: Broker>(server: Arc<Server<B>>) -> Router {
 /// included. Credentials are bearer tokens in `Authorization`, never cookies, so no
 /// `Access-Control-Allow-Credentials`.
 fn cors<B: Broker>(server: &Arc<Server<B>>) -> tower_http::cors::CorsLayer {
-    use axum::http::Method;
     use tower_http::cors::{AllowOrigin, CorsLayer};
     let config = server.clone();
     CorsLayer::new()
@@ -417,13 +424,26 @@ async fn history<B: Broker>(
     }
 }
 
+/// `GET /v1/health`, liveness: 200 for as long as the process serves, draining or not
+/// (FERRY-SHUTDOWN-5).
 async fn health<B: Broker>(State(server): State<Arc<Server<B>>>) -> Response {
-    let draining = server.is_draining();
-    let body: HealthResponse = serde_json::from_value(json!({ "status": if draining { "draining" } else { "ok" }, "version": env!("CARGO_PKG_VERSION") })).expect("a valid health response");
-    let status = if draining {
-        StatusCode::SERVICE_UNAVAILABLE
+    (StatusCode::OK, Json(health_response(server.is_draining()))).into_response()
+}
+
+/// `GET /v1/ready`, readiness for load balancers: 503 `unavailable` from the moment a drain
+/// starts (FERRY-SHUTDOWN-5).
+async fn ready<B: Broker>(State(server): State<Arc<Server<B>>>) -> Response {
+    if server.is_draining() {
+        error(ErrorCode::Unavailable, "the server is draining")
     } else {
-        StatusCode::OK
-    };
-    (status, Json(body)).into_response()
+        (StatusCode::OK, Json(health_response(false))).into_response()
+    }
+}
+
+fn health_response(draining: bool) -> HealthResponse {
+    serde_json::from_value(json!({
+        "status": if draining { "draining" } else { "ok" },
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+    .expect("a valid health response")
 }

@@ -1152,3 +1152,63 @@ async fn a_plain_get_of_the_socket_gets_a_json_error_body() {
     let body: Value = response.json().await.expect("JSON");
     assert_eq!(body["error"]["code"], "bad_request");
 }
+
+#[tokio::test]
+async fn a_draining_server_is_not_ready_but_still_alive() {
+    let running = Running::start().await;
+    let get = |path: &'static str| {
+        let request = running.http.get(format!("{}{path}", running.base));
+        async move {
+            let response = request.send().await.expect("answers");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.expect("JSON"))
+        }
+    };
+    let (status, body) = get("/v1/ready").await;
+    assert_eq!((status, &body["status"]), (200, &json!("ok")));
+    // A drain with no session open: the lifecycle turns to draining while the listener, which
+    // only `stop` ends, keeps answering.
+    running.server.drain().await;
+    let (status, body) = get("/v1/ready").await;
+    assert_eq!(status, 503, "FERRY-SHUTDOWN-5: {body}");
+    assert_eq!(body["error"]["code"], "unavailable");
+    assert_eq!(body["error"]["retryable"], true);
+    let (status, body) = get("/v1/health").await;
+    assert_eq!(status, 200, "FERRY-SHUTDOWN-5: alive while draining");
+    assert_eq!(body["status"], "draining");
+}
+
+#[tokio::test]
+async fn a_method_an_endpoint_does_not_take_gets_405_with_a_json_body_and_allow() {
+    let running = Running::start().await;
+    for (method, path, allowed) in [
+        (reqwest::Method::DELETE, "/v1/tickets", "POST"),
+        (reqwest::Method::POST, "/v1/health", "GET"),
+        (reqwest::Method::PUT, "/v1/publish", "POST"),
+    ] {
+        let response = running
+            .http
+            .request(method.clone(), format!("{}{path}", running.base))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status().as_u16(), 405, "{method} {path}");
+        let allow = response.headers()[reqwest::header::ALLOW]
+            .to_str()
+            .expect("ASCII")
+            .to_owned();
+        assert!(allow.contains(allowed), "{method} {path}: Allow {allow}");
+        let body: Value = response.json().await.expect("a JSON body");
+        assert_eq!(
+            body["error"]["code"], "method_not_allowed",
+            "{method} {path}"
+        );
+    }
+    let response = running
+        .http
+        .get(format!("{}/v1/nowhere", running.base))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status().as_u16(), 404);
+}

@@ -1,4 +1,4 @@
-//! Graceful shutdown (FERRY-SHUTDOWN-1, -2, -4). A server stops once, so the first shutdown
+//! Graceful shutdown (FERRY-SHUTDOWN-1, -2, -4, -5). A server stops once, so the first shutdown
 //! case to run stops it and records what every session saw; each shutdown case then judges
 //! its own rule on that one observation, whose transcript it copies.
 //!
@@ -8,7 +8,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_protocol::{ErrorCode, Goodbye, GoodbyeReason, SUBPROTOCOL, ServerMessage};
+use ferry_protocol::{
+    ErrorCode, Goodbye, GoodbyeReason, HealthResponse, HealthResponseStatus, SUBPROTOCOL,
+    ServerMessage,
+};
 use reqwest::Method;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -42,6 +45,8 @@ struct Stopped {
     ticket: Result<Reply, String>,
     /// An upgrade, with a ticket obtained before the stop, while draining.
     upgrade: Upgrade,
+    /// `GET /v1/ready` and `GET /v1/health` while draining; `Err` when no HTTP answer came.
+    probes: [(&'static str, Result<Reply, String>); 2],
 }
 
 enum Upgrade {
@@ -86,15 +91,15 @@ async fn stop_and_watch(ctx: &Ctx) -> Result<Stopped, Finding> {
         .collect();
     // Ask for new work while the server drains: after the first goodbye.
     let drained = tokio::time::timeout(GOODBYE_WAIT, first_goodbye.notified()).await;
-    let (ticket, upgrade) = if drained.is_ok() {
-        let ticket = ctx
-            .http
-            .call(Method::POST, "/v1/tickets", &Cred::Main, None)
-            .await
-            .map_err(|f| match f {
-                Finding::Error(why) => why,
-                other => format!("{other:?}"),
-            });
+    let (ticket, upgrade, probes) = if drained.is_ok() {
+        let ticket = answer(ctx, Method::POST, "/v1/tickets", &Cred::Main).await;
+        let probes = [
+            (READY, answer(ctx, Method::GET, READY, &Cred::Nothing).await),
+            (
+                HEALTH,
+                answer(ctx, Method::GET, HEALTH, &Cred::Nothing).await,
+            ),
+        ];
         let query = format!("ticket={}", spare.ticket.as_str());
         let upgrade = match ctx.connect(Some(&query), Some(SUBPROTOCOL)).await? {
             Err(ConnectError::Refused { status, body }) => {
@@ -106,11 +111,13 @@ async fn stop_and_watch(ctx: &Ctx) -> Result<Stopped, Finding> {
                 Upgrade::Accepted(first.describe())
             }
         };
-        (ticket, upgrade)
+        (ticket, upgrade, probes)
     } else {
+        let unseen = || Err("no goodbye came, so the server was not seen draining".into());
         (
-            Err("no goodbye came, so the server was not seen draining".into()),
+            unseen(),
             Upgrade::NoAnswer("no goodbye came".into()),
+            [(READY, unseen()), (HEALTH, unseen())],
         )
     };
     let mut ended = Vec::with_capacity(SESSIONS);
@@ -125,7 +132,22 @@ async fn stop_and_watch(ctx: &Ctx) -> Result<Stopped, Finding> {
         sessions: ended,
         ticket,
         upgrade,
+        probes,
     })
+}
+
+const READY: &str = "/v1/ready";
+const HEALTH: &str = "/v1/health";
+
+/// One HTTP request while the server drains; `Err` says why no answer came.
+async fn answer(ctx: &Ctx, method: Method, path: &str, cred: &Cred) -> Result<Reply, String> {
+    ctx.http
+        .call(method, path, cred, None)
+        .await
+        .map_err(|f| match f {
+            Finding::Error(why) => why,
+            other => format!("{other:?}"),
+        })
 }
 
 /// Reads one session after the stop: its goodbye, and how it ends.
@@ -300,6 +322,40 @@ pub(super) async fn draining_refuses(ctx: Ctx) -> CaseResult {
     verdict(
         format!(
             "after its first goodbye, while it drains, the server refuses a new ticket and a new session (with a ticket obtained before the stop) with HTTP 503 and an ErrorBody whose code is unavailable ({})",
+            cite(&ctx)
+        ),
+        problems,
+    )
+}
+
+/// While draining, `GET /v1/ready` answers 503 unavailable and `GET /v1/health` still 200
+/// with status draining (FERRY-SHUTDOWN-5, SHOULD). Asked right after the first goodbye.
+pub(super) async fn ready_and_health(ctx: Ctx) -> CaseResult {
+    let observed = observation(&ctx).await;
+    let stopped = stopped(&observed)?;
+    let [(_, ready), (_, health)] = &stopped.probes;
+    let (ready, health) = match (ready, health) {
+        (Ok(ready), Ok(health)) => (ready, health),
+        (Err(why), _) | (_, Err(why)) => {
+            return Err(Finding::skip(format!(
+                "the server answered no probe after its first goodbye, so its draining could not be seen: {why}"
+            )));
+        }
+    };
+    let mut problems: Vec<String> = http_error_problems(ready, ErrorCode::Unavailable)
+        .into_iter()
+        .map(|p| format!("GET {READY}: {p}"))
+        .collect();
+    match health.json::<HealthResponse>() {
+        Ok(body) if health.status == 200 && body.status == HealthResponseStatus::Draining => {}
+        _ => problems.push(format!(
+            "GET {HEALTH}: {} where a draining server answers 200 with status draining",
+            health.shown()
+        )),
+    }
+    verdict(
+        format!(
+            "after its first goodbye, while it drains, the server answers GET {READY} with 503 unavailable (so load balancers stop sending work) and GET {HEALTH} with 200 and status draining (so an orchestrator lets it finish) ({})",
             cite(&ctx)
         ),
         problems,

@@ -144,18 +144,36 @@ export declare const ENDPOINTS: {
         readonly rules: readonly ["FERRY-RESUME-5"];
     };
     /**
-     * Liveness and readiness: 200 with status ok while serving, 503 with status draining during shutdown.
+     * Liveness: 200 while the process serves, with status ok, or draining during a graceful shutdown (a draining server is alive: do not restart it). Load balancers ask /v1/ready.
      */
     readonly health: {
         readonly name: "health";
         readonly method: "GET";
         readonly path: "/v1/health";
         readonly auth: "none";
-        readonly summary: "Liveness and readiness: 200 with status ok while serving, 503 with status draining during shutdown.";
+        readonly summary: "Liveness: 200 while the process serves, with status ok, or draining during a graceful shutdown (a draining server is alive: do not restart it). Load balancers ask /v1/ready.";
         readonly successStatus: 200;
         readonly responseContentType: "application/json";
         readonly errors: readonly [];
-        readonly rules: readonly [];
+        readonly rules: readonly ["FERRY-SHUTDOWN-5"];
+    };
+    /**
+     * Readiness, for load balancers: 200 with status ok while the server takes new tickets and sessions, 503 unavailable from the moment it starts draining.
+     */
+    readonly ready: {
+        readonly name: "ready";
+        readonly method: "GET";
+        readonly path: "/v1/ready";
+        readonly auth: "none";
+        readonly summary: "Readiness, for load balancers: 200 with status ok while the server takes new tickets and sessions, 503 unavailable from the moment it starts draining.";
+        readonly successStatus: 200;
+        readonly responseContentType: "application/json";
+        readonly errors: readonly [{
+            readonly status: 503;
+            readonly code: "unavailable";
+            readonly when: "The server is draining.";
+        }];
+        readonly rules: readonly ["FERRY-SHUTDOWN-5"];
     };
     /**
      * Prometheus metrics in the OpenMetrics text format: sessions, subscriptions, messages in and out, replayed events, rejections by error code, closes by close code.
@@ -199,6 +217,11 @@ export declare const ROUTES: {
         readonly path: "/v1/health";
         readonly successStatus: 200;
     };
+    readonly ready: {
+        readonly method: "GET";
+        readonly path: "/v1/ready";
+        readonly successStatus: 200;
+    };
     readonly metrics: {
         readonly method: "GET";
         readonly path: "/metrics";
@@ -228,6 +251,11 @@ export interface EndpointTypes {
         response: T.HistoryResponse;
     };
     health: {
+        request: undefined;
+        query: undefined;
+        response: T.HealthResponse;
+    };
+    ready: {
         request: undefined;
         query: undefined;
         response: T.HealthResponse;

@@ -331,7 +331,7 @@ export type RecoveryGap = "history_exceeded" | "epoch_changed" | "position_ahead
 /**
  * A code from the error table (error-codes.json).
  */
-export type ErrorCode = "bad_request" | "unknown_type" | "unauthorized" | "forbidden" | "unknown_channel" | "payload_invalid" | "already_subscribed" | "too_many_subscriptions" | "rate_limited" | "message_too_large" | "not_found" | "unavailable" | "internal";
+export type ErrorCode = "bad_request" | "unknown_type" | "unauthorized" | "forbidden" | "unknown_channel" | "payload_invalid" | "already_subscribed" | "too_many_subscriptions" | "rate_limited" | "message_too_large" | "not_found" | "method_not_allowed" | "unavailable" | "internal";
 /**
  * A typed error, shared by the WebSocket error message and every HTTP error body.
  */

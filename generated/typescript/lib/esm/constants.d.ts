@@ -525,6 +525,11 @@ export declare const RULES: {
         readonly section: "SHUTDOWN";
         readonly text: "While draining, a server MUST refuse new sessions and new tickets with unavailable (HTTP 503).";
     };
+    readonly "FERRY-SHUTDOWN-5": {
+        readonly level: "SHOULD";
+        readonly section: "SHUTDOWN";
+        readonly text: "A server SHOULD serve GET /v1/ready for load balancers, answering 503 unavailable from the moment it starts draining, and keep answering GET /v1/health with 200 and status draining until the process ends, so that an orchestrator does not restart a server that is draining.";
+    };
     readonly "FERRY-SECURITY-1": {
         readonly level: "SHOULD";
         readonly section: "SECURITY";
