@@ -1,16 +1,20 @@
-//! Subscribes to channels and prints every event as a JSON line, and every hole in a channel's
-//! history (a gap, an epoch reset, a resume beyond the server's history) as a note on stderr.
+//! Subscribes to channels and prints every event as a JSON line on stdout. On stderr it reports
+//! every change of the connection's state (connecting, active, backing off, ...) and every hole
+//! in a channel's history (a gap, an epoch reset, a resume beyond the server's history). It
+//! follows the server across restarts, and exits with status 1 when the client stops for good
+//! (the credential was rejected, a close whose action is stop, or the retries ran out); Ctrl-C
+//! closes the session and exits with 0.
 //!
 //! ```sh
 //! cargo run -p ferry-client --example tail -- --token "$FERRY_TOKEN" project:alpha:tasks
 //! ```
 
-use std::time::Duration;
-
 use anyhow::{Result, bail};
 use clap::Parser;
 use ferry_client::{ChannelEvent, Client, Handler};
 use ferry_protocol::ChannelName;
+use ferry_protocol::ClientState;
+use tokio::sync::broadcast::error::RecvError;
 
 /// Print a Ferry channel's events as JSON lines.
 #[derive(Parser)]
@@ -50,13 +54,28 @@ async fn main() -> Result<()> {
             error.message.as_str()
         ),
     });
+    let mut changes = client.state_changes();
     for channel in args.channels {
         client.subscribe(channel, &printer)?;
     }
-    if !client.wait_active(Duration::from_secs(30)).await {
-        bail!("could not connect to {}: {:?}", args.url, client.state());
-    }
-    tokio::signal::ctrl_c().await?;
-    client.close().await;
-    Ok(())
+    let mut state = client.state();
+    let stopped = loop {
+        match &state {
+            ClientState::Stopped(reason) => break reason.to_string(),
+            state => eprintln!("tail: {state} ({})", args.url),
+        }
+        tokio::select! {
+            change = changes.recv() => match change {
+                Ok(next) => state = next,
+                Err(RecvError::Lagged(_)) => state = client.state(),
+                Err(RecvError::Closed) => break format!("the client's task ended ({})", client.state()),
+            },
+            interrupted = tokio::signal::ctrl_c() => {
+                interrupted?;
+                client.close().await;
+                return Ok(());
+            }
+        }
+    };
+    bail!("stopped for good: {stopped}")
 }

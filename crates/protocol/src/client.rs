@@ -128,6 +128,21 @@ pub enum StopReason {
     },
 }
 
+impl fmt::Display for ClientState {
+    /// A short phrase for logs and status lines: "active", "backing off before retry 3", ...
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Idle => f.write_str("idle"),
+            Self::FetchingTicket => f.write_str("fetching a ticket"),
+            Self::Connecting => f.write_str("connecting"),
+            Self::AwaitingWelcome => f.write_str("connected, awaiting the welcome"),
+            Self::Active => f.write_str("active"),
+            Self::BackingOff { retry, .. } => write!(f, "backing off before retry {retry}"),
+            Self::Stopped(reason) => write!(f, "stopped: {reason}"),
+        }
+    }
+}
+
 impl fmt::Display for StopReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
