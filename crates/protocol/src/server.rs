@@ -145,6 +145,9 @@ pub struct ServerConfig {
     /// Frames refused with `rate_limited` within one second: the one that reaches this count
     /// closes the session with 4429 (FERRY-RATE-2).
     pub rate_limit_strikes: u64,
+    /// How long a session may hold no subscription and send nothing but pongs before it is
+    /// closed with 4411 (FERRY-HEARTBEAT-5); `None`, the default, never closes it.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// A default of the protocol as a bounded number; evaluated in constants, so a default
@@ -223,6 +226,7 @@ impl Default for ServerConfig {
             namespaces: Vec::new(),
             malformed_frame_limit: defaults::MALFORMED_FRAME_LIMIT,
             rate_limit_strikes: defaults::RATE_LIMIT_STRIKES,
+            idle_timeout: None,
         }
     }
 }
@@ -373,6 +377,9 @@ pub struct ServerSession {
     /// When the frames refused within the last second were refused, oldest first.
     strikes: VecDeque<Timestamp>,
     malformed: u64,
+    /// When the client last sent a frame other than a pong, or a subscription of its ended
+    /// (FERRY-HEARTBEAT-5 counts idleness from the later of the two).
+    active_at: Timestamp,
     channels: HashMap<ChannelName, ChannelState>,
     in_progress: HashMap<RequestId, InProgress>,
     transmits: VecDeque<Transmit>,
@@ -405,6 +412,7 @@ impl ServerSession {
             bucket: TokenBucket::from_limit(&config.limits.rate_limit, now),
             strikes: VecDeque::new(),
             malformed: 0,
+            active_at: now,
             channels: HashMap::new(),
             in_progress: HashMap::new(),
             transmits: VecDeque::new(),
@@ -474,7 +482,11 @@ impl ServerSession {
         if self.closed {
             return;
         }
-        let message = match self.codec.decode_client(frame) {
+        let message = self.codec.decode_client(frame);
+        if !matches!(message, Ok(ClientMessage::Pong(_))) {
+            self.active_at = self.now;
+        }
+        let message = match message {
             Ok(message) => message,
             Err(error) => {
                 match error.outcome() {
@@ -517,14 +529,29 @@ impl ServerSession {
         self.advance(now);
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) must be called next: the next ping, or
-    /// the deadline of the oldest unanswered one. `None` once the session is closed.
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next: the next ping, the
+    /// deadline of the oldest unanswered one, or the end of the idle timeout. `None` once the
+    /// session is closed.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         if self.closed {
             return None;
         }
-        let deadline = self.pings.front().map(|ping| ping.deadline);
-        Some(deadline.map_or(self.next_ping, |deadline| deadline.min(self.next_ping)))
+        [
+            Some(self.next_ping),
+            self.pings.front().map(|ping| ping.deadline),
+            self.idle_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// When the session, idle since `active_at`, closes with 4411 (FERRY-HEARTBEAT-5): `None`
+    /// without an idle timeout or while it holds a subscription, pending or active.
+    fn idle_deadline(&self) -> Option<Timestamp> {
+        let timeout = self.config.idle_timeout?;
+        let holds = self.channels.values().any(|c| c.subscription.is_some());
+        (!holds).then(|| self.active_at + timeout)
     }
 
     /// The next thing to put on the wire, in order. After a [`Transmit::Close`], `None`.
@@ -666,6 +693,7 @@ impl ServerSession {
                 if let Some(state) = self.channels.get_mut(&channel) {
                     state.subscription = None;
                 }
+                self.active_at = self.now;
                 self.send_error_info(Some(id.clone()), error);
                 self.drain_deferred(&channel);
             }
@@ -727,7 +755,8 @@ impl ServerSession {
         });
     }
 
-    /// Brings the timers up to `now`: the heartbeat deadline first, then the next ping.
+    /// Brings the timers up to `now`: the heartbeat deadline first, then the idle timeout, then
+    /// the next ping.
     fn advance(&mut self, now: Timestamp) {
         self.now = self.now.max(now);
         let now = self.now;
@@ -735,6 +764,13 @@ impl ServerSession {
             self.close(
                 close_code::HEARTBEAT_TIMEOUT,
                 "no pong within heartbeat.timeout_ms",
+            );
+            return;
+        }
+        if self.idle_deadline().is_some_and(|deadline| deadline <= now) {
+            self.close(
+                close_code::IDLE_TIMEOUT,
+                "no subscription and no message within the idle timeout",
             );
             return;
         }

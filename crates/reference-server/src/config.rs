@@ -86,6 +86,10 @@ pub struct Flags {
     /// [default: 10000].
     #[arg(long, env = "FERRY_DRAIN_PERIOD_MS")]
     pub drain_period_ms: Option<u64>,
+    /// Closes with 4411 a session that holds no subscription and sends nothing but pongs for
+    /// this long, in milliseconds; 0 never does (FERRY-HEARTBEAT-5) [default: 0].
+    #[arg(long, env = "FERRY_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
     /// Most channels the node holds state for at once [default: 100000]; a publish or
     /// subscribe that would create one more gets `unavailable`.
     #[arg(long, env = "FERRY_MAX_CHANNELS")]
@@ -183,6 +187,7 @@ struct FileConfig {
     resume_max_events: Option<u64>,
     dedup_window_ms: Option<u64>,
     drain_period_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
     max_channels: Option<usize>,
     outbound_queue_frames: Option<usize>,
     outbound_queue_bytes: Option<usize>,
@@ -545,6 +550,10 @@ impl Config {
                 .map_err(|e| range("max_message_bytes", &advertised["limits"], e))?,
             resume: serde_json::from_value(advertised["resume"].clone())
                 .map_err(|e| range("resume_window_ms", &advertised["resume"], e))?,
+            idle_timeout: match flags.idle_timeout_ms.or(file.idle_timeout_ms) {
+                None | Some(0) => None,
+                Some(ms) => Some(Duration::from_millis(ms)),
+            },
             ..defaults_session
         };
         Ok(Self {

@@ -1212,3 +1212,22 @@ async fn a_method_an_endpoint_does_not_take_gets_405_with_a_json_body_and_allow(
         .expect("answers");
     assert_eq!(response.status().as_u16(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_without_subscriptions_is_closed_with_4411_after_the_idle_timeout() {
+    let running = Running::start_with(Flags {
+        idle_timeout_ms: Some(300),
+        ..Flags::default()
+    })
+    .await;
+    let mut subscribed = witness(&running).await;
+    let mut idle = running.session().await;
+    let opened = std::time::Instant::now();
+    assert_eq!(close_code(&mut idle).await, Some(4411), "FERRY-HEARTBEAT-5");
+    assert!(
+        opened.elapsed() >= Duration::from_millis(300),
+        "not before the timeout"
+    );
+    // The subscribed session, idle just as long, stays and still receives.
+    still_works(&running, &mut subscribed, 1).await;
+}

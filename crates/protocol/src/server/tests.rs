@@ -1790,3 +1790,84 @@ fn an_error_quoting_a_long_value_is_cut_to_a_valid_message() {
     assert!(info.retryable);
     assert_eq!(info.message.as_str(), "slow down");
 }
+
+// FERRY-HEARTBEAT-5
+
+fn idle_after(ms: u64) -> ServerSession {
+    session_with(config_with(|c| {
+        c.idle_timeout = Some(Duration::from_millis(ms))
+    }))
+}
+
+#[test]
+fn a_session_without_subscriptions_closes_with_4411_after_the_idle_timeout_and_pongs_do_not_count()
+{
+    let mut session = idle_after(50_000);
+    session.handle_timeout(at(20_000));
+    assert_eq!(drain(&mut session), vec![ping("hb-1")]);
+    pong(&mut session, "hb-1", 20_001);
+    session.handle_timeout(at(40_000));
+    assert_eq!(drain(&mut session), vec![ping("hb-2")]);
+    pong(&mut session, "hb-2", 40_001);
+    assert_eq!(session.poll_timeout(), Some(at(50_000)));
+    session.handle_timeout(at(49_999));
+    assert_eq!(drain(&mut session), vec![]);
+    session.handle_timeout(at(50_000));
+    assert_eq!(
+        drain(&mut session),
+        vec![Out::Close(close_code::IDLE_TIMEOUT)]
+    );
+    assert!(session.is_closed());
+}
+
+#[test]
+fn a_session_holding_a_subscription_is_never_idle_and_idleness_counts_from_its_unsubscribe() {
+    let mut session = idle_after(5_000);
+    hold(&mut session, "r1", TASKS, position(EPOCH, 3));
+    assert_eq!(
+        session.poll_timeout(),
+        Some(at(20_000)),
+        "the next ping only"
+    );
+    session.handle_timeout(at(19_999));
+    assert_eq!(drain(&mut session), vec![]);
+    unsubscribe(&mut session, "r2", TASKS, 19_999);
+    assert_eq!(drain(&mut session), vec![unsubscribed("r2", TASKS)]);
+    session.handle_timeout(at(24_998));
+    assert_eq!(drain(&mut session), vec![ping("hb-1")]);
+    session.handle_timeout(at(24_999));
+    assert_eq!(
+        drain(&mut session),
+        vec![Out::Close(close_code::IDLE_TIMEOUT)]
+    );
+}
+
+#[test]
+fn a_subscribe_in_flight_holds_the_session_and_its_refusal_starts_the_idle_timeout() {
+    let mut session = idle_after(5_000);
+    subscribe(&mut session, "r1", TASKS, 1_000);
+    assert_eq!(actions(&mut session).len(), 1);
+    session.handle_timeout(at(10_000));
+    assert_eq!(drain(&mut session), vec![], "pending: not idle");
+    session.request_failed(&id("r1"), error_info(ErrorCode::Unavailable, "broker down"));
+    assert_eq!(drain(&mut session).len(), 1, "the refusal");
+    assert_eq!(session.poll_timeout(), Some(at(15_000)));
+}
+
+#[test]
+fn any_message_but_a_pong_restarts_the_idle_timeout_and_without_one_a_session_is_never_idle() {
+    let mut idle = idle_after(5_000);
+    publish(&mut idle, "p1", TASKS, "k-1", 4_000);
+    assert_eq!(idle.poll_timeout(), Some(at(9_000)));
+    send(&mut idle, "not json", 8_000);
+    assert_eq!(
+        idle.poll_timeout(),
+        Some(at(13_000)),
+        "a malformed frame counts"
+    );
+
+    let mut never = session();
+    never.handle_timeout(at(19_999));
+    assert_eq!(drain(&mut never), vec![]);
+    assert_eq!(never.poll_timeout(), Some(at(20_000)));
+}

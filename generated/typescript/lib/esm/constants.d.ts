@@ -49,6 +49,8 @@ export declare const CloseCode: {
     readonly TooManyConnections: 4409;
     /** The session did not take its events as fast as its channels produced them, and what was queued for it passed the server's outbound queue limits. Nothing is lost: the client resumes at once from the last event it delivered. */
     readonly FellBehind: 4410;
+    /** The session held no subscription and sent nothing but pongs for the server's idle timeout, a server setting (off by default in ferry-server). The client connects again when its application next subscribes or publishes. */
+    readonly IdleTimeout: 4411;
     /** The client kept sending after being answered with rate_limited. */
     readonly RateLimitExceeded: 4429;
 };
@@ -409,6 +411,11 @@ export declare const RULES: {
         readonly level: "MUST";
         readonly section: "HEARTBEAT";
         readonly text: "A client that receives no frame for heartbeat.interval_ms + heartbeat.timeout_ms MUST treat the session as dead, close it and reconnect under its backoff.";
+    };
+    readonly "FERRY-HEARTBEAT-5": {
+        readonly level: "MUST";
+        readonly section: "HEARTBEAT";
+        readonly text: "A server that closes idle sessions MUST close with 4411, and only a session that has held no subscription, pending or active, and sent no message other than pong for its idle timeout; a session that holds a subscription, or sent anything else within that time, stays open.";
     };
     readonly "FERRY-SIZE-1": {
         readonly level: "MUST";
