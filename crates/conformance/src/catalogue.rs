@@ -10,11 +10,12 @@ use std::fmt;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use ferry_protocol::tables::{RULES, RuleLevel};
+use ferry_protocol::tables::{RULES, Rule, RuleLevel};
 use serde::{Deserialize, Serialize};
 
 const SERVER_CASES: &str = include_str!("../cases/server.toml");
 const CLIENT_CASES: &str = include_str!("../cases/client.toml");
+const UNCOVERED: &str = include_str!("../cases/uncovered.toml");
 
 /// The deadline of a case that names none.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
@@ -195,6 +196,82 @@ pub fn select(mode: Mode, patterns: &[String]) -> Result<Vec<&'static CaseInfo>,
         .collect())
 }
 
+/// A rule of the catalogue that no case checks, and why (`cases/uncovered.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Uncovered {
+    /// The rule id.
+    pub id: String,
+    /// Why no case checks it.
+    pub why: String,
+}
+
+#[derive(Deserialize)]
+struct UncoveredFile {
+    rule: Vec<Uncovered>,
+}
+
+/// Every rule that no case checks, with its reason.
+pub fn uncovered() -> &'static [Uncovered] {
+    static UNCOVERED_RULES: OnceLock<Vec<Uncovered>> = OnceLock::new();
+    UNCOVERED_RULES.get_or_init(|| {
+        toml::from_str::<UncoveredFile>(UNCOVERED)
+            .unwrap_or_else(|e| panic!("cases/uncovered.toml is not valid: {e}"))
+            .rule
+    })
+}
+
+/// One rule of the protocol and what checks it.
+#[derive(Debug, Clone)]
+pub struct Coverage {
+    /// The rule.
+    pub rule: &'static Rule,
+    /// The cases that cite it, server cases first.
+    pub cases: Vec<&'static CaseInfo>,
+    /// Why no case checks it, when none does.
+    pub why: Option<&'static str>,
+}
+
+/// Every rule of the protocol, in the catalogue's order, with the cases that check it.
+pub fn coverage() -> Vec<Coverage> {
+    RULES
+        .iter()
+        .map(|rule| Coverage {
+            rule,
+            cases: all()
+                .iter()
+                .filter(|case| case.rules.iter().any(|r| r == rule.id))
+                .collect(),
+            why: uncovered()
+                .iter()
+                .find(|u| u.id == rule.id)
+                .map(|u| u.why.as_str()),
+        })
+        .collect()
+}
+
+/// The coverage as a Markdown table: rule, level, and its cases or why it has none.
+pub fn coverage_markdown() -> String {
+    let mut table = String::from("| rule | level | checked by |\n| --- | --- | --- |\n");
+    for row in coverage() {
+        let level = match row.rule.level {
+            RuleLevel::Must => "MUST",
+            RuleLevel::Should => "SHOULD",
+        };
+        let checked = if row.cases.is_empty() {
+            format!("no case: {}", row.why.unwrap_or("(no reason given)"))
+        } else {
+            row.cases
+                .iter()
+                .map(|case| format!("`{}`", case.id))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        table.push_str(&format!("| {} | {level} | {checked} |\n", row.rule.id));
+    }
+    table
+}
+
 /// Checks the catalogue's own consistency: unique ids with the mode's prefix, known rules, a
 /// level no stronger than the rules' strongest. Returns every problem found.
 pub fn problems() -> Vec<String> {
@@ -230,6 +307,24 @@ pub fn problems() -> Vec<String> {
             problems.push(format!("{}: is MUST but only cites SHOULD rules", case.id));
         }
     }
+    for u in uncovered() {
+        if !RULES.iter().any(|r| r.id == u.id) {
+            problems.push(format!("uncovered.toml: {} is no rule", u.id));
+        }
+    }
+    for row in coverage() {
+        match (row.cases.is_empty(), row.why) {
+            (true, None) => problems.push(format!(
+                "{}: no case checks it and uncovered.toml gives no reason",
+                row.rule.id
+            )),
+            (false, Some(_)) => problems.push(format!(
+                "{}: cases check it, so uncovered.toml must not list it",
+                row.rule.id
+            )),
+            _ => {}
+        }
+    }
     problems
 }
 
@@ -241,5 +336,21 @@ mod tests {
     fn the_catalogue_is_consistent() {
         assert!(all().len() > 10, "the catalogue is nearly empty");
         assert_eq!(problems(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_readme_carries_the_current_coverage_table() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("the crate README");
+        let (start, end) = ("<!-- coverage:start -->\n", "<!-- coverage:end -->");
+        let table = readme
+            .split_once(start)
+            .and_then(|(_, rest)| rest.split_once(end))
+            .map(|(table, _)| table)
+            .expect("the README has a coverage section between its markers");
+        assert!(
+            table == coverage_markdown(),
+            "the README's coverage table is stale: replace it with the output of `ferry-conformance list --coverage`"
+        );
     }
 }

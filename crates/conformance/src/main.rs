@@ -53,6 +53,10 @@ struct ListArgs {
     /// Print the catalogue as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Print every rule of the protocol with the cases that check it (or why none does), as
+    /// the Markdown table of the crate README.
+    #[arg(long, conflicts_with_all = ["mode", "cases", "json"])]
+    coverage: bool,
 }
 
 #[derive(Args)]
@@ -410,6 +414,14 @@ fn write_file(path: &Path, text: &str) -> Result<()> {
 }
 
 fn list(args: &ListArgs) -> Result<ExitCode> {
+    if args.coverage {
+        write!(
+            std::io::stdout().lock(),
+            "{}",
+            catalogue::coverage_markdown()
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut cases: Vec<&CaseInfo> = Vec::new();
     for mode in [Mode::Server, Mode::Client] {
         if args.mode.as_deref().is_none_or(|m| mode.to_string() == m) {
