@@ -159,7 +159,7 @@ impl Ctx {
         )))
     }
 
-    fn next_link(&self) -> String {
+    pub(crate) fn next_link(&self) -> String {
         format!("ws#{}", self.links.fetch_add(1, Ordering::Relaxed) + 1)
     }
 

@@ -609,3 +609,111 @@ pub(super) async fn connection_limit(ctx: Ctx) -> CaseResult {
     }
     Ok(())
 }
+
+/// How many bytes the oversized frame announces: 1 GiB, above the schema's largest
+/// `max_message_bytes` (64 MiB), so every server must refuse it from its header alone.
+const ANNOUNCED_BYTES: u64 = 1 << 30;
+
+/// A frame whose header announces 1 GiB, followed by 16 bytes and then nothing: the server
+/// closes with 1009 from the header, without waiting for (or buffering) the rest
+/// (FERRY-SIZE-3). The header is written raw on the TCP connection after a normal upgrade.
+pub(super) async fn announced_oversize(ctx: Ctx) -> CaseResult {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let ws_base = ctx.shared.ws_base.clone();
+    let Some(authority) = ws_base
+        .strip_prefix("ws://")
+        .and_then(|rest| rest.split('/').next())
+    else {
+        return Err(Finding::skip(
+            "needs a plain ws:// server URL: the oversized frame header is written raw on the TCP connection, which the runner does not do under TLS",
+        ));
+    };
+    let ticket = ctx.http.ticket(&Cred::Main).await?;
+    let link = ctx.next_link();
+    let stream = tokio::net::TcpStream::connect(authority)
+        .await
+        .map_err(|e| Finding::error(format!("cannot connect to {authority}: {e}")))?;
+    let mut request = format!("{ws_base}/v1/ws?ticket={}", ticket.ticket.as_str())
+        .into_client_request()
+        .map_err(|e| Finding::error(format!("not a WebSocket URL: {e}")))?;
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        ferry_protocol::SUBPROTOCOL.parse().expect("a header value"),
+    );
+    ctx.t.sent(
+        &link,
+        "GET /v1/ws?ticket=… (upgrade; Sec-WebSocket-Protocol: ferry.v1)",
+    );
+    let (mut socket, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .map_err(|e| Finding::error(format!("the upgrade failed: {e}")))?;
+    match tokio::time::timeout(REPLY_WAIT, socket.next()).await {
+        Ok(Some(Ok(Message::Text(text)))) if text.contains("\"welcome\"") => {
+            ctx.t.received(&link, "welcome");
+        }
+        other => return Err(Finding::error(format!("no welcome came first: {other:?}"))),
+    }
+    // FIN + text; MASK + a 64-bit length; the masking key; 16 masked bytes of the payload.
+    let mut frame = vec![0x81, 0x80 | 127];
+    frame.extend_from_slice(&ANNOUNCED_BYTES.to_be_bytes());
+    let key = [0x37, 0xfa, 0x21, 0x3d];
+    frame.extend_from_slice(&key);
+    frame.extend((0..16).map(|i| b'{' ^ key[i % 4]));
+    socket
+        .get_mut()
+        .write_all(&frame)
+        .await
+        .map_err(|e| Finding::error(format!("cannot write the frame header: {e}")))?;
+    let sent = Instant::now();
+    ctx.t.sent(
+        &link,
+        format!(
+            "text frame header announcing {ANNOUNCED_BYTES} bytes, then 16 of them, then nothing"
+        ),
+    );
+    let expected = format!(
+        "a frame whose header announces {ANNOUNCED_BYTES} bytes, far above limits.max_message_bytes, closes the session with {} within {} s of the header, without the rest being sent ({})",
+        close_name(1009),
+        REPLY_WAIT.as_secs(),
+        cite(&ctx)
+    );
+    let deadline = sent + REPLY_WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let end = match tokio::time::timeout(left, socket.next()).await {
+            Err(_) => format!(
+                "nothing within {} s: the server waits for the rest of the frame",
+                REPLY_WAIT.as_secs()
+            ),
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                let code = frame.as_ref().map(|f| u16::from(f.code));
+                ctx.t.received(
+                    &link,
+                    format!(
+                        "close {} after {} ms",
+                        code.map_or_else(|| "without a code".into(), close_name),
+                        ms_between(sent, Instant::now())
+                    ),
+                );
+                if code == Some(1009) {
+                    return Ok(());
+                }
+                format!(
+                    "the session closed with {}",
+                    code.map_or_else(|| "no code".into(), close_name)
+                )
+            }
+            Ok(Some(Ok(other))) => {
+                ctx.t.received(&link, format!("{other:?}"));
+                continue;
+            }
+            Ok(Some(Err(e))) => format!("the connection ended without a close frame: {e}"),
+            Ok(None) => "the connection ended without a close frame".to_owned(),
+        };
+        return Err(Finding::fail(expected, end));
+    }
+}

@@ -83,6 +83,7 @@ pub(crate) static BODIES: &[Body] = &[
     body!("server.heartbeat.answered_stays_open", Up(1), [], limits::answered_stays_open),
     body!("server.size.exact_limit_accepted", Up(1), [], limits::exact_size_accepted),
     body!("server.size.one_byte_over_closes_1009", Up(1), [], limits::one_byte_over),
+    body!("server.size.announced_oversize_closes_1009", Up(1), [], limits::announced_oversize),
     body!("server.size.http_event_too_large", Up(1), ["pad_fields"], limits::http_event_too_large),
     body!("server.rate.burst_then_rate_limited", Up(1), [], limits::rate_limited),
     body!("server.rate.keeps_sending_closes_4429", Up(1), [], limits::keeps_sending),
