@@ -44,6 +44,7 @@ registry! {
     "client.handshake.ticket_unavailable_backs_off" => retry_run,
     "client.handshake.ticket_rejected_renews_at_once" => ticket_rejected_renews,
     "client.welcome.size_limit_obeyed" => size_limit_obeyed,
+    "client.welcome.timeout_reconnects" => welcome_timeout,
     "client.subscribe.resubscribe_every_channel" => resubscribe_every_channel,
     "client.subscribe.refused_keeps_session" => refused_keeps_session,
     "client.subscribe.unsubscribe_sends_request" => unsubscribe_sends_request,
@@ -213,6 +214,68 @@ async fn nothing_before_welcome(h: &mut Harness) -> CaseResult {
         &mut conn,
         CHANNEL,
         &format!("once the welcome arrived, the subscribe to {CHANNEL} the application asked for before it (FERRY-WELCOME-2 holds it back, it does not drop it)"),
+    )
+    .await?;
+    Ok(())
+}
+
+/// How much earlier than the welcome timeout after the WebSocket opened a client may close:
+/// it may count from its connect request, which comes before the opening.
+const WELCOME_TIMEOUT_EARLY: Duration = Duration::from_millis(1000);
+
+/// FERRY-WELCOME-4 (SHOULD): a session whose welcome never comes is closed about 10 s after
+/// the WebSocket opened, and the client tries again with a new ticket.
+async fn welcome_timeout(h: &mut Harness) -> CaseResult {
+    h.connect().await?;
+    h.ticket(
+        SETUP,
+        "a ticket request after the connect command (FERRY-TICKET-5)",
+    )
+    .await?;
+    let mut conn = h
+        .accepted("a WebSocket connection with the ticket just issued")
+        .await?;
+    let opened = conn.last_sent();
+    h.transcript.note("runner", "never sending the welcome");
+    let timeout = Duration::from_millis(ferry_protocol::tables::defaults::WELCOME_TIMEOUT_MS);
+    let expected = format!(
+        "the client to close a session whose welcome has not come {} ms after the WebSocket opened (FERRY-WELCOME-4): in [{}, {}] ms",
+        ms(timeout),
+        ms(timeout.saturating_sub(WELCOME_TIMEOUT_EARLY)),
+        ms(timeout + h.tolerance)
+    );
+    let deadline = opened + timeout + h.tolerance + REACT;
+    let closed_at = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match conn.recv(left).await? {
+            None => {
+                return Err(Finding::fail(
+                    expected,
+                    format!(
+                        "{} was still open {} ms after it opened, without a welcome",
+                        conn.link(),
+                        ms(deadline.saturating_duration_since(opened))
+                    ),
+                ));
+            }
+            Some(ClientFrame {
+                kind: FrameKind::Close { .. } | FrameKind::Ended,
+                at,
+            }) => break at,
+            Some(_) => {}
+        }
+    };
+    let measured = closed_at.saturating_duration_since(opened);
+    ensure(
+        timeout.saturating_sub(WELCOME_TIMEOUT_EARLY) <= measured
+            && measured <= timeout + h.tolerance,
+        expected,
+        || format!("the client ended {} after {} ms", conn.link(), ms(measured)),
+    )?;
+    let cap = Duration::from_millis(ferry_protocol::tables::defaults::RECONNECT_CAP_MS);
+    h.ticket(
+        cap + h.tolerance + REACT,
+        "a new ticket request after the missing welcome: the attempt failed, and the client retries under its backoff (FERRY-WELCOME-4)",
     )
     .await?;
     Ok(())
