@@ -15,14 +15,15 @@ use axum::{Json, Router};
 use ferry_protocol::server::{Grant, check_event_size};
 use ferry_protocol::tables::{ERROR_CODES, endpoint};
 use ferry_protocol::{
-    Access, ErrorBody, ErrorCode, HealthResponse, HistoryQuery, PublishRequest, SUBPROTOCOL,
-    TicketResponse, permits,
+    Access, ErrorBody, ErrorCode, ErrorInfo, HealthResponse, HistoryQuery, PublishRequest,
+    SUBPROTOCOL, TicketResponse, permits,
 };
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::auth::Identity;
 use crate::broker::Broker;
+use crate::limits::Metered;
 use crate::namespaces::PayloadError;
 use crate::{Server, connection};
 
@@ -117,15 +118,58 @@ async fn metrics<B: Broker>(State(server): State<Arc<Server<B>>>, headers: Heade
 
 /// An error response: the code's HTTP status and retryable flag come from the error table.
 pub(crate) fn error(code: ErrorCode, message: impl Into<String>) -> Response {
+    error_response(ferry_protocol::server::error_info(code, &message.into()))
+}
+
+/// The response for `info`, with the status the error table gives its code.
+fn error_response(info: ErrorInfo) -> Response {
+    let code = info.code;
     let row = ERROR_CODES
         .iter()
         .find(|row| row.code == code)
         .expect("every error code is in the table");
-    let info = ferry_protocol::server::error_info(code, &message.into());
     let status = StatusCode::from_u16(row.http_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, Json(ErrorBody { error: info })).into_response();
     response.extensions_mut().insert(code);
     response
+}
+
+/// Takes one of the caller's tokens on `endpoint` (FERRY-RATE-4); `None` when it had one, and
+/// when its bucket is empty the 429 to answer: `rate_limited` with `retry_after_ms`, and `Retry-After` in whole
+/// seconds, rounded up (RFC 9110 §10.2.3).
+fn meter<B: Broker>(
+    server: &Server<B>,
+    endpoint: Metered,
+    caller: &Identity,
+) -> Option<Response> {
+    let wait = match server.callers.take(endpoint, &caller.user, server.now()) {
+        Ok(()) => return None,
+        Err(wait) => wait,
+    };
+    server
+        .metrics
+        .http_rate_limited
+        .get_or_create(&crate::metrics::Endpoint {
+            endpoint: endpoint.name(),
+        })
+        .inc();
+    debug!(user = %caller.user.as_str(), endpoint = endpoint.name(), "rate limited");
+    let message = format!(
+        "too many requests to {}; retry in {} ms",
+        endpoint.name(),
+        wait.as_millis()
+    );
+    let mut response = error_response(ferry_protocol::server::retry_after_info(
+        ErrorCode::RateLimited,
+        &message,
+        wait,
+    ));
+    let seconds = wait.as_millis().div_ceil(1000).max(1);
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from(u64::try_from(seconds).unwrap_or(u64::MAX)),
+    );
+    Some(response)
 }
 
 fn identity<B: Broker>(server: &Server<B>, headers: &HeaderMap) -> Option<Identity> {
@@ -164,6 +208,9 @@ async fn issue_ticket<B: Broker>(
     let Some(identity) = identity(&server, &headers) else {
         return unauthorized(&headers);
     };
+    if let Some(limited) = meter(&server, Metered::IssueTicket, &identity) {
+        return limited;
+    }
     let grant = Grant {
         user: identity.user.clone(),
         permissions: identity.permissions.clone(),
@@ -249,6 +296,10 @@ async fn publish<B: Broker>(
     };
     if server.is_draining() {
         return error(ErrorCode::Unavailable, "the server is shutting down");
+    }
+    // Metered before the body is read: a caller over its rate costs no buffering either.
+    if let Some(limited) = meter(&server, Metered::Publish, &identity) {
+        return limited;
     }
     let max = server.config.session.limits.max_message_bytes.get() as usize;
     let body = match read_body(&headers, body, max).await {

@@ -31,6 +31,13 @@ pub struct Close {
     pub code: u16,
 }
 
+/// An HTTP endpoint, by its name in `endpoints.json`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Endpoint {
+    /// The endpoint's name (`issue_ticket`, `publish`).
+    pub endpoint: &'static str,
+}
+
 /// The server's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -52,6 +59,9 @@ pub struct Metrics {
     pub fell_behind: Counter,
     /// Channels this node follows now (some local session holds them).
     pub channels_followed: Gauge,
+    /// HTTP requests refused with 429 because the caller's token bucket was empty
+    /// (FERRY-RATE-4), by endpoint.
+    pub http_rate_limited: Family<Endpoint, Counter>,
     /// Inbound WebSocket messages (the `in` series of `messages`), kept at hand for the hot path.
     pub messages_in: Counter,
     /// Outbound WebSocket messages (the `out` series of `messages`), kept at hand for the hot
@@ -126,6 +136,12 @@ impl Default for Metrics {
                 "channels_followed",
                 "Channels this node follows now (some local session holds them)",
                 Gauge::default(),
+            ),
+            http_rate_limited: registered(
+                r,
+                "http_rate_limited",
+                "HTTP requests refused with 429 because the caller's token bucket was empty, by endpoint",
+                Family::default(),
             ),
             registry,
         }

@@ -154,6 +154,22 @@ export declare const DEFAULTS: {
      */
     readonly malformedFrameLimit: 10;
     /**
+     * Sustained tickets one caller may obtain per second. (count/s)
+     */
+    readonly ticketRateLimitPerSecond: 5;
+    /**
+     * Tickets one caller may obtain at once after a quiet period (enough for every session the per-user connection limit allows to reconnect at once). (count)
+     */
+    readonly ticketRateLimitBurst: 20;
+    /**
+     * Sustained backend publishes (POST /v1/publish) one caller may make per second; with the dedup window it bounds the idempotency keys one caller can make the server hold. (count/s)
+     */
+    readonly publishRateLimitPerSecond: 200;
+    /**
+     * Backend publishes one caller may make at once after a quiet period. (count)
+     */
+    readonly publishRateLimitBurst: 400;
+    /**
      * Concurrent sessions one identity may hold. (count)
      */
     readonly maxConnectionsPerUser: 16;
@@ -504,6 +520,11 @@ export declare const RULES: {
         readonly level: "MUST";
         readonly section: "RATE";
         readonly text: "A server MUST close with 4409 a new session that would exceed the per-user connection limit, and leave the user's existing sessions untouched.";
+    };
+    readonly "FERRY-RATE-4": {
+        readonly level: "MUST";
+        readonly section: "RATE";
+        readonly text: "A server MUST meter the ticket endpoint and the backend publish endpoint with a token bucket per caller and endpoint, and answer a request that finds its bucket empty with HTTP 429 and rate_limited (retry_after_ms set to the time until the bucket holds a token, and a Retry-After header with that time in whole seconds, rounded up), without acting on it; one caller's requests MUST NOT take another caller's tokens.";
     };
     readonly "FERRY-SHUTDOWN-1": {
         readonly level: "MUST";
