@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::broker::DEFAULT_MAX_CHANNELS;
+use crate::broker::{DEFAULT_MAX_CHANNELS, DEFAULT_MAX_HISTORY_BYTES};
 use crate::hub::QueueLimits;
 use ferry_protocol::server::ServerConfig;
 use ferry_protocol::tables::defaults;
@@ -105,6 +105,12 @@ pub struct Flags {
     /// subscribe that would create one more gets `unavailable`.
     #[arg(long, env = "FERRY_MAX_CHANNELS")]
     pub max_channels: Option<usize>,
+    /// Most bytes of history the node holds over every channel (FERRY-RESUME-7), each event
+    /// counted as its frame plus its payload [default: 268435456, 256 MiB]. Past it, events
+    /// older than the resume window are dropped first, then publishes get `unavailable`. With
+    /// a Redis broker the history lives in Redis and this does not apply.
+    #[arg(long, env = "FERRY_MAX_HISTORY_BYTES")]
+    pub max_history_bytes: Option<usize>,
     /// Most event frames queued for one session's socket [default: 4096]; a session that falls
     /// further behind is closed with 4410 and resumes.
     #[arg(long, env = "FERRY_OUTBOUND_QUEUE_FRAMES")]
@@ -203,6 +209,7 @@ struct FileConfig {
     dedup_window_ms: Option<u64>,
     drain_period_ms: Option<u64>,
     max_channels: Option<usize>,
+    max_history_bytes: Option<usize>,
     outbound_queue_frames: Option<usize>,
     outbound_queue_bytes: Option<usize>,
     allowed_origins: Option<Vec<String>>,
@@ -258,6 +265,8 @@ pub struct Config {
     pub drain_period: Duration,
     /// Most channels the node holds state for at once.
     pub max_channels: usize,
+    /// Most bytes of history the node holds over every channel (FERRY-RESUME-7).
+    pub max_history_bytes: usize,
     /// Sessions one user may hold at once, over every node (FERRY-RATE-3).
     pub max_connections_per_user: u64,
     /// How much may be queued for one session's socket before it counts as fallen behind.
@@ -467,6 +476,10 @@ impl Config {
             .max_channels
             .or(file.max_channels)
             .unwrap_or(DEFAULT_MAX_CHANNELS);
+        let max_history_bytes = flags
+            .max_history_bytes
+            .or(file.max_history_bytes)
+            .unwrap_or(DEFAULT_MAX_HISTORY_BYTES);
         let queue_defaults = QueueLimits::default();
         let outbound_queue = QueueLimits {
             frames: flags
@@ -480,6 +493,7 @@ impl Config {
         };
         for (field, value) in [
             ("max_channels", max_channels),
+            ("max_history_bytes", max_history_bytes),
             ("outbound_queue_frames", outbound_queue.frames),
             ("outbound_queue_bytes", outbound_queue.bytes),
         ] {
@@ -623,6 +637,7 @@ impl Config {
             dedup_window: Duration::from_millis(dedup_window),
             drain_period: Duration::from_millis(drain_period),
             max_channels,
+            max_history_bytes,
             max_connections_per_user,
             outbound_queue,
             ticket_rate,
@@ -652,6 +667,7 @@ impl Config {
         crate::broker::MemoryBrokerConfig {
             dedup_window: self.dedup_window,
             max_channels: self.max_channels,
+            max_history_bytes: self.max_history_bytes,
             ..crate::broker::MemoryBrokerConfig::new(retention)
         }
     }

@@ -363,7 +363,10 @@ impl<B: Broker> Link<'_, B> {
                     .await
                 {
                     Ok(ack) => session.published(&id, ack),
-                    Err(e) => session.request_failed(&id, error_info(e.code(), &e.to_string())),
+                    Err(e) => {
+                        server.metrics.publish_failed(&e);
+                        session.request_failed(&id, error_info(e.code(), &e.to_string()));
+                    }
                 }
             }
         }

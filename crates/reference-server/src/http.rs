@@ -93,6 +93,12 @@ async fn metrics<B: Broker>(State(server): State<Arc<Server<B>>>, headers: Heade
         .metrics
         .sessions
         .set(i64::try_from(server.live_sessions()).unwrap_or(i64::MAX));
+    if let Some((held, _)) = server.broker.history_bytes() {
+        server
+            .metrics
+            .history_bytes
+            .set(i64::try_from(held).unwrap_or(i64::MAX));
+    }
     let openmetrics = headers
         .get_all(header::ACCEPT)
         .iter()
@@ -137,11 +143,7 @@ fn error_response(info: ErrorInfo) -> Response {
 /// Takes one of the caller's tokens on `endpoint` (FERRY-RATE-4); `None` when it had one, and
 /// when its bucket is empty the 429 to answer: `rate_limited` with `retry_after_ms`, and `Retry-After` in whole
 /// seconds, rounded up (RFC 9110 §10.2.3).
-fn meter<B: Broker>(
-    server: &Server<B>,
-    endpoint: Metered,
-    caller: &Identity,
-) -> Option<Response> {
+fn meter<B: Broker>(server: &Server<B>, endpoint: Metered, caller: &Identity) -> Option<Response> {
     let wait = match server.callers.take(endpoint, &caller.user, server.now()) {
         Ok(()) => return None,
         Err(wait) => wait,
@@ -358,6 +360,7 @@ async fn publish<B: Broker>(
         }
         Err(e) => {
             warn!(error = %e, "backend publish failed");
+            server.metrics.publish_failed(&e);
             error(e.code(), e.to_string())
         }
     }

@@ -59,6 +59,12 @@ pub struct Metrics {
     pub fell_behind: Counter,
     /// Channels this node follows now (some local session holds them).
     pub channels_followed: Gauge,
+    /// Bytes of history this node holds over every channel (FERRY-RESUME-7); 0 with a broker
+    /// that holds history elsewhere.
+    pub history_bytes: Gauge,
+    /// Publishes refused because the node's history was at its byte cap even after shedding
+    /// the events past the resume window (FERRY-RESUME-7).
+    pub history_full: Counter,
     /// HTTP requests refused with 429 because the caller's token bucket was empty
     /// (FERRY-RATE-4), by endpoint.
     pub http_rate_limited: Family<Endpoint, Counter>,
@@ -137,6 +143,18 @@ impl Default for Metrics {
                 "Channels this node follows now (some local session holds them)",
                 Gauge::default(),
             ),
+            history_bytes: registered(
+                r,
+                "history_bytes",
+                "Bytes of history this node holds over every channel",
+                Gauge::default(),
+            ),
+            history_full: registered(
+                r,
+                "history_full",
+                "Publishes refused because the node's history was at its byte cap",
+                Counter::default(),
+            ),
             http_rate_limited: registered(
                 r,
                 "http_rate_limited",
@@ -168,6 +186,13 @@ impl Metrics {
                 code: code.to_owned(),
             })
             .inc();
+    }
+
+    /// Counts a publish the broker refused, when it was for the history cap.
+    pub fn publish_failed(&self, error: &crate::broker::BrokerError) {
+        if matches!(error, crate::broker::BrokerError::HistoryFull { .. }) {
+            self.history_full.inc();
+        }
     }
 
     /// Counts a close the server sent.

@@ -1,11 +1,14 @@
-//! ferry-server's resource limits over real loopback sockets: the token buckets per caller on
-//! the ticket and publish endpoints (FERRY-RATE-4).
+//! ferry-server's resource limits: the token buckets per caller on the ticket and publish
+//! endpoints (FERRY-RATE-4) and the cap on a node's history bytes (FERRY-RESUME-7), over real
+//! loopback sockets and, for the cap's timing, through the broker with a virtual clock.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferry_protocol::replay::Retention;
+use ferry_protocol::{ChannelName, Payload, Timestamp};
 use ferry_server::auth::Auth;
-use ferry_server::broker::MemoryBroker;
+use ferry_server::broker::{Broker, BrokerError, MemoryBroker, MemoryBrokerConfig};
 use ferry_server::config::{Config, Flags};
 use ferry_server::namespaces::Namespaces;
 use ferry_server::{Server, serve};
@@ -125,7 +128,20 @@ async fn rate_limited(response: reqwest::Response) -> u64 {
 /// Sends requests until the first 429 and returns how many succeeded before it, with the
 /// seconds the run took: at least the burst, and at most the burst plus what the bucket
 /// refilled meanwhile.
-async fn until_limited<F, Fut>(mut request: F, success: u16) -> (u64, reqwest::Response, f64)
+async fn until_limited<F, Fut>(request: F, success: u16) -> (u64, reqwest::Response, f64)
+where
+    F: FnMut(u64) -> Fut,
+    Fut: std::future::Future<Output = reqwest::Response>,
+{
+    until_limited_by(request, success, 429).await
+}
+
+/// Sends requests until the first answered `refusal`; as [`until_limited`].
+async fn until_limited_by<F, Fut>(
+    mut request: F,
+    success: u16,
+    refusal: u16,
+) -> (u64, reqwest::Response, f64)
 where
     F: FnMut(u64) -> Fut,
     Fut: std::future::Future<Output = reqwest::Response>,
@@ -133,12 +149,12 @@ where
     let started = std::time::Instant::now();
     for n in 0..1000 {
         let response = request(n).await;
-        if response.status() == 429 {
+        if response.status() == refusal {
             return (n, response, started.elapsed().as_secs_f64());
         }
         assert_eq!(response.status(), success, "request {n}");
     }
-    panic!("no 429 in 1000 requests");
+    panic!("no {refusal} in 1000 requests");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,4 +267,161 @@ fn a_rate_of_zero_is_refused_at_start_and_names_its_field() {
         let error = Config::resolve(flags).expect_err("zero").to_string();
         assert!(error.starts_with(field), "{error}");
     }
+}
+
+/// A publish of a 100-byte payload to `channel` at `now` (milliseconds).
+async fn publish_at(
+    broker: &MemoryBroker,
+    channel: &str,
+    key: &str,
+    now: u64,
+) -> Result<ferry_protocol::PublishResponse, BrokerError> {
+    let channel: ChannelName = channel.parse().expect("a valid channel");
+    broker
+        .publish(
+            &channel,
+            key.parse().expect("a valid key"),
+            Payload::from(json!({ "pad": "x".repeat(90) })),
+            Timestamp::from_millis(now),
+            0,
+        )
+        .await
+}
+
+/// A memory broker that keeps 1000 events per channel and every event of the last second, and
+/// at most `max_history_bytes` of history.
+fn capped_broker(max_history_bytes: usize) -> MemoryBroker {
+    MemoryBroker::new(MemoryBrokerConfig {
+        max_history_bytes,
+        ..MemoryBrokerConfig::new(Retention {
+            max_events: 1000,
+            max_age: Duration::from_millis(1000),
+        })
+    })
+}
+
+/// Publishes to `channel` at `now` until the cap refuses one; the number stored.
+async fn fill(broker: &MemoryBroker, channel: &str, now: u64) -> u64 {
+    for n in 0..10_000u64 {
+        match publish_at(broker, channel, &format!("{channel}-{n}"), now).await {
+            Ok(ack) => assert_eq!(ack.position.seq.get(), n + 1),
+            Err(refusal) => {
+                assert!(
+                    matches!(refusal, BrokerError::HistoryFull { max: 4096 }),
+                    "{refusal:?}"
+                );
+                assert_eq!(refusal.code(), ferry_protocol::ErrorCode::Unavailable);
+                return n;
+            }
+        }
+    }
+    panic!("no refusal in 10 000 publishes");
+}
+
+#[tokio::test]
+async fn history_bytes_stay_under_the_cap_and_a_young_event_is_never_shed_to_make_room() {
+    let broker = capped_broker(4096);
+    let stored = fill(&broker, "project:alpha:tasks", 0).await;
+    assert!(stored >= 5, "{stored} events of about 300 bytes in 4096");
+    assert!(broker.history_bytes() <= 4096, "{}", broker.history_bytes());
+    let held = broker.history_bytes();
+
+    // Half a window later nothing has aged: another channel is refused, and the first
+    // channel's events are all still there for a resume from its start (FERRY-RESUME-7).
+    let refused = publish_at(&broker, "project:beta:tasks", "b-0", 500).await;
+    assert!(
+        matches!(refused, Err(BrokerError::HistoryFull { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        broker.history_bytes(),
+        held,
+        "a refused publish stores nothing"
+    );
+    let channel: ChannelName = "project:alpha:tasks".parse().expect("valid");
+    let page = broker
+        .history(&channel, None, Some(0), 1000, Timestamp::from_millis(500))
+        .await
+        .expect("a page");
+    assert!(page.complete, "{page:?}");
+    assert_eq!(page.events.len() as u64, stored);
+}
+
+#[tokio::test]
+async fn at_the_cap_events_past_the_window_are_shed_and_a_resume_from_before_them_is_told() {
+    let broker = capped_broker(4096);
+    let stored = fill(&broker, "project:alpha:tasks", 0).await;
+
+    // Past the window the first channel's events are no longer owed (FERRY-RESUME-3 keeps the
+    // last 1000 of a quiet channel only while the cap allows): a new channel gets room.
+    let ack = publish_at(&broker, "project:beta:tasks", "b-0", 1001)
+        .await
+        .expect("room was made from the aged events");
+    assert_eq!(ack.position.seq.get(), 1);
+    assert!(
+        broker.history_bytes() <= 4096 / 2,
+        "{}",
+        broker.history_bytes()
+    );
+
+    // A resume from before the shed events gets history_exceeded, never a gap.
+    let channel: ChannelName = "project:alpha:tasks".parse().expect("valid");
+    let (head, recovery, replay) = broker
+        .subscribe(
+            &channel,
+            Some(&ferry_protocol::StreamPosition {
+                epoch: broker.epoch().clone(),
+                seq: ferry_protocol::Seq(ferry_protocol::bounded::UInt::new(0).expect("0")),
+            }),
+            Timestamp::from_millis(1001),
+        )
+        .await
+        .expect("a subscribe");
+    assert_eq!(head.seq.get(), stored, "the head stays where it was");
+    let recovery = recovery.expect("a recovery");
+    assert!(!recovery.complete);
+    assert_eq!(
+        recovery.reason,
+        Some(ferry_protocol::RecoveryGap::HistoryExceeded)
+    );
+    assert!(replay.is_empty());
+
+    // The first channel goes on at the next seq.
+    let next = publish_at(&broker, "project:alpha:tasks", "a-next", 1002)
+        .await
+        .expect("room");
+    assert_eq!(next.position.seq.get(), stored + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_publish_past_the_history_cap_gets_503_unavailable_and_the_metrics_show_it() {
+    let running = Running::start(Flags {
+        auth: Some(ferry_server::config::AuthMode::Tokens),
+        tokens_file: Some("unused".into()),
+        max_history_bytes: Some(4096),
+        ..Flags::default()
+    })
+    .await;
+    let (accepted, refused, _) =
+        until_limited_by(|n| running.publish(ADA, format!("ada-{n}")), 200, 503).await;
+    assert!(accepted >= 5, "{accepted} publishes before the cap");
+    let body: Value = refused.json().await.expect("a JSON error body");
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    assert_eq!(body["error"]["retryable"], true, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("4096 bytes of history")),
+        "{body}"
+    );
+    let metrics = running.metrics().await;
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+    };
+    assert!(value("ferry_history_bytes") <= 4096, "{metrics}");
+    assert!(value("ferry_history_bytes") > 0, "{metrics}");
+    assert_eq!(value("ferry_history_full_total"), 1, "{metrics}");
 }

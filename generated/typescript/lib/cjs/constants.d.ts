@@ -154,6 +154,10 @@ export declare const DEFAULTS: {
      */
     readonly malformedFrameLimit: 10;
     /**
+     * Bytes of history a node retains over all its channels, each event counted as its frame plus its payload's text; past it, events older than the resume window go first, then publishes are refused with unavailable. (bytes)
+     */
+    readonly maxHistoryBytes: 268435456;
+    /**
      * Sustained tickets one caller may obtain per second. (count/s)
      */
     readonly ticketRateLimitPerSecond: 5;
@@ -364,7 +368,7 @@ export declare const RULES: {
     readonly "FERRY-RESUME-3": {
         readonly level: "MUST";
         readonly section: "RESUME";
-        readonly text: "A server MUST keep, per channel, at least the last resume.max_events events and every event younger than resume.window_ms (by default 1000 events and 2 minutes).";
+        readonly text: "A server MUST keep, per channel, at least the last resume.max_events events and every event younger than resume.window_ms (by default 1000 events and 2 minutes), except that a server at its history byte cap MAY drop events older than resume.window_ms as FERRY-RESUME-7 says.";
     };
     readonly "FERRY-RESUME-4": {
         readonly level: "MUST";
@@ -380,6 +384,11 @@ export declare const RULES: {
         readonly level: "MUST";
         readonly section: "RESUME";
         readonly text: "A server MUST apply read permissions to replay and history exactly as to live delivery.";
+    };
+    readonly "FERRY-RESUME-7": {
+        readonly level: "MUST";
+        readonly section: "RESUME";
+        readonly text: "A server MAY bound the bytes of history it retains over all channels. When an event would pass that bound, the server MUST first drop events older than resume.window_ms, and if that does not make room it MUST refuse the publish with unavailable and store nothing; it MUST NOT drop an event younger than resume.window_ms to make room, and a resume or history read from before a dropped event MUST be answered as FERRY-RESUME-2 says (history_exceeded).";
     };
     readonly "FERRY-PUBLISH-1": {
         readonly level: "MUST";

@@ -109,7 +109,7 @@ export declare const ENDPOINTS: {
         }, {
             readonly status: 503;
             readonly code: "unavailable";
-            readonly when: "The server is draining.";
+            readonly when: "The server is draining, or the node holds as much history as it may even after dropping events older than the resume window.";
         }];
         readonly rules: readonly ["FERRY-PUBLISH-1", "FERRY-DEDUP-1", "FERRY-CHANNEL-4", "FERRY-RATE-4"];
     };
