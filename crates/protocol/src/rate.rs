@@ -106,8 +106,8 @@ const SWEEP_FLOOR: usize = 64;
 
 /// One [`TokenBucket`] per caller, all with the same rate and burst (FERRY-RATE-4).
 ///
-/// Holds at most twice the number of callers whose bucket is not full, plus
-/// [`SWEEP_FLOOR`]: when a new caller would pass the mark, the full buckets are forgotten
+/// Holds about twice the number of callers whose bucket is not full, and at least 64 before
+/// it first sweeps: when a new caller would pass the mark, the full buckets are forgotten
 /// first (in time linear in what is held, once per doubling, so amortised constant).
 #[derive(Debug, Clone)]
 pub struct CallerBuckets<K> {

@@ -6,8 +6,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -19,6 +17,7 @@ use ferry_protocol::{
     SUBPROTOCOL, TicketResponse, permits,
 };
 use serde_json::json;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{debug, info, warn};
 
 use crate::auth::Identity;
@@ -241,7 +240,7 @@ async fn connect<B: Broker>(
     State(server): State<Arc<Server<B>>>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    upgrade: Result<crate::socket::Upgrade, crate::socket::NotAnUpgrade>,
 ) -> Response {
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
@@ -264,15 +263,14 @@ async fn connect<B: Broker>(
         );
     }
     let max = server.config.session.limits.max_message_bytes.get() as usize;
-    let upgrade = upgrade
-        .protocols([SUBPROTOCOL])
-        .max_message_size(max)
-        .max_frame_size(max)
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
         // tungstenite's default 128 KiB read buffer is most of an idle connection's memory;
         // 4 KiB cuts it from about 134 KiB to 10 KiB a connection (BENCHMARKS.md), and the
         // buffer still grows for larger frames.
         .read_buffer_size(READ_BUFFER_BYTES);
-    if upgrade.selected_protocol().is_none() {
+    if !upgrade.offers(SUBPROTOCOL) {
         // FERRY-TRANSPORT-1: a client that does not speak ferry.v1 is refused at the upgrade.
         return error(
             ErrorCode::BadRequest,
@@ -281,9 +279,9 @@ async fn connect<B: Broker>(
     }
     // The ticket is redeemed on the upgraded connection, which a rejection then closes with 4401.
     let ticket = query.get("ticket").cloned();
-    upgrade
-        .on_upgrade(move |socket| connection::run(server, socket, ticket))
-        .into_response()
+    upgrade.accept(SUBPROTOCOL, config, move |socket| {
+        connection::run(server, socket, ticket)
+    })
 }
 
 async fn publish<B: Broker>(

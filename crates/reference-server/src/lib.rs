@@ -17,6 +17,7 @@ pub mod hub;
 pub mod limits;
 pub mod metrics;
 pub mod namespaces;
+mod socket;
 
 use std::collections::HashMap;
 use std::future::Future;
