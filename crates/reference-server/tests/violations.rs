@@ -243,10 +243,16 @@ async fn frames_that_break_rfc_6455_close_with_1002_read_from_the_socket_and_the
         .expect("send");
     assert_eq!(next(&mut neighbour).await["type"], "subscribed");
 
-    let cases: [(&str, Vec<u8>); 6] = [
+    let cases: [(&str, Vec<u8>); 9] = [
         ("an unmasked frame", frame(0x81, b"{}", false)),
         ("RSV1 without an extension", frame(0xc1, b"{}", true)),
         ("a fragmented ping", frame(0x09, b"", true)),
+        ("a ping of 126 bytes", frame(0x89, &[0; 126], true)),
+        ("a close frame of one byte", frame(0x88, &[3], true)),
+        (
+            "a text frame inside a fragmented message",
+            [frame(0x01, b"{", true), frame(0x81, b"}", true)].concat(),
+        ),
         ("a reserved data opcode", frame(0x83, b"{}", true)),
         ("a reserved control opcode", frame(0x8b, b"", true)),
         (
