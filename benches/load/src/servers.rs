@@ -96,6 +96,11 @@ impl Running {
                     // No ping within a run: idle means idle.
                     .arg("--heartbeat-interval-ms")
                     .arg("600000")
+                    // A load generator is one caller far above an application's rates.
+                    .args(["--ticket-rate-limit-per-second", "1000000"])
+                    .args(["--ticket-rate-limit-burst", "1000000"])
+                    .args(["--publish-rate-limit-per-second", "1000000"])
+                    .args(["--publish-rate-limit-burst", "1000000"])
                     .args(&binaries.ferry_args);
                 let http = reqwest::Client::builder()
                     .no_proxy()

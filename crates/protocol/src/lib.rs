@@ -74,7 +74,7 @@ pub use client::{ClientConfig, ClientEvent, ClientSession, ClientState};
 pub use codec::{Codec, DecodeError, EncodeError, Frame, Message, Outcome};
 pub use dedup::DedupWindow;
 pub use position::{Arrival, PositionTracker, Resumption};
-pub use rate::TokenBucket;
+pub use rate::{CallerBuckets, TokenBucket};
 pub use replay::{ReplayBuffer, Retention};
 pub use server::{Grant, ServerConfig, ServerSession};
 pub use shared::{EncodedEvent, FrameText};

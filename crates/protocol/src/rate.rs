@@ -1,4 +1,5 @@
-//! The token bucket that meters a session's inbound frames (FERRY-RATE-1).
+//! The token bucket that meters a session's inbound frames (FERRY-RATE-1), and the buckets per
+//! caller that meter a server's HTTP endpoints (FERRY-RATE-4).
 //!
 //! The bucket holds at most `burst` tokens and refills at `messages_per_second`; each frame
 //! takes one token, and a frame that finds less than one token is refused with a
@@ -8,7 +9,15 @@
 //! `messages_per_second` tokens per second is exactly `messages_per_second` thousandths per
 //! millisecond, and time is whole milliseconds ([`Timestamp`]). No floating point, no drift.
 //! A full bucket holds `burst × 1000` thousandths; a bucket starts full.
+//!
+//! [`CallerBuckets`] holds one such bucket per caller (a key: the user a credential names), so
+//! that one caller's requests never take another's tokens. It remembers only the buckets that
+//! are not full: a full bucket answers exactly as a new one would, so forgetting it changes no
+//! answer, and what is held is bounded by the callers active within the last `burst / rate`
+//! seconds, not by every caller ever seen.
 
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::num::NonZeroU64;
 use std::time::Duration;
 
@@ -89,6 +98,80 @@ impl TokenBucket {
         self.tokens
             .saturating_add(elapsed.saturating_mul(self.per_second))
             .min(capacity)
+    }
+}
+
+/// The fewest buckets a [`CallerBuckets`] holds before it first forgets the full ones.
+const SWEEP_FLOOR: usize = 64;
+
+/// One [`TokenBucket`] per caller, all with the same rate and burst (FERRY-RATE-4).
+///
+/// Holds about twice the number of callers whose bucket is not full, and at least 64 before
+/// it first sweeps: when a new caller would pass the mark, the full buckets are forgotten
+/// first (in time linear in what is held, once per doubling, so amortised constant).
+#[derive(Debug, Clone)]
+pub struct CallerBuckets<K> {
+    per_second: NonZeroU64,
+    burst: NonZeroU64,
+    buckets: HashMap<K, TokenBucket>,
+    /// The size at which the full buckets are forgotten before a new caller is added.
+    sweep_at: usize,
+}
+
+impl<K: Eq + Hash + Clone> CallerBuckets<K> {
+    /// No caller yet; each caller's bucket starts full, holds `burst` tokens and refills at
+    /// `per_second`.
+    pub fn new(per_second: NonZeroU64, burst: NonZeroU64) -> Self {
+        Self {
+            per_second,
+            burst,
+            buckets: HashMap::new(),
+            sweep_at: SWEEP_FLOOR,
+        }
+    }
+
+    /// The refill rate of each caller's bucket, in tokens per second.
+    pub fn per_second(&self) -> u64 {
+        self.per_second.get()
+    }
+
+    /// The capacity of each caller's bucket, in tokens.
+    pub fn burst(&self) -> u64 {
+        self.burst.get()
+    }
+
+    /// Takes one of `caller`'s tokens for a request at `now`, as [`TokenBucket::try_take`]
+    /// does: the error is how long until the caller's bucket holds a token again.
+    pub fn try_take(&mut self, caller: &K, now: Timestamp) -> Result<(), Duration> {
+        if let Some(bucket) = self.buckets.get_mut(caller) {
+            return bucket.try_take(now);
+        }
+        if self.buckets.len() >= self.sweep_at {
+            self.forget_full(now);
+            self.sweep_at = (self.buckets.len() * 2).max(SWEEP_FLOOR);
+        }
+        let mut bucket = TokenBucket::new(self.per_second, self.burst, now);
+        let taken = bucket.try_take(now);
+        self.buckets.insert(caller.clone(), bucket);
+        taken
+    }
+
+    /// Forgets every bucket that is full at `now`; a caller seen again starts with a full
+    /// bucket, which is what it held.
+    pub fn forget_full(&mut self, now: Timestamp) {
+        let burst = self.burst.get();
+        self.buckets
+            .retain(|_, bucket| bucket.available(now) < burst);
+    }
+
+    /// How many callers' buckets are held.
+    pub fn len(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Whether no caller's bucket is held.
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
     }
 }
 
@@ -193,6 +276,49 @@ mod tests {
         let mut bucket = bucket(u64::MAX, u64::MAX, 0);
         assert_eq!(bucket.try_take(at(u64::MAX)), Ok(()));
         assert!(bucket.available(at(u64::MAX)) > 0);
+    }
+
+    fn callers(per_second: u64, burst: u64) -> CallerBuckets<u32> {
+        CallerBuckets::new(
+            NonZeroU64::new(per_second).expect("a positive rate"),
+            NonZeroU64::new(burst).expect("a positive burst"),
+        )
+    }
+
+    #[test]
+    fn one_caller_emptying_its_bucket_leaves_another_callers_untouched() {
+        let mut buckets = callers(5, 3);
+        for request in 0..3 {
+            assert_eq!(buckets.try_take(&1, at(0)), Ok(()), "request {request}");
+        }
+        assert_eq!(buckets.try_take(&1, at(0)), Err(Duration::from_millis(200)));
+        for request in 0..3 {
+            assert_eq!(buckets.try_take(&2, at(0)), Ok(()), "request {request}");
+        }
+        assert_eq!(buckets.try_take(&1, at(200)), Ok(()));
+    }
+
+    #[test]
+    fn full_buckets_are_forgotten_and_busy_ones_kept() {
+        let mut buckets = callers(10, 2);
+        // Caller 0 empties its bucket; a thousand others take one token each.
+        buckets.try_take(&0, at(0)).expect("a full bucket");
+        buckets.try_take(&0, at(0)).expect("a full bucket");
+        for caller in 1..1000 {
+            buckets.try_take(&caller, at(0)).expect("a full bucket");
+        }
+        // One second later every bucket is full again but caller 0's answer is unchanged
+        // whether it was forgotten or not; a sweep keeps the map near the busy callers.
+        for caller in 1000..1100 {
+            buckets.try_take(&caller, at(1000)).expect("a full bucket");
+        }
+        assert!(buckets.len() < 300, "{} buckets held", buckets.len());
+        assert_eq!(buckets.try_take(&0, at(1000)), Ok(()));
+        assert_eq!(buckets.try_take(&0, at(1000)), Ok(()));
+        assert_eq!(
+            buckets.try_take(&0, at(1000)),
+            Err(Duration::from_millis(100))
+        );
     }
 
     /// Frame arrival times: non-decreasing, often several in the same millisecond.

@@ -12,6 +12,13 @@
 //! the [`RecoveryGap`] that says why not, and never a partial range (FERRY-RESUME-2).
 //! The answer depends only on the events appended and on `now`, not on when the buffer last
 //! dropped old events.
+//!
+//! The one exception is asked for explicitly: [`ReplayBuffer::shed_aged`] drops every event
+//! older than `max_age`, the last `max_events` included, for a server whose history bytes
+//! reached their cap (FERRY-RESUME-7). Events younger than `max_age` are never shed, and a
+//! resume from before a shed event is answered `history_exceeded`, never with a gap. The
+//! buffer counts the bytes it holds ([`ReplayBuffer::bytes`], by [`Sequenced::bytes`]) so that
+//! such a cap can be kept.
 
 use std::collections::VecDeque;
 use std::collections::vec_deque;
@@ -28,6 +35,12 @@ use crate::types::{Epoch, Event, RecoveryGap, ResumePolicy, Seq, StoredEvent, St
 pub trait Sequenced {
     /// The sequence number (the first event of an epoch has 1).
     fn seq(&self) -> u64;
+
+    /// The bytes the event costs to hold, for a bound on retained history (FERRY-RESUME-7);
+    /// 0 unless an implementation counts them.
+    fn bytes(&self) -> usize {
+        0
+    }
 }
 
 impl Sequenced for Event {
@@ -109,6 +122,8 @@ pub struct ReplayBuffer<T> {
     retention: Retention,
     /// The events `head − len + 1 ..= head`, oldest first, with non-decreasing times.
     events: VecDeque<Held<T>>,
+    /// The sum of the held events' [`Sequenced::bytes`].
+    bytes: usize,
 }
 
 impl<T: Sequenced> ReplayBuffer<T> {
@@ -119,6 +134,7 @@ impl<T: Sequenced> ReplayBuffer<T> {
             head: SEQ_ZERO,
             retention,
             events: VecDeque::new(),
+            bytes: 0,
         }
     }
 
@@ -161,6 +177,11 @@ impl<T: Sequenced> ReplayBuffer<T> {
         self.events.is_empty()
     }
 
+    /// The sum of the held events' [`Sequenced::bytes`].
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Appends the next event of the channel, stored at `now`. Its seq must be exactly
     /// [`next_seq`](Self::next_seq). A time earlier than the previous event's counts as that
     /// time. Events the retention no longer asks for are then dropped.
@@ -172,6 +193,7 @@ impl<T: Sequenced> ReplayBuffer<T> {
         }
         let head = UInt::new(expected).ok_or(AppendError::SeqExhausted)?;
         let at = self.events.back().map_or(now, |last| last.at.max(now));
+        self.bytes = self.bytes.saturating_add(event.bytes());
         self.events.push_back(Held { at, event });
         self.head = Seq(head);
         self.expire(at);
@@ -181,7 +203,31 @@ impl<T: Sequenced> ReplayBuffer<T> {
     /// Drops the events that the retention no longer asks for at `now`.
     pub fn expire(&mut self, now: Timestamp) {
         let first = self.first_retained(now);
-        self.events.drain(..first);
+        self.drop_front(first);
+    }
+
+    /// Drops every event older than `max_age` at `now`, even among the last `max_events`, and
+    /// returns the bytes freed: for a server whose retained history reached its byte cap
+    /// (FERRY-RESUME-7). No event younger than `max_age` is dropped, and a resume from before
+    /// a dropped event gets `history_exceeded` (FERRY-RESUME-2).
+    pub fn shed_aged(&mut self, now: Timestamp) -> usize {
+        let before = self.bytes;
+        let aged = self.aged(now);
+        self.drop_front(aged);
+        before - self.bytes
+    }
+
+    /// Drops the `count` oldest events.
+    fn drop_front(&mut self, count: usize) {
+        for held in self.events.drain(..count) {
+            self.bytes -= held.event.bytes();
+        }
+    }
+
+    /// How many of the oldest held events are older than `max_age` at `now`.
+    fn aged(&self, now: Timestamp) -> usize {
+        self.events
+            .partition_point(|held| now.saturating_since(held.at) > self.retention.max_age)
     }
 
     /// Starts a new epoch: forgets every event and puts the head at seq 0. `epoch` must differ
@@ -191,6 +237,7 @@ impl<T: Sequenced> ReplayBuffer<T> {
         self.epoch = epoch;
         self.head = SEQ_ZERO;
         self.events.clear();
+        self.bytes = 0;
     }
 
     /// The events after `from`, in order, if every one of them is retained at `now`
@@ -229,10 +276,7 @@ impl<T: Sequenced> ReplayBuffer<T> {
     fn first_retained(&self, now: Timestamp) -> usize {
         let max_events = usize::try_from(self.retention.max_events).unwrap_or(usize::MAX);
         let by_count = self.events.len().saturating_sub(max_events);
-        let by_age = self
-            .events
-            .partition_point(|held| now.saturating_since(held.at) > self.retention.max_age);
-        by_count.min(by_age)
+        by_count.min(self.aged(now))
     }
 }
 
@@ -293,6 +337,39 @@ mod tests {
         fn seq(&self) -> u64 {
             self.0
         }
+
+        fn bytes(&self) -> usize {
+            10
+        }
+    }
+
+    #[test]
+    fn shedding_drops_every_aged_event_and_no_young_one_and_counts_the_bytes() {
+        // The last 3 events are kept however old; events of the last 100 ms whatever their
+        // number.
+        let mut buffer = buffer_with(retention(3, 100), &[0, 0, 10, 450]);
+        buffer.expire(at(500));
+        assert_eq!((buffer.len(), buffer.bytes()), (3, 30));
+        assert_eq!(
+            buffer.shed_aged(at(500)),
+            20,
+            "the two events of 0 and 10 ms"
+        );
+        assert_eq!((buffer.len(), buffer.bytes()), (1, 10));
+        assert_eq!(
+            buffer.after(&pos("e1", 1), at(500)).err(),
+            Some(RecoveryGap::HistoryExceeded),
+            "a resume from before a shed event is told so"
+        );
+        let replay: Vec<u64> = buffer
+            .after(&pos("e1", 3), at(500))
+            .expect("the young event is kept")
+            .map(|ev| ev.0)
+            .collect();
+        assert_eq!(replay, [4]);
+        assert_eq!(buffer.shed_aged(at(550)), 0, "450 is 100 ms old, not older");
+        assert_eq!(buffer.shed_aged(at(551)), 10);
+        assert_eq!((buffer.len(), buffer.bytes(), buffer.head_seq()), (0, 0, 4));
     }
 
     fn epoch(name: &str) -> Epoch {

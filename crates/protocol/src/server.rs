@@ -1125,8 +1125,10 @@ impl ServerSession {
         message: &str,
         retry_after: Option<Duration>,
     ) {
-        let mut error = error_info(code, message);
-        error.retry_after_ms = retry_after.map(|wait| clamped(millis(wait)));
+        let error = match retry_after {
+            Some(wait) => retry_after_info(code, message, wait),
+            None => error_info(code, message),
+        };
         self.send_error_info(id, error);
     }
 
@@ -1353,6 +1355,16 @@ pub fn error_info(code: ErrorCode, message: &str) -> ErrorInfo {
         message: error_message(message),
         retry_after_ms: None,
         retryable: retryable(code),
+    }
+}
+
+/// An error that tells when to retry (FERRY-ERROR-1): [`error_info`] with `retry_after_ms`
+/// set to `wait` in whole milliseconds (within the schema's bounds). This is how every
+/// `rate_limited` error is made, over WebSocket (FERRY-RATE-1) and HTTP (FERRY-RATE-4).
+pub fn retry_after_info(code: ErrorCode, message: &str, wait: Duration) -> ErrorInfo {
+    ErrorInfo {
+        retry_after_ms: Some(clamped(millis(wait))),
+        ..error_info(code, message)
     }
 }
 

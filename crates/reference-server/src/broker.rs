@@ -14,7 +14,9 @@
 //! - FERRY-RESUME-1, FERRY-RESUME-2: with `from`, exactly the events after it, or an explicit
 //!   incomplete recovery (`history_exceeded`, `epoch_changed`, `position_ahead`) and no events;
 //!   FERRY-RESUME-3: the retention of each channel's history; FERRY-RESUME-5: the history
-//!   endpoint's pages.
+//!   endpoint's pages; FERRY-RESUME-7: a broker that caps its history's bytes sheds events
+//!   past the retention's age before it refuses a publish with [`BrokerError::HistoryFull`],
+//!   and never sheds a younger one.
 //! - FERRY-DEDUP-1: a repeated idempotency key on a channel within the dedup window is answered
 //!   with the original message id and position, `duplicate: true`, and is neither stored nor
 //!   fanned out again; FERRY-DEDUP-2: the window is at least the resume window and no key
@@ -54,7 +56,9 @@ use ferry_protocol::{
 
 pub use self::redis::{DEFAULT_REDIS_PREFIX, RedisBroker, RedisBrokerConfig};
 pub use crate::hub::Feed;
-pub use memory::{DEFAULT_MAX_CHANNELS, MemoryBroker, MemoryBrokerConfig, random_epoch};
+pub use memory::{
+    DEFAULT_MAX_CHANNELS, DEFAULT_MAX_HISTORY_BYTES, MemoryBroker, MemoryBrokerConfig, random_epoch,
+};
 
 /// The most events one history page holds, whatever limit is asked for (the schema's bound on
 /// `HistoryQuery.limit` and `HistoryResponse.events`).
@@ -87,6 +91,14 @@ pub enum BrokerError {
         /// The limit.
         max: usize,
     },
+    /// The node holds as many bytes of history as it may
+    /// ([`MemoryBrokerConfig::max_history_bytes`]) even after shedding every event older than
+    /// the retention's age: the publish is not stored (FERRY-RESUME-7).
+    #[error("this node holds its maximum of {max} bytes of history; retry later")]
+    HistoryFull {
+        /// The limit.
+        max: usize,
+    },
     /// A broken invariant of the broker itself.
     #[error("internal broker error: {0}")]
     Internal(String),
@@ -94,10 +106,12 @@ pub enum BrokerError {
 
 impl BrokerError {
     /// The error code to answer a request with: `unavailable` (retryable) when the broker is
-    /// unavailable or at its channel limit, `internal` otherwise.
+    /// unavailable or at its channel or history limit, `internal` otherwise.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Unavailable(_) | Self::ChannelLimit { .. } => ErrorCode::Unavailable,
+            Self::Unavailable(_) | Self::ChannelLimit { .. } | Self::HistoryFull { .. } => {
+                ErrorCode::Unavailable
+            }
             Self::SeqExhausted { .. } | Self::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -216,6 +230,13 @@ pub trait Broker: Send + Sync + 'static {
     /// session ends. Never waits: a broker that must tell others does so in the background.
     fn release_connection_slot(&self, user: &UserId, session: &SessionId) {
         let _ = (user, session);
+    }
+
+    /// The bytes of history this node holds over every channel and their cap
+    /// (FERRY-RESUME-7), for a broker that holds history in the node's memory; `None` for one
+    /// that holds it elsewhere (the default).
+    fn history_bytes(&self) -> Option<(usize, usize)> {
+        None
     }
 
     /// Releases memory held for things expired at `now` (tickets, dedup keys, history beyond

@@ -2,12 +2,13 @@
 //! variables, then command-line flags, each overriding the one before.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
 
-use crate::broker::DEFAULT_MAX_CHANNELS;
+use crate::broker::{DEFAULT_MAX_CHANNELS, DEFAULT_MAX_HISTORY_BYTES};
 use crate::hub::QueueLimits;
 use ferry_protocol::server::ServerConfig;
 use ferry_protocol::tables::defaults;
@@ -72,6 +73,20 @@ pub struct Flags {
     /// Inbound frames a session may send at once [default: 20].
     #[arg(long, env = "FERRY_RATE_LIMIT_BURST")]
     pub rate_limit_burst: Option<u64>,
+    /// Sustained tickets per second one caller (the user its credential names) may obtain
+    /// (FERRY-RATE-4) [default: 5]; beyond it, 429 rate_limited.
+    #[arg(long, env = "FERRY_TICKET_RATE_LIMIT_PER_SECOND")]
+    pub ticket_rate_limit_per_second: Option<u64>,
+    /// Tickets one caller may obtain at once [default: 20].
+    #[arg(long, env = "FERRY_TICKET_RATE_LIMIT_BURST")]
+    pub ticket_rate_limit_burst: Option<u64>,
+    /// Sustained backend publishes (POST /v1/publish) per second one caller may make
+    /// (FERRY-RATE-4) [default: 200]; beyond it, 429 rate_limited. Counted per node.
+    #[arg(long, env = "FERRY_PUBLISH_RATE_LIMIT_PER_SECOND")]
+    pub publish_rate_limit_per_second: Option<u64>,
+    /// Backend publishes one caller may make at once [default: 400].
+    #[arg(long, env = "FERRY_PUBLISH_RATE_LIMIT_BURST")]
+    pub publish_rate_limit_burst: Option<u64>,
     /// Age up to which missed events can be replayed, in milliseconds [default: 120000].
     #[arg(long, env = "FERRY_RESUME_WINDOW_MS")]
     pub resume_window_ms: Option<u64>,
@@ -94,6 +109,12 @@ pub struct Flags {
     /// subscribe that would create one more gets `unavailable`.
     #[arg(long, env = "FERRY_MAX_CHANNELS")]
     pub max_channels: Option<usize>,
+    /// Most bytes of history the node holds over every channel (FERRY-RESUME-7), each event
+    /// counted as its frame plus its payload [default: 268435456, 256 MiB]. Past it, events
+    /// older than the resume window are dropped first, then publishes get `unavailable`. With
+    /// a Redis broker the history lives in Redis and this does not apply.
+    #[arg(long, env = "FERRY_MAX_HISTORY_BYTES")]
+    pub max_history_bytes: Option<usize>,
     /// Most event frames queued for one session's socket [default: 4096]; a session that falls
     /// further behind is closed with 4410 and resumes.
     #[arg(long, env = "FERRY_OUTBOUND_QUEUE_FRAMES")]
@@ -183,12 +204,17 @@ struct FileConfig {
     max_connections_per_user: Option<u64>,
     rate_limit_per_second: Option<u64>,
     rate_limit_burst: Option<u64>,
+    ticket_rate_limit_per_second: Option<u64>,
+    ticket_rate_limit_burst: Option<u64>,
+    publish_rate_limit_per_second: Option<u64>,
+    publish_rate_limit_burst: Option<u64>,
     resume_window_ms: Option<u64>,
     resume_max_events: Option<u64>,
     dedup_window_ms: Option<u64>,
     drain_period_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
     max_channels: Option<usize>,
+    max_history_bytes: Option<usize>,
     outbound_queue_frames: Option<usize>,
     outbound_queue_bytes: Option<usize>,
     allowed_origins: Option<Vec<String>>,
@@ -244,10 +270,16 @@ pub struct Config {
     pub drain_period: Duration,
     /// Most channels the node holds state for at once.
     pub max_channels: usize,
+    /// Most bytes of history the node holds over every channel (FERRY-RESUME-7).
+    pub max_history_bytes: usize,
     /// Sessions one user may hold at once, over every node (FERRY-RATE-3).
     pub max_connections_per_user: u64,
     /// How much may be queued for one session's socket before it counts as fallen behind.
     pub outbound_queue: QueueLimits,
+    /// Each caller's token bucket on the ticket endpoint (FERRY-RATE-4).
+    pub ticket_rate: CallerRate,
+    /// Each caller's token bucket on the backend publish endpoint (FERRY-RATE-4).
+    pub publish_rate: CallerRate,
     /// What every session advertises and enforces.
     pub session: ServerConfig,
     /// Browser origins allowed to open sessions ("*" for any).
@@ -260,6 +292,15 @@ pub struct Config {
     pub log_format: LogFormat,
     /// With development auth, the token given to accept (else the kept one).
     pub dev_token: Option<String>,
+}
+
+/// One caller's token bucket on an HTTP endpoint (FERRY-RATE-4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallerRate {
+    /// Sustained requests per second.
+    pub per_second: NonZeroU64,
+    /// Requests at once after a quiet period.
+    pub burst: NonZeroU64,
 }
 
 /// A configuration that cannot be used; the message names the field.
@@ -401,10 +442,49 @@ impl Config {
                 why: "must be at least 1".into(),
             });
         }
+        let positive = |field: &'static str, flag: Option<u64>, file: Option<u64>, default: u64| {
+            NonZeroU64::new(pick(flag, file, default)).ok_or(ConfigError::Range {
+                field,
+                value: "0".into(),
+                why: "must be at least 1".into(),
+            })
+        };
+        let ticket_rate = CallerRate {
+            per_second: positive(
+                "ticket_rate_limit_per_second",
+                flags.ticket_rate_limit_per_second,
+                file.ticket_rate_limit_per_second,
+                defaults::TICKET_RATE_LIMIT_PER_SECOND,
+            )?,
+            burst: positive(
+                "ticket_rate_limit_burst",
+                flags.ticket_rate_limit_burst,
+                file.ticket_rate_limit_burst,
+                defaults::TICKET_RATE_LIMIT_BURST,
+            )?,
+        };
+        let publish_rate = CallerRate {
+            per_second: positive(
+                "publish_rate_limit_per_second",
+                flags.publish_rate_limit_per_second,
+                file.publish_rate_limit_per_second,
+                defaults::PUBLISH_RATE_LIMIT_PER_SECOND,
+            )?,
+            burst: positive(
+                "publish_rate_limit_burst",
+                flags.publish_rate_limit_burst,
+                file.publish_rate_limit_burst,
+                defaults::PUBLISH_RATE_LIMIT_BURST,
+            )?,
+        };
         let max_channels = flags
             .max_channels
             .or(file.max_channels)
             .unwrap_or(DEFAULT_MAX_CHANNELS);
+        let max_history_bytes = flags
+            .max_history_bytes
+            .or(file.max_history_bytes)
+            .unwrap_or(DEFAULT_MAX_HISTORY_BYTES);
         let queue_defaults = QueueLimits::default();
         let outbound_queue = QueueLimits {
             frames: flags
@@ -418,6 +498,7 @@ impl Config {
         };
         for (field, value) in [
             ("max_channels", max_channels),
+            ("max_history_bytes", max_history_bytes),
             ("outbound_queue_frames", outbound_queue.frames),
             ("outbound_queue_bytes", outbound_queue.bytes),
         ] {
@@ -565,8 +646,11 @@ impl Config {
             dedup_window: Duration::from_millis(dedup_window),
             drain_period: Duration::from_millis(drain_period),
             max_channels,
+            max_history_bytes,
             max_connections_per_user,
             outbound_queue,
+            ticket_rate,
+            publish_rate,
             session,
             allowed_origins,
             broker,
@@ -592,6 +676,7 @@ impl Config {
         crate::broker::MemoryBrokerConfig {
             dedup_window: self.dedup_window,
             max_channels: self.max_channels,
+            max_history_bytes: self.max_history_bytes,
             ..crate::broker::MemoryBrokerConfig::new(retention)
         }
     }

@@ -14,15 +14,18 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use ferry_protocol::server::{Action, ServerSession, Transmit, error_info};
 use ferry_protocol::tables::close_code;
 use ferry_protocol::{ChannelName, EncodedEvent, Frame, FrameText};
-use futures_util::SinkExt;
+use futures_util::stream::FusedStream;
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tracing::{debug, info, warn};
 
 use crate::broker::Broker;
 use crate::hub::Mailbox;
+use crate::socket::{Socket as WebSocket, close_after_violation};
 use crate::{Lifecycle, Server};
 
 /// Runs one upgraded connection until it closes.
@@ -143,7 +146,7 @@ pub(crate) async fn run<B: Broker>(
             armed = deadline;
         }
         tokio::select! {
-            message = socket.recv() => {
+            message = socket.next() => {
                 let now = server.now();
                 match message {
                     Some(Ok(Message::Text(text))) => {
@@ -154,7 +157,7 @@ pub(crate) async fn run<B: Broker>(
                         server.metrics.messages_in.inc();
                         session.handle_frame(Frame::Binary(&bytes), now);
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Close(_))) | None => return,
                     Some(Err(error)) => match refused_frame(error) {
                         Some((code, reason)) => session.close(code, reason),
@@ -363,7 +366,10 @@ impl<B: Broker> Link<'_, B> {
                     .await
                 {
                     Ok(ack) => session.published(&id, ack),
-                    Err(e) => session.request_failed(&id, error_info(e.code(), &e.to_string())),
+                    Err(e) => {
+                        server.metrics.publish_failed(&e);
+                        session.request_failed(&id, error_info(e.code(), &e.to_string()));
+                    }
                 }
             }
         }
@@ -432,12 +438,20 @@ fn error_code(text: &str) -> Option<String> {
 
 /// The close code for a frame the WebSocket layer refused: the size gate runs there, before a
 /// frame is buffered whole (1009, FERRY-SIZE-3), and so does UTF-8 validation of text frames
-/// (1007, FERRY-TRANSPORT-4). `None` for a broken connection.
-fn refused_frame(error: axum::Error) -> Option<(u16, &'static str)> {
+/// (1007, FERRY-TRANSPORT-4) and every framing rule of RFC 6455 (1002: an unmasked frame, RSV
+/// bits, a fragmented or oversized control frame, a continuation out of place, a reserved
+/// opcode, a malformed close frame). `None` for a broken connection.
+fn refused_frame(error: tokio_tungstenite::tungstenite::Error) -> Option<(u16, &'static str)> {
     use tokio_tungstenite::tungstenite::Error;
-    match error.into_inner().downcast::<Error>().map(|e| *e) {
-        Ok(Error::Capacity(_)) => Some((close_code::MESSAGE_TOO_BIG, "message too big")),
-        Ok(Error::Utf8(_)) => Some((close_code::INVALID_PAYLOAD, "text frame is not UTF-8")),
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+    match error {
+        Error::Capacity(_) => Some((close_code::MESSAGE_TOO_BIG, "message too big")),
+        Error::Utf8(_) => Some((close_code::INVALID_PAYLOAD, "text frame is not UTF-8")),
+        Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+        Error::Protocol(violation) => {
+            debug!(%violation, "a WebSocket protocol violation; closing with 1002");
+            Some((close_code::PROTOCOL_ERROR, "WebSocket protocol violation"))
+        }
         _ => None,
     }
 }
@@ -451,11 +465,16 @@ const CLOSING_HANDSHAKE: Duration = Duration::from_secs(2);
 /// its code. Both halves are bounded: the close frame gets out within the heartbeat's interval
 /// plus timeout (a session that fell behind must first read what is queued before it; one
 /// that does not read for that long is dead), and the answer comes within
-/// [`CLOSING_HANDSHAKE`].
+/// [`CLOSING_HANDSHAKE`]. When the WebSocket layer stopped reading at a frame it refused
+/// (1002, 1007, 1009), the bytes after it are drained from the connection instead.
 async fn close<B: Broker>(server: &Server<B>, socket: &mut WebSocket, code: u16, reason: &str) {
     server.metrics.close(code);
+    if socket.is_terminated() {
+        close_after_violation(socket, code, reason, server.patience(), CLOSING_HANDSHAKE).await;
+        return;
+    }
     let frame = CloseFrame {
-        code,
+        code: code.into(),
         reason: reason.into(),
     };
     let sent = tokio::time::timeout(server.patience(), socket.send(Message::Close(Some(frame))));
@@ -463,7 +482,7 @@ async fn close<B: Broker>(server: &Server<B>, socket: &mut WebSocket, code: u16,
         return;
     }
     let _ = tokio::time::timeout(CLOSING_HANDSHAKE, async {
-        while let Some(Ok(message)) = socket.recv().await {
+        while let Some(Ok(message)) = socket.next().await {
             if matches!(message, Message::Close(_)) {
                 break;
             }

@@ -6,8 +6,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -15,14 +13,16 @@ use axum::{Json, Router};
 use ferry_protocol::server::{Grant, check_event_size};
 use ferry_protocol::tables::{ERROR_CODES, endpoint};
 use ferry_protocol::{
-    Access, ErrorBody, ErrorCode, HealthResponse, HistoryQuery, PublishRequest, SUBPROTOCOL,
-    TicketResponse, permits,
+    Access, ErrorBody, ErrorCode, ErrorInfo, HealthResponse, HistoryQuery, PublishRequest,
+    SUBPROTOCOL, TicketResponse, permits,
 };
 use serde_json::json;
-use tracing::{info, warn};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tracing::{debug, info, warn};
 
 use crate::auth::Identity;
 use crate::broker::Broker;
+use crate::limits::Metered;
 use crate::namespaces::PayloadError;
 use crate::{Server, connection};
 
@@ -99,6 +99,12 @@ async fn metrics<B: Broker>(State(server): State<Arc<Server<B>>>, headers: Heade
         .metrics
         .sessions
         .set(i64::try_from(server.live_sessions()).unwrap_or(i64::MAX));
+    if let Some((held, _)) = server.broker.history_bytes() {
+        server
+            .metrics
+            .history_bytes
+            .set(i64::try_from(held).unwrap_or(i64::MAX));
+    }
     let openmetrics = headers
         .get_all(header::ACCEPT)
         .iter()
@@ -124,15 +130,54 @@ async fn metrics<B: Broker>(State(server): State<Arc<Server<B>>>, headers: Heade
 
 /// An error response: the code's HTTP status and retryable flag come from the error table.
 pub(crate) fn error(code: ErrorCode, message: impl Into<String>) -> Response {
+    error_response(ferry_protocol::server::error_info(code, &message.into()))
+}
+
+/// The response for `info`, with the status the error table gives its code.
+fn error_response(info: ErrorInfo) -> Response {
+    let code = info.code;
     let row = ERROR_CODES
         .iter()
         .find(|row| row.code == code)
         .expect("every error code is in the table");
-    let info = ferry_protocol::server::error_info(code, &message.into());
     let status = StatusCode::from_u16(row.http_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, Json(ErrorBody { error: info })).into_response();
     response.extensions_mut().insert(code);
     response
+}
+
+/// Takes one of the caller's tokens on `endpoint` (FERRY-RATE-4); `None` when it had one, and
+/// when its bucket is empty the 429 to answer: `rate_limited` with `retry_after_ms`, and `Retry-After` in whole
+/// seconds, rounded up (RFC 9110 §10.2.3).
+fn meter<B: Broker>(server: &Server<B>, endpoint: Metered, caller: &Identity) -> Option<Response> {
+    let wait = match server.callers.take(endpoint, &caller.user, server.now()) {
+        Ok(()) => return None,
+        Err(wait) => wait,
+    };
+    server
+        .metrics
+        .http_rate_limited
+        .get_or_create(&crate::metrics::Endpoint {
+            endpoint: endpoint.name(),
+        })
+        .inc();
+    debug!(user = %caller.user.as_str(), endpoint = endpoint.name(), "rate limited");
+    let message = format!(
+        "too many requests to {}; retry in {} ms",
+        endpoint.name(),
+        wait.as_millis()
+    );
+    let mut response = error_response(ferry_protocol::server::retry_after_info(
+        ErrorCode::RateLimited,
+        &message,
+        wait,
+    ));
+    let seconds = wait.as_millis().div_ceil(1000).max(1);
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from(u64::try_from(seconds).unwrap_or(u64::MAX)),
+    );
+    Some(response)
 }
 
 fn identity<B: Broker>(server: &Server<B>, headers: &HeaderMap) -> Option<Identity> {
@@ -171,6 +216,9 @@ async fn issue_ticket<B: Broker>(
     let Some(identity) = identity(&server, &headers) else {
         return unauthorized(&headers);
     };
+    if let Some(limited) = meter(&server, Metered::IssueTicket, &identity) {
+        return limited;
+    }
     let grant = Grant {
         user: identity.user.clone(),
         permissions: identity.permissions.clone(),
@@ -199,7 +247,7 @@ async fn connect<B: Broker>(
     State(server): State<Arc<Server<B>>>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    upgrade: Result<crate::socket::Upgrade, crate::socket::NotAnUpgrade>,
 ) -> Response {
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
@@ -222,15 +270,14 @@ async fn connect<B: Broker>(
         );
     }
     let max = server.config.session.limits.max_message_bytes.get() as usize;
-    let upgrade = upgrade
-        .protocols([SUBPROTOCOL])
-        .max_message_size(max)
-        .max_frame_size(max)
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
         // tungstenite's default 128 KiB read buffer is most of an idle connection's memory;
         // 4 KiB cuts it from about 134 KiB to 10 KiB a connection (BENCHMARKS.md), and the
         // buffer still grows for larger frames.
         .read_buffer_size(READ_BUFFER_BYTES);
-    if upgrade.selected_protocol().is_none() {
+    if !upgrade.offers(SUBPROTOCOL) {
         // FERRY-TRANSPORT-1: a client that does not speak ferry.v1 is refused at the upgrade.
         return error(
             ErrorCode::BadRequest,
@@ -239,9 +286,9 @@ async fn connect<B: Broker>(
     }
     // The ticket is redeemed on the upgraded connection, which a rejection then closes with 4401.
     let ticket = query.get("ticket").cloned();
-    upgrade
-        .on_upgrade(move |socket| connection::run(server, socket, ticket))
-        .into_response()
+    upgrade.accept(SUBPROTOCOL, config, move |socket| {
+        connection::run(server, socket, ticket)
+    })
 }
 
 async fn publish<B: Broker>(
@@ -256,6 +303,10 @@ async fn publish<B: Broker>(
     };
     if server.is_draining() {
         return error(ErrorCode::Unavailable, "the server is shutting down");
+    }
+    // Metered before the body is read: a caller over its rate costs no buffering either.
+    if let Some(limited) = meter(&server, Metered::Publish, &identity) {
+        return limited;
     }
     let max = server.config.session.limits.max_message_bytes.get() as usize;
     let body = match read_body(&headers, body, max).await {
@@ -314,6 +365,7 @@ async fn publish<B: Broker>(
         }
         Err(e) => {
             warn!(error = %e, "backend publish failed");
+            server.metrics.publish_failed(&e);
             error(e.code(), e.to_string())
         }
     }

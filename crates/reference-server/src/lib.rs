@@ -14,8 +14,10 @@ pub mod config;
 mod connection;
 pub mod http;
 pub mod hub;
+pub mod limits;
 pub mod metrics;
 pub mod namespaces;
+mod socket;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -46,6 +48,8 @@ pub struct Server<B> {
     broker: B,
     hub: Hub,
     namespaces: Namespaces,
+    /// Each caller's token buckets on the ticket and publish endpoints (FERRY-RATE-4).
+    callers: limits::CallerLimits,
     origin: Instant,
     /// What every session watches: a drain starting, or a cut.
     lifecycle: watch::Sender<Lifecycle>,
@@ -58,6 +62,7 @@ impl<B: Broker> Server<B> {
     /// A server with this configuration, credentials, broker and namespaces.
     pub fn new(config: Config, auth: Auth, broker: B, namespaces: Namespaces) -> Arc<Self> {
         Arc::new(Self {
+            callers: limits::CallerLimits::new(&config),
             config,
             metrics: metrics::Metrics::default(),
             auth,

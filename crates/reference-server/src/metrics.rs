@@ -31,6 +31,13 @@ pub struct Close {
     pub code: u16,
 }
 
+/// An HTTP endpoint, by its name in `endpoints.json`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Endpoint {
+    /// The endpoint's name (`issue_ticket`, `publish`).
+    pub endpoint: &'static str,
+}
+
 /// The server's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -52,6 +59,15 @@ pub struct Metrics {
     pub fell_behind: Counter,
     /// Channels this node follows now (some local session holds them).
     pub channels_followed: Gauge,
+    /// Bytes of history this node holds over every channel (FERRY-RESUME-7); 0 with a broker
+    /// that holds history elsewhere.
+    pub history_bytes: Gauge,
+    /// Publishes refused because the node's history was at its byte cap even after shedding
+    /// the events past the resume window (FERRY-RESUME-7).
+    pub history_full: Counter,
+    /// HTTP requests refused with 429 because the caller's token bucket was empty
+    /// (FERRY-RATE-4), by endpoint.
+    pub http_rate_limited: Family<Endpoint, Counter>,
     /// Inbound WebSocket messages (the `in` series of `messages`), kept at hand for the hot path.
     pub messages_in: Counter,
     /// Outbound WebSocket messages (the `out` series of `messages`), kept at hand for the hot
@@ -127,6 +143,24 @@ impl Default for Metrics {
                 "Channels this node follows now (some local session holds them)",
                 Gauge::default(),
             ),
+            history_bytes: registered(
+                r,
+                "history_bytes",
+                "Bytes of history this node holds over every channel",
+                Gauge::default(),
+            ),
+            history_full: registered(
+                r,
+                "history_full",
+                "Publishes refused because the node's history was at its byte cap",
+                Counter::default(),
+            ),
+            http_rate_limited: registered(
+                r,
+                "http_rate_limited",
+                "HTTP requests refused with 429 because the caller's token bucket was empty, by endpoint",
+                Family::default(),
+            ),
             registry,
         }
     }
@@ -152,6 +186,13 @@ impl Metrics {
                 code: code.to_owned(),
             })
             .inc();
+    }
+
+    /// Counts a publish the broker refused, when it was for the history cap.
+    pub fn publish_failed(&self, error: &crate::broker::BrokerError) {
+        if matches!(error, crate::broker::BrokerError::HistoryFull { .. }) {
+            self.history_full.inc();
+        }
     }
 
     /// Counts a close the server sent.

@@ -141,6 +141,14 @@ async fn sigterm_under_traffic_says_goodbye_closes_with_1012_and_keeps_acknowled
 async fn start(data: &std::path::Path, args: &[&str]) -> (tokio::process::Child, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferry-server"))
         .env("XDG_DATA_HOME", data)
+        // These tests issue tickets and publish as fast as they can, far past the default
+        // per-caller rates (FERRY-RATE-4), which have tests of their own.
+        .envs([
+            ("FERRY_TICKET_RATE_LIMIT_PER_SECOND", "100000"),
+            ("FERRY_TICKET_RATE_LIMIT_BURST", "100000"),
+            ("FERRY_PUBLISH_RATE_LIMIT_PER_SECOND", "100000"),
+            ("FERRY_PUBLISH_RATE_LIMIT_BURST", "100000"),
+        ])
         .args(["--bind", "127.0.0.1:0"])
         .args(args)
         .stdout(Stdio::piped())

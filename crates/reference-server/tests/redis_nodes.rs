@@ -45,6 +45,14 @@ impl Node {
         let data = tempfile::tempdir().expect("a temp dir");
         let mut child = Command::new(env!("CARGO_BIN_EXE_ferry-server"))
             .env("XDG_DATA_HOME", data.path())
+            // These tests issue tickets and publish as fast as they can, far past the default
+            // per-caller rates (FERRY-RATE-4), which have tests of their own.
+            .envs([
+                ("FERRY_TICKET_RATE_LIMIT_PER_SECOND", "100000"),
+                ("FERRY_TICKET_RATE_LIMIT_BURST", "100000"),
+                ("FERRY_PUBLISH_RATE_LIMIT_PER_SECOND", "100000"),
+                ("FERRY_PUBLISH_RATE_LIMIT_BURST", "100000"),
+            ])
             .args(["--bind", "127.0.0.1:0", "--drain-period-ms", "500"])
             .args(["--broker", redis_url, "--redis-prefix", prefix])
             .stdout(Stdio::piped())

@@ -44,9 +44,16 @@ impl Running {
     }
 
     async fn start_with_auth(flags: Flags, auth: Auth, token: String) -> Self {
+        // The tests issue tickets and publish as fast as they can, far past the default
+        // per-caller rates (FERRY-RATE-4), which tests/limits.rs checks.
+        let unmetered = Some(100_000);
         let flags = Flags {
             max_message_bytes: Some(MAX_BYTES),
             drain_period_ms: Some(2_000),
+            ticket_rate_limit_per_second: flags.ticket_rate_limit_per_second.or(unmetered),
+            ticket_rate_limit_burst: flags.ticket_rate_limit_burst.or(unmetered),
+            publish_rate_limit_per_second: flags.publish_rate_limit_per_second.or(unmetered),
+            publish_rate_limit_burst: flags.publish_rate_limit_burst.or(unmetered),
             ..flags
         };
         let config = Config::resolve(flags).expect("valid test configuration");

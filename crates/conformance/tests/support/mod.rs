@@ -62,6 +62,11 @@ impl ReferenceServer {
             max_subscriptions: Some(5),
             rate_limit_per_second: Some(50),
             rate_limit_burst: Some(10),
+            // The suite asks for tickets and publishes far faster than one application would.
+            ticket_rate_limit_per_second: Some(100_000),
+            ticket_rate_limit_burst: Some(100_000),
+            publish_rate_limit_per_second: Some(100_000),
+            publish_rate_limit_burst: Some(100_000),
             resume_window_ms: Some(300),
             resume_max_events: Some(20),
             drain_period_ms: Some(1_000),

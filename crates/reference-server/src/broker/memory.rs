@@ -14,7 +14,7 @@
 //!   no live idempotency key, and that nobody followed for the retention's age (one that
 //!   sessions subscribed to but nobody published to), is dropped by
 //!   [`Broker::purge_expired`]. A channel that holds events keeps its last `max_events` however
-//!   old, as FERRY-RESUME-3 asks, so it stays. A channel's state starts in the broker's
+//!   old, as FERRY-RESUME-3 asks, so it stays, until the history cap sheds them (below). A channel's state starts in the broker's
 //!   *current* epoch: the node's random epoch until the first channel is forgotten, then that
 //!   epoch with the number of channels forgotten so far appended (`<epoch>-<n>`). The number
 //!   only grows, so a forgotten channel always comes back in an epoch it never had and a
@@ -23,6 +23,17 @@
 //!   for reads as empty at seq 0 of the current epoch. At most
 //!   [`MemoryBrokerConfig::max_channels`] channels are held; a publish or subscribe that would
 //!   create one more is refused with [`BrokerError::ChannelLimit`] (`unavailable`).
+//! - History bytes (FERRY-RESUME-7): the bytes of every channel's history (each event counted
+//!   as its frame plus its payload's text) stay within
+//!   [`MemoryBrokerConfig::max_history_bytes`]. A publish reserves its event's bytes in one
+//!   atomic counter before it appends, so concurrent publishes to different channels cannot
+//!   pass the cap together; every event a history drops gives its bytes back. When an event
+//!   does not fit, every channel sheds its events older than the retention's age, the last
+//!   `max_events` included ([`ReplayBuffer::shed_aged`]), one channel's lock at a time; if it
+//!   still does not fit, the publish is refused with [`BrokerError::HistoryFull`]
+//!   (`unavailable`, retryable) and nothing is stored. An event younger than the retention's
+//!   age is never shed, so a client that resumes within the resume window always gets its
+//!   replay; one that resumes from before a shed event gets `history_exceeded`.
 //! - Dedup (FERRY-DEDUP-1, FERRY-DEDUP-2): the per-channel window is keyed by idempotency key,
 //!   which is the same as one window keyed by (channel, key). It is bounded by age only (its
 //!   capacity is `usize::MAX`): no key younger than the window is forgotten to save memory,
@@ -37,7 +48,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ferry_protocol::bounded::{MAX_SAFE_INTEGER, UInt};
@@ -67,6 +78,10 @@ pub struct MemoryBrokerConfig {
     /// Most channels held at once; a publish or subscribe that would create one more is
     /// refused with [`BrokerError::ChannelLimit`].
     pub max_channels: usize,
+    /// Most bytes of history held over every channel (FERRY-RESUME-7), each event counted as
+    /// its frame plus its payload's text. A publish that would pass it first sheds every event
+    /// older than the retention's age, then is refused with [`BrokerError::HistoryFull`].
+    pub max_history_bytes: usize,
     /// The node's epoch, in which a channel the broker holds no state for reads as empty;
     /// random per start (see [`random_epoch`]). Channels created after one was forgotten
     /// start in this epoch with the number of forgotten channels appended.
@@ -76,15 +91,19 @@ pub struct MemoryBrokerConfig {
 /// The default for [`MemoryBrokerConfig::max_channels`].
 pub const DEFAULT_MAX_CHANNELS: usize = 100_000;
 
+/// The default for [`MemoryBrokerConfig::max_history_bytes`]: 256 MiB.
+pub const DEFAULT_MAX_HISTORY_BYTES: usize = defaults::MAX_HISTORY_BYTES as usize;
+
 impl MemoryBrokerConfig {
     /// The defaults with the given retention: the default dedup window (2 minutes, or the
-    /// retention's age if longer), at most [`DEFAULT_MAX_CHANNELS`] channels and a random
-    /// epoch.
+    /// retention's age if longer), at most [`DEFAULT_MAX_CHANNELS`] channels and
+    /// [`DEFAULT_MAX_HISTORY_BYTES`] of history, and a random epoch.
     pub fn new(retention: Retention) -> Self {
         Self {
             retention,
             dedup_window: Duration::from_millis(defaults::DEDUP_WINDOW_MS).max(retention.max_age),
             max_channels: DEFAULT_MAX_CHANNELS,
+            max_history_bytes: DEFAULT_MAX_HISTORY_BYTES,
             epoch: random_epoch(),
         }
     }
@@ -112,6 +131,10 @@ pub struct MemoryBroker {
     retention: Retention,
     dedup_window: Duration,
     max_channels: usize,
+    max_history_bytes: usize,
+    /// Bytes of history held over every channel (the sum of their [`ReplayBuffer::bytes`]),
+    /// never above `max_history_bytes`: a publish reserves its event's bytes here first.
+    history_bytes: AtomicUsize,
     epoch: Epoch,
     /// How many channels were forgotten; new channel states start in an epoch naming it.
     forgotten: AtomicU64,
@@ -130,6 +153,12 @@ impl Sequenced for Stored {
     fn seq(&self) -> u64 {
         self.0.event().position.seq.get()
     }
+
+    /// The frame and the payload's JSON text, which the parsed event keeps beside it: the
+    /// bulk of what holding the event costs.
+    fn bytes(&self) -> usize {
+        self.0.len() + self.0.event().payload.as_str().len()
+    }
 }
 
 /// One channel's history, dedup window and feed.
@@ -144,6 +173,17 @@ struct ChannelState {
     /// Dropped from the broker's map: whoever finds this set took the state just before it
     /// was forgotten, and starts again with a fresh one.
     forgotten: bool,
+}
+
+/// What a publish did to its channel's state.
+enum Appended {
+    /// Stored and fanned out, or answered as a duplicate.
+    Stored(PublishResponse),
+    /// Not stored: the event does not fit the history cap (FERRY-RESUME-7).
+    NoRoom {
+        key: IdempotencyKey,
+        payload: Payload,
+    },
 }
 
 /// The live tickets, with their expiry times in a min-heap for purging.
@@ -183,6 +223,8 @@ impl MemoryBroker {
             message_prefix,
             next_message: AtomicU64::new(1),
             max_channels: config.max_channels,
+            max_history_bytes: config.max_history_bytes,
+            history_bytes: AtomicUsize::new(0),
             forgotten: AtomicU64::new(0),
             channels: RwLock::new(HashMap::new()),
             tickets: Mutex::new(Tickets::default()),
@@ -223,6 +265,45 @@ impl MemoryBroker {
     /// How much history each channel keeps.
     pub fn retention(&self) -> Retention {
         self.retention
+    }
+
+    /// Bytes of history held over every channel, as [`MemoryBrokerConfig::max_history_bytes`]
+    /// counts them.
+    pub fn history_bytes(&self) -> usize {
+        self.history_bytes.load(Ordering::Acquire)
+    }
+
+    /// The cap on [`history_bytes`](Self::history_bytes).
+    pub fn max_history_bytes(&self) -> usize {
+        self.max_history_bytes
+    }
+
+    /// Takes `bytes` of the history cap for an event about to be appended; false when they
+    /// would pass it.
+    fn reserve_history(&self, bytes: usize) -> bool {
+        self.history_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(bytes)
+                    .filter(|&total| total <= self.max_history_bytes)
+            })
+            .is_ok()
+    }
+
+    /// Gives back the bytes of events a channel's history dropped.
+    fn release_history(&self, bytes: usize) {
+        if bytes > 0 {
+            self.history_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        }
+    }
+
+    /// Sheds every event older than the retention's age from every channel
+    /// (FERRY-RESUME-7), one channel's lock at a time.
+    fn shed_aged(&self, now: Timestamp) {
+        let channels: Vec<_> = self.channels.read().values().cloned().collect();
+        for state in channels {
+            let freed = state.lock().history.shed_aged(now);
+            self.release_history(freed);
+        }
     }
 
     /// How many tickets are held, expired ones not yet purged included.
@@ -315,7 +396,10 @@ impl MemoryBroker {
         if let Some(state) = state {
             let mut state = state.lock();
             if !state.forgotten {
-                return read(&mut state.history);
+                let before = state.history.bytes();
+                let answer = read(&mut state.history);
+                self.release_history(before.saturating_sub(state.history.bytes()));
+                return answer;
             }
         }
         read(&mut ReplayBuffer::new(self.current_epoch(), self.retention))
@@ -337,8 +421,25 @@ impl MemoryBroker {
         published_at_ms: u64,
     ) -> Result<PublishResponse, BrokerError> {
         let message_id = self.next_message_id()?;
-        self.with_channel(channel, now, |state| {
-            Self::append(
+        let first = self.with_channel(channel, now, |state| {
+            self.append(
+                state,
+                channel,
+                key,
+                payload,
+                message_id.clone(),
+                now,
+                published_at_ms,
+            )
+        })??;
+        let (key, payload) = match first {
+            Appended::Stored(ack) => return Ok(ack),
+            Appended::NoRoom { key, payload } => (key, payload),
+        };
+        // FERRY-RESUME-7: make room from what the retention lets go under pressure, once.
+        self.shed_aged(now);
+        let second = self.with_channel(channel, now, |state| {
+            self.append(
                 state,
                 channel,
                 key,
@@ -347,11 +448,20 @@ impl MemoryBroker {
                 now,
                 published_at_ms,
             )
-        })?
+        })??;
+        match second {
+            Appended::Stored(ack) => Ok(ack),
+            Appended::NoRoom { .. } => Err(BrokerError::HistoryFull {
+                max: self.max_history_bytes,
+            }),
+        }
     }
 
-    /// A publish's work on its channel's state, under the channel's lock.
+    /// A publish's work on its channel's state, under the channel's lock; the key and payload
+    /// back when the event does not fit the history cap (nothing is stored then).
+    #[allow(clippy::too_many_arguments)]
     fn append(
+        &self,
         state: &mut ChannelState,
         channel: &ChannelName,
         key: IdempotencyKey,
@@ -359,12 +469,12 @@ impl MemoryBroker {
         message_id: MessageId,
         now: Timestamp,
         published_at_ms: u64,
-    ) -> Result<PublishResponse, BrokerError> {
+    ) -> Result<Appended, BrokerError> {
         if let Some(original) = state.dedup.check(&key, now) {
-            return Ok(PublishResponse {
+            return Ok(Appended::Stored(PublishResponse {
                 duplicate: true,
                 ..original.clone()
-            });
+            }));
         }
         let seq = UInt::new(state.history.next_seq()).ok_or_else(|| BrokerError::SeqExhausted {
             channel: channel.clone(),
@@ -388,16 +498,25 @@ impl MemoryBroker {
             position,
             published_at_ms: UnixMillis(published_at_ms),
         });
-        state
-            .history
-            .append(Stored(event.clone()), now)
-            .map_err(|error| BrokerError::Internal(error.to_string()))?;
+        let stored = Stored(event.clone());
+        let bytes = stored.bytes();
+        if !self.reserve_history(bytes) {
+            let payload = event.event().payload.clone();
+            return Ok(Appended::NoRoom { key, payload });
+        }
+        let before = state.history.bytes();
+        if let Err(error) = state.history.append(stored, now) {
+            self.release_history(bytes);
+            return Err(BrokerError::Internal(error.to_string()));
+        }
+        // The append may have let older events go: their bytes come back.
+        self.release_history((before + bytes).saturating_sub(state.history.bytes()));
         state.dedup.insert(key, ack.clone(), now);
         // Pushed under the channel's lock, so the channel's events reach its feed in seq order.
         if let Some(feed) = &state.feed {
             feed.push(&event);
         }
-        Ok(ack)
+        Ok(Appended::Stored(ack))
     }
 
     fn follow_now(
@@ -499,7 +618,9 @@ impl MemoryBroker {
         let mut idle = Vec::new();
         for (channel, state) in channels {
             let mut state = state.lock();
+            let before = state.history.bytes();
             state.history.expire(now);
+            self.release_history(before - state.history.bytes());
             state.dedup.expire(now);
             if self.forgettable(&state, now) {
                 idle.push(channel);
@@ -594,6 +715,10 @@ impl Broker for MemoryBroker {
 
     fn unfollow(&self, channel: &ChannelName, feed: &Arc<Feed>, now: Timestamp) {
         self.unfollow_now(channel, feed, now);
+    }
+
+    fn history_bytes(&self) -> Option<(usize, usize)> {
+        Some((self.history_bytes(), self.max_history_bytes))
     }
 
     async fn purge_expired(&self, now: Timestamp) {

@@ -156,6 +156,26 @@ export declare const DEFAULTS: {
      */
     readonly malformedFrameLimit: 10;
     /**
+     * Bytes of history a node retains over all its channels, each event counted as its frame plus its payload's text; past it, events older than the resume window go first, then publishes are refused with unavailable. (bytes)
+     */
+    readonly maxHistoryBytes: 268435456;
+    /**
+     * Sustained tickets one caller may obtain per second. (count/s)
+     */
+    readonly ticketRateLimitPerSecond: 5;
+    /**
+     * Tickets one caller may obtain at once after a quiet period (enough for every session the per-user connection limit allows to reconnect at once). (count)
+     */
+    readonly ticketRateLimitBurst: 20;
+    /**
+     * Sustained backend publishes (POST /v1/publish) one caller may make per second; with the dedup window it bounds the idempotency keys one caller can make the server hold. (count/s)
+     */
+    readonly publishRateLimitPerSecond: 200;
+    /**
+     * Backend publishes one caller may make at once after a quiet period. (count)
+     */
+    readonly publishRateLimitBurst: 400;
+    /**
      * Concurrent sessions one identity may hold. (count)
      */
     readonly maxConnectionsPerUser: 16;
@@ -350,7 +370,7 @@ export declare const RULES: {
     readonly "FERRY-RESUME-3": {
         readonly level: "MUST";
         readonly section: "RESUME";
-        readonly text: "A server MUST keep, per channel, at least the last resume.max_events events and every event younger than resume.window_ms (by default 1000 events and 2 minutes).";
+        readonly text: "A server MUST keep, per channel, at least the last resume.max_events events and every event younger than resume.window_ms (by default 1000 events and 2 minutes), except that a server at its history byte cap MAY drop events older than resume.window_ms as FERRY-RESUME-7 says.";
     };
     readonly "FERRY-RESUME-4": {
         readonly level: "MUST";
@@ -366,6 +386,11 @@ export declare const RULES: {
         readonly level: "MUST";
         readonly section: "RESUME";
         readonly text: "A server MUST apply read permissions to replay and history exactly as to live delivery.";
+    };
+    readonly "FERRY-RESUME-7": {
+        readonly level: "MUST";
+        readonly section: "RESUME";
+        readonly text: "A server MAY bound the bytes of history it retains over all channels. When an event would pass that bound, the server MUST first drop events older than resume.window_ms, and if that does not make room it MUST refuse the publish with unavailable and store nothing; it MUST NOT drop an event younger than resume.window_ms to make room, and a resume or history read from before a dropped event MUST be answered as FERRY-RESUME-2 says (history_exceeded).";
     };
     readonly "FERRY-PUBLISH-1": {
         readonly level: "MUST";
@@ -511,6 +536,11 @@ export declare const RULES: {
         readonly level: "MUST";
         readonly section: "RATE";
         readonly text: "A server MUST close with 4409 a new session that would exceed the per-user connection limit, and leave the user's existing sessions untouched.";
+    };
+    readonly "FERRY-RATE-4": {
+        readonly level: "MUST";
+        readonly section: "RATE";
+        readonly text: "A server MUST meter the ticket endpoint and the backend publish endpoint with a token bucket per caller and endpoint, and answer a request that finds its bucket empty with HTTP 429 and rate_limited (retry_after_ms set to the time until the bucket holds a token, and a Retry-After header with that time in whole seconds, rounded up), without acting on it; one caller's requests MUST NOT take another caller's tokens.";
     };
     readonly "FERRY-SHUTDOWN-1": {
         readonly level: "MUST";

@@ -37,13 +37,13 @@ export declare const ENDPOINTS: {
         }, {
             readonly status: 429;
             readonly code: "rate_limited";
-            readonly when: "The caller asks for tickets too often.";
+            readonly when: "The caller asks for tickets faster than its token bucket allows; retry_after_ms and the Retry-After header say when to retry.";
         }, {
             readonly status: 503;
             readonly code: "unavailable";
             readonly when: "The server is draining.";
         }];
-        readonly rules: readonly ["FERRY-TICKET-1", "FERRY-TICKET-2"];
+        readonly rules: readonly ["FERRY-TICKET-1", "FERRY-TICKET-2", "FERRY-RATE-4"];
     };
     /**
      * Open a WebSocket session: `GET /v1/ws?ticket=TICKET` with `Sec-WebSocket-Protocol: ferry.v1`. The first frame is a welcome; a rejected ticket closes the session with 4401 before any other frame.
@@ -105,13 +105,13 @@ export declare const ENDPOINTS: {
         }, {
             readonly status: 429;
             readonly code: "rate_limited";
-            readonly when: "The caller publishes too fast.";
+            readonly when: "The caller publishes faster than its token bucket allows; retry_after_ms and the Retry-After header say when to retry.";
         }, {
             readonly status: 503;
             readonly code: "unavailable";
-            readonly when: "The server is draining.";
+            readonly when: "The server is draining, or the node holds as much history as it may even after dropping events older than the resume window.";
         }];
-        readonly rules: readonly ["FERRY-PUBLISH-1", "FERRY-DEDUP-1", "FERRY-CHANNEL-4"];
+        readonly rules: readonly ["FERRY-PUBLISH-1", "FERRY-DEDUP-1", "FERRY-CHANNEL-4", "FERRY-RATE-4"];
     };
     /**
      * Read a channel's history after a position, for applications that must refetch after an incomplete recovery; the credential must grant read on the channel.

@@ -74,6 +74,7 @@ fn broker(max_events: u64, max_age_ms: u64) -> MemoryBroker {
         },
         dedup_window: Duration::from_millis(max_age_ms),
         max_channels: DEFAULT_MAX_CHANNELS,
+        max_history_bytes: DEFAULT_MAX_HISTORY_BYTES,
         epoch: epoch("e1"),
     })
 }
@@ -717,6 +718,7 @@ async fn a_channel_holding_a_live_idempotency_key_is_kept_so_the_key_still_dedup
         },
         dedup_window: Duration::from_millis(5000),
         max_channels: DEFAULT_MAX_CHANNELS,
+        max_history_bytes: DEFAULT_MAX_HISTORY_BYTES,
         epoch: epoch("e1"),
     });
     let original = broker
