@@ -220,7 +220,7 @@ pub(crate) async fn accept_loop<B: Broker>(
         max_connections: server.config.max_connections,
     };
     let app = http::router(server.clone());
-    let metrics = server.clone();
+    let shared = server.clone();
     let open = Arc::new(AtomicUsize::new(0));
     // Dropped to ask every connection to shut down; each connection holds a `done` receiver,
     // so `closed` completes once all have finished.
@@ -241,9 +241,9 @@ pub(crate) async fn accept_loop<B: Broker>(
                 }
             },
         };
-        let Some(slot) = ConnectionSlot::take(&open, limits.max_connections, &metrics.metrics)
+        let Some(slot) = ConnectionSlot::take(&open, limits.max_connections, &shared.metrics)
         else {
-            metrics.metrics.connections_refused.inc();
+            shared.metrics.connections_refused.inc();
             debug!("refused a connection: max_connections are open");
             drop(stream);
             continue;
@@ -254,7 +254,7 @@ pub(crate) async fn accept_loop<B: Broker>(
         let connection = Connection {
             app: app.clone(),
             limits,
-            server: metrics.clone(),
+            server: shared.clone(),
             shutting_down: shutting_down.clone(),
             done: done.subscribe(),
         };
