@@ -269,3 +269,30 @@ async fn a_connection_beyond_the_cap_is_closed_at_once_and_established_sessions_
         "the first session hears the second's publish"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed_after_the_timeout_and_a_pooling_client_carries_on()
+{
+    let node = Node::start(Flags {
+        header_read_timeout_ms: Some(300),
+        ..Flags::default()
+    })
+    .await;
+    // A client that keeps connections alive between requests, as browsers and reqwest do.
+    let pooled = reqwest::Client::new();
+    let url = format!("http://{}/v1/health", node.address);
+    let status = pooled.get(&url).send().await.expect("answers").status();
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while node.server.metrics.header_timeouts.get() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the idle keep-alive connection is closed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.wait_for_connections(0).await;
+    // The pool notices the close and opens a new connection for the next request.
+    let status = pooled.get(&url).send().await.expect("answers").status();
+    assert_eq!(status, 200);
+}
