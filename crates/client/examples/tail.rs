@@ -19,9 +19,12 @@ use tokio::sync::broadcast::error::RecvError;
 /// Print a Ferry channel's events as JSON lines.
 #[derive(Parser)]
 struct Args {
-    /// The Ferry server's base URL.
+    /// The Ferry server's base URL (https:// for a server with TLS).
     #[arg(long, env = "FERRY_URL", default_value = "http://127.0.0.1:7400")]
     url: String,
+    /// A PEM file of certificate authorities to trust besides the system's (a private CA).
+    #[arg(long, env = "FERRY_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
     /// The bearer credential for the ticket endpoint.
     #[arg(long, env = "FERRY_TOKEN")]
     token: String,
@@ -37,7 +40,11 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let client = Client::builder(&args.url, &args.token).connect();
+    let mut builder = Client::builder(&args.url, &args.token);
+    if let Some(ca_file) = &args.ca_file {
+        builder = builder.ca_file(ca_file)?;
+    }
+    let client = builder.connect();
     let printer = Handler::new(|event: &ChannelEvent| match event {
         ChannelEvent::Event(event) => {
             #[allow(clippy::print_stdout)]

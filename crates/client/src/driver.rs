@@ -3,13 +3,14 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_protocol::client::{ConnectionId, TicketError, Transmit};
 use ferry_protocol::tables::endpoint;
 use ferry_protocol::{
     ChannelName, ClientConfig, ClientEvent, ClientSession, ClientState, Frame, IdempotencyKey,
-    Payload, Published, SUBPROTOCOL, Ticket, TicketResponse, Timestamp,
+    Payload, Published, SUBPROTOCOL, Ticket, Timestamp,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
@@ -47,7 +48,8 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Pending<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 pub(crate) struct Driver {
-    http: reqwest::Client,
+    tls: Arc<rustls::ClientConfig>,
+    request_timeout: Duration,
     base_url: String,
     credential: String,
     session: ClientSession,
@@ -65,21 +67,20 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         base_url: String,
         credential: String,
+        tls: Arc<rustls::ClientConfig>,
         config: ClientConfig,
         seed: u64,
         inbox: mpsc::UnboundedReceiver<Command>,
         state: watch::Sender<ClientState>,
         changes: broadcast::Sender<ClientState>,
     ) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .build()
-            .unwrap_or_default();
         Self {
-            http,
+            tls,
+            request_timeout: config.request_timeout,
             base_url: base_url.trim_end_matches('/').to_owned(),
             credential,
             session: ClientSession::new(config, seed),
@@ -248,14 +249,16 @@ impl Driver {
     async fn transmit(&mut self, transmit: Transmit) {
         match transmit {
             Transmit::FetchTicket => {
-                self.ticket = Some(Box::pin(fetch_ticket(
-                    self.http.clone(),
+                self.ticket = Some(Box::pin(crate::ticket::fetch(
                     self.base_url.clone(),
                     self.credential.clone(),
+                    self.tls.clone(),
+                    self.request_timeout,
                 )))
             }
             Transmit::Connect { connection, ticket } => {
-                self.connecting = Some((connection, Box::pin(open(self.base_url.clone(), ticket))));
+                let opening = open(self.base_url.clone(), ticket, self.tls.clone());
+                self.connecting = Some((connection, Box::pin(opening)));
             }
             Transmit::Send { connection, text } => {
                 if let Some((current, socket)) = &mut self.socket
@@ -364,39 +367,13 @@ impl Driver {
     }
 }
 
-/// Asks the ticket endpoint for a ticket.
-async fn fetch_ticket(
-    http: reqwest::Client,
+/// Opens the WebSocket for `ticket` with the `ferry.v1` subprotocol (over TLS, with `tls`, for
+/// an `https://` server).
+async fn open(
     base_url: String,
-    credential: String,
-) -> Result<Ticket, TicketError> {
-    let url = format!("{base_url}{}", endpoint::ISSUE_TICKET.path);
-    let response = http
-        .post(url)
-        .bearer_auth(credential)
-        .send()
-        .await
-        .map_err(|e| TicketError::Failed(e.without_url().to_string()))?;
-    let status = response.status();
-    if status == reqwest::StatusCode::UNAUTHORIZED {
-        return Err(TicketError::Unauthorized);
-    }
-    if !status.is_success() {
-        return Err(TicketError::Failed(format!(
-            "the ticket endpoint answered {status}"
-        )));
-    }
-    let body: TicketResponse = response.json().await.map_err(|e| {
-        TicketError::Failed(format!(
-            "the ticket response is not a TicketResponse: {}",
-            e.without_url()
-        ))
-    })?;
-    Ok(body.ticket)
-}
-
-/// Opens the WebSocket for `ticket` with the `ferry.v1` subprotocol.
-async fn open(base_url: String, ticket: Ticket) -> Result<Socket, String> {
+    ticket: Ticket,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<Socket, String> {
     let ws_base = if let Some(rest) = base_url.strip_prefix("https://") {
         format!("wss://{rest}")
     } else if let Some(rest) = base_url.strip_prefix("http://") {
@@ -420,10 +397,14 @@ async fn open(base_url: String, ticket: Ticket) -> Result<Socket, String> {
     let config = WebSocketConfig::default()
         .max_message_size(Some(SOCKET_MAX_MESSAGE_BYTES))
         .max_frame_size(Some(SOCKET_MAX_MESSAGE_BYTES));
-    let (socket, response) =
-        tokio_tungstenite::connect_async_with_config(request, Some(config), false)
-            .await
-            .map_err(|e| format!("the WebSocket handshake failed: {}", redact(&e.to_string())))?;
+    let (socket, response) = tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        Some(config),
+        false,
+        Some(tokio_tungstenite::Connector::Rustls(tls)),
+    )
+    .await
+    .map_err(|e| format!("the WebSocket handshake failed: {}", redact(&e.to_string())))?;
     let protocol = response
         .headers()
         .get(SEC_WEBSOCKET_PROTOCOL)

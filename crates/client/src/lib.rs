@@ -4,7 +4,9 @@
 //! decision (ticket before every connect, backoff, re-subscribe with positions, dedup, heartbeat,
 //! size gate, close-code actions). This crate only moves bytes and time: it fetches tickets over
 //! HTTP, opens the WebSocket with the `ferry.v1` subprotocol, feeds frames and timeouts to the
-//! session and carries out what it asks.
+//! session and carries out what it asks. An `https://` base URL means TLS for both (`wss://`),
+//! trusting the system's certificate authorities and optionally a CA file ([`tls`],
+//! [`ClientBuilder::ca_file`]).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,6 +31,8 @@
 //! them short and hand heavy work to a channel of your own.
 
 mod driver;
+mod ticket;
+pub mod tls;
 
 use std::fmt;
 use std::sync::Arc;
@@ -136,6 +140,7 @@ pub struct ClientBuilder {
     credential: String,
     config: ClientConfig,
     seed: Option<u64>,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl ClientBuilder {
@@ -152,6 +157,19 @@ impl ClientBuilder {
         self
     }
 
+    /// The TLS settings for an `https://` server (tickets and `wss://` alike). By default the
+    /// system's certificate authorities are trusted ([`tls::client_config`] without a CA file).
+    pub fn tls(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Trusts the PEM certificates in `path` as well as the system's certificate authorities:
+    /// a private CA, or a development server's self-signed certificate.
+    pub fn ca_file(self, path: impl AsRef<std::path::Path>) -> Result<Self, tls::TlsError> {
+        Ok(self.tls(tls::client_config(Some(path.as_ref()))?))
+    }
+
     /// Starts the client on the current tokio runtime: it fetches a ticket, connects, and
     /// keeps reconnecting until it stops or is closed.
     pub fn connect(self) -> Client {
@@ -159,9 +177,14 @@ impl ClientBuilder {
         let (state_tx, state) = watch::channel(ClientState::Idle);
         let (changes, _) = broadcast::channel(64);
         let seed = self.seed.unwrap_or_else(rand::random);
+        let tls = match self.tls {
+            Some(tls) => tls,
+            None => tls::client_config(None).expect("no CA file, nothing to fail on"),
+        };
         let driver = driver::Driver::new(
             self.base_url,
             self.credential,
+            tls,
             self.config,
             seed,
             inbox,
@@ -186,7 +209,8 @@ pub struct Client {
 }
 
 impl Client {
-    /// A builder for a client of the server at `base_url` (for example `http://127.0.0.1:7400`)
+    /// A builder for a client of the server at `base_url` (for example `http://127.0.0.1:7400`,
+    /// or `https://ferry.example` for TLS)
     /// that authenticates with the bearer `credential` (never logged).
     pub fn builder(base_url: impl Into<String>, credential: impl Into<String>) -> ClientBuilder {
         ClientBuilder {
@@ -194,6 +218,7 @@ impl Client {
             credential: credential.into(),
             config: ClientConfig::default(),
             seed: None,
+            tls: None,
         }
     }
 

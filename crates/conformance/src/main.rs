@@ -125,6 +125,10 @@ struct ServerArgs {
     /// delivered by the other).
     #[arg(long, env = "FERRY_CONFORMANCE_WS_URL")]
     ws_url: Option<String>,
+    /// A PEM file of certificate authorities to trust, besides the system's, for https:// and
+    /// wss:// servers whose certificate a private CA signed.
+    #[arg(long, env = "FERRY_CONFORMANCE_CA_FILE", value_name = "PATH")]
+    ca_file: Option<std::path::PathBuf>,
     /// The bearer credential for tickets and backend publishes: it must grant read and write
     /// on the test channels.
     #[arg(long, env = "FERRY_CONFORMANCE_TOKEN", hide_env_values = true)]
@@ -279,6 +283,7 @@ fn server_options(args: &ServerArgs) -> Result<ServerOptions> {
     let optional = |text: &str| (text != "none").then(|| text.to_owned());
     let mut options = ServerOptions::new(args.url.clone(), args.token.clone());
     options.ws_url = args.ws_url.clone();
+    options.ca_file = args.ca_file.clone();
     options.restricted_token = args.restricted_token.clone();
     options.restricted_rights = match args.restricted_rights.as_str() {
         "read" => RestrictedRights::Read,

@@ -117,3 +117,44 @@ async fn a_restricted_credential_with_every_right_fails_the_permission_cases() {
     assert!(not_failed.is_empty(), "{}", not_failed.join(""));
     assert_eq!(run_report.verdict(), ferry_conformance::Verdict::Failed);
 }
+
+/// The runner reaches a server over `https://` and `wss://` when it trusts the server's
+/// private CA (`--ca-file`), and says why it cannot when it does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_runs_over_https_and_wss_with_the_servers_private_ca() {
+    let server = ReferenceServer::start_tls().await;
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+
+    let untrusting = ServerSuite::connect(server.options(&server.url))
+        .await
+        .err()
+        .expect("the test CA is not a system CA");
+    assert!(
+        untrusting.to_string().contains("TLS handshake"),
+        "{untrusting:#}"
+    );
+
+    let mut options = server.options(&server.url);
+    options.ca_file = Some(server.ca_file());
+    let suite = ServerSuite::connect(options)
+        .await
+        .expect("the server is reachable over TLS and the tokens get tickets");
+    let cases = ferry_conformance::catalogue::select(
+        Mode::Server,
+        &[
+            "server.ticket.*".into(),
+            "server.welcome.*".into(),
+            "server.subscribe.*".into(),
+        ],
+    )
+    .expect("the cases");
+    assert!(cases.len() >= 8, "{} cases", cases.len());
+    let run_report = run(Arc::new(suite), Mode::Server, cases, &RunOptions::default()).await;
+    let not_passed: Vec<String> = run_report
+        .cases
+        .iter()
+        .filter(|c| c.status != Status::Pass)
+        .map(report)
+        .collect();
+    assert!(not_passed.is_empty(), "{}", not_passed.join(""));
+}

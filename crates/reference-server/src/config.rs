@@ -162,6 +162,23 @@ pub struct Flags {
     /// with NO_COLOR set) or "json" (one object a line, for log collectors) [default: text].
     #[arg(long, env = "FERRY_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// A PEM file holding the TLS certificate chain, leaf first: with --tls-key, the server
+    /// speaks https:// and wss:// only. Both files are read again on SIGHUP (a file that
+    /// cannot be used is logged and the previous pair kept). Default: plain HTTP.
+    #[arg(long, env = "FERRY_TLS_CERT", value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+    /// A PEM file holding the private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "FERRY_TLS_KEY", value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+    /// Time a new connection has to finish its TLS handshake, and each request to deliver its
+    /// headers, in milliseconds [default: 10000]; the connection is closed when it is up. A
+    /// keep-alive connection that idles this long between requests is closed too.
+    #[arg(long, env = "FERRY_HEADER_READ_TIMEOUT_MS")]
+    pub header_read_timeout_ms: Option<u64>,
+    /// Most TCP connections open at once, WebSocket sessions and TLS handshakes included
+    /// [default: 10000]; one more is closed as soon as it is accepted.
+    #[arg(long, env = "FERRY_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
 }
 
 /// How log lines look.
@@ -223,6 +240,10 @@ struct FileConfig {
     app: Option<Vec<PathBuf>>,
     log_format: Option<LogFormat>,
     dev_token: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    header_read_timeout_ms: Option<u64>,
+    max_connections: Option<usize>,
 }
 
 /// Where channel state, tickets and fan-out live.
@@ -292,6 +313,12 @@ pub struct Config {
     pub log_format: LogFormat,
     /// With development auth, the token given to accept (else the kept one).
     pub dev_token: Option<String>,
+    /// The certificate and key to serve TLS with; none for plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// Time a connection has for its TLS handshake and each request for its headers.
+    pub header_read_timeout: Duration,
+    /// Most TCP connections open at once.
+    pub max_connections: usize,
 }
 
 /// One caller's token bucket on an HTTP endpoint (FERRY-RATE-4).
@@ -302,6 +329,21 @@ pub struct CallerRate {
     /// Requests at once after a quiet period.
     pub burst: NonZeroU64,
 }
+
+/// The PEM files the server's TLS certificate and key are read from (at start and on SIGHUP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key of the leaf certificate.
+    pub key: PathBuf,
+}
+
+/// The default of `header_read_timeout_ms`.
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+
+/// The default of `max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// A configuration that cannot be used; the message names the field.
 #[derive(Debug, thiserror::Error)]
@@ -511,6 +553,49 @@ impl Config {
             }
         }
 
+        let tls = match (
+            flags.tls_cert.or(file.tls_cert),
+            flags.tls_key.or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(cert), None) => {
+                return Err(ConfigError::Conflict(format!(
+                    "tls_cert is given ({}) but tls_key is not: TLS needs both (--tls-cert and --tls-key), or neither for plain HTTP",
+                    cert.display()
+                )));
+            }
+            (None, Some(key)) => {
+                return Err(ConfigError::Conflict(format!(
+                    "tls_key is given ({}) but tls_cert is not: TLS needs both (--tls-cert and --tls-key), or neither for plain HTTP",
+                    key.display()
+                )));
+            }
+        };
+        let header_read_timeout = pick(
+            flags.header_read_timeout_ms,
+            file.header_read_timeout_ms,
+            DEFAULT_HEADER_READ_TIMEOUT_MS,
+        );
+        if !(1..=3_600_000).contains(&header_read_timeout) {
+            return Err(ConfigError::Range {
+                field: "header_read_timeout_ms",
+                value: header_read_timeout.to_string(),
+                why: "1 to 3600000".into(),
+            });
+        }
+        let max_connections = flags
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if max_connections == 0 {
+            return Err(ConfigError::Range {
+                field: "max_connections",
+                value: "0".into(),
+                why: "must be at least 1".into(),
+            });
+        }
+
         let redis_prefix = flags
             .redis_prefix
             .or(file.redis_prefix)
@@ -657,6 +742,9 @@ impl Config {
             apps: flags.app.or(file.app).unwrap_or_default(),
             log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
             dev_token,
+            tls,
+            header_read_timeout: Duration::from_millis(header_read_timeout),
+            max_connections,
         })
     }
 }
@@ -902,6 +990,69 @@ mod tests {
                     ..Flags::default()
                 },
                 "max_connections_per_user = 0",
+            ),
+        ] {
+            let error = Config::resolve(flags)
+                .expect_err("out of range")
+                .to_string();
+            assert!(error.starts_with(field), "{error}");
+        }
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_the_error_names_the_one_given() {
+        let error = Config::resolve(Flags {
+            tls_cert: Some("cert.pem".into()),
+            ..Flags::default()
+        })
+        .expect_err("a certificate without a key")
+        .to_string();
+        assert!(
+            error.starts_with("tls_cert is given (cert.pem) but tls_key is not"),
+            "{error}"
+        );
+        let error = Config::resolve(Flags {
+            tls_key: Some("key.pem".into()),
+            ..Flags::default()
+        })
+        .expect_err("a key without a certificate")
+        .to_string();
+        assert!(error.starts_with("tls_key is given (key.pem)"), "{error}");
+        let both = Config::resolve(Flags {
+            tls_cert: Some("cert.pem".into()),
+            tls_key: Some("key.pem".into()),
+            ..Flags::default()
+        })
+        .expect("both");
+        assert_eq!(
+            both.tls,
+            Some(TlsFiles {
+                cert: "cert.pem".into(),
+                key: "key.pem".into()
+            })
+        );
+        assert_eq!(Config::resolve(Flags::default()).expect("valid").tls, None);
+    }
+
+    #[test]
+    fn connection_bounds_have_defaults_and_name_their_field_when_out_of_range() {
+        let config = Config::resolve(Flags::default()).expect("valid");
+        assert_eq!(config.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(config.max_connections, 10_000);
+        for (flags, field) in [
+            (
+                Flags {
+                    header_read_timeout_ms: Some(0),
+                    ..Flags::default()
+                },
+                "header_read_timeout_ms = 0",
+            ),
+            (
+                Flags {
+                    max_connections: Some(0),
+                    ..Flags::default()
+                },
+                "max_connections = 0",
             ),
         ] {
             let error = Config::resolve(flags)

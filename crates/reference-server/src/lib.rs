@@ -5,8 +5,8 @@
 //! the [`broker::Broker`] trait: in this node's memory ([`broker::MemoryBroker`]) or in a Redis
 //! shared by several nodes ([`broker::RedisBroker`]). This crate adds the HTTP endpoints
 //! ([`http`]), the WebSocket loop (`connection`), authentication ([`auth`]), the application's
-//! payload schemas ([`namespaces`]), configuration ([`config`]) and graceful shutdown
-//! ([`Server::drain`]).
+//! payload schemas ([`namespaces`]), configuration ([`config`]), the accept loop with TLS and
+//! its connection bounds ([`transport`]) and graceful shutdown ([`Server::drain`]).
 
 pub mod auth;
 pub mod broker;
@@ -18,6 +18,7 @@ pub mod limits;
 pub mod metrics;
 pub mod namespaces;
 mod socket;
+pub mod transport;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -234,10 +235,36 @@ pub(crate) fn wall_clock_ms() -> u64 {
 /// How often the broker releases expired tickets, keys and history.
 const PURGE_EVERY: Duration = Duration::from_secs(10);
 
-/// Serves until `stop` completes, then drains gracefully.
+/// Serves until `stop` completes, then drains gracefully: over TLS when the configuration
+/// names a certificate and key ([`Config::tls`]), which are then read again on every SIGHUP.
 pub async fn serve<B: Broker>(
     server: Arc<Server<B>>,
     listener: TcpListener,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let tls = match &server.config.tls {
+        Some(files) => Some(Arc::new(
+            transport::Tls::load(files).map_err(std::io::Error::other)?,
+        )),
+        None => None,
+    };
+    let reload = tls
+        .clone()
+        .map(|tls| tokio::spawn(transport::reload_on_hangup(tls)));
+    let served = serve_with_tls(server, listener, tls, stop).await;
+    if let Some(reload) = reload {
+        reload.abort();
+    }
+    served
+}
+
+/// Serves until `stop` completes, then drains gracefully: over TLS with `tls` (whatever the
+/// configuration says; the caller reloads it with [`transport::Tls::reload`] when it wants),
+/// over plain TCP without.
+pub async fn serve_with_tls<B: Broker>(
+    server: Arc<Server<B>>,
+    listener: TcpListener,
+    tls: Option<Arc<transport::Tls>>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let purging = server.clone();
@@ -248,13 +275,7 @@ pub async fn serve<B: Broker>(
             purging.broker.purge_expired(purging.now()).await;
         }
     });
-    let app = http::router(server.clone());
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            stop.await;
-            server.drain().await;
-        })
-        .await;
+    let served = transport::accept_loop(server, listener, tls, stop).await;
     purge.abort();
     served
 }

@@ -8,7 +8,9 @@ use ferry_server::auth::{Auth, JwtVerifier, dev_token_dir, stable_dev_token};
 use ferry_server::broker::{Broker, MemoryBroker, RedisBroker};
 use ferry_server::config::{AuthMode, Config, Flags, JwtKey, LogFormat};
 use ferry_server::namespaces::Namespaces;
-use ferry_server::{Server, serve};
+use ferry_server::transport::{Tls, reload_on_hangup};
+use ferry_server::{Server, serve_with_tls};
+use std::sync::Arc;
 use tracing::{info, warn};
 
 #[tokio::main]
@@ -99,17 +101,25 @@ async fn serve_with<B: Broker>(
     namespaces: Namespaces,
     dev_token: Option<String>,
 ) -> Result<()> {
+    let tls = match &config.tls {
+        Some(files) => Some(Arc::new(Tls::load(files)?)),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("cannot listen on {}", config.bind))?;
     let address = listener.local_addr()?;
     let server = Server::new(config, auth, broker, namespaces);
-    info!(%address, "ferry-server listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    info!(%address, scheme, "ferry-server listening");
+    if let Some(tls) = &tls {
+        tokio::spawn(reload_on_hangup(tls.clone()));
+    }
     if let Some(token) = dev_token {
         warn!("DEVELOPMENT AUTH: one generated token holds every right; do not expose this server");
-        print_walkthrough(&address.to_string(), &token);
+        print_walkthrough(&format!("{scheme}://{address}"), &token);
     }
-    serve(server, listener, stop_signal())
+    serve_with_tls(server, listener, tls, stop_signal())
         .await
         .context("the server failed")?;
     info!("stopped");
@@ -156,20 +166,21 @@ async fn stop_signal() {
     info!("stopping: draining sessions");
 }
 
-/// Prints the walkthrough on standard output. A closed output (a pipe whose reader left) is no
-/// reason to stop serving, so a failed write is ignored.
-fn print_walkthrough(address: &str, token: &str) {
+/// Prints the walkthrough on standard output, for the server at `base` (`http://HOST:PORT`). A
+/// closed output (a pipe whose reader left) is no reason to stop serving, so a failed write is
+/// ignored.
+fn print_walkthrough(base: &str, token: &str) {
     use std::io::Write;
     let _ = writeln!(
         std::io::stdout().lock(),
-        "\nferry-server is running on http://{address} with development auth.\n\
+        "\nferry-server is running on {base} with development auth.\n\
          Development token (every right): {token}\n\n\
          Try it:\n  \
          export FERRY_TOKEN={token}\n  \
-         curl -s -X POST -H \"Authorization: Bearer $FERRY_TOKEN\" http://{address}/v1/tickets\n  \
+         curl -s -X POST -H \"Authorization: Bearer $FERRY_TOKEN\" {base}/v1/tickets\n  \
          curl -s -X POST -H \"Authorization: Bearer $FERRY_TOKEN\" -H 'content-type: application/json' \\\n    \
          -d '{{\"channel\":\"project:alpha:tasks\",\"idempotency_key\":\"k-1\",\"payload\":{{\"task_id\":\"T-1\",\"status\":\"running\",\"progress\":0.5,\"assignee\":null}}}}' \\\n    \
-         http://{address}/v1/publish\n  \
-         curl -s -H \"Authorization: Bearer $FERRY_TOKEN\" 'http://{address}/v1/history?channel=project:alpha:tasks'\n"
+         {base}/v1/publish\n  \
+         curl -s -H \"Authorization: Bearer $FERRY_TOKEN\" '{base}/v1/history?channel=project:alpha:tasks'\n"
     );
 }

@@ -1,6 +1,6 @@
 //! Prometheus metrics, served at `GET /metrics` in the OpenMetrics text format: sessions,
-//! subscriptions, messages in and out, replayed events, rejections by error code and closes by
-//! close code.
+//! subscriptions, messages in and out, replayed events, rejections by error code, closes by
+//! close code, and the connections the accept loop holds, refused and timed out.
 
 use std::sync::atomic::AtomicU64;
 
@@ -73,6 +73,15 @@ pub struct Metrics {
     /// Outbound WebSocket messages (the `out` series of `messages`), kept at hand for the hot
     /// path.
     pub messages_out: Counter,
+    /// TCP connections open now, WebSocket sessions included.
+    pub connections: Gauge,
+    /// Connections closed on accept because `max_connections` were open.
+    pub connections_refused: Counter,
+    /// Connections closed because a request head (or, on an idle keep-alive connection, the
+    /// next request) did not arrive within the header read timeout.
+    pub header_timeouts: Counter,
+    /// TLS handshakes that failed or did not finish within the header read timeout.
+    pub tls_handshakes_failed: Counter,
 }
 
 impl Default for Metrics {
@@ -160,6 +169,30 @@ impl Default for Metrics {
                 "http_rate_limited",
                 "HTTP requests refused with 429 because the caller's token bucket was empty, by endpoint",
                 Family::default(),
+            ),
+            connections: registered(
+                r,
+                "connections",
+                "TCP connections open now, WebSocket sessions included",
+                Gauge::default(),
+            ),
+            connections_refused: registered(
+                r,
+                "connections_refused",
+                "Connections closed on accept because max_connections were open",
+                Counter::default(),
+            ),
+            header_timeouts: registered(
+                r,
+                "header_timeouts",
+                "Connections closed because no complete request head arrived within the header read timeout (a stalled request, or an idle keep-alive connection)",
+                Counter::default(),
+            ),
+            tls_handshakes_failed: registered(
+                r,
+                "tls_handshakes_failed",
+                "TLS handshakes that failed or did not finish within the header read timeout",
+                Counter::default(),
             ),
             registry,
         }

@@ -195,6 +195,7 @@ impl Ctx {
         Ok(driver::connect(
             &url,
             &shown,
+            &self.shared.tls,
             protocol,
             self.next_link(),
             &self.t,

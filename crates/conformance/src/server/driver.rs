@@ -196,10 +196,12 @@ pub(crate) struct Session {
     next_id: u32,
 }
 
-/// Opens a WebSocket at `url` offering `protocol` (none: no `Sec-WebSocket-Protocol`).
+/// Opens a WebSocket at `url` offering `protocol` (none: no `Sec-WebSocket-Protocol`), over
+/// TLS with `tls` for a `wss://` URL.
 pub(crate) async fn connect(
     url: &str,
     shown: &str,
+    tls: &Arc<rustls::ClientConfig>,
     protocol: Option<&str>,
     link: String,
     t: &Transcript,
@@ -228,28 +230,34 @@ pub(crate) async fn connect(
     let config = WebSocketConfig::default()
         .max_message_size(Some(RUNNER_MAX_BYTES))
         .max_frame_size(Some(RUNNER_MAX_BYTES));
-    let (socket, response) =
-        match tokio_tungstenite::connect_async_with_config(request, Some(config), true).await {
-            Ok(opened) => opened,
-            Err(error) => {
-                let error = match error {
-                    tungstenite::Error::Http(response) => ConnectError::Refused {
-                        status: response.status().as_u16(),
-                        body: response
-                            .body()
-                            .as_deref()
-                            .map(|b| String::from_utf8_lossy(b).into_owned())
-                            .unwrap_or_default(),
-                    },
-                    tungstenite::Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(
-                        e,
-                    )) => ConnectError::Subprotocol(e.to_string()),
-                    other => ConnectError::Unreachable(other.to_string()),
-                };
-                t.received(&link, error.describe());
-                return Err(error);
-            }
-        };
+    let (socket, response) = match tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        Some(config),
+        true,
+        Some(tokio_tungstenite::Connector::Rustls(tls.clone())),
+    )
+    .await
+    {
+        Ok(opened) => opened,
+        Err(error) => {
+            let error = match error {
+                tungstenite::Error::Http(response) => ConnectError::Refused {
+                    status: response.status().as_u16(),
+                    body: response
+                        .body()
+                        .as_deref()
+                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                        .unwrap_or_default(),
+                },
+                tungstenite::Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(e)) => {
+                    ConnectError::Subprotocol(e.to_string())
+                }
+                other => ConnectError::Unreachable(other.to_string()),
+            };
+            t.received(&link, error.describe());
+            return Err(error);
+        }
+    };
     let selected = response
         .headers()
         .get("sec-websocket-protocol")

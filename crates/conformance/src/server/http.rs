@@ -156,19 +156,67 @@ impl Http {
                 ),
             );
         }
+        let authorization = match cred {
+            Cred::Main => Some(format!("Bearer {}", self.shared.options.token)),
+            Cred::Restricted => match &self.shared.options.restricted_token {
+                Some(token) => Some(format!("Bearer {token}")),
+                None => return Err(Finding::error("the case needs --restricted-token")),
+            },
+            Cred::Nothing => None,
+            Cred::Header(value) => Some(value.clone()),
+        };
+        let (status, text) = if self.shared.base.starts_with("https://") {
+            super::https::request(
+                &self.shared.tls,
+                &self.shared.base,
+                method.as_str(),
+                path,
+                authorization.as_deref(),
+                body,
+                super::HTTP_TIMEOUT,
+            )
+            .await
+            .map_err(|e| {
+                let why = format!(
+                    "{method} {path}: no HTTP answer ({e}); the server closed the connection or cannot be reached"
+                );
+                self.t.note(LINK, &why);
+                Finding::error(why)
+            })?
+        } else {
+            self.plain(method.clone(), path, authorization, body)
+                .await?
+        };
+        if let Some(ticket) = serde_json::from_str::<Value>(&text)
+            .ok()
+            .as_ref()
+            .and_then(|v| v.get("ticket"))
+            .and_then(Value::as_str)
+        {
+            self.t.secret(ticket);
+        }
+        let reply = Reply { status, text };
+        if record {
+            self.t.received(LINK, reply.shown());
+        }
+        Ok(reply)
+    }
+
+    /// One request over plain HTTP, with the runner's pooled client.
+    async fn plain(
+        &self,
+        method: Method,
+        path: &str,
+        authorization: Option<String>,
+        body: Option<String>,
+    ) -> Result<(u16, String), Finding> {
         let mut request = self
             .shared
             .client
             .request(method.clone(), format!("{}{path}", self.shared.base));
-        request = match cred {
-            Cred::Main => request.bearer_auth(&self.shared.options.token),
-            Cred::Restricted => match &self.shared.options.restricted_token {
-                Some(token) => request.bearer_auth(token),
-                None => return Err(Finding::error("the case needs --restricted-token")),
-            },
-            Cred::Nothing => request,
-            Cred::Header(value) => request.header(reqwest::header::AUTHORIZATION, value),
-        };
+        if let Some(value) = authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, value);
+        }
         if let Some(body) = body {
             request = request
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -188,19 +236,7 @@ impl Http {
             self.t.note(LINK, &why);
             Finding::error(why)
         })?;
-        if let Some(ticket) = serde_json::from_str::<Value>(&text)
-            .ok()
-            .as_ref()
-            .and_then(|v| v.get("ticket"))
-            .and_then(Value::as_str)
-        {
-            self.t.secret(ticket);
-        }
-        let reply = Reply { status, text };
-        if record {
-            self.t.received(LINK, reply.shown());
-        }
-        Ok(reply)
+        Ok((status, text))
     }
 
     /// A ticket for `cred` (a set-up step: anything but 201 with a TicketResponse is an

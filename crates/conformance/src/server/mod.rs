@@ -28,7 +28,11 @@ mod checks;
 mod ctx;
 mod driver;
 mod http;
+mod https;
 mod shutdown;
+
+/// How long the runner waits for an HTTP answer.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -63,6 +67,9 @@ pub struct ServerOptions {
     /// while tickets, backend publishes and history go to [`url`](Self::url); `None` for one
     /// node.
     pub ws_url: Option<String>,
+    /// A PEM file of certificate authorities to trust, besides the system's, for an
+    /// `https://` server with a private CA.
+    pub ca_file: Option<std::path::PathBuf>,
     /// A bearer credential with read and write on the test channels and the right to publish
     /// over HTTP (`POST /v1/publish`).
     pub token: String,
@@ -113,6 +120,7 @@ impl ServerOptions {
         Self {
             url: url.into(),
             ws_url: None,
+            ca_file: None,
             token: token.into(),
             restricted_token: None,
             restricted_rights: RestrictedRights::None,
@@ -142,6 +150,7 @@ impl fmt::Debug for ServerOptions {
         f.debug_struct("ServerOptions")
             .field("url", &self.url)
             .field("ws_url", &self.ws_url)
+            .field("ca_file", &self.ca_file)
             .field("token", &"<redacted>")
             .field(
                 "restricted_token",
@@ -172,6 +181,8 @@ pub struct ServerSuite {
 struct Shared {
     options: ServerOptions,
     client: reqwest::Client,
+    /// TLS for `https://` and `wss://` servers: the system's CAs and `--ca-file`.
+    tls: Arc<rustls::ClientConfig>,
     /// The base URL without a trailing slash.
     base: String,
     /// The WebSocket base URL (`ws://host:port`).
@@ -220,12 +231,14 @@ impl ServerSuite {
             bail!("--max-connections-per-user must be at least 1");
         }
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
+            .timeout(HTTP_TIMEOUT)
             .build()
             .context("cannot build the HTTP client")?;
+        let tls = ferry_client::tls::client_config(options.ca_file.as_deref())?;
         let limit = usize::try_from(options.max_connections_per_user).unwrap_or(usize::MAX);
         let shared = Arc::new(Shared {
             client,
+            tls,
             base,
             ws_base,
             sessions: SessionBudget::new(limit),

@@ -49,7 +49,31 @@ pub struct ReferenceServer {
 impl ReferenceServer {
     /// Starts one.
     pub async fn start() -> Self {
+        Self::start_with_tls(false).await
+    }
+
+    /// Starts one serving `https://` and `wss://` with a certificate for `localhost` signed by
+    /// a CA made here, whose PEM file is [`ca_file`](Self::ca_file).
+    pub async fn start_tls() -> Self {
+        Self::start_with_tls(true).await
+    }
+
+    /// The CA file of a server started with [`start_tls`](Self::start_tls).
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self._dir.path().join("ca.pem")
+    }
+
+    async fn start_with_tls(tls: bool) -> Self {
         let dir = tempfile::tempdir().expect("a temp dir");
+        let (tls_cert, tls_key) = if tls {
+            write_certificates(dir.path());
+            (
+                Some(dir.path().join("cert.pem")),
+                Some(dir.path().join("key.pem")),
+            )
+        } else {
+            (None, None)
+        };
         let tokens = dir.path().join("tokens.toml");
         std::fs::write(&tokens, TOKENS).expect("write the tokens file");
         let config = Config::resolve(Flags {
@@ -71,6 +95,8 @@ impl ReferenceServer {
             resume_max_events: Some(20),
             drain_period_ms: Some(1_000),
             outbound_queue_bytes: Some(QUEUED_BYTES),
+            tls_cert,
+            tls_key,
             ..Flags::default()
         })
         .expect("a valid test configuration");
@@ -80,7 +106,12 @@ impl ReferenceServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a loopback port");
-        let url = format!("http://{}", listener.local_addr().expect("an address"));
+        let port = listener.local_addr().expect("an address").port();
+        let url = if tls {
+            format!("https://localhost:{port}")
+        } else {
+            format!("http://127.0.0.1:{port}")
+        };
         let (stop, stopped) = oneshot::channel::<()>();
         let served = tokio::spawn(serve(server, listener, async move {
             let _ = stopped.await;
@@ -107,4 +138,21 @@ impl ReferenceServer {
         }));
         options
     }
+}
+
+/// Writes a CA (`ca.pem`) and a certificate for `localhost` it signed (`cert.pem`, `key.pem`).
+fn write_certificates(dir: &std::path::Path) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca =
+        CertifiedIssuer::self_signed(params, KeyPair::generate().expect("a key")).expect("a CA");
+    let key = KeyPair::generate().expect("a key");
+    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("params")
+        .signed_by(&key, &ca)
+        .expect("a certificate");
+    std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write");
+    std::fs::write(dir.join("cert.pem"), leaf.pem()).expect("write");
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("write");
 }
