@@ -759,15 +759,15 @@ fn endpoint_added() {
                 .find(|e| e["name"] == "health")
                 .expect("health")
                 .clone();
-            e["name"] = "ready".into();
-            e["path"] = "/v1/ready".into();
+            e["name"] = "status".into();
+            e["path"] = "/v1/status".into();
             list.push(e);
         });
     });
     assert_verdicts(
         &changes,
         "endpoint-added",
-        "GET /v1/ready",
+        "GET /v1/status",
         &[(Table, Compatible)],
     );
 }
