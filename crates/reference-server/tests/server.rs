@@ -1,6 +1,10 @@
 //! ferry-server over real loopback sockets: tickets, the walkthrough, bad input, limits and
 //! graceful shutdown. Raw WebSocket frames are used so that anything, valid or not, can be sent.
 
+mod common;
+
+use common::{next_json, send};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -136,30 +140,6 @@ impl Running {
     }
 }
 
-/// The next text frame as JSON (pings answered on the way), within five seconds.
-async fn next_json(socket: &mut Socket) -> Value {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), socket.next())
-            .await
-            .expect("a frame within 5 s")
-        {
-            Some(Ok(Message::Text(text))) => {
-                let value: Value = serde_json::from_str(&text).expect("JSON");
-                if value["type"] == "ping" {
-                    let pong = json!({ "type": "pong", "nonce": value["nonce"] });
-                    socket
-                        .send(Message::text(pong.to_string()))
-                        .await
-                        .expect("send");
-                    continue;
-                }
-                return value;
-            }
-            other => panic!("expected a text frame, got {other:?}"),
-        }
-    }
-}
-
 /// The close code the server ends the connection with, within five seconds.
 async fn close_code(socket: &mut Socket) -> Option<u16> {
     loop {
@@ -172,13 +152,6 @@ async fn close_code(socket: &mut Socket) -> Option<u16> {
             Some(Err(_)) | None => return None,
         }
     }
-}
-
-async fn send(socket: &mut Socket, value: Value) {
-    socket
-        .send(Message::text(value.to_string()))
-        .await
-        .expect("send");
 }
 
 fn task(n: u64) -> Value {

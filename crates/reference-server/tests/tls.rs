@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::{next_json, send};
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +16,6 @@ use ferry_server::config::{Config, Flags, TlsFiles};
 use ferry_server::namespaces::Namespaces;
 use ferry_server::transport::Tls;
 use ferry_server::{Server, serve, serve_with_tls};
-use futures_util::{SinkExt, StreamExt};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,7 +26,6 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
@@ -160,32 +160,6 @@ async fn session(address: &str, config: &Arc<ClientConfig>, token: &str) -> Sock
     .await;
     assert_eq!(next_json(&mut socket).await["type"], "subscribed");
     socket
-}
-
-async fn next_json(socket: &mut Socket) -> Value {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("a frame within 10 s")
-        {
-            Some(Ok(Message::Text(text))) => {
-                let value: Value = serde_json::from_str(&text).expect("JSON");
-                if value["type"] == "ping" {
-                    send(socket, json!({ "type": "pong", "nonce": value["nonce"] })).await;
-                    continue;
-                }
-                return value;
-            }
-            other => panic!("expected a text frame, got {other:?}"),
-        }
-    }
-}
-
-async fn send(socket: &mut Socket, value: Value) {
-    socket
-        .send(Message::text(value.to_string()))
-        .await
-        .expect("send");
 }
 
 /// The session publishes over its socket and hears its own event.

@@ -1,6 +1,10 @@
 //! ferry-server's accept loop over real loopback sockets: the header-read timeout, the cap on
 //! open connections, and that neither harms an established session.
 
+mod common;
+
+use common::{next_json, send};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,12 +13,10 @@ use ferry_server::broker::MemoryBroker;
 use ferry_server::config::{Config, Flags};
 use ferry_server::namespaces::Namespaces;
 use ferry_server::{Server, serve};
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -116,33 +118,6 @@ impl Node {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-}
-
-/// The next text frame as JSON (pings answered on the way), within ten seconds.
-async fn next_json(socket: &mut Socket) -> Value {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("a frame within 10 s")
-        {
-            Some(Ok(Message::Text(text))) => {
-                let value: Value = serde_json::from_str(&text).expect("JSON");
-                if value["type"] == "ping" {
-                    send(socket, json!({ "type": "pong", "nonce": value["nonce"] })).await;
-                    continue;
-                }
-                return value;
-            }
-            other => panic!("expected a text frame, got {other:?}"),
-        }
-    }
-}
-
-async fn send(socket: &mut Socket, value: Value) {
-    socket
-        .send(Message::text(value.to_string()))
-        .await
-        .expect("send");
 }
 
 /// The session publishes over its own socket and hears its event: it works without any new

@@ -219,6 +219,22 @@ async fn nothing_before_welcome(h: &mut Harness) -> CaseResult {
     Ok(())
 }
 
+/// When the client ended `conn`, with a close frame or by ending TCP, skipping any other
+/// frame; `None` when it was still open at `deadline`.
+async fn client_end(conn: &mut Conn, deadline: Instant) -> Result<Option<Instant>, Finding> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match conn.recv(left).await? {
+            None => return Ok(None),
+            Some(ClientFrame {
+                kind: FrameKind::Close { .. } | FrameKind::Ended,
+                at,
+            }) => return Ok(Some(at)),
+            Some(_) => {}
+        }
+    }
+}
+
 /// How much earlier than the welcome timeout after the WebSocket opened a client may close:
 /// it may count from its connect request, which comes before the opening.
 const WELCOME_TIMEOUT_EARLY: Duration = Duration::from_millis(1000);
@@ -245,25 +261,15 @@ async fn welcome_timeout(h: &mut Harness) -> CaseResult {
         ms(timeout + h.tolerance)
     );
     let deadline = opened + timeout + h.tolerance + REACT;
-    let closed_at = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match conn.recv(left).await? {
-            None => {
-                return Err(Finding::fail(
-                    expected,
-                    format!(
-                        "{} was still open {} ms after it opened, without a welcome",
-                        conn.link(),
-                        ms(deadline.saturating_duration_since(opened))
-                    ),
-                ));
-            }
-            Some(ClientFrame {
-                kind: FrameKind::Close { .. } | FrameKind::Ended,
-                at,
-            }) => break at,
-            Some(_) => {}
-        }
+    let Some(closed_at) = client_end(&mut conn, deadline).await? else {
+        return Err(Finding::fail(
+            expected,
+            format!(
+                "{} was still open {} ms after it opened, without a welcome",
+                conn.link(),
+                ms(deadline.saturating_duration_since(opened))
+            ),
+        ));
     };
     let measured = closed_at.saturating_duration_since(opened);
     ensure(
@@ -1530,25 +1536,15 @@ async fn silent_server_detected(h: &mut Harness) -> CaseResult {
         ms(h.tolerance)
     );
     let deadline = silent_since + silence + h.tolerance + REACT;
-    let closed_at = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match conn.recv(left).await? {
-            None => {
-                return Err(Finding::fail(
-                    expected,
-                    format!(
-                        "{} was still open {} ms after the server's last frame",
-                        conn.link(),
-                        ms(deadline.saturating_duration_since(silent_since))
-                    ),
-                ));
-            }
-            Some(ClientFrame {
-                kind: FrameKind::Close { .. } | FrameKind::Ended,
-                at,
-            }) => break at,
-            Some(_) => {}
-        }
+    let Some(closed_at) = client_end(&mut conn, deadline).await? else {
+        return Err(Finding::fail(
+            expected,
+            format!(
+                "{} was still open {} ms after the server's last frame",
+                conn.link(),
+                ms(deadline.saturating_duration_since(silent_since))
+            ),
+        ));
     };
     let measured = closed_at.saturating_duration_since(silent_since);
     ensure(

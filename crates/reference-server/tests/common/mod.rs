@@ -201,3 +201,46 @@ pub async fn read_walkthrough(stdout: tokio::process::ChildStdout) -> (String, S
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (base.expect("an address"), token.expect("a token"))
 }
+
+/// Sends `value` as a text frame.
+pub async fn send<S>(socket: &mut tokio_tungstenite::WebSocketStream<S>, value: serde_json::Value)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::SinkExt;
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::text(
+            value.to_string(),
+        ))
+        .await
+        .expect("send");
+}
+
+/// The next text frame as JSON, pings answered on the way, within ten seconds.
+pub async fn next_json<S>(socket: &mut tokio_tungstenite::WebSocketStream<S>) -> serde_json::Value
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+            .await
+            .expect("a frame within 10 s")
+        {
+            Some(Ok(Message::Text(text))) => {
+                let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+                if value["type"] == "ping" {
+                    send(
+                        socket,
+                        serde_json::json!({ "type": "pong", "nonce": value["nonce"] }),
+                    )
+                    .await;
+                    continue;
+                }
+                return value;
+            }
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
