@@ -92,25 +92,28 @@ async fn stop_and_watch(ctx: &Ctx) -> Result<Stopped, Finding> {
     // Ask for new work while the server drains: after the first goodbye.
     let drained = tokio::time::timeout(GOODBYE_WAIT, first_goodbye.notified()).await;
     let (ticket, upgrade, probes) = if drained.is_ok() {
-        let ticket = answer(ctx, Method::POST, "/v1/tickets", &Cred::Main).await;
-        let probes = [
-            (READY, answer(ctx, Method::GET, READY, &Cred::Nothing).await),
-            (
-                HEALTH,
-                answer(ctx, Method::GET, HEALTH, &Cred::Nothing).await,
-            ),
-        ];
+        // All at once: a server may stop listening soon after its sessions have closed.
         let query = format!("ticket={}", spare.ticket.as_str());
-        let upgrade = match ctx.connect(Some(&query), Some(SUBPROTOCOL)).await? {
-            Err(ConnectError::Refused { status, body }) => {
-                Upgrade::Refused(Reply { status, text: body })
-            }
-            Err(e) => Upgrade::NoAnswer(e.describe()),
-            Ok(mut session) => {
-                let first = session.recv_raw(Duration::from_secs(1)).await;
-                Upgrade::Accepted(first.describe())
-            }
+        let upgrade = async {
+            Ok::<_, Finding>(match ctx.connect(Some(&query), Some(SUBPROTOCOL)).await? {
+                Err(ConnectError::Refused { status, body }) => {
+                    Upgrade::Refused(Reply { status, text: body })
+                }
+                Err(e) => Upgrade::NoAnswer(e.describe()),
+                Ok(mut session) => {
+                    let first = session.recv_raw(Duration::from_secs(1)).await;
+                    Upgrade::Accepted(first.describe())
+                }
+            })
         };
+        let (ticket, upgrade, ready, health) = tokio::join!(
+            answer(ctx, Method::POST, "/v1/tickets", &Cred::Main),
+            upgrade,
+            answer(ctx, Method::GET, READY, &Cred::Nothing),
+            answer(ctx, Method::GET, HEALTH, &Cred::Nothing),
+        );
+        let probes = [(READY, ready), (HEALTH, health)];
+        let upgrade = upgrade?;
         (ticket, upgrade, probes)
     } else {
         let unseen = || Err("no goodbye came, so the server was not seen draining".into());

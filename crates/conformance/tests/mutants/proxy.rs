@@ -268,12 +268,13 @@ async fn relay(shared: Arc<Shared>, session_no: u64, downstream: WebSocket, upst
                     return;
                 }
                 Some(Ok(_)) => {}
-                // A text frame that is not UTF-8 never reaches the proxy's side: close as the
-                // protocol says (FERRY-TRANSPORT-4), as the server behind would have. Otherwise
-                // the client vanished without a close frame: so does the proxy.
+                // A text frame that is not UTF-8, or one larger than the proxy reads, never
+                // reaches the proxy's side: close as the protocol says (FERRY-TRANSPORT-4,
+                // FERRY-SIZE-3), as the server behind would have. Otherwise the client vanished
+                // without a close frame: so does the proxy.
                 Some(Err(error)) => {
-                    if is_invalid_utf8(error) {
-                        let frame = ws::CloseFrame { code: 1007, reason: "text frame is not UTF-8".into() };
+                    if let Some((code, reason)) = refusal(error) {
+                        let frame = ws::CloseFrame { code, reason: reason.into() };
                         let _ = down_tx.send(ws::Message::Close(Some(frame))).await;
                         let _ = up_tx.send(tungstenite::Message::Close(None)).await;
                     }
@@ -307,14 +308,17 @@ async fn relay(shared: Arc<Shared>, session_no: u64, downstream: WebSocket, upst
     }
 }
 
-fn is_invalid_utf8(error: axum::Error) -> bool {
-    matches!(
-        error
-            .into_inner()
-            .downcast::<tungstenite::Error>()
-            .map(|e| *e),
-        Ok(tungstenite::Error::Utf8(_))
-    )
+/// The close a conforming server answers the client's refused frame with, if it is one.
+fn refusal(error: axum::Error) -> Option<(u16, &'static str)> {
+    match error
+        .into_inner()
+        .downcast::<tungstenite::Error>()
+        .map(|e| *e)
+    {
+        Ok(tungstenite::Error::Utf8(_)) => Some((1007, "text frame is not UTF-8")),
+        Ok(tungstenite::Error::Capacity(_)) => Some((1009, "frame too large")),
+        _ => None,
+    }
 }
 
 /// A frame from the client, as the mutant passes it on.
