@@ -9,7 +9,9 @@
 //!
 //! Output is batched (a chunk at most every 100 ms or 16 KiB per stream) and each chunk is
 //! published with an idempotency key derived from the run id and chunk number, so a chunk
-//! re-sent after a reconnect is stored once.
+//! re-sent after a reconnect is stored once. Each change of the connection's state is reported
+//! on stderr; when the client stops for good, the next publish fails and the daemon exits with
+//! status 1.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -58,6 +60,18 @@ async fn main() -> Result<()> {
         builder = builder.ca_file(ca_file)?;
     }
     let client = builder.connect();
+    // Every change of the connection's state, on stderr: the daemon's own log.
+    let mut changes = client.state_changes();
+    tokio::spawn(async move {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match changes.recv().await {
+                Ok(state) => eprintln!("daemon: {state}"),
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => break,
+            }
+        }
+    });
     if !client.wait_active(Duration::from_secs(30)).await {
         bail!("could not connect to {}: {:?}", args.url, client.state());
     }
