@@ -50,6 +50,7 @@ mod tests {
             (4408, Backoff),
             (4409, Backoff),
             (4410, RenewTicket),
+            (4411, Stop),
             (4429, Backoff),
         ];
         for (code, action) in documented {
