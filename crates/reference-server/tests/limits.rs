@@ -2,16 +2,17 @@
 //! endpoints (FERRY-RATE-4) and the cap on a node's history bytes (FERRY-RESUME-7), over real
 //! loopback sockets and, for the cap's timing, through the broker with a virtual clock.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_protocol::replay::Retention;
 use ferry_protocol::{ChannelName, Payload, Timestamp};
+use ferry_server::Server;
 use ferry_server::auth::Auth;
 use ferry_server::broker::{Broker, BrokerError, MemoryBroker, MemoryBrokerConfig};
 use ferry_server::config::{Config, Flags};
-use ferry_server::namespaces::Namespaces;
-use ferry_server::{Server, serve};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -48,17 +49,13 @@ impl Running {
         let tokens = dir.path().join("tokens.toml");
         std::fs::write(&tokens, TOKENS).expect("write the tokens file");
         let auth = Auth::from_file(&tokens).expect("a valid tokens file");
-        let config = Config::resolve(flags).expect("valid test configuration");
-        let broker = MemoryBroker::new(config.memory_broker());
-        let server = Server::new(config, auth, broker, Namespaces::example_app());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a loopback port");
-        let base = format!("http://{}", listener.local_addr().expect("an address"));
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(serve(server.clone(), listener, async move {
-            let _ = stopped.await;
-        }));
+        let common::InProcess {
+            server,
+            address,
+            stop,
+            ..
+        } = common::in_process(flags, auth, None).await;
+        let base = format!("http://{address}");
         Self {
             base,
             _server: server,

@@ -8,11 +8,10 @@ use common::{next_json, send};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferry_server::Server;
 use ferry_server::auth::Auth;
 use ferry_server::broker::{Broker, MemoryBroker};
-use ferry_server::config::{Config, Flags};
-use ferry_server::namespaces::Namespaces;
-use ferry_server::{Server, serve};
+use ferry_server::config::Flags;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -60,17 +59,13 @@ impl Running {
             publish_rate_limit_burst: flags.publish_rate_limit_burst.or(unmetered),
             ..flags
         };
-        let config = Config::resolve(flags).expect("valid test configuration");
-        let broker = MemoryBroker::new(config.memory_broker());
-        let server = Server::new(config, auth, broker, Namespaces::example_app());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a loopback port");
-        let base = format!("http://{}", listener.local_addr().expect("an address"));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let done = tokio::spawn(serve(server.clone(), listener, async move {
-            let _ = stopped.await;
-        }));
+        let common::InProcess {
+            server,
+            address,
+            stop,
+            done,
+        } = common::in_process(flags, auth, None).await;
+        let base = format!("http://{address}");
         Self {
             base,
             token,

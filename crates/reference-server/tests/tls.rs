@@ -10,12 +10,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ferry_server::Server;
 use ferry_server::auth::Auth;
 use ferry_server::broker::MemoryBroker;
-use ferry_server::config::{Config, Flags, TlsFiles};
-use ferry_server::namespaces::Namespaces;
+use ferry_server::config::{Flags, TlsFiles};
 use ferry_server::transport::Tls;
-use ferry_server::{Server, serve, serve_with_tls};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -191,21 +190,13 @@ impl Node {
     /// Serves with the TLS files of `flags` ([`serve`]), or with `tls` when given.
     async fn start(flags: Flags, tls: Option<Arc<Tls>>) -> Self {
         let (auth, token) = Auth::development();
-        let config = Config::resolve(flags).expect("valid test configuration");
-        let broker = MemoryBroker::new(config.memory_broker());
-        let server = Server::new(config, auth, broker, Namespaces::example_app());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a loopback port");
-        let address = listener.local_addr().expect("an address").to_string();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let stopped = async move {
-            let _ = stopped.await;
-        };
-        match tls {
-            None => tokio::spawn(serve(server.clone(), listener, stopped)),
-            Some(tls) => tokio::spawn(serve_with_tls(server.clone(), listener, Some(tls), stopped)),
-        };
+        let common::InProcess {
+            server,
+            address,
+            stop,
+            ..
+        } = common::in_process(flags, auth, tls).await;
+        let address = address.to_string();
         Self {
             address,
             token,

@@ -8,11 +8,10 @@ use common::{next_json, send};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ferry_server::Server;
 use ferry_server::auth::Auth;
 use ferry_server::broker::MemoryBroker;
-use ferry_server::config::{Config, Flags};
-use ferry_server::namespaces::Namespaces;
-use ferry_server::{Server, serve};
+use ferry_server::config::Flags;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -37,17 +36,12 @@ struct Node {
 impl Node {
     async fn start(flags: Flags) -> Self {
         let (auth, token) = Auth::development();
-        let config = Config::resolve(flags).expect("valid test configuration");
-        let broker = MemoryBroker::new(config.memory_broker());
-        let server = Server::new(config, auth, broker, Namespaces::example_app());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a loopback port");
-        let address = listener.local_addr().expect("an address");
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(serve(server.clone(), listener, async move {
-            let _ = stopped.await;
-        }));
+        let common::InProcess {
+            server,
+            address,
+            stop,
+            ..
+        } = common::in_process(flags, auth, None).await;
         Self {
             address,
             token,

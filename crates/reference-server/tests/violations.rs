@@ -3,14 +3,15 @@
 //! then ends with a FIN rather than a reset (the server drains what the client still sent),
 //! and a neighbour session keeps receiving.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferry_server::Server;
 use ferry_server::auth::Auth;
 use ferry_server::broker::MemoryBroker;
-use ferry_server::config::{Config, Flags};
-use ferry_server::namespaces::Namespaces;
-use ferry_server::{Server, serve};
+use ferry_server::config::Flags;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,28 +26,28 @@ struct Running {
     base: String,
     token: String,
     _server: Arc<Server<MemoryBroker>>,
+    _stop: tokio::sync::oneshot::Sender<()>,
     http: reqwest::Client,
 }
 
 impl Running {
     async fn start() -> Self {
         let (auth, token) = Auth::development();
-        let config = Config::resolve(Flags {
+        let flags = Flags {
             max_message_bytes: Some(MAX_BYTES),
             ..Flags::default()
-        })
-        .expect("valid test configuration");
-        let broker = MemoryBroker::new(config.memory_broker());
-        let server = Server::new(config, auth, broker, Namespaces::example_app());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a loopback port");
-        let base = format!("http://{}", listener.local_addr().expect("an address"));
-        tokio::spawn(serve(server.clone(), listener, std::future::pending()));
+        };
+        let common::InProcess {
+            server,
+            address,
+            stop,
+            ..
+        } = common::in_process(flags, auth, None).await;
         Self {
-            base,
+            base: format!("http://{address}"),
             token,
             _server: server,
+            _stop: stop,
             http: reqwest::Client::new(),
         }
     }

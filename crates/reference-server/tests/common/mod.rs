@@ -244,3 +244,57 @@ where
         }
     }
 }
+
+/// ferry-server running in the test's own process: the example application, the in-memory
+/// broker and the given auth, on a random loopback port.
+pub struct InProcess {
+    /// The server's shared state.
+    pub server: Arc<ferry_server::Server<ferry_server::broker::MemoryBroker>>,
+    /// Where it listens.
+    pub address: std::net::SocketAddr,
+    /// Sending (or dropping) it starts the graceful stop.
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    /// The serving task, which ends once the stop has drained.
+    pub done: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Starts [`InProcess`] with `flags` and `auth`, serving TLS with `tls` when given (and with
+/// the TLS files of `flags` otherwise, as `ferry_server::serve` does).
+pub async fn in_process(
+    flags: ferry_server::config::Flags,
+    auth: ferry_server::auth::Auth,
+    tls: Option<Arc<ferry_server::transport::Tls>>,
+) -> InProcess {
+    use ferry_server::broker::MemoryBroker;
+    let config = ferry_server::config::Config::resolve(flags).expect("valid test configuration");
+    let broker = MemoryBroker::new(config.memory_broker());
+    let server = ferry_server::Server::new(
+        config,
+        auth,
+        broker,
+        ferry_server::namespaces::Namespaces::example_app(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let address = listener.local_addr().expect("an address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let stopped = async move {
+        let _ = stopped.await;
+    };
+    let done = match tls {
+        None => tokio::spawn(ferry_server::serve(server.clone(), listener, stopped)),
+        Some(tls) => tokio::spawn(ferry_server::serve_with_tls(
+            server.clone(),
+            listener,
+            Some(tls),
+            stopped,
+        )),
+    };
+    InProcess {
+        server,
+        address,
+        stop,
+        done,
+    }
+}
