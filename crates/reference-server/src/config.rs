@@ -179,6 +179,17 @@ pub struct Flags {
     /// [default: 10000]; one more is closed as soon as it is accepted.
     #[arg(long, env = "FERRY_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Most of those connections that have not yet presented a valid credential (a ticket on
+    /// the WebSocket, a bearer token on an HTTP request) [default: 1000, at most
+    /// --max-connections]; one more is closed as soon as it is accepted, so that peers which
+    /// never authenticate cannot take the places of sessions.
+    #[arg(long, env = "FERRY_MAX_UNAUTHENTICATED_CONNECTIONS")]
+    pub max_unauthenticated_connections: Option<usize>,
+    /// Time an HTTP response may wait for its peer to read it, in milliseconds [default:
+    /// 10000]; the connection is closed when it is up. WebSocket sessions have their own
+    /// deadline: a heartbeat's interval plus its timeout.
+    #[arg(long, env = "FERRY_WRITE_TIMEOUT_MS")]
+    pub write_timeout_ms: Option<u64>,
 }
 
 /// How log lines look.
@@ -244,6 +255,8 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     header_read_timeout_ms: Option<u64>,
     max_connections: Option<usize>,
+    max_unauthenticated_connections: Option<usize>,
+    write_timeout_ms: Option<u64>,
 }
 
 /// Where channel state, tickets and fan-out live.
@@ -319,6 +332,10 @@ pub struct Config {
     pub header_read_timeout: Duration,
     /// Most TCP connections open at once.
     pub max_connections: usize,
+    /// Most connections open at once that have not presented a valid credential.
+    pub max_unauthenticated_connections: usize,
+    /// Time an HTTP response may wait for its peer to read it.
+    pub write_timeout: Duration,
 }
 
 /// One caller's token bucket on an HTTP endpoint (FERRY-RATE-4).
@@ -344,6 +361,12 @@ pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 
 /// The default of `max_connections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// The default of `max_unauthenticated_connections`.
+pub const DEFAULT_MAX_UNAUTHENTICATED_CONNECTIONS: usize = 1_000;
+
+/// The default of `write_timeout_ms`.
+pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 10_000;
 
 /// A configuration that cannot be used; the message names the field.
 #[derive(Debug, thiserror::Error)]
@@ -595,6 +618,29 @@ impl Config {
                 why: "must be at least 1".into(),
             });
         }
+        let max_unauthenticated_connections = flags
+            .max_unauthenticated_connections
+            .or(file.max_unauthenticated_connections)
+            .unwrap_or(DEFAULT_MAX_UNAUTHENTICATED_CONNECTIONS.min(max_connections));
+        if !(1..=max_connections).contains(&max_unauthenticated_connections) {
+            return Err(ConfigError::Range {
+                field: "max_unauthenticated_connections",
+                value: max_unauthenticated_connections.to_string(),
+                why: format!("1 to max_connections ({max_connections})"),
+            });
+        }
+        let write_timeout = pick(
+            flags.write_timeout_ms,
+            file.write_timeout_ms,
+            DEFAULT_WRITE_TIMEOUT_MS,
+        );
+        if !(1..=3_600_000).contains(&write_timeout) {
+            return Err(ConfigError::Range {
+                field: "write_timeout_ms",
+                value: write_timeout.to_string(),
+                why: "1 to 3600000".into(),
+            });
+        }
 
         let redis_prefix = flags
             .redis_prefix
@@ -745,6 +791,8 @@ impl Config {
             tls,
             header_read_timeout: Duration::from_millis(header_read_timeout),
             max_connections,
+            max_unauthenticated_connections,
+            write_timeout: Duration::from_millis(write_timeout),
         })
     }
 }
@@ -1039,6 +1087,14 @@ mod tests {
         let config = Config::resolve(Flags::default()).expect("valid");
         assert_eq!(config.header_read_timeout, Duration::from_secs(10));
         assert_eq!(config.max_connections, 10_000);
+        assert_eq!(config.max_unauthenticated_connections, 1_000);
+        assert_eq!(config.write_timeout, Duration::from_secs(10));
+        let few = Config::resolve(Flags {
+            max_connections: Some(100),
+            ..Flags::default()
+        })
+        .expect("valid");
+        assert_eq!(few.max_unauthenticated_connections, 100);
         for (flags, field) in [
             (
                 Flags {
@@ -1053,6 +1109,28 @@ mod tests {
                     ..Flags::default()
                 },
                 "max_connections = 0",
+            ),
+            (
+                Flags {
+                    max_connections: Some(100),
+                    max_unauthenticated_connections: Some(101),
+                    ..Flags::default()
+                },
+                "max_unauthenticated_connections = 101",
+            ),
+            (
+                Flags {
+                    max_unauthenticated_connections: Some(0),
+                    ..Flags::default()
+                },
+                "max_unauthenticated_connections = 0",
+            ),
+            (
+                Flags {
+                    write_timeout_ms: Some(0),
+                    ..Flags::default()
+                },
+                "write_timeout_ms = 0",
             ),
         ] {
             let error = Config::resolve(flags)

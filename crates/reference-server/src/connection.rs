@@ -26,6 +26,7 @@ use tracing::{debug, info, warn};
 use crate::broker::Broker;
 use crate::hub::Mailbox;
 use crate::socket::{Socket as WebSocket, close_after_violation};
+use crate::transport::Peer;
 use crate::{Lifecycle, Server};
 
 /// Runs one upgraded connection until it closes.
@@ -33,7 +34,12 @@ pub(crate) async fn run<B: Broker>(
     server: Arc<Server<B>>,
     mut socket: WebSocket,
     ticket: Option<String>,
+    peer: Option<Arc<Peer>>,
 ) {
+    // The session's own deadlines (the outbound queue, the heartbeat) bound its writes now.
+    if let Some(peer) = &peer {
+        peer.upgraded();
+    }
     let mut lifecycle = server.lifecycle.subscribe();
     let cuts = lifecycle.borrow_and_update().cuts;
     let grant = match ticket {
@@ -67,6 +73,9 @@ pub(crate) async fn run<B: Broker>(
         .await;
         return;
     };
+    if let Some(peer) = &peer {
+        peer.authenticated();
+    }
     let Some(mut slot) = server.connection_slot(&grant.user) else {
         info!(user = %grant.user.as_str(), "too many connections for this user");
         close(

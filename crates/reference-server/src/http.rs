@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
@@ -24,6 +24,7 @@ use crate::auth::Identity;
 use crate::broker::Broker;
 use crate::limits::Metered;
 use crate::namespaces::PayloadError;
+use crate::transport::Peer;
 use crate::{Server, connection};
 
 /// The read buffer of each WebSocket connection.
@@ -180,11 +181,20 @@ fn meter<B: Broker>(server: &Server<B>, endpoint: Metered, caller: &Identity) ->
     Some(response)
 }
 
-fn identity<B: Broker>(server: &Server<B>, headers: &HeaderMap) -> Option<Identity> {
+/// The connection a request came on, as the transport hands it to the handlers.
+type OnPeer = Option<Extension<Arc<Peer>>>;
+
+/// The caller's identity from its bearer credential; a valid one also counts its connection as
+/// authenticated from now on.
+fn identity<B: Broker>(server: &Server<B>, headers: &HeaderMap, peer: &OnPeer) -> Option<Identity> {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    server.auth.check(authorization)
+    let identity = server.auth.check(authorization)?;
+    if let Some(Extension(peer)) = peer {
+        peer.authenticated();
+    }
+    Some(identity)
 }
 
 /// A 401 with `WWW-Authenticate: Bearer` (RFC 6750): `error="invalid_token"` when a
@@ -209,11 +219,12 @@ fn unauthorized(headers: &HeaderMap) -> Response {
 async fn issue_ticket<B: Broker>(
     State(server): State<Arc<Server<B>>>,
     headers: HeaderMap,
+    peer: OnPeer,
 ) -> Response {
     if server.is_draining() {
         return error(ErrorCode::Unavailable, "the server is shutting down");
     }
-    let Some(identity) = identity(&server, &headers) else {
+    let Some(identity) = identity(&server, &headers, &peer) else {
         return unauthorized(&headers);
     };
     if let Some(limited) = meter(&server, Metered::IssueTicket, &identity) {
@@ -246,6 +257,7 @@ async fn issue_ticket<B: Broker>(
 async fn connect<B: Broker>(
     State(server): State<Arc<Server<B>>>,
     headers: HeaderMap,
+    peer: OnPeer,
     Query(query): Query<HashMap<String, String>>,
     upgrade: Result<crate::socket::Upgrade, crate::socket::NotAnUpgrade>,
 ) -> Response {
@@ -287,18 +299,19 @@ async fn connect<B: Broker>(
     // The ticket is redeemed on the upgraded connection, which a rejection then closes with 4401.
     let ticket = query.get("ticket").cloned();
     upgrade.accept(SUBPROTOCOL, config, move |socket| {
-        connection::run(server, socket, ticket)
+        connection::run(server, socket, ticket, peer.map(|Extension(peer)| peer))
     })
 }
 
 async fn publish<B: Broker>(
     State(server): State<Arc<Server<B>>>,
     headers: HeaderMap,
+    peer: OnPeer,
     body: Body,
 ) -> Response {
     // The credential comes from the headers before a byte of the body is read, so an
     // unauthenticated caller cannot make the server buffer anything.
-    let Some(identity) = identity(&server, &headers) else {
+    let Some(identity) = identity(&server, &headers, &peer) else {
         return unauthorized(&headers);
     };
     if server.is_draining() {
@@ -417,9 +430,10 @@ async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes,
 async fn history<B: Broker>(
     State(server): State<Arc<Server<B>>>,
     headers: HeaderMap,
+    peer: OnPeer,
     Query(raw): Query<HashMap<String, String>>,
 ) -> Response {
-    let Some(identity) = identity(&server, &headers) else {
+    let Some(identity) = identity(&server, &headers, &peer) else {
         return unauthorized(&headers);
     };
     // Query strings carry text; the schema's HistoryQuery types them.

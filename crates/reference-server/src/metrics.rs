@@ -82,6 +82,13 @@ pub struct Metrics {
     pub header_timeouts: Counter,
     /// TLS handshakes that failed or did not finish within the header read timeout.
     pub tls_handshakes_failed: Counter,
+    /// Connections open now that have not presented a valid credential.
+    pub unauthenticated_connections: Gauge,
+    /// Connections closed on accept because `max_unauthenticated_connections` were open.
+    pub unauthenticated_refused: Counter,
+    /// HTTP connections closed because their peer took no response bytes within the write
+    /// timeout.
+    pub write_timeouts: Counter,
 }
 
 impl Default for Metrics {
@@ -192,6 +199,24 @@ impl Default for Metrics {
                 r,
                 "tls_handshakes_failed",
                 "TLS handshakes that failed or did not finish within the header read timeout",
+                Counter::default(),
+            ),
+            unauthenticated_connections: registered(
+                r,
+                "unauthenticated_connections",
+                "Connections open now that have not presented a valid credential",
+                Gauge::default(),
+            ),
+            unauthenticated_refused: registered(
+                r,
+                "unauthenticated_refused",
+                "Connections closed on accept because max_unauthenticated_connections were open",
+                Counter::default(),
+            ),
+            write_timeouts: registered(
+                r,
+                "write_timeouts",
+                "HTTP connections closed because their peer took no response bytes within the write timeout",
                 Counter::default(),
             ),
             registry,

@@ -10,6 +10,12 @@
 //!   without a byte written: answering it (a 503) would itself cost a handshake and a buffer
 //!   per refused peer, which is what the cap is there to bound. Counted in
 //!   `ferry_connections_refused_total`.
+//! - **Connections without a credential.** At most `max_unauthenticated_connections` of them
+//!   are open at once: a connection counts until it presents a valid credential (a bearer token
+//!   that an HTTP request's handler accepts, or the ticket its WebSocket session redeems, see
+//!   [`Peer::authenticated`]). One more is closed on accept, as above, and counted in
+//!   `ferry_unauthenticated_refused_total`, so peers that never authenticate cannot take the
+//!   places that sessions need.
 //! - **Slow peers.** A new connection has `header_read_timeout` to finish its TLS handshake
 //!   (`ferry_tls_handshakes_failed_total` counts the ones that fail or run out of time), and
 //!   every request as long to deliver its head; the connection is closed, without an answer,
@@ -18,6 +24,10 @@
 //!   closed after `header_read_timeout` too (and counted there): HTTP clients open a new
 //!   connection for their next request, and WebSocket sessions, which are past their
 //!   request head, are not affected. Bodies have their own limit ([`crate::http::BODY_READ_TIMEOUT`]).
+//!   A response has `write_timeout` to be taken by its peer: a write that makes no progress for
+//!   that long fails and closes the connection (`ferry_write_timeouts_total`). Once a WebSocket
+//!   session runs on the connection ([`Peer::upgraded`]), its own deadlines apply instead: the
+//!   outbound queue and the heartbeat.
 //! - **TLS.** With a [`Tls`], every connection is TLS (`https://`, `wss://`), HTTP/1.1 by ALPN,
 //!   with rustls and its `ring` provider. [`Tls::reload`] swaps the certificate and key for the
 //!   connections that come next; open ones keep the keys they were made with, so no session is
@@ -31,14 +41,16 @@ use std::future::Future;
 use std::io;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -50,7 +62,6 @@ use tracing::{debug, error, info, warn};
 
 use crate::broker::Broker;
 use crate::config::TlsFiles;
-use crate::metrics::Metrics;
 use crate::{Server, http};
 
 /// A certificate and key that cannot be used; the message names the file.
@@ -205,6 +216,33 @@ struct Limits {
     header_read_timeout: Duration,
     /// Most connections open at once.
     max_connections: usize,
+    /// Most connections open at once that have presented no valid credential.
+    max_unauthenticated_connections: usize,
+    /// Time a write may make no progress before the HTTP connection is closed.
+    write_timeout: Duration,
+}
+
+/// A connection as the handlers see it (a request extension): they tell it when its peer has
+/// authenticated or its WebSocket session has started.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    /// The connection's place among the unauthenticated ones, until it authenticates.
+    unauthenticated: Mutex<Option<ConnectionSlot>>,
+    /// Whether the transport still times out writes (false once a session runs on it).
+    write_deadline: AtomicBool,
+}
+
+impl Peer {
+    /// The peer presented a valid credential: its connection no longer counts among the
+    /// unauthenticated ones.
+    pub(crate) fn authenticated(&self) {
+        self.unauthenticated.lock().take();
+    }
+
+    /// A WebSocket session runs on the connection from now on, with its own write deadlines.
+    pub(crate) fn upgraded(&self) {
+        self.write_deadline.store(false, Ordering::Relaxed);
+    }
 }
 
 /// Serves `server`'s endpoints on `listener`, over TLS when `tls` is given, until `stop`
@@ -218,10 +256,13 @@ pub(crate) async fn accept_loop<B: Broker>(
     let limits = Limits {
         header_read_timeout: server.config.header_read_timeout,
         max_connections: server.config.max_connections,
+        max_unauthenticated_connections: server.config.max_unauthenticated_connections,
+        write_timeout: server.config.write_timeout,
     };
     let app = http::router(server.clone());
     let shared = server.clone();
     let open = Arc::new(AtomicUsize::new(0));
+    let unauthenticated = Arc::new(AtomicUsize::new(0));
     // Dropped to ask every connection to shut down; each connection holds a `done` receiver,
     // so `closed` completes once all have finished.
     let (shutdown, shutting_down) = watch::channel(());
@@ -241,13 +282,28 @@ pub(crate) async fn accept_loop<B: Broker>(
                 }
             },
         };
-        let Some(slot) = ConnectionSlot::take(&open, limits.max_connections, &shared.metrics)
+        let metrics = &shared.metrics;
+        let Some(slot) = ConnectionSlot::take(&open, limits.max_connections, &metrics.connections)
         else {
-            shared.metrics.connections_refused.inc();
+            metrics.connections_refused.inc();
             debug!("refused a connection: max_connections are open");
             drop(stream);
             continue;
         };
+        let Some(pending) = ConnectionSlot::take(
+            &unauthenticated,
+            limits.max_unauthenticated_connections,
+            &metrics.unauthenticated_connections,
+        ) else {
+            metrics.unauthenticated_refused.inc();
+            debug!("refused a connection: max_unauthenticated_connections are open");
+            drop(stream);
+            continue;
+        };
+        let peer = Arc::new(Peer {
+            unauthenticated: Mutex::new(Some(pending)),
+            write_deadline: AtomicBool::new(true),
+        });
         if let Err(error) = stream.set_nodelay(true) {
             debug!(%error, "cannot set TCP_NODELAY");
         }
@@ -259,7 +315,15 @@ pub(crate) async fn accept_loop<B: Broker>(
             done: done.subscribe(),
         };
         let tls = tls.as_ref().map(|tls| tls.acceptor());
-        tokio::spawn(connection.run(stream, slot, tls));
+        let stream = Counted {
+            io: stream,
+            _slot: slot,
+            peer,
+            write_timeout: limits.write_timeout,
+            write_timeouts: metrics.write_timeouts.clone(),
+            stalled: None,
+        };
+        tokio::spawn(connection.run(stream, tls));
     }
     drop(listener);
     drop(shutdown);
@@ -278,44 +342,36 @@ struct Connection<B: Broker> {
 }
 
 impl<B: Broker> Connection<B> {
-    async fn run(self, stream: TcpStream, slot: ConnectionSlot, tls: Option<TlsAcceptor>) {
-        match tls {
-            None => {
-                self.http(Counted {
-                    io: stream,
-                    _slot: slot,
-                })
-                .await
+    async fn run(self, stream: Counted<TcpStream>, tls: Option<TlsAcceptor>) {
+        let peer = stream.peer.clone();
+        let Some(acceptor) = tls else {
+            return self.http(stream, peer).await;
+        };
+        match tokio::time::timeout(self.limits.header_read_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => self.http(stream, peer).await,
+            Ok(Err(error)) => {
+                self.server.metrics.tls_handshakes_failed.inc();
+                debug!(%error, "TLS handshake failed");
             }
-            Some(acceptor) => {
-                match tokio::time::timeout(self.limits.header_read_timeout, acceptor.accept(stream))
-                    .await
-                {
-                    Ok(Ok(stream)) => {
-                        self.http(Counted {
-                            io: stream,
-                            _slot: slot,
-                        })
-                        .await
-                    }
-                    Ok(Err(error)) => {
-                        self.server.metrics.tls_handshakes_failed.inc();
-                        debug!(%error, "TLS handshake failed");
-                    }
-                    Err(_) => {
-                        self.server.metrics.tls_handshakes_failed.inc();
-                        debug!("TLS handshake timed out");
-                    }
-                }
+            Err(_) => {
+                self.server.metrics.tls_handshakes_failed.inc();
+                debug!("TLS handshake timed out");
             }
         }
     }
 
-    async fn http<S>(mut self, io: Counted<S>)
+    async fn http<S>(mut self, io: S, peer: Arc<Peer>)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let service = TowerToHyperService::new(self.app.clone());
+        // Every request carries its connection's `Peer`, for the handlers to report to.
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            self.app.clone(),
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(peer.clone());
+                request
+            },
+        ));
         let mut connection = pin!(
             hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -360,22 +416,24 @@ async fn accept_error(error: io::Error) {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
-/// One of the `max_connections` places; dropping it (when the socket closes) frees it.
+/// One place among `max` (of all connections, or of the unauthenticated ones); dropping it
+/// frees it.
+#[derive(Debug)]
 struct ConnectionSlot {
     open: Arc<AtomicUsize>,
-    gauge: prometheus_client::metrics::gauge::Gauge,
+    gauge: Gauge,
 }
 
 impl ConnectionSlot {
-    fn take(open: &Arc<AtomicUsize>, max: usize, metrics: &Metrics) -> Option<Self> {
+    fn take(open: &Arc<AtomicUsize>, max: usize, gauge: &Gauge) -> Option<Self> {
         open.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
             (n < max).then_some(n + 1)
         })
         .ok()?;
-        metrics.connections.inc();
+        gauge.inc();
         Some(Self {
             open: open.clone(),
-            gauge: metrics.connections.clone(),
+            gauge: gauge.clone(),
         })
     }
 }
@@ -387,11 +445,46 @@ impl Drop for ConnectionSlot {
     }
 }
 
-/// A socket that holds its connection slot: it moves with the socket into a WebSocket session
-/// after an upgrade, so the slot is freed when the socket closes, whoever holds it then.
+/// The TCP socket as the accept loop hands it on: it holds the connection's place, moving with
+/// the socket into a WebSocket session after an upgrade so that the place is freed when the
+/// socket closes, whoever holds it then; and it fails a write that makes no progress for
+/// `write_timeout` while the connection serves HTTP.
 struct Counted<S> {
     io: S,
     _slot: ConnectionSlot,
+    peer: Arc<Peer>,
+    write_timeout: Duration,
+    write_timeouts: Counter,
+    /// Armed while a write waits on a peer that does not read.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> Counted<S> {
+    /// Passes a write's outcome on; a pending one arms the write deadline, and past it fails
+    /// with `TimedOut`.
+    fn deadline<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if poll.is_ready() || !self.peer.write_deadline.load(Ordering::Relaxed) {
+            self.stalled = None;
+            return poll;
+        }
+        let timeout = self.write_timeout;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if stalled.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.write_timeouts.inc();
+        debug!("closed a connection whose peer took no response bytes within the write timeout");
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the peer read nothing within the write timeout",
+        )))
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
@@ -410,15 +503,18 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let poll = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.deadline(cx, poll)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        let poll = Pin::new(&mut self.io).poll_flush(cx);
+        self.deadline(cx, poll)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        let poll = Pin::new(&mut self.io).poll_shutdown(cx);
+        self.deadline(cx, poll)
     }
 
     fn poll_write_vectored(
@@ -426,7 +522,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let poll = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.deadline(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {

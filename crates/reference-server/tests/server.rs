@@ -948,6 +948,61 @@ async fn a_websocket_publish_whose_event_could_exceed_the_limit_gets_message_too
 // FERRY-EVENT-6: a subscriber that stops reading harms only itself.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_pauses_reading_is_bound_by_its_own_deadlines_not_the_http_write_timeout() {
+    let running = Running::start_with(Flags {
+        write_timeout_ms: Some(100),
+        outbound_queue_bytes: Some(64 << 20),
+        outbound_queue_frames: Some(100_000),
+        ..Flags::default()
+    })
+    .await;
+    // A subscriber with a small receive window, so that its server's writes wait at once.
+    let ticket = running.ticket().await;
+    let tcp = tokio::net::TcpSocket::new_v4().expect("a socket");
+    tcp.set_recv_buffer_size(4096).expect("a small buffer");
+    let address = running
+        .base
+        .trim_start_matches("http://")
+        .parse()
+        .expect("an address");
+    let tcp = tcp.connect(address).await.expect("connects");
+    let mut request = format!("ws://{address}/v1/ws?ticket={ticket}")
+        .into_client_request()
+        .expect("a URL");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static("ferry.v1"),
+    );
+    let (mut paused, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(tcp))
+        .await
+        .expect("the upgrade succeeds");
+    assert_eq!(next_json(&mut paused).await["type"], "welcome");
+    send(
+        &mut paused,
+        json!({ "type": "subscribe", "id": "s1", "channel": OUTPUT }),
+    )
+    .await;
+    assert_eq!(next_json(&mut paused).await["type"], "subscribed");
+    // 8 MB of events, twice what the server's send buffer may hold: its writes wait, far
+    // longer than the 100 ms an HTTP answer may.
+    let events = 2_700;
+    for n in 1..=events {
+        let (status, _) = running
+            .publish(json!({ "channel": OUTPUT, "idempotency_key": format!("k-{n}"), "payload": chunk(3000) }))
+            .await;
+        assert_eq!(status, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Reading again, it gets every event in order: the transport did not cut it.
+    for seq in 1..=events {
+        let event = next_json(&mut paused).await;
+        assert_eq!(event["type"], "event");
+        assert_eq!(event["position"]["seq"], seq);
+    }
+    assert_eq!(running.server.metrics.write_timeouts.get(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_stops_reading_is_closed_with_4410_and_loses_nothing_on_resume() {
     let running = Running::start_with(Flags {
         outbound_queue_frames: Some(16),

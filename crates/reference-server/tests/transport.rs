@@ -265,3 +265,157 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_timeout_and_a_pooling
     let status = pooled.get(&url).send().await.expect("answers").status();
     assert_eq!(status, 200);
 }
+
+/// Sends one HTTP/1.1 request on a kept-alive connection and reads its answer; the status.
+async fn request_on(stream: &mut TcpStream, head: &str) -> u16 {
+    stream
+        .write_all(format!("{head}host: x\r\ncontent-length: 0\r\n\r\n").as_bytes())
+        .await
+        .expect("the request is sent");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The endpoints answer with a Content-Length, so the answer ends where it says.
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut buf))
+            .await
+            .expect("an answer within 20 s")
+            .expect("the connection stays open");
+        assert!(n > 0, "the connection was closed instead of answered");
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .map_or(0, |n| n.trim().parse().expect("a length"));
+            if answer.len() >= end + 4 + length {
+                return text[9..12].parse().expect("a status");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_never_authenticate_have_a_cap_of_their_own_and_leave_sessions_their_places()
+ {
+    let node = Node::start(Flags {
+        max_connections: Some(10),
+        max_unauthenticated_connections: Some(3),
+        header_read_timeout_ms: Some(120_000),
+        ..Flags::default()
+    })
+    .await;
+    let unauthenticated = || node.server.metrics.unauthenticated_connections.get();
+    // A session counts as unauthenticated only until its ticket is redeemed.
+    let mut session = node.session().await;
+    node.wait_for_connections(1).await;
+    assert_eq!(unauthenticated(), 0);
+
+    // An HTTP connection whose request carried a valid credential no longer counts either.
+    let mut backend = TcpStream::connect(node.address).await.expect("connects");
+    let ticket = format!(
+        "POST /v1/tickets HTTP/1.1\r\nauthorization: Bearer {}\r\n",
+        node.token
+    );
+    assert_eq!(request_on(&mut backend, &ticket).await, 201);
+    assert_eq!(unauthenticated(), 0);
+
+    // Three peers that present nothing fill the unauthenticated places (one asks for health,
+    // which needs no credential, and stays unauthenticated).
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(TcpStream::connect(node.address).await.expect("connects"));
+    }
+    assert_eq!(
+        request_on(&mut idle[0], "GET /v1/health HTTP/1.1\r\n").await,
+        200
+    );
+    node.wait_for_connections(5).await;
+    assert_eq!(unauthenticated(), 3);
+
+    // A fourth is closed on accept without a byte, though the total is far below its cap.
+    let mut refused = TcpStream::connect(node.address).await.expect("connects");
+    refused
+        .write_all(b"GET /v1/health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .ok();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), refused.read_to_end(&mut answer))
+        .await
+        .expect("closed within 20 s");
+    assert!(
+        read.is_err() || answer.is_empty(),
+        "a refused connection gets no answer: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(node.server.metrics.unauthenticated_refused.get(), 1);
+    assert_eq!(node.server.metrics.connections_refused.get(), 0);
+
+    // The authenticated connection and the session are served as before.
+    assert_eq!(
+        request_on(&mut backend, "GET /v1/health HTTP/1.1\r\n").await,
+        200
+    );
+    publishes_and_hears_itself(&mut session, 1).await;
+
+    // Freed places are taken again.
+    drop(idle);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while unauthenticated() != 0 {
+        assert!(Instant::now() < deadline, "the places are freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(node.health().await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_peer_that_stops_reading_its_answers_is_closed_after_the_write_timeout() {
+    let node = Node::start(Flags {
+        write_timeout_ms: Some(300),
+        header_read_timeout_ms: Some(120_000),
+        ..Flags::default()
+    })
+    .await;
+    let mut neighbour = node.session().await;
+    // A peer with a small receive window pipelines requests and never reads an answer: the
+    // answers fill its window and the server's send buffer, and then a write waits.
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("a small buffer");
+    let stalled = socket.connect(node.address).await.expect("connects");
+    let (mut reader, mut writer) = stalled.into_split();
+    let pipeline = tokio::spawn(async move {
+        let request = b"GET /v1/health HTTP/1.1\r\nhost: x\r\n\r\n".repeat(1000);
+        // About 36 MB of requests for some 100 MB of answers, far past every buffer; the
+        // writes fail once the server has closed the connection.
+        for _ in 0..1000 {
+            if writer.write_all(&request).await.is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while node.server.metrics.write_timeouts.get() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the server keeps waiting for a peer that does not read"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The connection is closed: what reached the peer ends, and so does its pipeline.
+    let mut drained = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), reader.read_to_end(&mut drained))
+        .await
+        .expect("the connection ends within 30 s");
+    assert!(read.is_err() || !drained.is_empty());
+    assert!(
+        tokio::time::timeout(Duration::from_secs(30), pipeline)
+            .await
+            .expect("the pipeline ends")
+            .expect("it ran"),
+        "the closed connection takes no more requests"
+    );
+    // Nobody else noticed.
+    publishes_and_hears_itself(&mut neighbour, 1).await;
+    assert_eq!(node.health().await, 200);
+}
