@@ -293,7 +293,7 @@ async fn fresh_ticket_each_attempt(h: &mut Harness) -> CaseResult {
     let spec = WelcomeSpec::new(policy);
     let mut conn = h.establish(&spec).await?;
     for attempt in 2..=4 {
-        conn.drop_tcp();
+        conn.drop_tcp().await;
         let request = h
             .ticket(
                 window(&policy, 8)?.1 + h.tolerance + REACT,
@@ -326,7 +326,7 @@ async fn unauthorized_stops(h: &mut Harness) -> CaseResult {
     let conn = h.establish(&WelcomeSpec::new(policy)).await?;
     h.server
         .plan_tickets([TicketReply::Refuse(ErrorCode::Unauthorized)]);
-    let dropped = conn.drop_tcp();
+    let dropped = conn.drop_tcp().await;
     let refused = h
         .retry_ticket(
             dropped,
@@ -358,7 +358,7 @@ async fn ticket_rejected_renews(h: &mut Harness) -> CaseResult {
     let policy = h.policy()?;
     let spec = WelcomeSpec::new(policy);
     let conn = h.establish(&spec).await?;
-    let dropped = conn.drop_tcp();
+    let dropped = conn.drop_tcp().await;
     h.retry_ticket(
         dropped,
         window(&policy, 1)?,
@@ -756,7 +756,7 @@ async fn resubscribe_every_channel(h: &mut Harness) -> CaseResult {
         &format!("events 1 to 3 of {CHANNEL} delivered"),
     )
     .await?;
-    conn.drop_tcp();
+    conn.drop_tcp().await;
     let mut conn = h
         .reconnected(
             &spec,
@@ -993,7 +993,7 @@ async fn no_resubscribe_after_unsubscribe(h: &mut Harness) -> CaseResult {
     conn.send(unsubscribed(&unsubscribe)).await?;
     // Let the reply land before the session drops.
     h.adapter.settle(Duration::from_millis(200)).await?;
-    conn.drop_tcp();
+    conn.drop_tcp().await;
     let mut conn = h
         .reconnected(
             &spec,
@@ -1231,7 +1231,7 @@ async fn resume_after_drop(
         &format!("events 1 to {last} delivered"),
     )
     .await?;
-    conn.drop_tcp();
+    conn.drop_tcp().await;
     let mut conn = h
         .reconnected(
             spec,
@@ -1423,7 +1423,7 @@ async fn publish_retry(h: &mut Harness) -> CaseResult {
             || first.to_string(),
         )?;
     }
-    conn.drop_tcp();
+    conn.drop_tcp().await;
     h.transcript.note(
         "runner",
         "dropped the session without acknowledging the publish",
@@ -1633,7 +1633,7 @@ async fn retry_run(h: &mut Harness) -> CaseResult {
         Refusal::Close1011 => {}
     }
     let conn = h.establish(&spec).await?;
-    let mut reference = conn.drop_tcp();
+    let mut reference = conn.drop_tcp().await;
     let mut since = "the drop of the welcomed session".to_owned();
     let mut measured = Vec::new();
     for retry in 1..=retries {
@@ -1723,7 +1723,7 @@ async fn attempts_exhausted(h: &mut Harness) -> CaseResult {
     ));
     h.server.plan_upgrades(plan);
     let conn = h.establish(&spec).await?;
-    let mut reference = conn.drop_tcp();
+    let mut reference = conn.drop_tcp().await;
     let mut since = "the drop of the welcomed session".to_owned();
     for retry in 1..=attempts {
         let what = format!(
@@ -1884,7 +1884,7 @@ async fn close_code(h: &mut Harness) -> CaseResult {
     let reference = match send {
         CloseSend::Close => conn.close(code, name).await?,
         CloseSend::NoCode => conn.close_without_code().await?,
-        CloseSend::Drop => conn.drop_tcp(),
+        CloseSend::Drop => conn.drop_tcp().await,
     };
     let action = action_for(code);
     let closed = match send {

@@ -611,15 +611,19 @@ impl Conn {
         Ok(at)
     }
 
-    /// Drops the TCP connection without a close frame (seen as 1006); returns when.
-    pub(crate) fn drop_tcp(self) -> Instant {
+    /// Drops the TCP connection without a close frame (seen as 1006); returns when it was
+    /// closed. That is once the reader's task has let go of its half of the socket too, not
+    /// when the drop was asked for: on a busy runtime the cancelled task may run late, and a
+    /// delay counted from the request would include that wait, which the client never saw.
+    pub(crate) async fn drop_tcp(mut self) -> Instant {
         self.transcript.note(
             &self.link,
             "dropping the TCP connection without a close frame",
         );
-        let at = Instant::now();
-        drop(self);
-        at
+        self.reader.abort();
+        let _ = (&mut self.reader).await;
+        self.sink.lock().await.take();
+        Instant::now()
     }
 
     fn send_failed(&self, what: &str, error: &str) -> Finding {
