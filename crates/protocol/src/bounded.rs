@@ -245,4 +245,12 @@ mod tests {
         assert!(serde_json::from_str::<Factor>("0.99").is_err());
         assert!(serde_json::from_str::<Factor>("10.01").is_err());
     }
+
+    #[test]
+    fn float_gives_back_its_value_and_prints_it() {
+        let half: Float<0, 1_000_000> = Float::try_from(0.5).expect("0.5 is within [0, 1]");
+        assert_eq!(f64::from(half), 0.5);
+        assert_eq!(half.to_string(), "0.5");
+        assert_eq!(format!("{half:?}"), "0.5");
+    }
 }

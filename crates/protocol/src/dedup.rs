@@ -231,6 +231,32 @@ mod tests {
     }
 
     #[test]
+    fn stale_slots_behind_a_live_key_are_swept_and_the_live_key_still_expires() {
+        let mut window = DedupWindow::new(1000, Duration::from_secs(120));
+        assert_eq!(window.capacity(), 1000);
+        assert_eq!(window.window(), Duration::from_secs(120));
+        // The oldest key stays live at the front, so the slots that reinsertion leaves
+        // behind it cannot be popped; only a sweep bounds them.
+        window.insert("anchor", 0, at(0));
+        for value in 1..=10_000u32 {
+            window.insert("churn", value, at(1));
+        }
+        assert_eq!(window.len(), 2);
+        assert!(!window.is_empty());
+        assert!(
+            window.order.len() <= 2 * window.len() + 17,
+            "{} slots for 2 keys",
+            window.order.len()
+        );
+        // The sweep kept each key's live slot, so both still age out on time.
+        assert_eq!(window.check("anchor", at(120_000)), Some(&0));
+        assert_eq!(window.check("anchor", at(120_001)), None);
+        assert_eq!(window.check("churn", at(120_001)), Some(&10_000));
+        assert_eq!(window.check("churn", at(120_002)), None);
+        assert!(window.is_empty());
+    }
+
+    #[test]
     fn zero_capacity_remembers_nothing() {
         let mut window = DedupWindow::new(0, Duration::from_secs(120));
         window.insert("a", 1, at(0));

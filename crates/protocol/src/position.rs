@@ -221,6 +221,17 @@ mod tests {
     }
 
     #[test]
+    fn only_a_gap_or_an_epoch_change_leaves_the_view_incomplete() {
+        let gap = classify(&pos("e1", 4), &pos("e1", 9));
+        let epoch = classify(&pos("e1", 4), &pos("e2", 5));
+        let next = classify(&pos("e1", 4), &pos("e1", 5));
+        let again = classify(&pos("e1", 4), &pos("e1", 4));
+        assert!(gap.is_incomplete() && epoch.is_incomplete());
+        assert!(!next.is_incomplete() && !again.is_incomplete());
+        assert!(gap.is_new() && epoch.is_new() && next.is_new() && !again.is_new());
+    }
+
+    #[test]
     fn another_epoch_is_an_epoch_change_whatever_its_seq() {
         for seq in [0, 1, 4, 5, 100] {
             assert_eq!(

@@ -321,6 +321,51 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_sweep_forgets_the_full_buckets_and_only_those() {
+        let mut buckets = callers(10, 2);
+        assert!(buckets.is_empty());
+        assert_eq!((buckets.per_second(), buckets.burst()), (10, 2));
+        // Caller 0 empties its bucket, then 200 more callers in the same millisecond take one
+        // token each: the map passes its sweep marks (64 and 128) with no bucket full.
+        buckets.try_take(&0, at(0)).expect("a full bucket");
+        buckets.try_take(&0, at(0)).expect("a full bucket");
+        for caller in 1..=200 {
+            buckets.try_take(&caller, at(0)).expect("a full bucket");
+        }
+        assert_eq!(
+            buckets.len(),
+            201,
+            "no bucket was full, so none was forgotten"
+        );
+        assert!(!buckets.is_empty());
+        assert_eq!(
+            buckets.try_take(&0, at(0)),
+            Err(Duration::from_millis(100)),
+            "caller 0's empty bucket was kept"
+        );
+        // A second later those 201 buckets are full again, and 55 new callers take a token
+        // each; the caller that reaches the next mark (256) sweeps away the 201 full ones and
+        // keeps the 55 that are not.
+        for caller in 201..=255 {
+            buckets.try_take(&caller, at(1000)).expect("a full bucket");
+        }
+        assert_eq!(buckets.len(), 256);
+        buckets.try_take(&256, at(1000)).expect("a full bucket");
+        assert_eq!(buckets.len(), 56);
+        assert_eq!(
+            buckets.try_take(&0, at(1000)),
+            Ok(()),
+            "caller 0 starts full again"
+        );
+    }
+
+    #[test]
+    fn a_bucket_reports_its_rate_and_burst() {
+        let bucket = bucket(7, 3, 0);
+        assert_eq!((bucket.messages_per_second(), bucket.burst()), (7, 3));
+    }
+
     /// Frame arrival times: non-decreasing, often several in the same millisecond.
     fn arrivals() -> impl Strategy<Value = Vec<u64>> {
         proptest::collection::vec(
