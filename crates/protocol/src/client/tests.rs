@@ -368,6 +368,90 @@ fn a_handler_registered_twice_is_one_listener_and_one_subscribe() {
 }
 
 #[test]
+fn a_channel_subscribed_while_active_is_subscribed_at_once_and_only_by_its_first_listener() {
+    let mut h = Harness::new(4);
+    h.connect();
+    h.welcome();
+    let ch = channel("project:alpha:tasks");
+    let subscribes = |h: &Harness| {
+        h.sent
+            .iter()
+            .filter(|(_, m)| matches!(m, ClientMessage::Subscribe(_)))
+            .count()
+    };
+    h.session.subscribe(ch.clone(), 1);
+    h.pump();
+    assert_eq!(subscribes(&h), 1, "the first listener subscribes at once");
+    h.session.subscribe(ch, 2);
+    h.pump();
+    assert_eq!(subscribes(&h), 1, "{}", rule::FERRY_EVENT_5);
+}
+
+#[test]
+fn states_read_as_short_phrases_for_status_lines() {
+    let retrying = ClientState::BackingOff {
+        until: Timestamp::ZERO,
+        retry: 3,
+    };
+    assert_eq!(retrying.to_string(), "backing off before retry 3");
+    let stopped = ClientState::Stopped(StopReason::AttemptsExhausted {
+        retries: 20,
+        last_failure: "connection refused".into(),
+    });
+    assert_eq!(
+        stopped.to_string(),
+        "stopped: gave up after 20 failed retries; the last: connection refused"
+    );
+}
+
+#[test]
+fn generated_idempotency_keys_differ_within_a_session_and_between_sessions() {
+    // Two publishes with one key would be one publish to the server (FERRY-DEDUP-1).
+    let keys = |seed| {
+        let mut h = Harness::new(seed);
+        h.connect();
+        h.welcome();
+        let ch = channel("project:alpha:tasks");
+        (0..3)
+            .map(|_| {
+                h.session
+                    .publish(ch.clone(), Payload::from(json!({})), None, h.now)
+                    .expect("fits")
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut all: Vec<String> = keys(1).into_iter().chain(keys(2)).collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 6, "{all:?}");
+}
+
+#[test]
+fn reconnect_delays_are_spread_uniformly_over_the_jitter_range() {
+    let policy = advertised_policy(20);
+    let (low, high) = policy.bounds(1);
+    let span = (high - low).as_secs_f64();
+    let mut quarters = [0u32; 4];
+    for seed in 0..400 {
+        let (state, now) = after_close(1011, None, seed);
+        let ClientState::BackingOff { until, retry: 1 } = state else {
+            panic!("{state:?}")
+        };
+        let waited = until - now;
+        assert!(low <= waited && waited <= high, "{waited:?}");
+        let quarter = ((waited - low).as_secs_f64() / span * 4.0) as usize;
+        quarters[quarter.min(3)] += 1;
+    }
+    // 100 expected in each; a fixed set of seeds, so the counts are the same every run.
+    assert!(
+        quarters.iter().all(|&n| n >= 60),
+        "{}: first delays by quarter of [{low:?}, {high:?}]: {quarters:?}",
+        rule::FERRY_RECONNECT_2
+    );
+}
+
+#[test]
 fn after_a_reconnect_every_channel_is_resubscribed_from_its_last_delivered_position() {
     let mut h = Harness::new(5);
     for ch in [
