@@ -878,6 +878,38 @@ fn input_about_an_abandoned_connection_is_ignored() {
 }
 
 #[test]
+fn a_late_open_of_an_abandoned_connection_does_not_count_for_the_current_one() {
+    let mut session = ClientSession::new(ClientConfig::default(), 18);
+    let mut now = Timestamp::ZERO;
+    // Fetches a ticket and returns the connection the session then asks to open.
+    let mut attempt = |session: &mut ClientSession, now: Timestamp| {
+        assert_eq!(session.poll_transmit(), Some(Transmit::FetchTicket));
+        let ticket = Ticket::try_from(format!("ticket-{:020}", 1)).expect("a valid ticket");
+        session.handle_ticket(Ok(ticket), now);
+        match session.poll_transmit() {
+            Some(Transmit::Connect { connection, .. }) => connection,
+            other => panic!("{other:?}"),
+        }
+    };
+    session.connect(now);
+    let first = attempt(&mut session, now);
+    // The first WebSocket fails to open; the client backs off and tries a second one.
+    session.handle_closed(first, None, "refused", now);
+    now = session.poll_timeout().expect("a retry is scheduled");
+    session.handle_timeout(now);
+    let second = attempt(&mut session, now);
+    assert_eq!(session.state(), &ClientState::Connecting);
+    session.handle_connected(first, now);
+    assert_eq!(
+        session.state(),
+        &ClientState::Connecting,
+        "the first is abandoned"
+    );
+    session.handle_connected(second, now);
+    assert_eq!(session.state(), &ClientState::AwaitingWelcome);
+}
+
+#[test]
 fn close_stops_for_good_and_fails_pending_publishes() {
     let mut h = Harness::new(17);
     h.connect();
