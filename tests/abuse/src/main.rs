@@ -63,7 +63,7 @@ struct Run {
     /// How long the RSS may take to return within a probe's bound, in seconds.
     #[arg(long, default_value_t = 20)]
     settle_s: u64,
-    /// Prints the reports as one JSON array instead of lines.
+    /// Prints one JSON object (seed, scale and every probe's report) instead of lines.
     #[arg(long)]
     json: bool,
 }

@@ -118,7 +118,7 @@ impl Neighbour {
         let publisher = session(cx).await?;
         let seen = Arc::new(Mutex::new(Seen::default()));
         let (stop, stopped) = watch::channel(false);
-        let reader = tokio::spawn(read_events(subscriber, seen.clone(), stopped.clone()));
+        let reader = tokio::spawn(read_events(subscriber, seen.clone()));
         let writer = tokio::spawn(publish(publisher, channel, interval, seen.clone(), stopped));
         Ok(Self {
             seen,
@@ -200,8 +200,7 @@ pub fn median(samples: &[Duration]) -> Duration {
     sorted.get(sorted.len() / 2).copied().unwrap_or_default()
 }
 
-async fn read_events(mut socket: Socket, seen: Arc<Mutex<Seen>>, stopped: watch::Receiver<bool>) {
-    let _ = stopped;
+async fn read_events(mut socket: Socket, seen: Arc<Mutex<Seen>>) {
     loop {
         let value = match next_json(&mut socket, Duration::from_secs(3600)).await {
             Ok(value) => value,

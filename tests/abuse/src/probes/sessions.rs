@@ -13,7 +13,8 @@ use super::{Tally, concurrently, judged, keep, publish};
 use crate::wire::{self, PING, TEXT, frame};
 use crate::{Cx, Outcome, mutate, tables, target};
 
-/// `scale` subscribers on `daemon:slow:output` with a 4 KiB receive buffer that stop reading
+/// `scale` subscribers (at most the user's connection limit less the neighbour's two and one)
+/// on `daemon:slow:output` with a 4 KiB receive buffer that stop reading
 /// after their `subscribed`, while a backend publishes 60 KB chunks to the channel until
 /// `ferry_sessions_fell_behind_total` counts them all (at most 3000 events). Each must then
 /// find, once it reads again, a close with 4410 `fell_behind` after the events queued before
@@ -21,7 +22,10 @@ use crate::{Cx, Outcome, mutate, tables, target};
 /// freed) within 10 s. A spawned server's outbound queue is 256 KiB
 /// (`--outbound-queue-bytes 262144`) and its publish rate raised.
 pub(crate) async fn slow_reader(cx: Cx) -> Outcome {
-    let readers = u64::from(cx.scale);
+    // As many readers as the scale, within the user's connection limit.
+    let readers = u64::from(cx.scale)
+        .min(cx.max_connections_per_user.saturating_sub(cx.neighbour_sessions + 1))
+        .max(1);
     let mut outcome = Outcome::default();
     let metric = |name: &'static str| {
         let cx = cx.clone();
