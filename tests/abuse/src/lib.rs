@@ -76,6 +76,7 @@ pub enum TargetSpec {
 }
 
 /// A probe: one attack, its server flags and its memory bound.
+#[derive(Clone, Copy)]
 pub struct Probe {
     /// Its name, as `--probe` selects it.
     pub name: &'static str,
@@ -89,6 +90,14 @@ pub struct Probe {
     /// bounds its peak (a frame announcing 1 GiB must not allocate it).
     pub peak_bound_mib: Option<u64>,
     run: fn(Cx) -> Pin<Box<dyn Future<Output = Outcome> + Send>>,
+}
+
+impl Probe {
+    /// The same probe against a server spawned with `flags` instead of its own: with a bound
+    /// lifted (a rate raised, a cap removed), the probe must fail, which shows it checks it.
+    pub fn with_flags(&self, flags: &'static [&'static str]) -> Probe {
+        Probe { flags, ..*self }
+    }
 }
 
 /// What a probe's attack gets: the server, the scale and its random seed.

@@ -135,3 +135,19 @@ pub fn invalid_utf8(rng: &mut StdRng) -> Vec<u8> {
     debug_assert!(std::str::from_utf8(&text).is_err());
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_utf8_is_never_valid_and_the_same_seed_gives_the_same_bytes() {
+        for seed in 0..2000 {
+            let text = invalid_utf8(&mut rng(seed));
+            assert!(std::str::from_utf8(&text).is_err(), "seed {seed}: {text:?}");
+            assert_eq!(text, invalid_utf8(&mut rng(seed)));
+        }
+        let base = br#"{"type":"pong","nonce":"n"}"#;
+        assert_eq!(bytes(&mut rng(7), base), bytes(&mut rng(7), base));
+    }
+}

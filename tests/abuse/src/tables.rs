@@ -144,3 +144,47 @@ pub fn check_server_frame(payload: &[u8]) -> Result<(String, Option<String>), St
     }
     Ok((kind, None))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_body_is_checked_against_the_table() {
+        let body = br#"{"error":{"code":"rate_limited","message":"m","retryable":true,"retry_after_ms":5}}"#;
+        assert_eq!(
+            check_error_body(429, "application/json", body),
+            Ok("rate_limited".to_owned())
+        );
+        assert!(
+            check_error_body(400, "application/json", body).is_err(),
+            "wrong status"
+        );
+        assert!(
+            check_error_body(429, "text/plain", body).is_err(),
+            "not JSON"
+        );
+        let no_retry = br#"{"error":{"code":"rate_limited","message":"m","retryable":true}}"#;
+        assert!(check_error_body(429, "application/json", no_retry).is_err());
+        let unknown = br#"{"error":{"code":"oops","message":"m","retryable":false}}"#;
+        assert!(check_error_body(400, "application/json", unknown).is_err());
+    }
+
+    #[test]
+    fn the_close_codes_never_sent_are_not_answers() {
+        assert!(close_code_sent(1002) && close_code_sent(4410) && close_code_sent(4429));
+        assert!(!close_code_sent(1006) && !close_code_sent(1005) && !close_code_sent(4000));
+    }
+
+    #[test]
+    fn every_vector_file_has_valid_and_invalid_values() {
+        for text in CLIENT_VECTORS.iter().chain(&HTTP_VECTORS) {
+            let (valid, invalid) = vectors(text);
+            assert!(!valid.is_empty() && !invalid.is_empty());
+        }
+        for (_, text) in PAYLOAD_VECTORS {
+            let (valid, invalid) = vectors(text);
+            assert!(!valid.is_empty() && !invalid.is_empty());
+        }
+    }
+}

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use ferry_abuse::{Options, PROBES, TargetSpec, run_probe};
+use ferry_abuse::{Options, PROBES, TargetSpec, probe, run_probe};
 
 /// `target/<profile>/ferry-server`, beside this test's own `deps/`.
 fn built_server() -> PathBuf {
@@ -47,8 +47,8 @@ fn newest(dir: &Path) -> SystemTime {
     latest
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_probe_passes_at_scale_one_against_the_built_server() {
+/// The built server, refused when older than its sources.
+fn fresh_server() -> PathBuf {
     let server = built_server();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let built = std::fs::metadata(&server)
@@ -61,18 +61,32 @@ async fn every_probe_passes_at_scale_one_against_the_built_server() {
             server.display()
         );
     }
+    server
+}
+
+/// Scale 1 against the fresh built server, with the seed of `FERRY_TORTURE_SEED` or a random
+/// one (printed).
+fn options() -> Options {
     let seed = std::env::var("FERRY_TORTURE_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(rand::random);
     eprintln!("ferry-torture seed {seed}");
-    let options = Options {
-        target: TargetSpec::Spawn { server },
+    Options {
+        target: TargetSpec::Spawn {
+            server: fresh_server(),
+        },
         scale: 1,
         seed,
         interval: Duration::from_millis(120),
         settle: Duration::from_secs(20),
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_probe_passes_at_scale_one_against_the_built_server() {
+    let options = options();
+    let seed = options.seed;
     let started = Instant::now();
     let mut failed = Vec::new();
     for probe in &PROBES {
@@ -97,4 +111,43 @@ async fn every_probe_passes_at_scale_one_against_the_built_server() {
         failed.is_empty(),
         "failed (seed {seed}): {failed:?}; the lines above say why"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_flood_probes_fail_against_a_server_whose_rates_are_lifted() {
+    let options = options();
+    let lifted: [(&str, &[&str]); 2] = [
+        (
+            "ticket-growth",
+            &[
+                "--ticket-rate-limit-per-second",
+                "100000",
+                "--ticket-rate-limit-burst",
+                "100000",
+            ],
+        ),
+        (
+            "idempotency-growth",
+            &[
+                "--publish-rate-limit-per-second",
+                "100000",
+                "--publish-rate-limit-burst",
+                "100000",
+            ],
+        ),
+    ];
+    for (name, flags) in lifted {
+        let probe = probe(name).expect("a probe").with_flags(flags);
+        let report = run_probe(&probe, &options).await;
+        eprintln!("{}", report.line());
+        assert!(
+            !report.pass,
+            "{name} passed against a server without its rate limit"
+        );
+        assert!(
+            report.failures.iter().any(|f| f.contains("no 429")),
+            "{name} failed for the flood not being limited: {:?}",
+            report.failures
+        );
+    }
 }

@@ -24,7 +24,10 @@ use crate::{Cx, Outcome, mutate, tables, target};
 pub(crate) async fn slow_reader(cx: Cx) -> Outcome {
     // As many readers as the scale, within the user's connection limit.
     let readers = u64::from(cx.scale)
-        .min(cx.max_connections_per_user.saturating_sub(cx.neighbour_sessions + 1))
+        .min(
+            cx.max_connections_per_user
+                .saturating_sub(cx.neighbour_sessions + 1),
+        )
         .max(1);
     let mut outcome = Outcome::default();
     let metric = |name: &'static str| {
