@@ -12,7 +12,9 @@ use crate::{Cx, Outcome, mutate, tables, wire};
 /// The four ways of stalling a publish body, each answered before the body could pin memory:
 /// a `Content-Length` past `max_message_bytes` (413 at once), no credential (401 at once), a
 /// chunked body that passes the limit (413 as it passes), a body within the limit that stops
-/// arriving (400 within the server's 10 s body timeout). 25 x scale of each, all at once.
+/// arriving (400 within the server's 10 s body timeout). 25 x scale of each, 400 at a time.
+/// A spawned server's publish rate is raised, so that every body reaches the limit or the
+/// timeout it tests rather than a 429 (against `--url`, 429 `rate_limited` is accepted).
 pub(crate) async fn stalled_bodies(cx: Cx) -> Outcome {
     #[derive(Clone, Copy)]
     enum Kind {
@@ -38,7 +40,7 @@ pub(crate) async fn stalled_bodies(cx: Cx) -> Outcome {
                 Kind::Oversized => (
                     format!("POST /v1/publish HTTP/1.1\r\nHost: {}\r\n{auth}Content-Type: application/json\r\nContent-Length: 2000000\r\n\r\n", cx.address),
                     b"{\"channel\":".to_vec(),
-                    &["413 message_too_large", "429 rate_limited"],
+                    &["413 message_too_large"],
                     5,
                 ),
                 Kind::Anonymous => (
@@ -57,14 +59,14 @@ pub(crate) async fn stalled_bodies(cx: Cx) -> Outcome {
                     (
                         format!("POST /v1/publish HTTP/1.1\r\nHost: {}\r\n{auth}Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n", cx.address),
                         body,
-                        &["413 message_too_large", "429 rate_limited"],
+                        &["413 message_too_large"],
                         5,
                     )
                 }
                 Kind::Stalled => (
                     format!("POST /v1/publish HTTP/1.1\r\nHost: {}\r\n{auth}Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n", cx.address),
                     [&br#"{"channel":"project:alpha:tasks","idempotency_key":"k","payload":{"task_id":""#[..], &[b'x'; 1000][..]].concat(),
-                    &["400 bad_request", "429 rate_limited"],
+                    &["400 bad_request"],
                     // The server's body timeout is 10 s; a loaded machine gets 10 s more.
                     20,
                 ),
@@ -85,7 +87,8 @@ pub(crate) async fn stalled_bodies(cx: Cx) -> Outcome {
                 .to_owned();
             let code = tables::check_error_body(response.status, &content_type, &response.body)?;
             let got = format!("{} {code}", response.status);
-            if !expected.contains(&got.as_str()) {
+            let limited = got == "429 rate_limited" && !cx.spawned && !matches!(kind, Kind::Anonymous);
+            if !expected.contains(&got.as_str()) && !limited {
                 return Err(format!("answered {got}, expected one of {expected:?}"));
             }
             Ok::<_, String>((got, response.at - sent))

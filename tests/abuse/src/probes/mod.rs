@@ -58,7 +58,7 @@ pub static PROBES: [Probe; 17] = [
     probe!(
         "stalled-bodies",
         "publish bodies announced and never finished: 413 for a Content-Length past the limit, 401 without a credential (before any body), 413 for a chunked body past it, 400 for a body that stalls (within 10 s)",
-        [],
+        publishes!(),
         32,
         None,
         http::stalled_bodies
