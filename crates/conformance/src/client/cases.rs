@@ -786,10 +786,14 @@ async fn resubscribe_every_channel(h: &mut Harness) -> CaseResult {
     Ok(())
 }
 
-/// FERRY-CHANNEL-2: a forbidden subscribe is reported refused and the session goes on.
+/// FERRY-CHANNEL-2: a forbidden subscribe is reported refused and the session goes on;
+/// FERRY-SUBSCRIBE-7: after a reconnect, the client subscribes again only to the channel it
+/// held, not to the refused one.
 async fn refused_keeps_session(h: &mut Harness) -> CaseResult {
     let forbidden = "conformance:forbidden";
-    let mut conn = h.establish(&WelcomeSpec::new(Policy::SHORT)).await?;
+    let policy = Policy::SHORT;
+    let spec = WelcomeSpec::new(policy);
+    let mut conn = h.establish(&spec).await?;
     h.subscribe(forbidden, HANDLER).await?;
     let subscribe = h
         .expect_subscribe(
@@ -827,13 +831,65 @@ async fn refused_keeps_session(h: &mut Harness) -> CaseResult {
         &format!("a subscribed report for {CHANNEL}"),
     )
     .await?;
-    match h.server.next_ticket(Duration::ZERO).await {
-        None => Ok(()),
-        Some(_) => Err(Finding::fail(
+    if h.server.next_ticket(Duration::ZERO).await.is_some() {
+        return Err(Finding::fail(
             "the session to stay open after a refused subscribe (FERRY-CHANNEL-2)",
             "the client reconnected (a new ticket request)",
-        )),
+        ));
     }
+    // FERRY-SUBSCRIBE-7: the refused channel is not held, so a reconnect does not ask for it.
+    conn.drop_tcp().await;
+    let mut conn = h
+        .reconnected(
+            &spec,
+            window(&policy, 1)?.1 + h.tolerance + REACT,
+            "after the session dropped",
+        )
+        .await?;
+    let not_held = format!(
+        "no subscribe to {forbidden} after the reconnect: its subscribe was refused, so the client does not hold it and does not subscribe to it again by itself (FERRY-SUBSCRIBE-7)"
+    );
+    let held =
+        format!("after the reconnect, a subscribe to {CHANNEL}, still held (FERRY-SUBSCRIBE-5)");
+    let mut resubscribed = false;
+    let mut until = conn.last_sent() + REACT;
+    while let Some(frame) = conn
+        .recv(until.saturating_duration_since(Instant::now()))
+        .await?
+    {
+        let FrameKind::Message { json, .. } = &frame.kind else {
+            if resubscribed {
+                break;
+            }
+            return Err(Finding::fail(
+                held,
+                format!("{} carried {} instead", conn.link(), frame.kind.describe()),
+            ));
+        };
+        if json["type"] != "subscribe" {
+            continue;
+        }
+        if json["channel"] == forbidden {
+            return Err(Finding::fail(
+                not_held,
+                format!("{} carried the frame {json}", conn.link()),
+            ));
+        }
+        if json["channel"] == CHANNEL && !resubscribed {
+            conn.send(subscribed(json, EPOCH, 0, Some(recovery(true, 0, None))))
+                .await?;
+            resubscribed = true;
+            // A subscribe to the refused channel would come in the same pass.
+            until = Instant::now() + Duration::from_millis(300);
+        }
+    }
+    ensure(resubscribed, held, || {
+        format!(
+            "no subscribe to {CHANNEL} within {} ms of the welcome on {}",
+            ms(REACT),
+            conn.link()
+        )
+    })
 }
 
 /// FERRY-SUBSCRIBE-3: when the application removes the only handler of a channel, the client
