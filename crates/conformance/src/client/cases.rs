@@ -14,8 +14,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::harness::{
-    CREDENTIAL, EPOCH, Harness, LOWER_SLACK, Policy, QUIET, REACT, SETUP, WelcomeSpec, error_reply,
-    event, goodbye, message_id, ms, ping, position, published, recovery, subscribed, unsubscribed,
+    CREDENTIAL, DISTURBANCE, EPOCH, Harness, LOWER_SLACK, Policy, QUIET, REACT, SETUP, WelcomeSpec,
+    error_reply, event, goodbye, message_id, ms, ping, position, published, recovery, subscribed,
+    unsubscribed,
 };
 use super::scripted::{ClientFrame, Conn, FrameKind, TicketReply, UpgradeReply};
 use crate::case::{CaseResult, Finding, ensure};
@@ -58,11 +59,14 @@ registry! {
     "client.resume.replay_delivered_once" => replay_delivered_once,
     "client.resume.*" => incomplete_recovery,
     "client.publish.acknowledged" => publish_acknowledged,
+    "client.publish.timeout" => publish_timeout,
     "client.publish.retry_reuses_key" => publish_retry,
     "client.publish.retry_reuses_application_key" => publish_retry,
     "client.heartbeat.pong_echoes_nonce" => pong_echoes_nonce,
     "client.heartbeat.silent_server_detected" => silent_server_detected,
     "client.size.oversized_inbound_frame" => oversized_inbound_frame,
+    "client.size.exact_limit" => size_gate,
+    "client.size.utf8_bytes" => size_gate,
     "client.transport.malformed_inbound.*" => malformed_inbound,
     "client.reconnect.*" => retry_run,
     "client.reconnect.attempts_exhausted" => attempts_exhausted,
@@ -465,6 +469,182 @@ async fn size_limit_obeyed(h: &mut Harness) -> CaseResult {
     if let Some(request) = h.server.next_ticket(Duration::ZERO).await {
         return Err(Finding::fail(
             "the session to stay open after a local size refusal (FERRY-SIZE-2)",
+            format!(
+                "the client reconnected (a ticket request with status {})",
+                request.status
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// FERRY-SIZE-1, FERRY-SIZE-2: the size gate lies exactly at the advertised
+/// max_message_bytes, counted in bytes of the frame's UTF-8 encoding. Under a limit of 1024,
+/// a first publish of 100 ASCII characters tells the runner how many bytes the client's frame
+/// spends besides the payload's characters (its request id, the given idempotency key, the
+/// channel); every later publish uses a key of the same length, so its frame costs the same
+/// besides the payload, provided the client's request ids keep their length. Then, with
+/// param `unit`:
+/// - `bytes`: a payload that makes the frame exactly 1024 bytes is sent, and one byte more is
+///   refused locally with message_too_large and never reaches the wire;
+/// - `utf8`: a payload of 'é' (two bytes in UTF-8) that makes the frame 1024 characters long,
+///   and so well over 1024 bytes, is refused locally, as is one that passes by one byte only.
+///
+/// The session stays open throughout.
+async fn size_gate(h: &mut Harness) -> CaseResult {
+    let limit: usize = 1024;
+    let calibration = 100;
+    let unit: String = h
+        .param("unit")?
+        .ok_or_else(|| Finding::error("the catalogue entry lacks the param unit"))?;
+    let spec = WelcomeSpec {
+        max_message_bytes: limit as u64,
+        ..WelcomeSpec::new(Policy::SHORT)
+    };
+    let mut conn = h.establish(&spec).await?;
+    h.publish(
+        "p-calibrate",
+        CHANNEL,
+        json!("c".repeat(calibration)),
+        Some("k-size-calibrate"),
+    )
+    .await?;
+    let (publish, bytes) = conn
+        .expect_message(
+            Some("publish"),
+            REACT,
+            &format!("the publish of a {calibration}-character payload, well under the advertised max_message_bytes of {limit}"),
+        )
+        .await?;
+    let overhead = bytes.checked_sub(calibration).ok_or_else(|| {
+        Finding::fail(
+            "the publish frame carrying its payload",
+            format!("a publish frame of {bytes} bytes, shorter than its payload"),
+        )
+    })?;
+    if overhead >= limit / 2 {
+        return Err(Finding::error(format!(
+            "the client's publish frame spends {overhead} bytes besides its payload, too many to probe a limit of {limit}"
+        )));
+    }
+    h.transcript.note(
+        "runner",
+        format!(
+            "the publish frame is {bytes} bytes: {overhead} besides the {calibration} payload characters; later publishes use keys of the same length"
+        ),
+    );
+    conn.send(published(&publish, EPOCH, 1, false)).await?;
+    h.report(
+        |r| r.kind() == "published" && r.str("ref") == Some("p-calibrate"),
+        REACT,
+        "a published report for p-calibrate",
+    )
+    .await?;
+    let room = limit - overhead;
+    let (refused, kept) = match unit.as_str() {
+        "bytes" => {
+            h.publish(
+                "p-exact",
+                CHANNEL,
+                json!("e".repeat(room)),
+                Some("k-size-exact-lim"),
+            )
+            .await?;
+            let (publish, bytes) = conn
+                .expect_message(
+                    Some("publish"),
+                    REACT,
+                    &format!("the publish of a {room}-character payload, whose frame is exactly the advertised max_message_bytes of {limit}: a message of exactly that size is allowed (FERRY-SIZE-1)"),
+                )
+                .await?;
+            h.transcript.note(
+                "runner",
+                format!("the publish frame is {bytes} bytes, against a limit of {limit}"),
+            );
+            ensure(
+                bytes <= limit,
+                format!("a publish frame of at most {limit} bytes (FERRY-SIZE-1)"),
+                || format!("a publish frame of {bytes} bytes"),
+            )?;
+            conn.send(published(&publish, EPOCH, 2, false)).await?;
+            h.report(
+                |r| r.kind() == "published" && r.str("ref") == Some("p-exact"),
+                REACT,
+                "a published report for p-exact",
+            )
+            .await?;
+            (
+                vec![(
+                    "p-over",
+                    json!("o".repeat(room + 1)),
+                    "k-size-one-above",
+                    format!("{} bytes, one above", limit + 1),
+                )],
+                "after the exact-limit publish went out",
+            )
+        }
+        "utf8" => {
+            // 'é' is one character and two bytes: a frame of `limit` characters is
+            // `limit + room` bytes; one of `room / 2 + 1` of them passes by one or two bytes.
+            let half = room / 2 + 1;
+            (
+                vec![
+                    (
+                        "p-chars",
+                        json!("é".repeat(room)),
+                        "k-size-utf8chars",
+                        format!("{limit} characters but {} bytes", limit + room),
+                    ),
+                    (
+                        "p-bytes",
+                        json!("é".repeat(half)),
+                        "k-size-utf8bytes",
+                        format!(
+                            "{} characters but {} bytes",
+                            overhead + half,
+                            overhead + 2 * half
+                        ),
+                    ),
+                ],
+                "after the publishes that fit by characters but not by bytes",
+            )
+        }
+        other => {
+            return Err(Finding::error(format!(
+                "unknown param unit {other:?} (bytes or utf8)"
+            )));
+        }
+    };
+    for (reference, payload, key, size) in refused {
+        h.publish(reference, CHANNEL, payload, Some(key)).await?;
+        let expected = format!(
+            "publish_failed for {reference} with code message_too_large, reported locally: its frame would be {size}, above the advertised max_message_bytes of {limit}, counted in bytes of its UTF-8 encoding (FERRY-SIZE-1, FERRY-SIZE-2)"
+        );
+        let outcome = match h
+            .report(|r| r.str("ref") == Some(reference), REACT, &expected)
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(missing) => {
+                conn.recv(Duration::ZERO).await?;
+                return Err(missing);
+            }
+        };
+        ensure(
+            outcome.kind() == "publish_failed" && outcome.str("code") == Some("message_too_large"),
+            expected,
+            || outcome.line(),
+        )?;
+        if let Some(frame) = conn.recv(Duration::from_millis(300)).await? {
+            return Err(Finding::fail(
+                format!("nothing on the wire for {reference}, refused locally (FERRY-SIZE-2)"),
+                format!("{} carried {}", conn.link(), frame.kind.describe()),
+            ));
+        }
+    }
+    if let Some(request) = h.server.next_ticket(Duration::ZERO).await {
+        return Err(Finding::fail(
+            format!("the session to stay open {kept} (FERRY-SIZE-2)"),
             format!(
                 "the client reconnected (a ticket request with status {})",
                 request.status
@@ -1383,6 +1563,68 @@ async fn incomplete_recovery(h: &mut Harness) -> CaseResult {
 
 // ---------------------------------------------------------------------------------------------
 // Publish
+
+/// How much earlier than 10 s after the application's publish a client may fail it locally:
+/// generous, as the rule is a SHOULD about "about 10 s".
+const PUBLISH_TIMEOUT_EARLY: Duration = Duration::from_millis(1000);
+
+/// FERRY-PUBLISH-2 (SHOULD): a publish that gets neither acknowledgement nor error fails
+/// locally with timeout about 10 s after the application asked for it. The scripted server
+/// takes the publish frame and never answers it; the session stays up (no ping is due within
+/// the default heartbeat). The delay counts from the runner's instant before it sent the
+/// publish command, which the client's own count can only follow; a delay too long while the
+/// runner's timer woke late is inconclusive.
+async fn publish_timeout(h: &mut Harness) -> CaseResult {
+    let timeout = Duration::from_millis(ferry_protocol::tables::defaults::REQUEST_TIMEOUT_MS);
+    let mut conn = h.establish(&WelcomeSpec::new(Policy::SHORT)).await?;
+    let asked = Instant::now();
+    h.publish("p-unanswered", CHANNEL, json!({"n": 1}), None)
+        .await?;
+    conn.expect_message(
+        Some("publish"),
+        REACT,
+        "a publish frame for the publish the application asked for",
+    )
+    .await?;
+    h.transcript.note("runner", "never answering the publish");
+    let low = timeout.saturating_sub(PUBLISH_TIMEOUT_EARLY);
+    let high = timeout + PUBLISH_TIMEOUT_EARLY + h.tolerance;
+    let expected = format!(
+        "publish_failed for p-unanswered with code timeout about {} ms after the application asked for it, which neither an acknowledgement nor an error answered (FERRY-PUBLISH-2): in [{}, {}] ms",
+        ms(timeout),
+        ms(low),
+        ms(high)
+    );
+    let outcome = h
+        .report(
+            |r| r.str("ref") == Some("p-unanswered"),
+            (asked + high + REACT).saturating_duration_since(Instant::now()),
+            &expected,
+        )
+        .await?;
+    let measured = asked.elapsed();
+    ensure(
+        outcome.kind() == "publish_failed" && outcome.str("code") == Some("timeout"),
+        expected.clone(),
+        || outcome.line(),
+    )?;
+    if low <= measured && measured <= high {
+        return Ok(());
+    }
+    let observed = format!(
+        "publish_failed came {} ms after the publish command was sent",
+        ms(measured)
+    );
+    let lag = crate::lag::worst_between(asked, asked + measured);
+    if measured > high && lag > h.tolerance / DISTURBANCE {
+        return Err(Finding::inconclusive(format!(
+            "{observed}, beyond {} ms, while the runner's own timer woke up to {} ms late (more than 1/{DISTURBANCE} of the tolerance): the machine was too busy to tell",
+            ms(high),
+            ms(lag)
+        )));
+    }
+    Err(Finding::fail(expected, observed))
+}
 
 /// FERRY-PUBLISH-2: each acknowledgement and error reaches the publish whose id it carries,
 /// whatever the order.
