@@ -60,6 +60,7 @@ registry! {
     "client.resume.*" => incomplete_recovery,
     "client.publish.acknowledged" => publish_acknowledged,
     "client.publish.timeout" => publish_timeout,
+    "client.publish.rate_limited_not_resent" => rate_limited_not_resent,
     "client.publish.retry_reuses_key" => publish_retry,
     "client.publish.retry_reuses_application_key" => publish_retry,
     "client.heartbeat.pong_echoes_nonce" => pong_echoes_nonce,
@@ -550,13 +551,30 @@ async fn size_gate(h: &mut Harness) -> CaseResult {
                 Some("k-size-exact-lim"),
             )
             .await?;
-            let (publish, bytes) = conn
-                .expect_message(
-                    Some("publish"),
-                    REACT,
-                    &format!("the publish of a {room}-character payload, whose frame is exactly the advertised max_message_bytes of {limit}: a message of exactly that size is allowed (FERRY-SIZE-1)"),
-                )
-                .await?;
+            let expected = format!(
+                "the publish of a {room}-character payload, whose frame is exactly the advertised max_message_bytes of {limit}: a message of exactly that size is allowed (FERRY-SIZE-1)"
+            );
+            let (publish, bytes) =
+                match conn.expect_message(Some("publish"), REACT, &expected).await {
+                    Ok(sent) => sent,
+                    Err(missing) => {
+                        // A local refusal says more than the missing frame.
+                        return match h
+                            .report(
+                                |r| r.str("ref") == Some("p-exact"),
+                                Duration::ZERO,
+                                &expected,
+                            )
+                            .await
+                        {
+                            Ok(outcome) => Err(Finding::fail(
+                                expected,
+                                format!("the client refused it: {}", outcome.line()),
+                            )),
+                            Err(_) => Err(missing),
+                        };
+                    }
+                };
             h.transcript.note(
                 "runner",
                 format!("the publish frame is {bytes} bytes, against a limit of {limit}"),
@@ -1695,6 +1713,93 @@ async fn publish_acknowledged(h: &mut Harness) -> CaseResult {
             };
         ensure(right, expected, || report.line())?;
     }
+    Ok(())
+}
+
+/// How long the runner watches a session that refused a publish with rate_limited for the
+/// publish coming again: past the error's retry_after_ms, several times over.
+const RATE_LIMITED_WATCH: Duration = Duration::from_millis(1000);
+
+/// FERRY-RATE-5, FERRY-PUBLISH-3: a publish refused with rate_limited (retry_after_ms 100) is
+/// not sent again on that session, though its hint passes many times while the runner watches;
+/// after the session drops, the next welcomed session carries it with the same idempotency
+/// key, and its acknowledgement is reported.
+async fn rate_limited_not_resent(h: &mut Harness) -> CaseResult {
+    let policy = Policy::SHORT;
+    let spec = WelcomeSpec::new(policy);
+    let mut conn = h.establish(&spec).await?;
+    h.publish("p-limited", CHANNEL, json!({"n": 1}), None)
+        .await?;
+    let (first, _) = conn
+        .expect_message(
+            Some("publish"),
+            REACT,
+            "a publish frame for the publish the application asked for",
+        )
+        .await?;
+    let mut refusal = error_reply(&first["id"], "rate_limited");
+    refusal["error"]["retryable"] = json!(true);
+    refusal["error"]["retry_after_ms"] = json!(100);
+    conn.send(refusal).await?;
+    h.transcript.note(
+        "runner",
+        "answered the publish with rate_limited, retry_after_ms 100",
+    );
+    let watch_until = Instant::now() + RATE_LIMITED_WATCH;
+    while let Some(frame) = conn
+        .recv(watch_until.saturating_duration_since(Instant::now()))
+        .await?
+    {
+        if let FrameKind::Message { json, .. } = &frame.kind
+            && json["type"] == "publish"
+        {
+            return Err(Finding::fail(
+                format!(
+                    "no publish on {} after it refused the publish with rate_limited: the request is not sent again on the session that refused it (FERRY-RATE-5)",
+                    conn.link()
+                ),
+                format!("{} carried the frame {json}", conn.link()),
+            ));
+        }
+    }
+    conn.drop_tcp().await;
+    let mut conn = h
+        .reconnected(
+            &spec,
+            window(&policy, 1)?.1 + h.tolerance + REACT,
+            "after the session dropped",
+        )
+        .await?;
+    let expected = format!(
+        "after the reconnect, the publish refused with rate_limited, never acknowledged, sent again with the same idempotency key {} (FERRY-PUBLISH-3, FERRY-RATE-5)",
+        first["idempotency_key"]
+    );
+    let retry = loop {
+        let (message, _) = conn.expect_message(None, REACT, &expected).await?;
+        if message["type"] == "publish" {
+            break message;
+        }
+        if message["type"] == "subscribe" {
+            return Err(Finding::error(format!(
+                "the client subscribed to {} though the case subscribed to nothing",
+                message["channel"]
+            )));
+        }
+    };
+    ensure(
+        retry["idempotency_key"] == first["idempotency_key"]
+            && retry["channel"] == first["channel"]
+            && retry["payload"] == first["payload"],
+        expected,
+        || format!("{}: {retry}", conn.link()),
+    )?;
+    conn.send(published(&retry, EPOCH, 1, false)).await?;
+    h.report(
+        |r| r.kind() == "published" && r.str("ref") == Some("p-limited"),
+        REACT,
+        "a published report for p-limited once the publish sent again is acknowledged",
+    )
+    .await?;
     Ok(())
 }
 
