@@ -508,8 +508,9 @@ impl ClientSession {
             deadline: now + self.config.request_timeout,
             sent_as: None,
         };
-        // Measure with the longest request id this session could use, so that a message that
-        // passes here also fits when it is re-sent.
+        // Measure with a request id of the length every id has (see `request_id`), so that a
+        // message that passes here fits whenever it is sent, and one of exactly the maximum
+        // size passes.
         let probe = ClientMessage::Publish(publish_message(
             &pending,
             RequestId::try_from("r18446744073709551615").expect("a valid request id"),
@@ -864,9 +865,13 @@ impl ClientSession {
         self.link.as_mut()?.requests.remove(id.as_str())
     }
 
+    /// The next request id: `r` and the request's number in 20 digits, so that every id has
+    /// the length of the longest (`u64::MAX` has 20 digits) and a frame measured with one id
+    /// has the same size with any other (FERRY-SIZE-1: a message of exactly the maximum size
+    /// goes out).
     fn request_id(&mut self) -> RequestId {
         self.next_request += 1;
-        RequestId::try_from(format!("r{}", self.next_request))
+        RequestId::try_from(format!("r{:020}", self.next_request))
             .expect("r followed by digits is a valid request id")
     }
 

@@ -14,8 +14,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::harness::{
-    CREDENTIAL, EPOCH, Harness, LOWER_SLACK, Policy, QUIET, REACT, SETUP, WelcomeSpec, error_reply,
-    event, goodbye, message_id, ms, ping, position, published, recovery, subscribed, unsubscribed,
+    CREDENTIAL, DISTURBANCE, EPOCH, Harness, LOWER_SLACK, Policy, QUIET, REACT, SETUP, WelcomeSpec,
+    error_reply, event, goodbye, message_id, ms, ping, position, published, recovery, subscribed,
+    unsubscribed,
 };
 use super::scripted::{ClientFrame, Conn, FrameKind, TicketReply, UpgradeReply};
 use crate::case::{CaseResult, Finding, ensure};
@@ -58,11 +59,15 @@ registry! {
     "client.resume.replay_delivered_once" => replay_delivered_once,
     "client.resume.*" => incomplete_recovery,
     "client.publish.acknowledged" => publish_acknowledged,
+    "client.publish.timeout" => publish_timeout,
+    "client.publish.rate_limited_not_resent" => rate_limited_not_resent,
     "client.publish.retry_reuses_key" => publish_retry,
     "client.publish.retry_reuses_application_key" => publish_retry,
     "client.heartbeat.pong_echoes_nonce" => pong_echoes_nonce,
     "client.heartbeat.silent_server_detected" => silent_server_detected,
     "client.size.oversized_inbound_frame" => oversized_inbound_frame,
+    "client.size.exact_limit" => size_gate,
+    "client.size.utf8_bytes" => size_gate,
     "client.transport.malformed_inbound.*" => malformed_inbound,
     "client.reconnect.*" => retry_run,
     "client.reconnect.attempts_exhausted" => attempts_exhausted,
@@ -474,6 +479,199 @@ async fn size_limit_obeyed(h: &mut Harness) -> CaseResult {
     Ok(())
 }
 
+/// FERRY-SIZE-1, FERRY-SIZE-2: the size gate lies exactly at the advertised
+/// max_message_bytes, counted in bytes of the frame's UTF-8 encoding. Under a limit of 1024,
+/// a first publish of 100 ASCII characters tells the runner how many bytes the client's frame
+/// spends besides the payload's characters (its request id, the given idempotency key, the
+/// channel); every later publish uses a key of the same length, so its frame costs the same
+/// besides the payload, provided the client's request ids keep their length. Then, with
+/// param `unit`:
+/// - `bytes`: a payload that makes the frame exactly 1024 bytes is sent, and one byte more is
+///   refused locally with message_too_large and never reaches the wire;
+/// - `utf8`: a payload of 'é' (two bytes in UTF-8) that makes the frame 1024 characters long,
+///   and so well over 1024 bytes, is refused locally, as is one that passes by one byte only.
+///
+/// The session stays open throughout.
+async fn size_gate(h: &mut Harness) -> CaseResult {
+    let limit: usize = 1024;
+    let calibration = 100;
+    let unit: String = h
+        .param("unit")?
+        .ok_or_else(|| Finding::error("the catalogue entry lacks the param unit"))?;
+    let spec = WelcomeSpec {
+        max_message_bytes: limit as u64,
+        ..WelcomeSpec::new(Policy::SHORT)
+    };
+    let mut conn = h.establish(&spec).await?;
+    h.publish(
+        "p-calibrate",
+        CHANNEL,
+        json!("c".repeat(calibration)),
+        Some("k-size-calibrate"),
+    )
+    .await?;
+    let (publish, bytes) = conn
+        .expect_message(
+            Some("publish"),
+            REACT,
+            &format!("the publish of a {calibration}-character payload, well under the advertised max_message_bytes of {limit}"),
+        )
+        .await?;
+    let overhead = bytes.checked_sub(calibration).ok_or_else(|| {
+        Finding::fail(
+            "the publish frame carrying its payload",
+            format!("a publish frame of {bytes} bytes, shorter than its payload"),
+        )
+    })?;
+    if overhead >= limit / 2 {
+        return Err(Finding::error(format!(
+            "the client's publish frame spends {overhead} bytes besides its payload, too many to probe a limit of {limit}"
+        )));
+    }
+    h.transcript.note(
+        "runner",
+        format!(
+            "the publish frame is {bytes} bytes: {overhead} besides the {calibration} payload characters; later publishes use keys of the same length"
+        ),
+    );
+    conn.send(published(&publish, EPOCH, 1, false)).await?;
+    h.report(
+        |r| r.kind() == "published" && r.str("ref") == Some("p-calibrate"),
+        REACT,
+        "a published report for p-calibrate",
+    )
+    .await?;
+    let room = limit - overhead;
+    let (refused, kept) = match unit.as_str() {
+        "bytes" => {
+            h.publish(
+                "p-exact",
+                CHANNEL,
+                json!("e".repeat(room)),
+                Some("k-size-exact-lim"),
+            )
+            .await?;
+            let expected = format!(
+                "the publish of a {room}-character payload, whose frame is exactly the advertised max_message_bytes of {limit}: a message of exactly that size is allowed (FERRY-SIZE-1)"
+            );
+            let (publish, bytes) =
+                match conn.expect_message(Some("publish"), REACT, &expected).await {
+                    Ok(sent) => sent,
+                    Err(missing) => {
+                        // A local refusal says more than the missing frame.
+                        return match h
+                            .report(
+                                |r| r.str("ref") == Some("p-exact"),
+                                Duration::ZERO,
+                                &expected,
+                            )
+                            .await
+                        {
+                            Ok(outcome) => Err(Finding::fail(
+                                expected,
+                                format!("the client refused it: {}", outcome.line()),
+                            )),
+                            Err(_) => Err(missing),
+                        };
+                    }
+                };
+            h.transcript.note(
+                "runner",
+                format!("the publish frame is {bytes} bytes, against a limit of {limit}"),
+            );
+            ensure(
+                bytes <= limit,
+                format!("a publish frame of at most {limit} bytes (FERRY-SIZE-1)"),
+                || format!("a publish frame of {bytes} bytes"),
+            )?;
+            conn.send(published(&publish, EPOCH, 2, false)).await?;
+            h.report(
+                |r| r.kind() == "published" && r.str("ref") == Some("p-exact"),
+                REACT,
+                "a published report for p-exact",
+            )
+            .await?;
+            (
+                vec![(
+                    "p-over",
+                    json!("o".repeat(room + 1)),
+                    "k-size-one-above",
+                    format!("{} bytes, one above", limit + 1),
+                )],
+                "after the exact-limit publish went out",
+            )
+        }
+        "utf8" => {
+            // 'é' is one character and two bytes: a frame of `limit` characters is
+            // `limit + room` bytes; one of `room / 2 + 1` of them passes by one or two bytes.
+            let half = room / 2 + 1;
+            (
+                vec![
+                    (
+                        "p-chars",
+                        json!("é".repeat(room)),
+                        "k-size-utf8chars",
+                        format!("{limit} characters but {} bytes", limit + room),
+                    ),
+                    (
+                        "p-bytes",
+                        json!("é".repeat(half)),
+                        "k-size-utf8bytes",
+                        format!(
+                            "{} characters but {} bytes",
+                            overhead + half,
+                            overhead + 2 * half
+                        ),
+                    ),
+                ],
+                "after the publishes that fit by characters but not by bytes",
+            )
+        }
+        other => {
+            return Err(Finding::error(format!(
+                "unknown param unit {other:?} (bytes or utf8)"
+            )));
+        }
+    };
+    for (reference, payload, key, size) in refused {
+        h.publish(reference, CHANNEL, payload, Some(key)).await?;
+        let expected = format!(
+            "publish_failed for {reference} with code message_too_large, reported locally: its frame would be {size}, above the advertised max_message_bytes of {limit}, counted in bytes of its UTF-8 encoding (FERRY-SIZE-1, FERRY-SIZE-2)"
+        );
+        let outcome = match h
+            .report(|r| r.str("ref") == Some(reference), REACT, &expected)
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(missing) => {
+                conn.recv(Duration::ZERO).await?;
+                return Err(missing);
+            }
+        };
+        ensure(
+            outcome.kind() == "publish_failed" && outcome.str("code") == Some("message_too_large"),
+            expected,
+            || outcome.line(),
+        )?;
+        if let Some(frame) = conn.recv(Duration::from_millis(300)).await? {
+            return Err(Finding::fail(
+                format!("nothing on the wire for {reference}, refused locally (FERRY-SIZE-2)"),
+                format!("{} carried {}", conn.link(), frame.kind.describe()),
+            ));
+        }
+    }
+    if let Some(request) = h.server.next_ticket(Duration::ZERO).await {
+        return Err(Finding::fail(
+            format!("the session to stay open {kept} (FERRY-SIZE-2)"),
+            format!(
+                "the client reconnected (a ticket request with status {})",
+                request.status
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// FERRY-SIZE-1, FERRY-TRANSPORT-5: a frame from the server above the advertised
 /// max_message_bytes is no ferry.v1 message. The protocol does not say whether a client drops
 /// it or closes the session (the codec's outcome is close 1009, which a client may send); it
@@ -786,10 +984,14 @@ async fn resubscribe_every_channel(h: &mut Harness) -> CaseResult {
     Ok(())
 }
 
-/// FERRY-CHANNEL-2: a forbidden subscribe is reported refused and the session goes on.
+/// FERRY-CHANNEL-2: a forbidden subscribe is reported refused and the session goes on;
+/// FERRY-SUBSCRIBE-7: after a reconnect, the client subscribes again only to the channel it
+/// held, not to the refused one.
 async fn refused_keeps_session(h: &mut Harness) -> CaseResult {
     let forbidden = "conformance:forbidden";
-    let mut conn = h.establish(&WelcomeSpec::new(Policy::SHORT)).await?;
+    let policy = Policy::SHORT;
+    let spec = WelcomeSpec::new(policy);
+    let mut conn = h.establish(&spec).await?;
     h.subscribe(forbidden, HANDLER).await?;
     let subscribe = h
         .expect_subscribe(
@@ -827,13 +1029,65 @@ async fn refused_keeps_session(h: &mut Harness) -> CaseResult {
         &format!("a subscribed report for {CHANNEL}"),
     )
     .await?;
-    match h.server.next_ticket(Duration::ZERO).await {
-        None => Ok(()),
-        Some(_) => Err(Finding::fail(
+    if h.server.next_ticket(Duration::ZERO).await.is_some() {
+        return Err(Finding::fail(
             "the session to stay open after a refused subscribe (FERRY-CHANNEL-2)",
             "the client reconnected (a new ticket request)",
-        )),
+        ));
     }
+    // FERRY-SUBSCRIBE-7: the refused channel is not held, so a reconnect does not ask for it.
+    conn.drop_tcp().await;
+    let mut conn = h
+        .reconnected(
+            &spec,
+            window(&policy, 1)?.1 + h.tolerance + REACT,
+            "after the session dropped",
+        )
+        .await?;
+    let not_held = format!(
+        "no subscribe to {forbidden} after the reconnect: its subscribe was refused, so the client does not hold it and does not subscribe to it again by itself (FERRY-SUBSCRIBE-7)"
+    );
+    let held =
+        format!("after the reconnect, a subscribe to {CHANNEL}, still held (FERRY-SUBSCRIBE-5)");
+    let mut resubscribed = false;
+    let mut until = conn.last_sent() + REACT;
+    while let Some(frame) = conn
+        .recv(until.saturating_duration_since(Instant::now()))
+        .await?
+    {
+        let FrameKind::Message { json, .. } = &frame.kind else {
+            if resubscribed {
+                break;
+            }
+            return Err(Finding::fail(
+                held,
+                format!("{} carried {} instead", conn.link(), frame.kind.describe()),
+            ));
+        };
+        if json["type"] != "subscribe" {
+            continue;
+        }
+        if json["channel"] == forbidden {
+            return Err(Finding::fail(
+                not_held,
+                format!("{} carried the frame {json}", conn.link()),
+            ));
+        }
+        if json["channel"] == CHANNEL && !resubscribed {
+            conn.send(subscribed(json, EPOCH, 0, Some(recovery(true, 0, None))))
+                .await?;
+            resubscribed = true;
+            // A subscribe to the refused channel would come in the same pass.
+            until = Instant::now() + Duration::from_millis(300);
+        }
+    }
+    ensure(resubscribed, held, || {
+        format!(
+            "no subscribe to {CHANNEL} within {} ms of the welcome on {}",
+            ms(REACT),
+            conn.link()
+        )
+    })
 }
 
 /// FERRY-SUBSCRIBE-3: when the application removes the only handler of a channel, the client
@@ -1328,6 +1582,68 @@ async fn incomplete_recovery(h: &mut Harness) -> CaseResult {
 // ---------------------------------------------------------------------------------------------
 // Publish
 
+/// How much earlier than 10 s after the application's publish a client may fail it locally:
+/// generous, as the rule is a SHOULD about "about 10 s".
+const PUBLISH_TIMEOUT_EARLY: Duration = Duration::from_millis(1000);
+
+/// FERRY-PUBLISH-2 (SHOULD): a publish that gets neither acknowledgement nor error fails
+/// locally with timeout about 10 s after the application asked for it. The scripted server
+/// takes the publish frame and never answers it; the session stays up (no ping is due within
+/// the default heartbeat). The delay counts from the runner's instant before it sent the
+/// publish command, which the client's own count can only follow; a delay too long while the
+/// runner's timer woke late is inconclusive.
+async fn publish_timeout(h: &mut Harness) -> CaseResult {
+    let timeout = Duration::from_millis(ferry_protocol::tables::defaults::REQUEST_TIMEOUT_MS);
+    let mut conn = h.establish(&WelcomeSpec::new(Policy::SHORT)).await?;
+    let asked = Instant::now();
+    h.publish("p-unanswered", CHANNEL, json!({"n": 1}), None)
+        .await?;
+    conn.expect_message(
+        Some("publish"),
+        REACT,
+        "a publish frame for the publish the application asked for",
+    )
+    .await?;
+    h.transcript.note("runner", "never answering the publish");
+    let low = timeout.saturating_sub(PUBLISH_TIMEOUT_EARLY);
+    let high = timeout + PUBLISH_TIMEOUT_EARLY + h.tolerance;
+    let expected = format!(
+        "publish_failed for p-unanswered with code timeout about {} ms after the application asked for it, which neither an acknowledgement nor an error answered (FERRY-PUBLISH-2): in [{}, {}] ms",
+        ms(timeout),
+        ms(low),
+        ms(high)
+    );
+    let outcome = h
+        .report(
+            |r| r.str("ref") == Some("p-unanswered"),
+            (asked + high + REACT).saturating_duration_since(Instant::now()),
+            &expected,
+        )
+        .await?;
+    let measured = asked.elapsed();
+    ensure(
+        outcome.kind() == "publish_failed" && outcome.str("code") == Some("timeout"),
+        expected.clone(),
+        || outcome.line(),
+    )?;
+    if low <= measured && measured <= high {
+        return Ok(());
+    }
+    let observed = format!(
+        "publish_failed came {} ms after the publish command was sent",
+        ms(measured)
+    );
+    let lag = crate::lag::worst_between(asked, asked + measured);
+    if measured > high && lag > h.tolerance / DISTURBANCE {
+        return Err(Finding::inconclusive(format!(
+            "{observed}, beyond {} ms, while the runner's own timer woke up to {} ms late (more than 1/{DISTURBANCE} of the tolerance): the machine was too busy to tell",
+            ms(high),
+            ms(lag)
+        )));
+    }
+    Err(Finding::fail(expected, observed))
+}
+
 /// FERRY-PUBLISH-2: each acknowledgement and error reaches the publish whose id it carries,
 /// whatever the order.
 async fn publish_acknowledged(h: &mut Harness) -> CaseResult {
@@ -1397,6 +1713,93 @@ async fn publish_acknowledged(h: &mut Harness) -> CaseResult {
             };
         ensure(right, expected, || report.line())?;
     }
+    Ok(())
+}
+
+/// How long the runner watches a session that refused a publish with rate_limited for the
+/// publish coming again: past the error's retry_after_ms, several times over.
+const RATE_LIMITED_WATCH: Duration = Duration::from_millis(1000);
+
+/// FERRY-RATE-5, FERRY-PUBLISH-3: a publish refused with rate_limited (retry_after_ms 100) is
+/// not sent again on that session, though its hint passes many times while the runner watches;
+/// after the session drops, the next welcomed session carries it with the same idempotency
+/// key, and its acknowledgement is reported.
+async fn rate_limited_not_resent(h: &mut Harness) -> CaseResult {
+    let policy = Policy::SHORT;
+    let spec = WelcomeSpec::new(policy);
+    let mut conn = h.establish(&spec).await?;
+    h.publish("p-limited", CHANNEL, json!({"n": 1}), None)
+        .await?;
+    let (first, _) = conn
+        .expect_message(
+            Some("publish"),
+            REACT,
+            "a publish frame for the publish the application asked for",
+        )
+        .await?;
+    let mut refusal = error_reply(&first["id"], "rate_limited");
+    refusal["error"]["retryable"] = json!(true);
+    refusal["error"]["retry_after_ms"] = json!(100);
+    conn.send(refusal).await?;
+    h.transcript.note(
+        "runner",
+        "answered the publish with rate_limited, retry_after_ms 100",
+    );
+    let watch_until = Instant::now() + RATE_LIMITED_WATCH;
+    while let Some(frame) = conn
+        .recv(watch_until.saturating_duration_since(Instant::now()))
+        .await?
+    {
+        if let FrameKind::Message { json, .. } = &frame.kind
+            && json["type"] == "publish"
+        {
+            return Err(Finding::fail(
+                format!(
+                    "no publish on {} after it refused the publish with rate_limited: the request is not sent again on the session that refused it (FERRY-RATE-5)",
+                    conn.link()
+                ),
+                format!("{} carried the frame {json}", conn.link()),
+            ));
+        }
+    }
+    conn.drop_tcp().await;
+    let mut conn = h
+        .reconnected(
+            &spec,
+            window(&policy, 1)?.1 + h.tolerance + REACT,
+            "after the session dropped",
+        )
+        .await?;
+    let expected = format!(
+        "after the reconnect, the publish refused with rate_limited, never acknowledged, sent again with the same idempotency key {} (FERRY-PUBLISH-3, FERRY-RATE-5)",
+        first["idempotency_key"]
+    );
+    let retry = loop {
+        let (message, _) = conn.expect_message(None, REACT, &expected).await?;
+        if message["type"] == "publish" {
+            break message;
+        }
+        if message["type"] == "subscribe" {
+            return Err(Finding::error(format!(
+                "the client subscribed to {} though the case subscribed to nothing",
+                message["channel"]
+            )));
+        }
+    };
+    ensure(
+        retry["idempotency_key"] == first["idempotency_key"]
+            && retry["channel"] == first["channel"]
+            && retry["payload"] == first["payload"],
+        expected,
+        || format!("{}: {retry}", conn.link()),
+    )?;
+    conn.send(published(&retry, EPOCH, 1, false)).await?;
+    h.report(
+        |r| r.kind() == "published" && r.str("ref") == Some("p-limited"),
+        REACT,
+        "a published report for p-limited once the publish sent again is acknowledged",
+    )
+    .await?;
     Ok(())
 }
 

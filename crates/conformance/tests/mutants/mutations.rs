@@ -35,6 +35,8 @@ pub enum Mutation {
     ServerIgnoresSilentPeer,
     /// Stores a publish again when its idempotency key repeats.
     ServerForgetsIdempotencyKeys,
+    /// Forgets a backend publish's idempotency key half a resume window after it came.
+    ServerForgetsKeysEarly,
     /// Ends the session when it refuses a subscribe or publish as forbidden.
     ServerClosesOnForbidden,
     /// Waits longer than cap_ms between attempts.
@@ -81,6 +83,7 @@ impl Mutation {
         Self::ServerNeverPings,
         Self::ServerIgnoresSilentPeer,
         Self::ServerForgetsIdempotencyKeys,
+        Self::ServerForgetsKeysEarly,
         Self::ServerClosesOnForbidden,
         Self::ClientHasNoBackoffCap,
         Self::ClientHasNoJitter,
@@ -143,6 +146,7 @@ impl Mutation {
             Self::ServerNeverPings => "FERRY-HEARTBEAT-1",
             Self::ServerIgnoresSilentPeer => "FERRY-HEARTBEAT-3",
             Self::ServerForgetsIdempotencyKeys => "FERRY-DEDUP-1",
+            Self::ServerForgetsKeysEarly => "FERRY-DEDUP-2",
             Self::ServerClosesOnForbidden => "FERRY-CHANNEL-2",
             Self::ClientHasNoBackoffCap => "FERRY-RECONNECT-3",
             Self::ClientHasNoJitter => "FERRY-RECONNECT-2",

@@ -44,6 +44,8 @@ struct Shared {
     seen_events: Mutex<HashSet<(String, String, u64)>>,
     /// Idempotency keys rewritten so far.
     rewrites: AtomicU64,
+    /// When each idempotency key of a backend publish was first seen.
+    first_seen: Mutex<HashMap<String, std::time::Instant>>,
     /// Where repeated events go, for a mutant client that delivers them again.
     repeats: Option<tokio::sync::mpsc::UnboundedSender<Value>>,
 }
@@ -66,6 +68,7 @@ impl Proxy {
             sessions: AtomicU64::new(0),
             seen_events: Mutex::default(),
             rewrites: AtomicU64::new(0),
+            first_seen: Mutex::default(),
             repeats,
         });
         let app = Router::new()
@@ -114,6 +117,22 @@ async fn http(State(shared): State<Arc<Shared>>, request: Request) -> Response {
         rewrite_key(&shared, &mut value);
         body = Bytes::from(value.to_string());
     }
+    if path.starts_with("/v1/publish")
+        && shared.mutation == Mutation::ServerForgetsKeysEarly
+        && let Ok(mut value) = serde_json::from_slice::<Value>(&body)
+        && let Some(key) = value.get("idempotency_key").and_then(Value::as_str)
+    {
+        let now = std::time::Instant::now();
+        let first = *shared
+            .first_seen
+            .lock()
+            .entry(key.to_owned())
+            .or_insert(now);
+        if now.duration_since(first) >= FORGETS_KEYS_AFTER {
+            rewrite_key(&shared, &mut value);
+            body = Bytes::from(value.to_string());
+        }
+    }
     let mut upstream = shared
         .http
         .request(parts.method.clone(), format!("{}{path}", shared.upstream))
@@ -142,6 +161,10 @@ async fn http(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     }
     (status, [("content-type", content_type)], bytes).into_response()
 }
+
+/// How old a backend publish's idempotency key may be before the early-forgetting mutant
+/// treats it as new: half the resume window the mutants' server advertises (1000 ms).
+const FORGETS_KEYS_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Gives a publish a key of its own, so that a retry is stored again.
 fn rewrite_key(shared: &Shared, value: &mut Value) {

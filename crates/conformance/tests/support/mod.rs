@@ -91,7 +91,9 @@ impl ReferenceServer {
             ticket_rate_limit_burst: Some(100_000),
             publish_rate_limit_per_second: Some(100_000),
             publish_rate_limit_burst: Some(100_000),
-            resume_window_ms: Some(300),
+            // Long enough that server.dedup_window.at_least_resume_window repeats its key well
+            // inside the window (it waits the window less the 250 ms tolerance).
+            resume_window_ms: Some(1_000),
             resume_max_events: Some(20),
             drain_period_ms: Some(1_000),
             outbound_queue_bytes: Some(QUEUED_BYTES),

@@ -205,7 +205,7 @@ export declare const RULES: {
     readonly "FERRY-TRANSPORT-1": {
         readonly level: "MUST";
         readonly section: "TRANSPORT";
-        readonly text: "A client MUST open the session with the WebSocket subprotocol ferry.v1, and a server MUST refuse an upgrade that does not offer it.";
+        readonly text: "A client MUST open the session with the WebSocket subprotocol ferry.v1, and a server MUST refuse an upgrade that does not offer it, with HTTP 400 and an ErrorBody whose code is bad_request.";
     };
     readonly "FERRY-TRANSPORT-2": {
         readonly level: "MUST";
@@ -225,7 +225,12 @@ export declare const RULES: {
     readonly "FERRY-TRANSPORT-5": {
         readonly level: "MUST";
         readonly section: "TRANSPORT";
-        readonly text: "A receiver MUST ignore no malformed frame silently: a frame that is not a JSON object, names an unknown type or breaks its message's schema MUST get an error message (bad_request or unknown_type) with id null, or the close code the close-code table gives.";
+        readonly text: "A receiver MUST ignore no malformed frame silently: a frame that is not a JSON object, names an unknown type or breaks its message's schema MUST get an error message (bad_request or unknown_type) with id null, or the close code the close-code table gives. A frame that breaks its message's schema is malformed even when it carries a request id: its error has id null, since only a frame that decodes as a request is a request (FERRY-SUBSCRIBE-1, FERRY-PUBLISH-1).";
+    };
+    readonly "FERRY-TRANSPORT-6": {
+        readonly level: "MUST";
+        readonly section: "TRANSPORT";
+        readonly text: "A client MUST hand no part of a malformed frame from the server, nor of one larger than limits.max_message_bytes, to the application, and MUST NOT answer it with a frame of its own; it either keeps the session or closes it and reconnects under its backoff.";
     };
     readonly "FERRY-TICKET-1": {
         readonly level: "MUST";
@@ -327,6 +332,16 @@ export declare const RULES: {
         readonly section: "SUBSCRIBE";
         readonly text: "After a reconnect, a client MUST re-subscribe to every channel it held, passing the position of the last event it delivered on each (or the position of the last subscribed reply when no event arrived).";
     };
+    readonly "FERRY-SUBSCRIBE-6": {
+        readonly level: "MUST";
+        readonly section: "SUBSCRIBE";
+        readonly text: "A server MUST check a subscribe in this order and answer the first check that fails: read permission (forbidden), the declared namespaces (unknown_channel), a subscription the session already holds (already_subscribed), then max_subscriptions (too_many_subscriptions).";
+    };
+    readonly "FERRY-SUBSCRIBE-7": {
+        readonly level: "MUST";
+        readonly section: "SUBSCRIBE";
+        readonly text: "A client MUST tell the application that a subscribe was refused, with the error's code, and MUST NOT subscribe to that channel again by itself, neither on the same session nor after a reconnect: a refused channel is not held.";
+    };
     readonly "FERRY-EVENT-1": {
         readonly level: "MUST";
         readonly section: "EVENT";
@@ -345,7 +360,7 @@ export declare const RULES: {
     readonly "FERRY-EVENT-4": {
         readonly level: "MUST";
         readonly section: "EVENT";
-        readonly text: "A client that sees a gap in seq, or an epoch change that no recovery reply announced, MUST tell the application that its view of the channel is incomplete; it MUST NOT skip the gap silently.";
+        readonly text: "A client that sees a gap in seq, or an epoch change that no recovery reply announced, MUST tell the application that its view of the channel is incomplete; it MUST NOT skip the gap silently. The event that revealed the gap is then handed to the application, and the events after it are judged against its position.";
     };
     readonly "FERRY-EVENT-5": {
         readonly level: "MUST";
@@ -380,7 +395,7 @@ export declare const RULES: {
     readonly "FERRY-RESUME-5": {
         readonly level: "MUST";
         readonly section: "RESUME";
-        readonly text: "The history endpoint MUST return events after the requested position in seq order and MUST set complete false, with a reason, when it cannot continue exactly from that position.";
+        readonly text: "The history endpoint MUST return events after the requested position in seq order and MUST set complete false, with a reason, when it cannot continue exactly from that position. An incomplete page carries the oldest events the server still holds in the channel's current epoch, up to the limit, and its head says where the channel stands.";
     };
     readonly "FERRY-RESUME-6": {
         readonly level: "MUST";
@@ -400,12 +415,17 @@ export declare const RULES: {
     readonly "FERRY-PUBLISH-2": {
         readonly level: "MUST";
         readonly section: "PUBLISH";
-        readonly text: "A client MUST correlate each acknowledgement or error with its publish by id, and SHOULD fail a publish that receives neither within 10 s with a local timeout.";
+        readonly text: "A client MUST correlate each acknowledgement or error with its publish by id, and SHOULD fail a publish that receives neither within 10 s with a local timeout, counted from the moment the application asked for the publish, wherever the session then is.";
     };
     readonly "FERRY-PUBLISH-3": {
         readonly level: "MUST";
         readonly section: "PUBLISH";
-        readonly text: "A client retrying a publish MUST reuse its idempotency key.";
+        readonly text: "A client retrying a publish MUST reuse its idempotency key. A publish that has had neither acknowledgement nor error when its session ends is sent again on the next welcomed session, until it is answered or times out (FERRY-PUBLISH-2).";
+    };
+    readonly "FERRY-PUBLISH-4": {
+        readonly level: "MUST";
+        readonly section: "PUBLISH";
+        readonly text: "A server MUST check a publish in this order and answer the first check that fails: write permission (forbidden); the declared namespaces (unknown_channel) and the size of the event it makes (message_too_large), in either order; the namespace's payload schema (payload_invalid); and only then the idempotency key, so that a repeated key whose publish fails an earlier check gets that check's error, not duplicate true.";
     };
     readonly "FERRY-DEDUP-1": {
         readonly level: "MUST";
@@ -470,7 +490,7 @@ export declare const RULES: {
     readonly "FERRY-RECONNECT-2": {
         readonly level: "MUST";
         readonly section: "RECONNECT";
-        readonly text: "Before retry n (n = 1, 2, ... since the last reset) a client MUST wait a delay drawn uniformly from [nominal(n) * (1 - jitter), nominal(n)] milliseconds and rounded down to a whole millisecond, where nominal(n) = min(cap_ms, base_ms * factor^(n-1)) is computed without rounding.";
+        readonly text: "Before retry n (n = 1, 2, ... since the last reset) a client MUST wait a delay drawn uniformly from [nominal(n) * (1 - jitter), nominal(n)] milliseconds and rounded down to a whole millisecond, where nominal(n) = min(cap_ms, base_ms * factor^(n-1)) is computed without rounding. The delay counts from the end of the session or failed attempt: the close frame the client received, or the end of the connection when no close frame came first. Until its first welcome a client follows the reconnect policy of the defaults table (or one its application configures), and from then on that of the last welcome it received.";
     };
     readonly "FERRY-RECONNECT-3": {
         readonly level: "MUST";
@@ -530,17 +550,22 @@ export declare const RULES: {
     readonly "FERRY-RATE-2": {
         readonly level: "MUST";
         readonly section: "RATE";
-        readonly text: "A server MUST close with 4429 a session that keeps sending after being rate limited: by default, the 5th frame refused within one second is answered with rate_limited and the session is then closed.";
+        readonly text: "A server MUST close with 4429 a session that keeps sending after being rate limited: by default, the 5th frame refused within one second is answered with rate_limited and the session is then closed. The second is a sliding window: each refusal counts for one second after it.";
     };
     readonly "FERRY-RATE-3": {
         readonly level: "MUST";
         readonly section: "RATE";
-        readonly text: "A server MUST close with 4409 a new session that would exceed the per-user connection limit, and leave the user's existing sessions untouched.";
+        readonly text: "A server MUST close with 4409 a new session that would exceed the per-user connection limit, and leave the user's existing sessions untouched. The limit is checked once the ticket is redeemed: the 4409 comes instead of the welcome, and the ticket is spent.";
     };
     readonly "FERRY-RATE-4": {
         readonly level: "MUST";
         readonly section: "RATE";
         readonly text: "A server MUST meter the ticket endpoint and the backend publish endpoint with a token bucket per caller and endpoint, and answer a request that finds its bucket empty with HTTP 429 and rate_limited (retry_after_ms set to the time until the bucket holds a token, and a Retry-After header with that time in whole seconds, rounded up), without acting on it; one caller's requests MUST NOT take another caller's tokens.";
+    };
+    readonly "FERRY-RATE-5": {
+        readonly level: "MUST";
+        readonly section: "RATE";
+        readonly text: "A client MUST NOT send a request again on the session that refused it with rate_limited; such a publish waits for the next welcomed session or its timeout (FERRY-PUBLISH-2).";
     };
     readonly "FERRY-SHUTDOWN-1": {
         readonly level: "MUST";
@@ -560,7 +585,7 @@ export declare const RULES: {
     readonly "FERRY-SHUTDOWN-4": {
         readonly level: "MUST";
         readonly section: "SHUTDOWN";
-        readonly text: "While draining, a server MUST refuse new sessions and new tickets with unavailable (HTTP 503).";
+        readonly text: "While draining, a server MUST refuse new sessions and new tickets with unavailable (HTTP 503), from the moment it starts draining until the process ends.";
     };
     readonly "FERRY-SHUTDOWN-5": {
         readonly level: "SHOULD";

@@ -69,7 +69,7 @@ test("nothing is sent before the welcome, and a subscribe made early goes out on
   h.session.handleConnected(connect.connection, 6);
   assert.deepEqual(h.drain(), []);
   h.frame(connect.connection, welcome(), 7);
-  assert.deepEqual(h.sent(h.drain()), [{ type: "subscribe", id: "r1", channel: "project:alpha:tasks" }]);
+  assert.deepEqual(h.sent(h.drain()), [{ type: "subscribe", id: "r0000000000000001", channel: "project:alpha:tasks" }]);
   assert.equal(h.session.state.kind, "active");
 });
 

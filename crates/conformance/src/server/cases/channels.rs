@@ -128,7 +128,8 @@ pub(super) async fn already_subscribed(ctx: Ctx) -> CaseResult {
 }
 
 /// With max_subscriptions channels held, one more subscribe gets too_many_subscriptions with
-/// its id; after an unsubscribe it succeeds (FERRY-SUBSCRIBE-4).
+/// its id, and one to a channel already held gets already_subscribed (that check comes first,
+/// FERRY-SUBSCRIBE-6); after an unsubscribe a new one succeeds (FERRY-SUBSCRIBE-4).
 pub(super) async fn too_many(ctx: Ctx) -> CaseResult {
     const MOST: u64 = 200;
     let mut session = ctx.session(Who::Main).await?;
@@ -141,7 +142,7 @@ pub(super) async fn too_many(ctx: Ctx) -> CaseResult {
     }
     let burst = limits.rate_limit.burst.get();
     let rate = limits.rate_limit.messages_per_second.get();
-    let frames = max + 3;
+    let frames = max + 4;
     let pacing = Duration::from_secs_f64(frames.saturating_sub(burst) as f64 / (rate as f64 * 0.8));
     ctx.within_budget(
         pacing,
@@ -180,6 +181,20 @@ pub(super) async fn too_many(ctx: Ctx) -> CaseResult {
         )
         .await?;
     expect_error(&reply, &id, ErrorCode::TooManySubscriptions, &expected)?;
+
+    let id = session.id("again");
+    let expected = format!(
+        "with {max} channels held (the advertised max_subscriptions), subscribe {id} to {}, one of them, is answered with an error with id {id} and code already_subscribed: that check comes before max_subscriptions (FERRY-SUBSCRIBE-6)",
+        ctx.channel(0)
+    );
+    let reply = session
+        .request(
+            &json!({ "type": "subscribe", "id": id, "channel": ctx.channel(0) }),
+            REPLY_WAIT,
+            &expected,
+        )
+        .await?;
+    expect_error(&reply, &id, ErrorCode::AlreadySubscribed, &expected)?;
 
     let id = session.id("unsub");
     session
@@ -642,4 +657,59 @@ pub(super) async fn payload_invalid(ctx: Ctx) -> CaseResult {
         ));
     }
     Ok(())
+}
+
+/// A publish repeating an accepted idempotency key with the configured invalid payload is
+/// answered payload_invalid with its id, not as a duplicate: the payload is checked before the
+/// key (FERRY-PUBLISH-4). The repeat stores nothing: the next publish with a new key follows
+/// the original, and the subscriber gets exactly those two events (FERRY-CHANNEL-4).
+pub(super) async fn payload_checked_before_dedup(ctx: Ctx) -> CaseResult {
+    let channel = ctx.channel(0);
+    let mut subscriber = ctx.subscribed(Who::Main, &channel).await?;
+    let max =
+        usize::try_from(subscriber.welcome().limits.max_message_bytes.get()).unwrap_or(usize::MAX);
+    let invalid = invalid_payload(&ctx, "configured", max)?;
+    let key = ctx.key("once");
+    let original = ctx.http.publish(&channel, &key, ctx.payload()).await?;
+    let mut publisher = ctx.session(Who::Main).await?;
+    let id = publisher.id("pub");
+    let expected = format!(
+        "publish {id} repeating the accepted idempotency key {key} with the payload {}, which the namespace of {channel} refuses, answered with an error with id {id} and code payload_invalid, not published with duplicate true: the payload is checked before the key ({})",
+        shown_payload(&invalid),
+        cite(&ctx)
+    );
+    let reply = publisher
+        .request(
+            &json!({ "type": "publish", "id": id, "channel": channel, "idempotency_key": key, "payload": invalid }),
+            REPLY_WAIT,
+            &expected,
+        )
+        .await?;
+    expect_error(&reply, &id, ErrorCode::PayloadInvalid, &expected)?;
+    let marker = ctx
+        .http
+        .publish(&channel, &ctx.key("marker"), ctx.payload())
+        .await?;
+    let expected = format!(
+        "the refused repeat neither stored nor delivered: the next publish with a new key stored right after the original at {}, and the subscriber gets those two events only ({})",
+        pos(&original.position),
+        cite(&ctx)
+    );
+    let mut problems = Vec::new();
+    if marker.position.seq.get() != original.position.seq.get() + 1 {
+        problems.push(format!(
+            "the next publish was stored at {}",
+            pos(&marker.position)
+        ));
+    }
+    let events = subscriber
+        .events(&channel, 2, REPLY_WAIT, &expected)
+        .await?;
+    if events[0].message_id != original.message_id || events[1].message_id != marker.message_id {
+        problems.push(format!(
+            "the subscriber got events at seq {}",
+            seqs(&events)
+        ));
+    }
+    verdict(expected, problems)
 }

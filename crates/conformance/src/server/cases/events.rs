@@ -2,7 +2,7 @@
 //! FERRY-PUBLISH-1, FERRY-DEDUP-1), and a session that stops reading (FERRY-EVENT-6).
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ferry_protocol::{MessageId, PublishResponse, RecoveryGap, ServerMessage, StreamPosition};
 use reqwest::Method;
@@ -472,4 +472,72 @@ pub(super) async fn fell_behind(ctx: Ctx) -> CaseResult {
         ));
     }
     verdict(expected, problems)
+}
+
+/// A key repeated just before the advertised resume.window_ms ends is still a duplicate: the
+/// dedup window is at least the resume window (FERRY-DEDUP-2). The wait counts from the
+/// runner's instant before it sent the first publish (the server stored the key after it),
+/// less the tolerance, which covers the second request's way to the server. A timer that woke
+/// late, or an answer that came after the window ended, leaves a non-duplicate inconclusive:
+/// the repeat may have reached the server once the window was over.
+pub(super) async fn dedup_window(ctx: Ctx) -> CaseResult {
+    let channel = ctx.channel(0);
+    let session = ctx.session(Who::Main).await?;
+    let window = Duration::from_millis(session.welcome().resume.window_ms.get());
+    drop(session);
+    let margin = ctx.tolerance();
+    let wait = window.saturating_sub(margin);
+    ctx.within_budget(
+        wait,
+        &format!(
+            "resume.window_ms of {} ms less the tolerance: the key is repeated just before the window ends",
+            window.as_millis()
+        ),
+    )?;
+    let key = ctx.key("window");
+    let sent = Instant::now();
+    let original = ctx.http.publish(&channel, &key, ctx.payload()).await?;
+    let planned = sent + wait;
+    ctx.t.note(
+        "runner",
+        format!(
+            "waiting until {} ms after the first publish was sent (resume.window_ms {} ms less the tolerance {} ms) to repeat its key",
+            wait.as_millis(),
+            window.as_millis(),
+            margin.as_millis()
+        ),
+    );
+    tokio::time::sleep_until(planned.into()).await;
+    let late = Instant::now().saturating_duration_since(planned);
+    let repeat = ctx.http.publish(&channel, &key, ctx.payload()).await?;
+    let answered = sent.elapsed();
+    let expected = format!(
+        "the key {key} repeated {} ms after its first publish was sent, within the advertised resume.window_ms of {} ms, acknowledged with duplicate true and the original message id and position: the dedup window is at least the resume window ({})",
+        (wait + late).as_millis(),
+        window.as_millis(),
+        cite(&ctx)
+    );
+    if repeat.duplicate
+        && repeat.message_id == original.message_id
+        && repeat.position == original.position
+    {
+        return Ok(());
+    }
+    let observed = format!(
+        "the first publish was acknowledged with message id {}, {}; the repeat with message id {}, {}, duplicate {}",
+        original.message_id.as_str(),
+        pos(&original.position),
+        repeat.message_id.as_str(),
+        pos(&repeat.position),
+        repeat.duplicate
+    );
+    if late > margin / 2 || answered >= window {
+        return Err(Finding::inconclusive(format!(
+            "{observed}; but the runner's timer woke {} ms late and the repeat was answered {} ms after the first publish was sent, so it may have reached the server after the window of {} ms ended",
+            late.as_millis(),
+            answered.as_millis(),
+            window.as_millis()
+        )));
+    }
+    Err(Finding::fail(expected, observed))
 }

@@ -72,6 +72,8 @@ pub(crate) static BODIES: &[Body] = &[
     body!("server.event.sequence.", Up(2), ["via", "count"], events::sequence),
     body!("server.event.fell_behind", Up(3), [], events::fell_behind),
     body!("server.publish.ack_after_store", Up(1), [], events::ack_after_store),
+    body!("server.publish.payload_checked_before_dedup", Up(2), [], channels::payload_checked_before_dedup),
+    body!("server.dedup_window.at_least_resume_window", Up(1), [], events::dedup_window),
     body!("server.dedup.", Up(2), ["first", "second"], events::dedup),
     body!("server.resume.exact", Up(2), [], resume::exact),
     body!("server.resume.gap.", Up(1), ["from", "reason"], resume::gap),

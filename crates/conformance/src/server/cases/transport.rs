@@ -3,18 +3,18 @@
 
 use std::time::Duration;
 
-use ferry_protocol::{SUBPROTOCOL, ServerMessage};
+use ferry_protocol::{ErrorCode, SUBPROTOCOL, ServerMessage};
 use serde_json::json;
 
-use super::{cite, param, param_code, param_u64};
+use super::{cite, param, param_code, param_u64, verdict};
 use crate::case::{CaseResult, Finding};
-use crate::server::checks::{a, close_name, summary};
+use crate::server::checks::{a, close_name, http_error_problems, summary};
 use crate::server::ctx::{Ctx, REPLY_WAIT, Who, setup};
 use crate::server::driver::ConnectError;
-use crate::server::http::Cred;
+use crate::server::http::{Cred, Reply};
 
 /// An upgrade offering `offer` (param; empty: no subprotocol at all), with a valid ticket, is
-/// refused with an HTTP error rather than switched to WebSocket (FERRY-TRANSPORT-1).
+/// refused with HTTP 400 bad_request rather than switched to WebSocket (FERRY-TRANSPORT-1).
 pub(super) async fn upgrade_refused(ctx: Ctx) -> CaseResult {
     let offer = param(&ctx, "offer")?;
     let offer = (!offer.is_empty()).then_some(offer);
@@ -24,12 +24,15 @@ pub(super) async fn upgrade_refused(ctx: Ctx) -> CaseResult {
         |p| format!("only the subprotocol {p}"),
     );
     let expected = format!(
-        "the upgrade refused with an HTTP error status (not 101 Switching Protocols): it offers {offered}, not {SUBPROTOCOL} (a valid ticket was given, so only the subprotocol is wrong) ({})",
+        "the upgrade refused with HTTP 400 and an ErrorBody whose code is bad_request (not 101 Switching Protocols): it offers {offered}, not {SUBPROTOCOL} (a valid ticket was given, so only the subprotocol is wrong) ({})",
         cite(&ctx)
     );
     let query = format!("ticket={}", ticket.ticket.as_str());
     match ctx.connect(Some(&query), offer).await? {
-        Err(ConnectError::Refused { .. }) => Ok(()),
+        Err(ConnectError::Refused { status, body }) => verdict(
+            expected,
+            http_error_problems(&Reply { status, text: body }, ErrorCode::BadRequest),
+        ),
         Err(ConnectError::Subprotocol(detail)) => Err(Finding::fail(
             expected,
             format!("the server switched protocols (101) anyway: {detail}"),

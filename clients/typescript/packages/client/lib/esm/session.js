@@ -50,7 +50,11 @@ export function utf8Length(text) {
     }
     return bytes;
 }
-/** The longest request id a session could use, so a publish that fits once fits when re-sent. */
+/**
+ * A request id of the length every id has (see `#requestId`): a publish measured with it has
+ * the size it is sent with, so one that fits once fits when re-sent, and one of exactly the
+ * maximum size fits (FERRY-SIZE-1).
+ */
 const LONGEST_REQUEST_ID = "r9007199254740991";
 /** A ferry.v1 client session; see the module comment. */
 export class ClientSession {
@@ -394,9 +398,10 @@ export class ClientSession {
             this.#events.push({ kind: "server_error", error });
         }
     }
+    /** `r` and the request's number in 16 digits, the length of the largest safe integer. */
     #requestId() {
         this.#nextRequest += 1;
-        return `r${this.#nextRequest}`;
+        return `r${String(this.#nextRequest).padStart(16, "0")}`;
     }
     #generateKey() {
         let hex = "";
