@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 
 use crate::broker::Broker;
 use crate::hub::Mailbox;
-use crate::socket::{Socket as WebSocket, close_after_violation};
+use crate::socket::{Socket as WebSocket, close_after_violation, shut_and_drain};
 use crate::transport::Peer;
 use crate::{Lifecycle, Server};
 
@@ -167,7 +167,16 @@ pub(crate) async fn run<B: Broker>(
                         session.handle_frame(Frame::Binary(&bytes), now);
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                    Some(Ok(Message::Close(_))) | None => return,
+                    Some(Ok(Message::Close(_))) => {
+                        // The client closed: the WebSocket layer has queued the answer (its
+                        // code echoed, or 1002 for a code no peer may send); send it, then
+                        // close TCP first as a server does (RFC 6455 §5.5.1, §7.1.1), draining
+                        // what still arrives so that no reset destroys the answer.
+                        let _ = tokio::time::timeout(CLOSING_HANDSHAKE, socket.flush()).await;
+                        shut_and_drain(&mut socket, CLOSING_HANDSHAKE).await;
+                        return;
+                    }
+                    None => return,
                     Some(Err(error)) => match refused_frame(error) {
                         Some((code, reason)) => session.close(code, reason),
                         None => return,

@@ -191,6 +191,13 @@ pub(crate) async fn close_after_violation(
     if !matches!(sent, Ok(Ok(()))) {
         return;
     }
+    shut_and_drain(socket, handshake).await;
+}
+
+/// Ends the write side of a socket whose close frame is out, then reads and drops what the
+/// peer still sends (at most [`DRAIN_BYTES`], within `handshake`) until it closes, so that the
+/// connection ends with a FIN rather than a reset that could destroy the close frame.
+pub(crate) async fn shut_and_drain(socket: &mut Socket, handshake: Duration) {
     let io = socket.get_mut();
     let _ = tokio::time::timeout(handshake, async {
         let _ = io.shutdown().await;

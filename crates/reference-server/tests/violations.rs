@@ -288,3 +288,37 @@ async fn after_1009_and_1007_the_unread_input_is_drained_so_the_close_frame_arri
         1007
     );
 }
+
+/// Sends a close frame with `payload` and returns the code of the server's answering close
+/// frame, checking that the connection then ends with a FIN.
+async fn answer_to_close(running: &Running, payload: &[u8]) -> u16 {
+    let mut stream = running.raw().await;
+    within(stream.write_all(&frame(0x88, payload, true)))
+        .await
+        .expect("write");
+    let code = loop {
+        match read_frame(&mut stream).await {
+            Some((8, answer)) => break u16::from_be_bytes([answer[0], answer[1]]),
+            Some(_) => continue,
+            None => panic!("the connection ended without a close frame answering the client's"),
+        }
+    };
+    let mut rest = [0u8; 16];
+    assert_eq!(within(stream.read(&mut rest)).await.expect("a FIN"), 0);
+    code
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_close_frame_is_answered_before_the_connection_closes() {
+    let running = Running::start().await;
+    // RFC 6455 §5.5.1: the answer echoes the code; a code no peer may send is a violation.
+    assert_eq!(
+        answer_to_close(&running, &1000u16.to_be_bytes()).await,
+        1000
+    );
+    assert_eq!(
+        answer_to_close(&running, &[&4000u16.to_be_bytes()[..], b"bye"].concat()).await,
+        4000
+    );
+    assert_eq!(answer_to_close(&running, &999u16.to_be_bytes()).await, 1002);
+}

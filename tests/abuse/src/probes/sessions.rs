@@ -164,14 +164,6 @@ fn violations() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-/// Violations the server is known to answer wrongly, with what it does instead: each is
-/// still sent, its result reported as a note, and the probe fails if one starts passing (so
-/// that it leaves this list), as the conformance suite's known-failing list works.
-const KNOWN_FAILING: [(&str, &str); 1] = [(
-    "a close frame with code 999",
-    "the connection is dropped without a close frame (the client sees 1006), as after a valid close",
-)];
-
 /// Each frame of [`violations`], 3 x scale times over, 4 connections at a time: a close
 /// frame with 1002 within 10 s, then a FIN (the server drains what the client still sends).
 /// A close frame whose reason is not UTF-8 is also one: RFC 6455 fails the connection on
@@ -203,21 +195,10 @@ pub(crate) async fn ws_violations(cx: Cx) -> Outcome {
         attacks: count,
         ..Outcome::default()
     };
-    let mut known = Tally::default();
     for (name, result) in results {
-        let is_known = KNOWN_FAILING.iter().find(|(case, _)| *case == name);
-        match (result, is_known) {
-            (Ok(_), None) => {}
-            (Ok(_), Some(_)) => keep(
-                &mut outcome,
-                format!("{name}: answered with 1002 now; take it off the known-failing list"),
-            ),
-            (Err(_), Some((_, what))) => known.add(format!("known failing: {name}: {what}")),
-            (Err(error), None) => keep(&mut outcome, format!("{name}: {error}")),
+        if let Err(error) = result {
+            keep(&mut outcome, format!("{name}: {error}"));
         }
-    }
-    if !known.0.is_empty() {
-        outcome.note(known.note());
     }
     outcome
 }
