@@ -909,6 +909,150 @@ fn a_late_open_of_an_abandoned_connection_does_not_count_for_the_current_one() {
     assert_eq!(session.state(), &ClientState::AwaitingWelcome);
 }
 
+/// The id of the last publish sent with `key`.
+fn publish_id(h: &Harness, key: &IdempotencyKey) -> String {
+    h.sent
+        .iter()
+        .rev()
+        .find_map(|(_, m)| match m {
+            ClientMessage::Publish(p) if p.idempotency_key == *key => Some(p.id.to_string()),
+            _ => None,
+        })
+        .expect("the publish was sent")
+}
+
+fn refusal(id: &str, code: &str, retryable: bool) -> Value {
+    json!({ "type": "error", "id": id, "error": { "code": code, "message": "refused", "retryable": retryable } })
+}
+
+#[test]
+fn a_refusal_settles_its_own_request_and_only_that_one() {
+    let mut h = Harness::new(19);
+    h.connect();
+    h.welcome();
+    let ch = channel("project:alpha:tasks");
+    let publish = |h: &mut Harness| {
+        let key = h
+            .session
+            .publish(ch.clone(), Payload::from(json!({})), None, h.now)
+            .expect("fits");
+        h.pump();
+        key
+    };
+    let (refused, retried, acked, waiting) = (
+        publish(&mut h),
+        publish(&mut h),
+        publish(&mut h),
+        publish(&mut h),
+    );
+    let id = publish_id(&h, &refused);
+    h.server(refusal(&id, "forbidden", false));
+    assert!(h.events.iter().any(|e| matches!(e, ClientEvent::PublishFailed { key, failure: PublishFailure::Refused(_) } if *key == refused)));
+    let id = publish_id(&h, &retried);
+    h.server(refusal(&id, "rate_limited", true));
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::ServerError(info) if info.retryable))
+    );
+    let id = publish_id(&h, &acked);
+    h.server(json!({ "type": "published", "id": id, "channel": "project:alpha:tasks", "message_id": "m-1", "position": position("e1", 1), "duplicate": false }));
+    // A refused subscribe is reported and the channel given up.
+    h.session.subscribe(channel("project:beta:tasks"), 1);
+    h.pump();
+    let id = h.last_subscribe_id("project:beta:tasks");
+    h.server(refusal(&id, "forbidden", false));
+    assert!(h.events.iter().any(|e| matches!(e, ClientEvent::SubscribeFailed { channel, .. } if channel.as_str() == "project:beta:tasks")));
+    // The next session resends exactly the publishes still owed: the retryable refusal and
+    // the one never answered, not the refused nor the acknowledged one.
+    let before = h.sent.len();
+    h.close(None);
+    h.until_active();
+    let resent: Vec<IdempotencyKey> = h.sent[before..]
+        .iter()
+        .filter_map(|(_, m)| match m {
+            ClientMessage::Publish(p) => Some(p.idempotency_key.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(resent, vec![retried, waiting], "{}", rule::FERRY_PUBLISH_3);
+    assert!(
+        !h.sent[before..]
+            .iter()
+            .any(|(_, m)| matches!(m, ClientMessage::Subscribe(_))),
+        "a refused channel is not subscribed again"
+    );
+}
+
+#[test]
+fn a_first_frame_that_is_not_a_welcome_fails_the_connection_and_a_second_welcome_is_ignored() {
+    let mut h = Harness::new(20);
+    h.connect();
+    h.server(json!({ "type": "ping", "nonce": "n" }));
+    assert!(
+        matches!(
+            h.transmits.last(),
+            Some(Transmit::Close { code, .. }) if *code == close_code::PROTOCOL_ERROR
+        ),
+        "{}: {:?}",
+        rule::FERRY_WELCOME_1,
+        h.transmits.last()
+    );
+    h.until_active();
+    h.session.subscribe(channel("project:alpha:tasks"), 1);
+    h.pump();
+    let before = h.sent.len();
+    h.welcome();
+    assert_eq!(h.session.state(), &ClientState::Active);
+    assert_eq!(
+        h.sent.len(),
+        before,
+        "a second welcome resubscribes nothing"
+    );
+}
+
+#[test]
+fn a_timeout_before_any_deadline_changes_nothing_and_a_slow_ticket_request_backs_off() {
+    let mut session = ClientSession::new(ClientConfig::default(), 21);
+    let quiet = |session: &mut ClientSession, now: Timestamp| {
+        let state = session.state().clone();
+        session.handle_timeout(now);
+        assert_eq!(session.state(), &state, "a timeout at {now:?} came early");
+        assert_eq!(session.poll_transmit(), None);
+    };
+    let mut now = Timestamp::ZERO;
+    session.connect(now);
+    assert_eq!(session.poll_transmit(), Some(Transmit::FetchTicket));
+    let deadline = session
+        .poll_timeout()
+        .expect("the ticket request has a deadline");
+    quiet(&mut session, now);
+    // The ticket never comes: at its deadline the client backs off.
+    now = deadline;
+    session.handle_timeout(now);
+    let ClientState::BackingOff { until, .. } = session.state().clone() else {
+        panic!("{:?}", session.state())
+    };
+    quiet(&mut session, now);
+    now = until;
+    session.handle_timeout(now);
+    assert_eq!(session.poll_transmit(), Some(Transmit::FetchTicket));
+    let ticket = Ticket::try_from(format!("ticket-{:020}", 2)).expect("a valid ticket");
+    session.handle_ticket(Ok(ticket), now);
+    let connection = match session.poll_transmit() {
+        Some(Transmit::Connect { connection, .. }) => connection,
+        other => panic!("{other:?}"),
+    };
+    quiet(&mut session, now);
+    session.handle_connected(connection, now);
+    quiet(&mut session, now);
+    let text = welcome(20).to_string();
+    session.handle_frame(connection, Frame::Text(text.as_bytes()), now);
+    while session.poll_transmit().is_some() {}
+    assert_eq!(session.state(), &ClientState::Active);
+    quiet(&mut session, now + Duration::from_millis(INTERVAL_MS));
+}
+
 #[test]
 fn close_stops_for_good_and_fails_pending_publishes() {
     let mut h = Harness::new(17);
