@@ -882,7 +882,7 @@ fn a_late_open_of_an_abandoned_connection_does_not_count_for_the_current_one() {
     let mut session = ClientSession::new(ClientConfig::default(), 18);
     let mut now = Timestamp::ZERO;
     // Fetches a ticket and returns the connection the session then asks to open.
-    let mut attempt = |session: &mut ClientSession, now: Timestamp| {
+    let attempt = |session: &mut ClientSession, now: Timestamp| {
         assert_eq!(session.poll_transmit(), Some(Transmit::FetchTicket));
         let ticket = Ticket::try_from(format!("ticket-{:020}", 1)).expect("a valid ticket");
         session.handle_ticket(Ok(ticket), now);
