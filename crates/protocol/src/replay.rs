@@ -409,6 +409,29 @@ mod tests {
     }
 
     #[test]
+    fn wire_events_are_sequenced_by_their_position_and_replayed_from_either_end() {
+        let event = |seq: u64| -> Event {
+            serde_json::from_value(serde_json::json!({
+                "channel": "a:b", "message_id": format!("m-{seq}"),
+                "position": { "epoch": "e1", "seq": seq }, "published_at_ms": 0, "payload": {}
+            }))
+            .expect("a valid event")
+        };
+        assert_eq!((event(46).seq(), event(46).bytes()), (46, 0));
+        let mut buffer = ReplayBuffer::new(epoch("e1"), retention(10, 1000));
+        assert!(buffer.is_empty());
+        assert_eq!(buffer.retention(), retention(10, 1000));
+        for seq in 1..=3 {
+            buffer.append(event(seq), at(0)).expect("appended in order");
+        }
+        assert!(!buffer.is_empty());
+        let replay = buffer.after(&pos("e1", 0), at(0)).expect("retained");
+        assert_eq!(format!("{replay:?}"), "Replay { remaining: 3 }");
+        let backwards: Vec<u64> = replay.rev().map(Sequenced::seq).collect();
+        assert_eq!(backwards, [3, 2, 1]);
+    }
+
+    #[test]
     fn replay_after_a_retained_position_is_exactly_the_missed_events_in_order() {
         let buffer = buffer_with(Retention::default(), &[0, 10, 20, 30, 40]);
         assert_eq!(seqs(buffer.after(&pos("e1", 2), at(50))), Ok(vec![3, 4, 5]));
