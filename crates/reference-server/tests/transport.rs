@@ -141,6 +141,25 @@ async fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
     }
 }
 
+/// Connects and asks for health: the kernel completes the TCP handshake, then the server
+/// closes the connection without a byte of answer.
+async fn assert_refused_on_accept(address: std::net::SocketAddr) {
+    let mut refused = TcpStream::connect(address).await.expect("connects");
+    refused
+        .write_all(b"GET /v1/health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .ok();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), refused.read_to_end(&mut answer))
+        .await
+        .expect("closed within 20 s");
+    assert!(
+        read.is_err() || answer.is_empty(),
+        "a refused connection gets no answer: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_head_that_stalls_after_one_byte_is_closed_after_the_header_read_timeout() {
     let node = Node::start(Flags {
@@ -206,20 +225,7 @@ async fn a_connection_beyond_the_cap_is_closed_at_once_and_established_sessions_
     node.wait_for_connections(4).await;
 
     // The kernel completes the TCP handshake; the server closes the connection without a byte.
-    let mut refused = TcpStream::connect(node.address).await.expect("connects");
-    refused
-        .write_all(b"GET /v1/health HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .ok();
-    let mut answer = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(20), refused.read_to_end(&mut answer))
-        .await
-        .expect("closed within 20 s");
-    assert!(
-        read.is_err() || answer.is_empty(),
-        "a refused connection gets no answer: {:?}",
-        String::from_utf8_lossy(&answer)
-    );
+    assert_refused_on_accept(node.address).await;
     assert!(node.server.metrics.connections_refused.get() >= 1);
     assert_eq!(node.server.metrics.connections.get(), 4);
 
@@ -334,20 +340,7 @@ async fn connections_that_never_authenticate_have_a_cap_of_their_own_and_leave_s
     assert_eq!(unauthenticated(), 3);
 
     // A fourth is closed on accept without a byte, though the total is far below its cap.
-    let mut refused = TcpStream::connect(node.address).await.expect("connects");
-    refused
-        .write_all(b"GET /v1/health HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .ok();
-    let mut answer = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(20), refused.read_to_end(&mut answer))
-        .await
-        .expect("closed within 20 s");
-    assert!(
-        read.is_err() || answer.is_empty(),
-        "a refused connection gets no answer: {:?}",
-        String::from_utf8_lossy(&answer)
-    );
+    assert_refused_on_accept(node.address).await;
     assert_eq!(node.server.metrics.unauthenticated_refused.get(), 1);
     assert_eq!(node.server.metrics.connections_refused.get(), 0);
 
