@@ -13,7 +13,7 @@
 //! - **Connections without a credential.** At most `max_unauthenticated_connections` of them
 //!   are open at once: a connection counts until it presents a valid credential (a bearer token
 //!   that an HTTP request's handler accepts, or the ticket its WebSocket session redeems, see
-//!   [`Peer::authenticated`]). One more is closed on accept, as above, and counted in
+//!   `Peer::authenticated`). One more is closed on accept, as above, and counted in
 //!   `ferry_unauthenticated_refused_total`, so peers that never authenticate cannot take the
 //!   places that sessions need.
 //! - **Slow peers.** A new connection has `header_read_timeout` to finish its TLS handshake
@@ -26,7 +26,7 @@
 //!   request head, are not affected. Bodies have their own limit ([`crate::http::BODY_READ_TIMEOUT`]).
 //!   A response has `write_timeout` to be taken by its peer: a write that makes no progress for
 //!   that long fails and closes the connection (`ferry_write_timeouts_total`). Once a WebSocket
-//!   session runs on the connection ([`Peer::upgraded`]), its own deadlines apply instead: the
+//!   session runs on the connection (`Peer::upgraded`), its own deadlines apply instead: the
 //!   outbound queue and the heartbeat.
 //! - **TLS.** With a [`Tls`], every connection is TLS (`https://`, `wss://`), HTTP/1.1 by ALPN,
 //!   with rustls and its `ring` provider. [`Tls::reload`] swaps the certificate and key for the
