@@ -313,8 +313,9 @@ async fn a_stalled_tls_handshake_holds_a_connection_place_until_the_header_timeo
         None,
     )
     .await;
-    let mut stalled = TcpStream::connect(&node.address).await.expect("connects");
+    // The server's timer starts at its accept, which comes after this instant.
     let opened = Instant::now();
+    let mut stalled = TcpStream::connect(&node.address).await.expect("connects");
     stalled.write_all(&[0x16, 0x03]).await.expect("two bytes");
     // While it stalls, it holds the only place: another connection is refused.
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -169,8 +169,9 @@ async fn a_request_head_that_stalls_after_one_byte_is_closed_after_the_header_re
     .await;
     let mut neighbour = node.session().await;
 
-    let mut stalled = TcpStream::connect(node.address).await.expect("connects");
+    // The server's timer starts at its accept, which comes after this instant.
     let sent = Instant::now();
+    let mut stalled = TcpStream::connect(node.address).await.expect("connects");
     stalled.write_all(b"G").await.expect("one byte");
     assert!(
         closed_within(&mut stalled, Duration::from_secs(30)).await,
