@@ -1,11 +1,11 @@
-//! The protocol's own tables, read from `schema/` at build time: which error codes an error
-//! frame or an HTTP error body may carry (with the HTTP status of each), which close codes a
-//! server may send, and the vectors the mutation probes start from.
+//! What the probes judge answers by: the protocol core's tables (which error codes an error
+//! frame or an HTTP error body may carry, with the HTTP status of each, and which close codes a
+//! server may send), and the vectors the mutation probes start from, read from `schema/` at
+//! build time.
 
+use ferry_protocol::ServerMessage;
+use ferry_protocol::tables::{CLOSE_CODES, ERROR_CODES, close_code};
 use serde_json::Value;
-
-const ERROR_CODES: &str = include_str!("../../../schema/error-codes.json");
-const CLOSE_CODES: &str = include_str!("../../../schema/close-codes.json");
 
 /// The client-message vectors (`schema/vectors`), each file as its JSON text.
 pub const CLIENT_VECTORS: [&str; 4] = [
@@ -64,27 +64,18 @@ pub fn vectors(text: &str) -> (Vec<Value>, Vec<Value>) {
 
 /// The HTTP status that error code `code` is answered with, if the table has the code.
 pub fn http_status(code: &str) -> Option<u16> {
-    let table: Value = serde_json::from_str(ERROR_CODES).expect("error-codes.json is JSON");
-    table["codes"].as_array()?.iter().find_map(|c| {
-        (c["code"] == code)
-            .then(|| {
-                c["http_status"]
-                    .as_u64()
-                    .and_then(|s| u16::try_from(s).ok())
-            })
-            .flatten()
-    })
+    ERROR_CODES
+        .iter()
+        .find(|info| info.code.to_string() == code)
+        .map(|info| info.http_status)
 }
 
 /// Whether `code` is a close code the server may send (the table's, less the two it says are
 /// never sent: 1005 and 1006).
 pub fn close_code_sent(code: u16) -> bool {
-    let table: Value = serde_json::from_str(CLOSE_CODES).expect("close-codes.json is JSON");
-    code != 1005
-        && code != 1006
-        && table["codes"]
-            .as_array()
-            .is_some_and(|codes| codes.iter().any(|c| c["code"] == code))
+    code != close_code::NO_STATUS
+        && code != close_code::ABNORMAL_CLOSURE
+        && CLOSE_CODES.iter().any(|info| info.code == code)
 }
 
 /// Checks an HTTP error answer: a JSON `ErrorBody` whose code is in the table with this
@@ -122,17 +113,7 @@ pub fn check_server_frame(payload: &[u8]) -> Result<(String, Option<String>), St
     let value: Value = serde_json::from_slice(payload)
         .map_err(|e| format!("a server frame that is not JSON ({e})"))?;
     let kind = value["type"].as_str().unwrap_or("").to_owned();
-    let known = [
-        "welcome",
-        "subscribed",
-        "unsubscribed",
-        "published",
-        "event",
-        "ping",
-        "error",
-        "goodbye",
-    ];
-    if !known.contains(&kind.as_str()) {
+    if !ServerMessage::TYPES.contains(&kind.as_str()) {
         return Err(format!("a server frame of no known type: {value}"));
     }
     if kind == "error" {
