@@ -10,7 +10,7 @@ use ferry_protocol::client::{ConnectionId, TicketError, Transmit};
 use ferry_protocol::tables::endpoint;
 use ferry_protocol::{
     ChannelName, ClientConfig, ClientEvent, ClientSession, ClientState, Frame, IdempotencyKey,
-    Payload, Published, SUBPROTOCOL, Ticket, Timestamp,
+    MethodName, Payload, Published, RpcResult, SUBPROTOCOL, Ticket, Timestamp,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::{debug, info, warn};
 
-use crate::{ChannelEvent, Handler, PublishError};
+use crate::{CallError, ChannelEvent, Handler, PublishError};
 
 /// The largest message any welcome may advertise (the schema's bound on `max_message_bytes`).
 /// The socket refuses anything larger; the session's codec enforces the advertised limit.
@@ -41,7 +41,27 @@ pub(crate) enum Command {
         key: Option<IdempotencyKey>,
         reply: oneshot::Sender<Result<Published, PublishError>>,
     },
+    Call {
+        method: MethodName,
+        params: Payload,
+        key: Option<IdempotencyKey>,
+        reply: oneshot::Sender<Result<RpcResult, CallError>>,
+    },
     Close,
+}
+
+/// The callers waiting for each publish or call, by idempotency key; several may share a key
+/// (an application retrying), and their outcomes arrive in the order they were sent.
+type Waiting<T> = HashMap<IdempotencyKey, VecDeque<oneshot::Sender<T>>>;
+
+/// The longest-waiting caller of the request with `key`.
+fn take_waiting<T>(waiting: &mut Waiting<T>, key: &IdempotencyKey) -> Option<oneshot::Sender<T>> {
+    let queue = waiting.get_mut(key)?;
+    let reply = queue.pop_front();
+    if queue.is_empty() {
+        waiting.remove(key);
+    }
+    reply
 }
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -58,9 +78,8 @@ pub(crate) struct Driver {
     state: watch::Sender<ClientState>,
     changes: broadcast::Sender<ClientState>,
     handlers: BTreeMap<(ChannelName, u64), Handler>,
-    /// The callers waiting for each publish, by idempotency key; several publishes may share
-    /// a key (an application retrying), and their outcomes arrive in the order they were sent.
-    publishes: HashMap<IdempotencyKey, VecDeque<oneshot::Sender<Result<Published, PublishError>>>>,
+    publishes: Waiting<Result<Published, PublishError>>,
+    calls: Waiting<Result<RpcResult, CallError>>,
     ticket: Option<Pending<Result<Ticket, TicketError>>>,
     connecting: Option<(ConnectionId, Pending<Result<Socket, String>>)>,
     socket: Option<(ConnectionId, Socket)>,
@@ -90,6 +109,7 @@ impl Driver {
             changes,
             handlers: BTreeMap::new(),
             publishes: HashMap::new(),
+            calls: HashMap::new(),
             ticket: None,
             connecting: None,
             socket: None,
@@ -173,21 +193,19 @@ impl Driver {
                     let _ = reply.send(Err(failure.into()));
                 }
             },
+            Command::Call {
+                method,
+                params,
+                key,
+                reply,
+            } => match self.session.call(method, params, key, now) {
+                Ok(key) => self.calls.entry(key).or_default().push_back(reply),
+                Err(failure) => {
+                    let _ = reply.send(Err(failure.into()));
+                }
+            },
             Command::Close => self.session.close(),
         }
-    }
-
-    /// The longest-waiting caller of a publish with `key`.
-    fn waiting_publisher(
-        &mut self,
-        key: &IdempotencyKey,
-    ) -> Option<oneshot::Sender<Result<Published, PublishError>>> {
-        let waiting = self.publishes.get_mut(key)?;
-        let reply = waiting.pop_front();
-        if waiting.is_empty() {
-            self.publishes.remove(key);
-        }
-        reply
     }
 
     fn receive(&mut self, message: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>) {
@@ -313,13 +331,25 @@ impl Driver {
                 return;
             }
             ClientEvent::Published { key, ack } => {
-                if let Some(reply) = self.waiting_publisher(&key) {
+                if let Some(reply) = take_waiting(&mut self.publishes, &key) {
                     let _ = reply.send(Ok(ack));
                 }
                 return;
             }
             ClientEvent::PublishFailed { key, failure } => {
-                if let Some(reply) = self.waiting_publisher(&key) {
+                if let Some(reply) = take_waiting(&mut self.publishes, &key) {
+                    let _ = reply.send(Err(failure.into()));
+                }
+                return;
+            }
+            ClientEvent::Answered { key, answer } => {
+                if let Some(reply) = take_waiting(&mut self.calls, &key) {
+                    let _ = reply.send(Ok(answer));
+                }
+                return;
+            }
+            ClientEvent::CallFailed { key, failure } => {
+                if let Some(reply) = take_waiting(&mut self.calls, &key) {
                     let _ = reply.send(Err(failure.into()));
                 }
                 return;

@@ -41,8 +41,8 @@ use std::time::Duration;
 
 use ferry_protocol::client::{IncompleteCause, PublishFailure};
 use ferry_protocol::{
-    ChannelName, ClientConfig, ClientState, ErrorInfo, Event, IdempotencyKey, Payload, Published,
-    Resumption,
+    ChannelName, ClientConfig, ClientState, ErrorInfo, Event, IdempotencyKey, Method, MethodName,
+    Payload, Published, Resumption, RpcResult,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
@@ -124,6 +124,44 @@ impl From<PublishFailure> for PublishError {
                 Self::TooLarge { size, max }
             }
             PublishFailure::SessionStopped => Self::Stopped,
+        }
+    }
+}
+
+/// Why an RPC call failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallError {
+    /// The server or the application's backend refused it, or it timed out on the server
+    /// (`timeout`: it may still complete, and calling again with the same key gets its answer).
+    #[error("the call failed: {} ({})", .0.message.as_str(), serde_json::to_string(&.0.code).unwrap_or_default())]
+    Refused(ErrorInfo),
+    /// No answer within the advertised `rpc.timeout_ms` plus the request timeout.
+    #[error("no answer within rpc.timeout_ms plus the request timeout")]
+    TimedOut,
+    /// The call is above the maximum message size; it was not sent.
+    #[error("the call is {size} bytes, above the maximum of {max}")]
+    TooLarge {
+        /// The encoded size.
+        size: usize,
+        /// The maximum message size.
+        max: usize,
+    },
+    /// The client stopped before an answer arrived.
+    #[error("the client stopped")]
+    Stopped,
+    /// The params could not be encoded, or the result does not decode as the method's result
+    /// type (the client's generated types and the server's schema set disagree).
+    #[error("the method's params or result do not fit their types: {0}")]
+    Types(String),
+}
+
+impl From<PublishFailure> for CallError {
+    fn from(failure: PublishFailure) -> Self {
+        match PublishError::from(failure) {
+            PublishError::Refused(info) => Self::Refused(info),
+            PublishError::TimedOut => Self::TimedOut,
+            PublishError::TooLarge { size, max } => Self::TooLarge { size, max },
+            PublishError::Stopped => Self::Stopped,
         }
     }
 }
@@ -285,6 +323,53 @@ impl Client {
             .send(command)
             .map_err(|_| PublishError::Stopped)?;
         result.await.unwrap_or(Err(PublishError::Stopped))
+    }
+
+    /// Calls `method` with `params` and waits for its answer (FERRY-RPC-1). The call carries a
+    /// fresh idempotency key and is re-sent with it across reconnects until answered, so the
+    /// server executes it at most once (FERRY-RPC-3).
+    pub async fn call(
+        &self,
+        method: MethodName,
+        params: impl Into<Payload>,
+    ) -> Result<RpcResult, CallError> {
+        self.call_with_key(method, params, None).await
+    }
+
+    /// Like [`call`](Self::call), with the application's own idempotency key: calling again
+    /// with the key of a call that failed with `timeout` (or whose process restarted) gets that
+    /// call's answer instead of running it twice.
+    pub async fn call_with_key(
+        &self,
+        method: MethodName,
+        params: impl Into<Payload>,
+        key: Option<IdempotencyKey>,
+    ) -> Result<RpcResult, CallError> {
+        let (reply, result) = oneshot::channel();
+        let command = driver::Command::Call {
+            method,
+            params: params.into(),
+            key,
+            reply,
+        };
+        self.commands
+            .send(command)
+            .map_err(|_| CallError::Stopped)?;
+        result.await.unwrap_or(Err(CallError::Stopped))
+    }
+
+    /// Calls the method `M` (a type `ferry-codegen` generates from an application's
+    /// `methods.json`) with typed params, and decodes its typed result.
+    pub async fn rpc<M: Method>(&self, params: &M::Params) -> Result<M::Result, CallError> {
+        let method: MethodName = M::NAME
+            .parse()
+            .map_err(|e| CallError::Types(format!("{:?} is not a method name: {e}", M::NAME)))?;
+        let params = serde_json::to_value(params).map_err(|e| CallError::Types(e.to_string()))?;
+        let answer = self.call(method, Payload::from(params)).await?;
+        answer
+            .result
+            .deserialize()
+            .map_err(|e| CallError::Types(format!("the result of {}: {e}", M::NAME)))
     }
 
     /// Closes the session (close code 1000) and waits until the client has stopped.

@@ -405,6 +405,43 @@ impl Lints {
                     ),
                 );
             }
+            if let Some(twice) = ns
+                .hooks
+                .iter()
+                .enumerate()
+                .find_map(|(i, hook)| ns.hooks[..i].contains(hook).then_some(hook))
+            {
+                self.push(
+                    "channels.json",
+                    format!("{} declares the {twice:?} hook twice", ns.pattern),
+                );
+            }
+        }
+        let methods = set.methods.iter().flat_map(|m| &m.methods);
+        for (i, method) in methods.clone().enumerate() {
+            if !is_method_name(&method.name) {
+                self.push(
+                    "methods.json",
+                    format!(
+                        "{:?} is not a method name: one to eight ':'-separated segments of a-z, 0-9, '_' and '-', each starting with a letter or digit",
+                        method.name
+                    ),
+                );
+            }
+            if methods.clone().take(i).any(|m| m.name == method.name) {
+                self.push("methods.json", format!("{} is declared twice", method.name));
+            }
+            for (role, def) in [("params", &method.params), ("result", &method.result)] {
+                if set.def(def).is_none() {
+                    self.push(
+                        "methods.json",
+                        format!(
+                            "{} takes {role} {def}, which no schema file defines",
+                            method.name
+                        ),
+                    );
+                }
+            }
         }
     }
 
@@ -487,4 +524,20 @@ pub fn referenced(schema: &Value) -> Option<&str> {
         .get("$ref")
         .and_then(Value::as_str)
         .and_then(ref_name)
+}
+
+/// Whether `name` is a method name: the channel grammar (`MethodName` in
+/// `definitions.schema.json`), one to eight ':'-separated segments of at most 64 characters.
+fn is_method_name(name: &str) -> bool {
+    let segments: Vec<&str> = name.split(':').collect();
+    segments.len() <= 8
+        && segments.iter().all(|segment| {
+            let mut chars = segment.chars();
+            segment.len() <= 64
+                && chars
+                    .next()
+                    .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && chars
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        })
 }

@@ -5,7 +5,8 @@
 //! between files (`definitions.schema.json#/$defs/ChannelName`) and within one (`#/$defs/Seq`)
 //! are rewritten into one bundle whose `$defs` hold every definition, so definition names are
 //! unique across the set. The tables (`close-codes.json`, `error-codes.json`, `defaults.json`,
-//! `rules.json`, `endpoints.json`) and the channel catalogue (`channels.json`) are optional;
+//! `rules.json`, `endpoints.json`), the channel catalogue (`channels.json`) and the method
+//! catalogue (`methods.json`) are optional;
 //! `vectors/<Type>.json` hold the test vectors. Subfolders other than `vectors/` are not part of
 //! the set (the protocol's `schema/example-app/` is a set of its own).
 
@@ -19,8 +20,8 @@ use sha2::{Digest, Sha256};
 
 use crate::Error;
 use crate::tables::{
-    ChannelCatalog, CloseCodeTable, DefaultsTable, EndpointTable, ErrorCodeTable, RuleCatalogue,
-    VectorFile,
+    ChannelCatalog, CloseCodeTable, DefaultsTable, EndpointTable, ErrorCodeTable, MethodCatalog,
+    RuleCatalogue, VectorFile,
 };
 
 /// The JSON Schema dialect every schema file declares.
@@ -51,6 +52,8 @@ pub struct SchemaSet {
     pub endpoints: Option<EndpointTable>,
     /// `channels.json`, if present.
     pub channels: Option<ChannelCatalog>,
+    /// `methods.json`, if present.
+    pub methods: Option<MethodCatalog>,
     /// The test vectors, by type name.
     pub vectors: BTreeMap<String, VectorFile>,
 }
@@ -181,6 +184,7 @@ impl SchemaSet {
             rules: table(dir, "rules.json", input("rules.json"))?,
             endpoints: table(dir, "endpoints.json", input("endpoints.json"))?,
             channels: table(dir, "channels.json", input("channels.json"))?,
+            methods: table(dir, "methods.json", input("methods.json"))?,
             vectors,
         })
     }
@@ -215,8 +219,8 @@ impl SchemaSet {
             .flat_map(|u| u.variants.iter().map(|v| v.def.as_str()))
     }
 
-    /// Names of the definitions that are HTTP bodies or queries, or channel payloads, in
-    /// table order, without repeats.
+    /// Names of the definitions that are HTTP bodies or queries, channel payloads, or method
+    /// params and results, in table order, without repeats.
     pub fn bodies(&self) -> Vec<&str> {
         let mut names: Vec<&str> = Vec::new();
         let endpoints = self.endpoints.iter().flat_map(|t| &t.endpoints);
@@ -227,11 +231,14 @@ impl SchemaSet {
                 }
             }
         }
-        for ns in self.channels.iter().flat_map(|c| &c.namespaces) {
-            if !names.contains(&ns.payload.as_str())
-                && !self.unions.iter().any(|u| u.name == ns.payload)
-            {
-                names.push(&ns.payload);
+        let payloads = self.channels.iter().flat_map(|c| &c.namespaces);
+        let methods = self.methods.iter().flat_map(|m| &m.methods);
+        let carried = payloads
+            .map(|ns| &ns.payload)
+            .chain(methods.flat_map(|m| [&m.params, &m.result]));
+        for name in carried {
+            if !names.contains(&name.as_str()) && !self.unions.iter().any(|u| &u.name == name) {
+                names.push(name);
             }
         }
         names

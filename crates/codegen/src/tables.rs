@@ -245,6 +245,49 @@ pub struct Namespace {
     pub payload: String,
     /// What the channels carry.
     pub description: String,
+    /// The backend hooks client requests on these channels go through (FERRY-HOOK-1,
+    /// FERRY-HOOK-2); none by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<Hook>,
+}
+
+/// A backend hook a namespace can declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hook {
+    /// Client publishes are accepted, replaced or refused by the backend before they are stored.
+    Publish,
+    /// Client subscribes are accepted or refused by the backend before they take effect.
+    Subscribe,
+}
+
+/// `methods.json` of an application schema set: the RPC methods clients may call.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MethodCatalog {
+    /// What the methods are for.
+    pub description: String,
+    /// The methods, each named once.
+    pub methods: Vec<Method>,
+}
+
+/// One RPC method: its name, the schemas of its params and result, and how it may be retried.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Method {
+    /// The method's name, in the channel grammar (`tasks:start`); a ticket needs `call` on a
+    /// pattern that matches it.
+    pub name: String,
+    /// The definition the call's params must match.
+    pub params: String,
+    /// The definition the method's result must match.
+    pub result: String,
+    /// What the method does.
+    pub description: String,
+    /// Whether executing the method twice has the effect of executing it once, so the server
+    /// may retry its backend call (FERRY-RPC-5); false by default.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idempotent: bool,
 }
 
 /// A file of test vectors for one type: `vectors/<Type>.json`.

@@ -19,9 +19,10 @@
 //! A [`Permission`] grants read (subscribe, replay, history) and/or write (publish) on the
 //! channels its pattern matches; [`permits`] says whether any of a session's permissions
 //! grants an [`Access`] (FERRY-CHANNEL-1). Server namespaces are channel patterns too
-//! (FERRY-CHANNEL-5).
+//! (FERRY-CHANNEL-5). RPC method names share the channel grammar, and a permission that
+//! carries `call` lets its holder call the methods its pattern matches ([`permits_call`]).
 
-use crate::types::{ChannelName, ChannelPattern, Permission};
+use crate::types::{ChannelName, ChannelPattern, MethodName, Permission};
 
 /// The right a request needs on a channel (FERRY-CHANNEL-1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,6 +51,19 @@ impl Permission {
         };
         right && self.pattern.matches(channel)
     }
+
+    /// Whether this permission lets its holder call `method` (FERRY-RPC-1): it carries `call`
+    /// and its pattern matches the method's name, which shares the channel grammar.
+    pub fn grants_call(&self, method: &MethodName) -> bool {
+        self.call == Some(true) && segments_match(&self.pattern, method)
+    }
+}
+
+/// Whether any of `permissions` lets its holder call `method` (FERRY-RPC-1, FERRY-SECURITY-2).
+pub fn permits_call(permissions: &[Permission], method: &MethodName) -> bool {
+    permissions
+        .iter()
+        .any(|permission| permission.grants_call(method))
 }
 
 /// Whether any of `permissions` grants `access` on `channel` (FERRY-CHANNEL-1). No permission
@@ -96,7 +110,30 @@ mod tests {
             pattern: pattern(text),
             read,
             write,
+            call: None,
         }
+    }
+
+    #[test]
+    fn a_call_needs_call_on_a_pattern_that_matches_the_method() {
+        let method = |name: &str| -> MethodName { name.parse().expect("a valid method name") };
+        let mut tasks = permission("tasks:*", true, true);
+        assert!(
+            !permits_call(std::slice::from_ref(&tasks), &method("tasks:start")),
+            "read and write do not grant call"
+        );
+        tasks.call = Some(false);
+        assert!(!permits_call(
+            std::slice::from_ref(&tasks),
+            &method("tasks:start")
+        ));
+        tasks.call = Some(true);
+        let granted = [tasks, permission("**", true, true)];
+        assert!(permits_call(&granted, &method("tasks:start")));
+        assert!(!permits_call(&granted, &method("tasks")));
+        assert!(!permits_call(&granted, &method("tasks:start:now")));
+        assert!(!permits_call(&granted, &method("approvals:resolve")));
+        assert!(!permits_call(&[], &method("tasks:start")));
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! driven from outside:
 //!
 //! - the application calls [`connect`](ClientSession::connect),
-//!   [`subscribe`](ClientSession::subscribe), [`publish`](ClientSession::publish) and
-//!   [`close`](ClientSession::close);
+//!   [`subscribe`](ClientSession::subscribe), [`publish`](ClientSession::publish),
+//!   [`call`](ClientSession::call) and [`close`](ClientSession::close);
 //! - the I/O shell feeds what happened: [`handle_ticket`](ClientSession::handle_ticket),
 //!   [`handle_connected`](ClientSession::handle_connected),
 //!   [`handle_frame`](ClientSession::handle_frame), [`handle_closed`](ClientSession::handle_closed)
@@ -24,7 +24,8 @@
 //!   incomplete recovery reported (FERRY-EVENT-3, FERRY-EVENT-4, FERRY-EVENT-5, FERRY-RESUME-4);
 //! - publishes correlated with their acknowledgements, re-sent with the same idempotency key
 //!   after a reconnect, failed locally after the request timeout (FERRY-PUBLISH-2,
-//!   FERRY-PUBLISH-3);
+//!   FERRY-PUBLISH-3); RPC calls the same way, failed locally `rpc.timeout_ms` plus the request
+//!   timeout after they were made (FERRY-RPC-2, FERRY-RPC-3);
 //! - pongs for pings, and a dead server detected after `interval + timeout` of silence
 //!   (FERRY-HEARTBEAT-2, FERRY-HEARTBEAT-4);
 //! - no frame above the advertised maximum size ever leaves (FERRY-SIZE-1, FERRY-SIZE-2);
@@ -42,9 +43,9 @@ use crate::position::{Arrival, PositionTracker, Resumption};
 use crate::tables::{ClientAction, close_code, defaults};
 use crate::time::Timestamp;
 use crate::types::{
-    ChannelName, ClientMessage, ErrorInfo, Event, Goodbye, HeartbeatPolicy, IdempotencyKey,
-    Payload, Pong, Publish, Published, RecoveryGap, RequestId, ServerMessage, StreamPosition,
-    Subscribe, Ticket, Unsubscribe, Welcome,
+    ChannelName, ClientMessage, ErrorCode, ErrorInfo, Event, Goodbye, HeartbeatPolicy,
+    IdempotencyKey, MethodName, Payload, Pong, Publish, Published, RecoveryGap, RequestId, Rpc,
+    RpcResult, ServerMessage, StreamPosition, Subscribe, Ticket, Unsubscribe, Welcome,
 };
 
 /// Settings that apply before a welcome advertises the server's values.
@@ -222,12 +223,13 @@ pub enum IncompleteCause {
     Recovery(RecoveryGap),
 }
 
-/// Why a publish failed.
+/// Why a publish or an RPC call failed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PublishFailure {
-    /// The server refused it.
+    /// The server refused it (for a call: also `timeout`, `rejected` by the backend, ...).
     Refused(ErrorInfo),
-    /// No acknowledgement within the request timeout (FERRY-PUBLISH-2).
+    /// No answer within the request timeout (FERRY-PUBLISH-2), or for a call within
+    /// `rpc.timeout_ms` plus the request timeout (FERRY-RPC-2).
     TimedOut,
     /// The message is larger than the maximum message size; it was never sent (FERRY-SIZE-2).
     TooLarge(EncodeError),
@@ -281,6 +283,20 @@ pub enum ClientEvent {
         /// Why.
         failure: PublishFailure,
     },
+    /// An RPC call was answered.
+    Answered {
+        /// The call's idempotency key.
+        key: IdempotencyKey,
+        /// The answer.
+        answer: RpcResult,
+    },
+    /// An RPC call failed; a retry with the same key gets the first call's answer if it ran.
+    CallFailed {
+        /// The call's idempotency key.
+        key: IdempotencyKey,
+        /// Why.
+        failure: PublishFailure,
+    },
     /// The server reported an error that answers no request of this session.
     ServerError(ErrorInfo),
     /// The server sent a frame that breaks the protocol; it was ignored (or, when the spec
@@ -318,15 +334,61 @@ struct Subscription {
     tracker: Option<PositionTracker>,
 }
 
-/// A publish waiting for its acknowledgement.
+/// A publish or call waiting for its answer, re-sent with its key on every welcomed session.
 #[derive(Debug, Clone)]
-struct PendingPublish {
+struct Pending {
     key: IdempotencyKey,
-    channel: ChannelName,
-    payload: Payload,
+    request: Keyed,
     deadline: Timestamp,
     /// The request id on the current connection, once sent.
     sent_as: Option<RequestId>,
+}
+
+/// The requests that carry an idempotency key.
+#[derive(Debug, Clone)]
+enum Keyed {
+    Publish {
+        channel: ChannelName,
+        payload: Payload,
+    },
+    Rpc {
+        method: MethodName,
+        params: Payload,
+    },
+}
+
+impl Pending {
+    fn message(&self, id: RequestId) -> ClientMessage {
+        let idempotency_key = self.key.clone();
+        match &self.request {
+            Keyed::Publish { channel, payload } => ClientMessage::Publish(Publish {
+                id,
+                channel: channel.clone(),
+                idempotency_key,
+                payload: payload.clone(),
+            }),
+            Keyed::Rpc { method, params } => ClientMessage::Rpc(Rpc {
+                id,
+                method: method.clone(),
+                idempotency_key,
+                params: params.clone(),
+            }),
+        }
+    }
+
+    /// The event that fails it.
+    fn failed(self, failure: PublishFailure) -> ClientEvent {
+        match self.request {
+            Keyed::Publish { .. } => ClientEvent::PublishFailed {
+                key: self.key,
+                failure,
+            },
+            Keyed::Rpc { .. } => ClientEvent::CallFailed {
+                key: self.key,
+                failure,
+            },
+        }
+    }
 }
 
 /// What a request id on the current connection stands for.
@@ -337,7 +399,8 @@ enum Request {
         from: Option<StreamPosition>,
     },
     Unsubscribe,
-    Publish {
+    /// A publish or call; its [`Pending`] has the key.
+    Keyed {
         key: IdempotencyKey,
     },
 }
@@ -371,7 +434,9 @@ pub struct ClientSession {
     /// The deadline of the current ticket fetch, connect or welcome wait.
     deadline: Option<Timestamp>,
     subscriptions: BTreeMap<ChannelName, Subscription>,
-    publishes: Vec<PendingPublish>,
+    publishes: Vec<Pending>,
+    /// The last advertised `rpc.timeout_ms` (the protocol's default before any welcome).
+    rpc_timeout: Duration,
     transmits: VecDeque<Transmit>,
     events: VecDeque<ClientEvent>,
 }
@@ -393,6 +458,7 @@ impl ClientSession {
             deadline: None,
             subscriptions: BTreeMap::new(),
             publishes: Vec::new(),
+            rpc_timeout: Duration::from_millis(defaults::RPC_TIMEOUT_MS),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -501,23 +567,57 @@ impl ClientSession {
             Some(key) => key,
             None => self.generate_key(),
         };
-        let pending = PendingPublish {
-            key: key.clone(),
-            channel,
-            payload,
+        let pending = Pending {
+            key,
+            request: Keyed::Publish { channel, payload },
             deadline: now + self.config.request_timeout,
             sent_as: None,
         };
+        self.enqueue(pending)
+    }
+
+    /// Calls `method` with `params` under the idempotency key `key` (one is generated when
+    /// `None`), returning the key; the answer comes as [`ClientEvent::Answered`] or
+    /// [`ClientEvent::CallFailed`]. Like a publish, the call is sent once welcomed, re-sent with
+    /// the same key on every welcomed session until answered (so a call cut off by a
+    /// reconnect runs at most once, FERRY-RPC-3), and refused here when too large
+    /// (FERRY-SIZE-2). It fails locally when no answer came within the advertised
+    /// `rpc.timeout_ms` plus the request timeout (FERRY-RPC-2). The server's `timeout` fails it
+    /// at once: the call may still complete, and calling again with the key gets its answer.
+    pub fn call(
+        &mut self,
+        method: MethodName,
+        params: Payload,
+        key: Option<IdempotencyKey>,
+        now: Timestamp,
+    ) -> Result<IdempotencyKey, PublishFailure> {
+        if matches!(self.state, ClientState::Stopped(_)) {
+            return Err(PublishFailure::SessionStopped);
+        }
+        let key = match key {
+            Some(key) => key,
+            None => self.generate_key(),
+        };
+        let pending = Pending {
+            key,
+            request: Keyed::Rpc { method, params },
+            deadline: now + self.rpc_timeout + self.config.request_timeout,
+            sent_as: None,
+        };
+        self.enqueue(pending)
+    }
+
+    /// Queues a publish or call, sending it now when welcomed.
+    fn enqueue(&mut self, pending: Pending) -> Result<IdempotencyKey, PublishFailure> {
         // Measure with a request id of the length every id has (see `request_id`), so that a
         // message that passes here fits whenever it is sent, and one of exactly the maximum
         // size passes.
-        let probe = ClientMessage::Publish(publish_message(
-            &pending,
-            RequestId::try_from("r18446744073709551615").expect("a valid request id"),
-        ));
+        let probe = pending
+            .message(RequestId::try_from("r18446744073709551615").expect("a valid request id"));
         self.codec
             .encode(&probe)
             .map_err(PublishFailure::TooLarge)?;
+        let key = pending.key.clone();
         self.publishes.push(pending);
         if self.state == ClientState::Active {
             let index = self.publishes.len() - 1;
@@ -637,11 +737,14 @@ impl ClientSession {
                 self.take_request(&reply.id);
             }
             ServerMessage::Published(ack) => {
-                let Some(Request::Publish { key }) = self.take_request(&ack.id) else {
-                    return;
-                };
-                self.publishes.retain(|p| p.key != key);
-                self.events.push_back(ClientEvent::Published { key, ack });
+                if let Some(key) = self.settle(&ack.id, |r| matches!(r, Keyed::Publish { .. })) {
+                    self.events.push_back(ClientEvent::Published { key, ack });
+                }
+            }
+            ServerMessage::RpcResult(answer) => {
+                if let Some(key) = self.settle(&answer.id, |r| matches!(r, Keyed::Rpc { .. })) {
+                    self.events.push_back(ClientEvent::Answered { key, answer });
+                }
             }
             ServerMessage::Error(error) => self.on_error(error.id, error.error),
             ServerMessage::Goodbye(goodbye) => {
@@ -701,10 +804,8 @@ impl ClientSession {
             if let (Some(link), Some(id)) = (&mut self.link, &publish.sent_as) {
                 link.requests.remove(id.as_str());
             }
-            self.events.push_back(ClientEvent::PublishFailed {
-                key: publish.key,
-                failure: PublishFailure::TimedOut,
-            });
+            self.events
+                .push_back(publish.failed(PublishFailure::TimedOut));
         }
         match self.state.clone() {
             ClientState::BackingOff { until, .. } if until <= now => self.fetch_ticket(now),
@@ -794,6 +895,9 @@ impl ClientSession {
         self.backoff.on_welcome(now);
         self.renewed = false;
         self.deadline = None;
+        if let Some(rpc) = &welcome.rpc {
+            self.rpc_timeout = Duration::from_millis(rpc.timeout_ms.get());
+        }
         if let Some(link) = &mut self.link {
             link.heartbeat = Some(welcome.heartbeat);
         }
@@ -839,26 +943,41 @@ impl ClientSession {
                 self.events
                     .push_back(ClientEvent::SubscribeFailed { channel, error });
             }
-            Some(Request::Publish { key }) => {
+            Some(Request::Keyed { key }) => {
                 // A retryable refusal (rate limited, unavailable) is left to the request
-                // timeout and the next connection; any other fails the publish now.
-                if error.retryable {
-                    if let Some(p) = self.publishes.iter_mut().find(|p| p.key == key) {
-                        p.sent_as = None;
+                // timeout and the next connection; any other, and a call's timeout (which
+                // the application retries with the key when it wants the answer), fails the
+                // request now.
+                let index = self.publishes.iter().position(|p| p.key == key);
+                if error.retryable && error.code != ErrorCode::Timeout {
+                    if let Some(index) = index {
+                        self.publishes[index].sent_as = None;
                     }
                     self.events.push_back(ClientEvent::ServerError(error));
-                } else {
-                    self.publishes.retain(|p| p.key != key);
-                    self.events.push_back(ClientEvent::PublishFailed {
-                        key,
-                        failure: PublishFailure::Refused(error),
-                    });
+                } else if let Some(index) = index {
+                    let failed = self.publishes.remove(index);
+                    self.events
+                        .push_back(failed.failed(PublishFailure::Refused(error)));
                 }
             }
             Some(Request::Unsubscribe) | None => {
                 self.events.push_back(ClientEvent::ServerError(error))
             }
         }
+    }
+
+    /// The key of the publish or call `id` answers, if it is one `kind` accepts; the request
+    /// is settled and forgotten.
+    fn settle(&mut self, id: &RequestId, kind: impl Fn(&Keyed) -> bool) -> Option<IdempotencyKey> {
+        let Some(Request::Keyed { key }) = self.take_request(id) else {
+            return None;
+        };
+        let index = self.publishes.iter().position(|p| p.key == key)?;
+        if !kind(&self.publishes[index].request) {
+            return None;
+        }
+        self.publishes.remove(index);
+        Some(key)
     }
 
     fn take_request(&mut self, id: &RequestId) -> Option<Request> {
@@ -926,14 +1045,10 @@ impl ClientSession {
             return;
         };
         let key = publish.key.clone();
-        match self.send(&ClientMessage::Publish(publish_message(
-            publish,
-            id.clone(),
-        ))) {
+        match self.send(&publish.message(id.clone())) {
             Ok(()) => {
                 if let Some(link) = &mut self.link {
-                    link.requests
-                        .insert(id.to_string(), Request::Publish { key });
+                    link.requests.insert(id.to_string(), Request::Keyed { key });
                 }
                 if let Some(publish) = self.publishes.get_mut(index) {
                     publish.sent_as = Some(id);
@@ -941,11 +1056,9 @@ impl ClientSession {
             }
             Err(error) => {
                 // The welcome lowered the limit below this message: it can never be sent.
-                self.publishes.remove(index);
-                self.events.push_back(ClientEvent::PublishFailed {
-                    key,
-                    failure: PublishFailure::TooLarge(error),
-                });
+                let failed = self.publishes.remove(index);
+                self.events
+                    .push_back(failed.failed(PublishFailure::TooLarge(error)));
             }
         }
     }
@@ -1013,21 +1126,10 @@ impl ClientSession {
         self.link = None;
         self.deadline = None;
         for publish in std::mem::take(&mut self.publishes) {
-            self.events.push_back(ClientEvent::PublishFailed {
-                key: publish.key,
-                failure: PublishFailure::SessionStopped,
-            });
+            self.events
+                .push_back(publish.failed(PublishFailure::SessionStopped));
         }
         self.set_state(ClientState::Stopped(reason));
-    }
-}
-
-fn publish_message(publish: &PendingPublish, id: RequestId) -> Publish {
-    Publish {
-        id,
-        channel: publish.channel.clone(),
-        idempotency_key: publish.key.clone(),
-        payload: publish.payload.clone(),
     }
 }
 

@@ -8,13 +8,13 @@
 //!   [`poll_timeout`](ServerSession::poll_timeout) has come, [`deliver`](ServerSession::deliver)
 //!   for each live event of a channel, and the outcome of the broker work the session asked
 //!   for: [`subscribed`](ServerSession::subscribed), [`published`](ServerSession::published),
-//!   [`request_failed`](ServerSession::request_failed); plus
+//!   [`answered`](ServerSession::answered), [`request_failed`](ServerSession::request_failed); plus
 //!   [`shutdown`](ServerSession::shutdown), [`restart`](ServerSession::restart),
 //!   [`revoke`](ServerSession::revoke) and [`close`](ServerSession::close) from the server;
 //! - **outputs**, drained after every input: [`poll_transmit`](ServerSession::poll_transmit)
 //!   (a text frame to send, or the close that ends the session),
-//!   [`poll_action`](ServerSession::poll_action) (broker work: subscribe, unsubscribe, publish,
-//!   already permission-checked) and [`poll_timeout`](ServerSession::poll_timeout).
+//!   [`poll_action`](ServerSession::poll_action) (broker and backend work: subscribe,
+//!   unsubscribe, publish, rpc, already permission-checked) and [`poll_timeout`](ServerSession::poll_timeout).
 //!
 //! Time is handed in as a [`Timestamp`]; every input that carries one first brings the
 //! session's timers up to it, so the outcome depends only on the inputs and their times, not
@@ -38,6 +38,9 @@
 //! | FERRY-RESUME-1, -2 | after a resuming `subscribed`, exactly the missed events, in order, before any live one; an incomplete recovery replays nothing |
 //! | FERRY-PUBLISH-1 | a publish is acknowledged only when the shell reports it stored; a refusal carries the request's id |
 //! | FERRY-ERROR-1 | every error carries the error table's `retryable` flag; `rate_limited` carries `retry_after_ms` |
+//! | FERRY-RPC-1 | an rpc needs call on its method, a method the server declares, then params the shell checks; refused with `forbidden`, `unknown_method` or (from the shell) `payload_invalid`, and every call gets exactly one `rpc_result` or error |
+//! | FERRY-RPC-2 | the welcome advertises `rpc.timeout_ms` when methods are declared; a call unanswered that long after it arrived gets `timeout`, and a later answer is dropped |
+//! | FERRY-RPC-4 | an `rpc_result` above `max_message_bytes` is replaced by `message_too_large` with the call's id |
 //! | FERRY-SHUTDOWN-1, FERRY-SECURITY-2 | a goodbye with a retry hint then close 1012; on revocation, goodbye `revoked` then close 4403 |
 //!
 //! # Decisions the spec leaves open
@@ -97,7 +100,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use crate::bounded::{Float, MAX_SAFE_INTEGER, UInt};
-use crate::channel::{Access, permits};
+use crate::channel::{Access, permits, permits_call};
 use crate::codec::{Codec, EncodeError, Frame, Outcome};
 use crate::rate::TokenBucket;
 use crate::shared::{EncodedEvent, FrameText};
@@ -106,10 +109,11 @@ use crate::time::Timestamp;
 use crate::types::{
     ChannelName, ChannelPattern, ClientMessage, Epoch, Error, ErrorCode, ErrorInfo,
     ErrorInfoMessage, Event, Goodbye, GoodbyeMessage, GoodbyeReason, HeartbeatPolicy,
-    IdempotencyKey, MessageId, Nonce, Payload, Permission, Ping, Publish, PublishResponse,
-    Published, RateLimit, ReconnectPolicy, Recovery, RecoveryGap, RequestId, ResumePolicy, Seq,
-    ServerMessage, SessionId, SessionLimits, StreamPosition, Subscribe, Subscribed, UnixMillis,
-    Unsubscribe, Unsubscribed, UserId, Welcome, WelcomeProtocol,
+    IdempotencyKey, MessageId, MethodName, Nonce, Payload, Permission, Ping, Publish,
+    PublishResponse, Published, RateLimit, ReconnectPolicy, Recovery, RecoveryGap, RequestId,
+    ResumePolicy, Rpc, RpcPolicy, RpcResult, Seq, ServerMessage, SessionId, SessionLimits,
+    StreamPosition, Subscribe, Subscribed, UnixMillis, Unsubscribe, Unsubscribed, UserId, Welcome,
+    WelcomeProtocol,
 };
 
 #[cfg(test)]
@@ -148,6 +152,12 @@ pub struct ServerConfig {
     /// How long a session may hold no subscription and send nothing but pongs before it is
     /// closed with 4411 (FERRY-HEARTBEAT-5); `None`, the default, never closes it.
     pub idle_timeout: Option<Duration>,
+    /// The RPC methods the server's application declares (FERRY-RPC-1). Empty, the default:
+    /// every rpc gets `unknown_method`, and the welcome advertises no `rpc` policy.
+    pub methods: Vec<MethodName>,
+    /// How long a call may run before the session answers `timeout` (FERRY-RPC-2), advertised
+    /// as `rpc.timeout_ms` (whole milliseconds, 1 ms to 10 minutes).
+    pub rpc_timeout: Duration,
 }
 
 /// A default of the protocol as a bounded number; evaluated in constants, so a default
@@ -206,7 +216,8 @@ impl Default for ServerConfig {
     /// The protocol's defaults (`tables::defaults`): pings every 20 s answered within 10 s,
     /// 131072-byte messages, 100 subscriptions, 10 frames/s in bursts of 20, backoff from 1 s
     /// doubling to 30 s with jitter 0.5 over 20 attempts reset after 5 s, resume over 2 minutes
-    /// and 1000 events; no namespaces; 10 malformed frames and 5 rate-limit strikes.
+    /// and 1000 events; no namespaces and no methods (calls time out after 10 s); 10 malformed
+    /// frames and 5 rate-limit strikes.
     fn default() -> Self {
         let (base_ms, cap_ms, max_attempts, reset_after_ms) = DEFAULT_RECONNECT_INTEGERS;
         Self {
@@ -227,6 +238,8 @@ impl Default for ServerConfig {
             malformed_frame_limit: defaults::MALFORMED_FRAME_LIMIT,
             rate_limit_strikes: defaults::RATE_LIMIT_STRIKES,
             idle_timeout: None,
+            methods: Vec::new(),
+            rpc_timeout: Duration::from_millis(defaults::RPC_TIMEOUT_MS),
         }
     }
 }
@@ -294,6 +307,21 @@ pub enum Action {
         /// The event's data.
         payload: Payload,
     },
+    /// Check the params against the method's params schema (`payload_invalid`, FERRY-RPC-1),
+    /// look the user's idempotency key up so the call runs at most once (FERRY-RPC-3), run it,
+    /// and answer with [`ServerSession::answered`] or [`ServerSession::request_failed`]. The
+    /// session answers `timeout` itself when that takes longer than `rpc_timeout`
+    /// (FERRY-RPC-2); the call may still finish, and its answer is for a retry.
+    Rpc {
+        /// The rpc's request id, to pass back.
+        id: RequestId,
+        /// The method called, one the server declares and the session may call.
+        method: MethodName,
+        /// The caller's idempotency key.
+        idempotency_key: IdempotencyKey,
+        /// The call's arguments.
+        params: Payload,
+    },
 }
 
 /// A ping waiting for its pong.
@@ -357,6 +385,11 @@ enum InProgress {
     Subscribe { channel: ChannelName },
     /// A publish handed to the shell.
     Publish { channel: ChannelName },
+    /// A call handed to the shell, answered `timeout` at `deadline`.
+    Rpc {
+        method: MethodName,
+        deadline: Timestamp,
+    },
     /// A subscribe or unsubscribe waiting behind a pending subscribe of its channel.
     Deferred,
 }
@@ -400,6 +433,9 @@ impl ServerSession {
             protocol: WelcomeProtocol::FerryV1,
             reconnect: config.reconnect.clone(),
             resume: config.resume.clone(),
+            rpc: (!config.methods.is_empty()).then(|| RpcPolicy {
+                timeout_ms: clamped(millis(config.rpc_timeout)),
+            }),
             session_id: session_id.clone(),
             user: grant.user.clone(),
         };
@@ -517,6 +553,11 @@ impl ServerSession {
                     self.publish(publish);
                 }
             }
+            ClientMessage::Rpc(rpc) => {
+                if self.meter(Some(&rpc.id)) {
+                    self.rpc(rpc);
+                }
+            }
         }
     }
 
@@ -530,8 +571,8 @@ impl ServerSession {
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next: the next ping, the
-    /// deadline of the oldest unanswered one, or the end of the idle timeout. `None` once the
-    /// session is closed.
+    /// deadline of the oldest unanswered one, the end of the idle timeout, or the first call
+    /// that times out. `None` once the session is closed.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         if self.closed {
             return None;
@@ -540,6 +581,7 @@ impl ServerSession {
             Some(self.next_ping),
             self.pings.front().map(|ping| ping.deadline),
             self.idle_deadline(),
+            self.rpc_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -552,6 +594,17 @@ impl ServerSession {
         let timeout = self.config.idle_timeout?;
         let holds = self.channels.values().any(|c| c.subscription.is_some());
         (!holds).then(|| self.active_at + timeout)
+    }
+
+    /// The earliest deadline of the calls in flight (FERRY-RPC-2).
+    fn rpc_deadline(&self) -> Option<Timestamp> {
+        self.in_progress
+            .values()
+            .filter_map(|request| match request {
+                InProgress::Rpc { deadline, .. } => Some(*deadline),
+                _ => None,
+            })
+            .min()
     }
 
     /// The next thing to put on the wire, in order. After a [`Transmit::Close`], `None`.
@@ -671,17 +724,40 @@ impl ServerSession {
         );
     }
 
-    /// The shell's answer to an [`Action::Subscribe`] or [`Action::Publish`] that failed
-    /// (`payload_invalid`, `unavailable`, `internal`, ...): the client gets the error with the
-    /// request's id, its `retryable` flag set from the error table (FERRY-ERROR-1). A failed
-    /// subscribe leaves the channel unsubscribed and drops the events buffered for it. An `id`
-    /// that names no request in flight is ignored.
+    /// The shell's answer to an [`Action::Rpc`]: the method's `result`, already checked
+    /// against its result schema (FERRY-RPC-4), with `duplicate` set when a repeated
+    /// idempotency key got an earlier call's answer (FERRY-RPC-3). The client gets
+    /// `rpc_result`, or `message_too_large` when that would exceed `max_message_bytes`. An `id`
+    /// that names no call in flight (one already answered `timeout`, say) is ignored.
+    pub fn answered(&mut self, id: &RequestId, result: Payload, duplicate: bool) {
+        if self.closed {
+            return;
+        }
+        let Some(InProgress::Rpc { method, .. }) = self.in_progress.remove(id) else {
+            return;
+        };
+        self.send(
+            RpcResult {
+                duplicate,
+                id: id.clone(),
+                method,
+                result,
+            }
+            .into(),
+        );
+    }
+
+    /// The shell's answer to an [`Action::Subscribe`], [`Action::Publish`] or [`Action::Rpc`]
+    /// that failed (`payload_invalid`, `unavailable`, `rejected`, `internal`, ...): the client
+    /// gets the error with the request's id, its `retryable` flag set from the error table
+    /// (FERRY-ERROR-1). A failed subscribe leaves the channel unsubscribed and drops the events
+    /// buffered for it. An `id` that names no request in flight is ignored.
     pub fn request_failed(&mut self, id: &RequestId, error: ErrorInfo) {
         if self.closed {
             return;
         }
         match self.in_progress.get(id) {
-            Some(InProgress::Publish { .. }) => {
+            Some(InProgress::Publish { .. } | InProgress::Rpc { .. }) => {
                 self.in_progress.remove(id);
                 self.send_error_info(Some(id.clone()), error);
             }
@@ -774,8 +850,33 @@ impl ServerSession {
             );
             return;
         }
+        self.expire_calls(now);
         if now >= self.next_ping {
             self.ping(now);
+        }
+    }
+
+    /// Answers `timeout` to every call whose deadline has come, oldest deadline first
+    /// (FERRY-RPC-2).
+    fn expire_calls(&mut self, now: Timestamp) {
+        let mut expired: Vec<(Timestamp, RequestId)> = self
+            .in_progress
+            .iter()
+            .filter_map(|(id, request)| match request {
+                InProgress::Rpc { deadline, .. } if *deadline <= now => {
+                    Some((*deadline, id.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        expired.sort();
+        for (_, id) in expired {
+            self.in_progress.remove(&id);
+            let message = format!(
+                "no answer within rpc.timeout_ms ({} ms); a retry with the same idempotency key gets the call's answer",
+                millis(self.config.rpc_timeout)
+            );
+            self.send_error(Some(id), ErrorCode::Timeout, &message, None);
         }
     }
 
@@ -993,6 +1094,48 @@ impl ServerSession {
         });
     }
 
+    fn rpc(&mut self, rpc: Rpc) {
+        let Rpc {
+            id,
+            idempotency_key,
+            method,
+            params,
+        } = rpc;
+        if self.refuse_reused_id(&id) {
+            return;
+        }
+        let refusal = if !permits_call(&self.grant.permissions, &method) {
+            Some((
+                ErrorCode::Forbidden,
+                "no permission of this session grants call on the method",
+            ))
+        } else if !self.config.methods.contains(&method) {
+            Some((
+                ErrorCode::UnknownMethod,
+                "the method is not one this server's application declares",
+            ))
+        } else {
+            None
+        };
+        if let Some((code, message)) = refusal {
+            self.send_error(Some(id), code, message, None);
+            return;
+        }
+        self.in_progress.insert(
+            id.clone(),
+            InProgress::Rpc {
+                method: method.clone(),
+                deadline: self.now + self.config.rpc_timeout,
+            },
+        );
+        self.actions.push_back(Action::Rpc {
+            id,
+            method,
+            idempotency_key,
+            params,
+        });
+    }
+
     /// Refuses a request whose id is still in progress; returns whether it did.
     fn refuse_reused_id(&mut self, id: &RequestId) -> bool {
         if !self.in_progress.contains_key(id) {
@@ -1181,6 +1324,13 @@ impl ServerSession {
                     *event.channel,
                 );
                 self.send_error(None, ErrorCode::MessageTooLarge, &notice, None);
+            }
+            ServerMessage::RpcResult(answer) => {
+                let message = format!(
+                    "the result of {} is {size} bytes as an rpc_result, above max_message_bytes {max}",
+                    *answer.method
+                );
+                self.send_error(Some(answer.id), ErrorCode::MessageTooLarge, &message, None);
             }
             ServerMessage::Error(mut error)
                 if *error.error.message != error.error.code.to_string() =>

@@ -390,6 +390,13 @@ impl<B: Broker> Link<'_, B> {
                     }
                 }
             }
+            Action::Rpc { id, .. } => session.request_failed(
+                &id,
+                error_info(
+                    ferry_protocol::ErrorCode::Unavailable,
+                    "no backend is configured for this method",
+                ),
+            ),
         }
     }
 

@@ -50,6 +50,12 @@ pub(crate) fn summary(message: &ServerMessage) -> String {
             pos(&m.position),
             m.duplicate
         ),
+        ServerMessage::RpcResult(m) => format!(
+            "rpc_result (id {}, method {}, duplicate {})",
+            m.id.as_str(),
+            m.method.as_str(),
+            m.duplicate
+        ),
         ServerMessage::Event(e) => format!(
             "event (channel {}, {}, message id {})",
             e.channel.as_str(),

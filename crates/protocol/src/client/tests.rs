@@ -1241,3 +1241,120 @@ proptest! {
         prop_assert!(backing_off);
     }
 }
+
+/// The last rpc sent.
+fn last_call(h: &Harness) -> crate::types::Rpc {
+    h.sent
+        .iter()
+        .rev()
+        .find_map(|(_, m)| match m {
+            ClientMessage::Rpc(rpc) => Some(rpc.clone()),
+            _ => None,
+        })
+        .expect("a call was sent")
+}
+
+fn answer(id: &str, duplicate: bool) -> Value {
+    json!({ "type": "rpc_result", "id": id, "method": "tasks:start", "result": { "task_id": "t-1" }, "duplicate": duplicate })
+}
+
+#[test]
+fn a_call_is_resent_with_its_key_after_a_reconnect_and_answered_once() {
+    let mut h = Harness::new(31);
+    let method: MethodName = "tasks:start".parse().expect("valid");
+    // Made before the first welcome: it waits for one.
+    let key = h
+        .session
+        .call(
+            method.clone(),
+            Payload::from(json!({ "project": "alpha" })),
+            None,
+            h.now,
+        )
+        .expect("fits");
+    h.connect();
+    assert!(h.sent.is_empty(), "nothing before the welcome");
+    h.welcome();
+    let first = last_call(&h);
+    assert_eq!(first.idempotency_key, key);
+    assert_eq!(first.method, method);
+    h.close(None);
+    h.until_active();
+    let again = last_call(&h);
+    assert_ne!(again.id, first.id);
+    assert_eq!(again.idempotency_key, key, "{}", rule::FERRY_RPC_3);
+    // The first connection's answer is void; the current one's settles the call.
+    h.server(answer(first.id.as_str(), false));
+    assert!(
+        !h.events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Answered { .. }))
+    );
+    h.server(answer(again.id.as_str(), true));
+    h.server(answer(again.id.as_str(), true));
+    let answers: Vec<_> = h
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Answered { key: k, answer } => Some((k.clone(), answer.duplicate)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers, vec![(key, true)], "one answer, the first call's");
+    // A publish answer with the call's id does not settle a call, nor the reverse.
+    let call = h
+        .session
+        .call(method, Payload::from(json!({})), None, h.now)
+        .expect("fits");
+    h.pump();
+    let id = last_call(&h).id.to_string();
+    h.server(json!({ "type": "published", "id": id, "channel": "project:alpha:tasks", "message_id": "m-1", "position": position("e1", 1), "duplicate": false }));
+    assert!(
+        !h.events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Published { .. }))
+    );
+    assert!(
+        !h.events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Answered { key, .. } if *key == call))
+    );
+}
+
+#[test]
+fn a_call_fails_at_the_servers_timeout_or_after_the_advertised_timeout_plus_the_request_timeout() {
+    let mut h = Harness::new(32);
+    h.connect();
+    let mut welcome = welcome(20);
+    welcome["rpc"] = json!({ "timeout_ms": 3_000 });
+    h.server(welcome);
+    let method: MethodName = "tasks:start".parse().expect("valid");
+    let timed = h
+        .session
+        .call(method.clone(), Payload::from(json!({})), None, h.now)
+        .expect("fits");
+    h.pump();
+    h.server(refusal(last_call(&h).id.as_str(), "timeout", true));
+    assert!(
+        h.events.iter().any(|e| matches!(e, ClientEvent::CallFailed { key, failure: PublishFailure::Refused(error) } if *key == timed && error.code == ErrorCode::Timeout)),
+        "the server's timeout fails the call at once: {:?}", h.events
+    );
+    let started = h.now;
+    let lost = h
+        .session
+        .call(method, Payload::from(json!({})), None, h.now)
+        .expect("fits");
+    h.pump();
+    let deadline = started + Duration::from_millis(3_000 + defaults::REQUEST_TIMEOUT_MS);
+    h.stay_welcomed(3_000 + defaults::REQUEST_TIMEOUT_MS - 1);
+    assert!(
+        !h.events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::CallFailed { key, .. } if *key == lost))
+    );
+    h.advance(deadline);
+    assert!(
+        h.events.iter().any(|e| matches!(e, ClientEvent::CallFailed { key, failure: PublishFailure::TimedOut } if *key == lost)),
+        "{}", rule::FERRY_RPC_2
+    );
+}

@@ -50,6 +50,7 @@ fn permission(pattern: &str, read: bool, write: bool) -> Permission {
         pattern: pattern.parse().expect("a valid pattern"),
         read,
         write,
+        call: None,
     }
 }
 
@@ -255,6 +256,7 @@ fn the_welcome_is_the_first_frame_and_advertises_the_config_and_the_grant() {
         protocol: WelcomeProtocol::FerryV1,
         reconnect: config.reconnect.clone(),
         resume: config.resume.clone(),
+        rpc: None,
         session_id: session_id(),
         user: grant().user,
     };
@@ -1655,6 +1657,7 @@ impl Model {
                 .session
                 .request_failed(&id, failure(ErrorCode::PayloadInvalid)),
             Action::Unsubscribe { .. } => {}
+            Action::Rpc { .. } => unreachable!("the model makes no calls"),
         }
     }
 
@@ -1685,6 +1688,9 @@ impl Model {
                     );
                     assert_eq!(previous, None, "subscribed twice: {reply:?}");
                     Some(reply.id.to_string())
+                }
+                Out::Message(ServerMessage::RpcResult(answer)) => {
+                    panic!("an rpc_result, but the model makes no calls: {answer:?}")
                 }
                 Out::Message(ServerMessage::Unsubscribed(reply)) => {
                     self.took_effect(&reply.channel, &reply.id);
@@ -1870,4 +1876,185 @@ fn any_message_but_a_pong_restarts_the_idle_timeout_and_without_one_a_session_is
     never.handle_timeout(at(19_999));
     assert_eq!(drain(&mut never), vec![]);
     assert_eq!(never.poll_timeout(), Some(at(20_000)));
+}
+
+/// A session whose application declares `tasks:start`, for a user who may call `tasks:*`.
+fn rpc_session(timeout_ms: u64) -> ServerSession {
+    let config = config_with(|config| {
+        config.methods = vec!["tasks:start".parse().expect("a valid method name")];
+        config.rpc_timeout = Duration::from_millis(timeout_ms);
+    });
+    let mut grant = grant();
+    let mut call = permission("tasks:*", false, false);
+    call.call = Some(true);
+    grant.permissions.push(call);
+    let mut session = ServerSession::new(config, grant, session_id(), at(0));
+    match drain(&mut session).as_slice() {
+        [Out::Message(ServerMessage::Welcome(welcome))] => assert_eq!(
+            welcome.rpc.as_ref().map(|rpc| rpc.timeout_ms.get()),
+            Some(timeout_ms),
+            "FERRY-RPC-2: the welcome advertises the timeout"
+        ),
+        other => panic!("{other:?}"),
+    }
+    session
+}
+
+fn call(session: &mut ServerSession, request: &str, method: &str, ms: u64) {
+    send(
+        session,
+        &json!({"type": "rpc", "id": request, "method": method, "idempotency_key": format!("k-{request}"), "params": {"project": "alpha"}}).to_string(),
+        ms,
+    );
+}
+
+fn error_of(out: &[Out]) -> Vec<(Option<String>, ErrorCode, bool)> {
+    out.iter()
+        .filter_map(|out| match out {
+            Out::Message(ServerMessage::Error(error)) => Some((
+                error.id.as_ref().map(|id| id.as_str().to_owned()),
+                error.error.code,
+                error.error.retryable,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_server_without_methods_advertises_no_rpc_policy_and_knows_no_method() {
+    let mut session = ServerSession::new(ServerConfig::default(), grant(), session_id(), at(0));
+    match drain(&mut session).as_slice() {
+        [Out::Message(ServerMessage::Welcome(welcome))] => assert_eq!(welcome.rpc, None),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_call_is_checked_for_call_permission_then_for_a_declared_method() {
+    let mut session = rpc_session(5_000);
+    // The grant's other permissions read and write, but only tasks:* carries call.
+    call(&mut session, "r1", "project:alpha:tasks", 1);
+    call(&mut session, "r2", "tasks:cancel", 2);
+    assert_eq!(
+        error_of(&drain(&mut session)),
+        vec![
+            (Some("r1".into()), ErrorCode::Forbidden, false),
+            (Some("r2".into()), ErrorCode::UnknownMethod, false)
+        ]
+    );
+    assert_eq!(
+        actions(&mut session),
+        vec![],
+        "a refused call is not executed"
+    );
+
+    call(&mut session, "r3", "tasks:start", 3);
+    assert_eq!(
+        actions(&mut session),
+        vec![Action::Rpc {
+            id: "r3".parse().expect("valid"),
+            method: "tasks:start".parse().expect("valid"),
+            idempotency_key: "k-r3".parse().expect("valid"),
+            params: Payload::from(json!({"project": "alpha"})),
+        }]
+    );
+    // Its id is taken until it is answered.
+    call(&mut session, "r3", "tasks:start", 4);
+    assert_eq!(
+        error_of(&drain(&mut session)),
+        vec![(Some("r3".into()), ErrorCode::BadRequest, false)]
+    );
+    session.answered(
+        &"r3".parse().expect("valid"),
+        Payload::from(json!({"task_id": "t-1"})),
+        true,
+    );
+    match drain(&mut session).as_slice() {
+        [Out::Message(ServerMessage::RpcResult(answer))] => {
+            assert_eq!(answer.id.as_str(), "r3");
+            assert_eq!(answer.method.as_str(), "tasks:start");
+            assert_eq!(
+                answer.result.to_value().expect("json"),
+                json!({"task_id": "t-1"})
+            );
+            assert!(answer.duplicate);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Answered once: a second answer for the id is dropped.
+    session.answered(
+        &"r3".parse().expect("valid"),
+        Payload::from(json!(1)),
+        false,
+    );
+    assert_eq!(drain(&mut session), vec![]);
+}
+
+#[test]
+fn a_call_unanswered_for_the_rpc_timeout_gets_timeout_and_its_late_answer_is_dropped() {
+    let mut session = rpc_session(5_000);
+    call(&mut session, "r1", "tasks:start", 1_000);
+    call(&mut session, "r2", "tasks:start", 2_000);
+    assert_eq!(actions(&mut session).len(), 2);
+    assert_eq!(session.poll_timeout(), Some(at(6_000)), "r1's deadline");
+    session.handle_timeout(at(5_999));
+    assert_eq!(error_of(&drain(&mut session)), vec![]);
+    session.handle_timeout(at(6_000));
+    assert_eq!(
+        error_of(&drain(&mut session)),
+        vec![(Some("r1".into()), ErrorCode::Timeout, true)],
+        "timeout is retryable: the call may still complete"
+    );
+    assert_eq!(session.poll_timeout(), Some(at(7_000)), "r2's deadline");
+    session.answered(
+        &"r1".parse().expect("valid"),
+        Payload::from(json!(1)),
+        false,
+    );
+    session.answered(
+        &"r2".parse().expect("valid"),
+        Payload::from(json!(2)),
+        false,
+    );
+    match drain(&mut session).as_slice() {
+        [Out::Message(ServerMessage::RpcResult(answer))] => assert_eq!(answer.id.as_str(), "r2"),
+        other => panic!("only r2 is answered: {other:?}"),
+    }
+    assert_eq!(
+        session.poll_timeout(),
+        Some(at(20_000)),
+        "the next ping only"
+    );
+}
+
+#[test]
+fn a_failed_call_gets_the_shells_error_and_an_oversized_result_gets_message_too_large() {
+    let mut session = rpc_session(5_000);
+    call(&mut session, "r1", "tasks:start", 1);
+    call(&mut session, "r2", "tasks:start", 2);
+    session.request_failed(
+        &"r1".parse().expect("valid"),
+        ErrorInfo {
+            code: ErrorCode::Rejected,
+            message: "already running".parse().expect("short"),
+            retry_after_ms: None,
+            retryable: true,
+        },
+    );
+    let big = "x".repeat(session.max_message_bytes());
+    session.answered(
+        &"r2".parse().expect("valid"),
+        Payload::from(json!(big)),
+        false,
+    );
+    assert_eq!(
+        error_of(&drain(&mut session)),
+        vec![
+            (Some("r1".into()), ErrorCode::Rejected, false),
+            (Some("r2".into()), ErrorCode::MessageTooLarge, false)
+        ],
+        "the table's retryable flag, and no oversized frame"
+    );
+    assert!(!session.is_closed());
 }

@@ -1,6 +1,42 @@
 import type * as T from "./types.js";
 import { type ParseResult, type Problem } from "@ferry/validator";
 export type { Check, ParseResult, Problem } from "@ferry/validator";
+/** The problems that keep `value` from being a valid BackendCall; empty when it is one. */
+export declare function validateBackendCall(value: unknown): Problem[];
+/** Whether `value` is a valid BackendCall, every schema constraint included. */
+export declare function isBackendCall(value: unknown): value is T.BackendCall;
+/** Parses one text frame as a BackendCall, checking every schema constraint. */
+export declare function parseBackendCall(text: string): ParseResult<T.BackendCall>;
+/** The problems that keep `value` from being a valid RpcCall; empty when it is one. */
+export declare function validateRpcCall(value: unknown): Problem[];
+/** Whether `value` is a valid RpcCall, every schema constraint included. */
+export declare function isRpcCall(value: unknown): value is T.RpcCall;
+/** The problems that keep `value` from being a valid PublishHookCall; empty when it is one. */
+export declare function validatePublishHookCall(value: unknown): Problem[];
+/** Whether `value` is a valid PublishHookCall, every schema constraint included. */
+export declare function isPublishHookCall(value: unknown): value is T.PublishHookCall;
+/** The problems that keep `value` from being a valid SubscribeHookCall; empty when it is one. */
+export declare function validateSubscribeHookCall(value: unknown): Problem[];
+/** Whether `value` is a valid SubscribeHookCall, every schema constraint included. */
+export declare function isSubscribeHookCall(value: unknown): value is T.SubscribeHookCall;
+/** The problems that keep `value` from being a valid BackendAnswer; empty when it is one. */
+export declare function validateBackendAnswer(value: unknown): Problem[];
+/** Whether `value` is a valid BackendAnswer, every schema constraint included. */
+export declare function isBackendAnswer(value: unknown): value is T.BackendAnswer;
+/** Parses one text frame as a BackendAnswer, checking every schema constraint. */
+export declare function parseBackendAnswer(text: string): ParseResult<T.BackendAnswer>;
+/** The problems that keep `value` from being a valid RpcReturn; empty when it is one. */
+export declare function validateRpcReturn(value: unknown): Problem[];
+/** Whether `value` is a valid RpcReturn, every schema constraint included. */
+export declare function isRpcReturn(value: unknown): value is T.RpcReturn;
+/** The problems that keep `value` from being a valid HookAccept; empty when it is one. */
+export declare function validateHookAccept(value: unknown): Problem[];
+/** Whether `value` is a valid HookAccept, every schema constraint included. */
+export declare function isHookAccept(value: unknown): value is T.HookAccept;
+/** The problems that keep `value` from being a valid BackendRefusal; empty when it is one. */
+export declare function validateBackendRefusal(value: unknown): Problem[];
+/** Whether `value` is a valid BackendRefusal, every schema constraint included. */
+export declare function isBackendRefusal(value: unknown): value is T.BackendRefusal;
 /** The problems that keep `value` from being a valid ClientMessage; empty when it is one. */
 export declare function validateClientMessage(value: unknown): Problem[];
 /** Whether `value` is a valid ClientMessage, every schema constraint included. */
@@ -19,6 +55,10 @@ export declare function isUnsubscribe(value: unknown): value is T.Unsubscribe;
 export declare function validatePublish(value: unknown): Problem[];
 /** Whether `value` is a valid Publish, every schema constraint included. */
 export declare function isPublish(value: unknown): value is T.Publish;
+/** The problems that keep `value` from being a valid Rpc; empty when it is one. */
+export declare function validateRpc(value: unknown): Problem[];
+/** Whether `value` is a valid Rpc, every schema constraint included. */
+export declare function isRpc(value: unknown): value is T.Rpc;
 /** The problems that keep `value` from being a valid Pong; empty when it is one. */
 export declare function validatePong(value: unknown): Problem[];
 /** Whether `value` is a valid Pong, every schema constraint included. */
@@ -35,6 +75,10 @@ export declare function isChannelPattern(value: unknown): value is T.ChannelPatt
 export declare function validatePermission(value: unknown): Problem[];
 /** Whether `value` is a valid Permission, every schema constraint included. */
 export declare function isPermission(value: unknown): value is T.Permission;
+/** The problems that keep `value` from being a valid MethodName; empty when it is one. */
+export declare function validateMethodName(value: unknown): Problem[];
+/** Whether `value` is a valid MethodName, every schema constraint included. */
+export declare function isMethodName(value: unknown): value is T.MethodName;
 /** The problems that keep `value` from being a valid RequestId; empty when it is one. */
 export declare function validateRequestId(value: unknown): Problem[];
 /** Whether `value` is a valid RequestId, every schema constraint included. */
@@ -103,6 +147,10 @@ export declare function isSessionLimits(value: unknown): value is T.SessionLimit
 export declare function validateResumePolicy(value: unknown): Problem[];
 /** Whether `value` is a valid ResumePolicy, every schema constraint included. */
 export declare function isResumePolicy(value: unknown): value is T.ResumePolicy;
+/** The problems that keep `value` from being a valid RpcPolicy; empty when it is one. */
+export declare function validateRpcPolicy(value: unknown): Problem[];
+/** Whether `value` is a valid RpcPolicy, every schema constraint included. */
+export declare function isRpcPolicy(value: unknown): value is T.RpcPolicy;
 /** The problems that keep `value` from being a valid RecoveryGap; empty when it is one. */
 export declare function validateRecoveryGap(value: unknown): Problem[];
 /** Whether `value` is a valid RecoveryGap, every schema constraint included. */
@@ -169,6 +217,10 @@ export declare function isSubscribed(value: unknown): value is T.Subscribed;
 export declare function validateUnsubscribed(value: unknown): Problem[];
 /** Whether `value` is a valid Unsubscribed, every schema constraint included. */
 export declare function isUnsubscribed(value: unknown): value is T.Unsubscribed;
+/** The problems that keep `value` from being a valid RpcResult; empty when it is one. */
+export declare function validateRpcResult(value: unknown): Problem[];
+/** Whether `value` is a valid RpcResult, every schema constraint included. */
+export declare function isRpcResult(value: unknown): value is T.RpcResult;
 /** The problems that keep `value` from being a valid Published; empty when it is one. */
 export declare function validatePublished(value: unknown): Problem[];
 /** Whether `value` is a valid Published, every schema constraint included. */

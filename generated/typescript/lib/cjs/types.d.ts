@@ -3,9 +3,152 @@ export type JsonValue = string | number | boolean | null | JsonValue[] | {
     [key: string]: JsonValue;
 };
 /**
+ * A question ferry-server asks the backend, tagged by its type.
+ */
+export type BackendCall = RpcCall | PublishHookCall | SubscribeHookCall;
+/**
+ * A client called a method: execute it and answer with a RpcReturn or a BackendRefusal. The idempotency key lets the backend keep its own at-most-once record across server restarts (FERRY-RPC-3).
+ */
+export interface RpcCall {
+    /**
+     * Always "rpc".
+     */
+    type: "rpc";
+    /**
+     * The method called.
+     */
+    method: MethodName;
+    /**
+     * The call's arguments, already checked against the method's params schema.
+     */
+    params: Payload;
+    /**
+     * The call's idempotency key.
+     */
+    idempotency_key: IdempotencyKey;
+    /**
+     * The identity of the calling session.
+     */
+    user: UserId;
+    /**
+     * The calling session.
+     */
+    session_id: SessionId;
+    /**
+     * The rpc's request id on that session.
+     */
+    request_id: RequestId;
+}
+/**
+ * A client publishes to a namespace with a publish hook: accept it (optionally with a replaced payload) or refuse it (FERRY-HOOK-1).
+ */
+export interface PublishHookCall {
+    /**
+     * Always "publish".
+     */
+    type: "publish";
+    /**
+     * The channel published to.
+     */
+    channel: ChannelName;
+    /**
+     * The payload, already checked against the namespace's payload schema.
+     */
+    payload: Payload;
+    /**
+     * The publish's idempotency key.
+     */
+    idempotency_key: IdempotencyKey;
+    /**
+     * The identity of the publishing session.
+     */
+    user: UserId;
+    /**
+     * The publishing session.
+     */
+    session_id: SessionId;
+    /**
+     * The publish's request id on that session.
+     */
+    request_id: RequestId;
+}
+/**
+ * A client subscribes to a channel of a namespace with a subscribe hook: accept or refuse it (FERRY-HOOK-2).
+ */
+export interface SubscribeHookCall {
+    /**
+     * Always "subscribe".
+     */
+    type: "subscribe";
+    /**
+     * The channel subscribed to.
+     */
+    channel: ChannelName;
+    /**
+     * The identity of the subscribing session.
+     */
+    user: UserId;
+    /**
+     * The subscribing session.
+     */
+    session_id: SessionId;
+    /**
+     * The subscribe's request id on that session.
+     */
+    request_id: RequestId;
+}
+/**
+ * The backend's answer to a BackendCall, tagged by its type: a result for an rpc, an acceptance for a hook, or a refusal for either.
+ */
+export type BackendAnswer = RpcReturn | HookAccept | BackendRefusal;
+/**
+ * The method ran and returned this result, which must match its result schema (FERRY-RPC-4).
+ */
+export interface RpcReturn {
+    /**
+     * Always "result".
+     */
+    type: "result";
+    /**
+     * The method's result.
+     */
+    result: Payload;
+}
+/**
+ * The hook accepts the publish or subscribe. For a publish, payload replaces the client's payload when present.
+ */
+export interface HookAccept {
+    /**
+     * Always "accept".
+     */
+    type: "accept";
+    /**
+     * The payload to store instead of the client's; publish hooks only.
+     */
+    payload?: Payload;
+}
+/**
+ * The backend refuses the call, publish or subscribe; the client gets an error with this code and message.
+ */
+export interface BackendRefusal {
+    /**
+     * Always "refuse".
+     */
+    type: "refuse";
+    /**
+     * The error code the client receives.
+     */
+    code: "rejected" | "forbidden" | "payload_invalid";
+    /**
+     * Why, for the client's logs.
+     * @maxLength 256
+     */
+    message: string;
+}
+/**
  * Any message a client sends to the server, tagged by its type.
  */
-export type ClientMessage = Subscribe | Unsubscribe | Publish | Pong;
+export type ClientMessage = Subscribe | Unsubscribe | Publish | Pong | Rpc;
 /**
  * Asks to receive a channel's events. The server answers with subscribed or with an error carrying the same id. With from, the server first replays every event after that position (or says why it cannot) and then sends live events.
  */
@@ -70,6 +213,31 @@ export interface Publish {
     payload: Payload;
 }
 /**
+ * Calls a method the application declares. The server answers with rpc_result or with an error carrying the same id (FERRY-RPC-1), executes the call at most once per idempotency key (FERRY-RPC-3), and answers timeout when the call runs longer than the welcome's rpc.timeout_ms (FERRY-RPC-2).
+ */
+export interface Rpc {
+    /**
+     * Always "rpc".
+     */
+    type: "rpc";
+    /**
+     * The request id the answer will carry.
+     */
+    id: RequestId;
+    /**
+     * The method to call.
+     */
+    method: MethodName;
+    /**
+     * Keeps a retried call from being executed twice; reuse it when retrying the same call.
+     */
+    idempotency_key: IdempotencyKey;
+    /**
+     * The call's arguments; they must match the method's params schema.
+     */
+    params: Payload;
+}
+/**
  * Answers a ping, echoing its nonce, within the advertised heartbeat timeout.
  */
 export interface Pong {
@@ -97,7 +265,7 @@ export type ChannelName = string;
  */
 export type ChannelPattern = string;
 /**
- * A right granted with a ticket: read (subscribe, replay, history) and/or write (publish) on every channel the pattern matches.
+ * A right granted with a ticket: read (subscribe, replay, history) and/or write (publish) on every channel the pattern matches, and call on every RPC method it matches (method names share the channel grammar).
  */
 export interface Permission {
     /**
@@ -112,9 +280,20 @@ export interface Permission {
      * Whether the holder may publish to matching channels.
      */
     write: boolean;
+    /**
+     * Whether the holder may call the RPC methods the pattern matches; absent means false.
+     */
+    call?: boolean;
 }
 /**
- * An identifier chosen by the client for a request (subscribe, unsubscribe, publish); the reply carries it back. Printable ASCII without spaces, 1 to 64 characters, unique among the connection's outstanding requests.
+ * The name of an RPC method an application declares in its methods.json, in the channel grammar: one to eight segments separated by ':', each a lowercase letter or digit followed by lowercase letters, digits, '_' or '-'. Example: tasks:start.
+ * @minLength 1
+ * @maxLength 255
+ * @pattern ^[a-z0-9][a-z0-9_-]{0,63}(:[a-z0-9][a-z0-9_-]{0,63}){0,7}$
+ */
+export type MethodName = string;
+/**
+ * An identifier chosen by the client for a request (subscribe, unsubscribe, publish, rpc); the reply carries it back. Printable ASCII without spaces, 1 to 64 characters, unique among the connection's outstanding requests.
  * @minLength 1
  * @maxLength 64
  * @pattern ^[\x21-\x7E]+$
@@ -128,7 +307,7 @@ export type RequestId = string;
  */
 export type MessageId = string;
 /**
- * A publisher-chosen key that makes a publish idempotent: a repeated key on the same channel within the dedup window is acknowledged again with the original message id and position and is not delivered twice. Printable ASCII without spaces, 1 to 128 characters.
+ * A sender-chosen key that makes a publish or an RPC call idempotent: a repeated key on the same channel within the dedup window is acknowledged again with the original message id and position and is not delivered twice; a repeated key of the same user and method within the dedup window gets the first call's answer and is not executed again. Printable ASCII without spaces, 1 to 128 characters.
  * @minLength 1
  * @maxLength 128
  * @pattern ^[\x21-\x7E]+$
@@ -325,13 +504,25 @@ export interface ResumePolicy {
     max_events: number;
 }
 /**
+ * How the server answers RPC calls on this session (FERRY-RPC-2).
+ */
+export interface RpcPolicy {
+    /**
+     * How long, from its arrival, the server lets a call run before it answers timeout.
+     * @minimum 1
+     * @maximum 600000
+     * @integer
+     */
+    timeout_ms: number;
+}
+/**
  * Why missed events could not be replayed: the requested position is older than the retained history (history_exceeded), belongs to an epoch that was reset (epoch_changed), or lies beyond the channel's head (position_ahead).
  */
 export type RecoveryGap = "history_exceeded" | "epoch_changed" | "position_ahead";
 /**
  * A code from the error table (error-codes.json).
  */
-export type ErrorCode = "bad_request" | "unknown_type" | "unauthorized" | "forbidden" | "unknown_channel" | "payload_invalid" | "already_subscribed" | "too_many_subscriptions" | "rate_limited" | "message_too_large" | "not_found" | "method_not_allowed" | "unavailable" | "internal";
+export type ErrorCode = "bad_request" | "unknown_type" | "unauthorized" | "forbidden" | "unknown_channel" | "payload_invalid" | "already_subscribed" | "too_many_subscriptions" | "rate_limited" | "message_too_large" | "not_found" | "method_not_allowed" | "unavailable" | "internal" | "unknown_method" | "rejected" | "timeout";
 /**
  * A typed error, shared by the WebSocket error message and every HTTP error body.
  */
@@ -512,7 +703,7 @@ export interface ErrorBody {
 /**
  * Any message a server sends to a client, tagged by its type.
  */
-export type ServerMessage = Welcome | Subscribed | Unsubscribed | Published | EventMessage | Ping | ErrorMessage | Goodbye;
+export type ServerMessage = Welcome | Subscribed | Unsubscribed | Published | RpcResult | EventMessage | Ping | ErrorMessage | Goodbye;
 /**
  * The server's first frame on every session. It tells the client everything it must obey: heartbeat timing, limits, reconnect policy and resume window. A client sends nothing before it.
  */
@@ -554,6 +745,10 @@ export interface Welcome {
      * How far back a re-subscribe can replay missed events.
      */
     resume: ResumePolicy;
+    /**
+     * How calls are answered; present when the server's application declares methods.
+     */
+    rpc?: RpcPolicy;
 }
 /**
  * The outcome of a subscribe that carried from. When complete, the server replays exactly replayed events (the ones after from, up to the subscribed position) before any live event. When not complete, it replays nothing, reason says why, and the application must refetch its state (for example through the history endpoint) before trusting the stream.
@@ -616,6 +811,31 @@ export interface Unsubscribed {
      * The channel no longer subscribed.
      */
     channel: ChannelName;
+}
+/**
+ * The answer to an rpc: the method's result, which matches its result schema. A repeated idempotency key gets the first call's result again, with duplicate true, and the call is not executed again.
+ */
+export interface RpcResult {
+    /**
+     * Always "rpc_result".
+     */
+    type: "rpc_result";
+    /**
+     * The id of the rpc this answers.
+     */
+    id: RequestId;
+    /**
+     * The method that was called.
+     */
+    method: MethodName;
+    /**
+     * What the method returned.
+     */
+    result: Payload;
+    /**
+     * True when the idempotency key was seen before and this is the first call's answer.
+     */
+    duplicate: boolean;
 }
 /**
  * The acknowledgement of a publish: the event is stored in the channel's history at position. A repeated idempotency key gets the original message id and position, with duplicate true.

@@ -188,6 +188,10 @@ export declare const DEFAULTS: {
      */
     readonly welcomeTimeoutMs: 10000;
     /**
+     * How long a server lets an RPC call run before it answers timeout. (ms)
+     */
+    readonly rpcTimeoutMs: 10000;
+    /**
      * How long a client waits for the reply to a request before failing it locally. (ms)
      */
     readonly requestTimeoutMs: 10000;
@@ -600,7 +604,52 @@ export declare const RULES: {
     readonly "FERRY-SECURITY-2": {
         readonly level: "MUST";
         readonly section: "SECURITY";
-        readonly text: "A server MUST check permissions on subscribe, publish, replay and history, against the permissions bound to the ticket or credential.";
+        readonly text: "A server MUST check permissions on subscribe, publish, replay, history and rpc, against the permissions bound to the ticket or credential.";
+    };
+    readonly "FERRY-RPC-1": {
+        readonly level: "MUST";
+        readonly section: "RPC";
+        readonly text: "A server MUST answer every rpc with exactly one rpc_result or one error carrying the call's id. It checks a call in this order and answers the first check that fails, without executing the call: call permission on the method (forbidden), the methods its application declares (unknown_method), then the method's params schema (payload_invalid).";
+    };
+    readonly "FERRY-RPC-2": {
+        readonly level: "MUST";
+        readonly section: "RPC";
+        readonly text: "A server that declares methods MUST advertise rpc.timeout_ms in its welcome and MUST answer a call that has no answer timeout_ms after it arrived with the error timeout, which is retryable: the call may still complete, and a retry with the same idempotency key gets its answer (FERRY-RPC-3). Waiting for a free slot of the server's limit on calls in flight counts toward timeout_ms. A client fails a call locally (timeout) when no answer has come request_timeout_ms after timeout_ms.";
+    };
+    readonly "FERRY-RPC-3": {
+        readonly level: "MUST";
+        readonly section: "RPC";
+        readonly text: "A server MUST execute a call at most once per user, method and idempotency key within the dedup window: a repeated key gets the first call's answer, as an rpc_result with duplicate true or as the same error, waiting for the first call if it is still running, whichever session sends it. Only an answer that proves the call did not run (unavailable before the backend was reached, or a check of FERRY-RPC-1) is forgotten, so that a retry executes. A client retrying a call MUST reuse its idempotency key, and a call that has had no answer when its session ends is sent again on the next welcomed session, until it is answered or times out.";
+    };
+    readonly "FERRY-RPC-4": {
+        readonly level: "MUST";
+        readonly section: "RPC";
+        readonly text: "A server MUST check the backend's result against the method's result schema and MUST NOT forward a result that breaks it or whose rpc_result would exceed max_message_bytes: the client gets internal or message_too_large instead, and the same key gets the same error (the call ran).";
+    };
+    readonly "FERRY-RPC-5": {
+        readonly level: "MUST";
+        readonly section: "RPC";
+        readonly text: "A server MUST answer a call whose backend cannot be reached, answers with a status other than 200, or answers with a body that is not a BackendAnswer with unavailable (retryable). It retries a call to its backend only when the method declares itself idempotent.";
+    };
+    readonly "FERRY-HOOK-1": {
+        readonly level: "MUST";
+        readonly section: "HOOK";
+        readonly text: "For a namespace that declares a publish hook, a server MUST ask the backend about each publish a client sends on a session, after the checks of FERRY-PUBLISH-4 up to the payload schema and before it is stored: only a publish the backend accepts is stored and fanned out, with the payload the backend returned if it returned one (checked against the namespace's payload schema again: a replaced payload that breaks it gets internal), and a refusal reaches the client as the error the backend chose (rejected, forbidden or payload_invalid) with its message. A retried publish may be asked about again; only the first accepted one is stored (FERRY-DEDUP-1). Publishes made with POST /v1/publish come from the backend and are not asked about.";
+    };
+    readonly "FERRY-HOOK-2": {
+        readonly level: "MUST";
+        readonly section: "HOOK";
+        readonly text: "For a namespace that declares a subscribe hook, a server MUST ask the backend about each subscribe (resuming ones included) that passes the checks of FERRY-SUBSCRIBE-6, before the subscription takes effect: a refusal reaches the client as the error the backend chose (rejected, forbidden or payload_invalid) with its message, and no event of the channel is sent.";
+    };
+    readonly "FERRY-HOOK-3": {
+        readonly level: "MUST";
+        readonly section: "HOOK";
+        readonly text: "A server MUST NOT take a backend that cannot be reached, does not answer within its timeout or answers anything but a BackendAnswer for an acceptance: the publish or subscribe gets unavailable (retryable). Since a hook decides and does not act, a server may retry a hook call once.";
+    };
+    readonly "FERRY-HOOK-4": {
+        readonly level: "MUST";
+        readonly section: "HOOK";
+        readonly text: "A server MUST call an HTTP backend with POST, a BackendCall body naming the session's user, session id and request id, and an Authorization: Bearer header carrying the secret shared with that backend (or over mutually authenticated TLS); a backend answers 200 with a BackendAnswer. A backend SHOULD refuse a call without the secret.";
     };
 };
 /** A rule id, for tests and conformance cases to cite. */

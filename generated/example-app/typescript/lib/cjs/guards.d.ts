@@ -1,6 +1,14 @@
 import type * as T from "./types.js";
 import { type ParseResult, type Problem } from "@ferry/validator";
 export type { Check, ParseResult, Problem } from "@ferry/validator";
+/** The problems that keep `value` from being a valid StartTask; empty when it is one. */
+export declare function validateStartTask(value: unknown): Problem[];
+/** Whether `value` is a valid StartTask, every schema constraint included. */
+export declare function isStartTask(value: unknown): value is T.StartTask;
+/** The problems that keep `value` from being a valid TaskStarted; empty when it is one. */
+export declare function validateTaskStarted(value: unknown): Problem[];
+/** Whether `value` is a valid TaskStarted, every schema constraint included. */
+export declare function isTaskStarted(value: unknown): value is T.TaskStarted;
 /** The problems that keep `value` from being a valid TaskProgress; empty when it is one. */
 export declare function validateTaskProgress(value: unknown): Problem[];
 /** Whether `value` is a valid TaskProgress, every schema constraint included. */

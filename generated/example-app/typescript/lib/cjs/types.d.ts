@@ -3,6 +3,35 @@ export type JsonValue = string | number | boolean | null | JsonValue[] | {
     [key: string]: JsonValue;
 };
 /**
+ * The params of tasks:start: which project gets the task, and its title.
+ */
+export interface StartTask {
+    /**
+     * The project, as it appears in its channel names (project:<project>:tasks).
+     * @minLength 1
+     * @maxLength 64
+     * @pattern ^[a-z0-9][a-z0-9_-]{0,63}$
+     */
+    project: string;
+    /**
+     * A short human-readable title.
+     * @minLength 1
+     * @maxLength 512
+     */
+    title: string;
+}
+/**
+ * The result of tasks:start: the new task's id, under which its progress is published on project:<project>:tasks.
+ */
+export interface TaskStarted {
+    /**
+     * The task's identifier within its project.
+     * @minLength 1
+     * @maxLength 128
+     */
+    task_id: string;
+}
+/**
  * A task's state changed or it made progress. Published on project:<project>:tasks.
  */
 export interface TaskProgress {
