@@ -582,8 +582,9 @@ impl ClientSession {
     /// the same key on every welcomed session until answered (so a call cut off by a
     /// reconnect runs at most once, FERRY-RPC-3), and refused here when too large
     /// (FERRY-SIZE-2). It fails locally when no answer came within the advertised
-    /// `rpc.timeout_ms` plus the request timeout (FERRY-RPC-2). The server's `timeout` fails it
-    /// at once: the call may still complete, and calling again with the key gets its answer.
+    /// `rpc.timeout_ms` plus the request timeout (FERRY-RPC-2). Every error but `rate_limited`
+    /// fails it at once; after `timeout` or `unavailable` the call may still complete, and
+    /// calling again with the key gets its answer.
     pub fn call(
         &mut self,
         method: MethodName,
@@ -944,12 +945,19 @@ impl ClientSession {
                     .push_back(ClientEvent::SubscribeFailed { channel, error });
             }
             Some(Request::Keyed { key }) => {
-                // A retryable refusal (rate limited, unavailable) is left to the request
-                // timeout and the next connection; any other, and a call's timeout (which
-                // the application retries with the key when it wants the answer), fails the
-                // request now.
+                // A publish's retryable refusal (rate limited, unavailable) is left to the
+                // request timeout and the next connection, and so is a call's `rate_limited`;
+                // any other error fails the request now (a call's `timeout` or `unavailable`
+                // the application retries with the key when it wants the answer).
                 let index = self.publishes.iter().position(|p| p.key == key);
-                if error.retryable && error.code != ErrorCode::Timeout {
+                let is_call =
+                    index.is_some_and(|i| matches!(self.publishes[i].request, Keyed::Rpc { .. }));
+                let waits = if is_call {
+                    error.code == ErrorCode::RateLimited
+                } else {
+                    error.retryable
+                };
+                if waits {
                     if let Some(index) = index {
                         self.publishes[index].sent_as = None;
                     }

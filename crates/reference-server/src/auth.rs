@@ -162,7 +162,7 @@ impl Auth {
             user: "developer".parse().expect("a valid user id"),
             permissions: vec![
                 serde_json::from_value(
-                    serde_json::json!({ "pattern": "**", "read": true, "write": true }),
+                    serde_json::json!({ "pattern": "**", "read": true, "write": true, "call": true }),
                 )
                 .expect("a valid permission"),
             ],

@@ -190,6 +190,27 @@ pub struct Flags {
     /// deadline: a heartbeat's interval plus its timeout.
     #[arg(long, env = "FERRY_WRITE_TIMEOUT_MS")]
     pub write_timeout_ms: Option<u64>,
+    /// The application's backend: every RPC call and every hooked publish or subscribe is
+    /// POSTed there as a BackendCall (schema/backend.schema.json). Without it, calls and
+    /// hooked requests get `unavailable`.
+    #[arg(long, env = "FERRY_BACKEND_URL", value_name = "URL")]
+    pub backend_url: Option<String>,
+    /// The secret sent to the backend as `Authorization: Bearer <secret>` (FERRY-HOOK-4);
+    /// prefer the environment variable, which `ps` does not show.
+    #[arg(long, env = "FERRY_BACKEND_SECRET", hide_env_values = true)]
+    pub backend_secret: Option<String>,
+    /// How long an RPC call may run before its client gets `timeout`, in milliseconds,
+    /// advertised in the welcome (FERRY-RPC-2) [default: 10000].
+    #[arg(long, env = "FERRY_RPC_TIMEOUT_MS")]
+    pub rpc_timeout_ms: Option<u64>,
+    /// How long a hook question may take before the request gets `unavailable`, in
+    /// milliseconds (FERRY-HOOK-3) [default: 5000].
+    #[arg(long, env = "FERRY_HOOK_TIMEOUT_MS")]
+    pub hook_timeout_ms: Option<u64>,
+    /// Most RPC calls the node runs on its backend at once; a call over it waits, and its wait
+    /// counts toward the RPC timeout (FERRY-RPC-2) [default: 256].
+    #[arg(long, env = "FERRY_MAX_BACKEND_CALLS")]
+    pub max_backend_calls: Option<usize>,
 }
 
 /// How log lines look.
@@ -257,6 +278,11 @@ struct FileConfig {
     max_connections: Option<usize>,
     max_unauthenticated_connections: Option<usize>,
     write_timeout_ms: Option<u64>,
+    backend_url: Option<String>,
+    backend_secret: Option<String>,
+    rpc_timeout_ms: Option<u64>,
+    hook_timeout_ms: Option<u64>,
+    max_backend_calls: Option<usize>,
 }
 
 /// Where channel state, tickets and fan-out live.
@@ -336,6 +362,30 @@ pub struct Config {
     pub max_unauthenticated_connections: usize,
     /// Time an HTTP response may wait for its peer to read it.
     pub write_timeout: Duration,
+    /// The application's backend, if one is configured.
+    pub backend: Option<BackendConfig>,
+    /// How long a hook question may take (FERRY-HOOK-3).
+    pub hook_timeout: Duration,
+    /// Most RPC calls running on the backend at once.
+    pub max_backend_calls: usize,
+}
+
+/// Where the application's backend listens and how ferry-server proves itself to it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BackendConfig {
+    /// The URL every BackendCall is POSTed to.
+    pub url: reqwest::Url,
+    /// The shared secret, sent as a bearer token.
+    pub secret: Option<String>,
+}
+
+impl std::fmt::Debug for BackendConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendConfig")
+            .field("url", &self.url.as_str())
+            .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
 }
 
 /// One caller's token bucket on an HTTP endpoint (FERRY-RATE-4).
@@ -629,6 +679,51 @@ impl Config {
                 why: format!("1 to max_connections ({max_connections})"),
             });
         }
+        let backend = match flags.backend_url.or(file.backend_url) {
+            None => None,
+            Some(url) => Some(BackendConfig {
+                url: reqwest::Url::parse(&url)
+                    .ok()
+                    .filter(|u| u.scheme() == "http")
+                    .ok_or_else(|| ConfigError::Range {
+                        field: "backend_url",
+                        value: url.clone(),
+                        why: "an http:// URL (the backend is reached over plain HTTP, on loopback or a private network)".into(),
+                    })?,
+                secret: flags.backend_secret.or(file.backend_secret),
+            }),
+        };
+        let rpc_timeout = pick(
+            flags.rpc_timeout_ms,
+            file.rpc_timeout_ms,
+            defaults::RPC_TIMEOUT_MS,
+        );
+        if !(1..=600_000).contains(&rpc_timeout) {
+            return Err(ConfigError::Range {
+                field: "rpc_timeout_ms",
+                value: rpc_timeout.to_string(),
+                why: "1 to 600000, the schema's bounds on rpc.timeout_ms".into(),
+            });
+        }
+        let hook_timeout = pick(flags.hook_timeout_ms, file.hook_timeout_ms, 5_000);
+        if !(1..=600_000).contains(&hook_timeout) {
+            return Err(ConfigError::Range {
+                field: "hook_timeout_ms",
+                value: hook_timeout.to_string(),
+                why: "1 to 600000".into(),
+            });
+        }
+        let max_backend_calls = flags
+            .max_backend_calls
+            .or(file.max_backend_calls)
+            .unwrap_or(256);
+        if max_backend_calls == 0 {
+            return Err(ConfigError::Range {
+                field: "max_backend_calls",
+                value: "0".into(),
+                why: "at least 1".into(),
+            });
+        }
         let write_timeout = pick(
             flags.write_timeout_ms,
             file.write_timeout_ms,
@@ -766,6 +861,7 @@ impl Config {
                 None | Some(0) => None,
                 Some(ms) => Some(Duration::from_millis(ms)),
             },
+            rpc_timeout: Duration::from_millis(rpc_timeout),
             ..defaults_session
         };
         Ok(Self {
@@ -793,6 +889,9 @@ impl Config {
             max_connections,
             max_unauthenticated_connections,
             write_timeout: Duration::from_millis(write_timeout),
+            backend,
+            hook_timeout: Duration::from_millis(hook_timeout),
+            max_backend_calls,
         })
     }
 }

@@ -16,15 +16,20 @@ use std::time::Duration;
 
 use ferry_protocol::server::{Action, ServerSession, Transmit, error_info};
 use ferry_protocol::tables::close_code;
-use ferry_protocol::{ChannelName, EncodedEvent, Frame, FrameText};
+use ferry_protocol::{
+    BackendCall, ChannelName, EncodedEvent, ErrorCode, Frame, FrameText, PublishHookCall,
+    RequestId, RpcCall, SubscribeHookCall,
+};
 use futures_util::stream::FusedStream;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tracing::{debug, info, warn};
 
+use crate::backend::{Claim, Outcome, ask_hook, outcome_of, run_call};
 use crate::broker::Broker;
 use crate::hub::Mailbox;
+use crate::namespaces::Hook;
 use crate::socket::{Socket as WebSocket, close_after_violation, shut_and_drain};
 use crate::transport::Peer;
 use crate::{Lifecycle, Server};
@@ -112,11 +117,13 @@ pub(crate) async fn run<B: Broker>(
     let mut session = ServerSession::new(server.session_config(), grant, id.clone(), server.now());
     debug!(session = %id.as_str(), user = %session.user().as_str(), "session opened");
     server.metrics.sessions_opened.inc();
+    let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel();
     let mut link = Link {
         server: &server,
         mailbox: Arc::new(Mailbox::new(server.config.outbound_queue)),
         joined: HashSet::new(),
         subscriptions: 0,
+        answers,
     };
     let mut live: VecDeque<EncodedEvent> = VecDeque::new();
     let timer = tokio::time::sleep(Duration::ZERO);
@@ -184,6 +191,13 @@ pub(crate) async fn run<B: Broker>(
                 }
             }
             () = link.mailbox.ready() => {}
+            Some(answer) = answered.recv() => {
+                let Answer { id, outcome, duplicate } = answer;
+                match outcome {
+                    Ok(result) => session.answered(&id, result, duplicate),
+                    Err(error) => session.request_failed(&id, error),
+                }
+            }
             changed = lifecycle.changed() => {
                 let state = *lifecycle.borrow_and_update();
                 if changed.is_err() || !follow_lifecycle(&server, &mut session, state, cuts) {
@@ -194,6 +208,36 @@ pub(crate) async fn run<B: Broker>(
                 armed = None;
                 session.handle_timeout(server.now());
             }
+        }
+    }
+}
+
+/// Runs a checked call at most once for its user, method and key (FERRY-RPC-3): the first
+/// call with a key runs on the backend, a repeat gets its outcome. Returns the outcome and
+/// whether it is a repeat's.
+async fn call_once<B: Broker>(server: &Server<B>, call: RpcCall) -> (Outcome, bool) {
+    let (user, method, key) = (
+        call.user.clone(),
+        call.method.clone(),
+        call.idempotency_key.clone(),
+    );
+    match server.ledger.claim(&user, &method, &key, server.now()) {
+        Claim::Done(outcome) => (outcome, true),
+        Claim::Repeat(first) => (outcome_of(first).await, true),
+        Claim::Run(claim) => {
+            let Some(declared) = server.namespaces.method(&method) else {
+                unreachable!("the call's method was checked before it was claimed");
+            };
+            // Waiting for a slot counts toward the session's timeout, which runs from arrival.
+            let _slot = server.calls.acquire().await;
+            server.metrics.backend_calls.inc();
+            let timeout = server.config.session.rpc_timeout;
+            let (outcome, forget) =
+                run_call(server.backend.as_ref(), declared, call, timeout).await;
+            server
+                .ledger
+                .finish(claim, outcome.clone(), forget, server.now());
+            (outcome, false)
         }
     }
 }
@@ -225,10 +269,20 @@ fn follow_lifecycle<B: Broker>(
 /// hub, and its share of the subscriptions gauge. Dropping it leaves every channel and gives
 /// the share back.
 struct Link<'a, B: Broker> {
-    server: &'a Server<B>,
+    server: &'a Arc<Server<B>>,
     mailbox: Arc<Mailbox>,
     joined: HashSet<ChannelName>,
     subscriptions: i64,
+    /// Where the session's RPC calls, which run on tasks of their own, send their answers.
+    answers: tokio::sync::mpsc::UnboundedSender<Answer>,
+}
+
+/// The answer to one of the session's calls.
+struct Answer {
+    id: RequestId,
+    outcome: Outcome,
+    /// Whether it is an earlier call's answer (FERRY-RPC-3).
+    duplicate: bool,
 }
 
 /// Why a batch of writes did not go out.
@@ -344,6 +398,20 @@ impl<B: Broker> Link<'_, B> {
         let now = server.now();
         match action {
             Action::Subscribe { id, channel, from } => {
+                if server.namespaces.hooks(&channel, Hook::Subscribe) {
+                    let call = BackendCall::SubscribeHookCall(SubscribeHookCall {
+                        channel: channel.clone(),
+                        request_id: id.clone(),
+                        session_id: session.session_id().clone(),
+                        user: session.user().clone(),
+                    });
+                    let decided =
+                        ask_hook(server.backend.as_ref(), call, server.config.hook_timeout).await;
+                    if let Err(refused) = decided {
+                        session.request_failed(&id, refused);
+                        return;
+                    }
+                }
                 // Joined before the head is read, so no event after it is missed
                 // (FERRY-SUBSCRIBE-2); the session drops those at or before it.
                 if let Err(e) = self.join(&channel).await {
@@ -372,6 +440,35 @@ impl<B: Broker> Link<'_, B> {
                     session.request_failed(&id, error_info(refusal.code(), &refusal.to_string()));
                     return;
                 }
+                let mut payload = payload;
+                if server.namespaces.hooks(&channel, Hook::Publish) {
+                    let call = BackendCall::PublishHookCall(PublishHookCall {
+                        channel: channel.clone(),
+                        idempotency_key: idempotency_key.clone(),
+                        payload: payload.clone(),
+                        request_id: id.clone(),
+                        session_id: session.session_id().clone(),
+                        user: session.user().clone(),
+                    });
+                    match ask_hook(server.backend.as_ref(), call, server.config.hook_timeout).await
+                    {
+                        Err(refused) => {
+                            session.request_failed(&id, refused);
+                            return;
+                        }
+                        Ok(None) => {}
+                        Ok(Some(replaced)) => {
+                            if let Err(problem) = server.namespaces.check(&channel, &replaced) {
+                                warn!(channel = %channel.as_str(), %problem, "the publish hook replaced the payload with one its namespace refuses");
+                                let message = "the backend replaced the payload with one that breaks the namespace's schema";
+                                session
+                                    .request_failed(&id, error_info(ErrorCode::Internal, message));
+                                return;
+                            }
+                            payload = replaced;
+                        }
+                    }
+                }
                 match server
                     .broker
                     .publish(
@@ -390,13 +487,40 @@ impl<B: Broker> Link<'_, B> {
                     }
                 }
             }
-            Action::Rpc { id, .. } => session.request_failed(
-                &id,
-                error_info(
-                    ferry_protocol::ErrorCode::Unavailable,
-                    "no backend is configured for this method",
-                ),
-            ),
+            Action::Rpc {
+                id,
+                method,
+                idempotency_key,
+                params,
+            } => {
+                let Some(declared) = server.namespaces.method(&method) else {
+                    let message = "the method is not one this server's application declares";
+                    session.request_failed(&id, error_info(ErrorCode::UnknownMethod, message));
+                    return;
+                };
+                if let Err(refusal) = declared.check_params(&params) {
+                    session.request_failed(&id, error_info(refusal.code(), &refusal.to_string()));
+                    return;
+                }
+                let call = RpcCall {
+                    idempotency_key,
+                    method,
+                    params,
+                    request_id: id.clone(),
+                    session_id: session.session_id().clone(),
+                    user: session.user().clone(),
+                };
+                let server = Arc::clone(server);
+                let answers = self.answers.clone();
+                tokio::spawn(async move {
+                    let (outcome, duplicate) = call_once(&server, call).await;
+                    let _ = answers.send(Answer {
+                        id,
+                        outcome,
+                        duplicate,
+                    });
+                });
+            }
         }
     }
 

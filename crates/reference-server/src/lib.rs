@@ -5,10 +5,12 @@
 //! the [`broker::Broker`] trait: in this node's memory ([`broker::MemoryBroker`]) or in a Redis
 //! shared by several nodes ([`broker::RedisBroker`]). This crate adds the HTTP endpoints
 //! ([`http`]), the WebSocket loop (`connection`), authentication ([`auth`]), the application's
-//! payload schemas ([`namespaces`]), configuration ([`config`]), the accept loop with TLS and
-//! its connection bounds ([`transport`]) and graceful shutdown ([`Server::drain`]).
+//! payload schemas and methods ([`namespaces`]), the application's backend for RPC calls and
+//! hooks ([`backend`]), configuration ([`config`]), the accept loop with TLS and its
+//! connection bounds ([`transport`]) and graceful shutdown ([`Server::drain`]).
 
 pub mod auth;
+pub mod backend;
 pub mod broker;
 pub mod config;
 mod connection;
@@ -34,6 +36,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::auth::Auth;
+use crate::backend::{Backend, HttpBackend, Ledger};
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::hub::Hub;
@@ -57,12 +60,38 @@ pub struct Server<B> {
     sessions: AtomicU64,
     per_user: Mutex<HashMap<UserId, usize>>,
     live: AtomicUsize,
+    /// Where RPC calls run and hooked requests are decided; `None`: they get `unavailable`.
+    backend: Option<Backend>,
+    /// Each call's answer for the dedup window (FERRY-RPC-3).
+    ledger: Ledger,
+    /// The node's slots for calls running on the backend (`--max-backend-calls`).
+    calls: Arc<tokio::sync::Semaphore>,
 }
 
 impl<B: Broker> Server<B> {
-    /// A server with this configuration, credentials, broker and namespaces.
+    /// A server with this configuration, credentials, broker and namespaces, whose backend is
+    /// the HTTP endpoint the configuration names (`--backend-url`), if any.
     pub fn new(config: Config, auth: Auth, broker: B, namespaces: Namespaces) -> Arc<Self> {
+        let backend = config
+            .backend
+            .as_ref()
+            .map(|http| Backend::new(HttpBackend::new(http.url.clone(), http.secret.clone())));
+        Self::with_backend(config, auth, broker, namespaces, backend)
+    }
+
+    /// A server whose backend is `backend`: an embedding application's own handlers
+    /// ([`backend::Handlers`]), or any `tower` service boxed as a [`Backend`].
+    pub fn with_backend(
+        config: Config,
+        auth: Auth,
+        broker: B,
+        namespaces: Namespaces,
+        backend: Option<Backend>,
+    ) -> Arc<Self> {
         Arc::new(Self {
+            ledger: Ledger::new(config.dedup_window),
+            calls: Arc::new(tokio::sync::Semaphore::new(config.max_backend_calls)),
+            backend,
             callers: limits::CallerLimits::new(&config),
             config,
             metrics: metrics::Metrics::default(),
@@ -117,6 +146,7 @@ impl<B: Broker> Server<B> {
     fn session_config(&self) -> ServerConfig {
         ServerConfig {
             namespaces: self.namespaces.patterns(),
+            methods: self.namespaces.method_names(),
             ..self.config.session.clone()
         }
     }

@@ -57,6 +57,8 @@ pub struct Metrics {
     pub closes: Family<Close, Counter>,
     /// Sessions closed with 4410 because they fell behind their outbound queue limits.
     pub fell_behind: Counter,
+    /// RPC calls run on the backend (repeats answered from the ledger are not counted).
+    pub backend_calls: Counter,
     /// Channels this node follows now (some local session holds them).
     pub channels_followed: Gauge,
     /// Bytes of history this node holds over every channel (FERRY-RESUME-7); 0 with a broker
@@ -151,6 +153,12 @@ impl Default for Metrics {
                 r,
                 "sessions_fell_behind",
                 "Sessions closed with 4410 because they fell behind their outbound queue limits",
+                Counter::default(),
+            ),
+            backend_calls: registered(
+                r,
+                "backend_calls",
+                "RPC calls run on the backend (repeats answered from the ledger are not counted)",
                 Counter::default(),
             ),
             channels_followed: registered(

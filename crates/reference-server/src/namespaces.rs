@@ -6,12 +6,14 @@
 
 use std::path::{Path, PathBuf};
 
-use ferry_protocol::{ChannelName, ChannelPattern, ErrorCode, Payload};
+pub use ferry_codegen::tables::Hook;
+use ferry_protocol::{ChannelName, ChannelPattern, ErrorCode, MethodName, Payload};
 use serde::Deserialize;
 
 const EXAMPLE_BUNDLE: &str =
     include_str!("../../../generated/example-app/schema/bundle.schema.json");
 const EXAMPLE_CHANNELS: &str = include_str!("../../../schema/example-app/channels.json");
+const EXAMPLE_METHODS: &str = include_str!("../../../schema/example-app/methods.json");
 
 /// One namespace: a pattern and the validator of its payloads.
 pub struct Namespace {
@@ -19,12 +21,57 @@ pub struct Namespace {
     pub pattern: ChannelPattern,
     /// The payload definition's name.
     pub payload: String,
+    /// The backend hooks its channels' publishes and subscribes go through.
+    pub hooks: Vec<Hook>,
     validator: jsonschema::Validator,
 }
 
-/// The namespaces a server declares.
+/// One RPC method an application declares, with the validators of its params and result.
+pub struct Method {
+    /// The method's name.
+    pub name: MethodName,
+    /// Whether running it twice has the effect of running it once (FERRY-RPC-5).
+    pub idempotent: bool,
+    params: Checked,
+    result: Checked,
+}
+
+/// A definition and its compiled validator.
+struct Checked {
+    def: String,
+    validator: jsonschema::Validator,
+}
+
+impl Checked {
+    fn compile(bundle: &serde_json::Value, def: &str) -> Result<Self, String> {
+        let mut schema = bundle.clone();
+        schema["$ref"] = serde_json::Value::from(format!("#/$defs/{def}"));
+        let validator = jsonschema::draft202012::new(&schema)
+            .map_err(|e| format!("the schema {def} does not compile: {e}"))?;
+        Ok(Self {
+            def: def.to_owned(),
+            validator,
+        })
+    }
+
+    fn check(&self, value: &Payload) -> Result<(), PayloadError> {
+        let value = value
+            .to_value()
+            .map_err(|e| PayloadError::NotPortable(e.to_string()))?;
+        match self.validator.iter_errors(&value).next() {
+            None => Ok(()),
+            Some(error) => Err(PayloadError::Invalid {
+                schema: self.def.clone(),
+                problem: format!("{error} at \"{}\"", error.instance_path()),
+            }),
+        }
+    }
+}
+
+/// The namespaces and methods a server declares.
 pub struct Namespaces {
     namespaces: Vec<Namespace>,
+    methods: Vec<Method>,
 }
 
 /// An application schema set that cannot be served: the file and what is wrong with it.
@@ -149,13 +196,21 @@ struct Catalog {
 struct Entry {
     pattern: ChannelPattern,
     payload: String,
+    #[serde(default)]
+    hooks: Vec<Hook>,
 }
 
 impl Namespaces {
     /// The example application's namespaces: tasks, approvals, agent activity, command output.
     pub fn example_app() -> Self {
-        Self::from_sources(EXAMPLE_BUNDLE, EXAMPLE_CHANNELS)
-            .expect("the embedded example application is valid")
+        let mut namespaces = Self::from_sources(EXAMPLE_BUNDLE, EXAMPLE_CHANNELS)
+            .expect("the embedded example application is valid");
+        let methods: ferry_codegen::tables::MethodCatalog =
+            serde_json::from_str(EXAMPLE_METHODS).expect("the example methods.json is valid");
+        let bundle = serde_json::from_str(EXAMPLE_BUNDLE).expect("the example bundle is JSON");
+        namespaces.methods = compile_methods(&bundle, &methods.methods)
+            .expect("the example application's methods compile");
+        namespaces
     }
 
     /// No namespaces: every channel exists and payloads are not checked (FERRY-CHANNEL-4 and
@@ -163,6 +218,7 @@ impl Namespaces {
     pub fn none() -> Self {
         Self {
             namespaces: Vec::new(),
+            methods: Vec::new(),
         }
     }
 
@@ -172,6 +228,7 @@ impl Namespaces {
     /// combine when no channel lies in namespaces of two of them.
     pub fn load(dirs: &[PathBuf]) -> Result<Self, AppError> {
         let mut namespaces: Vec<Namespace> = Vec::new();
+        let mut methods: Vec<Method> = Vec::new();
         let mut owners: Vec<PathBuf> = Vec::new();
         for dir in dirs {
             let set = load_set(dir)?;
@@ -190,6 +247,7 @@ impl Namespaces {
                     Ok(Entry {
                         pattern,
                         payload: ns.payload.clone(),
+                        hooks: ns.hooks.clone(),
                     })
                 })
                 .collect::<Result<Vec<_>, AppError>>()?;
@@ -197,6 +255,22 @@ impl Namespaces {
                 path: dir.clone(),
                 problem,
             })?;
+            let declared = set.methods.as_ref().map_or(&[][..], |m| &m.methods[..]);
+            for method in compile_methods(&set.bundle, declared).map_err(|problem| AppError {
+                path: dir.join("methods.json"),
+                problem,
+            })? {
+                if methods.iter().any(|m| m.name == method.name) {
+                    return Err(AppError {
+                        path: dir.join("methods.json"),
+                        problem: format!(
+                            "method {} is declared by another application too",
+                            method.name.as_str()
+                        ),
+                    });
+                }
+                methods.push(method);
+            }
             for new in &loaded.namespaces {
                 if let Some((old, owner)) = namespaces
                     .iter()
@@ -217,7 +291,10 @@ impl Namespaces {
             owners.extend(loaded.namespaces.iter().map(|_| dir.clone()));
             namespaces.extend(loaded.namespaces);
         }
-        Ok(Self { namespaces })
+        Ok(Self {
+            namespaces,
+            methods,
+        })
     }
 
     /// Namespaces from a bundled schema (`generated/<app>/schema/bundle.schema.json`) and a
@@ -243,11 +320,33 @@ impl Namespaces {
                 Ok(Namespace {
                     pattern: entry.pattern,
                     payload: entry.payload,
+                    hooks: entry.hooks,
                     validator,
                 })
             })
             .collect::<Result<_, String>>()?;
-        Ok(Self { namespaces })
+        Ok(Self {
+            namespaces,
+            methods: Vec::new(),
+        })
+    }
+
+    /// The declared methods' names, for the server session's unknown_method check.
+    pub fn method_names(&self) -> Vec<MethodName> {
+        self.methods.iter().map(|m| m.name.clone()).collect()
+    }
+
+    /// The declared method `name`.
+    pub fn method(&self, name: &MethodName) -> Option<&Method> {
+        self.methods.iter().find(|m| m.name == *name)
+    }
+
+    /// Whether the namespace of `channel` declares `hook`.
+    pub fn hooks(&self, channel: &ChannelName, hook: Hook) -> bool {
+        self.namespaces
+            .iter()
+            .find(|ns| ns.pattern.matches(channel))
+            .is_some_and(|ns| ns.hooks.contains(&hook))
     }
 
     /// The patterns, for the server session's unknown_channel check.
@@ -286,6 +385,39 @@ impl Namespaces {
             }),
         }
     }
+}
+
+impl Method {
+    /// Checks a call's params against the method's params schema (FERRY-RPC-1).
+    pub fn check_params(&self, params: &Payload) -> Result<(), PayloadError> {
+        self.params.check(params)
+    }
+
+    /// Checks the backend's result against the method's result schema (FERRY-RPC-4).
+    pub fn check_result(&self, result: &Payload) -> Result<(), PayloadError> {
+        self.result.check(result)
+    }
+}
+
+/// Compiles the validators of each declared method against the set's bundle.
+fn compile_methods(
+    bundle: &serde_json::Value,
+    declared: &[ferry_codegen::tables::Method],
+) -> Result<Vec<Method>, String> {
+    declared
+        .iter()
+        .map(|method| {
+            Ok(Method {
+                name: method
+                    .name
+                    .parse()
+                    .map_err(|e| format!("{:?} is not a method name: {e}", method.name))?,
+                idempotent: method.idempotent,
+                params: Checked::compile(bundle, &method.params)?,
+                result: Checked::compile(bundle, &method.result)?,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -619,7 +619,7 @@ export declare const RULES: {
     readonly "FERRY-RPC-3": {
         readonly level: "MUST";
         readonly section: "RPC";
-        readonly text: "A server MUST execute a call at most once per user, method and idempotency key within the dedup window: a repeated key gets the first call's answer, as an rpc_result with duplicate true or as the same error, waiting for the first call if it is still running, whichever session sends it. Only an answer that proves the call did not run (unavailable before the backend was reached, or a check of FERRY-RPC-1) is forgotten, so that a retry executes. A client retrying a call MUST reuse its idempotency key, and a call that has had no answer when its session ends is sent again on the next welcomed session, until it is answered or times out.";
+        readonly text: "A server MUST execute a call at most once per user, method and idempotency key within the dedup window: a repeated key gets the first call's answer, as an rpc_result with duplicate true or as the same error, waiting for the first call if it is still running, whichever session sends it. Only an answer that says the call did not complete is forgotten, so that a retry executes: a check of FERRY-RPC-1 failed, the backend could not be reached, or it answered with a status other than 200 (a backend that can fail after acting keeps its own record by the idempotency key it is given); a call the backend gave no answer to within twice timeout_ms is kept as unavailable. A client retrying a call MUST reuse its idempotency key, and a call that has had no answer when its session ends is sent again on the next welcomed session, until it is answered or times out.";
     };
     readonly "FERRY-RPC-4": {
         readonly level: "MUST";
