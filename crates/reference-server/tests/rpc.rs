@@ -11,8 +11,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use ferry_client::{CallError, Client, PublishError};
-use ferry_protocol::{ErrorCode, IdempotencyKey, MethodName};
+use ferry_protocol::{
+    BackendCall, BackendRefusalCode, ErrorCode, IdempotencyKey, MethodName, Payload,
+};
 use ferry_server::auth::Auth;
+use ferry_server::backend::{Backend, Handlers, refusal};
 use ferry_server::broker::MemoryBroker;
 use ferry_server::config::{Config, Flags};
 use ferry_server::namespaces::Namespaces;
@@ -120,8 +123,24 @@ struct Running {
 /// ferry-server with the jobs application, its backend at `backend_url` (the scripted one
 /// when `None`), and an RPC timeout of 500 ms.
 async fn start(backend_url: Option<String>) -> Running {
+    start_with(backend_url, None, &[]).await
+}
+
+/// [`start`], with an embedded backend instead of the HTTP one when `embedded` is given, and
+/// `hooks` on the notes namespace.
+async fn start_with(
+    backend_url: Option<String>,
+    embedded: Option<Backend>,
+    hooks: &[&str],
+) -> Running {
     let app = tempfile::tempdir().expect("a temp dir");
     write_app(app.path());
+    if !hooks.is_empty() {
+        let channels = json!({ "description": "Jobs.", "namespaces": [
+            { "pattern": "notes:*", "payload": "Note", "description": "Hooked notes.", "hooks": hooks }
+        ]});
+        std::fs::write(app.path().join("channels.json"), channels.to_string()).expect("write");
+    }
     let seen = Arc::new(Seen::default());
     let backend_url = match backend_url {
         Some(url) => url,
@@ -138,7 +157,7 @@ async fn start(backend_url: Option<String>) -> Running {
         }
     };
     let flags = Flags {
-        backend_url: Some(backend_url),
+        backend_url: embedded.is_none().then_some(backend_url),
         backend_secret: Some(SECRET.into()),
         rpc_timeout_ms: Some(500),
         ..Flags::default()
@@ -147,7 +166,12 @@ async fn start(backend_url: Option<String>) -> Running {
     let namespaces = Namespaces::load(&[app.path().to_owned()]).expect("the app loads");
     let (auth, token) = Auth::development_with("dev-rpc-test-token".into());
     let broker = MemoryBroker::new(config.memory_broker());
-    let server = ferry_server::Server::new(config, auth, broker, namespaces);
+    let server = match embedded {
+        None => ferry_server::Server::new(config, auth, broker, namespaces),
+        Some(backend) => {
+            ferry_server::Server::with_backend(config, auth, broker, namespaces, Some(backend))
+        }
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("a port");
@@ -377,5 +401,84 @@ async fn a_backend_that_cannot_be_reached_makes_calls_and_hooked_publishes_unava
         .publish("notes:team".parse().expect("valid"), json!({ "text": "x" }))
         .await;
     assert!(publish.is_err(), "{publish:?}");
+    client.close().await;
+}
+
+#[tokio::test]
+async fn an_embedded_backend_behind_a_tower_layer_answers_calls_and_decides_subscribes() {
+    let layered = Arc::new(AtomicUsize::new(0));
+    let handlers = Handlers::new()
+        .on_rpc(method("jobs:run"), |call| async move {
+            let name = call.params.to_value().expect("json")["name"].clone();
+            if name == "nope" {
+                return Err(refusal(BackendRefusalCode::Rejected, "not that one"));
+            }
+            Ok(Payload::from(json!({ "run": 7 })))
+        })
+        .on_subscribe(|call| async move {
+            if call.channel.as_str() == "notes:secret" {
+                Err(refusal(BackendRefusalCode::Forbidden, "not for you"))
+            } else {
+                Ok(())
+            }
+        });
+    // A layer in tower's style sees every call before the handlers do.
+    let counting = {
+        let layered = layered.clone();
+        tower::ServiceBuilder::new()
+            .map_request(move |call: BackendCall| {
+                layered.fetch_add(1, Ordering::SeqCst);
+                call
+            })
+            .service(handlers)
+    };
+    let running = start_with(None, Some(Backend::new(counting)), &["subscribe"]).await;
+    let client = client(&running).await;
+    let answer = client
+        .call(method("jobs:run"), json!({ "name": "a" }))
+        .await
+        .expect("answered");
+    assert_eq!(answer.result.to_value().expect("json"), json!({ "run": 7 }));
+    let nope = client
+        .call(method("jobs:run"), json!({ "name": "nope" }))
+        .await;
+    assert_eq!(
+        nope.as_ref().err().and_then(refused_code),
+        Some(ErrorCode::Rejected),
+        "{nope:?}"
+    );
+
+    // FERRY-HOOK-2: the hook decides each subscribe.
+    let (events, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let handler = ferry_client::Handler::new(move |event: &ferry_client::ChannelEvent| {
+        let _ = events.send(event.clone());
+    });
+    client
+        .subscribe("notes:secret".parse().expect("valid"), &handler)
+        .expect("running");
+    let refused = tokio::time::timeout(Duration::from_secs(30), seen.recv())
+        .await
+        .expect("an answer")
+        .expect("open");
+    match refused {
+        ferry_client::ChannelEvent::Refused(info) => assert_eq!(info.code, ErrorCode::Forbidden),
+        other => panic!("{other:?}"),
+    }
+    client
+        .subscribe("notes:open".parse().expect("valid"), &handler)
+        .expect("running");
+    let accepted = tokio::time::timeout(Duration::from_secs(30), seen.recv())
+        .await
+        .expect("an answer")
+        .expect("open");
+    assert!(
+        matches!(accepted, ferry_client::ChannelEvent::Subscribed(_)),
+        "{accepted:?}"
+    );
+    assert_eq!(
+        layered.load(Ordering::SeqCst),
+        4,
+        "two calls and two subscribes"
+    );
     client.close().await;
 }
