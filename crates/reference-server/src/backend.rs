@@ -285,7 +285,32 @@ enum Entry {
 /// the dedup window; a repeat waits for the first and gets its outcome.
 pub struct Ledger {
     window: Duration,
-    entries: Mutex<HashMap<CallKey, Entry>>,
+    entries: Mutex<Entries>,
+}
+
+/// The ledger's calls, and the finished ones in the order they expire (the window is the same
+/// for all, so finishing order is expiry order): a sweep pops expired ones off the front, in
+/// time proportional to what it removes.
+#[derive(Default)]
+struct Entries {
+    calls: HashMap<CallKey, Entry>,
+    expiring: std::collections::VecDeque<(Timestamp, CallKey)>,
+}
+
+impl Entries {
+    fn sweep(&mut self, now: Timestamp) {
+        while let Some((expires, _)) = self.expiring.front() {
+            if *expires > now {
+                return;
+            }
+            let (expires, call) = self.expiring.pop_front().expect("a front");
+            // The call may have been forgotten and run again since; only its own expiry goes.
+            if matches!(self.calls.get(&call), Some(Entry::Done { expires: at, .. }) if *at == expires)
+            {
+                self.calls.remove(&call);
+            }
+        }
+    }
 }
 
 /// The claim of a call that runs: hand it back to [`Ledger::finish`] with the outcome.
@@ -309,7 +334,7 @@ impl Ledger {
     pub fn new(window: Duration) -> Self {
         Self {
             window,
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(Entries::default()),
         }
     }
 
@@ -322,9 +347,9 @@ impl Ledger {
         now: Timestamp,
     ) -> Claim {
         let mut entries = self.entries.lock();
-        entries.retain(|_, entry| !matches!(entry, Entry::Done { expires, .. } if *expires <= now));
+        entries.sweep(now);
         let call = (user.clone(), method.clone(), key.clone());
-        match entries.get(&call) {
+        match entries.calls.get(&call) {
             Some(Entry::Done { outcome, .. }) => Claim::Done(outcome.clone()),
             // A claim whose runner is gone (its task ended without an outcome) is void.
             Some(Entry::Running(outcome)) if outcome.has_changed().is_ok() => {
@@ -332,7 +357,7 @@ impl Ledger {
             }
             _ => {
                 let (sender, receiver) = watch::channel(None);
-                entries.insert(call.clone(), Entry::Running(receiver));
+                entries.calls.insert(call.clone(), Entry::Running(receiver));
                 Claim::Run(Running { call, sender })
             }
         }
@@ -345,13 +370,15 @@ impl Ledger {
         let Running { call, sender } = running;
         let mut entries = self.entries.lock();
         if forget {
-            entries.remove(&call);
+            entries.calls.remove(&call);
         } else {
-            entries.insert(
+            let expires = now + self.window;
+            entries.expiring.push_back((expires, call.clone()));
+            entries.calls.insert(
                 call,
                 Entry::Done {
                     outcome: outcome.clone(),
-                    expires: now + self.window,
+                    expires,
                 },
             );
         }
@@ -361,7 +388,7 @@ impl Ledger {
 
     /// How many calls the ledger holds (running or kept).
     pub fn len(&self) -> usize {
-        self.entries.lock().len()
+        self.entries.lock().calls.len()
     }
 
     /// Whether the ledger holds no call.
@@ -534,6 +561,25 @@ mod tests {
             ),
             "forgotten after the window"
         );
+    }
+
+    #[test]
+    fn finished_calls_are_swept_once_their_window_has_passed() {
+        let ledger = Ledger::new(Duration::from_millis(100));
+        let (user, method, _) = ids();
+        for n in 0..10u64 {
+            let key: IdempotencyKey = format!("k-{n}").parse().expect("valid");
+            let now = Timestamp::from_millis(n * 10);
+            let Claim::Run(running) = ledger.claim(&user, &method, &key, now) else {
+                panic!("a new key runs");
+            };
+            ledger.finish(running, Ok(Payload::from(serde_json::json!(n))), false, now);
+        }
+        assert_eq!(ledger.len(), 10);
+        // At 150 ms, the calls finished at 0 to 50 ms have expired; the one claimed now stays.
+        let key: IdempotencyKey = "k-new".parse().expect("valid");
+        let _running = ledger.claim(&user, &method, &key, Timestamp::from_millis(150));
+        assert_eq!(ledger.len(), 10 - 6 + 1);
     }
 
     #[tokio::test]
