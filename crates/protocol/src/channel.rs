@@ -39,6 +39,12 @@ impl ChannelPattern {
     pub fn matches(&self, channel: &ChannelName) -> bool {
         segments_match(self, channel)
     }
+
+    /// Whether this pattern matches an RPC method's name, which shares the channel grammar
+    /// (FERRY-RPC-1).
+    pub fn matches_method(&self, method: &MethodName) -> bool {
+        segments_match(self, method)
+    }
 }
 
 impl Permission {
@@ -55,7 +61,7 @@ impl Permission {
     /// Whether this permission lets its holder call `method` (FERRY-RPC-1): it carries `call`
     /// and its pattern matches the method's name, which shares the channel grammar.
     pub fn grants_call(&self, method: &MethodName) -> bool {
-        self.call == Some(true) && segments_match(&self.pattern, method)
+        self.call == Some(true) && self.pattern.matches_method(method)
     }
 }
 

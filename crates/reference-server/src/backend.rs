@@ -5,7 +5,8 @@
 //! [`Backend`]. Two are built in:
 //!
 //! - [`HttpBackend`]: POSTs each call as JSON to a URL, with the shared secret as a bearer
-//!   token, and reads the answer (`--backend-url`, `--backend-secret`);
+//!   token, and reads the answer (`--backend-url`, `--backend-secret`); [`Routed`] picks one
+//!   per method or namespace (`--backend-route PATTERN=URL`);
 //! - [`Handlers`]: Rust closures registered per method (`on_rpc`) and for the hooks
 //!   (`on_publish`, `on_subscribe`), for an application that embeds the server.
 //!
@@ -24,9 +25,9 @@ use std::time::Duration;
 
 use ferry_protocol::server::error_info;
 use ferry_protocol::{
-    BackendAnswer, BackendCall, BackendRefusal, BackendRefusalCode, ErrorCode, ErrorInfo,
-    HookAccept, IdempotencyKey, MethodName, Payload, PublishHookCall, RpcCall, RpcReturn,
-    SubscribeHookCall, Timestamp, UserId,
+    BackendAnswer, BackendCall, BackendRefusal, BackendRefusalCode, ChannelPattern, ErrorCode,
+    ErrorInfo, HookAccept, IdempotencyKey, MethodName, Payload, PublishHookCall, RpcCall,
+    RpcReturn, SubscribeHookCall, Timestamp, UserId,
 };
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -131,6 +132,52 @@ impl Service<BackendCall> for HttpBackend {
                 BackendError::Failed(format!("its answer is not a BackendAnswer: {e}"))
             })
         })
+    }
+}
+
+/// HTTP backends chosen per call: the first route whose pattern matches the call's method (or,
+/// for a hook, its channel), else `otherwise` (`--backend-route`, `--backend-url`).
+#[derive(Debug, Clone)]
+pub struct Routed {
+    /// The routes, in order.
+    pub routes: Vec<(ChannelPattern, HttpBackend)>,
+    /// The backend of calls no route matches.
+    pub otherwise: Option<HttpBackend>,
+}
+
+impl Routed {
+    fn route(&self, call: &BackendCall) -> Option<&HttpBackend> {
+        let matches = |pattern: &ChannelPattern| match call {
+            BackendCall::RpcCall(call) => pattern.matches_method(&call.method),
+            BackendCall::PublishHookCall(call) => pattern.matches(&call.channel),
+            BackendCall::SubscribeHookCall(call) => pattern.matches(&call.channel),
+        };
+        self.routes
+            .iter()
+            .find(|(pattern, _)| matches(pattern))
+            .map(|(_, backend)| backend)
+            .or(self.otherwise.as_ref())
+    }
+}
+
+impl Service<BackendCall> for Routed {
+    type Response = BackendAnswer;
+    type Error = BackendError;
+    type Future = Pin<Box<dyn Future<Output = Result<BackendAnswer, BackendError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BackendError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: BackendCall) -> Self::Future {
+        match self.route(&call).cloned() {
+            Some(mut backend) => backend.call(call),
+            None => Box::pin(async {
+                Err(BackendError::Unreachable(
+                    "no backend route matches this call and no --backend-url is set".into(),
+                ))
+            }),
+        }
     }
 }
 

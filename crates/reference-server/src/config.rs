@@ -195,6 +195,16 @@ pub struct Flags {
     /// hooked requests get `unavailable`.
     #[arg(long, env = "FERRY_BACKEND_URL", value_name = "URL")]
     pub backend_url: Option<String>,
+    /// A backend for some methods or namespaces only, as PATTERN=URL: the calls of methods and
+    /// the hooked requests on channels the pattern matches go to URL instead of
+    /// `--backend-url`. Repeat (or comma-separate in the environment); the first match wins.
+    #[arg(
+        long = "backend-route",
+        env = "FERRY_BACKEND_ROUTES",
+        value_delimiter = ',',
+        value_name = "PATTERN=URL"
+    )]
+    pub backend_routes: Option<Vec<String>>,
     /// The secret sent to the backend as `Authorization: Bearer <secret>` (FERRY-HOOK-4);
     /// prefer the environment variable, which `ps` does not show.
     #[arg(long, env = "FERRY_BACKEND_SECRET", hide_env_values = true)]
@@ -279,6 +289,7 @@ struct FileConfig {
     max_unauthenticated_connections: Option<usize>,
     write_timeout_ms: Option<u64>,
     backend_url: Option<String>,
+    backend_routes: Option<Vec<String>>,
     backend_secret: Option<String>,
     rpc_timeout_ms: Option<u64>,
     hook_timeout_ms: Option<u64>,
@@ -373,8 +384,12 @@ pub struct Config {
 /// Where the application's backend listens and how ferry-server proves itself to it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct BackendConfig {
-    /// The URL every BackendCall is POSTed to.
-    pub url: reqwest::Url,
+    /// The URL a BackendCall is POSTed to when no route matches; `None`: only routed calls
+    /// have a backend.
+    pub url: Option<reqwest::Url>,
+    /// The backends of some methods and namespaces, in order: the first whose pattern matches
+    /// the method (or the channel) gets the call.
+    pub routes: Vec<(ferry_protocol::ChannelPattern, reqwest::Url)>,
     /// The shared secret, sent as a bearer token.
     pub secret: Option<String>,
 }
@@ -382,7 +397,15 @@ pub struct BackendConfig {
 impl std::fmt::Debug for BackendConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BackendConfig")
-            .field("url", &self.url.as_str())
+            .field("url", &self.url.as_ref().map(reqwest::Url::as_str))
+            .field(
+                "routes",
+                &self
+                    .routes
+                    .iter()
+                    .map(|(p, u)| format!("{}={}", p.as_str(), u.as_str()))
+                    .collect::<Vec<_>>(),
+            )
             .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
             .finish()
     }
@@ -679,20 +702,45 @@ impl Config {
                 why: format!("1 to max_connections ({max_connections})"),
             });
         }
-        let backend = match flags.backend_url.or(file.backend_url) {
-            None => None,
-            Some(url) => Some(BackendConfig {
-                url: reqwest::Url::parse(&url)
-                    .ok()
-                    .filter(|u| u.scheme() == "http")
-                    .ok_or_else(|| ConfigError::Range {
-                        field: "backend_url",
-                        value: url.clone(),
-                        why: "an http:// URL (the backend is reached over plain HTTP, on loopback or a private network)".into(),
-                    })?,
-                secret: flags.backend_secret.or(file.backend_secret),
-            }),
+        let backend_url = |field: &'static str, url: &str| {
+            reqwest::Url::parse(url)
+                .ok()
+                .filter(|u| u.scheme() == "http")
+                .ok_or_else(|| ConfigError::Range {
+                    field,
+                    value: url.to_owned(),
+                    why: "an http:// URL (the backend is reached over plain HTTP, on loopback or a private network)".into(),
+                })
         };
+        let url = flags
+            .backend_url
+            .or(file.backend_url)
+            .map(|url| backend_url("backend_url", &url))
+            .transpose()?;
+        let routes = flags
+            .backend_routes
+            .or(file.backend_routes)
+            .unwrap_or_default()
+            .iter()
+            .map(|route| {
+                let (pattern, url) = route.split_once('=').ok_or_else(|| ConfigError::Range {
+                    field: "backend_routes",
+                    value: route.clone(),
+                    why: "PATTERN=URL, such as tasks:*=http://127.0.0.1:8080/ferry".into(),
+                })?;
+                let pattern = pattern.parse().map_err(|e| ConfigError::Range {
+                    field: "backend_routes",
+                    value: route.clone(),
+                    why: format!("{pattern:?} is not a channel pattern: {e}"),
+                })?;
+                Ok((pattern, backend_url("backend_routes", url)?))
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        let backend = (url.is_some() || !routes.is_empty()).then(|| BackendConfig {
+            url,
+            routes,
+            secret: flags.backend_secret.or(file.backend_secret),
+        });
         let rpc_timeout = pick(
             flags.rpc_timeout_ms,
             file.rpc_timeout_ms,
@@ -1231,11 +1279,60 @@ mod tests {
                 },
                 "write_timeout_ms = 0",
             ),
+            (
+                Flags {
+                    backend_url: Some("https://backend.example/ferry".into()),
+                    ..Flags::default()
+                },
+                "backend_url = https://backend.example/ferry",
+            ),
+            (
+                Flags {
+                    backend_routes: Some(vec!["tasks:*".into()]),
+                    ..Flags::default()
+                },
+                "backend_routes = tasks:*",
+            ),
+            (
+                Flags {
+                    backend_routes: Some(vec!["Tasks=http://127.0.0.1:1/".into()]),
+                    ..Flags::default()
+                },
+                "backend_routes = Tasks=http://127.0.0.1:1/",
+            ),
+            (
+                Flags {
+                    rpc_timeout_ms: Some(0),
+                    ..Flags::default()
+                },
+                "rpc_timeout_ms = 0",
+            ),
+            (
+                Flags {
+                    max_backend_calls: Some(0),
+                    ..Flags::default()
+                },
+                "max_backend_calls = 0",
+            ),
         ] {
             let error = Config::resolve(flags)
                 .expect_err("out of range")
                 .to_string();
             assert!(error.starts_with(field), "{error}");
         }
+    }
+
+    #[test]
+    fn the_backend_secret_never_appears_in_the_configurations_debug_output() {
+        let config = Config::resolve(Flags {
+            backend_url: Some("http://127.0.0.1:8080/ferry".into()),
+            backend_routes: Some(vec!["tasks:*=http://127.0.0.1:8081/ferry".into()]),
+            backend_secret: Some("s3cr3t-value".into()),
+            ..Flags::default()
+        })
+        .expect("valid");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cr3t-value"), "{shown}");
+        assert!(shown.contains("tasks:*=http://127.0.0.1:8081/ferry"), "{shown}");
     }
 }

@@ -72,10 +72,17 @@ impl<B: Broker> Server<B> {
     /// A server with this configuration, credentials, broker and namespaces, whose backend is
     /// the HTTP endpoint the configuration names (`--backend-url`), if any.
     pub fn new(config: Config, auth: Auth, broker: B, namespaces: Namespaces) -> Arc<Self> {
-        let backend = config
-            .backend
-            .as_ref()
-            .map(|http| Backend::new(HttpBackend::new(http.url.clone(), http.secret.clone())));
+        let backend = config.backend.as_ref().map(|http| {
+            let to = |url: &reqwest::Url| HttpBackend::new(url.clone(), http.secret.clone());
+            Backend::new(backend::Routed {
+                routes: http
+                    .routes
+                    .iter()
+                    .map(|(p, url)| (p.clone(), to(url)))
+                    .collect(),
+                otherwise: http.url.as_ref().map(to),
+            })
+        });
         Self::with_backend(config, auth, broker, namespaces, backend)
     }
 

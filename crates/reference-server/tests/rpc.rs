@@ -123,15 +123,17 @@ struct Running {
 /// ferry-server with the jobs application, its backend at `backend_url` (the scripted one
 /// when `None`), and an RPC timeout of 500 ms.
 async fn start(backend_url: Option<String>) -> Running {
-    start_with(backend_url, None, &[]).await
+    start_with(backend_url, None, &[], false).await
 }
 
-/// [`start`], with an embedded backend instead of the HTTP one when `embedded` is given, and
-/// `hooks` on the notes namespace.
+/// [`start`], with an embedded backend instead of the HTTP one when `embedded` is given,
+/// `hooks` on the notes namespace, and with `routed` the scripted backend as the route of
+/// `jobs:*` only (`--backend-route`), `--backend-url` naming a port nothing listens on.
 async fn start_with(
     backend_url: Option<String>,
     embedded: Option<Backend>,
     hooks: &[&str],
+    routed: bool,
 ) -> Running {
     let app = tempfile::tempdir().expect("a temp dir");
     write_app(app.path());
@@ -156,8 +158,17 @@ async fn start_with(
             url
         }
     };
+    let (backend_url, backend_routes) = if routed {
+        (
+            closed_port_url(),
+            Some(vec![format!("jobs:*={backend_url}")]),
+        )
+    } else {
+        (backend_url, None)
+    };
     let flags = Flags {
         backend_url: embedded.is_none().then_some(backend_url),
+        backend_routes,
         backend_secret: Some(SECRET.into()),
         rpc_timeout_ms: Some(500),
         ..Flags::default()
@@ -373,11 +384,7 @@ async fn a_hooked_publish_is_stored_as_the_backend_replaced_it_or_refused() {
 
 #[tokio::test]
 async fn a_backend_that_cannot_be_reached_makes_calls_and_hooked_publishes_unavailable() {
-    // A port nothing listens on.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
-    let url = format!("http://{}/ferry", closed.local_addr().expect("addr"));
-    drop(closed);
-    let running = start(Some(url)).await;
+    let running = start(Some(closed_port_url())).await;
     let client = client(&running).await;
     let call = client
         .call(method("jobs:run"), json!({ "name": "a" }))
@@ -432,7 +439,7 @@ async fn an_embedded_backend_behind_a_tower_layer_answers_calls_and_decides_subs
             })
             .service(handlers)
     };
-    let running = start_with(None, Some(Backend::new(counting)), &["subscribe"]).await;
+    let running = start_with(None, Some(Backend::new(counting)), &["subscribe"], false).await;
     let client = client(&running).await;
     let answer = client
         .call(method("jobs:run"), json!({ "name": "a" }))
@@ -480,5 +487,39 @@ async fn an_embedded_backend_behind_a_tower_layer_answers_calls_and_decides_subs
         4,
         "two calls and two subscribes"
     );
+    client.close().await;
+}
+
+/// A backend URL on a loopback port nothing listens on.
+fn closed_port_url() -> String {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let url = format!("http://{}/ferry", closed.local_addr().expect("addr"));
+    drop(closed);
+    url
+}
+
+#[tokio::test]
+async fn a_backend_route_takes_the_calls_of_the_methods_its_pattern_matches() {
+    let running = start_with(None, None, &["publish"], true).await;
+    let client = client(&running).await;
+    // jobs:run is routed to the scripted backend; the default backend is down, so the hooked
+    // publish, whose channel no route matches, is not accepted.
+    let answer = client
+        .call(method("jobs:run"), json!({ "name": "a" }))
+        .await
+        .expect("routed");
+    assert_eq!(answer.result.to_value().expect("json"), json!({ "run": 1 }));
+    client.close().await;
+    let client = Client::builder(running.base.clone(), running.token.clone())
+        .config(ferry_protocol::ClientConfig {
+            request_timeout: Duration::from_millis(1_500),
+            ..ferry_protocol::ClientConfig::default()
+        })
+        .connect();
+    assert!(client.wait_active(Duration::from_secs(30)).await);
+    let publish = client
+        .publish("notes:team".parse().expect("valid"), json!({ "text": "x" }))
+        .await;
+    assert!(publish.is_err(), "{publish:?}");
     client.close().await;
 }
