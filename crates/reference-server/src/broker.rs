@@ -21,6 +21,8 @@
 //!   with the original message id and position, `duplicate: true`, and is neither stored nor
 //!   fanned out again; FERRY-DEDUP-2: the window is at least the resume window and no key
 //!   younger than it is forgotten to save memory.
+//! - FERRY-RPC-3: a broker shared by several nodes keeps a record of RPC calls, so that a call
+//!   runs once whichever node its retries reach ([`Broker::claim_call`]).
 //!
 //! Permissions (FERRY-CHANNEL-*, FERRY-RESUME-6) are checked by the callers before they reach
 //! the broker; the broker trusts the channel it is given.
@@ -50,15 +52,28 @@ use std::time::Duration;
 
 use ferry_protocol::server::Grant;
 use ferry_protocol::{
-    ChannelName, EncodedEvent, Epoch, ErrorCode, HistoryResponse, IdempotencyKey, Payload,
-    PublishResponse, Recovery, SessionId, StreamPosition, Ticket, Timestamp, UserId,
+    ChannelName, EncodedEvent, Epoch, ErrorCode, HistoryResponse, IdempotencyKey, MethodName,
+    Payload, PublishResponse, Recovery, SessionId, StreamPosition, Ticket, Timestamp, UserId,
 };
+
+use crate::backend::Outcome;
 
 pub use self::redis::{DEFAULT_REDIS_PREFIX, RedisBroker, RedisBrokerConfig};
 pub use crate::hub::Feed;
 pub use memory::{
     DEFAULT_MAX_CHANNELS, DEFAULT_MAX_HISTORY_BYTES, MemoryBroker, MemoryBrokerConfig, random_epoch,
 };
+
+/// What a shared record of RPC calls says of a call ([`Broker::claim_call`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SharedCall {
+    /// No node ran it within the dedup window: this node runs it.
+    Run,
+    /// Another node runs it now.
+    Running,
+    /// It ran; this is its outcome.
+    Done(Outcome),
+}
 
 /// The most events one history page holds, whatever limit is asked for (the schema's bound on
 /// `HistoryQuery.limit` and `HistoryResponse.events`).
@@ -237,6 +252,35 @@ pub trait Broker: Send + Sync + 'static {
     /// that holds it elsewhere (the default).
     fn history_bytes(&self) -> Option<(usize, usize)> {
         None
+    }
+
+    /// Claims the RPC call of `user`, `method` and `key` in a record that every node sharing
+    /// the broker sees (FERRY-RPC-3), for `lease` (after which a claim whose node never
+    /// finished it lapses). `Ok(None)`, the default: the broker keeps no shared record, and the
+    /// node's own ledger decides alone.
+    fn claim_call(
+        &self,
+        user: &UserId,
+        method: &MethodName,
+        key: &IdempotencyKey,
+        lease: Duration,
+    ) -> impl Future<Output = Result<Option<SharedCall>, BrokerError>> + Send {
+        let _ = (user, method, key, lease);
+        async { Ok(None) }
+    }
+
+    /// Records the outcome of a call [`claim_call`](Self::claim_call) gave this node to run,
+    /// kept for `window`; `None` forgets the claim, so that a retry runs the call.
+    fn finish_call(
+        &self,
+        user: &UserId,
+        method: &MethodName,
+        key: &IdempotencyKey,
+        outcome: Option<&Outcome>,
+        window: Duration,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        let _ = (user, method, key, outcome, window);
+        async { Ok(()) }
     }
 
     /// Releases memory held for things expired at `now` (tickets, dedup keys, history beyond

@@ -1333,6 +1333,9 @@ mod tests {
         .expect("valid");
         let shown = format!("{config:?}");
         assert!(!shown.contains("s3cr3t-value"), "{shown}");
-        assert!(shown.contains("tasks:*=http://127.0.0.1:8081/ferry"), "{shown}");
+        assert!(
+            shown.contains("tasks:*=http://127.0.0.1:8081/ferry"),
+            "{shown}"
+        );
     }
 }

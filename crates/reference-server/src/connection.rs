@@ -27,7 +27,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tracing::{debug, info, warn};
 
 use crate::backend::{Claim, Outcome, ask_hook, outcome_of, run_call};
-use crate::broker::Broker;
+use crate::broker::{Broker, SharedCall};
 use crate::hub::Mailbox;
 use crate::namespaces::Hook;
 use crate::socket::{Socket as WebSocket, close_after_violation, shut_and_drain};
@@ -213,18 +213,26 @@ pub(crate) async fn run<B: Broker>(
 }
 
 /// Runs a checked call at most once for its user, method and key (FERRY-RPC-3): the first
-/// call with a key runs on the backend, a repeat gets its outcome. Returns the outcome and
-/// whether it is a repeat's.
+/// call with a key on this node claims it in the node's ledger (a repeat on the node waits
+/// for its outcome), then in the broker's shared record when the broker keeps one (a repeat
+/// on another node finds it there); only the call that holds both claims runs on the backend.
+/// Returns the outcome and whether it is an earlier call's.
 async fn call_once<B: Broker>(server: &Server<B>, call: RpcCall) -> (Outcome, bool) {
     let (user, method, key) = (
         call.user.clone(),
         call.method.clone(),
         call.idempotency_key.clone(),
     );
-    match server.ledger.claim(&user, &method, &key, server.now()) {
-        Claim::Done(outcome) => (outcome, true),
-        Claim::Repeat(first) => (outcome_of(first).await, true),
-        Claim::Run(claim) => {
+    let running = match server.ledger.claim(&user, &method, &key, server.now()) {
+        Claim::Done(outcome) => return (outcome, true),
+        Claim::Repeat(first) => return (outcome_of(first).await, true),
+        Claim::Run(running) => running,
+    };
+    let budget = server.config.session.rpc_timeout * 2;
+    let (outcome, forget, duplicate) = match shared_claim(server, &call, budget).await {
+        Err(why) => (Err(why), true, false),
+        Ok(Some(outcome)) => (outcome, false, true),
+        Ok(None) => {
             let Some(declared) = server.namespaces.method(&method) else {
                 unreachable!("the call's method was checked before it was claimed");
             };
@@ -234,10 +242,53 @@ async fn call_once<B: Broker>(server: &Server<B>, call: RpcCall) -> (Outcome, bo
             let timeout = server.config.session.rpc_timeout;
             let (outcome, forget) =
                 run_call(server.backend.as_ref(), declared, call, timeout).await;
-            server
-                .ledger
-                .finish(claim, outcome.clone(), forget, server.now());
-            (outcome, false)
+            let kept = (!forget).then_some(&outcome);
+            let window = server.config.dedup_window;
+            if let Err(error) = server
+                .broker
+                .finish_call(&user, &method, &key, kept, window)
+                .await
+            {
+                warn!(%error, method = %method.as_str(), "cannot record a call's outcome in the broker; a retry on another node may run it again");
+            }
+            (outcome, forget, false)
+        }
+    };
+    server
+        .ledger
+        .finish(running, outcome.clone(), forget, server.now());
+    (outcome, duplicate)
+}
+
+/// The broker's shared record of a call: `None` when this node is to run it (the broker keeps
+/// no record, or this node claimed it), the outcome when another node ran it, waiting while
+/// another node runs it, for at most `budget`.
+async fn shared_claim<B: Broker>(
+    server: &Server<B>,
+    call: &RpcCall,
+    budget: Duration,
+) -> Result<Option<Outcome>, ferry_protocol::ErrorInfo> {
+    let deadline = tokio::time::Instant::now() + budget;
+    // The claim lapses if this node dies while it runs the call: past the runner's budget.
+    let lease = budget + Duration::from_secs(1);
+    loop {
+        let claimed = server
+            .broker
+            .claim_call(&call.user, &call.method, &call.idempotency_key, lease)
+            .await
+            .map_err(|e| error_info(e.code(), &e.to_string()))?;
+        match claimed {
+            None | Some(SharedCall::Run) => return Ok(None),
+            Some(SharedCall::Done(outcome)) => return Ok(Some(outcome)),
+            Some(SharedCall::Running) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(SHARED_CALL_POLL).await;
+            }
+            Some(SharedCall::Running) => {
+                return Err(error_info(
+                    ErrorCode::Unavailable,
+                    "another node runs this call and has not finished it; retry later",
+                ));
+            }
         }
     }
 }
@@ -607,6 +658,9 @@ fn refused_frame(error: tokio_tungstenite::tungstenite::Error) -> Option<(u16, &
 
 /// How long the peer may take to answer a close frame before the connection is dropped.
 const CLOSING_HANDSHAKE: Duration = Duration::from_secs(2);
+
+/// How often a node asks the broker whether another node has finished a call it waits for.
+const SHARED_CALL_POLL: Duration = Duration::from_millis(25);
 
 /// Sends a close frame and completes the closing handshake (RFC 6455 §5.5.1): frames still
 /// arriving are read and dropped until the peer's close. Dropping the TCP connection with

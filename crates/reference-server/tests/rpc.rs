@@ -2,6 +2,8 @@
 //! and a hooked namespace, a real HTTP backend on loopback, and the Rust client over a real
 //! WebSocket (FERRY-RPC-1 to FERRY-RPC-5, FERRY-HOOK-1, FERRY-HOOK-3, FERRY-HOOK-4).
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -112,6 +114,19 @@ async fn backend(
     (StatusCode::OK, Json(answer))
 }
 
+/// Serves the scripted backend on a loopback port; returns its URL.
+async fn spawn_backend(seen: Arc<Seen>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let url = format!("http://{}/ferry", listener.local_addr().expect("addr"));
+    let router = axum::Router::new()
+        .route("/ferry", axum::routing::post(backend))
+        .with_state(seen);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
+}
+
 struct Running {
     base: String,
     token: String,
@@ -146,17 +161,7 @@ async fn start_with(
     let seen = Arc::new(Seen::default());
     let backend_url = match backend_url {
         Some(url) => url,
-        None => {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("a port");
-            let url = format!("http://{}/ferry", listener.local_addr().expect("addr"));
-            let router = axum::Router::new()
-                .route("/ferry", axum::routing::post(backend))
-                .with_state(seen.clone());
-            tokio::spawn(async move { axum::serve(listener, router).await });
-            url
-        }
+        None => spawn_backend(seen.clone()).await,
     };
     let (backend_url, backend_routes) = if routed {
         (
@@ -522,4 +527,113 @@ async fn a_backend_route_takes_the_calls_of_the_methods_its_pattern_matches() {
         .await;
     assert!(publish.is_err(), "{publish:?}");
     client.close().await;
+}
+
+/// A node of a deployment on the test Redis under `prefix`, serving the jobs application of
+/// `app` with its backend at `backend_url`; returns its base URL and token.
+async fn redis_node(app: &Path, backend_url: &str, prefix: &str) -> (String, String) {
+    use ferry_server::broker::{RedisBroker, RedisBrokerConfig};
+    let flags = Flags {
+        backend_url: Some(backend_url.to_owned()),
+        backend_secret: Some(SECRET.into()),
+        rpc_timeout_ms: Some(500),
+        ..Flags::default()
+    };
+    let config = Config::resolve(flags).expect("a valid configuration");
+    let broker = RedisBroker::new(RedisBrokerConfig {
+        prefix: prefix.to_owned(),
+        ..RedisBrokerConfig::new(
+            common::redis_url(),
+            ferry_protocol::replay::Retention::default(),
+        )
+    })
+    .expect("a Redis URL");
+    broker
+        .ping()
+        .await
+        .expect("these tests need Redis (.ci/run starts one)");
+    let namespaces = Namespaces::load(&[app.to_owned()]).expect("the app loads");
+    let (auth, token) = Auth::development_with("dev-rpc-test-token".into());
+    let server = ferry_server::Server::new(config, auth, broker, namespaces);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(ferry_server::serve(
+        server,
+        listener,
+        std::future::pending(),
+    ));
+    (base, token)
+}
+
+#[tokio::test]
+async fn a_call_retried_on_another_node_of_the_deployment_runs_once() {
+    let prefix = common::test_prefix();
+    let app = tempfile::tempdir().expect("a temp dir");
+    write_app(app.path());
+    let seen = Arc::new(Seen::default());
+    let backend_url = spawn_backend(seen.clone()).await;
+    let (first, token) = redis_node(app.path(), &backend_url, &prefix).await;
+    let (second, _) = redis_node(app.path(), &backend_url, &prefix).await;
+    let on_first = Client::builder(first, token.clone()).connect();
+    let on_second = Client::builder(second, token).connect();
+    assert!(on_first.wait_active(Duration::from_secs(30)).await);
+    assert!(on_second.wait_active(Duration::from_secs(30)).await);
+    let key: IdempotencyKey = "k-across-nodes".parse().expect("valid");
+    let calling = {
+        let client = on_first.clone();
+        let key = key.clone();
+        tokio::spawn(async move {
+            client
+                .call_with_key(method("jobs:run"), json!({ "name": "slow" }), Some(key))
+                .await
+        })
+    };
+    while seen.runs.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The same call reaches the other node while the first node runs it: it waits for the
+    // first node's outcome, or times out waiting (its own 500 ms), and runs nothing.
+    let meanwhile = on_second
+        .call_with_key(
+            method("jobs:run"),
+            json!({ "name": "slow" }),
+            Some(key.clone()),
+        )
+        .await;
+    match &meanwhile {
+        Ok(answer) => assert!(answer.duplicate, "{answer:?}"),
+        Err(error) => assert_eq!(refused_code(error), Some(ErrorCode::Timeout), "{error:?}"),
+    }
+    let _ = calling.await.expect("the task");
+    // Once the first node has recorded the outcome, the other node answers from it.
+    let mut later = None;
+    for _ in 0..50 {
+        match on_second
+            .call_with_key(
+                method("jobs:run"),
+                json!({ "name": "slow" }),
+                Some(key.clone()),
+            )
+            .await
+        {
+            Ok(answer) => {
+                later = Some(answer);
+                break;
+            }
+            Err(error) => assert_eq!(refused_code(&error), Some(ErrorCode::Timeout), "{error:?}"),
+        }
+    }
+    let later = later.expect("the first node's outcome");
+    assert!(later.duplicate);
+    assert_eq!(later.result.to_value().expect("json"), json!({ "run": 1 }));
+    assert_eq!(
+        seen.runs.load(Ordering::SeqCst),
+        1,
+        "FERRY-RPC-3 across nodes"
+    );
+    on_first.close().await;
+    on_second.close().await;
+    common::forget(&prefix).await;
 }

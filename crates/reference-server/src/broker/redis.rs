@@ -65,22 +65,26 @@ use ferry_protocol::replay::Retention;
 use ferry_protocol::server::Grant;
 use ferry_protocol::tables::defaults;
 use ferry_protocol::{
-    ChannelName, EncodedEvent, Epoch, Event, HistoryResponse, IdempotencyKey, MessageId, Payload,
-    Permission, PublishResponse, RecoveryGap, Seq, SessionId, StreamPosition, Ticket, Timestamp,
-    UnixMillis, UserId,
+    ChannelName, EncodedEvent, Epoch, Event, HistoryResponse, IdempotencyKey, MessageId,
+    MethodName, Payload, Permission, PublishResponse, RecoveryGap, Seq, SessionId, StreamPosition,
+    Ticket, Timestamp, UnixMillis, UserId,
 };
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::memory::{hex, random_epoch, recovery, stored_event};
-use super::{Broker, BrokerError, Feed, MAX_HISTORY_LIMIT, SubscribeReply};
+use super::{Broker, BrokerError, Feed, MAX_HISTORY_LIMIT, SharedCall, SubscribeReply};
+use crate::backend::Outcome;
 
 /// The prefix of every key and topic by default.
 pub const DEFAULT_REDIS_PREFIX: &str = "ferry:";
 
 /// Random bytes in a ticket: 256 bits, twice the 128 that FERRY-TICKET-2 asks for.
 const TICKET_BYTES: usize = 32;
+
+/// What a call's record holds while a node runs it; a finished call's holds its outcome.
+const CALL_RUNNING: &str = "running";
 
 /// How long one Redis command may take before the call fails with `unavailable`.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -170,6 +174,19 @@ impl Keys {
 
     fn ticket(&self, ticket: &str) -> String {
         format!("{}ticket:{ticket}", self.prefix)
+    }
+
+    /// A call's record; the user's length comes first, so no two calls share a key whatever
+    /// their user ids hold.
+    fn call(&self, user: &UserId, method: &MethodName, key: &IdempotencyKey) -> String {
+        format!(
+            "{}call:{}:{}:{}:{}",
+            self.prefix,
+            user.len(),
+            user.as_str(),
+            method.as_str(),
+            key.as_str()
+        )
     }
 
     fn sessions(&self, user: &UserId) -> String {
@@ -591,6 +608,79 @@ impl Broker for RedisBroker {
             channel: channel.clone(),
             feed: Arc::clone(feed),
         });
+    }
+
+    async fn claim_call(
+        &self,
+        user: &UserId,
+        method: &MethodName,
+        key: &IdempotencyKey,
+        lease: Duration,
+    ) -> Result<Option<SharedCall>, BrokerError> {
+        let record = self.keys.call(user, method, key);
+        let mut conn = self.conn.clone();
+        loop {
+            let claimed: Option<String> = ::redis::cmd("SET")
+                .arg(&record)
+                .arg(CALL_RUNNING)
+                .arg("PX")
+                .arg(duration_ms(lease).max(1))
+                .arg("NX")
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            if claimed.is_some() {
+                return Ok(Some(SharedCall::Run));
+            }
+            let held: Option<String> = ::redis::cmd("GET")
+                .arg(&record)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            match held.as_deref() {
+                // Forgotten or lapsed between the two commands: claim again.
+                None => {}
+                Some(CALL_RUNNING) => return Ok(Some(SharedCall::Running)),
+                Some(text) => {
+                    let outcome: Outcome = serde_json::from_str(text).map_err(|e| {
+                        BrokerError::Internal(format!("a call record does not decode: {e}"))
+                    })?;
+                    return Ok(Some(SharedCall::Done(outcome)));
+                }
+            }
+        }
+    }
+
+    async fn finish_call(
+        &self,
+        user: &UserId,
+        method: &MethodName,
+        key: &IdempotencyKey,
+        outcome: Option<&Outcome>,
+        window: Duration,
+    ) -> Result<(), BrokerError> {
+        let record = self.keys.call(user, method, key);
+        let mut conn = self.conn.clone();
+        match outcome {
+            None => ::redis::cmd("DEL")
+                .arg(&record)
+                .query_async::<i64>(&mut conn)
+                .await
+                .map(drop),
+            Some(outcome) => {
+                let text = serde_json::to_string(outcome).map_err(|e| {
+                    BrokerError::Internal(format!("a call's outcome does not encode: {e}"))
+                })?;
+                ::redis::cmd("SET")
+                    .arg(&record)
+                    .arg(text)
+                    .arg("PX")
+                    .arg(duration_ms(window).max(1))
+                    .query_async::<()>(&mut conn)
+                    .await
+            }
+        }
+        .map_err(unavailable)
     }
 
     async fn take_connection_slot(
