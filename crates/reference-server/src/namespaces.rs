@@ -134,8 +134,13 @@ fn load_set(dir: &Path) -> Result<ferry_codegen::SchemaSet, AppError> {
             ),
         };
         return Err(AppError {
-            path: dir.join(file),
-            problem: format!("{}: {}{more}", first.location, first.message),
+            path: dir.join(&file),
+            // A lint located at a file (`methods.json`) is already named by the path.
+            problem: if first.location == file {
+                format!("{}{more}", first.message)
+            } else {
+                format!("{}: {}{more}", first.location, first.message)
+            },
         });
     }
     Ok(set)
@@ -445,6 +450,72 @@ mod tests {
         assert_eq!(
             namespaces.check(&elsewhere, &good),
             Err(PayloadError::UnknownChannel)
+        );
+    }
+
+    #[test]
+    fn the_example_applications_method_checks_its_params_and_result() {
+        let namespaces = Namespaces::example_app();
+        let name: MethodName = "tasks:start".parse().expect("valid");
+        assert_eq!(namespaces.method_names(), vec![name.clone()]);
+        let method = namespaces.method(&name).expect("declared");
+        assert!(!method.idempotent);
+        let params = Payload::from(json!({ "project": "alpha", "title": "Build" }));
+        assert_eq!(method.check_params(&params), Ok(()));
+        assert!(matches!(
+            method.check_params(&Payload::from(json!({ "project": "alpha" }))),
+            Err(PayloadError::Invalid { schema, .. }) if schema == "StartTask"
+        ));
+        assert_eq!(
+            method.check_result(&Payload::from(json!({ "task_id": "t-1" }))),
+            Ok(())
+        );
+        assert!(matches!(
+            method.check_result(&Payload::from(json!({}))),
+            Err(PayloadError::Invalid { schema, .. }) if schema == "TaskStarted"
+        ));
+        let stop: MethodName = "tasks:stop".parse().expect("valid");
+        assert!(namespaces.method(&stop).is_none());
+        let tasks: ChannelName = "project:alpha:tasks".parse().expect("valid");
+        assert!(
+            !namespaces.hooks(&tasks, Hook::Publish),
+            "the example declares no hooks"
+        );
+    }
+
+    #[test]
+    fn a_method_whose_params_no_schema_defines_stops_the_load_naming_methods_json() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schema/example-app");
+        for entry in std::fs::read_dir(&example).expect("the example app") {
+            let entry = entry.expect("an entry");
+            if entry.path().is_file() {
+                std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copy");
+            }
+        }
+        std::fs::create_dir(dir.path().join("vectors")).expect("mkdir");
+        for entry in std::fs::read_dir(example.join("vectors")).expect("vectors") {
+            let entry = entry.expect("an entry");
+            std::fs::copy(
+                entry.path(),
+                dir.path().join("vectors").join(entry.file_name()),
+            )
+            .expect("copy");
+        }
+        let methods = json!({ "description": "d", "methods": [
+            { "name": "tasks:stop", "params": "StopTask", "result": "TaskStarted", "description": "d" }
+        ]});
+        std::fs::write(dir.path().join("methods.json"), methods.to_string()).expect("write");
+        let error = Namespaces::load(&[dir.path().to_owned()])
+            .err()
+            .expect("refused");
+        assert_eq!(error.path, dir.path().join("methods.json"));
+        assert!(
+            error
+                .problem
+                .starts_with("tasks:stop takes params StopTask, which no schema file defines"),
+            "{}",
+            error.problem
         );
     }
 
