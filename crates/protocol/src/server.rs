@@ -724,17 +724,34 @@ impl ServerSession {
         );
     }
 
-    /// The shell's answer to an [`Action::Rpc`]: the method's `result`, already checked
-    /// against its result schema (FERRY-RPC-4), with `duplicate` set when a repeated
-    /// idempotency key got an earlier call's answer (FERRY-RPC-3). The client gets
-    /// `rpc_result`, or `message_too_large` when that would exceed `max_message_bytes`. An `id`
-    /// that names no call in flight (one already answered `timeout`, say) is ignored.
-    pub fn answered(&mut self, id: &RequestId, result: Payload, duplicate: bool) {
+    /// The shell's answer to an [`Action::Rpc`], come at `now`: the method's result, already
+    /// checked against its result schema (FERRY-RPC-4), or the error the call ended with
+    /// (`payload_invalid`, `rejected`, `unavailable`, ...); `duplicate` when a repeated
+    /// idempotency key got an earlier call's outcome (FERRY-RPC-3). The session's timers come
+    /// up to `now` first, so an answer later than `rpc_timeout` is dropped for the `timeout`
+    /// already due (FERRY-RPC-2). The client gets `rpc_result` (or `message_too_large` when
+    /// that would exceed `max_message_bytes`) or the error. An `id` that names no call in
+    /// flight is ignored.
+    pub fn answered(
+        &mut self,
+        id: &RequestId,
+        outcome: Result<Payload, ErrorInfo>,
+        duplicate: bool,
+        now: Timestamp,
+    ) {
         if self.closed {
+            return;
+        }
+        self.advance(now);
+        if self.closed || !matches!(self.in_progress.get(id), Some(InProgress::Rpc { .. })) {
             return;
         }
         let Some(InProgress::Rpc { method, .. }) = self.in_progress.remove(id) else {
             return;
+        };
+        let result = match outcome {
+            Ok(result) => result,
+            Err(error) => return self.send_error_info(Some(id.clone()), error),
         };
         self.send(
             RpcResult {
@@ -747,9 +764,10 @@ impl ServerSession {
         );
     }
 
-    /// The shell's answer to an [`Action::Subscribe`], [`Action::Publish`] or [`Action::Rpc`]
-    /// that failed (`payload_invalid`, `unavailable`, `rejected`, `internal`, ...): the client
-    /// gets the error with the request's id, its `retryable` flag set from the error table
+    /// The shell's answer to an [`Action::Subscribe`] or [`Action::Publish`] that failed
+    /// (`payload_invalid`, `unavailable`, `rejected`, `internal`, ...; a failed
+    /// [`Action::Rpc`] is answered with [`answered`](Self::answered)): the client gets the
+    /// error with the request's id, its `retryable` flag set from the error table
     /// (FERRY-ERROR-1). A failed subscribe leaves the channel unsubscribed and drops the events
     /// buffered for it. An `id` that names no request in flight is ignored.
     pub fn request_failed(&mut self, id: &RequestId, error: ErrorInfo) {

@@ -2,9 +2,11 @@
 //! ticket, then moves frames, broker answers, live events and time in and out; every protocol
 //! decision is the session's.
 //!
-//! The connection's task waits on four things only: the socket, its [`Mailbox`] (the live
-//! events of the channels it holds, pushed by their feeds), the server's lifecycle (drain or
-//! cut) and the session's next timer. Writes go out in batches (`feed` each frame, one
+//! The connection's task waits on five things only: the socket, its [`Mailbox`] (the live
+//! events of the channels it holds, pushed by their feeds), the outcomes of the work it does
+//! not wait for (RPC calls, each on a task of its own, and hooked requests, asked about in
+//! order on the session's hook task), the server's lifecycle (drain or cut) and the session's
+//! next timer. Writes go out in batches (`feed` each frame, one
 //! `flush`), and a write that cannot go on does not hold the session hostage: while it waits,
 //! the connection still sees its mailbox overflow (close 4410, FERRY-EVENT-6) and gives up
 //! after a heartbeat's interval plus timeout, the time in which a live client must have
@@ -17,11 +19,13 @@ use std::time::Duration;
 use ferry_protocol::server::{Action, ServerSession, Transmit, error_info};
 use ferry_protocol::tables::close_code;
 use ferry_protocol::{
-    BackendCall, ChannelName, EncodedEvent, ErrorCode, Frame, FrameText, PublishHookCall,
-    RequestId, RpcCall, SubscribeHookCall,
+    BackendCall, ChannelName, EncodedEvent, ErrorCode, ErrorInfo, Frame, FrameText, IdempotencyKey,
+    Payload, PublishHookCall, PublishResponse, RequestId, RpcCall, StreamPosition,
+    SubscribeHookCall,
 };
 use futures_util::stream::FusedStream;
 use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tracing::{debug, info, warn};
@@ -117,13 +121,14 @@ pub(crate) async fn run<B: Broker>(
     let mut session = ServerSession::new(server.session_config(), grant, id.clone(), server.now());
     debug!(session = %id.as_str(), user = %session.user().as_str(), "session opened");
     server.metrics.sessions_opened.inc();
-    let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel();
+    let (answers, mut answered) = mpsc::unbounded_channel();
     let mut link = Link {
         server: &server,
         mailbox: Arc::new(Mailbox::new(server.config.outbound_queue)),
         joined: HashSet::new(),
         subscriptions: 0,
         answers,
+        hooks: None,
     };
     let mut live: VecDeque<EncodedEvent> = VecDeque::new();
     let timer = tokio::time::sleep(Duration::ZERO);
@@ -191,13 +196,7 @@ pub(crate) async fn run<B: Broker>(
                 }
             }
             () = link.mailbox.ready() => {}
-            Some(answer) = answered.recv() => {
-                let Answer { id, outcome, duplicate } = answer;
-                match outcome {
-                    Ok(result) => session.answered(&id, result, duplicate),
-                    Err(error) => session.request_failed(&id, error),
-                }
-            }
+            Some(done) = answered.recv() => link.complete(&mut session, done).await,
             changed = lifecycle.changed() => {
                 let state = *lifecycle.borrow_and_update();
                 if changed.is_err() || !follow_lifecycle(&server, &mut session, state, cuts) {
@@ -208,6 +207,74 @@ pub(crate) async fn run<B: Broker>(
                 armed = None;
                 session.handle_timeout(server.now());
             }
+        }
+    }
+}
+
+/// Stores a checked publish in the broker.
+async fn store<B: Broker>(
+    server: &Server<B>,
+    channel: &ChannelName,
+    key: IdempotencyKey,
+    payload: Payload,
+) -> Result<PublishResponse, ErrorInfo> {
+    server
+        .broker
+        .publish(channel, key, payload, server.now(), crate::wall_clock_ms())
+        .await
+        .map_err(|e| {
+            server.metrics.publish_failed(&e);
+            error_info(e.code(), &e.to_string())
+        })
+}
+
+/// A session's hook task: asks the backend about each hooked publish and subscribe, in order
+/// (FERRY-HOOK-1, FERRY-HOOK-2), stores the accepted publishes, and sends every outcome back
+/// to the session's loop. Ends with the session.
+async fn ask_in_order<B: Broker>(
+    server: Arc<Server<B>>,
+    mut requests: mpsc::UnboundedReceiver<Hooked>,
+    answers: mpsc::UnboundedSender<Done>,
+) {
+    let timeout = server.config.hook_timeout;
+    while let Some(request) = requests.recv().await {
+        let done = match request {
+            Hooked::Subscribe { call, from } => {
+                let (id, channel) = (call.request_id.clone(), call.channel.clone());
+                let asked = BackendCall::SubscribeHookCall(call);
+                let decision = ask_hook(server.backend.as_ref(), asked, timeout).await;
+                Done::SubscribeDecided {
+                    id,
+                    channel,
+                    from,
+                    decision: decision.map(drop),
+                }
+            }
+            Hooked::Publish { call } => {
+                let (id, channel, key) = (
+                    call.request_id.clone(),
+                    call.channel.clone(),
+                    call.idempotency_key.clone(),
+                );
+                let payload = call.payload.clone();
+                let asked = BackendCall::PublishHookCall(call);
+                let outcome = match ask_hook(server.backend.as_ref(), asked, timeout).await {
+                    Err(refused) => Err(refused),
+                    Ok(None) => store(&server, &channel, key, payload).await,
+                    Ok(Some(replaced)) => match server.namespaces.check(&channel, &replaced) {
+                        Ok(()) => store(&server, &channel, key, replaced).await,
+                        Err(problem) => {
+                            warn!(channel = %channel.as_str(), %problem, "the publish hook replaced the payload with one its namespace refuses");
+                            let message = "the backend replaced the payload with one that breaks the namespace's schema";
+                            Err(error_info(ErrorCode::Internal, message))
+                        }
+                    },
+                };
+                Done::Published { id, outcome }
+            }
+        };
+        if answers.send(done).is_err() {
+            return;
         }
     }
 }
@@ -324,16 +391,46 @@ struct Link<'a, B: Broker> {
     mailbox: Arc<Mailbox>,
     joined: HashSet<ChannelName>,
     subscriptions: i64,
-    /// Where the session's RPC calls, which run on tasks of their own, send their answers.
-    answers: tokio::sync::mpsc::UnboundedSender<Answer>,
+    /// Where the work the session's loop does not wait for sends its outcome: RPC calls, each
+    /// on a task of its own, and the hooked requests.
+    answers: mpsc::UnboundedSender<Done>,
+    /// The session's hooked publishes and subscribes, asked about one at a time and in the
+    /// order they were sent (so a channel's publishes are stored in that order), on a task
+    /// started with the first of them.
+    hooks: Option<mpsc::UnboundedSender<Hooked>>,
 }
 
-/// The answer to one of the session's calls.
-struct Answer {
-    id: RequestId,
-    outcome: Outcome,
-    /// Whether it is an earlier call's answer (FERRY-RPC-3).
-    duplicate: bool,
+/// Work that finished off the session's loop.
+enum Done {
+    /// A call's outcome; `duplicate` when it is an earlier call's (FERRY-RPC-3).
+    Call {
+        id: RequestId,
+        outcome: Outcome,
+        duplicate: bool,
+    },
+    /// A hooked publish, stored or refused.
+    Published {
+        id: RequestId,
+        outcome: Result<PublishResponse, ErrorInfo>,
+    },
+    /// The hook's decision on a subscribe; an accepted one is carried out by the loop.
+    SubscribeDecided {
+        id: RequestId,
+        channel: ChannelName,
+        from: Option<StreamPosition>,
+        decision: Result<(), ErrorInfo>,
+    },
+}
+
+/// A request for the session's hook task.
+enum Hooked {
+    Publish {
+        call: PublishHookCall,
+    },
+    Subscribe {
+        call: SubscribeHookCall,
+        from: Option<StreamPosition>,
+    },
 }
 
 /// Why a batch of writes did not go out.
@@ -446,39 +543,19 @@ impl<B: Broker> Link<'_, B> {
     /// Does the broker's part of an action and answers the session.
     async fn act(&mut self, session: &mut ServerSession, action: Action) {
         let server = self.server;
-        let now = server.now();
         match action {
             Action::Subscribe { id, channel, from } => {
                 if server.namespaces.hooks(&channel, Hook::Subscribe) {
-                    let call = BackendCall::SubscribeHookCall(SubscribeHookCall {
-                        channel: channel.clone(),
-                        request_id: id.clone(),
+                    let call = SubscribeHookCall {
+                        channel,
+                        request_id: id,
                         session_id: session.session_id().clone(),
                         user: session.user().clone(),
-                    });
-                    let decided =
-                        ask_hook(server.backend.as_ref(), call, server.config.hook_timeout).await;
-                    if let Err(refused) = decided {
-                        session.request_failed(&id, refused);
-                        return;
-                    }
-                }
-                // Joined before the head is read, so no event after it is missed
-                // (FERRY-SUBSCRIBE-2); the session drops those at or before it.
-                if let Err(e) = self.join(&channel).await {
-                    session.request_failed(&id, error_info(e.code(), &e.to_string()));
+                    };
+                    self.hook(Hooked::Subscribe { call, from });
                     return;
                 }
-                match server.broker.subscribe(&channel, from.as_ref(), now).await {
-                    Ok((head, recovery, replay)) => {
-                        server.metrics.replayed.inc_by(replay.len() as u64);
-                        session.subscribed(&id, head, recovery, replay);
-                    }
-                    Err(e) => {
-                        self.leave(&channel);
-                        session.request_failed(&id, error_info(e.code(), &e.to_string()));
-                    }
-                }
+                self.subscribe(session, id, channel, from).await;
             }
             Action::Unsubscribe { channel, .. } => self.leave(&channel),
             Action::Publish {
@@ -491,51 +568,21 @@ impl<B: Broker> Link<'_, B> {
                     session.request_failed(&id, error_info(refusal.code(), &refusal.to_string()));
                     return;
                 }
-                let mut payload = payload;
                 if server.namespaces.hooks(&channel, Hook::Publish) {
-                    let call = BackendCall::PublishHookCall(PublishHookCall {
-                        channel: channel.clone(),
-                        idempotency_key: idempotency_key.clone(),
-                        payload: payload.clone(),
-                        request_id: id.clone(),
-                        session_id: session.session_id().clone(),
-                        user: session.user().clone(),
-                    });
-                    match ask_hook(server.backend.as_ref(), call, server.config.hook_timeout).await
-                    {
-                        Err(refused) => {
-                            session.request_failed(&id, refused);
-                            return;
-                        }
-                        Ok(None) => {}
-                        Ok(Some(replaced)) => {
-                            if let Err(problem) = server.namespaces.check(&channel, &replaced) {
-                                warn!(channel = %channel.as_str(), %problem, "the publish hook replaced the payload with one its namespace refuses");
-                                let message = "the backend replaced the payload with one that breaks the namespace's schema";
-                                session
-                                    .request_failed(&id, error_info(ErrorCode::Internal, message));
-                                return;
-                            }
-                            payload = replaced;
-                        }
-                    }
-                }
-                match server
-                    .broker
-                    .publish(
-                        &channel,
+                    let call = PublishHookCall {
+                        channel,
                         idempotency_key,
                         payload,
-                        now,
-                        crate::wall_clock_ms(),
-                    )
-                    .await
-                {
+                        request_id: id,
+                        session_id: session.session_id().clone(),
+                        user: session.user().clone(),
+                    };
+                    self.hook(Hooked::Publish { call });
+                    return;
+                }
+                match store(server, &channel, idempotency_key, payload).await {
                     Ok(ack) => session.published(&id, ack),
-                    Err(e) => {
-                        server.metrics.publish_failed(&e);
-                        session.request_failed(&id, error_info(e.code(), &e.to_string()));
-                    }
+                    Err(error) => session.request_failed(&id, error),
                 }
             }
             Action::Rpc {
@@ -565,13 +612,90 @@ impl<B: Broker> Link<'_, B> {
                 let answers = self.answers.clone();
                 tokio::spawn(async move {
                     let (outcome, duplicate) = call_once(&server, call).await;
-                    let _ = answers.send(Answer {
+                    let _ = answers.send(Done::Call {
                         id,
                         outcome,
                         duplicate,
                     });
                 });
             }
+        }
+    }
+
+    /// Joins the channel in the hub, then reads its head (and replay) from the broker, and
+    /// answers the session.
+    async fn subscribe(
+        &mut self,
+        session: &mut ServerSession,
+        id: RequestId,
+        channel: ChannelName,
+        from: Option<StreamPosition>,
+    ) {
+        let server = self.server;
+        // Joined before the head is read, so no event after it is missed
+        // (FERRY-SUBSCRIBE-2); the session drops those at or before it.
+        if let Err(e) = self.join(&channel).await {
+            session.request_failed(&id, error_info(e.code(), &e.to_string()));
+            return;
+        }
+        match server
+            .broker
+            .subscribe(&channel, from.as_ref(), server.now())
+            .await
+        {
+            Ok((head, recovery, replay)) => {
+                server.metrics.replayed.inc_by(replay.len() as u64);
+                session.subscribed(&id, head, recovery, replay);
+            }
+            Err(e) => {
+                self.leave(&channel);
+                session.request_failed(&id, error_info(e.code(), &e.to_string()));
+            }
+        }
+    }
+
+    /// Hands a hooked request to the session's hook task, starting it with the first.
+    fn hook(&mut self, request: Hooked) {
+        let hooks = self.hooks.get_or_insert_with(|| {
+            let (sender, requests) = mpsc::unbounded_channel();
+            tokio::spawn(ask_in_order(
+                Arc::clone(self.server),
+                requests,
+                self.answers.clone(),
+            ));
+            sender
+        });
+        // The task lives as long as this sender: it cannot have gone.
+        let _ = hooks.send(request);
+    }
+
+    /// Hands the session what finished off its loop.
+    async fn complete(&mut self, session: &mut ServerSession, done: Done) {
+        match done {
+            Done::Call {
+                id,
+                outcome,
+                duplicate,
+            } => session.answered(&id, outcome, duplicate, self.server.now()),
+            Done::Published {
+                id,
+                outcome: Err(error),
+            }
+            | Done::SubscribeDecided {
+                id,
+                decision: Err(error),
+                ..
+            } => session.request_failed(&id, error),
+            Done::Published {
+                id,
+                outcome: Ok(ack),
+            } => session.published(&id, ack),
+            Done::SubscribeDecided {
+                id,
+                channel,
+                from,
+                decision: Ok(()),
+            } => self.subscribe(session, id, channel, from).await,
         }
     }
 

@@ -71,6 +71,9 @@ fn write_app(dir: &Path) {
 struct Seen {
     runs: AtomicUsize,
     unauthenticated: AtomicUsize,
+    /// Publishes of the text "held" the hook has been asked about; each waits for `release`.
+    held: AtomicUsize,
+    release: tokio::sync::Notify,
 }
 
 /// The backend: `jobs:run` answers `{run: n}` (after 800 ms for a job named "slow"),
@@ -102,6 +105,11 @@ async fn backend(
                 Some("broken") => json!({ "type": "result", "result": { "run": "many" } }),
                 _ => json!({ "type": "result", "result": { "run": run } }),
             }
+        }
+        Some("publish") if call["payload"]["text"] == "held" => {
+            seen.held.fetch_add(1, Ordering::SeqCst);
+            seen.release.notified().await;
+            json!({ "type": "accept" })
         }
         Some("publish") if call["payload"]["text"] == "spam" => {
             json!({ "type": "refuse", "code": "rejected", "message": "no spam" })
@@ -636,4 +644,38 @@ async fn a_call_retried_on_another_node_of_the_deployment_runs_once() {
     on_first.close().await;
     on_second.close().await;
     common::forget(&prefix).await;
+}
+
+#[tokio::test]
+async fn a_slow_hook_holds_back_only_its_sessions_later_hooked_requests_and_keeps_their_order() {
+    let running = start(None).await;
+    let client = client(&running).await;
+    let notes: ferry_protocol::ChannelName = "notes:ordered".parse().expect("valid");
+    let held = {
+        let (client, notes) = (client.clone(), notes.clone());
+        tokio::spawn(async move { client.publish(notes, json!({ "text": "held" })).await })
+    };
+    while running.seen.held.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The hook holds the first publish; a second one waits behind it, and the session still
+    // answers a call meanwhile.
+    let next = {
+        let (client, notes) = (client.clone(), notes.clone());
+        tokio::spawn(async move { client.publish(notes, json!({ "text": "next" })).await })
+    };
+    let answer = client
+        .call(method("jobs:run"), json!({ "name": "a" }))
+        .await
+        .expect("answered while the hook holds a publish");
+    assert!(!answer.duplicate);
+    assert!(!held.is_finished() && !next.is_finished());
+    running.seen.release.notify_one();
+    let held = held.await.expect("the task").expect("accepted");
+    let next = next.await.expect("the task").expect("accepted");
+    assert!(
+        held.position.seq.get() < next.position.seq.get(),
+        "stored in the order they were sent: {held:?} {next:?}"
+    );
+    client.close().await;
 }

@@ -1967,8 +1967,9 @@ fn a_call_is_checked_for_call_permission_then_for_a_declared_method() {
     );
     session.answered(
         &"r3".parse().expect("valid"),
-        Payload::from(json!({"task_id": "t-1"})),
+        Ok(Payload::from(json!({"task_id": "t-1"}))),
         true,
+        at(5),
     );
     match drain(&mut session).as_slice() {
         [Out::Message(ServerMessage::RpcResult(answer))] => {
@@ -1985,8 +1986,9 @@ fn a_call_is_checked_for_call_permission_then_for_a_declared_method() {
     // Answered once: a second answer for the id is dropped.
     session.answered(
         &"r3".parse().expect("valid"),
-        Payload::from(json!(1)),
+        Ok(Payload::from(json!(1))),
         false,
+        at(6),
     );
     assert_eq!(drain(&mut session), vec![]);
 }
@@ -2009,13 +2011,15 @@ fn a_call_unanswered_for_the_rpc_timeout_gets_timeout_and_its_late_answer_is_dro
     assert_eq!(session.poll_timeout(), Some(at(7_000)), "r2's deadline");
     session.answered(
         &"r1".parse().expect("valid"),
-        Payload::from(json!(1)),
+        Ok(Payload::from(json!(1))),
         false,
+        at(6_100),
     );
     session.answered(
         &"r2".parse().expect("valid"),
-        Payload::from(json!(2)),
+        Ok(Payload::from(json!(2))),
         false,
+        at(6_200),
     );
     match drain(&mut session).as_slice() {
         [Out::Message(ServerMessage::RpcResult(answer))] => assert_eq!(answer.id.as_str(), "r2"),
@@ -2033,20 +2037,23 @@ fn a_failed_call_gets_the_shells_error_and_an_oversized_result_gets_message_too_
     let mut session = rpc_session(5_000);
     call(&mut session, "r1", "tasks:start", 1);
     call(&mut session, "r2", "tasks:start", 2);
-    session.request_failed(
+    session.answered(
         &"r1".parse().expect("valid"),
-        ErrorInfo {
+        Err(ErrorInfo {
             code: ErrorCode::Rejected,
             message: "already running".parse().expect("short"),
             retry_after_ms: None,
             retryable: true,
-        },
+        }),
+        false,
+        at(3),
     );
     let big = "x".repeat(session.max_message_bytes());
     session.answered(
         &"r2".parse().expect("valid"),
-        Payload::from(json!(big)),
+        Ok(Payload::from(json!(big))),
         false,
+        at(4),
     );
     assert_eq!(
         error_of(&drain(&mut session)),
@@ -2057,4 +2064,24 @@ fn a_failed_call_gets_the_shells_error_and_an_oversized_result_gets_message_too_
         "the table's retryable flag, and no oversized frame"
     );
     assert!(!session.is_closed());
+}
+
+#[test]
+fn an_answer_that_comes_after_the_deadline_is_dropped_for_the_timeout_even_before_the_timer_fires()
+{
+    let mut session = rpc_session(5_000);
+    call(&mut session, "r1", "tasks:start", 1_000);
+    assert_eq!(actions(&mut session).len(), 1);
+    // The shell hands the answer in at 6 001 ms before it has handled the timer due at 6 000:
+    // the session is brought up to the answer's time first (FERRY-RPC-2).
+    session.answered(
+        &"r1".parse().expect("valid"),
+        Ok(Payload::from(json!({"task_id": "t-1"}))),
+        false,
+        at(6_001),
+    );
+    assert_eq!(
+        error_of(&drain(&mut session)),
+        vec![(Some("r1".into()), ErrorCode::Timeout, true)]
+    );
 }
