@@ -40,8 +40,9 @@ pub enum BackendError {
     /// The backend was not reached, so the call did not run: a retry may run it.
     #[error("the backend cannot be reached: {0}")]
     Unreachable(String),
-    /// The backend was reached but gave no usable answer (a status other than 200, a body that
-    /// is not a BackendAnswer, no answer within the timeout); the call may have run.
+    /// The backend was reached but gave no usable answer: a status other than 200, a body that
+    /// is not a BackendAnswer (or is larger than the server reads), a connection lost
+    /// mid-answer. The backend had the call, and the idempotency key with it.
     #[error("the backend failed: {0}")]
     Failed(String),
 }
@@ -84,16 +85,19 @@ pub struct HttpBackend {
     client: reqwest::Client,
     url: reqwest::Url,
     secret: Option<Arc<str>>,
+    max_answer_bytes: usize,
 }
 
 impl HttpBackend {
-    /// A backend at `url`, authenticated with `secret` when given. How long a call may take
-    /// is the caller's to bound (the RPC and hook timeouts).
-    pub fn new(url: reqwest::Url, secret: Option<String>) -> Self {
+    /// A backend at `url`, authenticated with `secret` when given, whose answers are read up
+    /// to `max_answer_bytes` (a longer one is a failed call). How long a call may take is the
+    /// caller's to bound (the RPC and hook timeouts).
+    pub fn new(url: reqwest::Url, secret: Option<String>, max_answer_bytes: usize) -> Self {
         Self {
             client: reqwest::Client::new(),
             url,
             secret: secret.map(Arc::from),
+            max_answer_bytes,
         }
     }
 }
@@ -112,8 +116,9 @@ impl Service<BackendCall> for HttpBackend {
         if let Some(secret) = &self.secret {
             request = request.bearer_auth(secret);
         }
+        let max = self.max_answer_bytes;
         Box::pin(async move {
-            let response = request.send().await.map_err(|e| {
+            let mut response = request.send().await.map_err(|e| {
                 if e.is_connect() {
                     BackendError::Unreachable(without_url(&e))
                 } else {
@@ -124,10 +129,19 @@ impl Service<BackendCall> for HttpBackend {
             if status != reqwest::StatusCode::OK {
                 return Err(BackendError::Failed(format!("it answered HTTP {status}")));
             }
-            let body = response
-                .bytes()
+            let mut body = Vec::new();
+            while let Some(chunk) = response
+                .chunk()
                 .await
-                .map_err(|e| BackendError::Failed(without_url(&e)))?;
+                .map_err(|e| BackendError::Failed(without_url(&e)))?
+            {
+                if body.len() + chunk.len() > max {
+                    return Err(BackendError::Failed(format!(
+                        "its answer is larger than {max} bytes"
+                    )));
+                }
+                body.extend_from_slice(&chunk);
+            }
             serde_json::from_slice(&body).map_err(|e| {
                 BackendError::Failed(format!("its answer is not a BackendAnswer: {e}"))
             })

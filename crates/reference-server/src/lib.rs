@@ -73,7 +73,10 @@ impl<B: Broker> Server<B> {
     /// the HTTP endpoint the configuration names (`--backend-url`), if any.
     pub fn new(config: Config, auth: Auth, broker: B, namespaces: Namespaces) -> Arc<Self> {
         let backend = config.backend.as_ref().map(|http| {
-            let to = |url: &reqwest::Url| HttpBackend::new(url.clone(), http.secret.clone());
+            // An answer carries at most one message's payload, plus its envelope.
+            let max_answer = 2 * config.session.limits.max_message_bytes.get() as usize;
+            let to =
+                |url: &reqwest::Url| HttpBackend::new(url.clone(), http.secret.clone(), max_answer);
             Backend::new(backend::Routed {
                 routes: http
                     .routes
