@@ -107,6 +107,9 @@ pub fn types(set: &SchemaSet, options: &RustOptions) -> Result<String, Error> {
         let doc = doc_lines(description);
         tokens.extend(quote! { #doc pub type #ident = #raw_json; });
     }
+    for method in set.methods.iter().flat_map(|m| &m.methods) {
+        tokens.extend(method_type(method, &options.runtime_path));
+    }
     // typify checks patterns with regress, a backtracking engine; the runtime's `Regex` (the
     // `regex` crate) has the same `new` and `find` and runs in linear time.
     Ok(format(set, &tokens)?
@@ -115,6 +118,37 @@ pub fn types(set: &SchemaSet, options: &RustOptions) -> Result<String, Error> {
             &format!("{}::Regex", options.runtime_path),
         )
         .replace("PATTERN.find(value).is_none()", "!PATTERN.is_match(value)"))
+}
+
+/// The unit type of an RPC method (`tasks:start` becomes `TasksStart`), implementing the
+/// runtime's `Method` with the method's name and the types of its params and result, so that a
+/// client's call is typed end to end.
+fn method_type(method: &crate::tables::Method, runtime: &str) -> TokenStream {
+    let ident = format_ident!("{}", method_type_name(&method.name));
+    let doc = doc_lines(&format!(
+        "The RPC method `{}`: {} (params [`{}`], result [`{}`]).",
+        method.name, method.description, method.params, method.result
+    ));
+    let trait_path: syn::Path =
+        syn::parse_str(&format!("{runtime}::Method")).expect("the runtime path is a Rust path");
+    let name = &method.name;
+    let params = format_ident!("{}", method.params);
+    let result = format_ident!("{}", method.result);
+    quote! {
+        #doc
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct #ident;
+        impl #trait_path for #ident {
+            const NAME: &'static str = #name;
+            type Params = #params;
+            type Result = #result;
+        }
+    }
+}
+
+/// `tasks:start` as a type name: `TasksStart`.
+pub fn method_type_name(method: &str) -> String {
+    heck::AsUpperCamelCase(method.replace(':', "_")).to_string()
 }
 
 /// Makes every constrained string newtype check the `String` it decoded and keep it, instead of

@@ -12,6 +12,8 @@
 //!   client action, error codes, defaults, rules, endpoint descriptors.
 //! - `src/channels.ts` (when the set has `channels.json`): namespaces and a `ChannelPayload<C>`
 //!   type that maps a channel name to its payload type.
+//! - `src/methods.ts` (when the set has `methods.json`): the RPC methods and the
+//!   `MethodParams<M>` and `MethodResult<M>` types of each method name, for typed calls.
 //! - `test/vectors.test.ts`: every valid vector as a typed literal (so `tsc --strict` checks it
 //!   against its type), and a node test that runs every vector through the guards.
 //! - `package.json`, `tsconfig.json` (type-check and test), `tsconfig.build.json` (the shipped
@@ -53,6 +55,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "channels.ts",
         include_str!("../templates/typescript/channels.ts.j2"),
+    ),
+    (
+        "methods.ts",
+        include_str!("../templates/typescript/methods.ts.j2"),
     ),
     (
         "index.ts",
@@ -297,6 +303,7 @@ pub fn generate(
         rules => set.rules.as_ref().map(|c| c.sections.iter().flat_map(|s| s.rules.iter().map(move |r| context! { id => r.id.clone(), level => r.level.as_str(), section => s.name.clone(), text => r.text.clone() })).collect::<Vec<_>>()),
         endpoints => set.endpoints.as_ref().map(|t| t.endpoints.iter().map(|e| context! { e => Jinja::from(Serde(e)), camel => heck::AsLowerCamelCase(&e.name).to_string(), doc => doc_block(&e.summary, "  ") }).collect::<Vec<_>>()),
         namespaces,
+        methods => set.methods.as_ref().map(|m| m.methods.iter().map(|m| context! { name => m.name.clone(), params => ts_name(&m.params), result => ts_name(&m.result), description => m.description.clone() }).collect::<Vec<_>>()),
         has_tables,
     };
 
@@ -316,6 +323,9 @@ pub fn generate(
     }
     if set.channels.is_some() {
         files.push(("src/channels.ts".to_owned(), "channels.ts"));
+    }
+    if set.methods.is_some() {
+        files.push(("src/methods.ts".to_owned(), "methods.ts"));
     }
     files
         .into_iter()

@@ -328,6 +328,7 @@ fn an_application_set_generates_its_own_package_and_reference() {
     for path in [
         "rust/types.rs",
         "typescript/src/channels.ts",
+        "typescript/src/methods.ts",
         "typescript/src/guards.ts",
         "typescript/test/vectors.test.ts",
         "docs/CHANNELS.md",
@@ -335,6 +336,16 @@ fn an_application_set_generates_its_own_package_and_reference() {
     ] {
         assert!(output.files.contains_key(Path::new(path)), "missing {path}");
     }
+    let methods = &output.files[Path::new("typescript/src/methods.ts")];
+    assert!(
+        methods.contains(r#""tasks:start": { params: T.StartTask; result: T.TaskStarted };"#),
+        "{methods}"
+    );
+    let docs = &output.files[Path::new("docs/CHANNELS.md")];
+    assert!(
+        docs.contains("| `tasks:start` | [StartTask](#starttask) | [TaskStarted](#taskstarted) |"),
+        "{docs}"
+    );
     let channels = &output.files[Path::new("typescript/src/channels.ts")];
     assert!(
         channels.contains("C extends `project:${string}:tasks` ? T.TaskProgress"),
@@ -344,6 +355,10 @@ fn an_application_set_generates_its_own_package_and_reference() {
     assert!(
         rust.contains("::ferry_protocol::runtime::"),
         "application Rust must name the runtime by its crate path"
+    );
+    assert!(
+        rust.contains("impl ::ferry_protocol::runtime::Method for TasksStart {"),
+        "each method is a type implementing the runtime's Method"
     );
 }
 

@@ -1,6 +1,7 @@
 //! What generated code needs at run time: the bounded number types, the deserializer that
-//! keeps optional members from taking `null`, the tagged-union deserializer, and the regular
-//! expression engine for `pattern`s. Application crates that generate types for
+//! keeps optional members from taking `null`, the tagged-union deserializer, the regular
+//! expression engine for `pattern`s, and the [`Method`] trait an application's RPC method
+//! types implement. Application crates that generate types for
 //! their own payload schemas (`ferry-codegen --schema DIR --out DIR`) use it as
 //! `::ferry_protocol::runtime`.
 
@@ -8,6 +9,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 pub use crate::bounded::{Float, Int, UInt};
+pub use crate::rpc::Method;
 
 /// The engine that checks the schema's `pattern`s: the `regex` crate, linear in the input.
 /// `ferry-codegen lint` refuses patterns it cannot compile (look-around, back-references), so

@@ -679,3 +679,59 @@ async fn a_slow_hook_holds_back_only_its_sessions_later_hooked_requests_and_keep
     );
     client.close().await;
 }
+
+/// The example application's generated types, its method types among them.
+#[allow(
+    missing_docs,
+    unreachable_pub,
+    dead_code,
+    clippy::all,
+    clippy::unwrap_used
+)]
+mod app {
+    include!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../generated/example-app/rust/types.rs"
+    ));
+}
+
+#[tokio::test]
+async fn a_typed_call_sends_the_generated_params_and_decodes_the_generated_result() {
+    let handlers = Handlers::new().on_rpc(method("tasks:start"), |call| async move {
+        let params = call.params.to_value().expect("json");
+        Ok(Payload::from(
+            json!({ "task_id": format!("{}-1", params["project"].as_str().unwrap_or("?")) }),
+        ))
+    });
+    let config = Config::resolve(Flags::default()).expect("valid");
+    let (auth, token) = Auth::development_with("dev-rpc-test-token".into());
+    let broker = MemoryBroker::new(config.memory_broker());
+    let server = ferry_server::Server::with_backend(
+        config,
+        auth,
+        broker,
+        Namespaces::example_app(),
+        Some(Backend::new(handlers)),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(ferry_server::serve(
+        server,
+        listener,
+        std::future::pending(),
+    ));
+    let client = Client::builder(base, token).connect();
+    assert!(client.wait_active(Duration::from_secs(30)).await);
+    let params = app::StartTask {
+        project: "alpha".parse().expect("valid"),
+        title: "Build".parse().expect("valid"),
+    };
+    let started: app::TaskStarted = client
+        .rpc::<app::TasksStart>(&params)
+        .await
+        .expect("a typed result");
+    assert_eq!(started.task_id.as_str(), "alpha-1");
+    client.close().await;
+}

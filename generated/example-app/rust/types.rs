@@ -1684,3 +1684,11 @@ impl ::std::convert::From<CommandExited> for CommandOutput {
         Self::CommandExited(value)
     }
 }
+/// The RPC method `tasks:start`: Queues a new task in a project and returns its id. (params [`StartTask`], result [`TaskStarted`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TasksStart;
+impl ::ferry_protocol::runtime::Method for TasksStart {
+    const NAME: &'static str = "tasks:start";
+    type Params = StartTask;
+    type Result = TaskStarted;
+}

@@ -18,3 +18,4 @@ var __exportStar = (this && this.__exportStar) || function(m, exports) {
 Object.defineProperty(exports, "__esModule", { value: true });
 __exportStar(require("./guards.js"), exports);
 __exportStar(require("./channels.js"), exports);
+__exportStar(require("./methods.js"), exports);

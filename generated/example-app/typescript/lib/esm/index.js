@@ -2,3 +2,4 @@
 // Do not edit: change the schema and run `ferry-codegen generate`.
 export * from "./guards.js";
 export * from "./channels.js";
+export * from "./methods.js";
