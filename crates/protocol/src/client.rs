@@ -977,15 +977,16 @@ impl ClientSession {
     /// The key of the publish or call `id` answers, if it is one `kind` accepts; the request
     /// is settled and forgotten.
     fn settle(&mut self, id: &RequestId, kind: impl Fn(&Keyed) -> bool) -> Option<IdempotencyKey> {
-        let Some(Request::Keyed { key }) = self.take_request(id) else {
+        let Some(Request::Keyed { key }) = self.link.as_ref()?.requests.get(id.as_str()) else {
             return None;
         };
-        let index = self.publishes.iter().position(|p| p.key == key)?;
+        let index = self.publishes.iter().position(|p| p.key == *key)?;
+        // A reply of the other kind answers nothing: the request still waits for its own.
         if !kind(&self.publishes[index].request) {
             return None;
         }
-        self.publishes.remove(index);
-        Some(key)
+        self.take_request(id);
+        Some(self.publishes.remove(index).key)
     }
 
     fn take_request(&mut self, id: &RequestId) -> Option<Request> {

@@ -1319,6 +1319,13 @@ fn a_call_is_resent_with_its_key_after_a_reconnect_and_answered_once() {
             .iter()
             .any(|e| matches!(e, ClientEvent::Answered { key, .. } if *key == call))
     );
+    // The call still waits for its own answer.
+    h.server(answer(&id, false));
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Answered { key, .. } if *key == call))
+    );
 }
 
 #[test]

@@ -12,6 +12,7 @@ import {
   type EventMessage,
   type JsonValue,
   type Published,
+  type RpcResult,
 } from "@ferry/protocol";
 import { ClientSession, DEFAULT_CONFIG, utf8Length, type ClientConfig, type ClientEvent, type ClientState, type IncompleteCause, type PublishFailure, type Transmit } from "./session.js";
 import type { Resumption } from "./position.js";
@@ -97,16 +98,53 @@ export class PublishError extends Error {
   }
 }
 
-function describeFailure(failure: PublishFailure): string {
+/**
+ * An RPC call that failed; `failure` says why (`refused` carries the server's or the backend's
+ * error: `rejected`, `forbidden`, `unknown_method`, `payload_invalid`, `timeout`, ...), `key`
+ * is the idempotency key it carried: calling again with it after `timeout` gets the first
+ * call's answer instead of running the method twice (FERRY-RPC-3).
+ */
+export class CallError extends Error {
+  /** Why the call failed. */
+  readonly failure: PublishFailure;
+  /** The method called. */
+  readonly method: string;
+  /** The idempotency key of the call. */
+  readonly key: string | undefined;
+
+  /** A call error for `failure`. */
+  constructor(method: string, failure: PublishFailure, key: string | undefined) {
+    super(`${method}: ${describeFailure(failure, "call")}`);
+    this.name = "CallError";
+    this.failure = failure;
+    this.method = method;
+    this.key = key;
+  }
+}
+
+/**
+ * The shape of a method map: the params and result types of each method, by name, as an
+ * application package's generated `Methods` interface has them.
+ */
+export type MethodMap<M> = { readonly [K in keyof M]: { readonly params: unknown; readonly result: unknown } };
+
+/** Typed calls of an application's methods (see FerryClient.methods). */
+export type TypedCall<M extends MethodMap<M>> = <K extends keyof M & string>(
+  method: K,
+  params: M[K]["params"],
+  options?: { readonly idempotencyKey?: string },
+) => Promise<M[K]["result"]>;
+
+function describeFailure(failure: PublishFailure, what: "publish" | "call" = "publish"): string {
   switch (failure.kind) {
     case "refused":
-      return `the server refused the publish: ${failure.error.code} (${failure.error.message})`;
+      return `the server refused the ${what}: ${failure.error.code} (${failure.error.message})`;
     case "timed_out":
-      return "no acknowledgement within the request timeout";
+      return what === "publish" ? "no acknowledgement within the request timeout" : "no answer within rpc.timeout_ms plus the request timeout";
     case "too_large":
       return `the message is ${failure.size} bytes, above the maximum of ${failure.max}`;
     case "session_stopped":
-      return "the client stopped before an acknowledgement arrived";
+      return `the client stopped before an ${what === "publish" ? "acknowledgement" : "answer"} arrived`;
   }
 }
 
@@ -140,6 +178,7 @@ export class FerryClient {
     notice: new Set(),
   };
   readonly #publishes = new Map<string, { resolve: (ack: Published) => void; reject: (error: PublishError) => void }>();
+  readonly #calls = new Map<string, { method: string; resolve: (answer: RpcResult) => void; reject: (error: CallError) => void }>();
   #nextListener = 0;
   #socket: { id: number; ws: WebSocketLike } | undefined;
   #wake: unknown;
@@ -211,6 +250,28 @@ export class FerryClient {
     const promise = new Promise<Published>((resolve, reject) => this.#publishes.set(result.key, { resolve, reject }));
     this.#pump();
     return promise;
+  }
+
+  /**
+   * Calls `method` with `params`; settles with the answer (`result`, and `duplicate` when a
+   * retried key got an earlier call's answer) or a CallError. The call is re-sent with its
+   * idempotency key across reconnects until answered, and the server runs it at most once.
+   */
+  call(method: string, params: JsonValue, options?: { readonly idempotencyKey?: string }): Promise<RpcResult> {
+    const result = this.#session.call(method, params, options?.idempotencyKey, this.#timer.now());
+    if (!result.ok) return Promise.reject(new CallError(method, result.failure, options?.idempotencyKey));
+    const promise = new Promise<RpcResult>((resolve, reject) => this.#calls.set(result.key, { method, resolve, reject }));
+    this.#pump();
+    return promise;
+  }
+
+  /**
+   * Typed calls through an application package's generated `Methods` map:
+   * `const rpc = client.methods<Methods>(); const started = await rpc("tasks:start", params);`
+   * takes each method's params type and returns its result type.
+   */
+  methods<M extends MethodMap<M>>(): TypedCall<M> {
+    return async (method, params, options) => (await this.call(method, params as JsonValue, options)).result as M[typeof method]["result"];
   }
 
   /** A typed view of a channel. */
@@ -372,6 +433,16 @@ export class FerryClient {
         this.#publishes.get(event.key)?.reject(new PublishError(event.failure, event.key));
         this.#publishes.delete(event.key);
         return;
+      case "answered":
+        this.#calls.get(event.key)?.resolve(event.answer);
+        this.#calls.delete(event.key);
+        return;
+      case "call_failed": {
+        const call = this.#calls.get(event.key);
+        call?.reject(new CallError(call.method, event.failure, event.key));
+        this.#calls.delete(event.key);
+        return;
+      }
       default:
         this.#emit("notice", event);
     }

@@ -2,7 +2,7 @@
 // TypeScript twin of crates/protocol's ClientSession (same states, events and names).
 //
 // It opens no socket and reads no clock. It is driven from outside:
-// - the application calls connect, subscribe, unsubscribe, publish and close;
+// - the application calls connect, subscribe, unsubscribe, publish, call and close;
 // - the shell feeds what happened: handleTicket, handleConnected, handleFrame, handleClosed and
 //   handleTimeout, each with the current time in ms;
 // - the shell then drains pollTransmit (fetch a ticket, open a connection, send, close),
@@ -17,6 +17,8 @@
 //   incomplete recovery reported (FERRY-EVENT-3, FERRY-EVENT-4, FERRY-EVENT-5, FERRY-RESUME-4);
 // - publishes correlated with their acknowledgements, re-sent with the same idempotency key
 //   after a reconnect, failed locally after the request timeout (FERRY-PUBLISH-2, FERRY-PUBLISH-3);
+//   RPC calls the same way, failed locally rpc.timeout_ms plus the request timeout after they
+//   were made (FERRY-RPC-2, FERRY-RPC-3);
 // - pongs for pings, and a dead server detected after interval + timeout of silence
 //   (FERRY-HEARTBEAT-2, FERRY-HEARTBEAT-4);
 // - no frame above the advertised maximum size, counted in UTF-8 bytes, ever leaves
@@ -39,6 +41,7 @@ import {
   type Problem,
   type Published,
   type RecoveryGap,
+  type RpcResult,
   type StreamPosition,
   type Welcome,
 } from "@ferry/protocol";
@@ -95,9 +98,11 @@ export type IncompleteCause =
   | { readonly kind: "epoch_changed" }
   | { readonly kind: "recovery"; readonly reason: RecoveryGap };
 
-/** Why a publish failed. */
+/** Why a publish or an RPC call failed. */
 export type PublishFailure =
+  /** The server refused it (for a call: also `timeout`, `rejected` by the backend, ...). */
   | { readonly kind: "refused"; readonly error: ErrorInfo }
+  /** No answer within the request timeout (a call: within rpc.timeout_ms plus it). */
   | { readonly kind: "timed_out" }
   | { readonly kind: "too_large"; readonly size: number; readonly max: number }
   | { readonly kind: "session_stopped" };
@@ -117,6 +122,8 @@ export type ClientEvent =
   | { readonly kind: "incomplete"; readonly channel: string; readonly cause: IncompleteCause }
   | { readonly kind: "published"; readonly key: string; readonly ack: Published }
   | { readonly kind: "publish_failed"; readonly key: string; readonly failure: PublishFailure }
+  | { readonly kind: "answered"; readonly key: string; readonly answer: RpcResult }
+  | { readonly kind: "call_failed"; readonly key: string; readonly failure: PublishFailure }
   | { readonly kind: "server_error"; readonly error: ErrorInfo }
   | { readonly kind: "protocol_violation"; readonly violation: ProtocolViolation }
   | { readonly kind: "goodbye"; readonly goodbye: Goodbye };
@@ -139,10 +146,12 @@ export function utf8Length(text: string): number {
   return bytes;
 }
 
-interface PendingPublish {
+/** A publish or call waiting for its answer, re-sent with its key on every welcomed session. */
+interface Pending {
   readonly key: string;
-  readonly channel: string;
-  readonly payload: JsonValue;
+  readonly request:
+    | { readonly kind: "publish"; readonly channel: string; readonly payload: JsonValue }
+    | { readonly kind: "rpc"; readonly method: string; readonly params: JsonValue };
   readonly deadline: number;
   sentAs: string | undefined;
 }
@@ -150,7 +159,8 @@ interface PendingPublish {
 type Request =
   | { readonly kind: "subscribe"; readonly channel: string; readonly from: StreamPosition | undefined }
   | { readonly kind: "unsubscribe" }
-  | { readonly kind: "publish"; readonly key: string };
+  /** A publish or call; its Pending has the key. */
+  | { readonly kind: "keyed"; readonly key: string };
 
 interface Link {
   readonly id: number;
@@ -185,7 +195,9 @@ export class ClientSession {
   #renewed = false;
   #deadline: number | undefined;
   readonly #subscriptions = new Map<string, Subscription>();
-  #publishes: PendingPublish[] = [];
+  #publishes: Pending[] = [];
+  /** The last advertised rpc.timeout_ms (the protocol's default before any welcome). */
+  #rpcTimeoutMs: number = DEFAULTS.rpcTimeoutMs;
   readonly #transmits: Transmit[] = [];
   readonly #events: ClientEvent[] = [];
 
@@ -268,12 +280,32 @@ export class ClientSession {
   publish(channel: string, payload: JsonValue, key: string | undefined, now: number): { ok: true; key: string } | { ok: false; failure: PublishFailure } {
     if (this.#state.kind === "stopped") return { ok: false, failure: { kind: "session_stopped" } };
     const chosen = key ?? this.#generateKey();
-    const pending: PendingPublish = { key: chosen, channel, payload, deadline: now + this.#config.requestTimeoutMs, sentAs: undefined };
-    const size = utf8Length(JSON.stringify(publishMessage(pending, LONGEST_REQUEST_ID)));
+    return this.#enqueue({ key: chosen, request: { kind: "publish", channel, payload }, deadline: now + this.#config.requestTimeoutMs, sentAs: undefined });
+  }
+
+  /**
+   * Calls `method` with `params` under idempotency key `key` (generated when absent) and returns
+   * the key; the answer comes as an `answered` or `call_failed` event. Like a publish, the call
+   * is sent once welcomed and re-sent with the same key on every welcomed session until
+   * answered, so a call cut off by a reconnect runs at most once (FERRY-RPC-3). It fails locally
+   * when no answer came within the advertised rpc.timeout_ms plus the request timeout
+   * (FERRY-RPC-2). Every error but rate_limited fails it at once; after `timeout` or
+   * `unavailable` the call may still complete, and calling again with the key gets its answer.
+   */
+  call(method: string, params: JsonValue, key: string | undefined, now: number): { ok: true; key: string } | { ok: false; failure: PublishFailure } {
+    if (this.#state.kind === "stopped") return { ok: false, failure: { kind: "session_stopped" } };
+    const chosen = key ?? this.#generateKey();
+    const deadline = now + this.#rpcTimeoutMs + this.#config.requestTimeoutMs;
+    return this.#enqueue({ key: chosen, request: { kind: "rpc", method, params }, deadline, sentAs: undefined });
+  }
+
+  /** Queues a publish or call, sending it now when welcomed, unless it can never fit. */
+  #enqueue(pending: Pending): { ok: true; key: string } | { ok: false; failure: PublishFailure } {
+    const size = utf8Length(JSON.stringify(keyedMessage(pending, LONGEST_REQUEST_ID)));
     if (size > this.#maxMessageBytes) return { ok: false, failure: { kind: "too_large", size, max: this.#maxMessageBytes } };
     this.#publishes.push(pending);
     if (this.#state.kind === "active") this.#sendPublish(pending);
-    return { ok: true, key: chosen };
+    return { ok: true, key: pending.key };
   }
 
   /** Feeds the outcome of a ticket fetch. */
@@ -354,11 +386,13 @@ export class ClientSession {
         link.requests.delete(message.id);
         return;
       case "published": {
-        const request = link.requests.get(message.id);
-        if (request?.kind !== "publish") return;
-        link.requests.delete(message.id);
-        this.#publishes = this.#publishes.filter((p) => p.key !== request.key);
-        this.#events.push({ kind: "published", key: request.key, ack: message });
+        const key = this.#settle(message.id, "publish");
+        if (key !== undefined) this.#events.push({ kind: "published", key, ack: message });
+        return;
+      }
+      case "rpc_result": {
+        const key = this.#settle(message.id, "rpc");
+        if (key !== undefined) this.#events.push({ kind: "answered", key, answer: message });
         return;
       }
       case "error":
@@ -394,7 +428,7 @@ export class ClientSession {
     this.#publishes = this.#publishes.filter((p) => p.deadline > now);
     for (const publish of expired) {
       if (publish.sentAs !== undefined) this.#link?.requests.delete(publish.sentAs);
-      this.#events.push({ kind: "publish_failed", key: publish.key, failure: { kind: "timed_out" } });
+      this.#events.push(failed(publish, { kind: "timed_out" }));
     }
     const state = this.#state;
     const due = this.#deadline !== undefined && this.#deadline <= now;
@@ -457,6 +491,7 @@ export class ClientSession {
     this.#backoff.onWelcome(now);
     this.#renewed = false;
     this.#deadline = undefined;
+    if (welcome.rpc !== undefined) this.#rpcTimeoutMs = welcome.rpc.timeout_ms;
     if (this.#link !== undefined) this.#link.heartbeat = welcome.heartbeat;
     this.#setState({ kind: "active" });
     // FERRY-SUBSCRIBE-5: every channel held, from its last delivered position.
@@ -480,20 +515,34 @@ export class ClientSession {
     if (request?.kind === "subscribe") {
       this.#subscriptions.delete(request.channel);
       this.#events.push({ kind: "subscribe_failed", channel: request.channel, error });
-    } else if (request?.kind === "publish") {
-      // A retryable refusal is left to the request timeout and the next connection; any other
-      // fails the publish now.
-      if (error.retryable) {
-        const pending = this.#publishes.find((p) => p.key === request.key);
+    } else if (request?.kind === "keyed") {
+      // A publish's retryable refusal (rate limited, unavailable) is left to the request timeout
+      // and the next connection, and so is a call's rate_limited; any other error fails the
+      // request now (a call's timeout or unavailable the application retries with the key).
+      const pending = this.#publishes.find((p) => p.key === request.key);
+      const waits = pending?.request.kind === "rpc" ? error.code === "rate_limited" : error.retryable;
+      if (waits) {
         if (pending !== undefined) pending.sentAs = undefined;
         this.#events.push({ kind: "server_error", error });
-      } else {
-        this.#publishes = this.#publishes.filter((p) => p.key !== request.key);
-        this.#events.push({ kind: "publish_failed", key: request.key, failure: { kind: "refused", error } });
+      } else if (pending !== undefined) {
+        this.#publishes = this.#publishes.filter((p) => p !== pending);
+        this.#events.push(failed(pending, { kind: "refused", error }));
       }
     } else {
       this.#events.push({ kind: "server_error", error });
     }
+  }
+
+  /** The key of the publish or call `id` answers, if it is of `kind`; the request is settled. */
+  #settle(id: string, kind: "publish" | "rpc"): string | undefined {
+    const request = this.#link?.requests.get(id);
+    if (request?.kind !== "keyed") return undefined;
+    const pending = this.#publishes.find((p) => p.key === request.key);
+    // A reply of the other kind answers nothing: the request still waits for its own.
+    if (pending === undefined || pending.request.kind !== kind) return undefined;
+    this.#link?.requests.delete(id);
+    this.#publishes = this.#publishes.filter((p) => p !== pending);
+    return pending.key;
   }
 
   /** `r` and the request's number in 16 digits, the length of the largest safe integer. */
@@ -524,16 +573,16 @@ export class ClientSession {
     if (this.#send(message) === undefined) this.#link?.requests.set(id, { kind: "subscribe", channel, from: from === undefined ? undefined : { ...from } });
   }
 
-  #sendPublish(publish: PendingPublish): void {
+  #sendPublish(publish: Pending): void {
     const id = this.#requestId();
-    const failure = this.#send(publishMessage(publish, id));
+    const failure = this.#send(keyedMessage(publish, id));
     if (failure === undefined) {
-      this.#link?.requests.set(id, { kind: "publish", key: publish.key });
+      this.#link?.requests.set(id, { kind: "keyed", key: publish.key });
       publish.sentAs = id;
     } else {
       // The welcome lowered the limit below this message: it can never be sent.
       this.#publishes = this.#publishes.filter((p) => p !== publish);
-      this.#events.push({ kind: "publish_failed", key: publish.key, failure });
+      this.#events.push(failed(publish, failure));
     }
   }
 
@@ -568,12 +617,22 @@ export class ClientSession {
   #stop(reason: StopReason): void {
     this.#link = undefined;
     this.#deadline = undefined;
-    for (const publish of this.#publishes) this.#events.push({ kind: "publish_failed", key: publish.key, failure: { kind: "session_stopped" } });
+    for (const publish of this.#publishes) this.#events.push(failed(publish, { kind: "session_stopped" }));
     this.#publishes = [];
     this.#setState({ kind: "stopped", reason });
   }
 }
 
-function publishMessage(publish: PendingPublish, id: string): ClientMessage {
-  return { type: "publish", id, channel: publish.channel, idempotency_key: publish.key, payload: publish.payload };
+function keyedMessage(pending: Pending, id: string): ClientMessage {
+  const request = pending.request;
+  return request.kind === "publish"
+    ? { type: "publish", id, channel: request.channel, idempotency_key: pending.key, payload: request.payload }
+    : { type: "rpc", id, method: request.method, idempotency_key: pending.key, params: request.params };
+}
+
+/** The event that fails a publish or call. */
+function failed(pending: Pending, failure: PublishFailure): ClientEvent {
+  return pending.request.kind === "publish"
+    ? { kind: "publish_failed", key: pending.key, failure }
+    : { kind: "call_failed", key: pending.key, failure };
 }

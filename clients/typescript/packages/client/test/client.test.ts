@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { Welcome } from "@ferry/protocol";
-import { FerryClient, PublishError, type Timer, type WebSocketLike } from "../src/client.js";
+import { CallError, FerryClient, PublishError, type Timer, type WebSocketLike } from "../src/client.js";
 
 class FakeSocket implements WebSocketLike {
   static last: FakeSocket | undefined;
@@ -122,6 +122,33 @@ test("publish settles with the ack, or rejects with a typed PublishError at the 
   socket.receive({ type: "ping", nonce: "n" });
   timer.advance(10000);
   await assert.rejects(lost, (error: unknown) => error instanceof PublishError && error.failure.kind === "timed_out" && error.key === "k-2");
+});
+
+/** An application's method map, as a generated package's `Methods` is. */
+interface Methods {
+  "tasks:start": { params: { project: string; title: string }; result: { task_id: string } };
+}
+
+test("typed calls send their params and resolve with the method's result; a refusal rejects with a CallError", async () => {
+  const { client, socket } = await connected();
+  const rpc = client.methods<Methods>();
+  const started = rpc("tasks:start", { project: "alpha", title: "Build" }, { idempotencyKey: "k-1" });
+  const sent = JSON.parse(socket.sent.at(-1) ?? "{}");
+  assert.deepEqual({ ...sent, id: undefined }, { type: "rpc", id: undefined, method: "tasks:start", idempotency_key: "k-1", params: { project: "alpha", title: "Build" } });
+  socket.receive({ type: "rpc_result", id: sent.id, method: "tasks:start", result: { task_id: "t-1" }, duplicate: false });
+  const result: { task_id: string } = await started;
+  // The params are checked at compile time (tsc --strict runs over this file).
+  const untyped = () => rpc("tasks:start", {
+    // @ts-expect-error project is a string
+    project: 1,
+    title: "x",
+  });
+  void untyped;
+  assert.deepEqual(result, { task_id: "t-1" });
+  const refused = client.call("tasks:start", { project: "frozen", title: "x" }, { idempotencyKey: "k-2" });
+  const second = JSON.parse(socket.sent.at(-1) ?? "{}");
+  socket.receive({ type: "error", id: second.id, error: { code: "rejected", message: "frozen", retryable: false } });
+  await assert.rejects(refused, (error: unknown) => error instanceof CallError && error.failure.kind === "refused" && error.failure.error.code === "rejected" && error.key === "k-2" && error.method === "tasks:start");
 });
 
 test("a message above the advertised size is refused locally, never sent", async () => {

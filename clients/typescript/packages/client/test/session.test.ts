@@ -194,6 +194,56 @@ test("an unacknowledged publish fails with timed_out at the request timeout", ()
   assert.deepEqual(h.events().filter((e) => e.kind === "publish_failed"), [{ kind: "publish_failed", key: "k", failure: { kind: "timed_out" } }]);
 });
 
+test("a call is re-sent with its key after a reconnect, settles once on its answer, and a publish ack does not settle it", () => {
+  const h = harness();
+  let connection = h.establish(0);
+  h.drain();
+  const result = h.session.call("tasks:start", { project: "alpha" }, undefined, 1);
+  assert.ok(result.ok);
+  const [first] = h.sent(h.drain());
+  assert.deepEqual({ ...first, id: undefined }, { type: "rpc", id: undefined, method: "tasks:start", idempotency_key: result.key, params: { project: "alpha" } });
+  h.session.handleClosed(connection, 1011, "x", 2);
+  connection = h.establish(500);
+  const [again] = h.sent(h.drain());
+  assert.equal(again?.["type"], "rpc");
+  assert.equal(again?.["idempotency_key"], result.key, "FERRY-RPC-3: the same key");
+  h.events();
+  // The old connection's id answers nothing; a published with the call's id settles nothing.
+  h.frame(connection, { type: "rpc_result", id: String(first?.["id"]), method: "tasks:start", result: 1, duplicate: false }, 501);
+  h.frame(connection, { type: "published", id: String(again?.["id"]), channel: "c:1", message_id: "m-1", position: { epoch: "e", seq: 1 }, duplicate: false }, 501);
+  assert.deepEqual(h.events().filter((e) => e.kind === "answered" || e.kind === "published"), []);
+  const answer = { type: "rpc_result", id: String(again?.["id"]), method: "tasks:start", result: { task_id: "t-1" }, duplicate: true } as const;
+  h.frame(connection, answer, 502);
+  assert.deepEqual(h.events().filter((e) => e.kind === "answered"), [{ kind: "answered", key: result.key, answer }]);
+  h.session.handleTimeout(100000);
+  assert.deepEqual(h.events().filter((e) => e.kind === "call_failed"), []);
+});
+
+test("a call fails at once on the server's timeout, and locally rpc.timeout_ms plus the request timeout after it was made", () => {
+  const h = harness();
+  h.session.connect(0);
+  h.drain();
+  h.session.handleTicket({ ok: true, ticket: "t" }, 0);
+  const connect = h.drain().find((t) => t.kind === "connect");
+  assert.ok(connect?.kind === "connect");
+  h.session.handleConnected(connect.connection, 0);
+  h.frame(connect.connection, { ...welcome(), rpc: { timeout_ms: 3000 } }, 0);
+  h.drain();
+  assert.ok(h.session.call("tasks:start", {}, "k-1", 10).ok);
+  const [sent] = h.sent(h.drain());
+  h.frame(connect.connection, { type: "error", id: String(sent?.["id"]), error: { code: "timeout", message: "slow", retryable: true } }, 20);
+  assert.deepEqual(h.events().filter((e) => e.kind === "call_failed").map((e) => e.kind === "call_failed" && e.failure.kind === "refused" && e.failure.error.code), ["timeout"]);
+  assert.ok(h.session.call("tasks:start", {}, "k-2", 100).ok);
+  h.drain();
+  h.events();
+  const deadline = 100 + 3000 + DEFAULT_CONFIG.requestTimeoutMs;
+  assert.equal(h.session.pollTimeout() !== undefined && h.session.pollTimeout()! <= deadline, true);
+  h.session.handleTimeout(deadline - 1);
+  assert.deepEqual(h.events().filter((e) => e.kind === "call_failed"), []);
+  h.session.handleTimeout(deadline);
+  assert.deepEqual(h.events().filter((e) => e.kind === "call_failed"), [{ kind: "call_failed", key: "k-2", failure: { kind: "timed_out" } }]);
+});
+
 test("property: retry n's delay always lies within the formula's bounds", () => {
   fc.assert(
     fc.property(

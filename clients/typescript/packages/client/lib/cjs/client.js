@@ -3,7 +3,7 @@
 // tickets (fetch), frames and closes (WebSocket) and time (an injectable clock and timer) in
 // and out of the session, and hands the session's events to the application's handlers.
 Object.defineProperty(exports, "__esModule", { value: true });
-exports.FerryClient = exports.PublishError = void 0;
+exports.FerryClient = exports.CallError = exports.PublishError = void 0;
 exports.closeSocket = closeSocket;
 const protocol_1 = require("@ferry/protocol");
 const session_js_1 = require("./session.js");
@@ -22,16 +22,39 @@ class PublishError extends Error {
     }
 }
 exports.PublishError = PublishError;
-function describeFailure(failure) {
+/**
+ * An RPC call that failed; `failure` says why (`refused` carries the server's or the backend's
+ * error: `rejected`, `forbidden`, `unknown_method`, `payload_invalid`, `timeout`, ...), `key`
+ * is the idempotency key it carried: calling again with it after `timeout` gets the first
+ * call's answer instead of running the method twice (FERRY-RPC-3).
+ */
+class CallError extends Error {
+    /** Why the call failed. */
+    failure;
+    /** The method called. */
+    method;
+    /** The idempotency key of the call. */
+    key;
+    /** A call error for `failure`. */
+    constructor(method, failure, key) {
+        super(`${method}: ${describeFailure(failure, "call")}`);
+        this.name = "CallError";
+        this.failure = failure;
+        this.method = method;
+        this.key = key;
+    }
+}
+exports.CallError = CallError;
+function describeFailure(failure, what = "publish") {
     switch (failure.kind) {
         case "refused":
-            return `the server refused the publish: ${failure.error.code} (${failure.error.message})`;
+            return `the server refused the ${what}: ${failure.error.code} (${failure.error.message})`;
         case "timed_out":
-            return "no acknowledgement within the request timeout";
+            return what === "publish" ? "no acknowledgement within the request timeout" : "no answer within rpc.timeout_ms plus the request timeout";
         case "too_large":
             return `the message is ${failure.size} bytes, above the maximum of ${failure.max}`;
         case "session_stopped":
-            return "the client stopped before an acknowledgement arrived";
+            return `the client stopped before an ${what === "publish" ? "acknowledgement" : "answer"} arrived`;
     }
 }
 const systemTimer = {
@@ -53,6 +76,7 @@ class FerryClient {
         notice: new Set(),
     };
     #publishes = new Map();
+    #calls = new Map();
     #nextListener = 0;
     #socket;
     #wake;
@@ -121,6 +145,27 @@ class FerryClient {
         const promise = new Promise((resolve, reject) => this.#publishes.set(result.key, { resolve, reject }));
         this.#pump();
         return promise;
+    }
+    /**
+     * Calls `method` with `params`; settles with the answer (`result`, and `duplicate` when a
+     * retried key got an earlier call's answer) or a CallError. The call is re-sent with its
+     * idempotency key across reconnects until answered, and the server runs it at most once.
+     */
+    call(method, params, options) {
+        const result = this.#session.call(method, params, options?.idempotencyKey, this.#timer.now());
+        if (!result.ok)
+            return Promise.reject(new CallError(method, result.failure, options?.idempotencyKey));
+        const promise = new Promise((resolve, reject) => this.#calls.set(result.key, { method, resolve, reject }));
+        this.#pump();
+        return promise;
+    }
+    /**
+     * Typed calls through an application package's generated `Methods` map:
+     * `const rpc = client.methods<Methods>(); const started = await rpc("tasks:start", params);`
+     * takes each method's params type and returns its result type.
+     */
+    methods() {
+        return async (method, params, options) => (await this.call(method, params, options)).result;
     }
     /** A typed view of a channel. */
     channel(name) {
@@ -289,6 +334,16 @@ class FerryClient {
                 this.#publishes.get(event.key)?.reject(new PublishError(event.failure, event.key));
                 this.#publishes.delete(event.key);
                 return;
+            case "answered":
+                this.#calls.get(event.key)?.resolve(event.answer);
+                this.#calls.delete(event.key);
+                return;
+            case "call_failed": {
+                const call = this.#calls.get(event.key);
+                call?.reject(new CallError(call.method, event.failure, event.key));
+                this.#calls.delete(event.key);
+                return;
+            }
             default:
                 this.#emit("notice", event);
         }

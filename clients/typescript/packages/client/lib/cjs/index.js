@@ -2,8 +2,9 @@
 // @ferry/client: a ferry.v1 client for browsers and Node. FerryClient is the shell most
 // applications use; ClientSession is its sans-IO core, for tests and other shells.
 Object.defineProperty(exports, "__esModule", { value: true });
-exports.classify = exports.PositionTracker = exports.delayMs = exports.delayBounds = exports.DEFAULT_RECONNECT = exports.Backoff = exports.utf8Length = exports.DEFAULT_CONFIG = exports.ClientSession = exports.PublishError = exports.FerryClient = void 0;
+exports.classify = exports.PositionTracker = exports.delayMs = exports.delayBounds = exports.DEFAULT_RECONNECT = exports.Backoff = exports.utf8Length = exports.DEFAULT_CONFIG = exports.ClientSession = exports.PublishError = exports.FerryClient = exports.CallError = void 0;
 var client_js_1 = require("./client.js");
+Object.defineProperty(exports, "CallError", { enumerable: true, get: function () { return client_js_1.CallError; } });
 Object.defineProperty(exports, "FerryClient", { enumerable: true, get: function () { return client_js_1.FerryClient; } });
 Object.defineProperty(exports, "PublishError", { enumerable: true, get: function () { return client_js_1.PublishError; } });
 var session_js_1 = require("./session.js");

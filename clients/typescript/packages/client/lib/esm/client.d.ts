@@ -1,4 +1,4 @@
-import { type ErrorInfo, type EventMessage, type JsonValue, type Published } from "@ferry/protocol";
+import { type ErrorInfo, type EventMessage, type JsonValue, type Published, type RpcResult } from "@ferry/protocol";
 import { type ClientConfig, type ClientEvent, type ClientState, type IncompleteCause, type PublishFailure } from "./session.js";
 import type { Resumption } from "./position.js";
 /** The part of the platform's WebSocket the client uses (the browser's, Node 22's, or `ws`). */
@@ -74,6 +74,36 @@ export declare class PublishError extends Error {
     /** A publish error for `failure`. */
     constructor(failure: PublishFailure, key: string | undefined);
 }
+/**
+ * An RPC call that failed; `failure` says why (`refused` carries the server's or the backend's
+ * error: `rejected`, `forbidden`, `unknown_method`, `payload_invalid`, `timeout`, ...), `key`
+ * is the idempotency key it carried: calling again with it after `timeout` gets the first
+ * call's answer instead of running the method twice (FERRY-RPC-3).
+ */
+export declare class CallError extends Error {
+    /** Why the call failed. */
+    readonly failure: PublishFailure;
+    /** The method called. */
+    readonly method: string;
+    /** The idempotency key of the call. */
+    readonly key: string | undefined;
+    /** A call error for `failure`. */
+    constructor(method: string, failure: PublishFailure, key: string | undefined);
+}
+/**
+ * The shape of a method map: the params and result types of each method, by name, as an
+ * application package's generated `Methods` interface has them.
+ */
+export type MethodMap<M> = {
+    readonly [K in keyof M]: {
+        readonly params: unknown;
+        readonly result: unknown;
+    };
+};
+/** Typed calls of an application's methods (see FerryClient.methods). */
+export type TypedCall<M extends MethodMap<M>> = <K extends keyof M & string>(method: K, params: M[K]["params"], options?: {
+    readonly idempotencyKey?: string;
+}) => Promise<M[K]["result"]>;
 /** A typed view of one channel: `ChannelPayload` of an application package gives `P`. */
 export interface Channel<P> {
     /** The channel's name. */
@@ -104,6 +134,20 @@ export declare class FerryClient {
     publish(channel: string, payload: JsonValue, options?: {
         readonly idempotencyKey?: string;
     }): Promise<Published>;
+    /**
+     * Calls `method` with `params`; settles with the answer (`result`, and `duplicate` when a
+     * retried key got an earlier call's answer) or a CallError. The call is re-sent with its
+     * idempotency key across reconnects until answered, and the server runs it at most once.
+     */
+    call(method: string, params: JsonValue, options?: {
+        readonly idempotencyKey?: string;
+    }): Promise<RpcResult>;
+    /**
+     * Typed calls through an application package's generated `Methods` map:
+     * `const rpc = client.methods<Methods>(); const started = await rpc("tasks:start", params);`
+     * takes each method's params type and returns its result type.
+     */
+    methods<M extends MethodMap<M>>(): TypedCall<M>;
     /** A typed view of a channel. */
     channel<P = JsonValue>(name: string): Channel<P>;
     /** Cuts a pending backoff short or drops a socket the platform says is dead (see followPlatform). */

@@ -1,4 +1,4 @@
-import { type ErrorInfo, type EventMessage, type Goodbye, type JsonValue, type Problem, type Published, type RecoveryGap, type StreamPosition } from "@ferry/protocol";
+import { type ErrorInfo, type EventMessage, type Goodbye, type JsonValue, type Problem, type Published, type RecoveryGap, type RpcResult, type StreamPosition } from "@ferry/protocol";
 import { type Resumption } from "./position.js";
 /** Settings that apply before a welcome advertises the server's values. */
 export interface ClientConfig {
@@ -79,11 +79,15 @@ export type IncompleteCause = {
     readonly kind: "recovery";
     readonly reason: RecoveryGap;
 };
-/** Why a publish failed. */
-export type PublishFailure = {
+/** Why a publish or an RPC call failed. */
+export type PublishFailure = 
+/** The server refused it (for a call: also `timeout`, `rejected` by the backend, ...). */
+{
     readonly kind: "refused";
     readonly error: ErrorInfo;
-} | {
+}
+/** No answer within the request timeout (a call: within rpc.timeout_ms plus it). */
+ | {
     readonly kind: "timed_out";
 } | {
     readonly kind: "too_large";
@@ -129,6 +133,14 @@ export type ClientEvent = {
     readonly ack: Published;
 } | {
     readonly kind: "publish_failed";
+    readonly key: string;
+    readonly failure: PublishFailure;
+} | {
+    readonly kind: "answered";
+    readonly key: string;
+    readonly answer: RpcResult;
+} | {
+    readonly kind: "call_failed";
     readonly key: string;
     readonly failure: PublishFailure;
 } | {
@@ -180,6 +192,22 @@ export declare class ClientSession {
      * re-sent with the same key after a reconnect until acknowledged, refused or timed out.
      */
     publish(channel: string, payload: JsonValue, key: string | undefined, now: number): {
+        ok: true;
+        key: string;
+    } | {
+        ok: false;
+        failure: PublishFailure;
+    };
+    /**
+     * Calls `method` with `params` under idempotency key `key` (generated when absent) and returns
+     * the key; the answer comes as an `answered` or `call_failed` event. Like a publish, the call
+     * is sent once welcomed and re-sent with the same key on every welcomed session until
+     * answered, so a call cut off by a reconnect runs at most once (FERRY-RPC-3). It fails locally
+     * when no answer came within the advertised rpc.timeout_ms plus the request timeout
+     * (FERRY-RPC-2). Every error but rate_limited fails it at once; after `timeout` or
+     * `unavailable` the call may still complete, and calling again with the key gets its answer.
+     */
+    call(method: string, params: JsonValue, key: string | undefined, now: number): {
         ok: true;
         key: string;
     } | {
