@@ -60,6 +60,22 @@ fn round_trip_message<M: Message>(
     Ok(serde_json::to_value(decoded).expect("generated types serialize"))
 }
 
+/// Decodes `value` as the union `U` (a backend call or answer: JSON bodies, not frames),
+/// checks that its tag picked the `tag` variant, and encodes it back.
+fn round_trip_union<U: DeserializeOwned + Serialize>(
+    value: &Value,
+    tag: &str,
+    type_name: impl Fn(&U) -> &'static str,
+) -> Result<Value, String> {
+    let decoded: U = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
+    assert_eq!(
+        type_name(&decoded),
+        tag,
+        "{value} decoded as another variant"
+    );
+    Ok(serde_json::to_value(decoded).expect("generated types serialize"))
+}
+
 /// The generated Rust type of each protocol vector file.
 fn protocol_round_trip(set: &SchemaSet, type_name: &str, value: &Value) -> Result<Value, String> {
     if let Some((union, tag)) = set.union_of(type_name) {
@@ -69,6 +85,10 @@ fn protocol_round_trip(set: &SchemaSet, type_name: &str, value: &Value) -> Resul
             }
             "ServerMessage" => {
                 round_trip_message::<ServerMessage>(value, tag, ServerMessage::type_name)
+            }
+            "BackendCall" => round_trip_union(value, tag, ferry_protocol::BackendCall::type_name),
+            "BackendAnswer" => {
+                round_trip_union(value, tag, ferry_protocol::BackendAnswer::type_name)
             }
             other => panic!("no Rust type for the union {other}"),
         };
@@ -109,6 +129,8 @@ fn app_round_trip(set: &SchemaSet, type_name: &str, value: &Value) -> Result<Val
     match type_name {
         "TaskProgress" => round_trip::<app::TaskProgress>(value),
         "AgentActivity" => round_trip::<app::AgentActivity>(value),
+        "StartTask" => round_trip::<app::StartTask>(value),
+        "TaskStarted" => round_trip::<app::TaskStarted>(value),
         "ApprovalRequested" | "ApprovalResolved" => via_union("ApprovalEvent"),
         "OutputChunk" | "CommandExited" => via_union("CommandOutput"),
         other => panic!("example-app vectors/{other}.json has no Rust type in this test: add it"),

@@ -70,7 +70,7 @@ pub mod tables {
 }
 
 pub use backoff::{Backoff, BackoffPolicy};
-pub use channel::{Access, permits};
+pub use channel::{Access, permits, permits_call};
 pub use client::{ClientConfig, ClientEvent, ClientSession, ClientState};
 pub use codec::{Codec, DecodeError, EncodeError, Frame, Message, Outcome};
 pub use dedup::DedupWindow;

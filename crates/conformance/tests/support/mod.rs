@@ -28,7 +28,7 @@ const TOKENS: &str = r#"
 token = "conformance-full-0123456789abcdef"
 user = "conformance"
 backend = true
-permissions = [{ pattern = "**", read = true, write = true }]
+permissions = [{ pattern = "**", read = true, write = true, call = true }]
 
 [[tokens]]
 token = "conformance-viewer-0123456789abcdef"

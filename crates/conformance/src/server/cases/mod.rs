@@ -6,6 +6,7 @@ mod errors;
 mod events;
 mod limits;
 mod resume;
+mod rpc;
 mod tickets;
 mod transport;
 
@@ -66,6 +67,8 @@ pub(crate) static BODIES: &[Body] = &[
     body!("server.unsubscribe.no_event_after_reply", Up(1), [], channels::no_event_after_unsubscribed),
     body!("server.permission.subscribe.", Up(1), ["from"], channels::subscribe_forbidden),
     body!("server.permission.publish.", Up(1), ["via"], channels::publish_forbidden),
+    body!("server.rpc.unknown_method", Up(1), [], rpc::unknown_method),
+    body!("server.rpc.call_forbidden", Up(1), [], rpc::call_forbidden),
     body!("server.permission.history_forbidden", Up(1), [], channels::history_forbidden),
     body!("server.channel.unknown_channel.", Up(1), ["via"], channels::unknown_channel),
     body!("server.channel.payload_invalid.", Up(2), ["via", "shape"], channels::payload_invalid),
