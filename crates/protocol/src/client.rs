@@ -560,20 +560,8 @@ impl ClientSession {
         key: Option<IdempotencyKey>,
         now: Timestamp,
     ) -> Result<IdempotencyKey, PublishFailure> {
-        if matches!(self.state, ClientState::Stopped(_)) {
-            return Err(PublishFailure::SessionStopped);
-        }
-        let key = match key {
-            Some(key) => key,
-            None => self.generate_key(),
-        };
-        let pending = Pending {
-            key,
-            request: Keyed::Publish { channel, payload },
-            deadline: now + self.config.request_timeout,
-            sent_as: None,
-        };
-        self.enqueue(pending)
+        let deadline = now + self.config.request_timeout;
+        self.enqueue(Keyed::Publish { channel, payload }, key, deadline)
     }
 
     /// Calls `method` with `params` under the idempotency key `key` (one is generated when
@@ -592,6 +580,18 @@ impl ClientSession {
         key: Option<IdempotencyKey>,
         now: Timestamp,
     ) -> Result<IdempotencyKey, PublishFailure> {
+        let deadline = now + self.rpc_timeout + self.config.request_timeout;
+        self.enqueue(Keyed::Rpc { method, params }, key, deadline)
+    }
+
+    /// Queues a publish or call under `key` (a generated one when `None`), failing at
+    /// `deadline`, and sends it now when welcomed.
+    fn enqueue(
+        &mut self,
+        request: Keyed,
+        key: Option<IdempotencyKey>,
+        deadline: Timestamp,
+    ) -> Result<IdempotencyKey, PublishFailure> {
         if matches!(self.state, ClientState::Stopped(_)) {
             return Err(PublishFailure::SessionStopped);
         }
@@ -601,15 +601,10 @@ impl ClientSession {
         };
         let pending = Pending {
             key,
-            request: Keyed::Rpc { method, params },
-            deadline: now + self.rpc_timeout + self.config.request_timeout,
+            request,
+            deadline,
             sent_as: None,
         };
-        self.enqueue(pending)
-    }
-
-    /// Queues a publish or call, sending it now when welcomed.
-    fn enqueue(&mut self, pending: Pending) -> Result<IdempotencyKey, PublishFailure> {
         // Measure with a request id of the length every id has (see `request_id`), so that a
         // message that passes here fits whenever it is sent, and one of exactly the maximum
         // size passes.
