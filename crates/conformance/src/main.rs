@@ -175,6 +175,47 @@ struct ServerArgs {
         default_value = r#"{"bogus":true}"#
     )]
     invalid_payload: String,
+    /// Listen here as the application's backend (HOST:PORT), and configure the server under
+    /// test to call http://HOST:PORT/ for its RPC calls (ferry-server: --backend-url); the RPC
+    /// cases that need a backend are skipped without it.
+    #[arg(
+        long,
+        env = "FERRY_CONFORMANCE_BACKEND_LISTEN",
+        value_name = "HOST:PORT"
+    )]
+    backend_listen: Option<std::net::SocketAddr>,
+    /// The secret the server sends its backend as a bearer token, which the runner's backend
+    /// checks (ferry-server: --backend-secret).
+    #[arg(long, env = "FERRY_CONFORMANCE_BACKEND_SECRET", hide_env_values = true)]
+    backend_secret: Option<String>,
+    /// A method the server's application declares, for the RPC cases.
+    #[arg(
+        long,
+        env = "FERRY_CONFORMANCE_RPC_METHOD",
+        default_value = "tasks:start"
+    )]
+    rpc_method: String,
+    /// Params --rpc-method accepts (JSON).
+    #[arg(
+        long,
+        env = "FERRY_CONFORMANCE_RPC_PARAMS",
+        default_value = r#"{"project":"alpha","title":"conformance"}"#
+    )]
+    rpc_params: String,
+    /// A result --rpc-method's result schema accepts (JSON).
+    #[arg(
+        long,
+        env = "FERRY_CONFORMANCE_RPC_RESULT",
+        default_value = r#"{"task_id":"t-conformance"}"#
+    )]
+    rpc_result: String,
+    /// A result --rpc-method's result schema refuses (JSON).
+    #[arg(
+        long,
+        env = "FERRY_CONFORMANCE_RPC_INVALID_RESULT",
+        default_value = "{}"
+    )]
+    rpc_invalid_result: String,
     /// A channel outside every namespace the server declares, or 'none' when it declares none.
     #[arg(
         long,
@@ -301,6 +342,12 @@ fn server_options(args: &ServerArgs) -> Result<ServerOptions> {
     options.max_queued_bytes = args.max_queued_bytes;
     options.max_wait = Duration::from_millis(args.max_wait_ms);
     options.stop_command = args.stop_command.clone();
+    options.backend_listen = args.backend_listen;
+    options.backend_secret = args.backend_secret.clone();
+    options.rpc_method = args.rpc_method.clone();
+    options.rpc_params = json("rpc-params", &args.rpc_params)?;
+    options.rpc_result = json("rpc-result", &args.rpc_result)?;
+    options.rpc_invalid_result = json("rpc-invalid-result", &args.rpc_invalid_result)?;
     if let Some(ms) = args.run.tolerance_ms {
         options.tolerance = Duration::from_millis(ms);
     }

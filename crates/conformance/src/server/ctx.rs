@@ -102,6 +102,13 @@ impl Ctx {
         self.reservation.sessions()
     }
 
+    /// The runner's backend; a skip when the run has none (`--backend-listen`).
+    pub(crate) fn backend(&self) -> Result<&super::backend::ScriptedBackend, Finding> {
+        self.shared.backend.get().ok_or_else(|| {
+            Finding::skip("needs the runner as the application's backend: pass --backend-listen ADDR and configure the server's backend as http://ADDR/")
+        })
+    }
+
     /// The run's options.
     pub(crate) fn options(&self) -> &ServerOptions {
         &self.shared.options

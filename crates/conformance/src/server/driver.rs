@@ -781,6 +781,7 @@ pub(crate) fn reply_id(message: &ServerMessage) -> Option<&str> {
         ServerMessage::Subscribed(m) => Some(m.id.as_str()),
         ServerMessage::Unsubscribed(m) => Some(m.id.as_str()),
         ServerMessage::Published(m) => Some(m.id.as_str()),
+        ServerMessage::RpcResult(m) => Some(m.id.as_str()),
         ServerMessage::Error(m) => m.id.as_deref().map(String::as_str),
         _ => None,
     }

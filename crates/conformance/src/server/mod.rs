@@ -23,6 +23,7 @@
 //! it starts, so parallel cases never push the user over the limit, and the case that checks
 //! the limit itself (FERRY-RATE-3) waits until no other case holds a session.
 
+mod backend;
 mod cases;
 mod checks;
 mod ctx;
@@ -112,6 +113,23 @@ pub struct ServerOptions {
     pub stop: Option<StopHook>,
     /// The slack every timing check allows, stated in its failures. 250 ms by default.
     pub tolerance: Duration,
+    /// Where the runner listens as the application's backend, which the server under test
+    /// must be configured to call (`http://ADDR/`); the RPC cases that need a backend are
+    /// skipped without it.
+    pub backend_listen: Option<std::net::SocketAddr>,
+    /// The secret the server sends the backend as a bearer token (FERRY-HOOK-4), checked by
+    /// the runner's backend when given.
+    pub backend_secret: Option<String>,
+    /// A method the server's application declares, and valid params for it: the RPC cases
+    /// call it. `tasks:start` of the example application by default.
+    pub rpc_method: String,
+    /// Params [`rpc_method`](Self::rpc_method) accepts.
+    pub rpc_params: Value,
+    /// A result that breaks the method's result schema (FERRY-RPC-4); `{}` by default, which
+    /// the example application's `TaskStarted` refuses.
+    pub rpc_invalid_result: Value,
+    /// A result the method's result schema accepts.
+    pub rpc_result: Value,
 }
 
 impl ServerOptions {
@@ -135,6 +153,12 @@ impl ServerOptions {
             stop_command: None,
             stop: None,
             tolerance: Duration::from_millis(250),
+            backend_listen: None,
+            backend_secret: None,
+            rpc_method: "tasks:start".into(),
+            rpc_params: json!({ "project": "alpha", "title": "conformance" }),
+            rpc_invalid_result: json!({}),
+            rpc_result: json!({ "task_id": "t-conformance" }),
         }
     }
 
@@ -168,6 +192,15 @@ impl fmt::Debug for ServerOptions {
             .field("stop_command", &self.stop_command)
             .field("stop", &self.stop.as_ref().map(|_| "<hook>"))
             .field("tolerance", &self.tolerance)
+            .field("backend_listen", &self.backend_listen)
+            .field(
+                "backend_secret",
+                &self.backend_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("rpc_method", &self.rpc_method)
+            .field("rpc_params", &self.rpc_params)
+            .field("rpc_invalid_result", &self.rpc_invalid_result)
+            .field("rpc_result", &self.rpc_result)
             .finish()
     }
 }
@@ -189,6 +222,9 @@ struct Shared {
     ws_base: String,
     sessions: Arc<SessionBudget>,
     shutdown: tokio::sync::OnceCell<Arc<shutdown::Observation>>,
+    /// The runner's backend, with `--backend-listen`; started once the credentials have been
+    /// checked, so that a run that cannot start holds no port.
+    backend: std::sync::OnceLock<backend::ScriptedBackend>,
 }
 
 impl ServerSuite {
@@ -236,7 +272,14 @@ impl ServerSuite {
             .context("cannot build the HTTP client")?;
         let tls = ferry_client::tls::client_config(options.ca_file.as_deref())?;
         let limit = usize::try_from(options.max_connections_per_user).unwrap_or(usize::MAX);
+        if ferry_protocol::MethodName::try_from(options.rpc_method.as_str()).is_err() {
+            bail!(
+                "--rpc-method {:?} is not a method name: ':'-separated segments of a-z, 0-9, '_' and '-'",
+                options.rpc_method
+            );
+        }
         let shared = Arc::new(Shared {
+            backend: std::sync::OnceLock::new(),
             client,
             tls,
             base,
@@ -249,6 +292,12 @@ impl ServerSuite {
         check_ticket(&http, Cred::Main, "--token").await?;
         if shared.options.restricted_token.is_some() {
             check_ticket(&http, Cred::Restricted, "--restricted-token").await?;
+        }
+        if let Some(address) = shared.options.backend_listen {
+            let backend =
+                backend::ScriptedBackend::start(address, shared.options.backend_secret.clone())
+                    .await?;
+            let _ = shared.backend.set(backend);
         }
         Ok(Self { shared })
     }
@@ -295,6 +344,9 @@ impl Suite for ServerSuite {
         transcript.secret(&shared.options.token);
         if let Some(token) = &shared.options.restricted_token {
             transcript.secret(token);
+        }
+        if let Some(secret) = &shared.options.backend_secret {
+            transcript.secret(secret);
         }
         Box::pin(async move {
             let Some(body) = cases::body(&case.id) else {
@@ -365,6 +417,9 @@ fn missing(options: &ServerOptions, need: &str) -> Result<Option<String>, Findin
             "needs a channel outside every namespace the server declares: pass --outside-channel"
                 .to_owned()
         }),
+        "backend" => options.backend_listen.is_none().then(|| {
+            "needs the runner as the application's backend: pass --backend-listen ADDR and configure the server's backend as http://ADDR/ (ferry-server: --backend-url), with --rpc-method naming a method the server declares".to_owned()
+        }),
         other => {
             return Err(Finding::error(format!(
                 "the catalogue requires {other:?}, which server mode does not know"
@@ -380,6 +435,7 @@ const KNOWN_REQUIREMENTS: &[&str] = &[
     "stop_command",
     "invalid_payload",
     "outside_channel",
+    "backend",
 ];
 
 /// The user's sessions the run may hold at once, shared out among running cases.

@@ -36,10 +36,15 @@ user = "conformance-viewer"
 permissions = [{ pattern = "project:alpha:*", read = true, write = false }]
 "#;
 
+/// The secret the reference server sends the suite's backend.
+const BACKEND_SECRET: &str = "conformance-backend-secret";
+
 /// A running reference server.
 pub struct ReferenceServer {
     /// Its base URL.
     pub url: String,
+    /// Where it expects its backend: the suite listens there (`--backend-listen`).
+    pub backend: std::net::SocketAddr,
     /// The server's task; it ends after a graceful shutdown.
     pub served: JoinHandle<std::io::Result<()>>,
     stop: Arc<Mutex<Option<oneshot::Sender<()>>>>,
@@ -76,7 +81,14 @@ impl ReferenceServer {
         };
         let tokens = dir.path().join("tokens.toml");
         std::fs::write(&tokens, TOKENS).expect("write the tokens file");
+        // A free port for the suite's backend, which the suite binds when it starts.
+        let backend = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a loopback port");
         let config = Config::resolve(Flags {
+            backend_url: Some(format!("http://{backend}/")),
+            backend_secret: Some(BACKEND_SECRET.into()),
+            rpc_timeout_ms: Some(300),
             auth: Some(AuthMode::Tokens),
             tokens_file: Some(tokens.clone()),
             heartbeat_interval_ms: Some(300),
@@ -120,6 +132,7 @@ impl ReferenceServer {
         }));
         Self {
             url,
+            backend,
             served,
             stop: Arc::new(Mutex::new(Some(stop))),
             _dir: dir,
@@ -131,6 +144,8 @@ impl ReferenceServer {
     pub fn options(&self, url: &str) -> ServerOptions {
         let mut options = ServerOptions::new(url, TOKEN);
         options.restricted_token = Some(RESTRICTED.into());
+        options.backend_listen = Some(self.backend);
+        options.backend_secret = Some(BACKEND_SECRET.into());
         options.max_queued_bytes = QUEUED_BYTES as u64;
         let stop = self.stop.clone();
         options.stop = Some(Arc::new(move || {
