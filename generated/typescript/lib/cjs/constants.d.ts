@@ -631,6 +631,11 @@ export declare const RULES: {
         readonly section: "RPC";
         readonly text: "A server MUST answer a call whose backend cannot be reached, answers with a status other than 200, or answers with a body that is not a BackendAnswer with unavailable (retryable). It retries a call to its backend only when the method declares itself idempotent.";
     };
+    readonly "FERRY-RPC-6": {
+        readonly level: "MUST";
+        readonly section: "RPC";
+        readonly text: "A client MUST correlate each rpc_result or error with its call by id, whatever the order, and give the application exactly one outcome per call, a retry's answer included. An error ends the call, except rate_limited, after which the call waits for the next welcomed session like a publish (FERRY-RATE-5); timeout and unavailable are retryable, and an application retrying them reuses the call's idempotency key.";
+    };
     readonly "FERRY-HOOK-1": {
         readonly level: "MUST";
         readonly section: "HOOK";

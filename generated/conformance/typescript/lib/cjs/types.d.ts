@@ -5,11 +5,11 @@ export type JsonValue = string | number | boolean | null | JsonValue[] | {
 /**
  * What the application asks of the client under test, one per line on the adapter's stdin.
  */
-export type AdapterCommand = Connect | Subscribe | Unsubscribe | Publish | Close;
+export type AdapterCommand = Connect | Subscribe | Unsubscribe | Publish | Call | Close;
 /**
  * What the application saw, one per line on the adapter's stdout.
  */
-export type AdapterReport = Ready | Subscribed | Refused | Delivered | Incomplete | Published | PublishFailed | Stopped | Log;
+export type AdapterReport = Ready | Subscribed | Refused | Delivered | Incomplete | Published | PublishFailed | Answered | CallFailed | Stopped | Log;
 /**
  * Start the client: it fetches a ticket from url's ticket endpoint with credential as its bearer token, connects, and from then on reconnects as the protocol says until it stops or is closed. Sent once, first.
  */
@@ -85,6 +85,35 @@ export interface Publish {
      * The event's payload.
      */
     payload: Payload;
+    /**
+     * The application's own idempotency key; absent when the client should choose one.
+     * @minLength 1
+     * @maxLength 128
+     */
+    idempotency_key?: string;
+}
+/**
+ * Call method with params through the client (an RPC), and report its outcome with an answered or call_failed report carrying ref.
+ */
+export interface Call {
+    /**
+     * The command's tag.
+     */
+    type: "call";
+    /**
+     * The runner's name for this call, echoed in its outcome report.
+     */
+    ref: Ref;
+    /**
+     * The method's name.
+     * @minLength 1
+     * @maxLength 255
+     */
+    method: string;
+    /**
+     * The call's params.
+     */
+    params: Payload;
     /**
      * The application's own idempotency key; absent when the client should choose one.
      * @minLength 1
@@ -256,6 +285,50 @@ export interface PublishFailed {
     message: TextMessage;
 }
 /**
+ * The call named ref was answered with the method's result.
+ */
+export interface Answered {
+    /**
+     * The report's tag.
+     */
+    type: "answered";
+    /**
+     * The call command's ref.
+     */
+    ref: Ref;
+    /**
+     * The method's result.
+     */
+    result: Payload;
+    /**
+     * Whether the server answered with an earlier call's result for the same idempotency key.
+     */
+    duplicate: boolean;
+}
+/**
+ * The call named ref failed: refused by the server or its backend, refused locally (message_too_large), timed out, or abandoned because the client stopped.
+ */
+export interface CallFailed {
+    /**
+     * The report's tag.
+     */
+    type: "call_failed";
+    /**
+     * The call command's ref.
+     */
+    ref: Ref;
+    /**
+     * An error code from the error table (message_too_large for a local size refusal), or timeout, or stopped.
+     * @minLength 1
+     * @maxLength 64
+     */
+    code: string;
+    /**
+     * The client's explanation.
+     */
+    message: TextMessage;
+}
+/**
  * The client stopped for good and told the application why (FERRY-RECONNECT-9).
  */
 export interface Stopped {
@@ -300,7 +373,7 @@ export interface Log {
  */
 export type HandlerName = string;
 /**
- * A name the runner gives to one publish, echoed in its outcome.
+ * A name the runner gives to one publish or call, echoed in its outcome.
  * @minLength 1
  * @maxLength 64
  * @pattern ^[\x21-\x7E]+$
@@ -311,9 +384,9 @@ export type Ref = string;
  */
 export type Payload = JsonValue;
 /**
- * An optional feature of a client: publish (publishing over the WebSocket), idempotency_key (publishing with the application's own key), unsubscribe, multiple_handlers (more than one handler per channel).
+ * An optional feature of a client: publish (publishing over the WebSocket), idempotency_key (publishing with the application's own key), unsubscribe, multiple_handlers (more than one handler per channel), rpc (RPC calls).
  */
-export type Feature = "publish" | "idempotency_key" | "unsubscribe" | "multiple_handlers";
+export type Feature = "publish" | "idempotency_key" | "unsubscribe" | "multiple_handlers" | "rpc";
 /**
  * A channel's name, as the protocol's ChannelName (the runner only sends valid names; the adapter passes them through).
  * @minLength 1

@@ -29,6 +29,10 @@ export declare function isUnsubscribe(value: unknown): value is T.Unsubscribe;
 export declare function validatePublish(value: unknown): Problem[];
 /** Whether `value` is a valid Publish, every schema constraint included. */
 export declare function isPublish(value: unknown): value is T.Publish;
+/** The problems that keep `value` from being a valid Call; empty when it is one. */
+export declare function validateCall(value: unknown): Problem[];
+/** Whether `value` is a valid Call, every schema constraint included. */
+export declare function isCall(value: unknown): value is T.Call;
 /** The problems that keep `value` from being a valid Close; empty when it is one. */
 export declare function validateClose(value: unknown): Problem[];
 /** Whether `value` is a valid Close, every schema constraint included. */
@@ -61,6 +65,14 @@ export declare function isPublished(value: unknown): value is T.Published;
 export declare function validatePublishFailed(value: unknown): Problem[];
 /** Whether `value` is a valid PublishFailed, every schema constraint included. */
 export declare function isPublishFailed(value: unknown): value is T.PublishFailed;
+/** The problems that keep `value` from being a valid Answered; empty when it is one. */
+export declare function validateAnswered(value: unknown): Problem[];
+/** Whether `value` is a valid Answered, every schema constraint included. */
+export declare function isAnswered(value: unknown): value is T.Answered;
+/** The problems that keep `value` from being a valid CallFailed; empty when it is one. */
+export declare function validateCallFailed(value: unknown): Problem[];
+/** Whether `value` is a valid CallFailed, every schema constraint included. */
+export declare function isCallFailed(value: unknown): value is T.CallFailed;
 /** The problems that keep `value` from being a valid Stopped; empty when it is one. */
 export declare function validateStopped(value: unknown): Problem[];
 /** Whether `value` is a valid Stopped, every schema constraint included. */
