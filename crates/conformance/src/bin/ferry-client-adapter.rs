@@ -9,10 +9,11 @@
 //! - At start-up, before reading anything, write `ready` (who you are, which optional features
 //!   your client lacks).
 //! - Commands, in order: `connect` (first, once), then any of `subscribe`, `unsubscribe`,
-//!   `publish` and `close`. Carry each out through the client's public API, as an application
+//!   `publish`, `call` and `close`. Carry each out through the client's public API, as an application
 //!   would; never talk to the server yourself.
 //! - Reports: `subscribed`, `refused`, `delivered` and `incomplete` come from the application's
-//!   handlers; `published` or `publish_failed` answers each `publish` (by its `ref`); `stopped`
+//!   handlers; `published` or `publish_failed` answers each `publish` (by its `ref`), and
+//!   `answered` or `call_failed` each `call`; `stopped`
 //!   is written once, when the client stops for good; `log` is free text.
 //! - Report, do not judge: one `delivered` line per handler call, with no de-duplication or
 //!   filtering, because the runner checks exactly that (for example FERRY-EVENT-5: a handler
@@ -27,8 +28,8 @@
 //! - Every handler call is reported, the channel-level ones too (`subscribed`, `incomplete`,
 //!   `refused`): this client hands those to every handler of the channel, so with two
 //!   different handlers on a channel each appears twice.
-//! - Publishes run concurrently, each in its own task, but reach the client in the order of
-//!   their commands.
+//! - Publishes and calls run concurrently, each in its own task, but reach the client in the
+//!   order of their commands.
 //!
 //! Try it against a local `ferry-server` (development auth prints a token):
 //!
@@ -49,15 +50,15 @@ use std::io::{BufRead, Write};
 use std::task::Poll;
 
 use anyhow::{Context, Result};
-use ferry_client::{ChannelEvent, Client, Handler, PublishError, StopReason};
+use ferry_client::{CallError, ChannelEvent, Client, Handler, PublishError, StopReason};
 use ferry_conformance::adapter::{
-    AdapterCommand, AdapterReport, Channel, Delivered, HandlerName, Incomplete, IncompleteCause,
-    Log, Publish, PublishFailed, Published, Ready, Refused, Seq, Stopped, StoppedReason,
-    Subscribed,
+    AdapterCommand, AdapterReport, Answered, Call, CallFailed, Channel, Delivered, HandlerName,
+    Incomplete, IncompleteCause, Log, Publish, PublishFailed, Published, Ready, Refused, Seq,
+    Stopped, StoppedReason, Subscribed,
 };
 use ferry_protocol::client::IncompleteCause as ClientIncompleteCause;
 use ferry_protocol::runtime::UInt;
-use ferry_protocol::{ChannelName, ClientState, IdempotencyKey, RecoveryGap};
+use ferry_protocol::{ChannelName, ClientState, IdempotencyKey, MethodName, RecoveryGap};
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, warn};
@@ -102,6 +103,7 @@ async fn main() -> Result<()> {
             (AdapterCommand::Subscribe(c), Some(app)) => app.subscribe(c.channel, c.handler),
             (AdapterCommand::Unsubscribe(c), Some(app)) => app.unsubscribe(c.channel, c.handler),
             (AdapterCommand::Publish(publish), Some(app)) => app.publish(publish).await,
+            (AdapterCommand::Call(call), Some(app)) => app.call(call).await,
             (AdapterCommand::Close(_), Some(app)) => app.client.close().await,
         }
     }
@@ -117,8 +119,8 @@ struct App {
     client: Client,
     /// The application's handlers, one per (channel, handler name).
     handlers: HashMap<(Channel, HandlerName), Handler>,
-    /// The publishes in flight, each reporting its own outcome.
-    publishes: JoinSet<()>,
+    /// The publishes and calls in flight, each reporting its own outcome.
+    requests: JoinSet<()>,
     /// Reports `stopped` when the client stops.
     stopped: JoinHandle<()>,
 }
@@ -144,7 +146,7 @@ impl App {
         Self {
             client,
             handlers: HashMap::new(),
-            publishes: JoinSet::new(),
+            requests: JoinSet::new(),
             stopped,
         }
     }
@@ -199,7 +201,7 @@ impl App {
             }
         };
         let client = self.client.clone();
-        let mut outcome = Box::pin(async move {
+        let outcome = async move {
             let result = client.publish_with_key(channel, payload, key).await;
             report(match result {
                 Ok(ack) => AdapterReport::from(Published {
@@ -211,22 +213,66 @@ impl App {
                 }),
                 Err(error) => publish_failed(ref_, failure_code(&error), error.to_string()).into(),
             });
-        });
+        };
+        self.start(outcome).await;
+    }
+
+    /// Starts the call like [`publish`](Self::publish) starts a publish.
+    async fn call(&mut self, call: Call) {
+        let Call {
+            ref_,
+            method,
+            params,
+            idempotency_key,
+        } = call;
+        let method = MethodName::try_from(method.to_string());
+        let key = idempotency_key
+            .map(|key| IdempotencyKey::try_from(key.to_string()))
+            .transpose();
+        let (method, key) = match (method, key) {
+            (Ok(method), Ok(key)) => (method, key),
+            (Err(error), _) | (_, Err(error)) => {
+                report(call_failed(ref_, "bad_request", error.to_string()));
+                return;
+            }
+        };
+        let client = self.client.clone();
+        let outcome = async move {
+            let result = client.call_with_key(method, params, key).await;
+            report(match result {
+                Ok(answer) => AdapterReport::from(Answered {
+                    ref_,
+                    result: answer.result,
+                    duplicate: answer.duplicate,
+                }),
+                Err(error) => {
+                    call_failed(ref_, call_failure_code(&error), error.to_string()).into()
+                }
+            });
+        };
+        self.start(outcome).await;
+    }
+
+    /// Polls a publish or call once, which hands it to the client, and lets it finish in a
+    /// task of its own if it has not yet.
+    async fn start(&mut self, outcome: impl Future<Output = ()> + Send + 'static) {
+        let mut outcome = Box::pin(outcome);
         let first = std::future::poll_fn(|cx| Poll::Ready(outcome.as_mut().poll(cx))).await;
         if first.is_pending() {
-            self.publishes.spawn(outcome);
+            self.requests.spawn(outcome);
         }
     }
 
-    /// Closes the client and waits until `stopped` and every publish's outcome are reported.
+    /// Closes the client and waits until `stopped` and every publish's and call's outcome are
+    /// reported.
     async fn finish(mut self) {
         self.client.close().await;
         if let Err(error) = self.stopped.await {
             warn!(%error, "the task reporting the stop failed");
         }
-        while let Some(done) = self.publishes.join_next().await {
+        while let Some(done) = self.requests.join_next().await {
             if let Err(error) = done {
-                warn!(%error, "a publish task failed");
+                warn!(%error, "a publish or call task failed");
             }
         }
     }
@@ -286,6 +332,17 @@ fn failure_code(error: &PublishError) -> String {
     }
 }
 
+fn call_failure_code(error: &CallError) -> String {
+    match error {
+        CallError::Refused(info) => info.code.to_string(),
+        CallError::TooLarge { .. } => "message_too_large".into(),
+        CallError::TimedOut => "timeout".into(),
+        CallError::Stopped => "stopped".into(),
+        // Only `rpc::<M>()` decodes results; this adapter passes them through untouched.
+        CallError::Types(_) => "bad_request".into(),
+    }
+}
+
 fn stopped_report(reason: &StopReason) -> Stopped {
     let (reason_code, close_code) = match reason {
         StopReason::Requested => (StoppedReason::Requested, None),
@@ -306,6 +363,18 @@ fn publish_failed(
     message: String,
 ) -> PublishFailed {
     PublishFailed {
+        ref_,
+        code: text_like(code.into()),
+        message: text(message),
+    }
+}
+
+fn call_failed(
+    ref_: ferry_conformance::adapter::Ref,
+    code: impl Into<String>,
+    message: String,
+) -> CallFailed {
+    CallFailed {
         ref_,
         code: text_like(code.into()),
         message: text(message),

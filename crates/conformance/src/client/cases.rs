@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 
 use super::harness::{
     CREDENTIAL, DISTURBANCE, EPOCH, Harness, LOWER_SLACK, Policy, QUIET, REACT, SETUP, WelcomeSpec,
-    error_reply, event, goodbye, message_id, ms, ping, position, published, recovery, subscribed,
-    unsubscribed,
+    error_reply, event, goodbye, message_id, ms, ping, position, published, recovery, rpc_result,
+    subscribed, unsubscribed,
 };
 use super::scripted::{ClientFrame, Conn, FrameKind, TicketReply, UpgradeReply};
 use crate::case::{CaseResult, Finding, ensure};
@@ -63,6 +63,11 @@ registry! {
     "client.publish.rate_limited_not_resent" => rate_limited_not_resent,
     "client.publish.retry_reuses_key" => publish_retry,
     "client.publish.retry_reuses_application_key" => publish_retry,
+    "client.rpc.answers_matched" => rpc_answers_matched,
+    "client.rpc.retry_reuses_key" => rpc_retry,
+    "client.rpc.retry_reuses_application_key" => rpc_retry,
+    "client.rpc.refusal_ends_call.*" => rpc_refusal_ends_call,
+    "client.rpc.timeout" => rpc_timeout,
     "client.heartbeat.pong_echoes_nonce" => pong_echoes_nonce,
     "client.heartbeat.silent_server_detected" => silent_server_detected,
     "client.size.oversized_inbound_frame" => oversized_inbound_frame,
@@ -1582,9 +1587,9 @@ async fn incomplete_recovery(h: &mut Harness) -> CaseResult {
 // ---------------------------------------------------------------------------------------------
 // Publish
 
-/// How much earlier than 10 s after the application's publish a client may fail it locally:
-/// generous, as the rule is a SHOULD about "about 10 s".
-const PUBLISH_TIMEOUT_EARLY: Duration = Duration::from_millis(1000);
+/// How much earlier or later than its timeout a client may fail a request locally: generous,
+/// as the rules are SHOULDs about "about 10 s" (a client may choose its own request timeout).
+const REQUEST_TIMEOUT_EARLY: Duration = Duration::from_millis(1000);
 
 /// FERRY-PUBLISH-2 (SHOULD): a publish that gets neither acknowledgement nor error fails
 /// locally with timeout about 10 s after the application asked for it. The scripted server
@@ -1605,24 +1610,47 @@ async fn publish_timeout(h: &mut Harness) -> CaseResult {
     )
     .await?;
     h.transcript.note("runner", "never answering the publish");
-    let low = timeout.saturating_sub(PUBLISH_TIMEOUT_EARLY);
-    let high = timeout + PUBLISH_TIMEOUT_EARLY + h.tolerance;
+    local_timeout(
+        h,
+        "p-unanswered",
+        "publish_failed",
+        asked,
+        timeout,
+        "which neither an acknowledgement nor an error answered (FERRY-PUBLISH-2)",
+    )
+    .await
+}
+
+/// Waits for the outcome of `reference`, which the client must fail locally with the code
+/// timeout about `timeout` after the instant `asked` (`failed` is the failure's report type):
+/// within [timeout - 1 s, timeout + 1 s + tolerance]. `why` says which request went unanswered
+/// and the rule. A delay too long while the runner's own timer woke late is inconclusive.
+async fn local_timeout(
+    h: &mut Harness,
+    reference: &str,
+    failed: &str,
+    asked: Instant,
+    timeout: Duration,
+    why: &str,
+) -> CaseResult {
+    let low = timeout.saturating_sub(REQUEST_TIMEOUT_EARLY);
+    let high = timeout + REQUEST_TIMEOUT_EARLY + h.tolerance;
     let expected = format!(
-        "publish_failed for p-unanswered with code timeout about {} ms after the application asked for it, which neither an acknowledgement nor an error answered (FERRY-PUBLISH-2): in [{}, {}] ms",
+        "{failed} for {reference} with code timeout about {} ms after the application asked for it, {why}: in [{}, {}] ms",
         ms(timeout),
         ms(low),
         ms(high)
     );
     let outcome = h
         .report(
-            |r| r.str("ref") == Some("p-unanswered"),
+            |r| r.str("ref") == Some(reference),
             (asked + high + REACT).saturating_duration_since(Instant::now()),
             &expected,
         )
         .await?;
     let measured = asked.elapsed();
     ensure(
-        outcome.kind() == "publish_failed" && outcome.str("code") == Some("timeout"),
+        outcome.kind() == failed && outcome.str("code") == Some("timeout"),
         expected.clone(),
         || outcome.line(),
     )?;
@@ -1630,7 +1658,7 @@ async fn publish_timeout(h: &mut Harness) -> CaseResult {
         return Ok(());
     }
     let observed = format!(
-        "publish_failed came {} ms after the publish command was sent",
+        "{failed} came {} ms after the command was sent",
         ms(measured)
     );
     let lag = crate::lag::worst_between(asked, asked + measured);
@@ -1871,6 +1899,287 @@ async fn publish_retry(h: &mut Harness) -> CaseResult {
         "one outcome for p-1: the publish and its retry are one publish",
         || format!("{outcomes} outcome reports for p-1: {}", h.reports_text()),
     )
+}
+
+// ---------------------------------------------------------------------------------------------
+// RPC
+
+/// The method the RPC cases call; the scripted server answers whatever the client sends.
+const METHOD: &str = "conformance:echo";
+
+/// A welcome that advertises `rpc.timeout_ms` and grants calls, under the short policy.
+fn rpc_spec(timeout_ms: u64) -> WelcomeSpec {
+    WelcomeSpec {
+        rpc_timeout_ms: Some(timeout_ms),
+        ..WelcomeSpec::new(Policy::SHORT)
+    }
+}
+
+/// The next rpc frame on `conn`, checked to carry `method`, `params` and an idempotency key
+/// (the application's `key` when it gave one).
+async fn expect_rpc(
+    conn: &mut Conn,
+    params: &Value,
+    key: Option<&str>,
+    expected: &str,
+) -> Result<Value, Finding> {
+    let (rpc, _) = conn.expect_message(Some("rpc"), REACT, expected).await?;
+    let key_right = match key {
+        Some(key) => rpc["idempotency_key"] == key,
+        None => rpc["idempotency_key"]
+            .as_str()
+            .is_some_and(|k| !k.is_empty()),
+    };
+    ensure(
+        rpc["method"] == METHOD && rpc["params"] == *params && key_right,
+        format!(
+            "{expected}: method {METHOD}, params {params}, and {}",
+            key.map_or("an idempotency key".to_owned(), |k| format!(
+                "the application's idempotency key {k:?}"
+            ))
+        ),
+        || format!("{}: {rpc}", conn.link()),
+    )?;
+    Ok(rpc)
+}
+
+/// FERRY-RPC-6: each rpc_result and error reaches the call whose id it carries, whatever the
+/// order, with the result and its duplicate flag untouched.
+async fn rpc_answers_matched(h: &mut Harness) -> CaseResult {
+    let mut conn = h.establish(&rpc_spec(10_000)).await?;
+    let refs = ["c-1", "c-2", "c-3"];
+    let mut frames = Vec::new();
+    for (n, reference) in refs.iter().enumerate() {
+        let params = json!({"n": n + 1});
+        h.call(reference, METHOD, params.clone(), None).await?;
+        frames.push(
+            expect_rpc(
+                &mut conn,
+                &params,
+                None,
+                &format!("an rpc frame for the call {reference} the application asked for"),
+            )
+            .await?,
+        );
+    }
+    let ids: std::collections::HashSet<&Value> = frames.iter().map(|f| &f["id"]).collect();
+    let keys: std::collections::HashSet<&Value> =
+        frames.iter().map(|f| &f["idempotency_key"]).collect();
+    ensure(
+        ids.len() == 3 && keys.len() == 3,
+        "three rpc frames with distinct request ids and distinct idempotency keys: three calls, none a retry of another",
+        || {
+            frames
+                .iter()
+                .map(Value::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+    )?;
+    // Answered in reverse order: the client must go by the id, not the order.
+    conn.send(error_reply(&frames[2]["id"], "rejected")).await?;
+    conn.send(rpc_result(&frames[1], json!({"echo": 2}), false))
+        .await?;
+    conn.send(rpc_result(&frames[0], json!([1, "one", null]), true))
+        .await?;
+    let checks = [
+        ("c-1", Some((json!([1, "one", null]), true))),
+        ("c-2", Some((json!({"echo": 2}), false))),
+        ("c-3", None),
+    ];
+    for (reference, answer) in checks {
+        let expected = match &answer {
+            Some((result, duplicate)) => format!(
+                "answered for {reference} with result {result} and duplicate {duplicate}: the rpc_result carrying its request id (FERRY-RPC-6)"
+            ),
+            None => format!(
+                "call_failed for {reference} with code rejected: the error carrying its request id (FERRY-RPC-6)"
+            ),
+        };
+        let report = h
+            .report(|r| r.str("ref") == Some(reference), REACT, &expected)
+            .await?;
+        let right = match &answer {
+            Some((result, duplicate)) => {
+                report.kind() == "answered"
+                    && report.json["result"] == *result
+                    && report.json["duplicate"].as_bool() == Some(*duplicate)
+            }
+            None => report.kind() == "call_failed" && report.str("code") == Some("rejected"),
+        };
+        ensure(right, expected, || report.line())?;
+    }
+    Ok(())
+}
+
+/// FERRY-RPC-3, FERRY-RPC-6: a call with no answer when its session drops is sent again on
+/// the next welcomed session with the same idempotency key (the application's own, when it
+/// gave one), and its answer is reported once.
+async fn rpc_retry(h: &mut Harness) -> CaseResult {
+    let key: Option<String> = h.param("idempotency_key")?;
+    let spec = rpc_spec(10_000);
+    let mut conn = h.establish(&spec).await?;
+    let params = json!({"project": "alpha", "title": "resumable"});
+    h.call("c-1", METHOD, params.clone(), key.as_deref())
+        .await?;
+    let first = expect_rpc(
+        &mut conn,
+        &params,
+        key.as_deref(),
+        "an rpc frame for the call the application asked for",
+    )
+    .await?;
+    conn.drop_tcp().await;
+    h.transcript
+        .note("runner", "dropped the session without answering the call");
+    let mut conn = h
+        .reconnected(
+            &spec,
+            window(&spec.reconnect, 1)?.1 + h.tolerance + REACT,
+            "after the session dropped",
+        )
+        .await?;
+    let retry = expect_rpc(
+        &mut conn,
+        &params,
+        first["idempotency_key"].as_str(),
+        &format!(
+            "after the reconnect, the unanswered call sent again with the same idempotency key {} (FERRY-RPC-3)",
+            first["idempotency_key"]
+        ),
+    )
+    .await?;
+    let result = json!({"task_id": "t-1"});
+    // The first call ran: its answer comes back as a duplicate.
+    conn.send(rpc_result(&retry, result.clone(), true)).await?;
+    let report = h
+        .report(
+            |r| r.str("ref") == Some("c-1"),
+            REACT,
+            "an answered report for c-1 once the call sent again was answered",
+        )
+        .await?;
+    ensure(
+        report.kind() == "answered" && report.json["result"] == result,
+        format!("answered for c-1 with result {result} (FERRY-RPC-6)"),
+        || report.line(),
+    )?;
+    h.adapter.settle(Duration::from_millis(200)).await?;
+    let outcomes = h
+        .adapter
+        .history()
+        .iter()
+        .filter(|r| r.str("ref") == Some("c-1"))
+        .count();
+    ensure(
+        outcomes == 1,
+        "one outcome for c-1: the call and its retry are one call (FERRY-RPC-6)",
+        || format!("{outcomes} outcome reports for c-1: {}", h.reports_text()),
+    )
+}
+
+/// FERRY-RPC-6, FERRY-RPC-3: a call the server refused is over: the refusal is reported, and
+/// the call is not sent again, neither on its session nor on the next one (only a call with
+/// no answer is).
+async fn rpc_refusal_ends_call(h: &mut Harness) -> CaseResult {
+    let code: String = h
+        .param("code")?
+        .ok_or_else(|| Finding::error("the case needs the param code"))?;
+    let spec = rpc_spec(10_000);
+    let mut conn = h.establish(&spec).await?;
+    let params = json!({"n": 1});
+    h.call("c-refused", METHOD, params.clone(), None).await?;
+    let rpc = expect_rpc(
+        &mut conn,
+        &params,
+        None,
+        "an rpc frame for the call the application asked for",
+    )
+    .await?;
+    let mut refusal = error_reply(&rpc["id"], &code);
+    refusal["error"]["retryable"] = json!(code == "timeout" || code == "unavailable");
+    conn.send(refusal).await?;
+    let expected =
+        format!("call_failed for c-refused with code {code}, the server's error (FERRY-RPC-6)");
+    let report = h
+        .report(|r| r.str("ref") == Some("c-refused"), REACT, &expected)
+        .await?;
+    ensure(
+        report.kind() == "call_failed" && report.str("code") == Some(code.as_str()),
+        expected,
+        || report.line(),
+    )?;
+    let unexpected_rpc = |conn: &Conn, json: &Value| {
+        Finding::fail(
+            format!(
+                "no rpc on {} once the call was refused with {code}: an error ends a call, and only an unanswered call is sent again (FERRY-RPC-6, FERRY-RPC-3)",
+                conn.link()
+            ),
+            format!("{} carried the frame {json}", conn.link()),
+        )
+    };
+    let watch_until = Instant::now() + QUIET;
+    while let Some(frame) = conn
+        .recv(watch_until.saturating_duration_since(Instant::now()))
+        .await?
+    {
+        if let FrameKind::Message { json, .. } = &frame.kind
+            && json["type"] == "rpc"
+        {
+            return Err(unexpected_rpc(&conn, json));
+        }
+    }
+    conn.drop_tcp().await;
+    let mut conn = h
+        .reconnected(
+            &spec,
+            window(&spec.reconnect, 1)?.1 + h.tolerance + REACT,
+            "after the session dropped",
+        )
+        .await?;
+    let watch_until = Instant::now() + QUIET;
+    while let Some(frame) = conn
+        .recv(watch_until.saturating_duration_since(Instant::now()))
+        .await?
+    {
+        if let FrameKind::Message { json, .. } = &frame.kind
+            && json["type"] == "rpc"
+        {
+            return Err(unexpected_rpc(&conn, json));
+        }
+    }
+    Ok(())
+}
+
+/// FERRY-RPC-2 (its client part): a call with no answer fails locally with timeout about the
+/// advertised rpc.timeout_ms (300 ms) plus the request timeout (10 s by default) after the
+/// application asked for it. A client that kept the protocol's default rpc.timeout_ms instead
+/// of the advertised one would fail it about 10 s later.
+async fn rpc_timeout(h: &mut Harness) -> CaseResult {
+    let advertised = 300;
+    let mut conn = h.establish(&rpc_spec(advertised)).await?;
+    let asked = Instant::now();
+    let params = json!({"n": 1});
+    h.call("c-unanswered", METHOD, params.clone(), None).await?;
+    expect_rpc(
+        &mut conn,
+        &params,
+        None,
+        "an rpc frame for the call the application asked for",
+    )
+    .await?;
+    h.transcript.note("runner", "never answering the call");
+    let timeout =
+        Duration::from_millis(advertised + ferry_protocol::tables::defaults::REQUEST_TIMEOUT_MS);
+    local_timeout(
+        h,
+        "c-unanswered",
+        "call_failed",
+        asked,
+        timeout,
+        "which neither an rpc_result nor an error answered: the advertised rpc.timeout_ms of 300 ms plus the request timeout (FERRY-RPC-2)",
+    )
+    .await
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -113,6 +113,9 @@ pub(crate) struct WelcomeSpec {
     pub(crate) heartbeat_timeout_ms: u64,
     pub(crate) max_message_bytes: u64,
     pub(crate) reconnect: Policy,
+    /// The advertised `rpc.timeout_ms`; with it the welcome also grants calls on every method.
+    /// Only the RPC cases set it, so that the other cases' welcomes stay those of ferry.v1 1.0.
+    pub(crate) rpc_timeout_ms: Option<u64>,
 }
 
 impl WelcomeSpec {
@@ -123,11 +126,12 @@ impl WelcomeSpec {
             heartbeat_timeout_ms: defaults::HEARTBEAT_TIMEOUT_MS,
             max_message_bytes: defaults::MAX_MESSAGE_BYTES,
             reconnect,
+            rpc_timeout_ms: None,
         }
     }
 
     fn message(&self, session: u64) -> Value {
-        json!({
+        let mut welcome = json!({
             "type": "welcome",
             "protocol": ferry_protocol::SUBPROTOCOL,
             "session_id": format!("conformance-{session}"),
@@ -150,7 +154,12 @@ impl WelcomeSpec {
                 "window_ms": defaults::RESUME_WINDOW_MS,
                 "max_events": defaults::RESUME_MAX_EVENTS,
             },
-        })
+        });
+        if let Some(timeout_ms) = self.rpc_timeout_ms {
+            welcome["rpc"] = json!({"timeout_ms": timeout_ms});
+            welcome["permissions"][0]["call"] = json!(true);
+        }
+        welcome
     }
 }
 
@@ -239,6 +248,17 @@ pub(crate) fn published(publish: &Value, epoch: &str, seq: u64, duplicate: bool)
         "channel": publish["channel"],
         "message_id": message_id(epoch, seq),
         "position": {"epoch": epoch, "seq": seq},
+        "duplicate": duplicate,
+    })
+}
+
+/// The rpc_result answering `rpc` with `result`.
+pub(crate) fn rpc_result(rpc: &Value, result: Value, duplicate: bool) -> Value {
+    json!({
+        "type": "rpc_result",
+        "id": rpc["id"],
+        "method": rpc["method"],
+        "result": result,
         "duplicate": duplicate,
     })
 }
@@ -353,6 +373,22 @@ impl Harness {
     ) -> CaseResult {
         let mut command =
             json!({"type": "publish", "ref": reference, "channel": channel, "payload": payload});
+        if let Some(key) = key {
+            command["idempotency_key"] = json!(key);
+        }
+        self.command(command).await
+    }
+
+    /// Tells the adapter to call `method` with `params` under `reference`.
+    pub(crate) async fn call(
+        &mut self,
+        reference: &str,
+        method: &str,
+        params: Value,
+        key: Option<&str>,
+    ) -> CaseResult {
+        let mut command =
+            json!({"type": "call", "ref": reference, "method": method, "params": params});
         if let Some(key) = key {
             command["idempotency_key"] = json!(key);
         }

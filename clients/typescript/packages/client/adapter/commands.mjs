@@ -70,6 +70,14 @@ export function createAdapter({ FerryClient, WebSocket, report, name }) {
           );
           return;
         }
+        case "call": {
+          const options = command.idempotency_key === undefined ? undefined : { idempotencyKey: command.idempotency_key };
+          client.call(command.method, command.params, options).then(
+            (answer) => report({ type: "answered", ref: command.ref, result: answer.result, duplicate: answer.duplicate }),
+            (error) => report({ type: "call_failed", ref: command.ref, code: failureCode(error.failure), message: String(error.message).slice(0, 4000) }),
+          );
+          return;
+        }
         case "close":
           client?.close();
           return;
