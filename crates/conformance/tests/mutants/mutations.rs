@@ -39,6 +39,8 @@ pub enum Mutation {
     ServerForgetsKeysEarly,
     /// Ends the session when it refuses a subscribe or publish as forbidden.
     ServerClosesOnForbidden,
+    /// Runs an RPC call again when its idempotency key repeats.
+    ServerRunsCallsTwice,
     /// Waits longer than cap_ms between attempts.
     ClientHasNoBackoffCap,
     /// Waits exactly the nominal delay, without jitter.
@@ -69,6 +71,13 @@ pub enum Mutation {
     ClientHidesGaps,
     /// Retries a publish with a new idempotency key.
     ClientForgetsPublishKey,
+    /// Retries an RPC call with a new idempotency key.
+    ClientForgetsCallKey,
+    /// Never tells the application that a call failed.
+    ClientLosesCallErrors,
+    /// Counts a call's local timeout from the protocol's default rpc.timeout_ms, not the
+    /// advertised one.
+    ClientIgnoresRpcTimeout,
 }
 
 impl Mutation {
@@ -85,6 +94,7 @@ impl Mutation {
         Self::ServerForgetsIdempotencyKeys,
         Self::ServerForgetsKeysEarly,
         Self::ServerClosesOnForbidden,
+        Self::ServerRunsCallsTwice,
         Self::ClientHasNoBackoffCap,
         Self::ClientHasNoJitter,
         Self::ClientNeverGivesUp,
@@ -100,6 +110,9 @@ impl Mutation {
         Self::ClientDeliversRepeatedEvents,
         Self::ClientHidesGaps,
         Self::ClientForgetsPublishKey,
+        Self::ClientForgetsCallKey,
+        Self::ClientLosesCallErrors,
+        Self::ClientIgnoresRpcTimeout,
     ];
 
     /// The mutant's name on the command line and in reports.
@@ -164,6 +177,9 @@ impl Mutation {
             Self::ClientDeliversRepeatedEvents => "FERRY-EVENT-3",
             Self::ClientHidesGaps => "FERRY-EVENT-4",
             Self::ClientForgetsPublishKey => "FERRY-PUBLISH-3",
+            Self::ServerRunsCallsTwice | Self::ClientForgetsCallKey => "FERRY-RPC-3",
+            Self::ClientLosesCallErrors => "FERRY-RPC-6",
+            Self::ClientIgnoresRpcTimeout => "FERRY-RPC-2",
         }
     }
 
@@ -196,6 +212,11 @@ impl Mutation {
                 ("heartbeat", "interval_ms", Value::from(3_600_000))
             }
             Self::ClientSendsOversized => ("limits", "max_message_bytes", Value::from(67_108_864)),
+            Self::ClientIgnoresRpcTimeout if welcome.get("rpc").is_some() => (
+                "rpc",
+                "timeout_ms",
+                Value::from(ferry_protocol::tables::defaults::RPC_TIMEOUT_MS),
+            ),
             _ => return None,
         };
         welcome[section][field] = value;

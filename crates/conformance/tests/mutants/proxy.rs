@@ -44,6 +44,8 @@ struct Shared {
     seen_events: Mutex<HashSet<(String, String, u64)>>,
     /// Idempotency keys rewritten so far.
     rewrites: AtomicU64,
+    /// The idempotency keys of the RPC calls seen so far (server side).
+    call_keys: Mutex<HashSet<String>>,
     /// When each idempotency key of a backend publish was first seen.
     first_seen: Mutex<HashMap<String, std::time::Instant>>,
     /// Where repeated events go, for a mutant client that delivers them again.
@@ -68,6 +70,7 @@ impl Proxy {
             sessions: AtomicU64::new(0),
             seen_events: Mutex::default(),
             rewrites: AtomicU64::new(0),
+            call_keys: Mutex::default(),
             first_seen: Mutex::default(),
             repeats,
         });
@@ -370,6 +373,15 @@ fn client_to_server(
                 return vec![value.to_string()];
             }
         }
+        Mutation::ServerRunsCallsTwice if kind == "rpc" => {
+            // The first call with a key passes; each repeat reaches the server as a new call.
+            let key = value.as_ref().and_then(|v| v["idempotency_key"].as_str());
+            let repeat = key.is_some_and(|key| !shared.call_keys.lock().insert(key.to_owned()));
+            if repeat && let Some(mut value) = value {
+                rewrite_key(shared, &mut value);
+                return vec![value.to_string()];
+            }
+        }
         Mutation::ClientIgnoresPings if kind == "pong" => return Vec::new(),
         Mutation::ClientForgetsSubscriptions if kind == "subscribe" && session_no > 1 => {
             return Vec::new();
@@ -379,6 +391,12 @@ fn client_to_server(
                 if let Some(object) = value.as_object_mut() {
                     object.remove("from");
                 }
+                return vec![value.to_string()];
+            }
+        }
+        Mutation::ClientForgetsCallKey if kind == "rpc" && session_no > 1 => {
+            if let Some(mut value) = value {
+                rewrite_key(shared, &mut value);
                 return vec![value.to_string()];
             }
         }

@@ -70,7 +70,8 @@ async fn run(mutation: Mutation, adapter: Vec<String>) -> i32 {
                 (Mutation::ClientCallsHandlerTwice, "delivered") => {
                     let _ = reports.send(line.clone());
                 }
-                (Mutation::ClientHidesGaps, "incomplete") => continue,
+                (Mutation::ClientHidesGaps, "incomplete")
+                | (Mutation::ClientLosesCallErrors, "call_failed") => continue,
                 _ => {}
             }
             let _ = reports.send(line);
