@@ -35,7 +35,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-pub use lint::{Lint, lint};
+pub use lint::{Lint, LintKind, lint};
 pub use set::SchemaSet;
 
 /// Everything that can go wrong while loading, linting or generating.

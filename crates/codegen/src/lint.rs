@@ -38,13 +38,28 @@ const KEYWORDS: &[&str] = &[
     "pattern",
 ];
 
-/// One lint finding: where, and what is wrong.
+/// One lint finding: where, what is wrong, and what it touches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lint {
     /// A JSON-pointer-like location (`Subscribe/properties/id`) or a file name.
     pub location: String,
     /// What is wrong, and what to do instead.
     pub message: String,
+    /// What the finding touches: what the schema means, or only its documentation and tests.
+    pub kind: LintKind,
+}
+
+/// What a lint finding touches. Code generation refuses every kind; a server that loads a set
+/// to check payloads needs only the meaning of its schemas to be sound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LintKind {
+    /// What the schema means or how implementations read it: keywords, types, bounds, tags,
+    /// tables, names.
+    Meaning,
+    /// A definition or property without a description.
+    Description,
+    /// A test vector that is missing, or that the schema does not judge as it claims.
+    Vector,
 }
 
 impl fmt::Display for Lint {
@@ -68,9 +83,19 @@ pub fn lint(set: &SchemaSet) -> Vec<Lint> {
     lints.found
 }
 
-#[derive(Default)]
 struct Lints {
     found: Vec<Lint>,
+    /// The kind of the findings pushed now.
+    kind: LintKind,
+}
+
+impl Default for Lints {
+    fn default() -> Self {
+        Self {
+            found: Vec::new(),
+            kind: LintKind::Meaning,
+        }
+    }
 }
 
 impl Lints {
@@ -78,7 +103,14 @@ impl Lints {
         self.found.push(Lint {
             location: location.to_owned(),
             message: message.into(),
+            kind: self.kind,
         });
+    }
+
+    fn push_kind(&mut self, kind: LintKind, location: &str, message: impl Into<String>) {
+        let current = std::mem::replace(&mut self.kind, kind);
+        self.push(location, message);
+        self.kind = current;
     }
 
     /// Checks one schema; `named` is true for a definition or a property (which need a
@@ -104,7 +136,7 @@ impl Lints {
             .and_then(Value::as_str)
             .is_some_and(|d| !d.trim().is_empty());
         if named && !described {
-            self.push(at, "needs a description");
+            self.push_kind(LintKind::Description, at, "needs a description");
         }
         if map.contains_key("$ref") {
             let others = map
@@ -446,6 +478,12 @@ impl Lints {
     }
 
     fn vectors(&mut self, set: &SchemaSet) {
+        self.kind = LintKind::Vector;
+        self.vector_findings(set);
+        self.kind = LintKind::Meaning;
+    }
+
+    fn vector_findings(&mut self, set: &SchemaSet) {
         let needing: Vec<&str> = set.messages().chain(set.bodies()).collect();
         for name in &needing {
             match set.vectors.get(*name) {
@@ -471,7 +509,11 @@ impl Lints {
             let validator = match crate::validator_for(set, name) {
                 Ok(v) => v,
                 Err(e) => {
-                    self.push(&at, format!("the schema does not compile: {e}"));
+                    self.push_kind(
+                        LintKind::Meaning,
+                        &at,
+                        format!("the schema does not compile: {e}"),
+                    );
                     continue;
                 }
             };

@@ -143,7 +143,8 @@ pub struct Flags {
     )]
     pub allowed_origins: Option<Vec<String>>,
     /// An application schema set to serve: a folder as `ferry-codegen generate --schema` reads
-    /// it (`*.schema.json`, `channels.json`, `vectors/`), linted at start. Repeat (or
+    /// it (`*.schema.json`, `channels.json`, `methods.json`, `vectors/`), linted at start (a
+    /// broken schema stops the server; missing descriptions or vectors are warned about). Repeat (or
     /// comma-separate in the environment) to serve several applications whose namespaces do
     /// not overlap. Default: the built-in example application.
     #[arg(

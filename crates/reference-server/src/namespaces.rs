@@ -1,8 +1,10 @@
 //! The application's channel namespaces and their payload schemas (FERRY-CHANNEL-4,
 //! FERRY-CHANNEL-5). By default, the example application of `schema/example-app/`, embedded;
 //! with `--app DIR`, the application schema sets named, loaded and linked at start by the code
-//! generator's own loader and lints ([`Namespaces::load`]), so that a set the server accepts is
-//! exactly a set `ferry-codegen generate --schema DIR` accepts.
+//! generator's own loader and lints ([`Namespaces::load`]), so that the server reads a set's
+//! schemas exactly as `ferry-codegen generate --schema DIR` does. A set whose schemas break a
+//! lint is refused; one that lacks only descriptions or test vectors, which code generation
+//! still demands, is served with a warning.
 
 use std::path::{Path, PathBuf};
 
@@ -84,7 +86,8 @@ pub struct AppError {
     pub problem: String,
 }
 
-/// Loads and lints one set with the code generator's rules.
+/// Loads and lints one set with the code generator's rules: a lint about what the schemas mean
+/// refuses the set, one about their descriptions or vectors is logged as a warning.
 fn load_set(dir: &Path) -> Result<ferry_codegen::SchemaSet, AppError> {
     let set =
         ferry_codegen::SchemaSet::load(dir, &dir.display().to_string()).map_err(
@@ -107,7 +110,18 @@ fn load_set(dir: &Path) -> Result<ferry_codegen::SchemaSet, AppError> {
                 },
             },
         )?;
-    let lints = ferry_codegen::lint(&set);
+    let (lints, hygiene): (Vec<_>, Vec<_>) = ferry_codegen::lint(&set)
+        .into_iter()
+        .partition(|lint| lint.kind == ferry_codegen::LintKind::Meaning);
+    if let Some(first) = hygiene.first() {
+        tracing::warn!(
+            app = %dir.display(),
+            findings = hygiene.len(),
+            first = %first,
+            "the set lacks descriptions or test vectors that `ferry-codegen lint --schema {}` demands; serving it anyway",
+            dir.display()
+        );
+    }
     if let Some(first) = lints.first() {
         // A location starts with a definition (`TaskProgress/properties/id`) or a file name.
         let head = first.location.split('/').next().unwrap_or_default();
@@ -128,7 +142,7 @@ fn load_set(dir: &Path) -> Result<ferry_codegen::SchemaSet, AppError> {
         let more = match lints.len() {
             1 => String::new(),
             n => format!(
-                " (and {} more; `ferry-codegen lint --schema {}` lists them)",
+                " (and {} more; `ferry-codegen lint --schema {}` lists them, with any missing descriptions and vectors)",
                 n - 1,
                 dir.display()
             ),
@@ -228,8 +242,9 @@ impl Namespaces {
     }
 
     /// Namespaces from application schema sets (each a folder as `ferry-codegen generate
-    /// --schema` reads it: `*.schema.json`, `channels.json`, `vectors/`). Each set must pass the
-    /// code generator's lints and declare its namespaces in `channels.json`; several sets
+    /// --schema` reads it: `*.schema.json`, `channels.json`, `vectors/`). Each set's schemas must
+    /// pass the code generator's lints (missing descriptions and vectors are only warned about)
+    /// and declare its namespaces in `channels.json`; several sets
     /// combine when no channel lies in namespaces of two of them.
     pub fn load(dirs: &[PathBuf]) -> Result<Self, AppError> {
         let mut namespaces: Vec<Namespace> = Vec::new();
@@ -517,6 +532,53 @@ mod tests {
             "{}",
             error.problem
         );
+    }
+
+    /// Writes a one-namespace set whose payload definition is `payload`, without vectors.
+    fn set_without_vectors(payload: serde_json::Value) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let channels = json!({ "description": "d", "namespaces": [
+            { "pattern": "orders:*", "payload": "OrderNote", "description": "d" }
+        ]});
+        let payloads = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "t", "description": "d", "$defs": { "OrderNote": payload }
+        });
+        std::fs::write(dir.path().join("channels.json"), channels.to_string()).expect("write");
+        std::fs::write(
+            dir.path().join("payloads.schema.json"),
+            payloads.to_string(),
+        )
+        .expect("write");
+        dir
+    }
+
+    #[test]
+    fn a_set_lacking_only_vectors_and_descriptions_is_served_and_one_with_a_bad_schema_is_not() {
+        // No description on the property, no vectors/: code generation refuses it, the server
+        // serves it and checks payloads as usual.
+        let sloppy = set_without_vectors(json!({
+            "description": "A note.", "type": "object", "additionalProperties": false,
+            "required": ["text"], "properties": { "text": { "type": "string", "maxLength": 5 } }
+        }));
+        let namespaces = Namespaces::load(&[sloppy.path().to_owned()]).expect("served");
+        let channel: ChannelName = "orders:1".parse().expect("valid");
+        let good = Payload::from(json!({ "text": "ok" }));
+        assert_eq!(namespaces.check(&channel, &good), Ok(()));
+        let bad = Payload::from(json!({ "text": "too long" }));
+        assert!(matches!(
+            namespaces.check(&channel, &bad),
+            Err(PayloadError::Invalid { .. })
+        ));
+
+        // A keyword outside the subset changes what the schema means: refused.
+        let unsound = set_without_vectors(json!({
+            "description": "A note.", "type": "object", "minProperties": 1
+        }));
+        let error = Namespaces::load(&[unsound.path().to_owned()])
+            .err()
+            .expect("refused");
+        assert!(error.problem.contains("minProperties"), "{}", error.problem);
     }
 
     #[test]
