@@ -216,6 +216,30 @@ struct ServerArgs {
         default_value = "{}"
     )]
     rpc_invalid_result: String,
+    /// The channels of a namespace whose publishes and subscribes the server asks its backend
+    /// about, with {} where each case puts a segment of its own (for example 'hooked:{}', which
+    /// crates/conformance/fixtures/hooked-app declares); the hook cases are skipped without it.
+    #[arg(
+        long,
+        env = "FERRY_CONFORMANCE_HOOKED_CHANNEL",
+        value_name = "TEMPLATE"
+    )]
+    hooked_channel: Option<String>,
+    /// A payload the hooked namespace accepts (JSON), which the hook cases publish.
+    #[arg(
+        long,
+        env = "FERRY_CONFORMANCE_HOOKED_PAYLOAD",
+        default_value = r#"{"text":"conformance"}"#
+    )]
+    hooked_payload: String,
+    /// Another payload the hooked namespace accepts (JSON), with which the runner's backend
+    /// replaces a publish's.
+    #[arg(
+        long,
+        env = "FERRY_CONFORMANCE_HOOKED_REPLACEMENT",
+        default_value = r#"{"text":"replaced by the backend"}"#
+    )]
+    hooked_replacement: String,
     /// A channel outside every namespace the server declares, or 'none' when it declares none.
     #[arg(
         long,
@@ -348,6 +372,9 @@ fn server_options(args: &ServerArgs) -> Result<ServerOptions> {
     options.rpc_params = json("rpc-params", &args.rpc_params)?;
     options.rpc_result = json("rpc-result", &args.rpc_result)?;
     options.rpc_invalid_result = json("rpc-invalid-result", &args.rpc_invalid_result)?;
+    options.hooked_channel = args.hooked_channel.clone();
+    options.hooked_payload = json("hooked-payload", &args.hooked_payload)?;
+    options.hooked_replacement = json("hooked-replacement", &args.hooked_replacement)?;
     if let Some(ms) = args.run.tolerance_ms {
         options.tolerance = Duration::from_millis(ms);
     }

@@ -1,7 +1,8 @@
 //! The application's backend as the runner plays it (`--backend-listen`): the server under test
-//! POSTs each RPC call there (FERRY-HOOK-4), and each case scripts the answer to the calls that
-//! carry its own idempotency key, and counts them, so that it can check what the server relays
-//! and how often a call ran (FERRY-RPC-1 to FERRY-RPC-5).
+//! POSTs each RPC call and hook question there (FERRY-HOOK-4), and each case scripts the answer
+//! to the calls that carry its own idempotency key (or, for a subscribe hook, which has none,
+//! its own channel), and keeps them, so that it can check what the server relays, what it asked
+//! and how often a call ran (FERRY-RPC-1 to FERRY-RPC-5, FERRY-HOOK-1 to FERRY-HOOK-3).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,13 +21,23 @@ use serde_json::{Value, json};
 pub(crate) enum Script {
     /// `{"type":"result","result":…}`, after `delay`.
     Result { result: Value, delay: Duration },
-    /// `{"type":"refuse","code":…,"message":…}`.
+    /// `{"type":"refuse","code":…,"message":`[`REFUSAL_MESSAGE`]`}`.
     Refuse { code: &'static str },
+    /// `{"type":"accept"}`, with the replacing `payload` when given.
+    Accept { payload: Option<Value> },
     /// An HTTP status other than 200, with no answer.
     Status(u16),
 }
 
-/// The runner's backend: scripts and counts by idempotency key.
+/// The message of every scripted refusal.
+pub(crate) const REFUSAL_MESSAGE: &str = "refused by the conformance runner's backend";
+
+/// The script key of the subscribe hook's calls about `channel`.
+pub(crate) fn subscribe_key(channel: &str) -> String {
+    format!("subscribe {channel}")
+}
+
+/// The runner's backend: scripts and keeps calls by idempotency key.
 pub(crate) struct ScriptedBackend {
     state: Arc<BackendState>,
 }
@@ -34,7 +45,8 @@ pub(crate) struct ScriptedBackend {
 struct BackendState {
     secret: Option<String>,
     scripts: Mutex<HashMap<String, Script>>,
-    runs: Mutex<HashMap<String, usize>>,
+    /// The bodies of the calls that came, by script key.
+    calls: Mutex<HashMap<String, Vec<Value>>>,
     /// Calls without the bearer secret, when there is one.
     unauthenticated: AtomicUsize,
 }
@@ -50,7 +62,7 @@ impl ScriptedBackend {
         let state = Arc::new(BackendState {
             secret,
             scripts: Mutex::new(HashMap::new()),
-            runs: Mutex::new(HashMap::new()),
+            calls: Mutex::new(HashMap::new()),
             unauthenticated: AtomicUsize::new(0),
         });
         let router = axum::Router::new()
@@ -71,13 +83,18 @@ impl ScriptedBackend {
 
     /// How many calls with `key` reached the backend.
     pub(crate) fn runs(&self, key: &str) -> usize {
+        self.calls(key).len()
+    }
+
+    /// The bodies of the calls with `key` that reached the backend, in order.
+    pub(crate) fn calls(&self, key: &str) -> Vec<Value> {
         self.state
-            .runs
+            .calls
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
-            .copied()
-            .unwrap_or(0)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// How many calls came without the bearer secret.
@@ -105,16 +122,20 @@ async fn answer(
             return (StatusCode::UNAUTHORIZED, Json(json!({})));
         }
     }
-    let key = call["idempotency_key"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    *state
-        .runs
+    let key = match (call["type"].as_str(), call["channel"].as_str()) {
+        (Some("subscribe"), Some(channel)) => subscribe_key(channel),
+        _ => call["idempotency_key"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    state
+        .calls
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .entry(key.clone())
-        .or_insert(0) += 1;
+        .or_default()
+        .push(call);
     let script = state
         .scripts
         .lock()
@@ -131,10 +152,15 @@ async fn answer(
         }
         Some(Script::Refuse { code }) => (
             StatusCode::OK,
-            Json(
-                json!({ "type": "refuse", "code": code, "message": "refused by the conformance runner's backend" }),
-            ),
+            Json(json!({ "type": "refuse", "code": code, "message": REFUSAL_MESSAGE })),
         ),
+        Some(Script::Accept { payload }) => {
+            let mut answer = json!({ "type": "accept" });
+            if let Some(payload) = payload {
+                answer["payload"] = payload;
+            }
+            (StatusCode::OK, Json(answer))
+        }
         Some(Script::Status(status)) => (
             StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
             Json(json!({})),

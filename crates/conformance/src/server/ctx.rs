@@ -122,6 +122,18 @@ impl Ctx {
             .replace("{}", &format!("{}-{n}", self.segment))
     }
 
+    /// The case's `n`-th channel of the hooked namespace (`--hooked-channel`); a skip when
+    /// the run has none.
+    pub(crate) fn hooked_channel(&self, n: usize) -> Result<String, Finding> {
+        let template = self
+            .shared
+            .options
+            .hooked_channel
+            .as_ref()
+            .ok_or_else(|| Finding::skip("needs a hooked namespace: pass --hooked-channel"))?;
+        Ok(template.replace("{}", &format!("{}-{n}", self.segment)))
+    }
+
     /// An idempotency key unique to this case and run.
     pub(crate) fn key(&self, label: &str) -> String {
         format!("{}-{label}", self.segment)

@@ -130,6 +130,16 @@ pub struct ServerOptions {
     pub rpc_invalid_result: Value,
     /// A result the method's result schema accepts.
     pub rpc_result: Value,
+    /// The channels of a namespace whose publishes and subscribes the server asks its backend
+    /// about (FERRY-HOOK-1, FERRY-HOOK-2): `{}` is replaced as in
+    /// [`channel_template`](Self::channel_template). The hook cases are skipped when `None`;
+    /// `crates/conformance/fixtures/hooked-app` declares `hooked:*` for a server to serve.
+    pub hooked_channel: Option<String>,
+    /// A payload the hooked namespace accepts, which the hook cases publish.
+    pub hooked_payload: Value,
+    /// Another payload the hooked namespace accepts, with which the backend replaces a
+    /// publish's.
+    pub hooked_replacement: Value,
 }
 
 impl ServerOptions {
@@ -159,6 +169,9 @@ impl ServerOptions {
             rpc_params: json!({ "project": "alpha", "title": "conformance" }),
             rpc_invalid_result: json!({}),
             rpc_result: json!({ "task_id": "t-conformance" }),
+            hooked_channel: None,
+            hooked_payload: json!({ "text": "conformance" }),
+            hooked_replacement: json!({ "text": "replaced by the backend" }),
         }
     }
 
@@ -200,6 +213,9 @@ impl fmt::Debug for ServerOptions {
             .field("rpc_method", &self.rpc_method)
             .field("rpc_params", &self.rpc_params)
             .field("rpc_invalid_result", &self.rpc_invalid_result)
+            .field("hooked_channel", &self.hooked_channel)
+            .field("hooked_payload", &self.hooked_payload)
+            .field("hooked_replacement", &self.hooked_replacement)
             .field("rpc_result", &self.rpc_result)
             .finish()
     }
@@ -243,20 +259,9 @@ impl ServerSuite {
         } else {
             bail!("the server URL {ws_node} must start with http:// or https://");
         };
-        if options.channel_template.matches("{}").count() != 1 {
-            bail!(
-                "the channel template {:?} must contain {{}} exactly once (--channel)",
-                options.channel_template
-            );
-        }
-        let sample = options
-            .channel_template
-            .replace("{}", "c0123456-89abcdef-1");
-        if ChannelName::try_from(sample.as_str()).is_err() {
-            bail!(
-                "the channel template {:?} does not make valid channel names (for example {sample:?}): segments are lowercase letters, digits, '_' and '-' (--channel)",
-                options.channel_template
-            );
+        check_template(&options.channel_template, "--channel")?;
+        if let Some(hooked) = &options.hooked_channel {
+            check_template(hooked, "--hooked-channel")?;
         }
         if let Some(outside) = &options.outside_channel
             && ChannelName::try_from(outside.as_str()).is_err()
@@ -401,6 +406,21 @@ impl RestrictedRights {
     }
 }
 
+/// Checks that a channel template (`flag` names its option) holds `{}` once and makes valid
+/// channel names.
+fn check_template(template: &str, flag: &str) -> anyhow::Result<()> {
+    if template.matches("{}").count() != 1 {
+        bail!("the channel template {template:?} must contain {{}} exactly once ({flag})");
+    }
+    let sample = template.replace("{}", "c0123456-89abcdef-1");
+    if ChannelName::try_from(sample.as_str()).is_err() {
+        bail!(
+            "the channel template {template:?} does not make valid channel names (for example {sample:?}): segments are lowercase letters, digits, '_' and '-' ({flag})"
+        );
+    }
+    Ok(())
+}
+
 /// Why a case that requires `need` cannot run with these options, if it cannot.
 fn missing(options: &ServerOptions, need: &str) -> Result<Option<String>, Finding> {
     Ok(match need {
@@ -416,6 +436,9 @@ fn missing(options: &ServerOptions, need: &str) -> Result<Option<String>, Findin
         "outside_channel" => options.outside_channel.is_none().then(|| {
             "needs a channel outside every namespace the server declares: pass --outside-channel"
                 .to_owned()
+        }),
+        "hooked_channel" => options.hooked_channel.is_none().then(|| {
+            "needs a namespace whose publishes and subscribes the server asks its backend about: serve one (ferry-server: --app crates/conformance/fixtures/hooked-app beside the application) and pass --hooked-channel 'hooked:{}'".to_owned()
         }),
         "backend" => options.backend_listen.is_none().then(|| {
             "needs the runner as the application's backend: pass --backend-listen ADDR and configure the server's backend as http://ADDR/ (ferry-server: --backend-url), with --rpc-method naming a method the server declares".to_owned()
@@ -436,6 +459,7 @@ const KNOWN_REQUIREMENTS: &[&str] = &[
     "invalid_payload",
     "outside_channel",
     "backend",
+    "hooked_channel",
 ];
 
 /// The user's sessions the run may hold at once, shared out among running cases.

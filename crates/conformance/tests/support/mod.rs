@@ -116,7 +116,14 @@ impl ReferenceServer {
         .expect("a valid test configuration");
         let auth = Auth::from_file(&tokens).expect("a valid tokens file");
         let broker = MemoryBroker::new(config.memory_broker());
-        let server = Server::new(config, auth, broker, Namespaces::example_app());
+        // The example application, and the suite's hooked namespace beside it.
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let namespaces = Namespaces::load(&[
+            root.join("../../schema/example-app"),
+            root.join("fixtures/hooked-app"),
+        ])
+        .expect("the example application and the hooked fixture load");
+        let server = Server::new(config, auth, broker, namespaces);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a loopback port");
@@ -146,6 +153,7 @@ impl ReferenceServer {
         options.restricted_token = Some(RESTRICTED.into());
         options.backend_listen = Some(self.backend);
         options.backend_secret = Some(BACKEND_SECRET.into());
+        options.hooked_channel = Some("hooked:{}".into());
         options.max_queued_bytes = QUEUED_BYTES as u64;
         let stop = self.stop.clone();
         options.stop = Some(Arc::new(move || {

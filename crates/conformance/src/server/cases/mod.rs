@@ -4,6 +4,7 @@
 mod channels;
 mod errors;
 mod events;
+mod hooks;
 mod limits;
 mod resume;
 mod rpc;
@@ -76,6 +77,10 @@ pub(crate) static BODIES: &[Body] = &[
     body!("server.rpc.invalid_result_withheld", Up(1), [], rpc::invalid_result_withheld),
     body!("server.rpc.backend_failure", Up(1), [], rpc::backend_failure),
     body!("server.rpc.bearer_secret", Up(1), [], rpc::bearer_secret),
+    body!("server.hook.publish_accepted", Up(2), [], hooks::publish_accepted),
+    body!("server.hook.publish_refused", Up(2), [], hooks::publish_refused),
+    body!("server.hook.backend_down", Up(2), [], hooks::backend_down),
+    body!("server.hook.subscribe_refused", Up(2), [], hooks::subscribe_refused),
     body!("server.permission.history_forbidden", Up(1), [], channels::history_forbidden),
     body!("server.channel.unknown_channel.", Up(1), ["via"], channels::unknown_channel),
     body!("server.channel.payload_invalid.", Up(2), ["via", "shape"], channels::payload_invalid),
