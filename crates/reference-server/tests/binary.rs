@@ -280,11 +280,29 @@ async fn an_application_set_given_with_app_is_enforced_and_a_bad_one_refused_at_
     );
     assert_eq!(stderr.lines().count(), 1, "printed once: {stderr}");
 
-    // A set that breaks a codegen lint is refused, naming the file and the problem.
+    // A set without its test vectors, which code generation refuses, is served: they do not
+    // change what a payload check decides.
     std::fs::remove_file(wide.join("vectors/Invoice.json")).expect("rm");
+    let (_served, base, token) =
+        start(root.path(), &["--app", wide.to_str().expect("UTF-8")]).await;
+    let answer = http
+        .post(format!("{base}/v1/publish"))
+        .bearer_auth(&token)
+        .json(&json!({ "channel": "billing:acme", "idempotency_key": "k-1", "payload": { "invoice_id": "I-1", "cents": -1 } }))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(answer.status(), 422, "its schema is enforced");
+
+    // A set whose schema breaks a codegen lint is refused, naming the file and the problem.
+    write_billing_app(&wide, "billing:**");
+    let schema = std::fs::read_to_string(wide.join("payloads.schema.json")).expect("read");
+    let mut schema: Value = serde_json::from_str(&schema).expect("JSON");
+    schema["$defs"]["Invoice"]["properties"]["cents"]["multipleOf"] = json!(5);
+    std::fs::write(wide.join("payloads.schema.json"), schema.to_string()).expect("write");
     let stderr = refused(&["--app", wide.to_str().expect("UTF-8")]).await;
     assert!(
-        stderr.contains("vectors/Invoice.json") && stderr.contains("valid and one invalid vector"),
+        stderr.contains("wide/payloads.schema.json") && stderr.contains("multipleOf"),
         "{stderr}"
     );
     std::fs::write(wide.join("payloads.schema.json"), "{ not json").expect("write");
