@@ -121,13 +121,12 @@ pub(crate) async fn run<B: Broker>(
     let mut session = ServerSession::new(server.session_config(), grant, id.clone(), server.now());
     debug!(session = %id.as_str(), user = %session.user().as_str(), "session opened");
     server.metrics.sessions_opened.inc();
-    let (answers, mut answered) = mpsc::unbounded_channel();
     let mut link = Link {
         server: &server,
         mailbox: Arc::new(Mailbox::new(server.config.outbound_queue)),
         joined: HashSet::new(),
         subscriptions: 0,
-        answers,
+        answers: Answers::default(),
         hooks: None,
     };
     let mut live: VecDeque<EncodedEvent> = VecDeque::new();
@@ -196,7 +195,7 @@ pub(crate) async fn run<B: Broker>(
                 }
             }
             () = link.mailbox.ready() => {}
-            Some(done) = answered.recv() => link.complete(&mut session, done).await,
+            done = link.answers.next() => Box::pin(link.complete(&mut session, done)).await,
             changed = lifecycle.changed() => {
                 let state = *lifecycle.borrow_and_update();
                 if changed.is_err() || !follow_lifecycle(&server, &mut session, state, cuts) {
@@ -393,11 +392,39 @@ struct Link<'a, B: Broker> {
     subscriptions: i64,
     /// Where the work the session's loop does not wait for sends its outcome: RPC calls, each
     /// on a task of its own, and the hooked requests.
-    answers: mpsc::UnboundedSender<Done>,
+    answers: Answers,
     /// The session's hooked publishes and subscribes, asked about one at a time and in the
     /// order they were sent (so a channel's publishes are stored in that order), on a task
     /// started with the first of them.
     hooks: Option<mpsc::UnboundedSender<Hooked>>,
+}
+
+/// The outcomes of work that finishes off the session's loop, on a channel opened with the
+/// first such work: most sessions never call or publish to a hooked namespace, and an open
+/// channel holds a block of slots.
+#[derive(Default)]
+struct Answers {
+    channel: Option<(mpsc::UnboundedSender<Done>, mpsc::UnboundedReceiver<Done>)>,
+}
+
+impl Answers {
+    /// Where a piece of work sends its outcome.
+    fn sender(&mut self) -> mpsc::UnboundedSender<Done> {
+        let (sender, _) = self.channel.get_or_insert_with(mpsc::unbounded_channel);
+        sender.clone()
+    }
+
+    /// The next outcome; never ready before the first [`sender`](Self::sender). The loop holds
+    /// a sender, so the channel never closes while it waits.
+    async fn next(&mut self) -> Done {
+        match &mut self.channel {
+            Some((_, receiver)) => match receiver.recv().await {
+                Some(done) => done,
+                None => std::future::pending().await,
+            },
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// Work that finished off the session's loop.
@@ -609,7 +636,7 @@ impl<B: Broker> Link<'_, B> {
                     user: session.user().clone(),
                 };
                 let server = Arc::clone(server);
-                let answers = self.answers.clone();
+                let answers = self.answers.sender();
                 tokio::spawn(async move {
                     let (outcome, duplicate) = call_once(&server, call).await;
                     let _ = answers.send(Done::Call {
@@ -661,7 +688,7 @@ impl<B: Broker> Link<'_, B> {
             tokio::spawn(ask_in_order(
                 Arc::clone(self.server),
                 requests,
-                self.answers.clone(),
+                self.answers.sender(),
             ));
             sender
         });

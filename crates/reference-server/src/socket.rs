@@ -201,7 +201,9 @@ pub(crate) async fn shut_and_drain(socket: &mut Socket, handshake: Duration) {
     let io = socket.get_mut();
     let _ = tokio::time::timeout(handshake, async {
         let _ = io.shutdown().await;
-        let mut buffer = [0u8; 4096];
+        // On the heap, and only while draining: a buffer in this future would sit in every
+        // session's task for its whole life.
+        let mut buffer = vec![0u8; 4096];
         let mut drained = 0;
         while drained < DRAIN_BYTES {
             match io.read(&mut buffer).await {
