@@ -99,6 +99,12 @@ struct Cli {
     /// Wait after the last session is open before reading the resident set, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     settle_ms: u64,
+    /// Stop each server with SIGTERM and wait for it to exit (up to 60 s) instead of killing
+    /// it, so that a profiler wrapping it writes its report: for example `--ferry-server` a
+    /// script that runs `valgrind --tool=dhat` on ferry-server, which reports the heap at its
+    /// peak when the server exits.
+    #[arg(long)]
+    graceful_stop: bool,
     /// Subscriber counts for the fan-out measurement.
     #[arg(long, value_delimiter = ',', default_value = "1,1000,5000")]
     subscribers: Vec<usize>,
@@ -200,6 +206,7 @@ async fn main() -> Result<()> {
         peer_args: cli.peer_args.clone(),
         node: cli.node.clone(),
         peers_dir: cli.peers_dir.clone(),
+        graceful_stop: cli.graceful_stop,
     };
     let mut most = 0;
     if cli.what.includes(What::Memory) {

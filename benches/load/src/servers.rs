@@ -57,6 +57,8 @@ pub(crate) struct Binaries {
     pub(crate) node: PathBuf,
     /// The folder of the Node peers, with their `node_modules`.
     pub(crate) peers_dir: PathBuf,
+    /// Whether servers are stopped with SIGTERM, waiting for them to exit, instead of killed.
+    pub(crate) graceful_stop: bool,
 }
 
 /// A running server: the child process, and how clients reach it.
@@ -64,6 +66,8 @@ pub(crate) struct Running {
     child: Child,
     pid: u32,
     port: u16,
+    /// Stop it with SIGTERM and wait, instead of killing it.
+    graceful_stop: bool,
     /// How clients open sessions and publish on it.
     pub(crate) target: Target,
     scratch: Option<PathBuf>,
@@ -166,6 +170,7 @@ impl Running {
             child,
             pid,
             port,
+            graceful_stop: binaries.graceful_stop,
             target,
             scratch,
         };
@@ -254,9 +259,24 @@ impl Running {
         })
     }
 
-    /// Kills the server and removes its scratch files.
+    /// Stops the server (see [`Binaries::graceful_stop`]) and removes its scratch files.
     pub(crate) async fn stop(mut self) -> Result<()> {
-        self.child.kill().await?;
+        let mut exited = false;
+        if self.graceful_stop {
+            let signalled = Command::new("kill")
+                .args(["-TERM", &self.pid.to_string()])
+                .status()
+                .await?;
+            if signalled.success() {
+                eprintln!("  waiting up to 60 s for the server to exit after SIGTERM");
+                exited = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+                    .await
+                    .is_ok();
+            }
+        }
+        if !exited {
+            self.child.kill().await?;
+        }
         if let Some(scratch) = self.scratch.take() {
             let _ = std::fs::remove_dir_all(scratch);
         }
