@@ -1773,23 +1773,11 @@ async fn rate_limited_not_resent(h: &mut Harness) -> CaseResult {
         "runner",
         "answered the publish with rate_limited, retry_after_ms 100",
     );
-    let watch_until = Instant::now() + RATE_LIMITED_WATCH;
-    while let Some(frame) = conn
-        .recv(watch_until.saturating_duration_since(Instant::now()))
-        .await?
-    {
-        if let FrameKind::Message { json, .. } = &frame.kind
-            && json["type"] == "publish"
-        {
-            return Err(Finding::fail(
-                format!(
-                    "no publish on {} after it refused the publish with rate_limited: the request is not sent again on the session that refused it (FERRY-RATE-5)",
-                    conn.link()
-                ),
-                format!("{} carried the frame {json}", conn.link()),
-            ));
-        }
-    }
+    let expected = format!(
+        "no publish on {} after it refused the publish with rate_limited: the request is not sent again on the session that refused it (FERRY-RATE-5)",
+        conn.link()
+    );
+    none_sent(&mut conn, "publish", RATE_LIMITED_WATCH, &expected).await?;
     conn.drop_tcp().await;
     let mut conn = h
         .reconnected(
@@ -1887,18 +1875,50 @@ async fn publish_retry(h: &mut Harness) -> CaseResult {
         "a published report for p-1 once the retry was acknowledged",
     )
     .await?;
+    one_outcome(
+        h,
+        "p-1",
+        "one outcome for p-1: the publish and its retry are one publish",
+    )
+    .await
+}
+
+/// Fails unless, once the adapter has been quiet a moment, exactly one outcome report names
+/// `reference`; `expected` says why there must be one.
+async fn one_outcome(h: &mut Harness, reference: &str, expected: &str) -> CaseResult {
     h.adapter.settle(Duration::from_millis(200)).await?;
     let outcomes = h
         .adapter
         .history()
         .iter()
-        .filter(|r| r.str("ref") == Some("p-1"))
+        .filter(|r| r.str("ref") == Some(reference))
         .count();
-    ensure(
-        outcomes == 1,
-        "one outcome for p-1: the publish and its retry are one publish",
-        || format!("{outcomes} outcome reports for p-1: {}", h.reports_text()),
-    )
+    ensure(outcomes == 1, expected, || {
+        format!(
+            "{outcomes} outcome reports for {reference}: {}",
+            h.reports_text()
+        )
+    })
+}
+
+/// Watches `conn` for `within` and fails, with `expected`, at the first message of type
+/// `kind` it carries.
+async fn none_sent(conn: &mut Conn, kind: &str, within: Duration, expected: &str) -> CaseResult {
+    let until = Instant::now() + within;
+    while let Some(frame) = conn
+        .recv(until.saturating_duration_since(Instant::now()))
+        .await?
+    {
+        if let FrameKind::Message { json, .. } = &frame.kind
+            && json["type"] == kind
+        {
+            return Err(Finding::fail(
+                expected,
+                format!("{} carried the frame {json}", conn.link()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2064,18 +2084,12 @@ async fn rpc_retry(h: &mut Harness) -> CaseResult {
         format!("answered for c-1 with result {result} (FERRY-RPC-6)"),
         || report.line(),
     )?;
-    h.adapter.settle(Duration::from_millis(200)).await?;
-    let outcomes = h
-        .adapter
-        .history()
-        .iter()
-        .filter(|r| r.str("ref") == Some("c-1"))
-        .count();
-    ensure(
-        outcomes == 1,
+    one_outcome(
+        h,
+        "c-1",
         "one outcome for c-1: the call and its retry are one call (FERRY-RPC-6)",
-        || format!("{outcomes} outcome reports for c-1: {}", h.reports_text()),
     )
+    .await
 }
 
 /// FERRY-RPC-6, FERRY-RPC-3: a call the server refused is over: the refusal is reported, and
@@ -2109,26 +2123,14 @@ async fn rpc_refusal_ends_call(h: &mut Harness) -> CaseResult {
         expected,
         || report.line(),
     )?;
-    let unexpected_rpc = |conn: &Conn, json: &Value| {
-        Finding::fail(
-            format!(
-                "no rpc on {} once the call was refused with {code}: an error ends a call, and only an unanswered call is sent again (FERRY-RPC-6, FERRY-RPC-3)",
-                conn.link()
-            ),
-            format!("{} carried the frame {json}", conn.link()),
+    let no_rpc = |conn: &Conn| {
+        format!(
+            "no rpc on {} once the call was refused with {code}: an error ends a call, and only an unanswered call is sent again (FERRY-RPC-6, FERRY-RPC-3)",
+            conn.link()
         )
     };
-    let watch_until = Instant::now() + QUIET;
-    while let Some(frame) = conn
-        .recv(watch_until.saturating_duration_since(Instant::now()))
-        .await?
-    {
-        if let FrameKind::Message { json, .. } = &frame.kind
-            && json["type"] == "rpc"
-        {
-            return Err(unexpected_rpc(&conn, json));
-        }
-    }
+    let expected = no_rpc(&conn);
+    none_sent(&mut conn, "rpc", QUIET, &expected).await?;
     conn.drop_tcp().await;
     let mut conn = h
         .reconnected(
@@ -2137,18 +2139,8 @@ async fn rpc_refusal_ends_call(h: &mut Harness) -> CaseResult {
             "after the session dropped",
         )
         .await?;
-    let watch_until = Instant::now() + QUIET;
-    while let Some(frame) = conn
-        .recv(watch_until.saturating_duration_since(Instant::now()))
-        .await?
-    {
-        if let FrameKind::Message { json, .. } = &frame.kind
-            && json["type"] == "rpc"
-        {
-            return Err(unexpected_rpc(&conn, json));
-        }
-    }
-    Ok(())
+    let expected = no_rpc(&conn);
+    none_sent(&mut conn, "rpc", QUIET, &expected).await
 }
 
 /// FERRY-RPC-2 (its client part): a call with no answer fails locally with timeout about the

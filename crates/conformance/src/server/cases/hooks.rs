@@ -168,56 +168,92 @@ pub(super) async fn publish_accepted(ctx: Ctx) -> CaseResult {
     }
 }
 
-/// A publish the backend refuses gets the backend's error and message with its id, is not
-/// stored, and the session goes on (FERRY-HOOK-1).
-pub(super) async fn publish_refused(ctx: Ctx) -> CaseResult {
-    let (backend, channel, mut reader, head) = hooked(&ctx).await?;
-    let key = ctx.key("refused");
-    backend.script(&key, Script::Refuse { code: "forbidden" });
+/// A publish the backend does not accept, and what the client must get for it.
+struct NotAccepted {
+    /// Names the publish's key.
+    label: &'static str,
+    /// What the backend answers.
+    script: Script,
+    /// The error the client gets, with the backend's message when `from_backend`, retryable
+    /// as `retryable` says.
+    code: ErrorCode,
+    from_backend: bool,
+    retryable: bool,
+    /// The expected answer in words.
+    expected: String,
+    /// The publish in words, for the check that it was not stored.
+    what: &'static str,
+}
+
+/// Publishes under a key the backend answers with `refusal.script`, expects the error, checks
+/// the session goes on, and that the publish was not stored.
+async fn not_stored(ctx: &Ctx, refusal: NotAccepted) -> CaseResult {
+    let (backend, channel, mut reader, head) = hooked(ctx).await?;
+    let key = ctx.key(refusal.label);
+    backend.script(&key, refusal.script);
     let mut writer = ctx.session(Who::Main).await?;
-    let expected = format!(
-        "a publish the backend refuses with forbidden answered with an error with its id, code forbidden and the backend's message {REFUSAL_MESSAGE:?}, not retryable ({})",
-        cite(&ctx)
-    );
     let payload = ctx.options().hooked_payload.clone();
-    let (id, reply) = publish(&mut writer, &channel, &key, &payload, &expected).await?;
-    expect_error(&reply, &id, ErrorCode::Forbidden, true, false, &expected)?;
-    ctx.still_open(&mut writer, "a refused publish does not end the session")
-        .await?;
+    let (id, reply) = publish(&mut writer, &channel, &key, &payload, &refusal.expected).await?;
+    expect_error(
+        &reply,
+        &id,
+        refusal.code,
+        refusal.from_backend,
+        refusal.retryable,
+        &refusal.expected,
+    )?;
+    ctx.still_open(
+        &mut writer,
+        "a publish that was not accepted does not end the session",
+    )
+    .await?;
     next_event_is_accepted(
-        &ctx,
+        ctx,
         backend,
         &channel,
         (&mut reader, &mut writer),
         head + 1,
-        "the refused publish",
+        refusal.what,
     )
     .await
+}
+
+/// A publish the backend refuses gets the backend's error and message with its id, is not
+/// stored, and the session goes on (FERRY-HOOK-1).
+pub(super) async fn publish_refused(ctx: Ctx) -> CaseResult {
+    let expected = format!(
+        "a publish the backend refuses with forbidden answered with an error with its id, code forbidden and the backend's message {REFUSAL_MESSAGE:?}, not retryable ({})",
+        cite(&ctx)
+    );
+    let refusal = NotAccepted {
+        label: "refused",
+        script: Script::Refuse { code: "forbidden" },
+        code: ErrorCode::Forbidden,
+        from_backend: true,
+        retryable: false,
+        expected,
+        what: "the refused publish",
+    };
+    not_stored(&ctx, refusal).await
 }
 
 /// A publish whose backend answers 503 gets unavailable (retryable) and is not stored: a
 /// failing backend is never an acceptance (FERRY-HOOK-3).
 pub(super) async fn backend_down(ctx: Ctx) -> CaseResult {
-    let (backend, channel, mut reader, head) = hooked(&ctx).await?;
-    let key = ctx.key("down");
-    backend.script(&key, Script::Status(503));
-    let mut writer = ctx.session(Who::Main).await?;
     let expected = format!(
         "a publish whose backend answers 503 answered with an error with its id and code unavailable, retryable ({})",
         cite(&ctx)
     );
-    let payload = ctx.options().hooked_payload.clone();
-    let (id, reply) = publish(&mut writer, &channel, &key, &payload, &expected).await?;
-    expect_error(&reply, &id, ErrorCode::Unavailable, false, true, &expected)?;
-    next_event_is_accepted(
-        &ctx,
-        backend,
-        &channel,
-        (&mut reader, &mut writer),
-        head + 1,
-        "the publish its backend failed on",
-    )
-    .await
+    let refusal = NotAccepted {
+        label: "down",
+        script: Script::Status(503),
+        code: ErrorCode::Unavailable,
+        from_backend: false,
+        retryable: true,
+        expected,
+        what: "the publish its backend failed on",
+    };
+    not_stored(&ctx, refusal).await
 }
 
 /// A subscribe the backend refuses gets the backend's error with its id and delivers nothing
