@@ -41,6 +41,14 @@ pub enum Mutation {
     ServerClosesOnForbidden,
     /// Runs an RPC call again when its idempotency key repeats.
     ServerRunsCallsTwice,
+    /// Calls every history page complete, with no reason.
+    ServerHistoryClaimsComplete,
+    /// Calls every resume's recovery complete, with no reason.
+    ServerRecoveryClaimsComplete,
+    /// Never answers a frame with rate_limited.
+    ServerNeverRateLimits,
+    /// Gives the error of a malformed frame the id the frame carried instead of null.
+    ServerNumbersMalformedErrors,
     /// Waits longer than cap_ms between attempts.
     ClientHasNoBackoffCap,
     /// Waits exactly the nominal delay, without jitter.
@@ -78,6 +86,8 @@ pub enum Mutation {
     /// Counts a call's local timeout from the protocol's default rpc.timeout_ms, not the
     /// advertised one.
     ClientIgnoresRpcTimeout,
+    /// Sends a frame before the welcome.
+    ClientSpeaksBeforeWelcome,
 }
 
 impl Mutation {
@@ -95,6 +105,10 @@ impl Mutation {
         Self::ServerForgetsKeysEarly,
         Self::ServerClosesOnForbidden,
         Self::ServerRunsCallsTwice,
+        Self::ServerHistoryClaimsComplete,
+        Self::ServerRecoveryClaimsComplete,
+        Self::ServerNeverRateLimits,
+        Self::ServerNumbersMalformedErrors,
         Self::ClientHasNoBackoffCap,
         Self::ClientHasNoJitter,
         Self::ClientNeverGivesUp,
@@ -113,6 +127,7 @@ impl Mutation {
         Self::ClientForgetsCallKey,
         Self::ClientLosesCallErrors,
         Self::ClientIgnoresRpcTimeout,
+        Self::ClientSpeaksBeforeWelcome,
     ];
 
     /// The mutant's name on the command line and in reports.
@@ -180,6 +195,11 @@ impl Mutation {
             Self::ServerRunsCallsTwice | Self::ClientForgetsCallKey => "FERRY-RPC-3",
             Self::ClientLosesCallErrors => "FERRY-RPC-6",
             Self::ClientIgnoresRpcTimeout => "FERRY-RPC-2",
+            Self::ServerHistoryClaimsComplete => "FERRY-RESUME-5",
+            Self::ServerRecoveryClaimsComplete => "FERRY-RESUME-2",
+            Self::ServerNeverRateLimits => "FERRY-RATE-1",
+            Self::ServerNumbersMalformedErrors => "FERRY-TRANSPORT-5",
+            Self::ClientSpeaksBeforeWelcome => "FERRY-WELCOME-2",
         }
     }
 

@@ -155,7 +155,16 @@ async fn http(State(shared): State<Arc<Shared>>, request: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json")
         .to_owned();
-    let bytes = answer.bytes().await.unwrap_or_default();
+    let mut bytes = answer.bytes().await.unwrap_or_default();
+    if path.starts_with("/v1/history")
+        && shared.mutation == Mutation::ServerHistoryClaimsComplete
+        && let Ok(mut page) = serde_json::from_slice::<Value>(&bytes)
+        && page["complete"] == false
+    {
+        page["complete"] = json!(true);
+        page["reason"] = Value::Null;
+        bytes = Bytes::from(page.to_string());
+    }
     if path.starts_with("/v1/tickets") && status.is_success() {
         let mut first = shared.first_ticket.lock();
         if first.is_none() {
@@ -259,6 +268,8 @@ struct Session {
     replay_left: HashMap<String, u64>,
     /// Live events seen per channel.
     events: HashMap<String, u64>,
+    /// The id of the client's last frame that carried one.
+    last_request_id: Option<String>,
 }
 
 type Upstream =
@@ -269,6 +280,16 @@ async fn relay(shared: Arc<Shared>, session_no: u64, downstream: WebSocket, upst
     let (mut up_tx, mut up_rx) = upstream.split();
     let state = Mutex::new(Session::default());
     let mutation = shared.mutation;
+    if mutation == Mutation::ClientSpeaksBeforeWelcome {
+        let early = json!({ "type": "subscribe", "id": "early", "channel": "conformance:early" });
+        if up_tx
+            .send(tungstenite::Message::text(early.to_string()))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
     loop {
         tokio::select! {
             from_client = down_rx.next() => match from_client {
@@ -360,6 +381,9 @@ fn client_to_server(
         .as_ref()
         .and_then(|v| v["type"].as_str())
         .unwrap_or_default();
+    if let Some(id) = value.as_ref().and_then(|v| v["id"].as_str()) {
+        state.lock().last_request_id = Some(id.to_owned());
+    }
     match mutation {
         Mutation::ServerHasNoSizeGate => {
             let limit = state.lock().max_message_bytes;
@@ -432,6 +456,14 @@ async fn server_to_client(
             return vec![rewritten];
         }
     }
+    if kind == "subscribed"
+        && mutation == Mutation::ServerRecoveryClaimsComplete
+        && value["recovery"]["complete"] == false
+    {
+        value["recovery"]["complete"] = json!(true);
+        value["recovery"]["reason"] = Value::Null;
+        return vec![value.to_string()];
+    }
     if kind == "subscribed" {
         let replayed = value["recovery"]["replayed"].as_u64().unwrap_or(0);
         if replayed > 0 {
@@ -462,6 +494,13 @@ async fn server_to_client(
             }
         }
         (Mutation::ServerNeverPings, "ping") => return Vec::new(),
+        (Mutation::ServerNeverRateLimits, "error") if value["error"]["code"] == "rate_limited" => {
+            return Vec::new();
+        }
+        (Mutation::ServerNumbersMalformedErrors, "error") if value["id"].is_null() => {
+            value["id"] = json!(state.lock().last_request_id.clone());
+            return vec![value.to_string()];
+        }
         (Mutation::ServerIgnoresSilentPeer, "ping") => {
             // Answer for the peer, so the server never sees it fall silent.
             let pong = json!({ "type": "pong", "nonce": value["nonce"] }).to_string();
