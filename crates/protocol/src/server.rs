@@ -421,6 +421,16 @@ pub struct ServerSession {
 }
 
 impl ServerSession {
+    /// Takes request `id` out of the requests in progress. The map's room is given back once
+    /// none is left, so an idle session holds none.
+    fn finish(&mut self, id: &RequestId) -> Option<InProgress> {
+        let finished = self.in_progress.remove(id);
+        if self.in_progress.is_empty() {
+            self.in_progress = HashMap::new();
+        }
+        finished
+    }
+
     /// A session accepted at `now` for a redeemed ticket's `grant`. Its first transmit is the
     /// welcome (FERRY-WELCOME-1); its first ping is due one heartbeat interval later.
     pub fn new(config: ServerConfig, grant: Grant, session_id: SessionId, now: Timestamp) -> Self {
@@ -664,7 +674,7 @@ impl ServerSession {
         let Some(channel) = self.pending_subscribe(id) else {
             return;
         };
-        self.in_progress.remove(id);
+        self.finish(id);
         let Some(state) = self.channels.get_mut(&channel) else {
             return;
         };
@@ -711,7 +721,7 @@ impl ServerSession {
             return;
         };
         let channel = channel.clone();
-        self.in_progress.remove(id);
+        self.finish(id);
         self.send(
             Published {
                 channel,
@@ -746,7 +756,7 @@ impl ServerSession {
         if self.closed || !matches!(self.in_progress.get(id), Some(InProgress::Rpc { .. })) {
             return;
         }
-        let Some(InProgress::Rpc { method, .. }) = self.in_progress.remove(id) else {
+        let Some(InProgress::Rpc { method, .. }) = self.finish(id) else {
             return;
         };
         let result = match outcome {
@@ -776,14 +786,14 @@ impl ServerSession {
         }
         match self.in_progress.get(id) {
             Some(InProgress::Publish { .. } | InProgress::Rpc { .. }) => {
-                self.in_progress.remove(id);
+                self.finish(id);
                 self.send_error_info(Some(id.clone()), error);
             }
             Some(InProgress::Subscribe { .. }) => {
                 let Some(channel) = self.pending_subscribe(id) else {
                     return;
                 };
-                self.in_progress.remove(id);
+                self.finish(id);
                 if let Some(state) = self.channels.get_mut(&channel) {
                     state.subscription = None;
                 }
@@ -889,7 +899,7 @@ impl ServerSession {
             .collect();
         expired.sort();
         for (_, id) in expired {
-            self.in_progress.remove(&id);
+            self.finish(&id);
             let message = format!(
                 "no answer within rpc.timeout_ms ({} ms); a retry with the same idempotency key gets the call's answer",
                 millis(self.config.rpc_timeout)
@@ -1185,7 +1195,7 @@ impl ServerSession {
                 self.forget_if_idle(channel);
                 return;
             };
-            self.in_progress.remove(request.id());
+            self.finish(request.id());
             self.evaluate(request);
         }
     }

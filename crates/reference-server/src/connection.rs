@@ -38,173 +38,181 @@ use crate::socket::{Socket as WebSocket, close_after_violation, shut_and_drain};
 use crate::transport::Peer;
 use crate::{Lifecycle, Server};
 
-/// Runs one upgraded connection until it closes.
-pub(crate) async fn run<B: Broker>(
+/// Runs one upgraded connection until it closes. An async block rather than an async fn,
+/// so that the socket is held once in the task, not also as a copy of the argument.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep its socket argument and a copy of it in every session's task"
+)]
+pub(crate) fn run<B: Broker>(
     server: Arc<Server<B>>,
     mut socket: WebSocket,
     ticket: Option<String>,
     peer: Option<Arc<Peer>>,
-) {
-    // The session's own deadlines (the outbound queue, the heartbeat) bound its writes now.
-    if let Some(peer) = &peer {
-        peer.upgraded();
-    }
-    let mut lifecycle = server.lifecycle.subscribe();
-    let cuts = lifecycle.borrow_and_update().cuts;
-    let grant = match ticket {
-        Some(ticket) => match server.broker.redeem_ticket(&ticket, server.now()).await {
-            Ok(grant) => grant,
-            Err(error) => {
-                // The ticket could not be checked: the client backs off and retries with a new
-                // one (1011's action), rather than renewing at once into the same outage.
-                warn!(%error, "cannot redeem a ticket: the broker is unavailable");
-                close(
-                    &server,
-                    &mut socket,
-                    close_code::INTERNAL_ERROR,
-                    "the broker is unavailable; retry later",
-                )
-                .await;
-                return;
-            }
-        },
-        None => None,
-    };
-    let Some(grant) = grant else {
-        // FERRY-TICKET-3: close with 4401 before any other frame; the ticket is not logged.
-        debug!("a connection presented a missing, unknown, expired or used ticket");
-        close(
-            &server,
-            &mut socket,
-            close_code::TICKET_REJECTED,
-            "ticket rejected",
-        )
-        .await;
-        return;
-    };
-    if let Some(peer) = &peer {
-        peer.authenticated();
-    }
-    let Some(mut slot) = server.connection_slot(&grant.user) else {
-        info!(user = %grant.user.as_str(), "too many connections for this user");
-        close(
-            &server,
-            &mut socket,
-            close_code::TOO_MANY_CONNECTIONS,
-            "too many connections for this user",
-        )
-        .await;
-        return;
-    };
-    let id = server.next_session_id();
-    let shared = slot.share(&id).await;
-    if !matches!(shared, Ok(true)) {
-        let (code, reason) = match shared {
-            Err(error) => {
-                warn!(%error, "cannot count the user's connections: the broker is unavailable");
-                (
-                    close_code::INTERNAL_ERROR,
-                    "the broker is unavailable; retry later",
-                )
-            }
-            _ => {
-                info!(user = %grant.user.as_str(), "too many connections for this user across nodes");
-                (
-                    close_code::TOO_MANY_CONNECTIONS,
-                    "too many connections for this user",
-                )
-            }
-        };
-        Box::pin(close(&server, &mut socket, code, reason)).await;
-        return;
-    }
-    let mut session = ServerSession::new(server.session_config(), grant, id.clone(), server.now());
-    debug!(session = %id.as_str(), user = %session.user().as_str(), "session opened");
-    server.metrics.sessions_opened.inc();
-    let mut link = Link {
-        server: &server,
-        mailbox: Arc::new(Mailbox::new(server.config.outbound_queue)),
-        joined: HashSet::new(),
-        subscriptions: 0,
-        answers: Answers::default(),
-        hooks: None,
-    };
-    let mut live: VecDeque<EncodedEvent> = VecDeque::new();
-    let timer = tokio::time::sleep(Duration::ZERO);
-    tokio::pin!(timer);
-    let mut armed = None;
-    loop {
-        if !link.flush(&mut session, &mut socket).await {
-            debug!(session = %id.as_str(), "session closed");
-            return;
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    async move {
+        // The session's own deadlines (the outbound queue, the heartbeat) bound its writes now.
+        if let Some(peer) = &peer {
+            peer.upgraded();
         }
-        // A cut or a drain is seen before anything else queued, as it would be on the wire.
-        if lifecycle.has_changed().unwrap_or(true) {
-            let state = *lifecycle.borrow_and_update();
-            if !follow_lifecycle(&server, &mut session, state, cuts) {
-                return;
-            }
-            continue;
-        }
-        // Events queued while this task was busy are delivered before it waits again.
-        if link.mailbox.take(&mut live) {
-            link.fell_behind(&mut session);
-            continue;
-        }
-        if !live.is_empty() {
-            for event in live.drain(..) {
-                session.deliver(&event);
-            }
-            continue;
-        }
-        link.count_subscriptions(&session);
-        let deadline = session.poll_timeout();
-        if deadline != armed {
-            if let Some(at) = deadline {
-                timer.as_mut().reset(server.instant(at));
-            }
-            armed = deadline;
-        }
-        tokio::select! {
-            message = socket.next() => {
-                let now = server.now();
-                match message {
-                    Some(Ok(Message::Text(text))) => {
-                        server.metrics.messages_in.inc();
-                        session.handle_frame(Frame::Text(text.as_bytes()), now);
-                    }
-                    Some(Ok(Message::Binary(bytes))) => {
-                        server.metrics.messages_in.inc();
-                        session.handle_frame(Frame::Binary(&bytes), now);
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                    Some(Ok(Message::Close(_))) => {
-                        // The client closed: the WebSocket layer has queued the answer (its
-                        // code echoed, or 1002 for a code no peer may send); send it, then
-                        // close TCP first as a server does (RFC 6455 §5.5.1, §7.1.1), draining
-                        // what still arrives so that no reset destroys the answer.
-                        let _ = tokio::time::timeout(CLOSING_HANDSHAKE, socket.flush()).await;
-                        shut_and_drain(&mut socket, CLOSING_HANDSHAKE).await;
-                        return;
-                    }
-                    None => return,
-                    Some(Err(error)) => match refused_frame(error) {
-                        Some((code, reason)) => session.close(code, reason),
-                        None => return,
-                    },
-                }
-            }
-            () = link.mailbox.ready() => {}
-            done = link.answers.next() => Box::pin(link.complete(&mut session, done)).await,
-            changed = lifecycle.changed() => {
-                let state = *lifecycle.borrow_and_update();
-                if changed.is_err() || !follow_lifecycle(&server, &mut session, state, cuts) {
+        let mut lifecycle = server.lifecycle.subscribe();
+        let cuts = lifecycle.borrow_and_update().cuts;
+        let grant = match ticket {
+            Some(ticket) => match server.broker.redeem_ticket(&ticket, server.now()).await {
+                Ok(grant) => grant,
+                Err(error) => {
+                    // The ticket could not be checked: the client backs off and retries with a new
+                    // one (1011's action), rather than renewing at once into the same outage.
+                    warn!(%error, "cannot redeem a ticket: the broker is unavailable");
+                    close(
+                        &server,
+                        &mut socket,
+                        close_code::INTERNAL_ERROR,
+                        "the broker is unavailable; retry later",
+                    )
+                    .await;
                     return;
                 }
+            },
+            None => None,
+        };
+        let Some(grant) = grant else {
+            // FERRY-TICKET-3: close with 4401 before any other frame; the ticket is not logged.
+            debug!("a connection presented a missing, unknown, expired or used ticket");
+            close(
+                &server,
+                &mut socket,
+                close_code::TICKET_REJECTED,
+                "ticket rejected",
+            )
+            .await;
+            return;
+        };
+        if let Some(peer) = &peer {
+            peer.authenticated();
+        }
+        let Some(mut slot) = server.connection_slot(&grant.user) else {
+            info!(user = %grant.user.as_str(), "too many connections for this user");
+            close(
+                &server,
+                &mut socket,
+                close_code::TOO_MANY_CONNECTIONS,
+                "too many connections for this user",
+            )
+            .await;
+            return;
+        };
+        let id = server.next_session_id();
+        let shared = slot.share(&id).await;
+        if !matches!(shared, Ok(true)) {
+            let (code, reason) = match shared {
+                Err(error) => {
+                    warn!(%error, "cannot count the user's connections: the broker is unavailable");
+                    (
+                        close_code::INTERNAL_ERROR,
+                        "the broker is unavailable; retry later",
+                    )
+                }
+                _ => {
+                    info!(user = %grant.user.as_str(), "too many connections for this user across nodes");
+                    (
+                        close_code::TOO_MANY_CONNECTIONS,
+                        "too many connections for this user",
+                    )
+                }
+            };
+            Box::pin(close(&server, &mut socket, code, reason)).await;
+            return;
+        }
+        let mut session =
+            ServerSession::new(server.session_config(), grant, id.clone(), server.now());
+        debug!(session = %id.as_str(), user = %session.user().as_str(), "session opened");
+        server.metrics.sessions_opened.inc();
+        let mut link = Link {
+            server: &server,
+            mailbox: Arc::new(Mailbox::new(server.config.outbound_queue)),
+            joined: HashSet::new(),
+            subscriptions: 0,
+            answers: Answers::default(),
+            hooks: None,
+        };
+        let mut live: VecDeque<EncodedEvent> = VecDeque::new();
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
+        let mut armed = None;
+        loop {
+            if !link.flush(&mut session, &mut socket).await {
+                debug!(session = %id.as_str(), "session closed");
+                return;
             }
-            () = &mut timer, if armed.is_some() => {
-                armed = None;
-                session.handle_timeout(server.now());
+            // A cut or a drain is seen before anything else queued, as it would be on the wire.
+            if lifecycle.has_changed().unwrap_or(true) {
+                let state = *lifecycle.borrow_and_update();
+                if !follow_lifecycle(&server, &mut session, state, cuts) {
+                    return;
+                }
+                continue;
+            }
+            // Events queued while this task was busy are delivered before it waits again.
+            if link.mailbox.take(&mut live) {
+                link.fell_behind(&mut session);
+                continue;
+            }
+            if !live.is_empty() {
+                for event in live.drain(..) {
+                    session.deliver(&event);
+                }
+                continue;
+            }
+            link.count_subscriptions(&session);
+            let deadline = session.poll_timeout();
+            if deadline != armed {
+                if let Some(at) = deadline {
+                    timer.as_mut().reset(server.instant(at));
+                }
+                armed = deadline;
+            }
+            tokio::select! {
+                message = socket.next() => {
+                    let now = server.now();
+                    match message {
+                        Some(Ok(Message::Text(text))) => {
+                            server.metrics.messages_in.inc();
+                            session.handle_frame(Frame::Text(text.as_bytes()), now);
+                        }
+                        Some(Ok(Message::Binary(bytes))) => {
+                            server.metrics.messages_in.inc();
+                            session.handle_frame(Frame::Binary(&bytes), now);
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                        Some(Ok(Message::Close(_))) => {
+                            // The client closed: the WebSocket layer has queued the answer (its
+                            // code echoed, or 1002 for a code no peer may send); send it, then
+                            // close TCP first as a server does (RFC 6455 §5.5.1, §7.1.1), draining
+                            // what still arrives so that no reset destroys the answer.
+                            let _ = tokio::time::timeout(CLOSING_HANDSHAKE, socket.flush()).await;
+                            shut_and_drain(&mut socket, CLOSING_HANDSHAKE).await;
+                            return;
+                        }
+                        None => return,
+                        Some(Err(error)) => match refused_frame(error) {
+                            Some((code, reason)) => session.close(code, reason),
+                            None => return,
+                        },
+                    }
+                }
+                () = link.mailbox.ready() => {}
+                done = link.answers.next() => Box::pin(link.complete(&mut session, done)).await,
+                changed = lifecycle.changed() => {
+                    let state = *lifecycle.borrow_and_update();
+                    if changed.is_err() || !follow_lifecycle(&server, &mut session, state, cuts) {
+                        return;
+                    }
+                }
+                () = &mut timer, if armed.is_some() => {
+                    armed = None;
+                    session.handle_timeout(server.now());
+                }
             }
         }
     }
