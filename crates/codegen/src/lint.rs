@@ -83,34 +83,23 @@ pub fn lint(set: &SchemaSet) -> Vec<Lint> {
     lints.found
 }
 
+#[derive(Default)]
 struct Lints {
     found: Vec<Lint>,
-    /// The kind of the findings pushed now.
-    kind: LintKind,
-}
-
-impl Default for Lints {
-    fn default() -> Self {
-        Self {
-            found: Vec::new(),
-            kind: LintKind::Meaning,
-        }
-    }
 }
 
 impl Lints {
+    /// A finding about what the schema means.
     fn push(&mut self, location: &str, message: impl Into<String>) {
-        self.found.push(Lint {
-            location: location.to_owned(),
-            message: message.into(),
-            kind: self.kind,
-        });
+        self.push_kind(LintKind::Meaning, location, message);
     }
 
     fn push_kind(&mut self, kind: LintKind, location: &str, message: impl Into<String>) {
-        let current = std::mem::replace(&mut self.kind, kind);
-        self.push(location, message);
-        self.kind = current;
+        self.found.push(Lint {
+            location: location.to_owned(),
+            message: message.into(),
+            kind,
+        });
     }
 
     /// Checks one schema; `named` is true for a definition or a property (which need a
@@ -478,17 +467,12 @@ impl Lints {
     }
 
     fn vectors(&mut self, set: &SchemaSet) {
-        self.kind = LintKind::Vector;
-        self.vector_findings(set);
-        self.kind = LintKind::Meaning;
-    }
-
-    fn vector_findings(&mut self, set: &SchemaSet) {
         let needing: Vec<&str> = set.messages().chain(set.bodies()).collect();
         for name in &needing {
             match set.vectors.get(*name) {
                 Some(file) if !file.valid.is_empty() && !file.invalid.is_empty() => {}
-                _ => self.push(
+                _ => self.push_kind(
+                    LintKind::Vector,
                     &format!("vectors/{name}.json"),
                     "every message and body needs at least one valid and one invalid vector",
                 ),
@@ -497,29 +481,34 @@ impl Lints {
         for (name, file) in &set.vectors {
             let at = format!("vectors/{name}.json");
             if set.def(name).is_none() {
-                self.push(&at, format!("{name} is not a definition of this set"));
+                self.push_kind(
+                    LintKind::Vector,
+                    &at,
+                    format!("{name} is not a definition of this set"),
+                );
                 continue;
             }
             let mut names = HashSet::new();
             for vector in file.valid.iter().chain(&file.invalid) {
                 if !names.insert(&vector.name) {
-                    self.push(&at, format!("the name {:?} is used twice", vector.name));
+                    self.push_kind(
+                        LintKind::Vector,
+                        &at,
+                        format!("the name {:?} is used twice", vector.name),
+                    );
                 }
             }
             let validator = match crate::validator_for(set, name) {
                 Ok(v) => v,
                 Err(e) => {
-                    self.push_kind(
-                        LintKind::Meaning,
-                        &at,
-                        format!("the schema does not compile: {e}"),
-                    );
+                    self.push(&at, format!("the schema does not compile: {e}"));
                     continue;
                 }
             };
             for vector in &file.valid {
                 if let Some(error) = validator.iter_errors(&vector.value).next() {
-                    self.push(
+                    self.push_kind(
+                        LintKind::Vector,
                         &at,
                         format!(
                             "valid vector {:?} is refused by the schema at \"{}\": {error}",
@@ -531,7 +520,8 @@ impl Lints {
             }
             for vector in &file.invalid {
                 if validator.is_valid(&vector.value) {
-                    self.push(
+                    self.push_kind(
+                        LintKind::Vector,
                         &at,
                         format!("invalid vector {:?} is accepted by the schema", vector.name),
                     );
