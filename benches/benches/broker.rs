@@ -70,7 +70,7 @@ async fn latency<P: Broker, F: Broker>(
             .await
             .unwrap();
         loop {
-            assert!(!mailbox.take(&mut taken));
+            assert!(!mailbox.take(&mut taken).fell_behind);
             if taken.drain(..).count() > 0 {
                 break;
             }
@@ -168,7 +168,7 @@ fn main() {
 async fn run() {
     let url = std::env::var("FERRY_BENCH_REDIS_URL")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let prefix = format!("ferry-bench-{:016x}:", rand_u64());
+    let prefix = ferry_benches::fresh_prefix();
     let redis_config = RedisBrokerConfig {
         prefix: prefix.clone(),
         ..RedisBrokerConfig::new(url.clone(), Retention::default())
@@ -245,24 +245,5 @@ async fn run() {
         )
     );
 
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
-}
-
-fn rand_u64() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    u64::from(nanos) ^ (u64::from(std::process::id()) << 32)
+    ferry_benches::forget_prefix(&url, &prefix).await;
 }

@@ -7,6 +7,11 @@
 //!     --url http://127.0.0.1:7400 --token "$FERRY_TOKEN" --channel daemon:ws-42:output -- cargo test
 //! ```
 //!
+//! The example application's output channels are exclusive (FERRY-HOLD-1): the daemon holds
+//! its channel before it runs the command, takes its hold back with its fence after a
+//! reconnect, and a daemon started later for the same workstation takes the channel over, which
+//! stops this one with close code 4412.
+//!
 //! Output is batched (a chunk at most every 100 ms or 16 KiB per stream) and each chunk is
 //! published with an idempotency key derived from the run id and chunk number, so a chunk
 //! re-sent after a reconnect is stored once. Each change of the connection's state is reported
@@ -18,7 +23,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use ferry_client::Client;
+use ferry_client::{ChannelEvent, Client, Handler, SubscribeOptions};
 use ferry_protocol::{ChannelName, IdempotencyKey};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -74,6 +79,30 @@ async fn main() -> Result<()> {
     });
     if !client.wait_active(Duration::from_secs(30)).await {
         bail!("could not connect to {}: {:?}", args.url, client.state());
+    }
+    // Hold the channel: the one publisher of an exclusive channel is its holder.
+    let (held, mut holding) = mpsc::unbounded_channel();
+    let handler = Handler::new(move |event| match event {
+        ChannelEvent::Subscribed(_) => {
+            let _ = held.send(Ok(()));
+        }
+        ChannelEvent::Refused(error) => {
+            let _ = held.send(Err(error.message.to_string()));
+        }
+        _ => {}
+    });
+    let hold = SubscribeOptions {
+        hold: true,
+        ..SubscribeOptions::default()
+    };
+    client.subscribe_with(args.channel.clone(), &handler, hold)?;
+    match tokio::time::timeout(Duration::from_secs(30), holding.recv()).await {
+        Ok(Some(Ok(()))) => eprintln!("daemon: holding {}", args.channel.as_str()),
+        Ok(Some(Err(why))) => bail!("cannot hold {}: {why}", args.channel.as_str()),
+        _ => bail!(
+            "no answer to the hold of {} within 30 s",
+            args.channel.as_str()
+        ),
     }
 
     let run_id = format!("run-{:016x}", rand::random::<u64>());

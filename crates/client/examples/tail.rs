@@ -60,6 +60,14 @@ async fn main() -> Result<()> {
             "tail: the server refused the subscription: {}",
             error.message.as_str()
         ),
+        ChannelEvent::Presence(presence) => eprintln!(
+            "tail: {} {} {}",
+            presence.user.as_str(),
+            presence.change,
+            presence.channel.as_str()
+        ),
+        // tail tracks no members: these come only to subscriptions that do.
+        ChannelEvent::Members(_) | ChannelEvent::MembersFailed(_) => {}
     });
     let mut changes = client.state_changes();
     for channel in args.channels {

@@ -10,7 +10,7 @@ use ferry_protocol::client::{ConnectionId, TicketError, Transmit};
 use ferry_protocol::tables::endpoint;
 use ferry_protocol::{
     ChannelName, ClientConfig, ClientEvent, ClientSession, ClientState, Frame, IdempotencyKey,
-    MethodName, Payload, Published, RpcResult, SUBPROTOCOL, Ticket, Timestamp,
+    MethodName, Payload, Published, RpcResult, SUBPROTOCOL, SubscribeOptions, Ticket, Timestamp,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
@@ -33,7 +33,7 @@ const SOCKET_MAX_MESSAGE_BYTES: usize = 67_108_864;
 
 /// A command from a [`Client`](crate::Client) handle.
 pub(crate) enum Command {
-    Subscribe(ChannelName, Handler),
+    Subscribe(ChannelName, Handler, SubscribeOptions),
     Unsubscribe(ChannelName, u64),
     Publish {
         channel: ChannelName,
@@ -172,8 +172,9 @@ impl Driver {
     fn command(&mut self, command: Command) {
         let now = self.now();
         match command {
-            Command::Subscribe(channel, handler) => {
-                self.session.subscribe(channel.clone(), handler.id);
+            Command::Subscribe(channel, handler, options) => {
+                self.session
+                    .subscribe_with(channel.clone(), handler.id, options);
                 self.handlers.insert((channel, handler.id), handler);
             }
             Command::Unsubscribe(channel, id) => {
@@ -372,6 +373,14 @@ impl Driver {
                 ..
             } => (channel, ChannelEvent::Subscribed(resumption)),
             ClientEvent::Event(event) => (event.channel.clone(), ChannelEvent::Event(event)),
+            ClientEvent::Members { channel, members } => (channel, ChannelEvent::Members(members)),
+            ClientEvent::Presence(presence) => {
+                (presence.channel.clone(), ChannelEvent::Presence(presence))
+            }
+            ClientEvent::MembersFailed { channel, error } => {
+                warn!(channel = %channel.as_str(), code = ?error.code, "the channel's members could not be read");
+                (channel, ChannelEvent::MembersFailed(error))
+            }
             ClientEvent::Incomplete { channel, cause } => {
                 warn!(channel = %channel.as_str(), ?cause, "the channel's events are incomplete");
                 (channel, ChannelEvent::Incomplete(cause))

@@ -41,12 +41,12 @@ use std::time::Duration;
 
 use ferry_protocol::client::{IncompleteCause, PublishFailure};
 use ferry_protocol::{
-    ChannelName, ClientConfig, ClientState, ErrorInfo, Event, IdempotencyKey, Method, MethodName,
-    Payload, Published, Resumption, RpcResult,
+    ChannelName, ClientConfig, ClientState, ErrorInfo, Event, IdempotencyKey, Member, Method,
+    MethodName, Payload, Presence, Published, Resumption, RpcResult,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-pub use ferry_protocol::client::StopReason;
+pub use ferry_protocol::client::{StopReason, SubscribeOptions};
 
 /// What a handler sees of its channel.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,8 +58,17 @@ pub enum ChannelEvent {
     Event(Event),
     /// The view of the channel has a hole: refetch the application's state.
     Incomplete(IncompleteCause),
-    /// The server refused the subscription; the handler is removed.
+    /// The server refused the subscription (a hold another session keeps is `held`); the
+    /// handler is removed.
     Refused(ErrorInfo),
+    /// Every member of the channel, read after the subscription took effect, for a
+    /// subscription that tracks members ([`SubscribeOptions::members`], FERRY-PRESENCE-6).
+    Members(Vec<Member>),
+    /// A user joined or left the channel (after [`ChannelEvent::Members`], when tracked).
+    Presence(Presence),
+    /// The channel's members could not be read; they are read again after the next
+    /// reconnect.
+    MembersFailed(ErrorInfo),
 }
 
 /// An application callback for a channel's events. Clones share an identity: registering a
@@ -281,8 +290,25 @@ impl Client {
     /// Calls `handler` for the events of `channel`, subscribing when it is the channel's first
     /// handler. The subscription survives reconnects and resumes from the last event delivered.
     pub fn subscribe(&self, channel: ChannelName, handler: &Handler) -> Result<(), Stopped> {
+        self.subscribe_with(channel, handler, SubscribeOptions::default())
+    }
+
+    /// [`subscribe`](Self::subscribe) with presence info, a hold of an exclusive channel
+    /// (kept across reconnects with its fence, FERRY-HOLD-5), or member tracking
+    /// ([`ChannelEvent::Members`] after every subscribed reply, then
+    /// [`ChannelEvent::Presence`]).
+    pub fn subscribe_with(
+        &self,
+        channel: ChannelName,
+        handler: &Handler,
+        options: SubscribeOptions,
+    ) -> Result<(), Stopped> {
         self.commands
-            .send(driver::Command::Subscribe(channel, handler.clone()))
+            .send(driver::Command::Subscribe(
+                channel,
+                handler.clone(),
+                options,
+            ))
             .map_err(|_| Stopped)
     }
 

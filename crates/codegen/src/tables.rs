@@ -249,6 +249,25 @@ pub struct Namespace {
     /// FERRY-HOOK-2); none by default.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hooks: Vec<Hook>,
+    /// Whether the channels keep presence: who is subscribed, as members and join and leave
+    /// events (FERRY-PRESENCE-1); false by default.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub presence: bool,
+    /// Whether one session at a time holds each channel as its only publisher, and what a
+    /// second hold does (FERRY-HOLD-1); none by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclusive: Option<Exclusive>,
+}
+
+/// What an exclusive namespace does with a hold asked while another session holds the channel
+/// (FERRY-HOLD-2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Exclusive {
+    /// The second hold is refused with `held`.
+    Refuse,
+    /// The second hold is granted and the previous holder's session is closed with 4412.
+    TakeOver,
 }
 
 /// A backend hook a namespace can declare.

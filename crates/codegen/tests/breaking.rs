@@ -515,10 +515,10 @@ fn remove_variant(s: &Copy, file: &str, union: &str, name: &str) {
 #[test]
 fn variant_added() {
     let changes = protocol(|s| {
-        add_variant(s, CLIENT, "ClientMessage", "Pong", "Presence", "presence");
+        add_variant(s, CLIENT, "ClientMessage", "Pong", "Hello", "hello");
         add_variant(s, SERVER, "ServerMessage", "Ping", "Nudge", "nudge");
     });
-    assert_verdicts(&changes, "variant-added", "Presence", &[(C2S, Compatible)]);
+    assert_verdicts(&changes, "variant-added", "Hello", &[(C2S, Compatible)]);
     assert_verdicts(&changes, "variant-added", "Nudge", &[(S2C, Breaking)]);
 }
 

@@ -30,7 +30,10 @@
 //!   (FERRY-HEARTBEAT-2, FERRY-HEARTBEAT-4);
 //! - no frame above the advertised maximum size ever leaves (FERRY-SIZE-1, FERRY-SIZE-2);
 //! - every close code acted on as the table says, backoff as the formula says, and a reason
-//!   for every stop (FERRY-RECONNECT-1 to FERRY-RECONNECT-9).
+//!   for every stop (FERRY-RECONNECT-1 to FERRY-RECONNECT-9);
+//! - presence info and holds sent again on every re-subscribe, with the fence of the last hold
+//!   (FERRY-HOLD-5), and a channel's members read again after every subscribed reply and kept
+//!   up to date by its presence events (FERRY-PRESENCE-6).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -40,12 +43,14 @@ use crate::backoff::{Backoff, BackoffPolicy};
 use crate::close::action_for;
 use crate::codec::{Codec, DecodeError, EncodeError, Frame, Outcome};
 use crate::position::{Arrival, PositionTracker, Resumption};
+use crate::presence::{MemberList, fence as wire_fence};
 use crate::tables::{ClientAction, close_code, defaults};
 use crate::time::Timestamp;
 use crate::types::{
-    ChannelName, ClientMessage, ErrorCode, ErrorInfo, Event, Goodbye, HeartbeatPolicy,
-    IdempotencyKey, MethodName, Payload, Pong, Publish, Published, RecoveryGap, RequestId, Rpc,
-    RpcResult, ServerMessage, StreamPosition, Subscribe, Ticket, Unsubscribe, Welcome,
+    ChannelName, ClientMessage, ErrorCode, ErrorInfo, Event, Goodbye, HeartbeatPolicy, HoldRequest,
+    IdempotencyKey, Member, MemberPage, Members, MethodName, Payload, Pong, Presence, PresenceInfo,
+    Publish, Published, RecoveryGap, RequestId, Rpc, RpcResult, ServerMessage, StreamPosition,
+    Subscribe, Ticket, Unsubscribe, UserId, Welcome,
 };
 
 /// Settings that apply before a welcome advertises the server's values.
@@ -251,6 +256,27 @@ pub enum ClientEvent {
         position: StreamPosition,
         /// What happened to the events missed while disconnected.
         resumption: Resumption,
+        /// The fence of the hold the subscribe obtained, when it asked to hold the channel.
+        hold: Option<u64>,
+    },
+    /// A channel's members were read after a subscribed reply, with the presence events since
+    /// applied on top (FERRY-PRESENCE-6), for a subscription that tracks them.
+    Members {
+        /// The channel.
+        channel: ChannelName,
+        /// Every member, ordered by user.
+        members: Vec<Member>,
+    },
+    /// A user joined or left a channel: for a subscription that tracks members, once its
+    /// members were read (the events before are in [`ClientEvent::Members`]).
+    Presence(Presence),
+    /// Reading a channel's members failed; the subscription reads them again after its next
+    /// subscribed reply.
+    MembersFailed {
+        /// The channel.
+        channel: ChannelName,
+        /// Why.
+        error: ErrorInfo,
     },
     /// The server refused a subscribe; the channel is dropped from the session.
     SubscribeFailed {
@@ -332,6 +358,26 @@ struct Subscription {
     listeners: BTreeSet<ListenerId>,
     /// The last delivered position, once a `subscribed` reply arrived.
     tracker: Option<PositionTracker>,
+    options: SubscribeOptions,
+    /// The fence of the last hold obtained, sent with every re-subscribe (FERRY-HOLD-5).
+    fence: Option<u64>,
+    /// The channel's members, when the subscription tracks them.
+    members: Option<MemberList>,
+}
+
+/// How a subscription asks for a channel: with presence info, as its holder, tracking its
+/// members.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubscribeOptions {
+    /// The session's presence info, for a channel whose namespace keeps presence
+    /// (FERRY-PRESENCE-5).
+    pub info: Option<PresenceInfo>,
+    /// Whether to hold the channel as its one publisher, for an exclusive namespace
+    /// (FERRY-HOLD-1).
+    pub hold: bool,
+    /// Whether to read the channel's members after every subscribed reply and keep them up
+    /// to date ([`ClientEvent::Members`], FERRY-PRESENCE-6).
+    pub members: bool,
 }
 
 /// A publish or call waiting for its answer, re-sent with its key on every welcomed session.
@@ -399,6 +445,10 @@ enum Request {
         from: Option<StreamPosition>,
     },
     Unsubscribe,
+    /// A page of a channel's members.
+    Members {
+        channel: ChannelName,
+    },
     /// A publish or call; its [`Pending`] has the key.
     Keyed {
         key: IdempotencyKey,
@@ -515,12 +565,46 @@ impl ClientSession {
     /// Adds a listener to a channel. The first listener of a channel subscribes (at once when
     /// welcomed, otherwise as soon as a welcome arrives); further listeners share it.
     pub fn subscribe(&mut self, channel: ChannelName, listener: ListenerId) {
+        self.subscribe_with(channel, listener, SubscribeOptions::default());
+    }
+
+    /// [`subscribe`](Self::subscribe) with presence info, a hold or member tracking. The first
+    /// listener's subscribe carries the options; a later listener's options apply from the
+    /// next subscribe (after a reconnect), except member tracking, which starts at once.
+    pub fn subscribe_with(
+        &mut self,
+        channel: ChannelName,
+        listener: ListenerId,
+        options: SubscribeOptions,
+    ) {
         let entry = self.subscriptions.entry(channel.clone()).or_default();
         let first = entry.listeners.is_empty();
         entry.listeners.insert(listener);
+        let track_now = options.members && !entry.options.members && !first;
+        if first {
+            entry.options = options;
+        } else {
+            entry.options.hold |= options.hold;
+            entry.options.members |= options.members;
+            if options.info.is_some() {
+                entry.options.info = options.info;
+            }
+        }
+        if entry.options.members && entry.members.is_none() {
+            entry.members = Some(MemberList::new());
+        }
         if first && self.state == ClientState::Active {
             self.send_subscribe(&channel);
+        } else if track_now && entry.tracker.is_some() {
+            self.sync_members(&channel);
         }
+    }
+
+    /// The members of a channel whose subscription tracks them, as of its last read and the
+    /// presence events since; `None` until they were read once.
+    pub fn members(&self, channel: &ChannelName) -> Option<impl ExactSizeIterator<Item = &Member>> {
+        let list = self.subscriptions.get(channel)?.members.as_ref()?;
+        list.is_synced().then(|| list.members())
     }
 
     /// Removes a listener from a channel; when none is left the channel is unsubscribed and its
@@ -717,21 +801,29 @@ impl ClientSession {
                 let (tracker, resumption) =
                     PositionTracker::after_subscribed(from.as_ref(), &reply);
                 entry.tracker = Some(tracker);
+                let hold = reply.hold.map(|hold| hold.fence.get());
+                if hold.is_some() {
+                    entry.fence = hold;
+                }
                 self.events.push_back(ClientEvent::Subscribed {
                     channel: channel.clone(),
                     position: reply.position,
                     resumption,
+                    hold,
                 });
                 if let Resumption::Incomplete(gap) = resumption {
                     self.events.push_back(ClientEvent::Incomplete {
-                        channel,
+                        channel: channel.clone(),
                         cause: IncompleteCause::Recovery(gap),
                     });
                 }
+                self.sync_members(&channel);
             }
             ServerMessage::Unsubscribed(reply) => {
                 self.take_request(&reply.id);
             }
+            ServerMessage::MemberPage(page) => self.on_member_page(page),
+            ServerMessage::Presence(presence) => self.on_presence(presence),
             ServerMessage::Published(ack) => {
                 if let Some(key) = self.settle(&ack.id, |r| matches!(r, Keyed::Publish { .. })) {
                     self.events.push_back(ClientEvent::Published { key, ack });
@@ -931,6 +1023,78 @@ impl ClientSession {
         self.events.push_back(ClientEvent::Event(event));
     }
 
+    /// Starts reading a tracked channel's members after its subscribed reply
+    /// (FERRY-PRESENCE-6).
+    fn sync_members(&mut self, channel: &ChannelName) {
+        let Some(list) = self
+            .subscriptions
+            .get_mut(channel)
+            .and_then(|s| s.members.as_mut())
+        else {
+            return;
+        };
+        list.restart();
+        self.send_members(channel, None);
+    }
+
+    fn send_members(&mut self, channel: &ChannelName, after: Option<UserId>) {
+        let id = self.request_id();
+        let message = ClientMessage::Members(Members {
+            after,
+            channel: channel.clone(),
+            id: id.clone(),
+            limit: None,
+        });
+        if self.send(&message).is_ok()
+            && let Some(link) = &mut self.link
+        {
+            link.requests.insert(
+                id.to_string(),
+                Request::Members {
+                    channel: channel.clone(),
+                },
+            );
+        }
+    }
+
+    fn on_member_page(&mut self, page: MemberPage) {
+        let Some(Request::Members { channel }) = self.take_request(&page.id) else {
+            return;
+        };
+        let Some(list) = self
+            .subscriptions
+            .get_mut(&channel)
+            .and_then(|s| s.members.as_mut())
+        else {
+            return;
+        };
+        let next = page.next.clone();
+        if list.page(page) {
+            let members = list.members().cloned().collect();
+            self.events
+                .push_back(ClientEvent::Members { channel, members });
+        } else if list.is_syncing() {
+            self.send_members(&channel, next);
+        }
+    }
+
+    fn on_presence(&mut self, presence: Presence) {
+        let Some(entry) = self.subscriptions.get_mut(&presence.channel) else {
+            return;
+        };
+        let live = match &mut entry.members {
+            Some(list) => {
+                let syncing = list.is_syncing();
+                list.presence(&presence);
+                !syncing
+            }
+            None => true,
+        };
+        if live {
+            self.events.push_back(ClientEvent::Presence(presence));
+        }
+    }
+
     fn on_error(&mut self, id: Option<RequestId>, error: ErrorInfo) {
         let request = id.as_ref().and_then(|id| self.take_request(id));
         match request {
@@ -962,6 +1126,17 @@ impl ClientSession {
                     self.events
                         .push_back(failed.failed(PublishFailure::Refused(error)));
                 }
+            }
+            Some(Request::Members { channel }) => {
+                if let Some(list) = self
+                    .subscriptions
+                    .get_mut(&channel)
+                    .and_then(|s| s.members.as_mut())
+                {
+                    list.abandon();
+                }
+                self.events
+                    .push_back(ClientEvent::MembersFailed { channel, error });
             }
             Some(Request::Unsubscribe) | None => {
                 self.events.push_back(ClientEvent::ServerError(error))
@@ -1018,16 +1193,22 @@ impl ClientSession {
     }
 
     fn send_subscribe(&mut self, channel: &ChannelName) {
-        let from = self
-            .subscriptions
-            .get(channel)
-            .and_then(|s| s.tracker.as_ref())
-            .map(|t| t.last().clone());
+        let Some(subscription) = self.subscriptions.get(channel) else {
+            return;
+        };
+        let from = subscription.tracker.as_ref().map(|t| t.last().clone());
+        let info = subscription.options.info.clone();
+        // FERRY-HOLD-5: the fence of the last hold goes with every hold asked again.
+        let hold = subscription.options.hold.then(|| HoldRequest {
+            fence: subscription.fence.map(wire_fence),
+        });
         let id = self.request_id();
         let message = ClientMessage::Subscribe(Subscribe {
-            id: id.clone(),
             channel: channel.clone(),
             from: from.clone(),
+            hold,
+            id: id.clone(),
+            info,
         });
         if self.send(&message).is_err() {
             return;

@@ -51,6 +51,7 @@ mod tests {
             (4409, Backoff),
             (4410, RenewTicket),
             (4411, Stop),
+            (4412, Stop),
             (4429, Backoff),
         ];
         for (code, action) in documented {

@@ -25,7 +25,8 @@
 //!   [`BackoffPolicy`] and [`Backoff`] (the reconnect formula and retry count),
 //!   [`close::action_for`] (the close-code classifier), [`DedupWindow`] (idempotency keys),
 //!   [`PositionTracker`] (a client's per-channel stream position), [`ReplayBuffer`] (a
-//!   channel's history for resume) and [`TokenBucket`] (the inbound rate limit).
+//!   channel's history for resume), [`TokenBucket`] (the inbound rate limit), and [`Roster`],
+//!   [`presence::HoldSlot`] and [`MemberList`] (presence and exclusive channels).
 
 pub mod backoff;
 pub mod bounded;
@@ -35,6 +36,7 @@ pub mod close;
 pub mod codec;
 pub mod dedup;
 pub mod position;
+pub mod presence;
 pub mod rate;
 pub mod replay;
 pub mod rpc;
@@ -71,10 +73,11 @@ pub mod tables {
 
 pub use backoff::{Backoff, BackoffPolicy};
 pub use channel::{Access, permits, permits_call};
-pub use client::{ClientConfig, ClientEvent, ClientSession, ClientState};
+pub use client::{ClientConfig, ClientEvent, ClientSession, ClientState, SubscribeOptions};
 pub use codec::{Codec, DecodeError, EncodeError, Frame, Message, Outcome};
 pub use dedup::DedupWindow;
 pub use position::{Arrival, PositionTracker, Resumption};
+pub use presence::{EncodedPresence, Exclusive, MemberList, Roster};
 pub use rate::{CallerBuckets, TokenBucket};
 pub use replay::{ReplayBuffer, Retention};
 pub use rpc::Method;

@@ -181,6 +181,7 @@ mod tests {
 
     fn subscribed(head: StreamPosition, recovery: Option<Recovery>) -> Subscribed {
         Subscribed {
+            hold: None,
             channel: ChannelName::try_from("project:alpha:tasks").expect("a valid channel"),
             id: RequestId::try_from("r1").expect("a valid request id"),
             position: head,

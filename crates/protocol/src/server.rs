@@ -102,18 +102,21 @@ use std::time::Duration;
 use crate::bounded::{Float, MAX_SAFE_INTEGER, UInt};
 use crate::channel::{Access, permits, permits_call};
 use crate::codec::{Codec, EncodeError, Frame, Outcome};
+use crate::presence::{
+    EncodedPresence, Exclusive, MAX_INFO_BYTES, MAX_MEMBER_PAGE, fence as wire_fence, info_bytes,
+};
 use crate::rate::TokenBucket;
 use crate::shared::{EncodedEvent, FrameText};
 use crate::tables::{self, close_code, defaults};
 use crate::time::Timestamp;
 use crate::types::{
     ChannelName, ChannelPattern, ClientMessage, Epoch, Error, ErrorCode, ErrorInfo,
-    ErrorInfoMessage, Event, Goodbye, GoodbyeMessage, GoodbyeReason, HeartbeatPolicy,
-    IdempotencyKey, MessageId, MethodName, Nonce, Payload, Permission, Ping, Publish,
-    PublishResponse, Published, RateLimit, ReconnectPolicy, Recovery, RecoveryGap, RequestId,
-    ResumePolicy, Rpc, RpcPolicy, RpcResult, Seq, ServerMessage, SessionId, SessionLimits,
-    StreamPosition, Subscribe, Subscribed, UnixMillis, Unsubscribe, Unsubscribed, UserId, Welcome,
-    WelcomeProtocol,
+    ErrorInfoMessage, Event, Goodbye, GoodbyeMessage, GoodbyeReason, HeartbeatPolicy, HoldGrant,
+    IdempotencyKey, Member, MemberPage, Members, MessageId, MethodName, Nonce, Payload, Permission,
+    Ping, PresenceInfo, PresencePolicy, Publish, PublishResponse, Published, RateLimit,
+    ReconnectPolicy, Recovery, RecoveryGap, RequestId, ResumePolicy, Rpc, RpcPolicy, RpcResult,
+    Seq, ServerMessage, SessionId, SessionLimits, StreamPosition, Subscribe, Subscribed,
+    UnixMillis, Unsubscribe, Unsubscribed, UserId, Welcome, WelcomeProtocol,
 };
 
 #[cfg(test)]
@@ -158,6 +161,15 @@ pub struct ServerConfig {
     /// How long a call may run before the session answers `timeout` (FERRY-RPC-2), advertised
     /// as `rpc.timeout_ms` (whole milliseconds, 1 ms to 10 minutes).
     pub rpc_timeout: Duration,
+    /// The namespaces whose channels keep presence (FERRY-PRESENCE-1). Empty, the default: no
+    /// channel does, and the welcome advertises no `presence` policy.
+    pub presence: Vec<ChannelPattern>,
+    /// The exclusive namespaces, and what a second hold does in each (FERRY-HOLD-1).
+    pub exclusive: Vec<(ChannelPattern, Exclusive)>,
+    /// How long a session whose connection ended without leaving still counts as present
+    /// (FERRY-PRESENCE-4), advertised as `presence.leave_after_ms` (whole milliseconds, at
+    /// most an hour); the shell's broker keeps it.
+    pub presence_leave_after: Duration,
 }
 
 /// A default of the protocol as a bounded number; evaluated in constants, so a default
@@ -240,6 +252,9 @@ impl Default for ServerConfig {
             idle_timeout: None,
             methods: Vec::new(),
             rpc_timeout: Duration::from_millis(defaults::RPC_TIMEOUT_MS),
+            presence: Vec::new(),
+            exclusive: Vec::new(),
+            presence_leave_after: Duration::from_millis(defaults::PRESENCE_LEAVE_AFTER_MS),
         }
     }
 }
@@ -285,8 +300,15 @@ pub enum Action {
         channel: ChannelName,
         /// The position the client resumes from, if it resumes.
         from: Option<StreamPosition>,
+        /// On a channel that keeps presence: the session joins its members once subscribed,
+        /// with this info (FERRY-PRESENCE-1).
+        presence: Option<Join>,
+        /// On an exclusive channel, when the subscribe asks to hold it: claim the hold first,
+        /// and answer with [`ServerSession::subscribed_with_hold`] (FERRY-HOLD-1, FERRY-HOLD-2).
+        hold: Option<HoldClaim>,
     },
-    /// Stop feeding the channel's events. The client has already been answered; nothing to
+    /// Stop feeding the channel's events, leave its members and end the session's hold of it
+    /// (FERRY-PRESENCE-1, FERRY-HOLD-4). The client has already been answered; nothing to
     /// report back.
     Unsubscribe {
         /// The unsubscribe's request id.
@@ -306,6 +328,22 @@ pub enum Action {
         idempotency_key: IdempotencyKey,
         /// The event's data.
         payload: Payload,
+        /// On an exclusive channel, the fence of the session's hold: the event is stored only
+        /// while that hold is the channel's (FERRY-HOLD-3).
+        fence: Option<u64>,
+    },
+    /// Read one page of a presence channel's members, at most `limit` of those whose user
+    /// sorts after `after`, and answer with [`ServerSession::member_page`] or
+    /// [`ServerSession::request_failed`] (FERRY-PRESENCE-3).
+    Members {
+        /// The members request's id, to pass back.
+        id: RequestId,
+        /// The channel, one the session holds an active subscription to.
+        channel: ChannelName,
+        /// The previous page's `next`.
+        after: Option<crate::types::UserId>,
+        /// The most members to read: the request's limit, at most [`MAX_MEMBER_PAGE`].
+        limit: usize,
     },
     /// Check the params against the method's params schema (`payload_invalid`, FERRY-RPC-1),
     /// look the user's idempotency key up so the call runs at most once (FERRY-RPC-3), run it,
@@ -322,6 +360,22 @@ pub enum Action {
         /// The call's arguments.
         params: Payload,
     },
+}
+
+/// The presence a subscribe to a presence channel joins with (FERRY-PRESENCE-1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Join {
+    /// The session's presence info, at most [`MAX_INFO_BYTES`] as compact JSON.
+    pub info: Option<PresenceInfo>,
+}
+
+/// A hold a subscribe asks for on an exclusive channel (FERRY-HOLD-1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HoldClaim {
+    /// The fence of the client's last hold of the channel, to take it back (FERRY-HOLD-2).
+    pub fence: Option<u64>,
+    /// What the namespace does when another session holds the channel.
+    pub mode: Exclusive,
 }
 
 /// A ping waiting for its pong.
@@ -385,6 +439,8 @@ enum InProgress {
     Subscribe { channel: ChannelName },
     /// A publish handed to the shell.
     Publish { channel: ChannelName },
+    /// A members request handed to the shell.
+    Members { channel: ChannelName },
     /// A call handed to the shell, answered `timeout` at `deadline`.
     Rpc {
         method: MethodName,
@@ -414,6 +470,8 @@ pub struct ServerSession {
     /// (FERRY-HEARTBEAT-5 counts idleness from the later of the two).
     active_at: Timestamp,
     channels: HashMap<ChannelName, ChannelState>,
+    /// The exclusive channels the session holds, with each hold's fence (FERRY-HOLD-1).
+    holds: Vec<(ChannelName, u64)>,
     in_progress: HashMap<RequestId, InProgress>,
     transmits: VecDeque<Transmit>,
     actions: VecDeque<Action>,
@@ -446,6 +504,9 @@ impl ServerSession {
             rpc: (!config.methods.is_empty()).then(|| RpcPolicy {
                 timeout_ms: clamped(millis(config.rpc_timeout)),
             }),
+            presence: (!config.presence.is_empty()).then(|| PresencePolicy {
+                leave_after_ms: clamped(millis(config.presence_leave_after)),
+            }),
             session_id: session_id.clone(),
             user: grant.user.clone(),
         };
@@ -460,6 +521,7 @@ impl ServerSession {
             malformed: 0,
             active_at: now,
             channels: HashMap::new(),
+            holds: Vec::new(),
             in_progress: HashMap::new(),
             transmits: VecDeque::new(),
             actions: VecDeque::new(),
@@ -568,6 +630,11 @@ impl ServerSession {
                     self.rpc(rpc);
                 }
             }
+            ClientMessage::Members(members) => {
+                if self.meter(Some(&members.id)) {
+                    self.members(members);
+                }
+            }
         }
     }
 
@@ -668,6 +735,20 @@ impl ServerSession {
         recovery: Option<Recovery>,
         replay: Vec<EncodedEvent>,
     ) {
+        self.subscribed_with_hold(id, position, recovery, replay, None);
+    }
+
+    /// [`subscribed`](Self::subscribed) for a subscribe that asked to hold its exclusive
+    /// channel: `hold` is the fence of the hold the shell's broker granted, sent in the reply
+    /// (FERRY-HOLD-1); the session's publishes to the channel carry it from then on.
+    pub fn subscribed_with_hold(
+        &mut self,
+        id: &RequestId,
+        position: StreamPosition,
+        recovery: Option<Recovery>,
+        replay: Vec<EncodedEvent>,
+        hold: Option<u64>,
+    ) {
         if self.closed {
             return;
         }
@@ -691,9 +772,15 @@ impl ServerSession {
                 (Some(recovery), replay)
             }
         };
+        if let Some(fence) = hold {
+            self.holds.push((channel.clone(), fence));
+        }
         self.send(
             Subscribed {
                 channel: channel.clone(),
+                hold: hold.map(|fence| HoldGrant {
+                    fence: wire_fence(fence),
+                }),
                 id: id.clone(),
                 position,
                 recovery,
@@ -707,6 +794,83 @@ impl ServerSession {
             self.forward(event);
         }
         self.drain_deferred(&channel);
+    }
+
+    /// The shell's answer to an [`Action::Members`]: up to the action's `limit` members whose
+    /// user sorts after its `after`, in order, `next` when more follow, and the channel's head
+    /// when they were read. The page sent holds as many of them as fit in `max_message_bytes`,
+    /// its `next` the last user it holds when some were left out (FERRY-PRESENCE-3). An `id`
+    /// that names no members request in flight is ignored.
+    pub fn member_page(
+        &mut self,
+        id: &RequestId,
+        mut members: Vec<Member>,
+        mut next: Option<UserId>,
+        position: StreamPosition,
+    ) {
+        if self.closed {
+            return;
+        }
+        let Some(InProgress::Members { channel }) = self.finish(id) else {
+            return;
+        };
+        let max = self.codec.max_message_bytes();
+        loop {
+            let page = ServerMessage::MemberPage(MemberPage {
+                channel: channel.clone(),
+                id: id.clone(),
+                members,
+                next,
+                position: position.clone(),
+            });
+            if members_fit(&page, max) {
+                return self.send(page);
+            }
+            let ServerMessage::MemberPage(page) = page else {
+                unreachable!("built as a member page")
+            };
+            members = page.members;
+            // Halve until it fits: a page of none always does (the smallest max_message_bytes
+            // holds every id, channel, user and position the schema allows).
+            members.truncate(members.len() / 2);
+            next = members.last().map(|member| member.user.clone());
+        }
+    }
+
+    /// A presence event of a channel, from the broker: sent if the session holds an active
+    /// subscription to the channel, dropped otherwise; a session whose subscribe is in flight
+    /// reads the members after its reply (FERRY-PRESENCE-2, FERRY-PRESENCE-6).
+    pub fn deliver_presence(&mut self, encoded: &EncodedPresence) {
+        if self.closed || !self.is_subscribed(&encoded.presence().channel) {
+            return;
+        }
+        if encoded.text().len() > self.codec.max_message_bytes() {
+            // A presence event is small; one this large cannot reach the client whole.
+            self.close(
+                close_code::INTERNAL_ERROR,
+                "a presence event exceeded max_message_bytes",
+            );
+            return;
+        }
+        self.transmits.push_back(Transmit::Send {
+            text: encoded.text().clone(),
+        });
+    }
+
+    /// Another session took over `channel`, whose hold carried `fence`: if this session holds
+    /// the channel with that fence, it is closed with 4412 (FERRY-HOLD-2).
+    pub fn taken_over(&mut self, channel: &ChannelName, fence: u64) {
+        if self.hold(channel) == Some(fence) {
+            let reason = format!("another session took over {}", channel.as_str());
+            self.close(close_code::TAKEN_OVER, &reason);
+        }
+    }
+
+    /// The fence of the session's hold of `channel`, if it holds it (FERRY-HOLD-1).
+    pub fn hold(&self, channel: &ChannelName) -> Option<u64> {
+        self.holds
+            .iter()
+            .find_map(|(held, fence)| (held == channel).then_some(*fence))
     }
 
     /// The shell's answer to an [`Action::Publish`]: the event is stored (or was, for a
@@ -785,7 +949,9 @@ impl ServerSession {
             return;
         }
         match self.in_progress.get(id) {
-            Some(InProgress::Publish { .. } | InProgress::Rpc { .. }) => {
+            Some(
+                InProgress::Publish { .. } | InProgress::Rpc { .. } | InProgress::Members { .. },
+            ) => {
                 self.finish(id);
                 self.send_error_info(Some(id.clone()), error);
             }
@@ -852,6 +1018,7 @@ impl ServerSession {
         self.actions.clear();
         self.pings.clear();
         self.channels.clear();
+        self.holds.clear();
         self.in_progress.clear();
         self.transmits.push_back(Transmit::Close {
             code,
@@ -1006,7 +1173,15 @@ impl ServerSession {
     }
 
     fn evaluate_subscribe(&mut self, subscribe: Subscribe) {
-        let Subscribe { channel, from, id } = subscribe;
+        let Subscribe {
+            channel,
+            from,
+            hold,
+            id,
+            info,
+        } = subscribe;
+        let keeps_presence = self.keeps_presence(&channel);
+        let exclusive = self.exclusive(&channel);
         let refusal = if !permits(&self.grant.permissions, &channel, Access::Read) {
             Some((
                 ErrorCode::Forbidden,
@@ -1027,6 +1202,24 @@ impl ServerSession {
                 ErrorCode::TooManySubscriptions,
                 "the session holds max_subscriptions channels already",
             ))
+        } else if info.is_some() && !keeps_presence {
+            Some((
+                ErrorCode::BadRequest,
+                "info is only for a channel whose namespace keeps presence",
+            ))
+        } else if info
+            .as_ref()
+            .is_some_and(|info| info_bytes(info) > MAX_INFO_BYTES)
+        {
+            Some((
+                ErrorCode::BadRequest,
+                "info takes more than 512 bytes as compact JSON",
+            ))
+        } else if hold.is_some() && exclusive.is_none() {
+            Some((
+                ErrorCode::BadRequest,
+                "hold is only for a channel whose namespace is exclusive",
+            ))
         } else {
             None
         };
@@ -1034,6 +1227,11 @@ impl ServerSession {
             self.send_error(Some(id), code, message, None);
             return;
         }
+        let presence = keeps_presence.then_some(Join { info });
+        let hold = hold.zip(exclusive).map(|(hold, mode)| HoldClaim {
+            fence: hold.fence.map(|fence| fence.get()),
+            mode,
+        });
         self.channels
             .entry(channel.clone())
             .or_default()
@@ -1048,8 +1246,13 @@ impl ServerSession {
                 channel: channel.clone(),
             },
         );
-        self.actions
-            .push_back(Action::Subscribe { id, channel, from });
+        self.actions.push_back(Action::Subscribe {
+            id,
+            channel,
+            from,
+            presence,
+            hold,
+        });
     }
 
     fn evaluate_unsubscribe(&mut self, unsubscribe: Unsubscribe) {
@@ -1061,6 +1264,7 @@ impl ServerSession {
             state.subscription = None;
             held = true;
         }
+        self.holds.retain(|(held, _)| *held != channel);
         self.forget_if_idle(&channel);
         if held {
             self.actions.push_back(Action::Unsubscribe {
@@ -1108,6 +1312,16 @@ impl ServerSession {
             );
             return;
         }
+        let fence = self.hold(&channel);
+        if fence.is_none() && self.exclusive(&channel).is_some() {
+            self.send_error(
+                Some(id),
+                ErrorCode::Held,
+                "the channel is exclusive and this session does not hold it",
+                None,
+            );
+            return;
+        }
         self.in_progress.insert(
             id.clone(),
             InProgress::Publish {
@@ -1119,6 +1333,63 @@ impl ServerSession {
             channel,
             idempotency_key,
             payload,
+            fence,
+        });
+    }
+
+    /// A members request, checked as FERRY-PRESENCE-3 orders: read permission, the declared
+    /// namespaces, the subscription, then presence.
+    fn members(&mut self, members: Members) {
+        let Members {
+            after,
+            channel,
+            id,
+            limit,
+        } = members;
+        if self.refuse_reused_id(&id) {
+            return;
+        }
+        let refusal = if !permits(&self.grant.permissions, &channel, Access::Read) {
+            Some((
+                ErrorCode::Forbidden,
+                "no permission of this session grants read on the channel",
+            ))
+        } else if !self.is_known(&channel) {
+            Some((
+                ErrorCode::UnknownChannel,
+                "the channel belongs to no namespace this server declares",
+            ))
+        } else if !self.is_subscribed(&channel) {
+            Some((
+                ErrorCode::NotSubscribed,
+                "members lists only a channel the session is subscribed to",
+            ))
+        } else if !self.keeps_presence(&channel) {
+            Some((
+                ErrorCode::BadRequest,
+                "the channel's namespace keeps no presence",
+            ))
+        } else {
+            None
+        };
+        if let Some((code, message)) = refusal {
+            self.send_error(Some(id), code, message, None);
+            return;
+        }
+        let limit = limit.map_or(MAX_MEMBER_PAGE, |limit| {
+            usize::try_from(limit.get()).map_or(MAX_MEMBER_PAGE, |l| l.min(MAX_MEMBER_PAGE))
+        });
+        self.in_progress.insert(
+            id.clone(),
+            InProgress::Members {
+                channel: channel.clone(),
+            },
+        );
+        self.actions.push_back(Action::Members {
+            id,
+            channel,
+            after,
+            limit,
         });
     }
 
@@ -1260,6 +1531,23 @@ impl ServerSession {
                 .namespaces
                 .iter()
                 .any(|namespace| namespace.matches(channel))
+    }
+
+    /// Whether the channel's namespace keeps presence (FERRY-PRESENCE-1).
+    fn keeps_presence(&self, channel: &ChannelName) -> bool {
+        self.config
+            .presence
+            .iter()
+            .any(|namespace| namespace.matches(channel))
+    }
+
+    /// What the channel's namespace does with a second hold, if it is exclusive
+    /// (FERRY-HOLD-1).
+    fn exclusive(&self, channel: &ChannelName) -> Option<Exclusive> {
+        self.config
+            .exclusive
+            .iter()
+            .find_map(|(namespace, mode)| namespace.matches(channel).then_some(*mode))
     }
 
     fn goodbye(
@@ -1445,6 +1733,11 @@ fn encoded_len(value: &impl serde::Serialize) -> usize {
     let mut count = Count(0);
     serde_json::to_writer(&mut count, value).expect("generated messages always serialize");
     count.0
+}
+
+/// Whether a member page fits in `max` bytes.
+fn members_fit(page: &ServerMessage, max: usize) -> bool {
+    encoded_len(page) <= max
 }
 
 /// Whether an event at `position` comes after `last` on its channel: a later seq of the same

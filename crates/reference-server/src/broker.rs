@@ -23,6 +23,15 @@
 //!   younger than it is forgotten to save memory.
 //! - FERRY-RPC-3: a broker shared by several nodes keeps a record of RPC calls, so that a call
 //!   runs once whichever node its retries reach ([`Broker::claim_call`]).
+//! - FERRY-PRESENCE-1, -2, -3: each presence channel's members, the same on every node, and a
+//!   presence event pushed to the channel's feeds when a user becomes or stops being a member,
+//!   with the channel's head then; FERRY-PRESENCE-4: a session whose connection ended without
+//!   leaving ([`Broker::lapse_presence`]) leaves `presence_leave_after` later, and so do the
+//!   sessions of a node that stops refreshing them.
+//! - FERRY-HOLD-1..4: one holder per exclusive channel with a growing fence
+//!   ([`Broker::claim_hold`]), a displaced holder told through the channel's feeds
+//!   ([`Feed::take_over`]), and publishes stored only under the current fence
+//!   ([`Broker::publish_fenced`]).
 //!
 //! Permissions (FERRY-CHANNEL-*, FERRY-RESUME-6) are checked by the callers before they reach
 //! the broker; the broker trusts the channel it is given.
@@ -50,10 +59,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferry_protocol::presence::Claimed;
 use ferry_protocol::server::Grant;
 use ferry_protocol::{
-    ChannelName, EncodedEvent, Epoch, ErrorCode, HistoryResponse, IdempotencyKey, MethodName,
-    Payload, PublishResponse, Recovery, SessionId, StreamPosition, Ticket, Timestamp, UserId,
+    ChannelName, EncodedEvent, Epoch, ErrorCode, Exclusive, HistoryResponse, IdempotencyKey,
+    Member, MethodName, Payload, PresenceInfo, PublishResponse, Recovery, SessionId,
+    StreamPosition, Ticket, Timestamp, UserId,
 };
 
 use crate::backend::Outcome;
@@ -86,6 +97,21 @@ pub const MAX_HISTORY_LIMIT: usize = 1000;
 /// [`ServerSession::subscribed`]: ferry_protocol::ServerSession::subscribed
 pub type SubscribeReply = (StreamPosition, Option<Recovery>, Vec<EncodedEvent>);
 
+/// A session present in a channel that keeps presence (FERRY-PRESENCE-1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PresentSession {
+    /// The session.
+    pub session: SessionId,
+    /// Its user, the key of members.
+    pub user: UserId,
+    /// Its presence info.
+    pub info: Option<PresenceInfo>,
+}
+
+/// One page of a channel's members as a broker reads it (FERRY-PRESENCE-3): the members in
+/// order of user, the `next` of the page, and the channel's head when it was read.
+pub type MembersRead = (Vec<Member>, Option<UserId>, StreamPosition);
+
 /// Why a broker could not do what was asked. Never carries a ticket (FERRY-TICKET-6).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BrokerError {
@@ -114,6 +140,10 @@ pub enum BrokerError {
         /// The limit.
         max: usize,
     },
+    /// The publish carried the fence of a hold that is no longer the channel's
+    /// (FERRY-HOLD-3): nothing is stored.
+    #[error("the channel is held by another session")]
+    NotHolder,
     /// A broken invariant of the broker itself.
     #[error("internal broker error: {0}")]
     Internal(String),
@@ -127,6 +157,7 @@ impl BrokerError {
             Self::Unavailable(_) | Self::ChannelLimit { .. } | Self::HistoryFull { .. } => {
                 ErrorCode::Unavailable
             }
+            Self::NotHolder => ErrorCode::Held,
             Self::SeqExhausted { .. } | Self::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -282,6 +313,72 @@ pub trait Broker: Send + Sync + 'static {
         let _ = (user, method, key, outcome, window);
         async { Ok(()) }
     }
+
+    /// Publishes as [`publish`](Self::publish) does, for the session holding an exclusive
+    /// channel with `fence`: atomically with the append, the fence must still be the
+    /// channel's, or nothing is stored and the answer is [`BrokerError::NotHolder`]
+    /// (FERRY-HOLD-3). A repeated key is answered as a duplicate only under the same check.
+    fn publish_fenced(
+        &self,
+        channel: &ChannelName,
+        key: IdempotencyKey,
+        payload: Payload,
+        fence: u64,
+        now: Timestamp,
+        published_at_ms: u64,
+    ) -> impl Future<Output = Result<PublishResponse, BrokerError>> + Send;
+
+    /// `present` joins `channel`'s members (FERRY-PRESENCE-1): when it makes its user a
+    /// member, a join is pushed to the feeds that follow the channel, on every node, with the
+    /// channel's head (FERRY-PRESENCE-2). Called after the channel's head is read for the
+    /// subscribe, before its reply.
+    fn join_presence(
+        &self,
+        channel: &ChannelName,
+        present: PresentSession,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send;
+
+    /// `session` leaves `channel` now (an unsubscribe, its client's close frame); a leave is
+    /// pushed if it was its user's last session. Never waits.
+    fn leave_presence(&self, channel: &ChannelName, session: &SessionId, now: Timestamp);
+
+    /// The connection of `session` ended otherwise: it leaves `channel` the broker's
+    /// `presence_leave_after` from `now` (FERRY-PRESENCE-4), when
+    /// [`expire_presence`](Self::expire_presence) finds it due. Never waits.
+    fn lapse_presence(&self, channel: &ChannelName, session: &SessionId, now: Timestamp);
+
+    /// Makes the sessions whose lapse has come at `now` leave, pushing the leaves they cause.
+    /// A server calls it about every second.
+    fn expire_presence(&self, now: Timestamp) -> impl Future<Output = ()> + Send;
+
+    /// Reads one page of `channel`'s members: at most `limit` of those whose user sorts after
+    /// `after` (FERRY-PRESENCE-3).
+    fn members(
+        &self,
+        channel: &ChannelName,
+        after: Option<&UserId>,
+        limit: usize,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<MembersRead, BrokerError>> + Send;
+
+    /// `session` of `user` asks to hold the exclusive `channel`, carrying `asked`, the fence of
+    /// its client's last hold, in a namespace that does `mode` with a second hold
+    /// (FERRY-HOLD-1, FERRY-HOLD-2). A granted hold that displaces another is told to the
+    /// feeds that follow the channel ([`Feed::take_over`] with the old fence), on every node.
+    fn claim_hold(
+        &self,
+        channel: &ChannelName,
+        session: &SessionId,
+        user: &UserId,
+        asked: Option<u64>,
+        mode: Exclusive,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Claimed, BrokerError>> + Send;
+
+    /// Ends the hold of `session` on `channel`, if it still holds it (FERRY-HOLD-4). Never
+    /// waits.
+    fn release_hold(&self, channel: &ChannelName, session: &SessionId, now: Timestamp);
 
     /// Releases memory held for things expired at `now` (tickets, dedup keys, history beyond
     /// the retention, channels nobody holds whose history and keys all expired). Answers never depend on it: expired state is ignored whether or not it

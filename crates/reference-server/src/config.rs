@@ -218,6 +218,12 @@ pub struct Flags {
     /// milliseconds (FERRY-HOOK-3) [default: 5000].
     #[arg(long, env = "FERRY_HOOK_TIMEOUT_MS")]
     pub hook_timeout_ms: Option<u64>,
+    /// How long a session whose connection ended without an unsubscribe or a close frame
+    /// stays present in its presence channels, in milliseconds, advertised in the welcome
+    /// (FERRY-PRESENCE-4); also how long the holds of a node that stops last (FERRY-HOLD-4)
+    /// [default: 30000].
+    #[arg(long, env = "FERRY_PRESENCE_LEAVE_AFTER_MS")]
+    pub presence_leave_after_ms: Option<u64>,
     /// Most RPC calls the node runs on its backend at once; a call over it waits, and its wait
     /// counts toward the RPC timeout (FERRY-RPC-2) [default: 256].
     #[arg(long, env = "FERRY_MAX_BACKEND_CALLS")]
@@ -294,6 +300,7 @@ struct FileConfig {
     backend_secret: Option<String>,
     rpc_timeout_ms: Option<u64>,
     hook_timeout_ms: Option<u64>,
+    presence_leave_after_ms: Option<u64>,
     max_backend_calls: Option<usize>,
 }
 
@@ -754,6 +761,18 @@ impl Config {
                 why: "1 to 600000, the schema's bounds on rpc.timeout_ms".into(),
             });
         }
+        let presence_leave_after = pick(
+            flags.presence_leave_after_ms,
+            file.presence_leave_after_ms,
+            defaults::PRESENCE_LEAVE_AFTER_MS,
+        );
+        if presence_leave_after > 3_600_000 {
+            return Err(ConfigError::Range {
+                field: "presence_leave_after_ms",
+                value: presence_leave_after.to_string(),
+                why: "0 to 3600000, the schema's bounds on presence.leave_after_ms".into(),
+            });
+        }
         let hook_timeout = pick(flags.hook_timeout_ms, file.hook_timeout_ms, 5_000);
         if !(1..=600_000).contains(&hook_timeout) {
             return Err(ConfigError::Range {
@@ -911,6 +930,7 @@ impl Config {
                 Some(ms) => Some(Duration::from_millis(ms)),
             },
             rpc_timeout: Duration::from_millis(rpc_timeout),
+            presence_leave_after: Duration::from_millis(presence_leave_after),
             ..defaults_session
         };
         Ok(Self {
@@ -961,6 +981,7 @@ impl Config {
             dedup_window: self.dedup_window,
             max_channels: self.max_channels,
             max_history_bytes: self.max_history_bytes,
+            presence_leave_after: self.session.presence_leave_after,
             ..crate::broker::MemoryBrokerConfig::new(retention)
         }
     }
@@ -975,6 +996,7 @@ impl Config {
         Some(crate::broker::RedisBrokerConfig {
             prefix: prefix.clone(),
             dedup_window: self.dedup_window,
+            presence_leave_after: self.session.presence_leave_after,
             ..crate::broker::RedisBrokerConfig::new(url.clone(), retention)
         })
     }

@@ -16,11 +16,12 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_protocol::server::{Action, ServerSession, Transmit, error_info};
+use ferry_protocol::presence::Claimed;
+use ferry_protocol::server::{Action, HoldClaim, Join, ServerSession, Transmit, error_info};
 use ferry_protocol::tables::close_code;
 use ferry_protocol::{
-    BackendCall, ChannelName, EncodedEvent, ErrorCode, ErrorInfo, Frame, FrameText, IdempotencyKey,
-    Payload, PublishHookCall, PublishResponse, RequestId, RpcCall, StreamPosition,
+    BackendCall, ChannelName, ErrorCode, ErrorInfo, Frame, FrameText, IdempotencyKey, Payload,
+    PublishHookCall, PublishResponse, RequestId, RpcCall, SessionId, StreamPosition,
     SubscribeHookCall,
 };
 use futures_util::stream::FusedStream;
@@ -31,8 +32,8 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tracing::{debug, info, warn};
 
 use crate::backend::{Claim, Outcome, ask_hook, outcome_of, run_call};
-use crate::broker::{Broker, SharedCall};
-use crate::hub::Mailbox;
+use crate::broker::{Broker, PresentSession, SharedCall};
+use crate::hub::{Delivery, Mailbox};
 use crate::namespaces::Hook;
 use crate::socket::{Socket as WebSocket, close_after_violation, shut_and_drain};
 use crate::transport::Peer;
@@ -132,11 +133,13 @@ pub(crate) fn run<B: Broker>(
             server: &server,
             mailbox: Arc::new(Mailbox::new(server.config.outbound_queue)),
             joined: HashSet::new(),
+            presence: None,
+            left: false,
             subscriptions: 0,
             answers: Answers::default(),
             hooks: None,
         };
-        let mut live: VecDeque<EncodedEvent> = VecDeque::new();
+        let mut live: VecDeque<Delivery> = VecDeque::new();
         let timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(timer);
         let mut armed = None;
@@ -154,13 +157,24 @@ pub(crate) fn run<B: Broker>(
                 continue;
             }
             // Events queued while this task was busy are delivered before it waits again.
-            if link.mailbox.take(&mut live) {
+            let taken = link.mailbox.take(&mut live);
+            for (channel, fence) in &taken.taken_over {
+                session.taken_over(channel, *fence);
+            }
+            if session.is_closed() {
+                info!(session = %id.as_str(), "another session took over a channel this one held; closing it with 4412");
+                continue;
+            }
+            if taken.fell_behind {
                 link.fell_behind(&mut session);
                 continue;
             }
             if !live.is_empty() {
-                for event in live.drain(..) {
-                    session.deliver(&event);
+                for delivery in live.drain(..) {
+                    match delivery {
+                        Delivery::Event(event) => session.deliver(&event),
+                        Delivery::Presence(presence) => session.deliver_presence(&presence),
+                    }
                 }
                 continue;
             }
@@ -186,6 +200,9 @@ pub(crate) fn run<B: Broker>(
                         }
                         Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                         Some(Ok(Message::Close(_))) => {
+                            // The client ended the session: its presence ends now
+                            // (FERRY-PRESENCE-1).
+                            link.left = true;
                             // The client closed: the WebSocket layer has queued the answer (its
                             // code echoed, or 1002 for a code no peer may send); send it, then
                             // close TCP first as a server does (RFC 6455 §5.5.1, §7.1.1), draining
@@ -218,21 +235,29 @@ pub(crate) fn run<B: Broker>(
     }
 }
 
-/// Stores a checked publish in the broker.
+/// Stores a checked publish in the broker; under the session's hold of an exclusive channel
+/// when `fence` is given (FERRY-HOLD-3).
 async fn store<B: Broker>(
     server: &Server<B>,
     channel: &ChannelName,
     key: IdempotencyKey,
     payload: Payload,
+    fence: Option<u64>,
 ) -> Result<PublishResponse, ErrorInfo> {
-    server
-        .broker
-        .publish(channel, key, payload, server.now(), crate::wall_clock_ms())
-        .await
-        .map_err(|e| {
-            server.metrics.publish_failed(&e);
-            error_info(e.code(), &e.to_string())
-        })
+    let (now, at) = (server.now(), crate::wall_clock_ms());
+    let stored = match fence {
+        None => server.broker.publish(channel, key, payload, now, at).await,
+        Some(fence) => {
+            server
+                .broker
+                .publish_fenced(channel, key, payload, fence, now, at)
+                .await
+        }
+    };
+    stored.map_err(|e| {
+        server.metrics.publish_failed(&e);
+        error_info(e.code(), &e.to_string())
+    })
 }
 
 /// A session's hook task: asks the backend about each hooked publish and subscribe, in order
@@ -246,18 +271,18 @@ async fn ask_in_order<B: Broker>(
     let timeout = server.config.hook_timeout;
     while let Some(request) = requests.recv().await {
         let done = match request {
-            Hooked::Subscribe { call, from } => {
+            Hooked::Subscribe { call, asked } => {
                 let (id, channel) = (call.request_id.clone(), call.channel.clone());
-                let asked = BackendCall::SubscribeHookCall(call);
-                let decision = ask_hook(server.backend.as_ref(), asked, timeout).await;
+                let question = BackendCall::SubscribeHookCall(call);
+                let decision = ask_hook(server.backend.as_ref(), question, timeout).await;
                 Done::SubscribeDecided {
                     id,
                     channel,
-                    from,
+                    asked,
                     decision: decision.map(drop),
                 }
             }
-            Hooked::Publish { call } => {
+            Hooked::Publish { call, fence } => {
                 let (id, channel, key) = (
                     call.request_id.clone(),
                     call.channel.clone(),
@@ -267,9 +292,9 @@ async fn ask_in_order<B: Broker>(
                 let asked = BackendCall::PublishHookCall(call);
                 let outcome = match ask_hook(server.backend.as_ref(), asked, timeout).await {
                     Err(refused) => Err(refused),
-                    Ok(None) => store(&server, &channel, key, payload).await,
+                    Ok(None) => store(&server, &channel, key, payload, fence).await,
                     Ok(Some(replaced)) => match server.namespaces.check(&channel, &replaced) {
-                        Ok(()) => store(&server, &channel, key, replaced).await,
+                        Ok(()) => store(&server, &channel, key, replaced, fence).await,
                         Err(problem) => {
                             warn!(channel = %channel.as_str(), %problem, "the publish hook replaced the payload with one its namespace refuses");
                             let message = "the backend replaced the payload with one that breaks the namespace's schema";
@@ -397,6 +422,12 @@ struct Link<'a, B: Broker> {
     server: &'a Arc<Server<B>>,
     mailbox: Arc<Mailbox>,
     joined: HashSet<ChannelName>,
+    /// The session's presence and holds, once it has either: most sessions never do, and
+    /// this keeps them a pointer's size.
+    presence: Option<Box<Presence>>,
+    /// Whether the client ended the session with its close frame: its presence ends at once
+    /// rather than lapsing (FERRY-PRESENCE-1).
+    left: bool,
     subscriptions: i64,
     /// Where the work the session's loop does not wait for sends its outcome: RPC calls, each
     /// on a task of its own, and the hooked requests.
@@ -405,6 +436,16 @@ struct Link<'a, B: Broker> {
     /// order they were sent (so a channel's publishes are stored in that order), on a task
     /// started with the first of them.
     hooks: Option<mpsc::UnboundedSender<Hooked>>,
+}
+
+/// What a session joined and holds, to end both when its connection ends.
+struct Presence {
+    /// The session's id.
+    session: SessionId,
+    /// The channels whose members the session joined (FERRY-PRESENCE-1).
+    present: Vec<ChannelName>,
+    /// The exclusive channels the session holds (FERRY-HOLD-1).
+    holding: Vec<ChannelName>,
 }
 
 /// The outcomes of work that finishes off the session's loop, on a channel opened with the
@@ -452,19 +493,28 @@ enum Done {
     SubscribeDecided {
         id: RequestId,
         channel: ChannelName,
-        from: Option<StreamPosition>,
+        asked: Asked,
         decision: Result<(), ErrorInfo>,
     },
+}
+
+/// What a subscribe asks for besides its channel: the position it resumes from, and the
+/// presence and hold its namespace calls for.
+struct Asked {
+    from: Option<StreamPosition>,
+    presence: Option<Join>,
+    hold: Option<HoldClaim>,
 }
 
 /// A request for the session's hook task.
 enum Hooked {
     Publish {
         call: PublishHookCall,
+        fence: Option<u64>,
     },
     Subscribe {
         call: SubscribeHookCall,
-        from: Option<StreamPosition>,
+        asked: Asked,
     },
 }
 
@@ -579,7 +629,18 @@ impl<B: Broker> Link<'_, B> {
     async fn act(&mut self, session: &mut ServerSession, action: Action) {
         let server = self.server;
         match action {
-            Action::Subscribe { id, channel, from } => {
+            Action::Subscribe {
+                id,
+                channel,
+                from,
+                presence,
+                hold,
+            } => {
+                let asked = Asked {
+                    from,
+                    presence,
+                    hold,
+                };
                 if server.namespaces.hooks(&channel, Hook::Subscribe) {
                     let call = SubscribeHookCall {
                         channel,
@@ -587,17 +648,46 @@ impl<B: Broker> Link<'_, B> {
                         session_id: session.session_id().clone(),
                         user: session.user().clone(),
                     };
-                    self.hook(Hooked::Subscribe { call, from });
+                    self.hook(Hooked::Subscribe { call, asked });
                     return;
                 }
-                self.subscribe(session, id, channel, from).await;
+                self.subscribe(session, id, channel, asked).await;
             }
-            Action::Unsubscribe { channel, .. } => self.leave(&channel),
+            Action::Unsubscribe { channel, .. } => {
+                let now = server.now();
+                if let Some(presence) = &mut self.presence {
+                    if let Some(at) = presence.present.iter().position(|c| *c == channel) {
+                        presence.present.swap_remove(at);
+                        server
+                            .broker
+                            .leave_presence(&channel, &presence.session, now);
+                    }
+                    if let Some(at) = presence.holding.iter().position(|c| *c == channel) {
+                        presence.holding.swap_remove(at);
+                        server.broker.release_hold(&channel, &presence.session, now);
+                    }
+                }
+                self.leave(&channel);
+            }
+            Action::Members {
+                id,
+                channel,
+                after,
+                limit,
+            } => match server
+                .broker
+                .members(&channel, after.as_ref(), limit, server.now())
+                .await
+            {
+                Ok((members, next, head)) => session.member_page(&id, members, next, head),
+                Err(e) => session.request_failed(&id, error_info(e.code(), &e.to_string())),
+            },
             Action::Publish {
                 id,
                 channel,
                 idempotency_key,
                 payload,
+                fence,
             } => {
                 if let Err(refusal) = server.namespaces.check(&channel, &payload) {
                     session.request_failed(&id, error_info(refusal.code(), &refusal.to_string()));
@@ -612,10 +702,10 @@ impl<B: Broker> Link<'_, B> {
                         session_id: session.session_id().clone(),
                         user: session.user().clone(),
                     };
-                    self.hook(Hooked::Publish { call });
+                    self.hook(Hooked::Publish { call, fence });
                     return;
                 }
-                match store(server, &channel, idempotency_key, payload).await {
+                match store(server, &channel, idempotency_key, payload, fence).await {
                     Ok(ack) => session.published(&id, ack),
                     Err(error) => session.request_failed(&id, error),
                 }
@@ -657,35 +747,117 @@ impl<B: Broker> Link<'_, B> {
         }
     }
 
-    /// Joins the channel in the hub, then reads its head (and replay) from the broker, and
-    /// answers the session.
+    /// Joins the channel in the hub, claims its hold if asked, reads its head (and replay)
+    /// from the broker, joins its members if it keeps presence, and answers the session.
     async fn subscribe(
         &mut self,
         session: &mut ServerSession,
         id: RequestId,
         channel: ChannelName,
-        from: Option<StreamPosition>,
+        asked: Asked,
     ) {
         let server = self.server;
         // Joined before the head is read, so no event after it is missed
-        // (FERRY-SUBSCRIBE-2); the session drops those at or before it.
+        // (FERRY-SUBSCRIBE-2); the session drops those at or before it. Joined before the
+        // hold is claimed, too, so a take-over that follows the grant reaches this session.
         if let Err(e) = self.join(&channel).await {
             session.request_failed(&id, error_info(e.code(), &e.to_string()));
             return;
         }
-        match server
+        let fence = match &asked.hold {
+            None => None,
+            Some(hold) => match self.claim(session, &channel, hold).await {
+                Ok(fence) => Some(fence),
+                Err(error) => {
+                    self.leave(&channel);
+                    session.request_failed(&id, error);
+                    return;
+                }
+            },
+        };
+        let read = server
             .broker
-            .subscribe(&channel, from.as_ref(), server.now())
-            .await
-        {
-            Ok((head, recovery, replay)) => {
-                server.metrics.replayed.inc_by(replay.len() as u64);
-                session.subscribed(&id, head, recovery, replay);
+            .subscribe(&channel, asked.from.as_ref(), server.now())
+            .await;
+        let joined = match (&read, asked.presence) {
+            (Ok(_), Some(Join { info })) => {
+                let present = PresentSession {
+                    session: session.session_id().clone(),
+                    user: session.user().clone(),
+                    info,
+                };
+                server
+                    .broker
+                    .join_presence(&channel, present, server.now())
+                    .await
+                    .map(|()| self.presence(session).present.push(channel.clone()))
             }
-            Err(e) => {
+            _ => Ok(()),
+        };
+        match (read, joined) {
+            (Ok((head, recovery, replay)), Ok(())) => {
+                server.metrics.replayed.inc_by(replay.len() as u64);
+                session.subscribed_with_hold(&id, head, recovery, replay, fence);
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                if fence.is_some() {
+                    self.presence(session)
+                        .holding
+                        .retain(|held| *held != channel);
+                    server
+                        .broker
+                        .release_hold(&channel, session.session_id(), server.now());
+                }
                 self.leave(&channel);
                 session.request_failed(&id, error_info(e.code(), &e.to_string()));
             }
+        }
+    }
+
+    /// The session's presence and holds, made at the first.
+    fn presence(&mut self, session: &ServerSession) -> &mut Presence {
+        self.presence.get_or_insert_with(|| {
+            Box::new(Presence {
+                session: session.session_id().clone(),
+                present: Vec::new(),
+                holding: Vec::new(),
+            })
+        })
+    }
+
+    /// Claims the hold of an exclusive channel for the session (FERRY-HOLD-1, FERRY-HOLD-2):
+    /// its fence, or the error to answer the subscribe with.
+    async fn claim(
+        &mut self,
+        session: &ServerSession,
+        channel: &ChannelName,
+        hold: &HoldClaim,
+    ) -> Result<u64, ErrorInfo> {
+        let server = self.server;
+        let claimed = server
+            .broker
+            .claim_hold(
+                channel,
+                session.session_id(),
+                session.user(),
+                hold.fence,
+                hold.mode,
+                server.now(),
+            )
+            .await
+            .map_err(|e| error_info(e.code(), &e.to_string()))?;
+        match claimed {
+            Claimed::Granted { fence, displaced } => {
+                if let Some(displaced) = displaced {
+                    info!(channel = %channel.as_str(), session = %session.session_id().as_str(), displaced = %displaced.session.as_str(), "a hold passed to this session");
+                }
+                self.presence(session).holding.push(channel.clone());
+                Ok(fence)
+            }
+            Claimed::Held => Err(error_info(
+                ErrorCode::Held,
+                "another session holds this exclusive channel",
+            )),
         }
     }
 
@@ -728,9 +900,9 @@ impl<B: Broker> Link<'_, B> {
             Done::SubscribeDecided {
                 id,
                 channel,
-                from,
+                asked,
                 decision: Ok(()),
-            } => self.subscribe(session, id, channel, from).await,
+            } => self.subscribe(session, id, channel, asked).await,
         }
     }
 
@@ -771,6 +943,26 @@ impl<B: Broker> Link<'_, B> {
 impl<B: Broker> Drop for Link<'_, B> {
     fn drop(&mut self) {
         let server = self.server;
+        let now = server.now();
+        // FERRY-PRESENCE-1: a client that closed leaves now; any other end lapses, so that a
+        // client reconnecting within leave_after causes no leave and no join. FERRY-HOLD-4:
+        // every hold ends with its session.
+        if let Some(presence) = self.presence.take() {
+            for channel in &presence.present {
+                if self.left {
+                    server
+                        .broker
+                        .leave_presence(channel, &presence.session, now);
+                } else {
+                    server
+                        .broker
+                        .lapse_presence(channel, &presence.session, now);
+                }
+            }
+            for channel in &presence.holding {
+                server.broker.release_hold(channel, &presence.session, now);
+            }
+        }
         for channel in std::mem::take(&mut self.joined) {
             server
                 .hub

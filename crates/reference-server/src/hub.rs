@@ -9,7 +9,8 @@
 //!   every event after that head reaches it (FERRY-SUBSCRIBE-2); the server session drops the
 //!   ones at or before it, so none is sent twice.
 //! - [`Feed::push`] hands one [`EncodedEvent`] (its frame encoded once, shared by reference
-//!   count) to every subscriber's [`Mailbox`].
+//!   count) to every subscriber's [`Mailbox`], and so do [`Feed::push_presence`] a presence
+//!   event and [`Feed::take_over`] the news that a hold passed to another session.
 //! - [`Mailbox`] is one session's bounded queue of events not yet written to its socket, in
 //!   frames and in bytes ([`QueueLimits`]). A session that falls behind its limits has its queue
 //!   dropped and is marked [`fell behind`](Mailbox::fell_behind); its connection closes it with
@@ -19,7 +20,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use ferry_protocol::{ChannelName, EncodedEvent, Timestamp};
+use ferry_protocol::{ChannelName, EncodedEvent, EncodedPresence, Timestamp};
 use parking_lot::Mutex;
 use tokio::sync::{Notify, OnceCell};
 
@@ -73,6 +74,22 @@ impl Feed {
     pub fn push(&self, event: &EncodedEvent) {
         for mailbox in self.subscribers.lock().iter() {
             mailbox.push(event);
+        }
+    }
+
+    /// Hands a presence event of the channel to every local subscriber (FERRY-PRESENCE-2).
+    pub fn push_presence(&self, presence: &EncodedPresence) {
+        for mailbox in self.subscribers.lock().iter() {
+            mailbox.push_presence(presence);
+        }
+    }
+
+    /// Tells every local subscriber that the hold of the channel with `fence` passed to
+    /// another session: the one that holds it with that fence closes with 4412
+    /// (FERRY-HOLD-2). Never dropped for a full queue.
+    pub fn take_over(&self, fence: u64) {
+        for mailbox in self.subscribers.lock().iter() {
+            mailbox.take_over(&self.channel, fence);
         }
     }
 
@@ -182,9 +199,41 @@ pub struct Mailbox {
 
 #[derive(Debug, Default)]
 struct Queue {
-    events: VecDeque<EncodedEvent>,
+    events: VecDeque<Delivery>,
     bytes: usize,
     fell_behind: bool,
+    /// The holds that passed to another session, by channel and fence.
+    taken_over: Vec<(ChannelName, u64)>,
+}
+
+/// What a feed hands a session: an event or a presence event, each a frame shared with every
+/// session it goes to.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// An event of a channel.
+    Event(EncodedEvent),
+    /// A presence event of a channel.
+    Presence(EncodedPresence),
+}
+
+impl Delivery {
+    /// The frame's size in bytes, as the queue limits count it.
+    fn len(&self) -> usize {
+        match self {
+            Self::Event(event) => event.len(),
+            Self::Presence(presence) => presence.text().len(),
+        }
+    }
+}
+
+/// What [`Mailbox::take`] found besides the deliveries.
+#[derive(Debug, Default)]
+pub struct Taken {
+    /// The session fell behind its limits and must close with 4410.
+    pub fell_behind: bool,
+    /// The holds of this session's channels that passed to another session, by channel and
+    /// fence (FERRY-HOLD-2).
+    pub taken_over: Vec<(ChannelName, u64)>,
 }
 
 /// A queue that held more than this many slots when it was emptied gives the memory back.
@@ -203,25 +252,41 @@ impl Mailbox {
     /// Queues `event`, or marks the session fallen behind if the event would take the queue
     /// past its limits (and drops what it held: the client replays it on resume).
     pub fn push(&self, event: &EncodedEvent) {
+        self.deliver(Delivery::Event(event.clone()));
+    }
+
+    /// Queues a presence event as [`push`](Self::push) queues an event, under the same limits.
+    pub fn push_presence(&self, presence: &EncodedPresence) {
+        self.deliver(Delivery::Presence(presence.clone()));
+    }
+
+    fn deliver(&self, delivery: Delivery) {
         let mut queue = self.queue.lock();
         if queue.fell_behind {
             return;
         }
         let was_empty = queue.events.is_empty();
         let over = queue.events.len() >= self.limits.frames.max(1)
-            || (!was_empty && queue.bytes + event.len() > self.limits.bytes);
+            || (!was_empty && queue.bytes + delivery.len() > self.limits.bytes);
         if over {
             queue.fell_behind = true;
             queue.events = VecDeque::new();
             queue.bytes = 0;
         } else {
-            queue.bytes += event.len();
-            queue.events.push_back(event.clone());
+            queue.bytes += delivery.len();
+            queue.events.push_back(delivery);
             if !was_empty {
                 return;
             }
         }
         drop(queue);
+        self.ready.notify_one();
+    }
+
+    /// Records that the hold of `channel` with `fence` passed to another session, whatever
+    /// the queue holds (see [`Feed::take_over`]).
+    pub fn take_over(&self, channel: &ChannelName, fence: u64) {
+        self.queue.lock().taken_over.push((channel.clone(), fence));
         self.ready.notify_one();
     }
 
@@ -237,10 +302,11 @@ impl Mailbox {
     }
 
     /// Moves everything queued into `into` (which must be empty), without waiting, and says
-    /// whether the session fell behind its limits: then nothing is moved, and the session must
-    /// close with 4410. The two buffers trade places, so a session that keeps up allocates
-    /// nothing in the steady state; one left with a large buffer by a burst gives it back.
-    pub fn take(&self, into: &mut VecDeque<EncodedEvent>) -> bool {
+    /// whether the session fell behind its limits (then nothing is moved, and the session must
+    /// close with 4410) and which of its holds passed to others. The two buffers trade places,
+    /// so a session that keeps up allocates nothing in the steady state; one left with a large
+    /// buffer by a burst gives it back.
+    pub fn take(&self, into: &mut VecDeque<Delivery>) -> Taken {
         debug_assert!(into.is_empty(), "take into an empty buffer");
         if into.capacity() > KEEP_CAPACITY {
             *into = VecDeque::new();
@@ -248,7 +314,10 @@ impl Mailbox {
         let mut queue = self.queue.lock();
         std::mem::swap(into, &mut queue.events);
         queue.bytes = 0;
-        queue.fell_behind
+        Taken {
+            fell_behind: queue.fell_behind,
+            taken_over: std::mem::take(&mut queue.taken_over),
+        }
     }
 
     /// Whether the session fell behind its limits.

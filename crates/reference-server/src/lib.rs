@@ -157,6 +157,8 @@ impl<B: Broker> Server<B> {
         ServerConfig {
             namespaces: self.namespaces.patterns(),
             methods: self.namespaces.method_names(),
+            presence: self.namespaces.presence_patterns(),
+            exclusive: self.namespaces.exclusive_patterns(),
             ..self.config.session.clone()
         }
     }
@@ -275,6 +277,10 @@ pub(crate) fn wall_clock_ms() -> u64 {
 /// How often the broker releases expired tickets, keys and history.
 const PURGE_EVERY: Duration = Duration::from_secs(10);
 
+/// How often the broker makes lapsed sessions leave their presence channels
+/// (FERRY-PRESENCE-4): a leave comes at most this much after its time.
+const EXPIRE_PRESENCE_EVERY: Duration = Duration::from_secs(1);
+
 /// Serves until `stop` completes, then drains gracefully: over TLS when the configuration
 /// names a certificate and key ([`Config::tls`]), which are then read again on every SIGHUP.
 pub async fn serve<B: Broker>(
@@ -315,7 +321,17 @@ pub async fn serve_with_tls<B: Broker>(
             purging.broker.purge_expired(purging.now()).await;
         }
     });
+    let sweeping = server.clone();
+    let sweep = tokio::spawn(async move {
+        let mut every = tokio::time::interval(EXPIRE_PRESENCE_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            sweeping.broker.expire_presence(sweeping.now()).await;
+        }
+    });
     let served = transport::accept_loop(server, listener, tls, stop).await;
     purge.abort();
+    sweep.abort();
     served
 }

@@ -8,8 +8,9 @@
 
 use std::path::{Path, PathBuf};
 
+use ferry_codegen::tables::Exclusive as Declared;
 pub use ferry_codegen::tables::Hook;
-use ferry_protocol::{ChannelName, ChannelPattern, ErrorCode, MethodName, Payload};
+use ferry_protocol::{ChannelName, ChannelPattern, ErrorCode, Exclusive, MethodName, Payload};
 use serde::Deserialize;
 
 const EXAMPLE_BUNDLE: &str =
@@ -25,6 +26,10 @@ pub struct Namespace {
     pub payload: String,
     /// The backend hooks its channels' publishes and subscribes go through.
     pub hooks: Vec<Hook>,
+    /// Whether its channels keep presence (FERRY-PRESENCE-1).
+    pub presence: bool,
+    /// Whether its channels are exclusive, and what a second hold does (FERRY-HOLD-1).
+    pub exclusive: Option<Exclusive>,
     validator: jsonschema::Validator,
 }
 
@@ -217,6 +222,10 @@ struct Entry {
     payload: String,
     #[serde(default)]
     hooks: Vec<Hook>,
+    #[serde(default)]
+    presence: bool,
+    #[serde(default)]
+    exclusive: Option<Declared>,
 }
 
 impl Namespaces {
@@ -268,6 +277,8 @@ impl Namespaces {
                         pattern,
                         payload: ns.payload.clone(),
                         hooks: ns.hooks.clone(),
+                        presence: ns.presence,
+                        exclusive: ns.exclusive,
                     })
                 })
                 .collect::<Result<Vec<_>, AppError>>()?;
@@ -341,6 +352,11 @@ impl Namespaces {
                     pattern: entry.pattern,
                     payload: entry.payload,
                     hooks: entry.hooks,
+                    presence: entry.presence,
+                    exclusive: entry.exclusive.map(|declared| match declared {
+                        Declared::Refuse => Exclusive::Refuse,
+                        Declared::TakeOver => Exclusive::TakeOver,
+                    }),
                     validator,
                 })
             })
@@ -367,6 +383,24 @@ impl Namespaces {
             .iter()
             .find(|ns| ns.pattern.matches(channel))
             .is_some_and(|ns| ns.hooks.contains(&hook))
+    }
+
+    /// The patterns of the namespaces that keep presence, for the server session
+    /// (FERRY-PRESENCE-1).
+    pub fn presence_patterns(&self) -> Vec<ChannelPattern> {
+        self.namespaces
+            .iter()
+            .filter(|ns| ns.presence)
+            .map(|ns| ns.pattern.clone())
+            .collect()
+    }
+
+    /// The exclusive namespaces' patterns and modes, for the server session (FERRY-HOLD-1).
+    pub fn exclusive_patterns(&self) -> Vec<(ChannelPattern, Exclusive)> {
+        self.namespaces
+            .iter()
+            .filter_map(|ns| ns.exclusive.map(|mode| (ns.pattern.clone(), mode)))
+            .collect()
     }
 
     /// The patterns, for the server session's unknown_channel check.

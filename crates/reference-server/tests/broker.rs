@@ -11,7 +11,7 @@ use std::time::Duration;
 use ferry_protocol::server::Grant;
 use ferry_protocol::{ChannelName, EncodedEvent, Payload, Timestamp};
 use ferry_server::broker::{Broker, MemoryBroker, MemoryBrokerConfig, RedisBroker};
-use ferry_server::hub::{Hub, Mailbox, QueueLimits};
+use ferry_server::hub::{Delivery, Hub, Mailbox, QueueLimits};
 use serde_json::json;
 use tokio::sync::Barrier;
 
@@ -68,9 +68,19 @@ async fn drain_until(
     let mut all = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let mut events = VecDeque::new();
-        assert!(!mailbox.take(&mut events), "never fell behind");
-        all.extend(events);
+        let mut deliveries = VecDeque::new();
+        assert!(
+            !mailbox.take(&mut deliveries).fell_behind,
+            "never fell behind"
+        );
+        all.extend(
+            deliveries
+                .into_iter()
+                .filter_map(|delivery| match delivery {
+                    Delivery::Event(event) => Some(event),
+                    Delivery::Presence(_) => None,
+                }),
+        );
         if enough(&all) || tokio::time::Instant::now() >= deadline {
             return all;
         }

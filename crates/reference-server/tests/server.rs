@@ -329,6 +329,13 @@ async fn bad_input_gets_its_documented_answer_and_other_connections_carry_on() {
     );
     // JSON by the grammar, but not a value every decoder reads: a lone surrogate, and a number
     // beyond a double. Events are relayed unparsed, so the publish is where they are refused.
+    // The output channel is exclusive: the session holds it first (FERRY-HOLD-3).
+    send(
+        &mut socket,
+        json!({ "type": "subscribe", "id": "h1", "channel": "daemon:ws-1:output", "hold": {} }),
+    )
+    .await;
+    assert_eq!(next_json(&mut socket).await["type"], "subscribed");
     for payload in [
         r#"{"type":"chunk","run_id":"r","stream":"stdout","data":"\ud800"}"#,
         r#"{"type":"exited","run_id":"r","exit_code":1e400}"#,
@@ -861,14 +868,15 @@ fn chunk_with_bound(bound: usize) -> Value {
     chunk(n)
 }
 
-/// A socket subscribed to [`OUTPUT`].
-async fn output_subscriber(running: &Running) -> Socket {
+/// A socket subscribed to [`OUTPUT`]; with `hold`, holding it, so that it may publish there
+/// (the namespace is exclusive, FERRY-HOLD-3).
+async fn output_subscriber(running: &Running, hold: bool) -> Socket {
     let mut socket = running.session().await;
-    send(
-        &mut socket,
-        json!({ "type": "subscribe", "id": "s1", "channel": OUTPUT }),
-    )
-    .await;
+    let mut subscribe = json!({ "type": "subscribe", "id": "s1", "channel": OUTPUT });
+    if hold {
+        subscribe["hold"] = json!({});
+    }
+    send(&mut socket, subscribe).await;
     assert_eq!(next_json(&mut socket).await["type"], "subscribed");
     socket
 }
@@ -877,7 +885,7 @@ async fn output_subscriber(running: &Running) -> Socket {
 async fn an_http_publish_whose_event_could_exceed_the_limit_gets_413_and_is_not_stored() {
     let running = Running::start().await;
     let max = MAX_BYTES as usize;
-    let mut subscriber = output_subscriber(&running).await;
+    let mut subscriber = output_subscriber(&running, false).await;
     let body = |key: &str, payload: Value| json!({ "channel": OUTPUT, "idempotency_key": key, "payload": payload });
     // The largest body the limit allows: its event, which adds a message id, a position and a
     // time, would exceed the limit whatever they are.
@@ -915,7 +923,7 @@ async fn an_http_publish_whose_event_could_exceed_the_limit_gets_413_and_is_not_
 async fn a_websocket_publish_whose_event_could_exceed_the_limit_gets_message_too_large() {
     let running = Running::start().await;
     let max = MAX_BYTES as usize;
-    let mut socket = output_subscriber(&running).await;
+    let mut socket = output_subscriber(&running, true).await;
     let publish = |id: &str, payload: Value| json!({ "type": "publish", "id": id, "channel": OUTPUT, "idempotency_key": id, "payload": payload });
     let over = publish("p1", chunk_with_bound(max + 1));
     assert!(over.to_string().len() < max, "the frame itself fits");
@@ -1009,8 +1017,8 @@ async fn a_subscriber_that_stops_reading_is_closed_with_4410_and_loses_nothing_o
         ..Flags::default()
     })
     .await;
-    let fast = output_subscriber(&running).await;
-    let mut slow = output_subscriber(&running).await;
+    let fast = output_subscriber(&running, false).await;
+    let mut slow = output_subscriber(&running, false).await;
     // The fast subscriber reads everything as it comes; the slow one reads nothing from now on.
     // The reader learns how many events to expect once the publisher knows.
     let (published_tx, mut published_rx) = tokio::sync::watch::channel(u64::MAX);

@@ -25,6 +25,16 @@ impl TestServer {
     /// Starts a server whose channels keep the last `history` events and, with `window_ms`
     /// above 0, every event younger than that.
     pub async fn start(history: u64, window_ms: u64) -> Self {
+        Self::start_with(history, window_ms, Namespaces::none()).await
+    }
+
+    /// [`start`](Self::start), serving the example application's namespaces: payloads are
+    /// checked, `project:*:approvals` keeps presence and `daemon:*:output` is exclusive.
+    pub async fn example_app(history: u64, window_ms: u64) -> Self {
+        Self::start_with(history, window_ms, Namespaces::example_app()).await
+    }
+
+    async fn start_with(history: u64, window_ms: u64, namespaces: Namespaces) -> Self {
         let flags = Flags {
             heartbeat_interval_ms: Some(1_000),
             heartbeat_timeout_ms: Some(1_000),
@@ -45,7 +55,7 @@ impl TestServer {
         config.session.reconnect = serde_json::from_value(json!({ "base_ms": 20, "factor": 2, "cap_ms": 200, "jitter": 0.5, "max_attempts": 20, "reset_after_ms": 1_000 })).expect("a valid policy");
         let (auth, token) = Auth::development();
         let broker = MemoryBroker::new(config.memory_broker());
-        let server = Server::new(config, auth, broker, Namespaces::none());
+        let server = Server::new(config, auth, broker, namespaces);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a loopback port");

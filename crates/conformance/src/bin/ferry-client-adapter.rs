@@ -283,6 +283,12 @@ fn handler(channel: Channel, name: HandlerName) -> Handler {
     Handler::new(move |event: &ChannelEvent| {
         let channel = channel.clone();
         report(match event {
+            // The adapter contract reports no presence: its subscriptions track no members.
+            ChannelEvent::Members(_)
+            | ChannelEvent::Presence(_)
+            | ChannelEvent::MembersFailed(_) => {
+                return;
+            }
             ChannelEvent::Subscribed(_) => AdapterReport::from(Subscribed { channel }),
             ChannelEvent::Refused(error) => Refused {
                 channel,

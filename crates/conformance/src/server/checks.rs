@@ -56,6 +56,20 @@ pub(crate) fn summary(message: &ServerMessage) -> String {
             m.method.as_str(),
             m.duplicate
         ),
+        ServerMessage::MemberPage(m) => format!(
+            "member_page (id {}, channel {}, {} members, next {})",
+            m.id.as_str(),
+            m.channel.as_str(),
+            m.members.len(),
+            m.next.as_ref().map_or("null", |next| next.as_str())
+        ),
+        ServerMessage::Presence(p) => format!(
+            "presence (channel {}, {} {}, {})",
+            p.channel.as_str(),
+            p.change,
+            p.user.as_str(),
+            pos(&p.position)
+        ),
         ServerMessage::Event(e) => format!(
             "event (channel {}, {}, message id {})",
             e.channel.as_str(),

@@ -1182,7 +1182,7 @@ proptest! {
                 match event {
                     ClientEvent::Incomplete { channel, .. } if channel.as_str() == ch => announced = true,
                     // After a first or an incomplete subscribe, the stream restarts at the head.
-                    ClientEvent::Subscribed { channel, position, resumption } if channel.as_str() == ch && !matches!(resumption, Resumption::Complete { .. }) => {
+                    ClientEvent::Subscribed { channel, position, resumption, .. } if channel.as_str() == ch && !matches!(resumption, Resumption::Complete { .. }) => {
                         last = Some((position.epoch.to_string(), position.seq.get()));
                         if resumption.is_incomplete() { announced = true; }
                     }
@@ -1365,3 +1365,4 @@ fn a_call_fails_at_the_servers_timeout_or_after_the_advertised_timeout_plus_the_
         "{}", rule::FERRY_RPC_2
     );
 }
+mod presence;

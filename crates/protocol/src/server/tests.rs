@@ -97,6 +97,7 @@ fn config_with(change: impl FnOnce(&mut ServerConfig)) -> ServerConfig {
 
 /// What came out of `poll_transmit`, decoded.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant, reason = "a test's transcript, never held in bulk")]
 enum Out {
     Message(ServerMessage),
     Close(u16),
@@ -182,6 +183,7 @@ fn ping(nonce: &str) -> Out {
 
 fn subscribed(request: &str, name: &str, at_position: StreamPosition) -> Out {
     Out::Message(ServerMessage::Subscribed(Subscribed {
+        hold: None,
         channel: channel(name),
         id: id(request),
         position: at_position,
@@ -227,6 +229,8 @@ fn hold(session: &mut ServerSession, request: &str, name: &str, head: StreamPosi
     assert_eq!(
         actions(session),
         vec![Action::Subscribe {
+            presence: None,
+            hold: None,
             id: id(request),
             channel: channel(name),
             from: None
@@ -250,6 +254,7 @@ fn the_welcome_is_the_first_frame_and_advertises_the_config_and_the_grant() {
     });
     let mut session = ServerSession::new(config.clone(), grant(), session_id(), at(7));
     let expected = Welcome {
+        presence: None,
         heartbeat: config.heartbeat.clone(),
         limits: config.limits.clone(),
         permissions: grant().permissions,
@@ -778,6 +783,8 @@ fn a_subscribe_to_a_held_or_pending_channel_is_already_subscribed() {
     assert_eq!(
         actions(&mut session),
         vec![Action::Subscribe {
+            presence: None,
+            hold: None,
             id: id("s6"),
             channel: channel(output),
             from: None
@@ -815,6 +822,8 @@ fn subscribed_carries_the_position_then_the_replayed_events_in_order() {
     assert_eq!(
         actions(&mut session),
         vec![Action::Subscribe {
+            presence: None,
+            hold: None,
             id: id("s1"),
             channel: channel(TASKS),
             from: Some(position(EPOCH, 3)),
@@ -839,6 +848,7 @@ fn subscribed_carries_the_position_then_the_replayed_events_in_order() {
         drain(&mut session),
         vec![
             Out::Message(ServerMessage::Subscribed(Subscribed {
+                hold: None,
                 channel: channel(TASKS),
                 id: id("s1"),
                 position: position(EPOCH, 6),
@@ -916,6 +926,7 @@ fn an_incomplete_recovery_replays_nothing_and_says_why() {
         assert_eq!(
             drain(&mut session),
             vec![Out::Message(ServerMessage::Subscribed(Subscribed {
+                hold: None,
                 channel: channel(TASKS),
                 id: id("s1"),
                 position: position(EPOCH, 6),
@@ -1071,6 +1082,8 @@ fn an_unsubscribe_behind_a_subscribe_in_flight_is_answered_after_it() {
                 channel: channel(TASKS)
             },
             Action::Subscribe {
+                presence: None,
+                hold: None,
                 id: id("s2"),
                 channel: channel(TASKS),
                 from: None
@@ -1096,6 +1109,7 @@ fn a_publish_is_acknowledged_only_with_the_stored_position() {
     assert_eq!(
         actions(&mut session),
         vec![Action::Publish {
+            fence: None,
             id: id("p1"),
             channel: channel(TASKS),
             idempotency_key: "task-1".parse().expect("a valid key"),
@@ -1621,7 +1635,9 @@ impl Model {
             retryable: false,
         };
         match action {
-            Action::Subscribe { id, from, channel } if succeed => {
+            Action::Subscribe {
+                id, from, channel, ..
+            } if succeed => {
                 let replay = from
                     .filter(|from| from.seq.get() <= head)
                     .map(|from| {
@@ -1658,6 +1674,7 @@ impl Model {
                 .request_failed(&id, failure(ErrorCode::PayloadInvalid)),
             Action::Unsubscribe { .. } => {}
             Action::Rpc { .. } => unreachable!("the model makes no calls"),
+            Action::Members { .. } => unreachable!("the model keeps no presence"),
         }
     }
 
@@ -1712,6 +1729,9 @@ impl Model {
                 }
                 Out::Message(ServerMessage::Goodbye(_)) => None,
                 Out::Message(ServerMessage::Welcome(_)) => panic!("a second welcome"),
+                Out::Message(ServerMessage::MemberPage(_) | ServerMessage::Presence(_)) => {
+                    panic!("presence, but the model keeps none: {out:?}")
+                }
             };
             if let Some(request) = reply_to {
                 assert!(self.requests.contains_key(&request), "a reply to {request}");
@@ -2085,3 +2105,4 @@ fn an_answer_that_comes_after_the_deadline_is_dropped_for_the_timeout_even_befor
         vec![(Some("r1".into()), ErrorCode::Timeout, true)]
     );
 }
+mod presence;

@@ -41,10 +41,16 @@
 //!   window is never shorter than the resume window.
 //! - Epochs are random, so a restarted in-memory server announces that its history is gone
 //!   (`epoch_changed`) instead of reusing positions.
+//! - Presence and holds (FERRY-PRESENCE-1..4, FERRY-HOLD-1..4): a channel's [`Roster`] and
+//!   [`HoldSlot`] live in its state, behind its lock, so a join, a leave or a hold and the
+//!   presence event or take-over it causes reach the channel's feed in the order they happened,
+//!   ordered with its events. A publish under a fence checks it under the same lock as its
+//!   append. Channels with lapsed sessions are listed apart, so the presence sweep visits only
+//!   them; a channel with members or a holder is never forgotten.
 
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::fmt;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -52,17 +58,20 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ferry_protocol::bounded::{MAX_SAFE_INTEGER, UInt};
+use ferry_protocol::presence::{Claimed, HoldSlot};
 use ferry_protocol::replay::{ReplayBuffer, Retention, Sequenced};
 use ferry_protocol::server::Grant;
 use ferry_protocol::tables::defaults;
 use ferry_protocol::{
-    ChannelName, DedupWindow, EncodedEvent, Epoch, Event, HistoryResponse, IdempotencyKey,
-    MessageId, Payload, PublishResponse, Recovery, RecoveryGap, Seq, StoredEvent, StreamPosition,
-    Ticket, Timestamp, UnixMillis,
+    ChannelName, DedupWindow, EncodedEvent, EncodedPresence, Epoch, Event, Exclusive,
+    HistoryResponse, IdempotencyKey, MessageId, Payload, PublishResponse, Recovery, RecoveryGap,
+    Roster, Seq, SessionId, StoredEvent, StreamPosition, Ticket, Timestamp, UnixMillis, UserId,
 };
 use parking_lot::{Mutex, RwLock};
 
-use super::{Broker, BrokerError, Feed, MAX_HISTORY_LIMIT, SubscribeReply};
+use super::{
+    Broker, BrokerError, Feed, MAX_HISTORY_LIMIT, MembersRead, PresentSession, SubscribeReply,
+};
 
 /// Random bytes in a ticket: 256 bits, twice the 128 that FERRY-TICKET-2 asks for.
 const TICKET_BYTES: usize = 32;
@@ -86,6 +95,9 @@ pub struct MemoryBrokerConfig {
     /// random per start (see [`random_epoch`]). Channels created after one was forgotten
     /// start in this epoch with the number of forgotten channels appended.
     pub epoch: Epoch,
+    /// How long a session whose connection ended without leaving stays present
+    /// (FERRY-PRESENCE-4).
+    pub presence_leave_after: Duration,
 }
 
 /// The default for [`MemoryBrokerConfig::max_channels`].
@@ -105,6 +117,7 @@ impl MemoryBrokerConfig {
             max_channels: DEFAULT_MAX_CHANNELS,
             max_history_bytes: DEFAULT_MAX_HISTORY_BYTES,
             epoch: random_epoch(),
+            presence_leave_after: Duration::from_millis(defaults::PRESENCE_LEAVE_AFTER_MS),
         }
     }
 }
@@ -143,6 +156,9 @@ pub struct MemoryBroker {
     next_message: AtomicU64,
     channels: RwLock<HashMap<ChannelName, Arc<Mutex<ChannelState>>>>,
     tickets: Mutex<Tickets>,
+    presence_leave_after: Duration,
+    /// The channels with a lapsed session, the only ones the presence sweep visits.
+    lapsing: Mutex<HashSet<ChannelName>>,
 }
 
 /// An event held in a channel's history, its frame shared with every session it goes to.
@@ -173,6 +189,36 @@ struct ChannelState {
     /// Dropped from the broker's map: whoever finds this set took the state just before it
     /// was forgotten, and starts again with a fresh one.
     forgotten: bool,
+    /// Members and holder, for a channel that has had either.
+    presence: Option<Box<ChannelPresence>>,
+}
+
+/// A channel's members and holder.
+#[derive(Debug, Default)]
+struct ChannelPresence {
+    roster: Roster,
+    hold: HoldSlot,
+}
+
+impl ChannelState {
+    fn presence(&mut self) -> &mut ChannelPresence {
+        self.presence.get_or_insert_default()
+    }
+
+    /// Pushes a change of the channel's members to its feed, with the channel's head.
+    fn announce(&self, channel: &ChannelName, change: ferry_protocol::presence::Change) {
+        if let Some(feed) = &self.feed {
+            let event = change.event(channel.clone(), self.history.head());
+            feed.push_presence(&EncodedPresence::new(event));
+        }
+    }
+
+    /// Whether the channel has members or a holder.
+    fn has_presence(&self) -> bool {
+        self.presence
+            .as_ref()
+            .is_some_and(|p| !p.roster.is_empty() || p.hold.holder().is_some())
+    }
 }
 
 /// What a publish did to its channel's state.
@@ -228,6 +274,8 @@ impl MemoryBroker {
             forgotten: AtomicU64::new(0),
             channels: RwLock::new(HashMap::new()),
             tickets: Mutex::new(Tickets::default()),
+            presence_leave_after: config.presence_leave_after,
+            lapsing: Mutex::new(HashSet::new()),
         }
     }
 
@@ -372,6 +420,7 @@ impl MemoryBroker {
                                 feed: None,
                                 idle_since: now,
                                 forgotten: false,
+                                presence: None,
                             }))))
                         }
                     }
@@ -417,11 +466,23 @@ impl MemoryBroker {
         channel: &ChannelName,
         key: IdempotencyKey,
         payload: Payload,
+        fence: Option<u64>,
         now: Timestamp,
         published_at_ms: u64,
     ) -> Result<PublishResponse, BrokerError> {
         let message_id = self.next_message_id()?;
+        let admits = |state: &ChannelState| {
+            fence.is_none_or(|fence| {
+                state
+                    .presence
+                    .as_ref()
+                    .is_some_and(|p| p.hold.admits(fence))
+            })
+        };
         let first = self.with_channel(channel, now, |state| {
+            if !admits(state) {
+                return Err(BrokerError::NotHolder);
+            }
             self.append(
                 state,
                 channel,
@@ -439,6 +500,9 @@ impl MemoryBroker {
         // FERRY-RESUME-7: make room from what the retention lets go under pressure, once.
         self.shed_aged(now);
         let second = self.with_channel(channel, now, |state| {
+            if !admits(state) {
+                return Err(BrokerError::NotHolder);
+            }
             self.append(
                 state,
                 channel,
@@ -607,6 +671,108 @@ impl MemoryBroker {
         })
     }
 
+    fn join_presence_now(
+        &self,
+        channel: &ChannelName,
+        present: PresentSession,
+        now: Timestamp,
+    ) -> Result<(), BrokerError> {
+        self.with_channel(channel, now, |state| {
+            let PresentSession {
+                session,
+                user,
+                info,
+            } = present;
+            if let Some(change) = state.presence().roster.join(session, user, info) {
+                state.announce(channel, change);
+            }
+        })
+    }
+
+    /// Runs `change` on the presence of a channel the broker holds state for.
+    fn with_presence(
+        &self,
+        channel: &ChannelName,
+        change: impl FnOnce(&mut ChannelState) -> Vec<ferry_protocol::presence::Change>,
+    ) {
+        let Some(state) = self.channels.read().get(channel).cloned() else {
+            return;
+        };
+        let mut state = state.lock();
+        if state.forgotten || state.presence.is_none() {
+            return;
+        }
+        for event in change(&mut state) {
+            state.announce(channel, event);
+        }
+    }
+
+    fn expire_presence_now(&self, now: Timestamp) {
+        let lapsing: Vec<ChannelName> = self.lapsing.lock().iter().cloned().collect();
+        for channel in lapsing {
+            let mut settled = true;
+            self.with_presence(&channel, |state| {
+                let roster = &mut state.presence().roster;
+                let changes = roster.expire(now);
+                settled = roster.next_lapse().is_none();
+                changes
+            });
+            if settled {
+                self.lapsing.lock().remove(&channel);
+            }
+        }
+    }
+
+    fn members_now(
+        &self,
+        channel: &ChannelName,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> MembersRead {
+        let state = self.channels.read().get(channel).cloned();
+        if let Some(state) = state {
+            let state = state.lock();
+            if !state.forgotten {
+                let (members, next) = state
+                    .presence
+                    .as_ref()
+                    .map(|p| p.roster.page(after, limit))
+                    .unwrap_or_default();
+                return (members, next, state.history.head());
+            }
+        }
+        let empty = ReplayBuffer::<Stored>::new(self.current_epoch(), self.retention);
+        (Vec::new(), None, empty.head())
+    }
+
+    fn claim_hold_now(
+        &self,
+        channel: &ChannelName,
+        session: &SessionId,
+        user: &UserId,
+        asked: Option<u64>,
+        mode: Exclusive,
+        now: Timestamp,
+    ) -> Result<Claimed, BrokerError> {
+        self.with_channel(channel, now, |state| {
+            let claimed = state
+                .presence()
+                .hold
+                .claim(session.clone(), user.clone(), asked, mode);
+            if let (
+                Claimed::Granted {
+                    displaced: Some(displaced),
+                    ..
+                },
+                Some(feed),
+            ) = (&claimed, &state.feed)
+            {
+                feed.take_over(displaced.fence);
+            }
+            claimed
+        })
+    }
+
     fn purge_expired_now(&self, now: Timestamp) {
         self.tickets.lock().purge(now);
         let channels: Vec<_> = self
@@ -649,6 +815,7 @@ impl MemoryBroker {
     /// age.
     fn forgettable(&self, state: &ChannelState, now: Timestamp) -> bool {
         state.feed.is_none()
+            && !state.has_presence()
             && state.history.is_empty()
             && state.dedup.is_empty()
             && now.saturating_since(state.idle_since) >= self.retention.max_age
@@ -681,7 +848,76 @@ impl Broker for MemoryBroker {
         now: Timestamp,
         published_at_ms: u64,
     ) -> Result<PublishResponse, BrokerError> {
-        self.publish_now(channel, key, payload, now, published_at_ms)
+        self.publish_now(channel, key, payload, None, now, published_at_ms)
+    }
+
+    async fn publish_fenced(
+        &self,
+        channel: &ChannelName,
+        key: IdempotencyKey,
+        payload: Payload,
+        fence: u64,
+        now: Timestamp,
+        published_at_ms: u64,
+    ) -> Result<PublishResponse, BrokerError> {
+        self.publish_now(channel, key, payload, Some(fence), now, published_at_ms)
+    }
+
+    async fn join_presence(
+        &self,
+        channel: &ChannelName,
+        present: PresentSession,
+        now: Timestamp,
+    ) -> Result<(), BrokerError> {
+        self.join_presence_now(channel, present, now)
+    }
+
+    fn leave_presence(&self, channel: &ChannelName, session: &SessionId, _now: Timestamp) {
+        self.with_presence(channel, |state| {
+            state.presence().roster.leave(session).into_iter().collect()
+        });
+    }
+
+    fn lapse_presence(&self, channel: &ChannelName, session: &SessionId, now: Timestamp) {
+        let at = now + self.presence_leave_after;
+        self.with_presence(channel, |state| {
+            state.presence().roster.lapse(session, at);
+            Vec::new()
+        });
+        self.lapsing.lock().insert(channel.clone());
+    }
+
+    async fn expire_presence(&self, now: Timestamp) {
+        self.expire_presence_now(now);
+    }
+
+    async fn members(
+        &self,
+        channel: &ChannelName,
+        after: Option<&UserId>,
+        limit: usize,
+        _now: Timestamp,
+    ) -> Result<MembersRead, BrokerError> {
+        Ok(self.members_now(channel, after, limit))
+    }
+
+    async fn claim_hold(
+        &self,
+        channel: &ChannelName,
+        session: &SessionId,
+        user: &UserId,
+        asked: Option<u64>,
+        mode: Exclusive,
+        now: Timestamp,
+    ) -> Result<Claimed, BrokerError> {
+        self.claim_hold_now(channel, session, user, asked, mode, now)
+    }
+
+    fn release_hold(&self, channel: &ChannelName, session: &SessionId, _now: Timestamp) {
+        self.with_presence(channel, |state| {
+            state.presence().hold.release(session);
+            Vec::new()
+        });
     }
 
     async fn subscribe(

@@ -1,10 +1,11 @@
--- Ferry's atomic publish (FERRY-DEDUP-1, FERRY-EVENT-1, FERRY-RESUME-3).
+-- Ferry's atomic publish (FERRY-DEDUP-1, FERRY-EVENT-1, FERRY-RESUME-3, FERRY-HOLD-3).
 --
 -- Runs after retain.lua, which defines retain() and clock().
 --
 -- KEYS[1] the channel's state hash (epoch, seq, last_ms)
 -- KEYS[2] the channel's stream: one entry per event, id "<seq>-0", fields t (Redis ms), f (frame)
 -- KEYS[3] the idempotency key's record: "<epoch> <seq> <message id>", expiring after the window
+-- KEYS[4] the channel's holder (see hold.lua), read only for a publish under a fence
 -- ARGV[1] a fresh epoch, used if the channel has none (new, or its state was lost)
 -- ARGV[2] the event's message id
 -- ARGV[3], ARGV[4], ARGV[5] the event frame around its epoch and its seq
@@ -12,8 +13,21 @@
 -- ARGV[7] retention: age in ms up to which events are kept whatever their number
 -- ARGV[8] the dedup window in ms
 -- ARGV[9] the channel's pub/sub topic
+-- ARGV[10] the fence of the publishing session's hold (FERRY-HOLD-3), "" for a publish not
+--   under a hold
 --
--- Answers {"duplicate", record}, {"published", epoch, seq} or {"exhausted"}.
+-- Answers {"duplicate", record}, {"published", epoch, seq}, {"exhausted"} or {"not_holder"}
+-- (the fence is not the current holder's: nothing is stored, and a repeated key is not
+-- answered).
+
+if ARGV[10] ~= '' then
+  local holder = redis.call('HMGET', KEYS[4], 'fence', 'expires')
+  local time = redis.call('TIME')
+  local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  if holder[1] ~= ARGV[10] or (tonumber(holder[2]) or 0) <= now_ms then
+    return {'not_holder'}
+  end
+end
 
 local original = redis.call('GET', KEYS[3])
 if original then

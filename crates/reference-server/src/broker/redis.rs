@@ -10,9 +10,18 @@
 //! | `<prefix>{<channel>}:dedup:<key>` | string | `<epoch> <seq> <message id>` of the first publish with the key, expiring after the dedup window |
 //! | `<prefix>ticket:<ticket>` | string | the grant, as JSON, expiring with the ticket |
 //! | `<prefix>user:{<user>}:sessions` | sorted set | the user's sessions on every node (`<node id>/<session id>`), scored by the end of their lease |
+//! | `<prefix>{<channel>}:presence` | hash | the channel's present sessions: `<node id>/<session id>` → `p:<user>` (refreshed by its node) or `l:<user>` (lapsed) |
+//! | `<prefix>{<channel>}:lapses` | sorted set | the same sessions, scored by the Redis time (ms) at which each leaves unless refreshed |
+//! | `<prefix>{<channel>}:members` | hash | user → how many of its sessions are present |
+//! | `<prefix>{<channel>}:infos` | hash | user → the info (JSON) of the session that made it a member, for members whose session gave one |
+//! | `<prefix>{<channel>}:users` | sorted set | the members' users, all scored 0, paged with `ZRANGEBYLEX` |
+//! | `<prefix>{<channel>}:hold` | hash | the holder: `session` (`<node id>/<session id>`), `user`, `fence`, `expires` (Redis ms), expiring with the hold |
+//! | `<prefix>{<channel>}:fence` | string | the last fence given on the channel, a counter that never goes back |
 //!
 //! and each channel has the pub/sub topic `<prefix><db>:{<channel>}` (topics are shared by
-//! every database of a Redis, so the database number is part of the name).
+//! every database of a Redis, so the database number is part of the name), which carries the
+//! channel's event frames, its presence frames (`{"type":"presence",...}`, as sessions receive
+//! them) and take-over notices (`take_over <old fence> <channel>`).
 //!
 //! - Publish (FERRY-EVENT-1, FERRY-DEDUP-1): one Lua script, loaded once and called by its SHA
 //!   (`EVALSHA`, loaded again on `NOSCRIPT`), checks the idempotency key, reads or creates the
@@ -42,15 +51,40 @@
 //!   stream before anything later is delivered. A hole the stream cannot fill (trimmed, or a
 //!   new epoch) interrupts the feed's sessions ([`Feed::interrupt`], close 4410), whose clients
 //!   resume and get their events or an explicit incomplete recovery.
+//! - Presence (FERRY-PRESENCE-1..4): one script (`presence.lua`) makes every change of a
+//!   channel's members atomically, by Redis's clock so every node agrees: a join, a leave, a
+//!   lapse, a refresh, a sweep and a members read each first drop the sessions whose time has
+//!   come. A session joins with an expiry `presence_leave_after` ahead (at least 1 s), which its
+//!   node refreshes every third of it while the session lasts; a lapse (its connection ended
+//!   without leaving) stops the refreshing and sets the expiry `presence_leave_after` from
+//!   then; a leave removes it at once. So the sessions of a node that stops leave that expiry
+//!   (`presence_leave_after`, at least 1 s) after its last refresh, once a node's sweep
+//!   ([`Broker::expire_presence`], over the channels where it has present or lapsed sessions,
+//!   about every second) or any change or read of the channel's members finds them due. When a change makes or ends a
+//!   member, the script publishes the presence frame on the channel's topic, with the
+//!   channel's head then, and every node hands it to its feed ([`Feed::push_presence`]) after
+//!   any events up to that head. Presence frames lost with a pub/sub connection cannot be
+//!   filled in: after a reconnect, the sessions of the channels where the node has presence
+//!   are interrupted, and their clients resume and read the members again (FERRY-PRESENCE-6).
+//! - Holds (FERRY-HOLD-1..4): one script (`hold.lua`) claims, releases and refreshes a
+//!   channel's holder record, which lasts `presence_leave_after` (at least 1 s) unless its node
+//!   refreshes it, so the holds of a node that stops lapse; an expired holder counts as none.
+//!   Every grant takes the next value of the channel's fence counter (`INCR`, never reused). A
+//!   grant that displaces a holder publishes a take-over notice with the old fence on the
+//!   channel's topic, and every node following the channel calls [`Feed::take_over`]; a node
+//!   whose refresh finds a hold of its own gone tells its feed the same way, in case the notice
+//!   was lost. The publish script checks, atomically with the append and before the
+//!   idempotency key, that a fenced publish carries the holder's fence
+//!   ([`BrokerError::NotHolder`] otherwise: nothing stored, no duplicate answer).
 //! - Unreachable Redis: every call fails with [`BrokerError::Unavailable`] (the retryable
 //!   `unavailable`) within the response timeout; sessions stay open. Commands reconnect through
 //!   the `redis` crate's connection manager, the pub/sub connection through the task (which
 //!   also `PING`s it every 5 s, to notice a connection cut without a FIN), both with
 //!   exponential backoff.
 //!
-//! Time: Redis's clock ages events, dedup keys and tickets, the same for every node, so the
-//! `now` the trait passes (each node's own monotonic clock) is not used; `published_at_ms` is
-//! the publishing node's wall clock.
+//! Time: Redis's clock ages events, dedup keys, tickets, presence and holds, the same for every
+//! node, so the `now` the trait passes (each node's own monotonic clock) is not used;
+//! `published_at_ms` is the publishing node's wall clock.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -59,22 +93,27 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink, PubSubStream};
-use ::redis::{AsyncCommands, Client, Msg, RedisError, Script};
+use ::redis::{AsyncCommands, Client, FromRedisValue, Msg, RedisError, Script};
 use ferry_protocol::bounded::{MAX_SAFE_INTEGER, UInt};
+use ferry_protocol::presence::{Claimed, Holder, MAX_MEMBER_PAGE};
 use ferry_protocol::replay::Retention;
 use ferry_protocol::server::Grant;
 use ferry_protocol::tables::defaults;
 use ferry_protocol::{
-    ChannelName, EncodedEvent, Epoch, Event, HistoryResponse, IdempotencyKey, MessageId,
-    MethodName, Payload, Permission, PublishResponse, RecoveryGap, Seq, SessionId, StreamPosition,
-    Ticket, Timestamp, UnixMillis, UserId,
+    ChannelName, EncodedEvent, EncodedPresence, Epoch, Event, Exclusive, HistoryResponse,
+    IdempotencyKey, Member, MessageId, MethodName, Payload, Permission, PresenceInfo,
+    PublishResponse, RecoveryGap, Seq, SessionId, StreamPosition, Ticket, Timestamp, UnixMillis,
+    UserId,
 };
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::memory::{hex, random_epoch, recovery, stored_event};
-use super::{Broker, BrokerError, Feed, MAX_HISTORY_LIMIT, SharedCall, SubscribeReply};
+use super::{
+    Broker, BrokerError, Feed, MAX_HISTORY_LIMIT, MembersRead, PresentSession, SharedCall,
+    SubscribeReply,
+};
 use crate::backend::Outcome;
 
 /// The prefix of every key and topic by default.
@@ -107,6 +146,31 @@ const PUBLISH_LUA: &str = include_str!("publish.lua");
 const READ_LUA: &str = include_str!("read.lua");
 /// The connection-slot script.
 const SLOTS_LUA: &str = include_str!("slots.lua");
+/// The presence script.
+const PRESENCE_LUA: &str = include_str!("presence.lua");
+/// The hold script.
+const HOLD_LUA: &str = include_str!("hold.lua");
+
+/// The shortest time a live session's presence entry, or a hold, lasts unless refreshed,
+/// whatever `presence_leave_after` says: refreshing more often than every third of it would
+/// load Redis for nothing.
+const MIN_PRESENCE_LEASE: Duration = Duration::from_secs(1);
+
+/// How long after a lapsed session's leave is due its node still sweeps the channel, in case
+/// no other node does.
+const LAPSE_SWEEP_GRACE: Duration = Duration::from_secs(10);
+
+/// The most sessions one sweep of a channel drops in one script call.
+const SWEEP_BATCH: usize = 512;
+
+/// How many channels are swept or refreshed at once.
+const CONCURRENT_CHANNELS: usize = 16;
+
+/// The prefix of a take-over notice on a channel's topic.
+const TAKE_OVER: &str = "take_over ";
+
+/// The prefix of a presence frame on a channel's topic.
+const PRESENCE_FRAME: &str = r#"{"type":"presence","#;
 
 /// How long a node's hold on a connection slot lasts unless renewed: a node that dies gives
 /// its sessions' slots back after at most this long.
@@ -117,6 +181,94 @@ const SLOT_RENEW_EVERY: Duration = Duration::from_secs(10);
 
 /// The slots this node's sessions hold, by the key of their user's sorted set.
 type HeldSlots = parking_lot::Mutex<HashMap<String, HashSet<String>>>;
+
+/// What this node keeps of its sessions' presence and holds, for their refresh, the sweep and
+/// the take-overs it must tell its feeds of.
+#[derive(Debug, Default)]
+struct Local {
+    /// The fields (`<node id>/<session id>`) of this node's present sessions that have not
+    /// lapsed, by channel.
+    present: HashMap<ChannelName, HashSet<String>>,
+    /// This node's holds, by channel.
+    holds: HashMap<ChannelName, LocalHold>,
+    /// The channels where a session of this node lapsed, swept until the instant given.
+    lapsing: HashMap<ChannelName, tokio::time::Instant>,
+    /// The feeds of the channels this node follows.
+    feeds: HashMap<ChannelName, Arc<Feed>>,
+}
+
+/// A hold of a session of this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LocalHold {
+    field: String,
+    user: UserId,
+    fence: u64,
+}
+
+type SharedLocal = parking_lot::Mutex<Local>;
+
+/// The presence and hold scripts, and what running them takes: cheap to clone into a task.
+#[derive(Clone)]
+struct Scripts {
+    conn: ConnectionManager,
+    keys: Keys,
+    presence: Script,
+    hold: Script,
+}
+
+impl Scripts {
+    /// Runs the presence script's `op` on `channel` with `args`.
+    async fn presence<T: FromRedisValue>(
+        &self,
+        channel: &ChannelName,
+        op: &str,
+        args: &[&str],
+    ) -> Result<T, RedisError> {
+        let mut invocation = self.presence.prepare_invoke();
+        for key in self.keys.presence(channel) {
+            invocation.key(key);
+        }
+        invocation
+            .arg(op)
+            .arg(channel.as_str())
+            .arg(self.keys.topic(channel))
+            .arg(random_epoch().as_str());
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        invocation.invoke_async(&mut self.conn.clone()).await
+    }
+
+    /// Runs the hold script's `op` on `channel` with `args`.
+    async fn hold<T: FromRedisValue>(
+        &self,
+        channel: &ChannelName,
+        op: &str,
+        args: &[&str],
+    ) -> Result<T, RedisError> {
+        let mut invocation = self.hold.key(self.keys.hold(channel));
+        invocation
+            .key(self.keys.fence(channel))
+            .arg(op)
+            .arg(channel.as_str())
+            .arg(self.keys.topic(channel));
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        invocation.invoke_async(&mut self.conn.clone()).await
+    }
+
+    /// Runs `work` in the background, if there is a runtime to run it on; a call that cannot
+    /// reach Redis is left to the leases.
+    fn spawn<F>(&self, work: impl FnOnce(Self) -> F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(work(self.clone()));
+        }
+    }
+}
 
 /// The settings of a [`RedisBroker`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,17 +284,23 @@ pub struct RedisBrokerConfig {
     /// How long an idempotency key is remembered (FERRY-DEDUP-1); raised to
     /// `retention.max_age` if shorter (FERRY-DEDUP-2).
     pub dedup_window: Duration,
+    /// How long a session whose connection ended without leaving stays present
+    /// (FERRY-PRESENCE-4), and how long after its node's last refresh a session's presence or
+    /// a hold lapses when the node stops (FERRY-HOLD-4; at least 1 s for those).
+    pub presence_leave_after: Duration,
 }
 
 impl RedisBrokerConfig {
-    /// The defaults for Redis at `url`: prefix [`DEFAULT_REDIS_PREFIX`], the given retention
-    /// and the default dedup window (2 minutes, or the retention's age if longer).
+    /// The defaults for Redis at `url`: prefix [`DEFAULT_REDIS_PREFIX`], the given retention,
+    /// the default dedup window (2 minutes, or the retention's age if longer) and the default
+    /// `presence_leave_after` (30 s).
     pub fn new(url: impl Into<String>, retention: Retention) -> Self {
         Self {
             url: url.into(),
             prefix: DEFAULT_REDIS_PREFIX.to_owned(),
             retention,
             dedup_window: Duration::from_millis(defaults::DEDUP_WINDOW_MS).max(retention.max_age),
+            presence_leave_after: Duration::from_millis(defaults::PRESENCE_LEAVE_AFTER_MS),
         }
     }
 }
@@ -196,6 +354,32 @@ impl Keys {
     fn topic(&self, channel: &ChannelName) -> String {
         format!("{}{}:{{{}}}", self.prefix, self.db, channel.as_str())
     }
+
+    fn in_channel(&self, channel: &ChannelName, name: &str) -> String {
+        format!("{}{{{}}}:{name}", self.prefix, channel.as_str())
+    }
+
+    /// The keys of the presence script, in its order: sessions, lapses, members, infos, users,
+    /// the state hash and the stream.
+    fn presence(&self, channel: &ChannelName) -> [String; 7] {
+        [
+            self.in_channel(channel, "presence"),
+            self.in_channel(channel, "lapses"),
+            self.in_channel(channel, "members"),
+            self.in_channel(channel, "infos"),
+            self.in_channel(channel, "users"),
+            self.state(channel),
+            self.events(channel),
+        ]
+    }
+
+    fn hold(&self, channel: &ChannelName) -> String {
+        self.in_channel(channel, "hold")
+    }
+
+    fn fence(&self, channel: &ChannelName) -> String {
+        self.in_channel(channel, "fence")
+    }
 }
 
 /// The broker of several nodes sharing one Redis: tickets, history, dedup and fan-out in Redis
@@ -214,6 +398,11 @@ pub struct RedisBroker {
     live: mpsc::UnboundedSender<Command>,
     slots_script: Script,
     held_slots: Arc<HeldSlots>,
+    scripts: Scripts,
+    local: Arc<SharedLocal>,
+    presence_leave_after: Duration,
+    /// How long a live session's presence entry and a hold last unless refreshed.
+    presence_lease: Duration,
 }
 
 impl RedisBroker {
@@ -247,6 +436,7 @@ impl RedisBroker {
         let live_client = Client::open(info.set_redis_settings(settings))
             .map_err(|e| BrokerError::Unavailable(format!("bad Redis URL: {e}")))?;
         let (live, commands) = mpsc::unbounded_channel();
+        let local = Arc::new(SharedLocal::default());
         let task = LiveTask {
             client: live_client,
             conn: conn.clone(),
@@ -254,6 +444,7 @@ impl RedisBroker {
             followed: HashMap::new(),
             link: None,
             failures: 0,
+            local: Arc::downgrade(&local),
         };
         tokio::spawn(task.run(commands));
         let held_slots = Arc::new(HeldSlots::default());
@@ -262,6 +453,18 @@ impl RedisBroker {
             conn.clone(),
             slots_script.clone(),
             Arc::downgrade(&held_slots),
+        ));
+        let scripts = Scripts {
+            conn: conn.clone(),
+            keys: keys.clone(),
+            presence: Script::new(PRESENCE_LUA),
+            hold: Script::new(HOLD_LUA),
+        };
+        let presence_lease = config.presence_leave_after.max(MIN_PRESENCE_LEASE);
+        tokio::spawn(refresh_presence(
+            scripts.clone(),
+            presence_lease,
+            Arc::downgrade(&local),
         ));
         Ok(Self {
             conn,
@@ -275,6 +478,10 @@ impl RedisBroker {
             live,
             slots_script,
             held_slots,
+            scripts,
+            local,
+            presence_leave_after: config.presence_leave_after,
+            presence_lease,
         })
     }
 
@@ -310,10 +517,103 @@ impl RedisBroker {
         self.retention
     }
 
+    /// How long a session whose connection ended without leaving stays present.
+    pub fn presence_leave_after(&self) -> Duration {
+        self.presence_leave_after
+    }
+
+    /// The name of `session` of this node in presence and hold records.
+    fn field(&self, session: &SessionId) -> String {
+        format!("{}/{}", self.message_prefix, session.as_str())
+    }
+
     fn next_message_id(&self) -> Result<MessageId, BrokerError> {
         let number = self.next_message.fetch_add(1, Ordering::Relaxed);
         MessageId::try_from(format!("{}-{number}", self.message_prefix).as_str())
             .map_err(|_| BrokerError::Internal("a generated message id broke the pattern".into()))
+    }
+
+    /// Runs the publish script; under the hold with `fence`, if given (FERRY-HOLD-3).
+    async fn publish_under(
+        &self,
+        channel: &ChannelName,
+        key: IdempotencyKey,
+        payload: Payload,
+        fence: Option<u64>,
+        published_at_ms: u64,
+    ) -> Result<PublishResponse, BrokerError> {
+        let message_id = self.next_message_id()?;
+        let frame = FrameParts::encode(Event {
+            channel: channel.clone(),
+            message_id: message_id.clone(),
+            payload,
+            position: StreamPosition {
+                epoch: marker_epoch(),
+                seq: Seq(UInt::new(MAX_SAFE_INTEGER)
+                    .ok_or_else(|| BrokerError::Internal("2^53 - 1 is a seq".into()))?),
+            },
+            published_at_ms: UnixMillis(
+                UInt::new(published_at_ms.min(MAX_SAFE_INTEGER))
+                    .ok_or_else(|| BrokerError::Internal("published_at_ms out of range".into()))?,
+            ),
+        })?;
+        let mut conn = self.conn.clone();
+        let answer: Vec<String> = self
+            .publish_script
+            .key(self.keys.state(channel))
+            .key(self.keys.events(channel))
+            .key(self.keys.dedup(channel, &key))
+            .key(self.keys.hold(channel))
+            .arg(random_epoch().as_str())
+            .arg(message_id.as_str())
+            .arg(&frame.before_epoch)
+            .arg(&frame.before_seq)
+            .arg(&frame.after_seq)
+            .arg(self.retention.max_events)
+            .arg(duration_ms(self.retention.max_age))
+            .arg(duration_ms(self.dedup_window).max(1))
+            .arg(self.keys.topic(channel))
+            .arg(fence.map_or_else(String::new, |fence| fence.to_string()))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let short = || BrokerError::Internal("a short answer from the publish script".into());
+        match answer.first().map(String::as_str) {
+            Some("published") => {
+                let epoch = parse_epoch(answer.get(1).ok_or_else(short)?)?;
+                let seq = parse_seq(answer.get(2).ok_or_else(short)?)?;
+                Ok(PublishResponse {
+                    channel: channel.clone(),
+                    duplicate: false,
+                    message_id,
+                    position: position(&epoch, seq)?,
+                })
+            }
+            Some("duplicate") => {
+                let record = answer.get(1).ok_or_else(short)?;
+                let mut parts = record.splitn(3, ' ');
+                let (Some(epoch), Some(seq), Some(original)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    return Err(BrokerError::Internal(
+                        "a dedup record does not parse".into(),
+                    ));
+                };
+                Ok(PublishResponse {
+                    channel: channel.clone(),
+                    duplicate: true,
+                    message_id: MessageId::try_from(original).map_err(|_| {
+                        BrokerError::Internal("a dedup record's message id does not parse".into())
+                    })?,
+                    position: position(&parse_epoch(epoch)?, parse_seq(seq)?)?,
+                })
+            }
+            Some("exhausted") => Err(BrokerError::SeqExhausted {
+                channel: channel.clone(),
+            }),
+            Some("not_holder") => Err(BrokerError::NotHolder),
+            _ => Err(short()),
+        }
     }
 
     /// Runs the read script: the channel's epoch, head, the seq before its oldest retained
@@ -449,75 +749,21 @@ impl Broker for RedisBroker {
         _now: Timestamp,
         published_at_ms: u64,
     ) -> Result<PublishResponse, BrokerError> {
-        let message_id = self.next_message_id()?;
-        let frame = FrameParts::encode(Event {
-            channel: channel.clone(),
-            message_id: message_id.clone(),
-            payload,
-            position: StreamPosition {
-                epoch: marker_epoch(),
-                seq: Seq(UInt::new(MAX_SAFE_INTEGER)
-                    .ok_or_else(|| BrokerError::Internal("2^53 - 1 is a seq".into()))?),
-            },
-            published_at_ms: UnixMillis(
-                UInt::new(published_at_ms.min(MAX_SAFE_INTEGER))
-                    .ok_or_else(|| BrokerError::Internal("published_at_ms out of range".into()))?,
-            ),
-        })?;
-        let mut conn = self.conn.clone();
-        let answer: Vec<String> = self
-            .publish_script
-            .key(self.keys.state(channel))
-            .key(self.keys.events(channel))
-            .key(self.keys.dedup(channel, &key))
-            .arg(random_epoch().as_str())
-            .arg(message_id.as_str())
-            .arg(&frame.before_epoch)
-            .arg(&frame.before_seq)
-            .arg(&frame.after_seq)
-            .arg(self.retention.max_events)
-            .arg(duration_ms(self.retention.max_age))
-            .arg(duration_ms(self.dedup_window).max(1))
-            .arg(self.keys.topic(channel))
-            .invoke_async(&mut conn)
+        self.publish_under(channel, key, payload, None, published_at_ms)
             .await
-            .map_err(unavailable)?;
-        let short = || BrokerError::Internal("a short answer from the publish script".into());
-        match answer.first().map(String::as_str) {
-            Some("published") => {
-                let epoch = parse_epoch(answer.get(1).ok_or_else(short)?)?;
-                let seq = parse_seq(answer.get(2).ok_or_else(short)?)?;
-                Ok(PublishResponse {
-                    channel: channel.clone(),
-                    duplicate: false,
-                    message_id,
-                    position: position(&epoch, seq)?,
-                })
-            }
-            Some("duplicate") => {
-                let record = answer.get(1).ok_or_else(short)?;
-                let mut parts = record.splitn(3, ' ');
-                let (Some(epoch), Some(seq), Some(original)) =
-                    (parts.next(), parts.next(), parts.next())
-                else {
-                    return Err(BrokerError::Internal(
-                        "a dedup record does not parse".into(),
-                    ));
-                };
-                Ok(PublishResponse {
-                    channel: channel.clone(),
-                    duplicate: true,
-                    message_id: MessageId::try_from(original).map_err(|_| {
-                        BrokerError::Internal("a dedup record's message id does not parse".into())
-                    })?,
-                    position: position(&parse_epoch(epoch)?, parse_seq(seq)?)?,
-                })
-            }
-            Some("exhausted") => Err(BrokerError::SeqExhausted {
-                channel: channel.clone(),
-            }),
-            _ => Err(short()),
-        }
+    }
+
+    async fn publish_fenced(
+        &self,
+        channel: &ChannelName,
+        key: IdempotencyKey,
+        payload: Payload,
+        fence: u64,
+        _now: Timestamp,
+        published_at_ms: u64,
+    ) -> Result<PublishResponse, BrokerError> {
+        self.publish_under(channel, key, payload, Some(fence), published_at_ms)
+            .await
     }
 
     async fn subscribe(
@@ -594,16 +840,28 @@ impl Broker for RedisBroker {
         self.live
             .send(Command::Follow {
                 channel: channel.clone(),
-                feed,
+                feed: Arc::clone(&feed),
                 done,
             })
             .map_err(|_| BrokerError::Internal("the pub/sub task stopped".into()))?;
         answer
             .await
-            .map_err(|_| BrokerError::Internal("the pub/sub task stopped".into()))?
+            .map_err(|_| BrokerError::Internal("the pub/sub task stopped".into()))??;
+        self.local.lock().feeds.insert(channel.clone(), feed);
+        Ok(())
     }
 
     fn unfollow(&self, channel: &ChannelName, feed: &Arc<Feed>, _now: Timestamp) {
+        {
+            let mut local = self.local.lock();
+            if local
+                .feeds
+                .get(channel)
+                .is_some_and(|followed| Arc::ptr_eq(followed, feed))
+            {
+                local.feeds.remove(channel);
+            }
+        }
         let _ = self.live.send(Command::Unfollow {
             channel: channel.clone(),
             feed: Arc::clone(feed),
@@ -732,6 +990,329 @@ impl Broker for RedisBroker {
             });
         }
     }
+
+    async fn join_presence(
+        &self,
+        channel: &ChannelName,
+        present: PresentSession,
+        _now: Timestamp,
+    ) -> Result<(), BrokerError> {
+        let field = self.field(&present.session);
+        let info = match &present.info {
+            Some(info) => serde_json::to_string(info).map_err(|e| {
+                BrokerError::Internal(format!("a presence info does not encode: {e}"))
+            })?,
+            None => String::new(),
+        };
+        let lease = duration_ms(self.presence_lease).to_string();
+        let _joined: i64 = self
+            .scripts
+            .presence(
+                channel,
+                "join",
+                &[&field, present.user.as_str(), &info, &lease],
+            )
+            .await
+            .map_err(unavailable)?;
+        self.local
+            .lock()
+            .present
+            .entry(channel.clone())
+            .or_default()
+            .insert(field);
+        Ok(())
+    }
+
+    fn leave_presence(&self, channel: &ChannelName, session: &SessionId, _now: Timestamp) {
+        let field = self.field(session);
+        self.local.lock().forget_present(channel, &field);
+        let channel = channel.clone();
+        // In the background; if Redis cannot be told, the entry expires as a lapse would.
+        self.scripts.spawn(|scripts| async move {
+            if let Err(error) = scripts.presence::<i64>(&channel, "leave", &[&field]).await {
+                debug!(channel = channel.as_str(), %error, "cannot record a leave; the entry lapses");
+            }
+        });
+    }
+
+    fn lapse_presence(&self, channel: &ChannelName, session: &SessionId, _now: Timestamp) {
+        let field = self.field(session);
+        {
+            let mut local = self.local.lock();
+            local.forget_present(channel, &field);
+            let until = tokio::time::Instant::now() + self.presence_leave_after + LAPSE_SWEEP_GRACE;
+            local.lapsing.insert(channel.clone(), until);
+        }
+        let channel = channel.clone();
+        let leave_after = duration_ms(self.presence_leave_after).to_string();
+        // In the background; if Redis cannot be told, the entry expires with its lease.
+        self.scripts.spawn(|scripts| async move {
+            if let Err(error) = scripts
+                .presence::<i64>(&channel, "lapse", &[&field, &leave_after])
+                .await
+            {
+                debug!(channel = channel.as_str(), %error, "cannot record a lapse; the entry expires with its lease");
+            }
+        });
+    }
+
+    async fn expire_presence(&self, _now: Timestamp) {
+        let channels: HashSet<ChannelName> = {
+            let mut local = self.local.lock();
+            let now = tokio::time::Instant::now();
+            local.lapsing.retain(|_, until| *until > now);
+            local
+                .present
+                .keys()
+                .chain(local.lapsing.keys())
+                .cloned()
+                .collect()
+        };
+        let batch = SWEEP_BATCH.to_string();
+        let batch = batch.as_str();
+        futures_util::stream::iter(channels)
+            .for_each_concurrent(CONCURRENT_CHANNELS, |channel| async move {
+                loop {
+                    match self
+                        .scripts
+                        .presence::<usize>(&channel, "expire", &[batch])
+                        .await
+                    {
+                        Ok(dropped) if dropped >= SWEEP_BATCH => {}
+                        Ok(_) => return,
+                        Err(error) => {
+                            debug!(channel = channel.as_str(), %error, "cannot sweep a channel's presence; retrying at the next sweep");
+                            return;
+                        }
+                    }
+                }
+            })
+            .await;
+    }
+
+    async fn members(
+        &self,
+        channel: &ChannelName,
+        after: Option<&UserId>,
+        limit: usize,
+        _now: Timestamp,
+    ) -> Result<MembersRead, BrokerError> {
+        let limit = limit.min(MAX_MEMBER_PAGE);
+        let answer: Vec<String> = self
+            .scripts
+            .presence(
+                channel,
+                "members",
+                &[after.map_or("", |user| user.as_str()), &limit.to_string()],
+            )
+            .await
+            .map_err(unavailable)?;
+        let short = || BrokerError::Internal("a short answer from the presence script".into());
+        let mut answer = answer.into_iter();
+        let epoch = parse_epoch(&answer.next().ok_or_else(short)?)?;
+        let seq = parse_seq(&answer.next().ok_or_else(short)?)?;
+        let more = answer.next().ok_or_else(short)? == "1";
+        let mut members = Vec::new();
+        while let Some(user) = answer.next() {
+            let (Some(sessions), Some(info)) = (answer.next(), answer.next()) else {
+                return Err(short());
+            };
+            members.push(Member {
+                info: parse_info(&info)?,
+                sessions: UInt::new(parse_seq(&sessions)?.clamp(1, 1_000_000)).ok_or_else(
+                    || BrokerError::Internal("a member's count is out of range".into()),
+                )?,
+                user: parse_user(&user)?,
+            });
+        }
+        let next = if more {
+            members.last().map(|member| member.user.clone())
+        } else {
+            None
+        };
+        Ok((members, next, position(&epoch, seq)?))
+    }
+
+    async fn claim_hold(
+        &self,
+        channel: &ChannelName,
+        session: &SessionId,
+        user: &UserId,
+        asked: Option<u64>,
+        mode: Exclusive,
+        _now: Timestamp,
+    ) -> Result<Claimed, BrokerError> {
+        let field = self.field(session);
+        let asked = asked.map_or_else(String::new, |fence| fence.to_string());
+        let mode = match mode {
+            Exclusive::Refuse => "refuse",
+            Exclusive::TakeOver => "take_over",
+        };
+        let lease = duration_ms(self.presence_lease).to_string();
+        let answer: Vec<String> = self
+            .scripts
+            .hold(
+                channel,
+                "claim",
+                &[&field, user.as_str(), &asked, mode, &lease],
+            )
+            .await
+            .map_err(unavailable)?;
+        let short = || BrokerError::Internal("a short answer from the hold script".into());
+        match answer.first().map(String::as_str) {
+            Some("held") => Ok(Claimed::Held),
+            Some("granted") => {
+                let fence = parse_fence(answer.get(1).ok_or_else(short)?)?;
+                let displaced = match (answer.get(2), answer.get(3), answer.get(4)) {
+                    (Some(session), Some(user), Some(fence)) => Some(Holder {
+                        session: parse_field(session)?,
+                        user: parse_user(user)?,
+                        fence: parse_fence(fence)?,
+                    }),
+                    _ => None,
+                };
+                self.local.lock().holds.insert(
+                    channel.clone(),
+                    LocalHold {
+                        field,
+                        user: user.clone(),
+                        fence,
+                    },
+                );
+                Ok(Claimed::Granted { fence, displaced })
+            }
+            _ => Err(short()),
+        }
+    }
+
+    fn release_hold(&self, channel: &ChannelName, session: &SessionId, _now: Timestamp) {
+        let field = self.field(session);
+        {
+            let mut local = self.local.lock();
+            if local
+                .holds
+                .get(channel)
+                .is_some_and(|hold| hold.field == field)
+            {
+                local.holds.remove(channel);
+            }
+        }
+        let channel = channel.clone();
+        let lease = duration_ms(self.presence_lease).to_string();
+        // In the background; if Redis cannot be told, the hold lapses with its lease.
+        self.scripts.spawn(|scripts| async move {
+            if let Err(error) = scripts
+                .hold::<i64>(&channel, "release", &[&field, &lease])
+                .await
+            {
+                debug!(channel = channel.as_str(), %error, "cannot release a hold; it lapses with its lease");
+            }
+        });
+    }
+}
+
+impl Local {
+    /// `field` no longer refreshes its presence in `channel`.
+    fn forget_present(&mut self, channel: &ChannelName, field: &str) {
+        if let Some(fields) = self.present.get_mut(channel) {
+            fields.remove(field);
+            if fields.is_empty() {
+                self.present.remove(channel);
+            }
+        }
+    }
+}
+
+/// Refreshes, every third of `lease`, the presence entries of this node's live sessions and
+/// its holds, until the broker is dropped. Sessions found gone (their entries expired while
+/// Redis could not be reached) are forgotten; holds found gone are told to the channel's feed
+/// as taken over, in case the notice on the topic was lost.
+async fn refresh_presence(scripts: Scripts, lease: Duration, local: std::sync::Weak<SharedLocal>) {
+    let mut every = tokio::time::interval(lease / 3);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    let lease = duration_ms(lease).to_string();
+    loop {
+        every.tick().await;
+        let Some(shared) = local.upgrade() else {
+            return;
+        };
+        let (present, holds) = {
+            let held = shared.lock();
+            let present: Vec<(ChannelName, Vec<String>)> = held
+                .present
+                .iter()
+                .flat_map(|(channel, fields)| {
+                    let fields: Vec<String> = fields.iter().cloned().collect();
+                    fields
+                        .chunks(SWEEP_BATCH)
+                        .map(|chunk| (channel.clone(), chunk.to_vec()))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let holds: Vec<(ChannelName, LocalHold)> = held
+                .holds
+                .iter()
+                .map(|(channel, hold)| (channel.clone(), hold.clone()))
+                .collect();
+            (present, holds)
+        };
+        drop(shared);
+        let (scripts, local, lease) = (&scripts, &local, lease.as_str());
+        futures_util::stream::iter(present)
+            .for_each_concurrent(CONCURRENT_CHANNELS, |(channel, fields)| async move {
+                let mut args = vec![lease];
+                args.extend(fields.iter().map(String::as_str));
+                match scripts
+                    .presence::<Vec<String>>(&channel, "refresh", &args)
+                    .await
+                {
+                    Ok(missing) if !missing.is_empty() => {
+                        debug!(channel = channel.as_str(), sessions = missing.len(), "presence entries expired before their refresh");
+                        if let Some(shared) = local.upgrade() {
+                            let mut held = shared.lock();
+                            for field in &missing {
+                                held.forget_present(&channel, field);
+                            }
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        debug!(channel = channel.as_str(), %error, "cannot refresh presence; retrying at the next round");
+                    }
+                }
+            })
+            .await;
+        futures_util::stream::iter(holds)
+            .for_each_concurrent(CONCURRENT_CHANNELS, |(channel, hold)| async move {
+                let fence = hold.fence.to_string();
+                let args = [hold.field.as_str(), &fence, hold.user.as_str(), lease];
+                match scripts.hold::<i64>(&channel, "refresh", &args).await {
+                    Ok(1) => {}
+                    Ok(_) => {
+                        let Some(shared) = local.upgrade() else {
+                            return;
+                        };
+                        let feed = {
+                            let mut held = shared.lock();
+                            if held.holds.get(&channel) != Some(&hold) {
+                                return;
+                            }
+                            held.holds.remove(&channel);
+                            held.feeds.get(&channel).cloned()
+                        };
+                        info!(channel = channel.as_str(), fence = hold.fence, "a hold of this node passed to another session");
+                        if let Some(feed) = feed {
+                            feed.take_over(hold.fence);
+                        }
+                    }
+                    Err(error) => {
+                        debug!(channel = channel.as_str(), %error, "cannot refresh a hold; retrying at the next round");
+                    }
+                }
+            })
+            .await;
+    }
 }
 
 /// Renews, every [`SLOT_RENEW_EVERY`], the leases of the connection slots this node's sessions
@@ -772,6 +1353,7 @@ impl fmt::Debug for RedisBroker {
             .field("db", &self.keys.db)
             .field("retention", &self.retention)
             .field("dedup_window", &self.dedup_window)
+            .field("presence_leave_after", &self.presence_leave_after)
             .finish_non_exhaustive()
     }
 }
@@ -832,6 +1414,35 @@ fn parse_seq(text: &str) -> Result<u64, BrokerError> {
         .map_err(|_| BrokerError::Internal(format!("Redis holds the bad seq {text:?}")))
 }
 
+fn parse_fence(text: &str) -> Result<u64, BrokerError> {
+    text.parse()
+        .map_err(|_| BrokerError::Internal(format!("Redis holds the bad fence {text:?}")))
+}
+
+fn parse_user(text: &str) -> Result<UserId, BrokerError> {
+    text.parse()
+        .map_err(|_| BrokerError::Internal(format!("Redis holds the bad user {text:?}")))
+}
+
+/// The session of a presence or hold record's `<node id>/<session id>`.
+fn parse_field(text: &str) -> Result<SessionId, BrokerError> {
+    text.split_once('/')
+        .and_then(|(_, session)| session.parse().ok())
+        .ok_or_else(|| BrokerError::Internal(format!("Redis holds the bad session {text:?}")))
+}
+
+/// A member's info as the presence script answers it: `""` for none.
+fn parse_info(text: &str) -> Result<Option<PresenceInfo>, BrokerError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(text).map(Some).map_err(|e| {
+        BrokerError::Internal(format!(
+            "Redis holds a presence info that does not parse: {e}"
+        ))
+    })
+}
+
 fn parse_frame(text: String) -> Result<EncodedEvent, BrokerError> {
     EncodedEvent::from_text(text).map_err(|e| {
         BrokerError::Internal(format!("Redis holds an event that does not parse: {e}"))
@@ -880,6 +1491,8 @@ struct LiveTask {
     link: Option<(PubSubSink, PubSubStream)>,
     /// Failed connection attempts in a row, for the backoff.
     failures: u32,
+    /// The broker's record of its sessions' presence, to tell which channels keep it.
+    local: std::sync::Weak<SharedLocal>,
 }
 
 impl LiveTask {
@@ -970,8 +1583,30 @@ impl LiveTask {
             );
         }
         let channels: Vec<ChannelName> = self.followed.keys().cloned().collect();
-        for channel in channels {
-            self.catch_up(&channel).await;
+        for channel in &channels {
+            self.catch_up(channel).await;
+        }
+        // Presence events published while the connection was down are lost, and no stream
+        // holds them: the sessions of channels with presence resume, and read the members
+        // again (FERRY-PRESENCE-6).
+        let with_presence: Vec<ChannelName> = match self.local.upgrade() {
+            Some(local) => {
+                let local = local.lock();
+                channels
+                    .into_iter()
+                    .filter(|channel| local.present.contains_key(channel))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        for channel in &with_presence {
+            if let Some(followed) = self.followed.get(channel) {
+                info!(
+                    channel = channel.as_str(),
+                    "presence events may be lost; the channel's sessions resume"
+                );
+                followed.feed.interrupt();
+            }
         }
         true
     }
@@ -1054,14 +1689,25 @@ impl LiveTask {
         }
     }
 
-    /// Hands a live event to its channel's feed, after filling any hole before it.
+    /// Hands a message on a channel's topic to the channel's feed: a live event after filling
+    /// any hole before it, a presence event after the events up to its head, a take-over.
     async fn on_message(&mut self, message: &Msg) {
-        let event = match std::str::from_utf8(message.get_payload_bytes())
-            .ok()
-            .map(|text| EncodedEvent::from_text(text.to_owned()))
-        {
-            Some(Ok(event)) => event,
-            _ => {
+        let Ok(text) = std::str::from_utf8(message.get_payload_bytes()) else {
+            warn!(
+                topic = message.get_channel_name(),
+                "a message on a Ferry topic is not UTF-8; ignored"
+            );
+            return;
+        };
+        if text.starts_with(PRESENCE_FRAME) {
+            return self.on_presence(message, text).await;
+        }
+        if let Some(notice) = text.strip_prefix(TAKE_OVER) {
+            return self.on_take_over(message, notice);
+        }
+        let event = match EncodedEvent::from_text(text.to_owned()) {
+            Ok(event) => event,
+            Err(_) => {
                 warn!(
                     topic = message.get_channel_name(),
                     "a message on a Ferry topic is not an event frame; ignored"
@@ -1100,6 +1746,59 @@ impl LiveTask {
         if let Some(followed) = self.followed.get_mut(&channel) {
             followed.feed.push(&event);
             followed.last = Some((epoch, seq));
+        }
+    }
+
+    /// Hands a presence event to its channel's feed. Its head says which events were published
+    /// before it: any of them the feed has not had yet (their messages lost) are filled in from
+    /// the stream first, so the feed gets them in the order they were recorded. Presence
+    /// frames take no seq, so they leave the feed's last seq as it is.
+    async fn on_presence(&mut self, message: &Msg, text: &str) {
+        let Ok(presence) = EncodedPresence::from_text(text.to_owned()) else {
+            warn!(
+                topic = message.get_channel_name(),
+                "a presence message on a Ferry topic does not parse; ignored"
+            );
+            return;
+        };
+        let channel = presence.presence().channel.clone();
+        let Some(followed) = self.followed.get(&channel) else {
+            return;
+        };
+        let head = &presence.presence().position;
+        let behind = match &followed.last {
+            Some((epoch, last)) if *epoch == head.epoch => Some(*last),
+            Some(_) => None,
+            None => Some(0),
+        }
+        .filter(|last| head.seq.get() > *last);
+        if let Some(last) = behind {
+            let epoch = head.epoch.clone();
+            self.fill(&channel, &epoch, last, Some(head.seq.get()))
+                .await;
+        }
+        if let Some(followed) = self.followed.get(&channel) {
+            followed.feed.push_presence(&presence);
+        }
+    }
+
+    /// Tells a channel's feed that the hold with the notice's fence passed to another session.
+    fn on_take_over(&self, message: &Msg, notice: &str) {
+        let parsed = notice.split_once(' ').and_then(|(fence, channel)| {
+            Some((
+                fence.parse::<u64>().ok()?,
+                channel.parse::<ChannelName>().ok()?,
+            ))
+        });
+        let Some((fence, channel)) = parsed else {
+            warn!(
+                topic = message.get_channel_name(),
+                "a take-over notice on a Ferry topic does not parse; ignored"
+            );
+            return;
+        };
+        if let Some(followed) = self.followed.get(&channel) {
+            followed.feed.take_over(fence);
         }
     }
 

@@ -30,10 +30,13 @@ fn event(name: &str, seq: u64, bytes: usize) -> EncodedEvent {
 
 fn taken(mailbox: &Mailbox) -> (Vec<u64>, bool) {
     let mut events = VecDeque::new();
-    let fell_behind = mailbox.take(&mut events);
+    let fell_behind = mailbox.take(&mut events).fell_behind;
     let seqs = events
         .iter()
-        .map(|event| event.event().position.seq.get())
+        .map(|delivery| match delivery {
+            Delivery::Event(event) => event.event().position.seq.get(),
+            Delivery::Presence(presence) => panic!("no presence here: {presence:?}"),
+        })
         .collect();
     (seqs, fell_behind)
 }
@@ -168,8 +171,9 @@ fn frames_are_shared_not_copied_between_mailboxes() {
     let (mut from_a, mut from_b) = (VecDeque::new(), VecDeque::new());
     a.take(&mut from_a);
     b.take(&mut from_b);
-    assert_eq!(
-        from_a[0].text().as_str().as_ptr(),
-        from_b[0].text().as_str().as_ptr()
-    );
+    let text = |delivery: &Delivery| match delivery {
+        Delivery::Event(event) => event.text().as_str().as_ptr(),
+        Delivery::Presence(presence) => presence.text().as_str().as_ptr(),
+    };
+    assert_eq!(text(&from_a[0]), text(&from_b[0]));
 }

@@ -51,6 +51,8 @@ export declare const CloseCode: {
     readonly FellBehind: 4410;
     /** The session held no subscription and sent nothing but pongs for the server's idle timeout, a server setting (off by default in ferry-server). The client connects again when its application next subscribes or publishes. */
     readonly IdleTimeout: 4411;
+    /** Another session took over the exclusive channel this session held, in a namespace that declares exclusive take_over. The client does not reconnect by itself: its application decides whether to take the channel back. */
+    readonly TakenOver: 4412;
     /** The client kept sending after being answered with rate_limited. */
     readonly RateLimitExceeded: 4429;
 };
@@ -195,6 +197,18 @@ export declare const DEFAULTS: {
      * How long a client waits for the reply to a request before failing it locally. (ms)
      */
     readonly requestTimeoutMs: 10000;
+    /**
+     * How long a session whose connection ended without an unsubscribe or a close frame from its client still counts as present; as long as the heartbeat's dead-peer detection. (ms)
+     */
+    readonly presenceLeaveAfterMs: 30000;
+    /**
+     * The largest presence info a subscribe may carry, as the client serialized it. (bytes)
+     */
+    readonly maxPresenceInfoBytes: 512;
+    /**
+     * The most members one member_page holds, and the limit a members request without one asks for. (count)
+     */
+    readonly maxMemberPage: 1000;
 };
 /** How binding a rule is (RFC 2119). */
 export type RuleLevel = "MUST" | "SHOULD";
@@ -339,7 +353,7 @@ export declare const RULES: {
     readonly "FERRY-SUBSCRIBE-6": {
         readonly level: "MUST";
         readonly section: "SUBSCRIBE";
-        readonly text: "A server MUST check a subscribe in this order and answer the first check that fails: read permission (forbidden), the declared namespaces (unknown_channel), a subscription the session already holds (already_subscribed), then max_subscriptions (too_many_subscriptions).";
+        readonly text: "A server MUST check a subscribe in this order and answer the first check that fails: read permission (forbidden), the declared namespaces (unknown_channel), a subscription the session already holds (already_subscribed), then max_subscriptions (too_many_subscriptions); then info or hold on a namespace that does not declare presence or exclusive, or info over its size (bad_request); then a hold another session keeps (held, FERRY-HOLD-2).";
     };
     readonly "FERRY-SUBSCRIBE-7": {
         readonly level: "MUST";
@@ -429,7 +443,7 @@ export declare const RULES: {
     readonly "FERRY-PUBLISH-4": {
         readonly level: "MUST";
         readonly section: "PUBLISH";
-        readonly text: "A server MUST check a publish in this order and answer the first check that fails: write permission (forbidden); the declared namespaces (unknown_channel) and the size of the event it makes (message_too_large), in either order; the namespace's payload schema (payload_invalid); and only then the idempotency key, so that a repeated key whose publish fails an earlier check gets that check's error, not duplicate true.";
+        readonly text: "A server MUST check a publish in this order and answer the first check that fails: write permission (forbidden); the declared namespaces (unknown_channel) and the size of the event it makes (message_too_large), in either order; on an exclusive channel, the session's hold (held, FERRY-HOLD-3); the namespace's payload schema (payload_invalid); and only then the idempotency key, so that a repeated key whose publish fails an earlier check gets that check's error, not duplicate true.";
     };
     readonly "FERRY-DEDUP-1": {
         readonly level: "MUST";
@@ -655,6 +669,61 @@ export declare const RULES: {
         readonly level: "MUST";
         readonly section: "HOOK";
         readonly text: "A server MUST call an HTTP backend with POST, a BackendCall body naming the session's user, session id and request id, and an Authorization: Bearer header carrying the secret shared with that backend (or over mutually authenticated TLS); a backend answers 200 with a BackendAnswer. A backend SHOULD refuse a call without the secret.";
+    };
+    readonly "FERRY-PRESENCE-1": {
+        readonly level: "MUST";
+        readonly section: "PRESENCE";
+        readonly text: "In a channel whose namespace declares presence, a server MUST count a session as present from its subscribed reply until its unsubscribe is answered, until its client's close frame arrives, or, when its connection ends any other way (dropped, timed out, closed by the server, its node gone), until presence.leave_after_ms later. A user is a member while at least one of its sessions is present; a member carries the number of its present sessions and the info of the session that made it a member, kept until it leaves. Every node sharing the channel sees the same members.";
+    };
+    readonly "FERRY-PRESENCE-2": {
+        readonly level: "MUST";
+        readonly section: "PRESENCE";
+        readonly text: "A server MUST send a presence event with change join when a user becomes a member and with change leave when it stops being one, to every session subscribed to the channel, once per change and in the order the changes were recorded; a session whose subscribe was in flight when a change was recorded may get its event after its subscribed reply (its own join among them), and the members it reads after the reply include it already; never for a member whose count of sessions changes otherwise (a second tab joins nothing). Each carries the channel's head when the change was recorded. Presence events are not stored in history, not replayed on resume and take no seq: membership is state, and one member page after a resume costs less than replaying every join and leave since.";
+    };
+    readonly "FERRY-PRESENCE-3": {
+        readonly level: "MUST";
+        readonly section: "PRESENCE";
+        readonly text: "A server MUST answer members on a channel the session holds an active subscription to, whose namespace declares presence, with member_page carrying its id: the members whose user sorts after after (UTF-8 bytes, ascending), at most limit (1000 when absent) and fewer when that many would not fit in max_message_bytes, next set to the page's last user when more follow and null otherwise, and the channel's head when it was read. Checks, in order: read permission (forbidden), the declared namespaces (unknown_channel), the subscription (not_subscribed), then a namespace without presence (bad_request).";
+    };
+    readonly "FERRY-PRESENCE-4": {
+        readonly level: "MUST";
+        readonly section: "PRESENCE";
+        readonly text: "A server whose application declares a presence namespace MUST advertise presence.leave_after_ms in the welcome and MUST keep it: a client that reconnects and subscribes again within it, resuming or not, causes neither a leave nor a join of its user. A node shared with others refreshes its sessions' presence while they last, so that those of a node that stops (crashed, cut off) leave within leave_after_ms of its last refresh plus the time it takes to notice.";
+    };
+    readonly "FERRY-PRESENCE-5": {
+        readonly level: "MUST";
+        readonly section: "PRESENCE";
+        readonly text: "A server MUST refuse with bad_request a subscribe whose info takes over 512 bytes as compact JSON (no whitespace outside strings), or that carries info on a namespace without presence or hold on a namespace without exclusive.";
+    };
+    readonly "FERRY-PRESENCE-6": {
+        readonly level: "SHOULD";
+        readonly section: "PRESENCE";
+        readonly text: "A client that tracks a channel's members SHOULD read every member page after each subscribed reply (a resume's included), apply on top of the pages, in order, the presence events that arrived since that reply, and then apply each presence event as it arrives: a join sets the member with one session and its info, a leave removes it. Since each event states a member's whole presence, this gives the server's members whatever the order in which pages and events cross.";
+    };
+    readonly "FERRY-HOLD-1": {
+        readonly level: "MUST";
+        readonly section: "HOLD";
+        readonly text: "In a channel whose namespace declares exclusive, a session holds the channel by subscribing with hold; a server MUST let at most one session hold a channel at a time, across every node sharing it, and MUST answer a granted hold with subscribed carrying hold.fence, a fencing token larger than that of every earlier hold of the channel.";
+    };
+    readonly "FERRY-HOLD-2": {
+        readonly level: "MUST";
+        readonly section: "HOLD";
+        readonly text: "When another session holds the channel, a server MUST pass the hold to the asking session if it carries the holder's fence and the holder's user (a client taking its own hold back after a reconnect); otherwise, in a namespace declaring exclusive refuse it MUST answer held, and in one declaring exclusive take_over it MUST grant the hold and close the previous holder's session with 4412. A session whose hold passed to another is closed with 4412 in both cases.";
+    };
+    readonly "FERRY-HOLD-3": {
+        readonly level: "MUST";
+        readonly section: "HOLD";
+        readonly text: "A server MUST accept a publish sent on a session to an exclusive channel only from the session holding it, checked against the hold's fence when the event is stored, so that a holder that lost its hold has no publish stored after the new holder's grant; any other session gets held. Publishes through POST /v1/publish come from the backend and are not held back.";
+    };
+    readonly "FERRY-HOLD-4": {
+        readonly level: "MUST";
+        readonly section: "HOLD";
+        readonly text: "A server MUST end a hold at its session's unsubscribe or end, and a node shared with others MUST refresh its holds while they last, so that the holds of a node that stops lapse within presence.leave_after_ms of its last refresh.";
+    };
+    readonly "FERRY-HOLD-5": {
+        readonly level: "MUST";
+        readonly section: "HOLD";
+        readonly text: "A client MUST keep the fence of its last hold of each channel and send it with hold when it subscribes to the channel again after a reconnect; on close code 4412 it MUST NOT reconnect by itself and tells its application that the hold was taken over.";
     };
 };
 /** A rule id, for tests and conformance cases to cite. */

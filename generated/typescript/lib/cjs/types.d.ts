@@ -148,7 +148,7 @@ export interface BackendRefusal {
 /**
  * Any message a client sends to the server, tagged by its type.
  */
-export type ClientMessage = Subscribe | Unsubscribe | Publish | Pong | Rpc;
+export type ClientMessage = Subscribe | Unsubscribe | Publish | Pong | Rpc | Members;
 /**
  * Asks to receive a channel's events. The server answers with subscribed or with an error carrying the same id. With from, the server first replays every event after that position (or says why it cannot) and then sends live events.
  */
@@ -169,6 +169,14 @@ export interface Subscribe {
      * The position of the last event the client delivered on this channel; absent on a first subscribe.
      */
     from?: StreamPosition;
+    /**
+     * The session's presence info, only on a channel whose namespace declares presence (FERRY-PRESENCE-5).
+     */
+    info?: PresenceInfo;
+    /**
+     * Asks to hold the channel as its one publisher, only on a channel whose namespace declares exclusive (FERRY-HOLD-1).
+     */
+    hold?: HoldRequest;
 }
 /**
  * Stops a channel's events. The server answers with unsubscribed (also when the session was not subscribed) and sends no event of that channel after the reply.
@@ -236,6 +244,34 @@ export interface Rpc {
      * The call's arguments; they must match the method's params schema.
      */
     params: Payload;
+}
+/**
+ * Asks for one page of a presence channel's members, on a session subscribed to it. The server answers with member_page or with an error carrying the same id (FERRY-PRESENCE-3).
+ */
+export interface Members {
+    /**
+     * Always "members".
+     */
+    type: "members";
+    /**
+     * The request id the reply will carry.
+     */
+    id: RequestId;
+    /**
+     * The channel whose members to list.
+     */
+    channel: ChannelName;
+    /**
+     * List the members whose user sorts after this one: the previous page's next; absent for the first page.
+     */
+    after?: UserId;
+    /**
+     * The most members the page holds; absent means 1000.
+     * @minimum 1
+     * @maximum 1000
+     * @integer
+     */
+    limit?: number;
 }
 /**
  * Answers a ping, echoing its nonce, within the advertised heartbeat timeout.
@@ -516,13 +552,80 @@ export interface RpcPolicy {
     timeout_ms: number;
 }
 /**
+ * How the server keeps presence on this session (FERRY-PRESENCE-4).
+ */
+export interface PresencePolicy {
+    /**
+     * How long a session whose connection ended without an unsubscribe or a close frame from its client still counts as present in its channels, so that a client reconnecting within it causes no leave and no join.
+     * @minimum 0
+     * @maximum 3600000
+     * @integer
+     */
+    leave_after_ms: number;
+}
+/**
+ * A small JSON object a session attaches to its presence in a channel (a display name, a device): at most 512 bytes as the client serialized it (FERRY-PRESENCE-5). The application defines its members.
+ */
+export type PresenceInfo = {
+    [key: string]: JsonValue;
+};
+/**
+ * What a presence event reports: a user became a member of the channel (join) or stopped being one (leave).
+ */
+export type PresenceChange = "join" | "leave";
+/**
+ * A user present in a channel: one or more of its sessions are subscribed to it (FERRY-PRESENCE-1).
+ */
+export interface Member {
+    /**
+     * The member's identity.
+     */
+    user: UserId;
+    /**
+     * How many of the user's sessions were present in the channel when the page was read; no presence event tells a change of it (FERRY-PRESENCE-2), so a client that shows it reads the members again to refresh it.
+     * @minimum 1
+     * @maximum 1000000
+     * @integer
+     */
+    sessions: number;
+    /**
+     * The info of the session that made the user a member; absent when that session gave none.
+     */
+    info?: PresenceInfo;
+}
+/**
+ * A fencing token of an exclusive channel: each hold of the channel gets a larger one than every earlier hold (FERRY-HOLD-1).
+ * @minimum 1
+ * @maximum 9007199254740991
+ * @integer
+ */
+export type Fence = number;
+/**
+ * Asks to hold an exclusive channel: to be the one session that may publish to it (FERRY-HOLD-1).
+ */
+export interface HoldRequest {
+    /**
+     * The fence of this client's last hold of the channel, when it re-subscribes after a reconnect: a hold that still carries it passes to the new session (FERRY-HOLD-2).
+     */
+    fence?: Fence;
+}
+/**
+ * The hold a subscribe obtained on an exclusive channel.
+ */
+export interface HoldGrant {
+    /**
+     * This hold's fencing token; keep it to reclaim the hold after a reconnect.
+     */
+    fence: Fence;
+}
+/**
  * Why missed events could not be replayed: the requested position is older than the retained history (history_exceeded), belongs to an epoch that was reset (epoch_changed), or lies beyond the channel's head (position_ahead).
  */
 export type RecoveryGap = "history_exceeded" | "epoch_changed" | "position_ahead";
 /**
  * A code from the error table (error-codes.json).
  */
-export type ErrorCode = "bad_request" | "unknown_type" | "unauthorized" | "forbidden" | "unknown_channel" | "payload_invalid" | "already_subscribed" | "too_many_subscriptions" | "rate_limited" | "message_too_large" | "not_found" | "method_not_allowed" | "unavailable" | "internal" | "unknown_method" | "rejected" | "timeout";
+export type ErrorCode = "bad_request" | "unknown_type" | "unauthorized" | "forbidden" | "unknown_channel" | "payload_invalid" | "already_subscribed" | "too_many_subscriptions" | "rate_limited" | "message_too_large" | "not_found" | "method_not_allowed" | "unavailable" | "internal" | "unknown_method" | "rejected" | "timeout" | "not_subscribed" | "held";
 /**
  * A typed error, shared by the WebSocket error message and every HTTP error body.
  */
@@ -703,7 +806,7 @@ export interface ErrorBody {
 /**
  * Any message a server sends to a client, tagged by its type.
  */
-export type ServerMessage = Welcome | Subscribed | Unsubscribed | Published | RpcResult | EventMessage | Ping | ErrorMessage | Goodbye;
+export type ServerMessage = Welcome | Subscribed | Unsubscribed | Published | RpcResult | EventMessage | MemberPage | Presence | Ping | ErrorMessage | Goodbye;
 /**
  * The server's first frame on every session. It tells the client everything it must obey: heartbeat timing, limits, reconnect policy and resume window. A client sends nothing before it.
  */
@@ -749,6 +852,10 @@ export interface Welcome {
      * How calls are answered; present when the server's application declares methods.
      */
     rpc?: RpcPolicy;
+    /**
+     * How presence is kept; present when the server's application declares a presence namespace.
+     */
+    presence?: PresencePolicy;
 }
 /**
  * The outcome of a subscribe that carried from. When complete, the server replays exactly replayed events (the ones after from, up to the subscribed position) before any live event. When not complete, it replays nothing, reason says why, and the application must refetch its state (for example through the history endpoint) before trusting the stream.
@@ -794,6 +901,10 @@ export interface Subscribed {
      * Present exactly when the subscribe carried from: whether the missed events will be replayed.
      */
     recovery?: Recovery;
+    /**
+     * Present exactly when the subscribe asked to hold the channel: the hold it obtained.
+     */
+    hold?: HoldGrant;
 }
 /**
  * The reply to unsubscribe; no event of the channel follows it.
@@ -894,6 +1005,65 @@ export interface EventMessage {
      * The application's data.
      */
     payload: Payload;
+}
+/**
+ * The reply to members: one page of the channel's members, ordered by user (FERRY-PRESENCE-3).
+ */
+export interface MemberPage {
+    /**
+     * Always "member_page".
+     */
+    type: "member_page";
+    /**
+     * The id of the members request this answers.
+     */
+    id: RequestId;
+    /**
+     * The channel whose members these are.
+     */
+    channel: ChannelName;
+    /**
+     * The members whose user sorts after the request's after, in ascending order of user (compared as UTF-8 bytes).
+     * @maxItems 1000
+     */
+    members: Member[];
+    /**
+     * The after of the next page: the last user of this page when more members follow, null when this page is the last.
+     */
+    next: UserId | null;
+    /**
+     * The channel's head when the page was read.
+     */
+    position: StreamPosition;
+}
+/**
+ * A user joined or left a presence channel (FERRY-PRESENCE-2). Presence events are not stored, not replayed on resume and take no seq.
+ */
+export interface Presence {
+    /**
+     * Always "presence".
+     */
+    type: "presence";
+    /**
+     * The channel whose members changed.
+     */
+    channel: ChannelName;
+    /**
+     * Whether the user joined or left.
+     */
+    change: PresenceChange;
+    /**
+     * The user that joined or left.
+     */
+    user: UserId;
+    /**
+     * On a join, the info of the session that made the user a member, if it gave one; never on a leave.
+     */
+    info?: PresenceInfo;
+    /**
+     * The channel's head when the change was recorded: the events up to it were published before the change.
+     */
+    position: StreamPosition;
 }
 /**
  * The server's heartbeat, sent every heartbeat interval. The client answers with a pong carrying the same nonce.

@@ -59,6 +59,10 @@ export declare function isPublish(value: unknown): value is T.Publish;
 export declare function validateRpc(value: unknown): Problem[];
 /** Whether `value` is a valid Rpc, every schema constraint included. */
 export declare function isRpc(value: unknown): value is T.Rpc;
+/** The problems that keep `value` from being a valid Members; empty when it is one. */
+export declare function validateMembers(value: unknown): Problem[];
+/** Whether `value` is a valid Members, every schema constraint included. */
+export declare function isMembers(value: unknown): value is T.Members;
 /** The problems that keep `value` from being a valid Pong; empty when it is one. */
 export declare function validatePong(value: unknown): Problem[];
 /** Whether `value` is a valid Pong, every schema constraint included. */
@@ -151,6 +155,34 @@ export declare function isResumePolicy(value: unknown): value is T.ResumePolicy;
 export declare function validateRpcPolicy(value: unknown): Problem[];
 /** Whether `value` is a valid RpcPolicy, every schema constraint included. */
 export declare function isRpcPolicy(value: unknown): value is T.RpcPolicy;
+/** The problems that keep `value` from being a valid PresencePolicy; empty when it is one. */
+export declare function validatePresencePolicy(value: unknown): Problem[];
+/** Whether `value` is a valid PresencePolicy, every schema constraint included. */
+export declare function isPresencePolicy(value: unknown): value is T.PresencePolicy;
+/** The problems that keep `value` from being a valid PresenceInfo; empty when it is one. */
+export declare function validatePresenceInfo(value: unknown): Problem[];
+/** Whether `value` is a valid PresenceInfo, every schema constraint included. */
+export declare function isPresenceInfo(value: unknown): value is T.PresenceInfo;
+/** The problems that keep `value` from being a valid PresenceChange; empty when it is one. */
+export declare function validatePresenceChange(value: unknown): Problem[];
+/** Whether `value` is a valid PresenceChange, every schema constraint included. */
+export declare function isPresenceChange(value: unknown): value is T.PresenceChange;
+/** The problems that keep `value` from being a valid Member; empty when it is one. */
+export declare function validateMember(value: unknown): Problem[];
+/** Whether `value` is a valid Member, every schema constraint included. */
+export declare function isMember(value: unknown): value is T.Member;
+/** The problems that keep `value` from being a valid Fence; empty when it is one. */
+export declare function validateFence(value: unknown): Problem[];
+/** Whether `value` is a valid Fence, every schema constraint included. */
+export declare function isFence(value: unknown): value is T.Fence;
+/** The problems that keep `value` from being a valid HoldRequest; empty when it is one. */
+export declare function validateHoldRequest(value: unknown): Problem[];
+/** Whether `value` is a valid HoldRequest, every schema constraint included. */
+export declare function isHoldRequest(value: unknown): value is T.HoldRequest;
+/** The problems that keep `value` from being a valid HoldGrant; empty when it is one. */
+export declare function validateHoldGrant(value: unknown): Problem[];
+/** Whether `value` is a valid HoldGrant, every schema constraint included. */
+export declare function isHoldGrant(value: unknown): value is T.HoldGrant;
 /** The problems that keep `value` from being a valid RecoveryGap; empty when it is one. */
 export declare function validateRecoveryGap(value: unknown): Problem[];
 /** Whether `value` is a valid RecoveryGap, every schema constraint included. */
@@ -229,6 +261,14 @@ export declare function isPublished(value: unknown): value is T.Published;
 export declare function validateEventMessage(value: unknown): Problem[];
 /** Whether `value` is a valid EventMessage, every schema constraint included. */
 export declare function isEventMessage(value: unknown): value is T.EventMessage;
+/** The problems that keep `value` from being a valid MemberPage; empty when it is one. */
+export declare function validateMemberPage(value: unknown): Problem[];
+/** Whether `value` is a valid MemberPage, every schema constraint included. */
+export declare function isMemberPage(value: unknown): value is T.MemberPage;
+/** The problems that keep `value` from being a valid Presence; empty when it is one. */
+export declare function validatePresence(value: unknown): Problem[];
+/** Whether `value` is a valid Presence, every schema constraint included. */
+export declare function isPresence(value: unknown): value is T.Presence;
 /** The problems that keep `value` from being a valid Ping; empty when it is one. */
 export declare function validatePing(value: unknown): Problem[];
 /** Whether `value` is a valid Ping, every schema constraint included. */

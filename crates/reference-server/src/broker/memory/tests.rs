@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use serde_json::json;
 
 use super::*;
-use crate::hub::{Hub, Mailbox, QueueLimits};
+use crate::hub::{Delivery, Hub, Mailbox, QueueLimits};
 
 /// A session's view of the broker: a mailbox that joined `name` through a hub.
 struct Follower {
@@ -27,11 +27,23 @@ impl Follower {
         follower
     }
 
-    /// The events pushed since the last call.
+    /// The events pushed since the last call (no presence event may be among them).
     fn received(&self) -> Vec<EncodedEvent> {
-        let mut events = VecDeque::new();
-        assert!(!self.mailbox.take(&mut events), "never fell behind");
-        events.into()
+        self.deliveries()
+            .into_iter()
+            .map(|delivery| match delivery {
+                Delivery::Event(event) => event,
+                Delivery::Presence(presence) => panic!("a presence event: {presence:?}"),
+            })
+            .collect()
+    }
+
+    /// Everything pushed since the last call.
+    fn deliveries(&self) -> Vec<Delivery> {
+        let mut deliveries = VecDeque::new();
+        let taken = self.mailbox.take(&mut deliveries);
+        assert!(!taken.fell_behind, "never fell behind");
+        deliveries.into()
     }
 }
 
@@ -76,6 +88,7 @@ fn broker(max_events: u64, max_age_ms: u64) -> MemoryBroker {
         max_channels: DEFAULT_MAX_CHANNELS,
         max_history_bytes: DEFAULT_MAX_HISTORY_BYTES,
         epoch: epoch("e1"),
+        presence_leave_after: Duration::from_millis(LEAVE_AFTER_MS),
     })
 }
 
@@ -720,6 +733,7 @@ async fn a_channel_holding_a_live_idempotency_key_is_kept_so_the_key_still_dedup
         max_channels: DEFAULT_MAX_CHANNELS,
         max_history_bytes: DEFAULT_MAX_HISTORY_BYTES,
         epoch: epoch("e1"),
+        presence_leave_after: Duration::from_millis(LEAVE_AFTER_MS),
     });
     let original = broker
         .publish(&ch, key("k"), Payload::from(json!(1)), at(0), 0)
@@ -792,4 +806,165 @@ async fn unfollow_with_a_stale_feed_leaves_the_current_feed_in_place() {
     broker.unfollow(&ch, &old, at(0));
     publish_many(&broker, "project:a", 1).await;
     assert_eq!(seqs(&current.received()), vec![1]);
+}
+
+/// The lapse time of the test brokers (FERRY-PRESENCE-4).
+const LEAVE_AFTER_MS: u64 = 30_000;
+
+fn present(session: &str, user: &str) -> PresentSession {
+    PresentSession {
+        session: session.parse().expect("a session id"),
+        user: user.parse().expect("a user"),
+        info: None,
+    }
+}
+
+/// The presence events among `deliveries`, as (change, user, seq of the head they carry).
+fn changes(deliveries: &[Delivery]) -> Vec<(String, String, u64)> {
+    deliveries
+        .iter()
+        .filter_map(|delivery| match delivery {
+            Delivery::Presence(p) => Some((
+                p.presence().change.to_string(),
+                p.presence().user.to_string(),
+                p.presence().position.seq.get(),
+            )),
+            Delivery::Event(_) => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn joins_and_leaves_reach_the_feed_with_the_head_and_lapses_leave_later() {
+    let broker = broker(10, 120_000);
+    let room = channel("project:a:approvals");
+    let follower = Follower::of(&broker, "project:a:approvals").await;
+    broker
+        .publish(&room, key("k1"), Payload::from(json!(1)), at(0), 0)
+        .await
+        .expect("published");
+    follower.received();
+    broker
+        .join_presence(&room, present("s1", "ada"), at(1))
+        .await
+        .expect("joined");
+    broker
+        .join_presence(&room, present("s2", "ada"), at(2))
+        .await
+        .expect("joined");
+    broker
+        .join_presence(&room, present("s3", "bob"), at(3))
+        .await
+        .expect("joined");
+    assert_eq!(
+        changes(&follower.deliveries()),
+        vec![
+            ("join".into(), "ada".into(), 1),
+            ("join".into(), "bob".into(), 1)
+        ],
+        "one join per user, each with the head"
+    );
+    let (members, next, head) = broker.members(&room, None, 1, at(4)).await.expect("read");
+    assert_eq!((members.len(), members[0].sessions.get()), (1, 2));
+    assert_eq!(
+        (next.as_ref().map(|u| u.as_str()), head.seq.get()),
+        (Some("ada"), 1)
+    );
+
+    broker.leave_presence(&room, &"s1".parse().expect("an id"), at(5));
+    broker.lapse_presence(&room, &"s2".parse().expect("an id"), at(5));
+    broker.expire_presence(at(5 + LEAVE_AFTER_MS - 1)).await;
+    assert_eq!(
+        changes(&follower.deliveries()),
+        vec![],
+        "ada's second tab has not lapsed yet"
+    );
+    broker.expire_presence(at(5 + LEAVE_AFTER_MS)).await;
+    assert_eq!(
+        changes(&follower.deliveries()),
+        vec![("leave".into(), "ada".into(), 1)]
+    );
+    let (members, next, _) = broker.members(&room, None, 10, at(6)).await.expect("read");
+    assert_eq!(
+        (
+            members.iter().map(|m| m.user.as_str()).collect::<Vec<_>>(),
+            next
+        ),
+        (vec!["bob"], None)
+    );
+}
+
+#[tokio::test]
+async fn a_channel_with_members_is_not_forgotten() {
+    let broker = broker(10, 1_000);
+    let room = channel("project:a:approvals");
+    broker
+        .join_presence(&room, present("s1", "ada"), at(0))
+        .await
+        .expect("joined");
+    broker.purge_expired(at(10_000)).await;
+    assert_eq!(broker.channels_held(), 1);
+    broker.leave_presence(&room, &"s1".parse().expect("an id"), at(10_001));
+    broker.purge_expired(at(20_000)).await;
+    assert_eq!(broker.channels_held(), 0);
+}
+
+#[tokio::test]
+async fn a_taken_over_hold_is_told_to_the_feed_and_its_fence_publishes_nothing() {
+    let broker = broker(10, 120_000);
+    let out = channel("daemon:a:output");
+    let follower = Follower::of(&broker, "daemon:a:output").await;
+    let (first, second) = ("d1".parse().expect("id"), "d2".parse().expect("id"));
+    let user: UserId = "daemon".parse().expect("a user");
+    let Claimed::Granted { fence: old, .. } = broker
+        .claim_hold(&out, &first, &user, None, Exclusive::TakeOver, at(0))
+        .await
+        .expect("claimed")
+    else {
+        panic!("a free channel is granted");
+    };
+    broker
+        .publish_fenced(&out, key("k1"), Payload::from(json!(1)), old, at(1), 0)
+        .await
+        .expect("the holder publishes");
+    let Claimed::Granted {
+        fence: new,
+        displaced,
+    } = broker
+        .claim_hold(&out, &second, &user, None, Exclusive::TakeOver, at(2))
+        .await
+        .expect("claimed")
+    else {
+        panic!("take_over grants");
+    };
+    assert_eq!(displaced.map(|h| h.session), Some(first.clone()));
+    let mut deliveries = VecDeque::new();
+    let taken = follower.mailbox.take(&mut deliveries);
+    assert_eq!(taken.taken_over, vec![(out.clone(), old)]);
+    let refused = broker
+        .publish_fenced(&out, key("k2"), Payload::from(json!(2)), old, at(3), 0)
+        .await;
+    assert_eq!(refused, Err(BrokerError::NotHolder));
+    let repeated = broker
+        .publish_fenced(&out, key("k1"), Payload::from(json!(1)), old, at(3), 0)
+        .await;
+    assert_eq!(
+        repeated,
+        Err(BrokerError::NotHolder),
+        "no duplicate answer either"
+    );
+    let (head, _, _) = broker.subscribe(&out, None, at(4)).await.expect("read");
+    assert_eq!(head.seq.get(), 1, "nothing stored under the old fence");
+    broker.release_hold(&out, &first, at(5));
+    broker
+        .publish_fenced(&out, key("k3"), Payload::from(json!(3)), new, at(6), 0)
+        .await
+        .expect("a displaced session's release leaves the new hold");
+    let Claimed::Held = broker
+        .claim_hold(&out, &first, &user, Some(old), Exclusive::Refuse, at(7))
+        .await
+        .expect("claimed")
+    else {
+        panic!("an old fence does not take a hold back");
+    };
 }

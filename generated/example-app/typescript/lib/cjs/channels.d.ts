@@ -13,7 +13,7 @@ export declare const NAMESPACES: readonly [{
 }, {
     readonly pattern: "project:*:approvals";
     readonly payload: "ApprovalEvent";
-    readonly description: "Approval requests of one project and their outcomes.";
+    readonly description: "Approval requests of one project and their outcomes; its members are the people there to decide.";
 }, {
     readonly pattern: "agent:*:activity";
     readonly payload: "AgentActivity";
@@ -21,7 +21,7 @@ export declare const NAMESPACES: readonly [{
 }, {
     readonly pattern: "daemon:*:output";
     readonly payload: "CommandOutput";
-    readonly description: "Output of the commands a workstation daemon runs, in order.";
+    readonly description: "Output of the commands a workstation daemon runs, in order; the daemon holds the channel, and a restarted daemon takes it over.";
 }];
 /**
  * The payload type of a channel, from its name. Wildcard segments become `${string}`, which
