@@ -10,11 +10,15 @@ import {
   isTicketResponse,
   type ErrorInfo,
   type EventMessage,
+  type HoldGrant,
   type JsonValue,
+  type Member,
+  type Presence,
+  type PresenceInfo,
   type Published,
   type RpcResult,
 } from "@ferry/protocol";
-import { ClientSession, DEFAULT_CONFIG, utf8Length, type ClientConfig, type ClientEvent, type ClientState, type IncompleteCause, type PublishFailure, type Transmit } from "./session.js";
+import { ClientSession, DEFAULT_CONFIG, utf8Length, type ClientConfig, type ClientEvent, type ClientState, type IncompleteCause, type PublishFailure, type SubscribeOptions, type Transmit } from "./session.js";
 import type { Resumption } from "./position.js";
 
 /** The part of the platform's WebSocket the client uses (the browser's, Node 22's, or `ws`). */
@@ -68,14 +72,29 @@ export interface FerryClientOptions {
 /** Information a handler receives with each event. */
 export type EventHandler<P = JsonValue> = (payload: P, event: EventMessage) => void;
 
+/** Receives a channel's members, ordered by user, after every full read and every change. */
+export type PresenceListener = (members: readonly Member[]) => void;
+
+/** How a handler asks for a channel (see FerryClient.subscribe). */
+export interface ChannelOptions {
+  /** The session's presence info, for a channel whose namespace keeps presence (a JSON object of at most 512 bytes). */
+  readonly info?: PresenceInfo;
+  /** Hold the channel as its one publisher, for a channel whose namespace is exclusive: the `subscribed` event carries the hold's fence, and a refusal comes as `subscribeFailed` with `held`. */
+  readonly hold?: boolean;
+}
+
 /** What the application can listen to on a client. */
 export interface ClientEvents {
   /** The connection state changed. */
   state: (state: ClientState) => void;
-  /** A subscription took effect (also after each re-subscribe). */
-  subscribed: (channel: string, resumption: Resumption) => void;
-  /** The server refused a subscribe; the channel's handlers are dropped. */
+  /** A subscription took effect (also after each re-subscribe); `hold` is the hold it obtained, when one was asked. */
+  subscribed: (channel: string, resumption: Resumption, hold: HoldGrant | undefined) => void;
+  /** The server refused a subscribe (`held` for a hold another session keeps); the channel's handlers and presence listeners are dropped. */
   subscribeFailed: (channel: string, error: ErrorInfo) => void;
+  /** A user joined or left a channel (for a channel whose members are tracked, after its members were read). */
+  presence: (presence: Presence) => void;
+  /** Reading a tracked channel's members failed; they are read again after the channel's next subscribed reply. */
+  membersFailed: (channel: string, failure: PublishFailure) => void;
   /** A channel's events have a hole: refetch its state (for example with the history endpoint). */
   incomplete: (channel: string, cause: IncompleteCause) => void;
   /** Something that answers no request: a server error, a protocol violation, a goodbye. */
@@ -158,8 +177,8 @@ const systemTimer: Timer = {
 export interface Channel<P> {
   /** The channel's name. */
   readonly name: string;
-  /** Adds a handler (a handler added twice is called once per event); returns its removal. */
-  subscribe(handler: EventHandler<P>): () => void;
+  /** Adds a handler (a handler added twice is called once per event), with presence info or a hold; returns its removal. */
+  subscribe(handler: EventHandler<P>, options?: ChannelOptions): () => void;
   /** Publishes a payload; settles with the acknowledgement or a PublishError. */
   publish(payload: P, options?: { readonly idempotencyKey?: string }): Promise<Published>;
 }
@@ -170,10 +189,13 @@ export class FerryClient {
   readonly #session: ClientSession;
   readonly #timer: Timer;
   readonly #handlers = new Map<string, Map<EventHandler<never>, number>>();
+  readonly #presence = new Map<string, Map<PresenceListener, number>>();
   readonly #listeners: { [K in keyof ClientEvents]: Set<ClientEvents[K]> } = {
     state: new Set(),
     subscribed: new Set(),
     subscribeFailed: new Set(),
+    presence: new Set(),
+    membersFailed: new Set(),
     incomplete: new Set(),
     notice: new Set(),
   };
@@ -218,26 +240,59 @@ export class FerryClient {
     this.#pump();
   }
 
-  /** Adds `handler` to `channel` (the same handler twice is called once); returns its removal. */
-  subscribe<P = JsonValue>(channel: string, handler: EventHandler<P>): () => void {
-    let handlers = this.#handlers.get(channel);
-    if (handlers === undefined) {
-      handlers = new Map();
-      this.#handlers.set(channel, handlers);
+  /**
+   * Adds `handler` to `channel` (the same handler twice is called once, with the options of its
+   * first addition); returns its removal. `options` asks for presence `info` or a `hold`; they
+   * go with the channel's subscribe when this is its first handler or listener, and with every
+   * re-subscribe after a reconnect, the hold carrying the fence of the last one (FERRY-HOLD-5).
+   */
+  subscribe<P = JsonValue>(channel: string, handler: EventHandler<P>, options?: ChannelOptions): () => void {
+    const asked = options === undefined ? {} : { ...options };
+    return this.#hold(this.#handlers, channel, handler as EventHandler<never>, asked);
+  }
+
+  /**
+   * Tracks `channel`'s members: `listener` gets every member, ordered by user, once they were
+   * read after the subscribed reply and again after every change (a join or a leave), and again
+   * after every re-read that follows a reconnect (FERRY-PRESENCE-6). Added to a channel whose
+   * members are known already, it gets them at once. The channel is subscribed as by
+   * `subscribe` (one subscription, however many handlers and listeners), with presence `info`
+   * when given. Returns the listener's removal.
+   */
+  presence(channel: string, listener: PresenceListener, options?: { readonly info?: PresenceInfo }): () => void {
+    const asked = options?.info === undefined ? { members: true } : { members: true, info: options.info };
+    const added = this.#presence.get(channel)?.has(listener) !== true;
+    const release = this.#hold(this.#presence, channel, listener, asked);
+    const known = this.#session.members(channel);
+    if (added && known !== undefined) listener(known);
+    return release;
+  }
+
+  /** The members of a channel whose members a presence listener tracks, once read (see presence). */
+  members(channel: string): readonly Member[] | undefined {
+    return this.#session.members(channel);
+  }
+
+  /** Registers `callback` on `channel` in `registry` as one listener of the session; returns its removal. */
+  #hold<C>(registry: Map<string, Map<C, number>>, channel: string, callback: C, options: SubscribeOptions): () => void {
+    let callbacks = registry.get(channel);
+    if (callbacks === undefined) {
+      callbacks = new Map();
+      registry.set(channel, callbacks);
     }
-    let id = handlers.get(handler as EventHandler<never>);
+    let id = callbacks.get(callback);
     if (id === undefined) {
       id = ++this.#nextListener;
-      handlers.set(handler as EventHandler<never>, id);
-      this.#session.subscribe(channel, id);
+      callbacks.set(callback, id);
+      this.#session.subscribe(channel, id, options, this.#timer.now());
       this.#pump();
     }
     const listener = id;
     return () => {
-      const current = this.#handlers.get(channel);
-      if (current?.get(handler as EventHandler<never>) !== listener) return;
-      current.delete(handler as EventHandler<never>);
-      if (current.size === 0) this.#handlers.delete(channel);
+      const current = registry.get(channel);
+      if (current?.get(callback) !== listener) return;
+      current.delete(callback);
+      if (current.size === 0) registry.delete(channel);
       this.#session.unsubscribe(channel, listener);
       this.#pump();
     };
@@ -278,7 +333,7 @@ export class FerryClient {
   channel<P = JsonValue>(name: string): Channel<P> {
     return {
       name,
-      subscribe: (handler) => this.subscribe<P>(name, handler),
+      subscribe: (handler, options) => this.subscribe<P>(name, handler, options),
       publish: (payload, options) => this.publish(name, payload as JsonValue, options),
     };
   }
@@ -416,11 +471,25 @@ export class FerryClient {
         return;
       }
       case "subscribed":
-        this.#emit("subscribed", event.channel, event.resumption);
+        this.#emit("subscribed", event.channel, event.resumption, event.hold);
         return;
       case "subscribe_failed":
         this.#handlers.delete(event.channel);
+        this.#presence.delete(event.channel);
         this.#emit("subscribeFailed", event.channel, event.error);
+        return;
+      case "members":
+        for (const listener of [...(this.#presence.get(event.channel)?.keys() ?? [])]) listener(event.members);
+        return;
+      case "presence": {
+        this.#emit("presence", event.presence);
+        const members = this.#session.members(event.channel);
+        if (members === undefined) return;
+        for (const listener of [...(this.#presence.get(event.channel)?.keys() ?? [])]) listener(members);
+        return;
+      }
+      case "members_failed":
+        this.#emit("membersFailed", event.channel, event.failure);
         return;
       case "incomplete":
         this.#emit("incomplete", event.channel, event.cause);

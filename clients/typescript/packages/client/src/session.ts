@@ -24,7 +24,11 @@
 // - no frame above the advertised maximum size, counted in UTF-8 bytes, ever leaves
 //   (FERRY-SIZE-1, FERRY-SIZE-2);
 // - every close code acted on as the generated close-code table says, backoff as the formula
-//   says, and a reason for every stop (FERRY-RECONNECT-1 to FERRY-RECONNECT-9).
+//   says, and a reason for every stop (FERRY-RECONNECT-1 to FERRY-RECONNECT-9);
+// - presence info and holds sent again on every re-subscribe, with the fence of the last hold
+//   (FERRY-HOLD-5), and a tracked channel's members read again after every subscribed reply and
+//   kept up to date by its presence events (FERRY-PRESENCE-6, see ./presence.ts); presence events
+//   take no seq and never touch the position of a channel's events.
 
 import {
   CloseCode,
@@ -37,22 +41,29 @@ import {
   type EventMessage,
   type Goodbye,
   type HeartbeatPolicy,
+  type HoldGrant,
   type JsonValue,
+  type Member,
+  type MemberPage,
+  type Presence,
+  type PresenceInfo,
   type Problem,
   type Published,
   type RecoveryGap,
   type RpcResult,
   type StreamPosition,
+  type Subscribe,
   type Welcome,
 } from "@ferry/protocol";
 import { Backoff, DEFAULT_RECONNECT } from "./backoff.js";
 import { PositionTracker, type Resumption } from "./position.js";
+import { MemberList, type Sync } from "./presence.js";
 
 /** Settings that apply before a welcome advertises the server's values. */
 export interface ClientConfig {
   /** How long to wait for the welcome after asking for a connection, in ms (FERRY-WELCOME-4). */
   readonly welcomeTimeoutMs: number;
-  /** How long to wait for a ticket, and for the reply to a publish, in ms (FERRY-PUBLISH-2). */
+  /** How long to wait for a ticket, and for the reply to a publish or a members request, in ms (FERRY-PUBLISH-2). */
   readonly requestTimeoutMs: number;
   /** The largest message sent until a welcome advertises the limit, in UTF-8 bytes. */
   readonly maxMessageBytes: number;
@@ -98,11 +109,11 @@ export type IncompleteCause =
   | { readonly kind: "epoch_changed" }
   | { readonly kind: "recovery"; readonly reason: RecoveryGap };
 
-/** Why a publish or an RPC call failed. */
+/** Why a publish, an RPC call or a read of a channel's members failed. */
 export type PublishFailure =
-  /** The server refused it (for a call: also `timeout`, `rejected` by the backend, ...). */
+  /** The server refused it (for a call: also `timeout`, `rejected` by the backend, ...; for members: `not_subscribed`, `forbidden`, ...). */
   | { readonly kind: "refused"; readonly error: ErrorInfo }
-  /** No answer within the request timeout (a call: within rpc.timeout_ms plus it). */
+  /** No answer within the request timeout (a call: within rpc.timeout_ms plus it; members: each page within it). */
   | { readonly kind: "timed_out" }
   | { readonly kind: "too_large"; readonly size: number; readonly max: number }
   | { readonly kind: "session_stopped" };
@@ -116,9 +127,17 @@ export type ProtocolViolation =
 /** What the application sees. */
 export type ClientEvent =
   | { readonly kind: "state_changed"; readonly state: ClientState }
-  | { readonly kind: "subscribed"; readonly channel: string; readonly position: StreamPosition; readonly resumption: Resumption }
+  /** A subscribe took effect; `hold` is the hold it obtained, when it asked for one (FERRY-HOLD-1). */
+  | { readonly kind: "subscribed"; readonly channel: string; readonly position: StreamPosition; readonly resumption: Resumption; readonly hold?: HoldGrant }
+  /** The server refused a subscribe (forbidden, unknown channel, `held`, ...): the channel is dropped, its fence forgotten. */
   | { readonly kind: "subscribe_failed"; readonly channel: string; readonly error: ErrorInfo }
   | { readonly kind: "event"; readonly event: EventMessage }
+  /** A tracked channel's members were read after a subscribed reply, with the presence events since applied on top (FERRY-PRESENCE-6): every member, ordered by user. */
+  | { readonly kind: "members"; readonly channel: string; readonly members: readonly Member[] }
+  /** A user joined or left a channel. On a tracked channel it comes once the members were read, and the list was updated by it (the events before are in `members`). */
+  | { readonly kind: "presence"; readonly channel: string; readonly presence: Presence }
+  /** Reading a tracked channel's members failed: the channel's list is not kept until it is read again, after the next subscribed reply. */
+  | { readonly kind: "members_failed"; readonly channel: string; readonly failure: PublishFailure }
   | { readonly kind: "incomplete"; readonly channel: string; readonly cause: IncompleteCause }
   | { readonly kind: "published"; readonly key: string; readonly ack: Published }
   | { readonly kind: "publish_failed"; readonly key: string; readonly failure: PublishFailure }
@@ -159,6 +178,8 @@ interface Pending {
 type Request =
   | { readonly kind: "subscribe"; readonly channel: string; readonly from: StreamPosition | undefined }
   | { readonly kind: "unsubscribe" }
+  /** A page of the members of `channel` for `sync`, failed locally at `deadline`. */
+  | { readonly kind: "members"; readonly channel: string; readonly sync: Sync; readonly deadline: number }
   /** A publish or call; its Pending has the key. */
   | { readonly kind: "keyed"; readonly key: string };
 
@@ -170,9 +191,26 @@ interface Link {
   readonly requests: Map<string, Request>;
 }
 
+/** How a listener asks for a channel: with presence info, as its holder, tracking its members. */
+export interface SubscribeOptions {
+  /** The session's presence info, for a channel whose namespace keeps presence: a JSON object of at most 512 bytes (FERRY-PRESENCE-5). */
+  readonly info?: PresenceInfo;
+  /** Whether to hold the channel as its one publisher, for a channel whose namespace is exclusive (FERRY-HOLD-1). */
+  readonly hold?: boolean;
+  /** Whether to read the channel's members after every subscribed reply and keep them up to date (FERRY-PRESENCE-6). */
+  readonly members?: boolean;
+}
+
 interface Subscription {
-  readonly listeners: Set<number>;
+  /** Each listener with the options it subscribed with, the latest last. */
+  readonly listeners: Map<number, SubscribeOptions>;
   tracker: PositionTracker | undefined;
+  /** The fence of the last hold obtained, sent with every hold asked again (FERRY-HOLD-5). */
+  fence: number | undefined;
+  /** The channel's members, while a listener tracks them. */
+  members: MemberList | undefined;
+  /** The connection whose subscribed reply this subscription last had. */
+  confirmedOn: number | undefined;
 }
 
 /**
@@ -225,7 +263,22 @@ export class ClientSession {
 
   /** The listeners of a channel, each once. */
   listeners(channel: string): readonly number[] {
-    return [...(this.#subscriptions.get(channel)?.listeners ?? [])];
+    return [...(this.#subscriptions.get(channel)?.listeners.keys() ?? [])];
+  }
+
+  /**
+   * The members of a channel a listener tracks (`members: true`), ordered by user, as of its last
+   * read and the presence events since; undefined until they were read once, and again after a
+   * read failed until the next one ends. The same array until the list changes.
+   */
+  members(channel: string): readonly Member[] | undefined {
+    const list = this.#subscriptions.get(channel)?.members;
+    return list?.isSynced === true ? list.members() : undefined;
+  }
+
+  /** The fence of the last hold of a channel held now, sent with every hold asked again (FERRY-HOLD-5). */
+  fence(channel: string): number | undefined {
+    return this.#subscriptions.get(channel)?.fence;
   }
 
   /** The channels held, with the last delivered position of each once known. */
@@ -247,24 +300,40 @@ export class ClientSession {
     this.#stop({ kind: "requested" });
   }
 
-  /** Adds a listener to a channel; the first one subscribes (when welcomed, or on the welcome). */
-  subscribe(channel: string, listener: number): void {
+  /**
+   * Adds a listener to a channel; the first one subscribes (when welcomed, or on the welcome).
+   * With `options`, the listener asks for presence `info`, a `hold` or member tracking. Every
+   * subscribe of the channel, re-subscribes included, carries the info of the latest listener
+   * that gave one and a hold when any listener asks for it, with the fence of the last hold
+   * (FERRY-HOLD-5); a later listener's info or hold applies from the channel's next subscribe
+   * (after a reconnect). Member tracking starts at once: the members are read now when the
+   * subscription is in effect, else after its subscribed reply, and after every later one.
+   * `now` times the members requests.
+   */
+  subscribe(channel: string, listener: number): void;
+  subscribe(channel: string, listener: number, options: SubscribeOptions, now: number): void;
+  subscribe(channel: string, listener: number, options: SubscribeOptions = {}, now?: number): void {
     let entry = this.#subscriptions.get(channel);
     if (entry === undefined) {
-      entry = { listeners: new Set(), tracker: undefined };
+      entry = { listeners: new Map(), tracker: undefined, fence: undefined, members: undefined, confirmedOn: undefined };
       this.#subscriptions.set(channel, entry);
     }
     const first = entry.listeners.size === 0;
-    entry.listeners.add(listener);
+    // Delete first so that a listener subscribing again counts as the latest.
+    entry.listeners.delete(listener);
+    entry.listeners.set(listener, options);
     if (first && this.#state.kind === "active") this.#sendSubscribe(channel);
+    this.#track(channel, entry, now);
   }
 
-  /** Removes a listener; when none is left the channel is unsubscribed. */
+  /** Removes a listener; when none is left the channel is unsubscribed (its fence forgotten). */
   unsubscribe(channel: string, listener: number): void {
     const entry = this.#subscriptions.get(channel);
-    if (entry === undefined) return;
-    entry.listeners.delete(listener);
-    if (entry.listeners.size > 0) return;
+    if (entry === undefined || !entry.listeners.delete(listener)) return;
+    if (entry.listeners.size > 0) {
+      this.#track(channel, entry, undefined);
+      return;
+    }
     this.#subscriptions.delete(channel);
     if (this.#state.kind === "active") {
       const id = this.#requestId();
@@ -378,12 +447,23 @@ export class ClientSession {
         if (entry === undefined) return;
         const [tracker, resumption] = PositionTracker.afterSubscribed(request.from, message);
         entry.tracker = tracker;
-        this.#events.push({ kind: "subscribed", channel: request.channel, position: message.position, resumption });
+        entry.confirmedOn = link.id;
+        // FERRY-HOLD-5: the fence of the last hold is kept for the next re-subscribe.
+        if (message.hold !== undefined) entry.fence = message.hold.fence;
+        const hold = message.hold === undefined ? {} : { hold: { fence: message.hold.fence } };
+        this.#events.push({ kind: "subscribed", channel: request.channel, position: message.position, resumption, ...hold });
         if (resumption.kind === "incomplete") this.#events.push({ kind: "incomplete", channel: request.channel, cause: { kind: "recovery", reason: resumption.reason } });
+        this.#syncMembers(request.channel, entry, now);
         return;
       }
       case "unsubscribed":
         link.requests.delete(message.id);
+        return;
+      case "member_page":
+        this.#onMemberPage(message, now);
+        return;
+      case "presence":
+        this.#onPresence(message);
         return;
       case "published": {
         const key = this.#settle(message.id, "publish");
@@ -430,6 +510,12 @@ export class ClientSession {
       if (publish.sentAs !== undefined) this.#link?.requests.delete(publish.sentAs);
       this.#events.push(failed(publish, { kind: "timed_out" }));
     }
+    const requests = this.#link?.requests;
+    for (const [id, request] of requests ?? []) {
+      if (request.kind !== "members" || request.deadline > now) continue;
+      requests?.delete(id);
+      this.#failMembers(request.channel, request.sync, { kind: "timed_out" });
+    }
     const state = this.#state;
     const due = this.#deadline !== undefined && this.#deadline <= now;
     if (state.kind === "backing_off" && state.until <= now) this.#fetchTicket(now);
@@ -449,6 +535,7 @@ export class ClientSession {
     else if (state.kind === "fetching_ticket" || state.kind === "connecting" || state.kind === "awaiting_welcome") next = this.#deadline;
     else if (state.kind === "active") next = this.#heartbeatDeadline();
     for (const p of this.#publishes) if (next === undefined || p.deadline < next) next = p.deadline;
+    for (const r of this.#link?.requests.values() ?? []) if (r.kind === "members" && (next === undefined || r.deadline < next)) next = r.deadline;
     return next;
   }
 
@@ -515,6 +602,8 @@ export class ClientSession {
     if (request?.kind === "subscribe") {
       this.#subscriptions.delete(request.channel);
       this.#events.push({ kind: "subscribe_failed", channel: request.channel, error });
+    } else if (request?.kind === "members") {
+      this.#failMembers(request.channel, request.sync, { kind: "refused", error });
     } else if (request?.kind === "keyed") {
       // A publish's retryable refusal (rate limited, unavailable) is left to the request timeout
       // and the next connection, and so is a call's rate_limited; any other error fails the
@@ -567,10 +656,80 @@ export class ClientSession {
   }
 
   #sendSubscribe(channel: string): void {
-    const from = this.#subscriptions.get(channel)?.tracker?.last;
+    const entry = this.#subscriptions.get(channel);
+    if (entry === undefined) return;
+    const from = entry.tracker?.last;
     const id = this.#requestId();
-    const message: ClientMessage = from === undefined ? { type: "subscribe", id, channel } : { type: "subscribe", id, channel, from: { ...from } };
+    const message: Subscribe = { type: "subscribe", id, channel };
+    if (from !== undefined) message.from = { ...from };
+    // The info of the latest listener that gave one; a hold when any listener asks for it.
+    for (const options of entry.listeners.values()) if (options.info !== undefined) message.info = options.info;
+    // FERRY-HOLD-5: the fence of the last hold goes with every hold asked again.
+    if ([...entry.listeners.values()].some((o) => o.hold === true)) message.hold = entry.fence === undefined ? {} : { fence: entry.fence };
     if (this.#send(message) === undefined) this.#link?.requests.set(id, { kind: "subscribe", channel, from: from === undefined ? undefined : { ...from } });
+  }
+
+  /**
+   * Keeps a member list exactly while a listener of the channel tracks members. A list made for
+   * a subscription in effect on this connection is read at once (FERRY-PRESENCE-6); otherwise
+   * its subscribed reply starts the read. A list dropped ends its sync: the pages that answer it
+   * are ignored.
+   */
+  #track(channel: string, entry: Subscription, now: number | undefined): void {
+    const tracks = [...entry.listeners.values()].some((o) => o.members === true);
+    if (!tracks) {
+      entry.members = undefined;
+      return;
+    }
+    if (entry.members !== undefined) return;
+    entry.members = new MemberList();
+    const confirmed = this.#state.kind === "active" && this.#link !== undefined && entry.confirmedOn === this.#link.id;
+    if (confirmed && now !== undefined) this.#syncMembers(channel, entry, now);
+  }
+
+  /** Starts reading a tracked channel's members, after its subscribed reply (FERRY-PRESENCE-6). */
+  #syncMembers(channel: string, entry: Subscription, now: number): void {
+    if (entry.members === undefined) return;
+    this.#sendMembers(channel, entry.members.restart(), undefined, now);
+  }
+
+  #sendMembers(channel: string, sync: Sync, after: string | undefined, now: number): void {
+    const id = this.#requestId();
+    const failure = this.#send(after === undefined ? { type: "members", id, channel } : { type: "members", id, channel, after });
+    if (failure !== undefined) this.#failMembers(channel, sync, failure);
+    else this.#link?.requests.set(id, { kind: "members", channel, sync, deadline: now + this.#config.requestTimeoutMs });
+  }
+
+  #onMemberPage(page: MemberPage, now: number): void {
+    const request = this.#link?.requests.get(page.id);
+    if (request?.kind !== "members") return;
+    this.#link?.requests.delete(page.id);
+    const list = this.#subscriptions.get(request.channel)?.members;
+    if (list === undefined) return;
+    const outcome = list.page(request.sync, page);
+    if (outcome === "last") this.#events.push({ kind: "members", channel: request.channel, members: list.members() });
+    else if (outcome === "more" && page.next !== null) this.#sendMembers(request.channel, request.sync, page.next, now);
+  }
+
+  /** A presence event: kept for a sync under way, else applied and handed over. It takes no seq and leaves the channel's position alone. */
+  #onPresence(presence: Presence): void {
+    const entry = this.#subscriptions.get(presence.channel);
+    if (entry === undefined) return;
+    const list = entry.members;
+    if (list?.isSyncing === true) {
+      list.presence(presence);
+      return;
+    }
+    list?.presence(presence);
+    this.#events.push({ kind: "presence", channel: presence.channel, presence });
+  }
+
+  /** Abandons `sync` if it is still the channel's sync under way, and says so. */
+  #failMembers(channel: string, sync: Sync, failure: PublishFailure): void {
+    const list = this.#subscriptions.get(channel)?.members;
+    if (list === undefined || !list.isCurrent(sync)) return;
+    list.abandon();
+    this.#events.push({ kind: "members_failed", channel, failure });
   }
 
   #sendPublish(publish: Pending): void {
@@ -619,6 +778,12 @@ export class ClientSession {
     this.#deadline = undefined;
     for (const publish of this.#publishes) this.#events.push(failed(publish, { kind: "session_stopped" }));
     this.#publishes = [];
+    // A sync under way (or cut off by the connection's end) has no subscribed reply to come.
+    for (const [channel, entry] of this.#subscriptions) {
+      if (entry.members?.isSyncing !== true) continue;
+      entry.members.abandon();
+      this.#events.push({ kind: "members_failed", channel, failure: { kind: "session_stopped" } });
+    }
     this.#setState({ kind: "stopped", reason });
   }
 }

@@ -2,8 +2,9 @@
 // through FerryClient. (The real-socket runs are the conformance adapters'.)
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import type { Welcome } from "@ferry/protocol";
+import type { ErrorInfo, HoldGrant, Member, Presence, Welcome } from "@ferry/protocol";
 import { CallError, FerryClient, PublishError, type Timer, type WebSocketLike } from "../src/client.js";
+import type { PublishFailure } from "../src/session.js";
 
 class FakeSocket implements WebSocketLike {
   static last: FakeSocket | undefined;
@@ -181,4 +182,109 @@ test("where the platform refuses a protocol close code, as a browser refuses 100
   timer.advance(2001);
   assert.deepEqual(socket.closed, [1000, "1001: no frame from the server within the heartbeat interval and timeout"]);
   assert.equal(client.state.kind, "backing_off");
+});
+
+/** The frames `socket` sent, parsed, of one type. */
+function frames(socket: FakeSocket, type: string): Array<Record<string, unknown>> {
+  return socket.sent.map((t) => JSON.parse(t) as Record<string, unknown>).filter((m) => m["type"] === type);
+}
+
+test("presence listeners share the channel's one subscription, get the members after the read and after each change, and the last removal unsubscribes", async () => {
+  const { client, socket } = await connected();
+  const a: string[][] = [];
+  const b: string[][] = [];
+  const raw: Presence[] = [];
+  const failures: Array<[string, PublishFailure]> = [];
+  client.on("presence", (p) => raw.push(p));
+  client.on("membersFailed", (channel, failure) => failures.push([channel, failure]));
+  const listenerA = (members: readonly Member[]) => a.push(members.map((m) => m.user));
+  const offA = client.presence("room:a", listenerA, { info: { name: "Ada" } });
+  const offAgain = client.presence("room:a", listenerA);
+  const offHandler = client.subscribe("room:a", () => {});
+  const [subscribe, ...more] = frames(socket, "subscribe");
+  assert.deepEqual(more, [], "one subscribe frame");
+  assert.deepEqual(subscribe?.["info"], { name: "Ada" });
+  assert.deepEqual(frames(socket, "members"), [], "the members are read after the subscribed reply");
+  socket.receive({ type: "subscribed", id: subscribe?.["id"], channel: "room:a", position: { epoch: "e", seq: 0 } });
+  const [request] = frames(socket, "members");
+  assert.equal(request?.["channel"], "room:a");
+  assert.equal(client.members("room:a"), undefined);
+  socket.receive({ type: "member_page", id: request?.["id"], channel: "room:a", members: [{ user: "ada", sessions: 1, info: { name: "Ada" } }], next: null, position: { epoch: "e", seq: 0 } });
+  assert.deepEqual(a, [["ada"]], "the listener added twice is called once");
+  const offB = client.presence("room:a", (members) => b.push(members.map((m) => m.user)));
+  assert.deepEqual(b, [["ada"]], "a listener added later gets the members at once");
+  assert.equal(frames(socket, "members").length, 1, "and nothing is read again for it");
+  client.presence("room:a", listenerA);
+  assert.deepEqual(a, [["ada"]], "a listener added again is not called again");
+  const join = { type: "presence", channel: "room:a", change: "join", user: "bob", position: { epoch: "e", seq: 0 } } as const;
+  socket.receive(join);
+  assert.deepEqual(a, [["ada"], ["ada", "bob"]]);
+  assert.deepEqual(b, [["ada"], ["ada", "bob"]]);
+  assert.deepEqual(raw, [join]);
+  assert.deepEqual(client.members("room:a")?.map((m) => m.user), ["ada", "bob"]);
+  offA();
+  offAgain();
+  offB();
+  assert.equal(client.members("room:a"), undefined, "nobody tracks them now");
+  assert.deepEqual(frames(socket, "unsubscribe"), [], "the handler still holds the channel");
+  socket.receive({ ...join, change: "leave" });
+  assert.deepEqual(a.length + b.length, 4, "a removed listener hears nothing");
+  assert.equal(raw.length, 2, "presence events still reach the client's listeners");
+  offHandler();
+  assert.equal(frames(socket, "unsubscribe").length, 1);
+  assert.deepEqual(failures, []);
+});
+
+test("a members request refused by the server reaches membersFailed", async () => {
+  const { client, socket } = await connected();
+  const failures: Array<[string, PublishFailure]> = [];
+  client.on("membersFailed", (channel, failure) => failures.push([channel, failure]));
+  const lists: string[][] = [];
+  client.presence("room:a", (members) => lists.push(members.map((m) => m.user)));
+  const [subscribe] = frames(socket, "subscribe");
+  socket.receive({ type: "subscribed", id: subscribe?.["id"], channel: "room:a", position: { epoch: "e", seq: 0 } });
+  const [request] = frames(socket, "members");
+  const error: ErrorInfo = { code: "bad_request", message: "room:a keeps no presence", retryable: false };
+  socket.receive({ type: "error", id: request?.["id"], error });
+  assert.deepEqual(failures, [["room:a", { kind: "refused", error }]]);
+  assert.deepEqual(lists, []);
+});
+
+test("a hold asked in the subscribe options: subscribed carries its fence, a reconnect asks again with it, and a held refusal reaches subscribeFailed", async () => {
+  const { client, socket, timer } = await connected();
+  const holds: Array<HoldGrant | undefined> = [];
+  const refused: string[] = [];
+  client.on("subscribed", (channel, _resumption, hold) => channel === "lock:a" && holds.push(hold));
+  client.on("subscribeFailed", (channel, error) => refused.push(`${channel}:${error.code}`));
+  const seen: unknown[] = [];
+  client.channel<number>("lock:a").subscribe((n) => seen.push(n), { hold: true });
+  const [first] = frames(socket, "subscribe");
+  assert.deepEqual(first?.["hold"], {});
+  socket.receive({ type: "subscribed", id: first?.["id"], channel: "lock:a", position: { epoch: "e", seq: 0 }, hold: { fence: 4 } });
+  assert.deepEqual(holds, [{ fence: 4 }]);
+  socket.onclose?.({ code: 1011, reason: "restart" });
+  timer.advance(1000);
+  await new Promise((resolve) => setImmediate(resolve));
+  const next = FakeSocket.last;
+  assert.ok(next !== undefined && next !== socket, "a new connection");
+  next.onopen?.({});
+  next.receive(welcome);
+  const [again] = frames(next, "subscribe");
+  assert.deepEqual(again?.["hold"], { fence: 4 }, "FERRY-HOLD-5");
+  next.receive({ type: "error", id: again?.["id"], error: { code: "held", message: "another session holds lock:a", retryable: false } });
+  assert.deepEqual(refused, ["lock:a:held"]);
+  next.receive({ type: "event", channel: "lock:a", message_id: "m-1", position: { epoch: "e", seq: 1 }, published_at_ms: 0, payload: 1 });
+  assert.deepEqual(seen, [], "the refused channel's handlers are dropped");
+});
+
+test("closed with 4412 (taken over), the client stops: no new ticket, no new socket", async () => {
+  const { client, socket, timer, tickets } = await connected();
+  const states: string[] = [];
+  client.on("state", (state) => states.push(state.kind === "stopped" && state.reason.kind === "closed" ? `stopped ${state.reason.code}` : state.kind));
+  socket.onclose?.({ code: 4412, reason: "taken over" });
+  assert.deepEqual(states, ["stopped 4412"]);
+  timer.advance(60000);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(FakeSocket.last, socket);
+  assert.equal(tickets.length, 1);
 });

@@ -3,9 +3,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { CLOSE_CODES, CloseCode, type EventMessage, type ServerMessage, type Welcome } from "@ferry/protocol";
+import { CLOSE_CODES, CloseCode, closeAction, type EventMessage, type Member, type Presence, type PresenceInfo, type ServerMessage, type Welcome } from "@ferry/protocol";
 import { ClientSession, DEFAULT_CONFIG, utf8Length, type ClientEvent, type Transmit } from "../src/session.js";
 import { delayBounds, delayMs } from "../src/backoff.js";
+import { compareUtf8 } from "../src/presence.js";
 
 const policy = { base_ms: 100, factor: 2, cap_ms: 400, jitter: 0.5, max_attempts: 3, reset_after_ms: 300 };
 
@@ -311,4 +312,309 @@ test("property: across reconnects and overlapping replays no event is delivered 
     }),
     { seed: 12, numRuns: 300 },
   );
+});
+
+function presence(channel: string, change: "join" | "leave", user: string, seq: number, info?: PresenceInfo): Presence {
+  const base = { type: "presence", channel, change, user, position: { epoch: "e", seq } } as const;
+  return info === undefined ? base : { ...base, info };
+}
+
+function member(user: string, sessions = 1, info?: PresenceInfo): Member {
+  return info === undefined ? { user, sessions } : { user, sessions, info };
+}
+
+/** The frames of one type among `frames`. */
+function ofType(frames: ReadonlyArray<Record<string, unknown>>, type: string): Array<Record<string, unknown>> {
+  return frames.filter((f) => f["type"] === type);
+}
+
+/** Answers the one subscribe among `frames` with `subscribed` at `position`, plus `extra` (a recovery, a hold). */
+function answerSubscribe(h: ReturnType<typeof harness>, connection: number, frames: ReadonlyArray<Record<string, unknown>>, seq: number, extra: Record<string, unknown>, now: number): void {
+  const [subscribe] = ofType(frames, "subscribe");
+  assert.ok(subscribe !== undefined, "a subscribe was sent");
+  h.frame(connection, { type: "subscribed", id: String(subscribe["id"]), channel: String(subscribe["channel"]), position: { epoch: "e", seq }, ...extra }, now);
+}
+
+/** Answers a members request with a page. */
+function answerMembers(h: ReturnType<typeof harness>, connection: number, request: Record<string, unknown> | undefined, members: Member[], next: string | null, now: number): void {
+  assert.ok(request !== undefined && request["type"] === "members", "a members request was sent");
+  h.frame(connection, { type: "member_page", id: String(request["id"]), channel: String(request["channel"]), members, next, position: { epoch: "e", seq: 5 } }, now);
+}
+
+test("FERRY-PRESENCE-6: members are read after the subscribed reply, and the presence events that cross the pages are applied on top in order", () => {
+  const h = harness();
+  const room = "room:a";
+  h.session.subscribe(room, 1, { members: true, info: { name: "Ada" } }, 0);
+  const connection = h.establish(0);
+  const first = h.sent(h.drain());
+  assert.deepEqual(first, [{ type: "subscribe", id: "r0000000000000001", channel: room, info: { name: "Ada" } }]);
+  assert.deepEqual(ofType(first, "members"), [], "no members request before the subscribed reply");
+  answerSubscribe(h, connection, first, 5, {}, 1);
+  const [request1] = h.sent(h.drain());
+  assert.deepEqual(request1, { type: "members", id: "r0000000000000002", channel: room });
+  assert.equal(h.session.members(room), undefined, "undefined until the first full read");
+  // Recorded before the first page was read (so the page holds bob), it arrives before the page.
+  h.frame(connection, presence(room, "join", "bob", 5), 2);
+  answerMembers(h, connection, request1, [member("ada", 2, { name: "Ada" }), member("bob")], "bob", 3);
+  const [request2] = h.sent(h.drain());
+  assert.deepEqual(request2, { type: "members", id: "r0000000000000003", channel: room, after: "bob" });
+  // Bob's last session leaves after the first page was read: the event arrives after it.
+  h.frame(connection, presence(room, "leave", "bob", 5), 4);
+  assert.deepEqual(h.events().filter((e) => e.kind === "presence" || e.kind === "members"), [], "nothing handed over during the read");
+  assert.equal(h.session.members(room), undefined);
+  // Cy joined after the first page was read and before the second: the second page holds cy,
+  // with a second session since, and the join arrives after the last page.
+  answerMembers(h, connection, request2, [member("cy", 2), member("dan")], null, 5);
+  assert.deepEqual(h.sent(h.drain()), [], "no request after the last page");
+  const expected = [member("ada", 2, { name: "Ada" }), member("cy", 2), member("dan")];
+  assert.deepEqual(h.events().filter((e) => e.kind === "members" || e.kind === "presence"), [{ kind: "members", channel: room, members: expected }]);
+  assert.deepEqual(h.session.members(room), expected);
+  const join = presence(room, "join", "cy", 5);
+  h.frame(connection, join, 6);
+  assert.deepEqual(h.events(), [{ kind: "presence", channel: room, presence: join }]);
+  assert.deepEqual(h.session.members(room), expected, "a join for a member the page holds keeps its count of sessions");
+  const eve = presence(room, "join", "eve", 5, { name: "Eve" });
+  h.frame(connection, eve, 7);
+  h.frame(connection, presence(room, "leave", "ada", 5), 8);
+  assert.deepEqual(h.events().map((e) => e.kind), ["presence", "presence"]);
+  assert.deepEqual(h.session.members(room), [member("cy", 2), member("dan"), member("eve", 1, { name: "Eve" })]);
+});
+
+test("members are ordered by user as UTF-8 bytes, the server's order, not JavaScript's UTF-16 order", () => {
+  assert.ok("\u{1F600}" < "\uFF5E", "UTF-16 puts a surrogate pair first");
+  assert.ok(compareUtf8("\uFF5E", "\u{1F600}") < 0 && compareUtf8("\u{1F600}", "\uFF5E") > 0);
+  assert.ok(compareUtf8("ab", "abc") < 0 && compareUtf8("b", "abc") > 0 && compareUtf8("x", "x") === 0);
+  const h = harness();
+  h.session.subscribe("room:a", 1, { members: true }, 0);
+  const connection = h.establish(0);
+  answerSubscribe(h, connection, h.sent(h.drain()), 0, {}, 1);
+  const [request] = h.sent(h.drain());
+  h.frame(connection, presence("room:a", "join", "\u{1F600}", 0), 2);
+  answerMembers(h, connection, request, [member("ada"), member("\uFF5E")], null, 3);
+  assert.deepEqual(h.session.members("room:a")?.map((m) => m.user), ["ada", "\uFF5E", "\u{1F600}"]);
+  h.frame(connection, presence("room:a", "join", "\uE000", 0), 4);
+  h.frame(connection, presence("room:a", "join", "\u{10000}", 0), 4);
+  assert.deepEqual(h.session.members("room:a")?.map((m) => m.user), ["ada", "\uE000", "\uFF5E", "\u{10000}", "\u{1F600}"]);
+});
+
+test("a reconnect in the middle of a read starts it over after the next subscribed reply, and every subscribed reply reads the members again", () => {
+  const h = harness();
+  const room = "room:a";
+  h.session.subscribe(room, 1, { members: true }, 0);
+  let connection = h.establish(0);
+  answerSubscribe(h, connection, h.sent(h.drain()), 2, {}, 1);
+  const [request1] = h.sent(h.drain());
+  answerMembers(h, connection, request1, [member("amy")], "amy", 2);
+  const [request2] = h.sent(h.drain());
+  assert.equal(request2?.["after"], "amy");
+  h.frame(connection, presence(room, "join", "zed", 2), 3);
+  h.session.handleClosed(connection, 1011, "restart", 4);
+  connection = h.establish(1000);
+  const resubscribe = h.sent(h.drain());
+  assert.deepEqual(ofType(resubscribe, "members"), [], "no read before the new subscribed reply");
+  // The old connection's request id answers nothing on the new one.
+  answerMembers(h, connection, request2, [member("old")], null, 1001);
+  assert.deepEqual(h.events().filter((e) => e.kind === "members"), []);
+  answerSubscribe(h, connection, resubscribe, 2, { recovery: { complete: true, replayed: 0, reason: null } }, 1002);
+  const [again] = h.sent(h.drain());
+  assert.deepEqual({ ...again, id: undefined }, { type: "members", id: undefined, channel: room }, "the read starts over from the first page");
+  answerMembers(h, connection, again, [member("bob")], null, 1003);
+  assert.deepEqual(h.events().filter((e) => e.kind === "members" || e.kind === "presence"), [{ kind: "members", channel: room, members: [member("bob")] }], "nothing of the cut-off read survives");
+  // A resume reads them again; the list known so far stays readable meanwhile.
+  h.session.handleClosed(connection, 1011, "restart", 1004);
+  connection = h.establish(2000);
+  answerSubscribe(h, connection, h.sent(h.drain()), 2, { recovery: { complete: true, replayed: 0, reason: null } }, 2001);
+  const [resync] = h.sent(h.drain());
+  assert.equal(resync?.["type"], "members");
+  h.frame(connection, presence(room, "leave", "bob", 2), 2002);
+  h.frame(connection, presence(room, "join", "cy", 2), 2002);
+  assert.deepEqual(h.session.members(room), [member("bob")]);
+  answerMembers(h, connection, resync, [member("bob")], null, 2003);
+  assert.deepEqual(h.events().filter((e) => e.kind === "members" || e.kind === "presence"), [{ kind: "members", channel: room, members: [member("cy")] }]);
+});
+
+test("presence events take no seq: they neither move a channel's position nor cause a gap, tracked or not", () => {
+  const h = harness();
+  h.session.subscribe("room:a", 1);
+  h.session.subscribe("room:b", 2, { members: true }, 0);
+  const connection = h.establish(0);
+  const subscribes = ofType(h.sent(h.drain()), "subscribe");
+  answerSubscribe(h, connection, subscribes.slice(0, 1), 3, {}, 1);
+  answerSubscribe(h, connection, subscribes.slice(1), 3, {}, 1);
+  const [request] = ofType(h.sent(h.drain()), "members");
+  answerMembers(h, connection, request, [], null, 2);
+  h.events();
+  const untracked = presence("room:a", "join", "bob", 9);
+  h.frame(connection, untracked, 3);
+  h.frame(connection, presence("room:b", "join", "bob", 9), 3);
+  h.frame(connection, presence("room:c", "join", "bob", 9), 3);
+  h.frame(connection, event("room:a", 4), 4);
+  h.frame(connection, event("room:b", 4), 4);
+  const seen = h.events();
+  assert.deepEqual(seen[0], { kind: "presence", channel: "room:a", presence: untracked }, "an untracked channel's presence events are handed over too");
+  assert.deepEqual(seen.map((e) => (e.kind === "presence" ? `presence ${e.channel}` : e.kind === "event" ? `event ${e.event.channel} ${e.event.position.seq}` : e.kind)), ["presence room:a", "presence room:b", "event room:a 4", "event room:b 4"], "no gap, and nothing for a channel not held");
+  assert.deepEqual(h.session.subscriptions(), [
+    ["room:a", { epoch: "e", seq: 4 }],
+    ["room:b", { epoch: "e", seq: 4 }],
+  ]);
+  assert.deepEqual(h.session.members("room:b"), [member("bob")]);
+  assert.equal(h.session.members("room:a"), undefined);
+});
+
+test("FERRY-HOLD-5: the fence of the last hold goes with every re-subscribe after a reconnect and is forgotten after an unsubscribe", () => {
+  const h = harness();
+  const lock = "lock:a";
+  h.session.subscribe(lock, 1, { hold: true }, 0);
+  h.session.subscribe("room:a", 2);
+  let connection = h.establish(0);
+  const first = h.sent(h.drain());
+  assert.deepEqual(first, [
+    { type: "subscribe", id: "r0000000000000001", channel: lock, hold: {} },
+    { type: "subscribe", id: "r0000000000000002", channel: "room:a" },
+  ]);
+  answerSubscribe(h, connection, first, 0, { hold: { fence: 7 } }, 1);
+  assert.deepEqual(h.events().filter((e) => e.kind === "subscribed"), [{ kind: "subscribed", channel: lock, position: { epoch: "e", seq: 0 }, resumption: { kind: "fresh" }, hold: { fence: 7 } }]);
+  assert.equal(h.session.fence(lock), 7);
+  h.session.handleClosed(connection, 1011, "restart", 2);
+  connection = h.establish(1000);
+  const second = ofType(h.sent(h.drain()), "subscribe").filter((f) => f["channel"] === lock);
+  assert.deepEqual({ ...second[0], id: undefined }, { type: "subscribe", id: undefined, channel: lock, from: { epoch: "e", seq: 0 }, hold: { fence: 7 } });
+  answerSubscribe(h, connection, second, 0, { recovery: { complete: true, replayed: 0, reason: null }, hold: { fence: 8 } }, 1001);
+  h.session.handleClosed(connection, 1011, "restart", 1002);
+  connection = h.establish(2000);
+  const third = ofType(h.sent(h.drain()), "subscribe").filter((f) => f["channel"] === lock);
+  assert.deepEqual(third[0]?.["hold"], { fence: 8 }, "the last hold's fence");
+  // A reply without a hold (the subscribe that asked for none) keeps the fence.
+  answerSubscribe(h, connection, third, 0, {}, 2001);
+  assert.equal(h.session.fence(lock), 8);
+  h.session.unsubscribe(lock, 1);
+  assert.equal(h.session.fence(lock), undefined);
+  h.drain();
+  h.session.subscribe(lock, 3, { hold: true }, 2002);
+  assert.deepEqual(h.sent(h.drain()).map((f) => ({ ...f, id: undefined })), [{ type: "subscribe", id: undefined, channel: lock, hold: {} }], "a new subscription asks without a fence and from nowhere");
+});
+
+test("a hold refused with held drops the channel and its fence; 4412 (taken over) stops without reconnecting", () => {
+  const h = harness();
+  h.session.subscribe("lock:a", 1, { hold: true }, 0);
+  let connection = h.establish(0);
+  answerSubscribe(h, connection, h.sent(h.drain()), 0, { hold: { fence: 3 } }, 1);
+  h.session.handleClosed(connection, 1011, "restart", 2);
+  connection = h.establish(1000);
+  const [resubscribe] = h.sent(h.drain());
+  h.events();
+  h.frame(connection, { type: "error", id: String(resubscribe?.["id"]), error: { code: "held", message: "another session holds lock:a", retryable: false } }, 1001);
+  assert.deepEqual(h.events(), [{ kind: "subscribe_failed", channel: "lock:a", error: { code: "held", message: "another session holds lock:a", retryable: false } }]);
+  assert.equal(h.session.fence("lock:a"), undefined);
+  assert.deepEqual(h.session.subscriptions(), []);
+
+  const t = harness();
+  t.session.subscribe("lock:a", 1, { hold: true }, 0);
+  const held = t.establish(0);
+  answerSubscribe(t, held, t.sent(t.drain()), 0, { hold: { fence: 1 } }, 1);
+  t.events();
+  assert.equal(closeAction(CloseCode.TakenOver), "stop");
+  t.session.handleClosed(held, 4412, "taken over", 2);
+  assert.deepEqual(t.session.state, { kind: "stopped", reason: { kind: "closed", code: 4412, reason: "taken over" } });
+  assert.deepEqual(t.events(), [{ kind: "state_changed", state: t.session.state }]);
+  assert.equal(t.session.pollTimeout(), undefined, "no backoff to wait for");
+  t.session.handleTimeout(1_000_000);
+  t.session.connect(1_000_000);
+  assert.deepEqual(t.drain(), [], "no ticket, no connection");
+});
+
+test("a refused or unanswered members request is reported, ends the tracking until the next subscribed reply, and a late page changes nothing", () => {
+  const h = harness();
+  const room = "room:a";
+  h.session.subscribe(room, 1, { members: true }, 0);
+  let connection = h.establish(0);
+  answerSubscribe(h, connection, h.sent(h.drain()), 0, {}, 1);
+  const [request] = h.sent(h.drain());
+  answerMembers(h, connection, request, [member("ada")], null, 2);
+  h.events();
+  h.session.handleClosed(connection, 1011, "restart", 3);
+  connection = h.establish(1000);
+  answerSubscribe(h, connection, h.sent(h.drain()), 0, {}, 1001);
+  const [refused] = h.sent(h.drain());
+  h.events();
+  const error = { code: "not_subscribed", message: "not subscribed to room:a", retryable: false } as const;
+  h.frame(connection, { type: "error", id: String(refused?.["id"]), error }, 1002);
+  assert.deepEqual(h.events(), [{ kind: "members_failed", channel: room, failure: { kind: "refused", error } }]);
+  assert.equal(h.session.members(room), undefined, "the list cannot be trusted any more");
+  const join = presence(room, "join", "bob", 0);
+  h.frame(connection, join, 1003);
+  assert.deepEqual(h.events(), [{ kind: "presence", channel: room, presence: join }], "still handed over");
+  assert.equal(h.session.members(room), undefined);
+
+  // The next subscribed reply reads them again; this time no page comes.
+  h.session.handleClosed(connection, 1011, "restart", 1004);
+  connection = h.establish(2000);
+  answerSubscribe(h, connection, h.sent(h.drain()), 0, {}, 2010);
+  const [unanswered] = h.sent(h.drain());
+  assert.equal(unanswered?.["type"], "members");
+  h.events();
+  const deadline = 2010 + DEFAULT_CONFIG.requestTimeoutMs;
+  const next = h.session.pollTimeout();
+  assert.ok(next !== undefined && next <= deadline);
+  h.frame(connection, { type: "ping", nonce: "n" }, deadline - 600);
+  h.session.handleTimeout(deadline - 1);
+  assert.deepEqual(h.events(), []);
+  h.session.handleTimeout(deadline);
+  assert.deepEqual(h.events(), [{ kind: "members_failed", channel: room, failure: { kind: "timed_out" } }]);
+  answerMembers(h, connection, unanswered, [member("late")], null, deadline + 1);
+  assert.deepEqual(h.events(), []);
+  assert.equal(h.session.members(room), undefined);
+});
+
+test("listeners share one subscription: a later listener's tracking starts at once, and it ends with the last listener that asked for it", () => {
+  const h = harness();
+  const room = "room:a";
+  h.session.subscribe(room, 1);
+  const connection = h.establish(0);
+  answerSubscribe(h, connection, h.sent(h.drain()), 4, {}, 1);
+  h.session.subscribe(room, 2, { members: true, info: { name: "Ada" } }, 10);
+  const [request] = h.sent(h.drain());
+  assert.deepEqual(request, { type: "members", id: "r0000000000000002", channel: room }, "read at once, with no second subscribe");
+  h.session.subscribe(room, 3, { members: true }, 11);
+  assert.deepEqual(h.drain(), [], "a second tracking listener reads nothing more");
+  answerMembers(h, connection, request, [member("bob")], null, 12);
+  assert.deepEqual(h.session.members(room), [member("bob")]);
+  h.session.unsubscribe(room, 2);
+  assert.deepEqual(h.session.members(room), [member("bob")], "listener 3 still tracks them");
+  h.session.unsubscribe(room, 3);
+  assert.equal(h.session.members(room), undefined);
+  assert.deepEqual(h.session.listeners(room), [1]);
+  assert.deepEqual(h.drain(), [], "no unsubscribe while a listener is left");
+  // Tracking asked again while the page of a dropped read is on its way: that page is not the new read's.
+  h.session.subscribe(room, 5, { members: true }, 20);
+  const [dropped] = h.sent(h.drain());
+  h.session.unsubscribe(room, 5);
+  h.session.subscribe(room, 6, { members: true }, 21);
+  const [current] = h.sent(h.drain());
+  assert.notEqual(current?.["id"], dropped?.["id"]);
+  answerMembers(h, connection, dropped, [member("stale")], null, 22);
+  assert.equal(h.session.members(room), undefined);
+  answerMembers(h, connection, current, [member("cy")], null, 23);
+  assert.deepEqual(h.session.members(room), [member("cy")]);
+  h.session.unsubscribe(room, 6);
+  h.events();
+  // The info of the latest listener that gave one goes with the next subscribe, after a reconnect.
+  h.session.subscribe(room, 4, { info: { name: "Bea" } }, 30);
+  h.session.subscribe(room, 7, { info: { name: "Cy" } }, 31);
+  assert.deepEqual(h.drain(), [], "nothing is sent for them now");
+  h.session.handleClosed(connection, 1011, "restart", 32);
+  h.establish(1000);
+  const resubscribe = h.sent(h.drain());
+  assert.deepEqual(ofType(resubscribe, "subscribe").map((f) => f["info"]), [{ name: "Cy" }]);
+  assert.deepEqual(ofType(resubscribe, "members"), [], "nobody tracks the members now");
+});
+
+test("the size gate applies to a subscribe with presence info: one above the advertised maximum never leaves", () => {
+  const h = harness();
+  h.establish(0);
+  h.drain();
+  h.session.subscribe("room:a", 1, { info: { name: "x".repeat(1100) } }, 1);
+  assert.deepEqual(h.drain(), []);
+  h.session.subscribe("room:b", 2, { info: { name: "x".repeat(400) } }, 1);
+  assert.equal(ofType(h.sent(h.drain()), "subscribe").length, 1);
 });

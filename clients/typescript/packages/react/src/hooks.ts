@@ -7,13 +7,15 @@
 //   with the state the reducer folds;
 // - useConnectionState(): the client's state through useSyncExternalStore (a render per state
 //   change, never per message);
-// - usePublish(): a stable publish function.
+// - usePublish(): a stable publish function;
+// - usePresence(channel, { info }): a channel's members, re-rendering after every full read and
+//   every join or leave.
 // Every effect is safe under StrictMode's mount, unmount, mount: subscriptions are reference
 // counted with a delayed release, and a client the provider owns is closed only after the same
 // delay, so the immediate remount keeps the socket.
 
 import { createContext, createElement, useCallback, useContext, useEffect, useLayoutEffect, useMemo, useRef, useState, useSyncExternalStore, type ReactNode } from "react";
-import { FerryClient, type Channel, type ClientState, type EventHandler, type FerryClientOptions } from "@ferry/client";
+import { FerryClient, type Channel, type ClientState, type EventHandler, type FerryClientOptions, type Member, type PresenceInfo } from "@ferry/client";
 import { registryOf, type ChannelRegistry, type IncompleteCause, type RefusalError } from "./registry.js";
 
 /** Any JSON value, as a channel's payload or a publish carries it. */
@@ -184,4 +186,64 @@ export function usePublish<P>(channel?: ChannelRef<P>): ((channel: string, paylo
     [client, name],
   );
   return channel === undefined ? toAny : toOne;
+}
+
+/** Options of usePresence. */
+export interface UsePresenceOptions {
+  /**
+   * This session's presence info in the channel (a JSON object of at most 512 bytes), sent with
+   * the subscribe when this component is the first to watch the channel's members, and with every
+   * re-subscribe after a reconnect. A later change, or another component's info, is not sent
+   * until the channel is released and watched again.
+   */
+  readonly info?: PresenceInfo;
+  /** Called when the server refused the subscribe (forbidden, unknown channel, bad_request for a channel without presence). */
+  readonly onRefused?: (error: RefusalError) => void;
+}
+
+/** What usePresence returns. */
+export interface PresenceState {
+  /** Every member of the channel, ordered by user; empty until the first full read. */
+  readonly members: readonly Member[];
+  /** Whether `members` is current: true once the first full read ended, false again after a read failed until the next one ends. */
+  readonly ready: boolean;
+}
+
+const NOT_READY: PresenceState = { members: [], ready: false };
+
+/**
+ * The members of `channel` (`null` watches nothing): the client subscribes to it, reads every
+ * member page after each subscribed reply and keeps the list up to date with the channel's
+ * presence events (FERRY-PRESENCE-6). The component re-renders after every full read and every
+ * join or leave. Components watching one channel share one subscription, with the same delayed
+ * release as useChannel, so StrictMode's remount reads nothing twice.
+ */
+export function usePresence<P = JsonValue>(channel: ChannelRef<P> | null | undefined, options?: UsePresenceOptions): PresenceState {
+  const { registry } = useFerry();
+  const name = nameOf(channel);
+  const [state, setState] = useState<{ readonly channel: string | undefined; readonly presence: PresenceState }>({ channel: undefined, presence: NOT_READY });
+  const infoRef = useRef(options?.info);
+  const refusedRef = useRef(options?.onRefused);
+  useIsomorphicLayoutEffect(() => {
+    infoRef.current = options?.info;
+    refusedRef.current = options?.onRefused;
+  });
+  useEffect(() => {
+    if (name === undefined) return undefined;
+    const put = (presence: PresenceState) => setState({ channel: name, presence });
+    return registry.acquirePresence(
+      name,
+      {
+        members: (members) => put({ members, ready: true }),
+        failed: () => setState((current) => (current.channel === name && current.presence.ready ? { channel: name, presence: { members: current.presence.members, ready: false } } : current)),
+        refused: (error) => {
+          put(NOT_READY);
+          refusedRef.current?.(error);
+        },
+      },
+      infoRef.current,
+    );
+  }, [registry, name]);
+  // The state of another channel (before a change of `channel` took effect) is not this one's.
+  return state.channel === name && name !== undefined ? state.presence : NOT_READY;
 }

@@ -1,7 +1,7 @@
 // @ferry/react: React bindings of @ferry/client. FerryProvider puts one client (one socket) in
-// context; useChannel, useChannelState, useConnectionState and usePublish read it. Safe under
-// StrictMode (reference-counted subscriptions with a delayed release), and no re-render per
-// message unless a component asks for one.
+// context; useChannel, useChannelState, useConnectionState, usePublish and usePresence read it.
+// Safe under StrictMode (reference-counted subscriptions with a delayed release), and no
+// re-render per message unless a component asks for one.
 
 export {
   DEFAULT_RELEASE_DELAY_MS,
@@ -10,12 +10,15 @@ export {
   useChannelState,
   useConnectionState,
   useFerryClient,
+  usePresence,
   usePublish,
   type ChannelRef,
   type FerryProviderProps,
   type JsonValue,
+  type PresenceState,
   type Published,
   type PublishOptions,
   type UseChannelOptions,
+  type UsePresenceOptions,
 } from "./hooks.js";
-export { ChannelRegistry, registryOf, type ChannelListener, type IncompleteCause, type RefusalError } from "./registry.js";
+export { ChannelRegistry, registryOf, type ChannelListener, type IncompleteCause, type PresenceWatcher, type RefusalError } from "./registry.js";

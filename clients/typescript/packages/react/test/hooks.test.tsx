@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { StrictMode, useState } from "react";
 import { act, render, screen, waitFor } from "@testing-library/react";
-import { FerryProvider, useChannel, useChannelState, useConnectionState, usePublish, type IncompleteCause } from "../src/index.js";
+import { FerryProvider, useChannel, useChannelState, useConnectionState, usePresence, usePublish, type IncompleteCause } from "../src/index.js";
 import { FakeSocket, event, fakeClient, fakeOptions, welcome } from "./support/fake.js";
 
 interface Task {
@@ -281,6 +281,99 @@ test("a refused subscribe reaches onRefused, and a component that comes later as
   assert.deepEqual(refused, ["a:forbidden"]);
   act(() => setShown("b"));
   assert.equal(socket.frames("subscribe").length, 2, "the later component subscribes anew");
+  view.unmount();
+  client.close();
+});
+
+/** A presence event of `room:a`. */
+function presence(change: "join" | "leave", user: string): Record<string, unknown> {
+  return { type: "presence", channel: "room:a", change, user, position: { epoch: "e", seq: 0 } };
+}
+
+test("usePresence under StrictMode: one subscribe with the info, the members once every page is read, a re-render per join or leave, shared by a later component", async () => {
+  const { client } = fakeClient();
+  const before = FakeSocket.all.length;
+  function Room({ label }: { label: string }) {
+    const { members, ready } = usePresence("room:a", { info: { name: label } });
+    return (
+      <p>
+        {label} ready: {String(ready)} members: {members.map((m) => `${m.user}/${m.sessions}`).join(",")}
+      </p>
+    );
+  }
+  let setShown: (shown: readonly string[]) => void = () => {};
+  function App() {
+    const [shown, set] = useState<readonly string[]>([]);
+    setShown = set;
+    return (
+      <FerryProvider client={client} releaseDelayMs={20}>
+        {shown.map((label) => (
+          <Room key={label} label={label} />
+        ))}
+      </FerryProvider>
+    );
+  }
+  const view = render(
+    <StrictMode>
+      <App />
+    </StrictMode>,
+  );
+  const socket = await serve(before);
+  // Mounted while the session is active: StrictMode's mount, unmount, mount must not cost a second subscribe.
+  act(() => setShown(["Ada"]));
+  await screen.findByText("Ada ready: false members:");
+  const subscribes = socket.frames("subscribe");
+  assert.equal(subscribes.length, 1, "one subscribe frame");
+  assert.deepEqual(subscribes[0]?.["info"], { name: "Ada" });
+  assert.equal(socket.frames("unsubscribe").length, 0);
+  assert.equal(socket.frames("members").length, 0, "nothing is read before the subscribed reply");
+  answerSubscribes(socket);
+  const [first] = socket.frames("members");
+  assert.equal(socket.frames("members").length, 1, "one read");
+  act(() => socket.receive({ type: "member_page", id: first?.["id"], channel: "room:a", members: [{ user: "ada", sessions: 2 }], next: "ada", position: { epoch: "e", seq: 0 } }));
+  const second = socket.frames("members")[1];
+  assert.equal(second?.["after"], "ada");
+  // Cy joins between the pages (the second page was read before the join).
+  act(() => socket.receive(presence("join", "cy")));
+  await screen.findByText("Ada ready: false members:");
+  act(() => socket.receive({ type: "member_page", id: second?.["id"], channel: "room:a", members: [{ user: "bob", sessions: 1 }], next: null, position: { epoch: "e", seq: 0 } }));
+  await screen.findByText("Ada ready: true members: ada/2,bob/1,cy/1");
+  act(() => socket.receive(presence("leave", "ada")));
+  await screen.findByText("Ada ready: true members: bob/1,cy/1");
+  act(() => setShown(["Ada", "Bea"]));
+  await screen.findByText("Bea ready: true members: bob/1,cy/1");
+  assert.equal(socket.frames("subscribe").length, 1, "the later component shares the subscription");
+  assert.equal(socket.frames("members").length, 2, "and reads nothing again");
+  act(() => socket.receive(presence("join", "dan")));
+  await screen.findByText("Ada ready: true members: bob/1,cy/1,dan/1");
+  await screen.findByText("Bea ready: true members: bob/1,cy/1,dan/1");
+  act(() => setShown([]));
+  assert.equal(socket.frames("unsubscribe").length, 0, "the release waits for its delay");
+  await waitFor(() => assert.equal(socket.frames("unsubscribe").length, 1), { timeout: 5000 });
+  view.unmount();
+  client.close();
+});
+
+test("usePresence: a refused subscribe reaches onRefused and leaves it not ready", async () => {
+  const { client } = fakeClient();
+  const before = FakeSocket.all.length;
+  const refused: string[] = [];
+  function Room() {
+    const { members, ready } = usePresence("room:a", { onRefused: (error) => refused.push(error.code) });
+    return <p>refused ready: {String(ready)} {members.length}</p>;
+  }
+  const view = render(
+    <FerryProvider client={client}>
+      <Room />
+    </FerryProvider>,
+  );
+  const socket = await serve(before);
+  const [subscribe] = socket.frames("subscribe");
+  assert.equal(subscribe?.["info"], undefined, "no info asked, none sent");
+  act(() => socket.receive({ type: "error", id: subscribe?.["id"], error: { code: "bad_request", message: "room:a keeps no presence", retryable: false } }));
+  assert.deepEqual(refused, ["bad_request"]);
+  await screen.findByText("refused ready: false 0");
+  assert.equal(socket.frames("members").length, 0);
   view.unmount();
   client.close();
 });

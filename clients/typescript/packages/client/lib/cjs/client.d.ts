@@ -1,4 +1,4 @@
-import { type ErrorInfo, type EventMessage, type JsonValue, type Published, type RpcResult } from "@ferry/protocol";
+import { type ErrorInfo, type EventMessage, type HoldGrant, type JsonValue, type Member, type Presence, type PresenceInfo, type Published, type RpcResult } from "@ferry/protocol";
 import { type ClientConfig, type ClientEvent, type ClientState, type IncompleteCause, type PublishFailure } from "./session.js";
 import type { Resumption } from "./position.js";
 /** The part of the platform's WebSocket the client uses (the browser's, Node 22's, or `ws`). */
@@ -52,14 +52,27 @@ export interface FerryClientOptions {
 }
 /** Information a handler receives with each event. */
 export type EventHandler<P = JsonValue> = (payload: P, event: EventMessage) => void;
+/** Receives a channel's members, ordered by user, after every full read and every change. */
+export type PresenceListener = (members: readonly Member[]) => void;
+/** How a handler asks for a channel (see FerryClient.subscribe). */
+export interface ChannelOptions {
+    /** The session's presence info, for a channel whose namespace keeps presence (a JSON object of at most 512 bytes). */
+    readonly info?: PresenceInfo;
+    /** Hold the channel as its one publisher, for a channel whose namespace is exclusive: the `subscribed` event carries the hold's fence, and a refusal comes as `subscribeFailed` with `held`. */
+    readonly hold?: boolean;
+}
 /** What the application can listen to on a client. */
 export interface ClientEvents {
     /** The connection state changed. */
     state: (state: ClientState) => void;
-    /** A subscription took effect (also after each re-subscribe). */
-    subscribed: (channel: string, resumption: Resumption) => void;
-    /** The server refused a subscribe; the channel's handlers are dropped. */
+    /** A subscription took effect (also after each re-subscribe); `hold` is the hold it obtained, when one was asked. */
+    subscribed: (channel: string, resumption: Resumption, hold: HoldGrant | undefined) => void;
+    /** The server refused a subscribe (`held` for a hold another session keeps); the channel's handlers and presence listeners are dropped. */
     subscribeFailed: (channel: string, error: ErrorInfo) => void;
+    /** A user joined or left a channel (for a channel whose members are tracked, after its members were read). */
+    presence: (presence: Presence) => void;
+    /** Reading a tracked channel's members failed; they are read again after the channel's next subscribed reply. */
+    membersFailed: (channel: string, failure: PublishFailure) => void;
     /** A channel's events have a hole: refetch its state (for example with the history endpoint). */
     incomplete: (channel: string, cause: IncompleteCause) => void;
     /** Something that answers no request: a server error, a protocol violation, a goodbye. */
@@ -108,8 +121,8 @@ export type TypedCall<M extends MethodMap<M>> = <K extends keyof M & string>(met
 export interface Channel<P> {
     /** The channel's name. */
     readonly name: string;
-    /** Adds a handler (a handler added twice is called once per event); returns its removal. */
-    subscribe(handler: EventHandler<P>): () => void;
+    /** Adds a handler (a handler added twice is called once per event), with presence info or a hold; returns its removal. */
+    subscribe(handler: EventHandler<P>, options?: ChannelOptions): () => void;
     /** Publishes a payload; settles with the acknowledgement or a PublishError. */
     publish(payload: P, options?: {
         readonly idempotencyKey?: string;
@@ -128,8 +141,26 @@ export declare class FerryClient {
     connect(): void;
     /** Closes the client for good (close code 1000); pending publishes fail with session_stopped. */
     close(): void;
-    /** Adds `handler` to `channel` (the same handler twice is called once); returns its removal. */
-    subscribe<P = JsonValue>(channel: string, handler: EventHandler<P>): () => void;
+    /**
+     * Adds `handler` to `channel` (the same handler twice is called once, with the options of its
+     * first addition); returns its removal. `options` asks for presence `info` or a `hold`; they
+     * go with the channel's subscribe when this is its first handler or listener, and with every
+     * re-subscribe after a reconnect, the hold carrying the fence of the last one (FERRY-HOLD-5).
+     */
+    subscribe<P = JsonValue>(channel: string, handler: EventHandler<P>, options?: ChannelOptions): () => void;
+    /**
+     * Tracks `channel`'s members: `listener` gets every member, ordered by user, once they were
+     * read after the subscribed reply and again after every change (a join or a leave), and again
+     * after every re-read that follows a reconnect (FERRY-PRESENCE-6). Added to a channel whose
+     * members are known already, it gets them at once. The channel is subscribed as by
+     * `subscribe` (one subscription, however many handlers and listeners), with presence `info`
+     * when given. Returns the listener's removal.
+     */
+    presence(channel: string, listener: PresenceListener, options?: {
+        readonly info?: PresenceInfo;
+    }): () => void;
+    /** The members of a channel whose members a presence listener tracks, once read (see presence). */
+    members(channel: string): readonly Member[] | undefined;
     /** Publishes `payload` to `channel`; settles with the acknowledgement or a PublishError. */
     publish(channel: string, payload: JsonValue, options?: {
         readonly idempotencyKey?: string;

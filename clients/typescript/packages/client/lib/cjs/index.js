@@ -2,7 +2,7 @@
 // @ferry/client: a ferry.v1 client for browsers and Node. FerryClient is the shell most
 // applications use; ClientSession is its sans-IO core, for tests and other shells.
 Object.defineProperty(exports, "__esModule", { value: true });
-exports.classify = exports.PositionTracker = exports.delayMs = exports.delayBounds = exports.DEFAULT_RECONNECT = exports.Backoff = exports.utf8Length = exports.DEFAULT_CONFIG = exports.ClientSession = exports.PublishError = exports.FerryClient = exports.CallError = void 0;
+exports.compareUtf8 = exports.MemberList = exports.classify = exports.PositionTracker = exports.delayMs = exports.delayBounds = exports.DEFAULT_RECONNECT = exports.Backoff = exports.utf8Length = exports.DEFAULT_CONFIG = exports.ClientSession = exports.PublishError = exports.FerryClient = exports.CallError = void 0;
 var client_js_1 = require("./client.js");
 Object.defineProperty(exports, "CallError", { enumerable: true, get: function () { return client_js_1.CallError; } });
 Object.defineProperty(exports, "FerryClient", { enumerable: true, get: function () { return client_js_1.FerryClient; } });
@@ -19,3 +19,6 @@ Object.defineProperty(exports, "delayMs", { enumerable: true, get: function () {
 var position_js_1 = require("./position.js");
 Object.defineProperty(exports, "PositionTracker", { enumerable: true, get: function () { return position_js_1.PositionTracker; } });
 Object.defineProperty(exports, "classify", { enumerable: true, get: function () { return position_js_1.classify; } });
+var presence_js_1 = require("./presence.js");
+Object.defineProperty(exports, "MemberList", { enumerable: true, get: function () { return presence_js_1.MemberList; } });
+Object.defineProperty(exports, "compareUtf8", { enumerable: true, get: function () { return presence_js_1.compareUtf8; } });

@@ -1,10 +1,10 @@
-import { type ErrorInfo, type EventMessage, type Goodbye, type JsonValue, type Problem, type Published, type RecoveryGap, type RpcResult, type StreamPosition } from "@ferry/protocol";
+import { type ErrorInfo, type EventMessage, type Goodbye, type HoldGrant, type JsonValue, type Member, type Presence, type PresenceInfo, type Problem, type Published, type RecoveryGap, type RpcResult, type StreamPosition } from "@ferry/protocol";
 import { type Resumption } from "./position.js";
 /** Settings that apply before a welcome advertises the server's values. */
 export interface ClientConfig {
     /** How long to wait for the welcome after asking for a connection, in ms (FERRY-WELCOME-4). */
     readonly welcomeTimeoutMs: number;
-    /** How long to wait for a ticket, and for the reply to a publish, in ms (FERRY-PUBLISH-2). */
+    /** How long to wait for a ticket, and for the reply to a publish or a members request, in ms (FERRY-PUBLISH-2). */
     readonly requestTimeoutMs: number;
     /** The largest message sent until a welcome advertises the limit, in UTF-8 bytes. */
     readonly maxMessageBytes: number;
@@ -79,14 +79,14 @@ export type IncompleteCause = {
     readonly kind: "recovery";
     readonly reason: RecoveryGap;
 };
-/** Why a publish or an RPC call failed. */
+/** Why a publish, an RPC call or a read of a channel's members failed. */
 export type PublishFailure = 
-/** The server refused it (for a call: also `timeout`, `rejected` by the backend, ...). */
+/** The server refused it (for a call: also `timeout`, `rejected` by the backend, ...; for members: `not_subscribed`, `forbidden`, ...). */
 {
     readonly kind: "refused";
     readonly error: ErrorInfo;
 }
-/** No answer within the request timeout (a call: within rpc.timeout_ms plus it). */
+/** No answer within the request timeout (a call: within rpc.timeout_ms plus it; members: each page within it). */
  | {
     readonly kind: "timed_out";
 } | {
@@ -111,18 +111,41 @@ export type ProtocolViolation = {
 export type ClientEvent = {
     readonly kind: "state_changed";
     readonly state: ClientState;
-} | {
+}
+/** A subscribe took effect; `hold` is the hold it obtained, when it asked for one (FERRY-HOLD-1). */
+ | {
     readonly kind: "subscribed";
     readonly channel: string;
     readonly position: StreamPosition;
     readonly resumption: Resumption;
-} | {
+    readonly hold?: HoldGrant;
+}
+/** The server refused a subscribe (forbidden, unknown channel, `held`, ...): the channel is dropped, its fence forgotten. */
+ | {
     readonly kind: "subscribe_failed";
     readonly channel: string;
     readonly error: ErrorInfo;
 } | {
     readonly kind: "event";
     readonly event: EventMessage;
+}
+/** A tracked channel's members were read after a subscribed reply, with the presence events since applied on top (FERRY-PRESENCE-6): every member, ordered by user. */
+ | {
+    readonly kind: "members";
+    readonly channel: string;
+    readonly members: readonly Member[];
+}
+/** A user joined or left a channel. On a tracked channel it comes once the members were read, and the list was updated by it (the events before are in `members`). */
+ | {
+    readonly kind: "presence";
+    readonly channel: string;
+    readonly presence: Presence;
+}
+/** Reading a tracked channel's members failed: the channel's list is not kept until it is read again, after the next subscribed reply. */
+ | {
+    readonly kind: "members_failed";
+    readonly channel: string;
+    readonly failure: PublishFailure;
 } | {
     readonly kind: "incomplete";
     readonly channel: string;
@@ -163,6 +186,15 @@ export type Frame = {
 };
 /** The length of a string in UTF-8 bytes, the unit of every size limit (FERRY-SIZE-1). */
 export declare function utf8Length(text: string): number;
+/** How a listener asks for a channel: with presence info, as its holder, tracking its members. */
+export interface SubscribeOptions {
+    /** The session's presence info, for a channel whose namespace keeps presence: a JSON object of at most 512 bytes (FERRY-PRESENCE-5). */
+    readonly info?: PresenceInfo;
+    /** Whether to hold the channel as its one publisher, for a channel whose namespace is exclusive (FERRY-HOLD-1). */
+    readonly hold?: boolean;
+    /** Whether to read the channel's members after every subscribed reply and keep them up to date (FERRY-PRESENCE-6). */
+    readonly members?: boolean;
+}
 /** A ferry.v1 client session; see the module comment. */
 export declare class ClientSession {
     #private;
@@ -176,15 +208,33 @@ export declare class ClientSession {
     get retries(): number;
     /** The listeners of a channel, each once. */
     listeners(channel: string): readonly number[];
+    /**
+     * The members of a channel a listener tracks (`members: true`), ordered by user, as of its last
+     * read and the presence events since; undefined until they were read once, and again after a
+     * read failed until the next one ends. The same array until the list changes.
+     */
+    members(channel: string): readonly Member[] | undefined;
+    /** The fence of the last hold of a channel held now, sent with every hold asked again (FERRY-HOLD-5). */
+    fence(channel: string): number | undefined;
     /** The channels held, with the last delivered position of each once known. */
     subscriptions(): ReadonlyArray<readonly [string, StreamPosition | undefined]>;
     /** Starts the session: fetch a ticket, connect, and keep reconnecting until stopped. */
     connect(now: number): void;
     /** Stops for good: closes the connection (1000) and fails every pending publish. */
     close(): void;
-    /** Adds a listener to a channel; the first one subscribes (when welcomed, or on the welcome). */
+    /**
+     * Adds a listener to a channel; the first one subscribes (when welcomed, or on the welcome).
+     * With `options`, the listener asks for presence `info`, a `hold` or member tracking. Every
+     * subscribe of the channel, re-subscribes included, carries the info of the latest listener
+     * that gave one and a hold when any listener asks for it, with the fence of the last hold
+     * (FERRY-HOLD-5); a later listener's info or hold applies from the channel's next subscribe
+     * (after a reconnect). Member tracking starts at once: the members are read now when the
+     * subscription is in effect, else after its subscribed reply, and after every later one.
+     * `now` times the members requests.
+     */
     subscribe(channel: string, listener: number): void;
-    /** Removes a listener; when none is left the channel is unsubscribed. */
+    subscribe(channel: string, listener: number, options: SubscribeOptions, now: number): void;
+    /** Removes a listener; when none is left the channel is unsubscribed (its fence forgotten). */
     unsubscribe(channel: string, listener: number): void;
     /**
      * Publishes `payload` to `channel` with idempotency key `key` (generated when absent) and

@@ -62,10 +62,13 @@ export class FerryClient {
     #session;
     #timer;
     #handlers = new Map();
+    #presence = new Map();
     #listeners = {
         state: new Set(),
         subscribed: new Set(),
         subscribeFailed: new Set(),
+        presence: new Set(),
+        membersFailed: new Set(),
         incomplete: new Set(),
         notice: new Set(),
     };
@@ -105,28 +108,59 @@ export class FerryClient {
         this.#platformCleanup = undefined;
         this.#pump();
     }
-    /** Adds `handler` to `channel` (the same handler twice is called once); returns its removal. */
-    subscribe(channel, handler) {
-        let handlers = this.#handlers.get(channel);
-        if (handlers === undefined) {
-            handlers = new Map();
-            this.#handlers.set(channel, handlers);
+    /**
+     * Adds `handler` to `channel` (the same handler twice is called once, with the options of its
+     * first addition); returns its removal. `options` asks for presence `info` or a `hold`; they
+     * go with the channel's subscribe when this is its first handler or listener, and with every
+     * re-subscribe after a reconnect, the hold carrying the fence of the last one (FERRY-HOLD-5).
+     */
+    subscribe(channel, handler, options) {
+        const asked = options === undefined ? {} : { ...options };
+        return this.#hold(this.#handlers, channel, handler, asked);
+    }
+    /**
+     * Tracks `channel`'s members: `listener` gets every member, ordered by user, once they were
+     * read after the subscribed reply and again after every change (a join or a leave), and again
+     * after every re-read that follows a reconnect (FERRY-PRESENCE-6). Added to a channel whose
+     * members are known already, it gets them at once. The channel is subscribed as by
+     * `subscribe` (one subscription, however many handlers and listeners), with presence `info`
+     * when given. Returns the listener's removal.
+     */
+    presence(channel, listener, options) {
+        const asked = options?.info === undefined ? { members: true } : { members: true, info: options.info };
+        const added = this.#presence.get(channel)?.has(listener) !== true;
+        const release = this.#hold(this.#presence, channel, listener, asked);
+        const known = this.#session.members(channel);
+        if (added && known !== undefined)
+            listener(known);
+        return release;
+    }
+    /** The members of a channel whose members a presence listener tracks, once read (see presence). */
+    members(channel) {
+        return this.#session.members(channel);
+    }
+    /** Registers `callback` on `channel` in `registry` as one listener of the session; returns its removal. */
+    #hold(registry, channel, callback, options) {
+        let callbacks = registry.get(channel);
+        if (callbacks === undefined) {
+            callbacks = new Map();
+            registry.set(channel, callbacks);
         }
-        let id = handlers.get(handler);
+        let id = callbacks.get(callback);
         if (id === undefined) {
             id = ++this.#nextListener;
-            handlers.set(handler, id);
-            this.#session.subscribe(channel, id);
+            callbacks.set(callback, id);
+            this.#session.subscribe(channel, id, options, this.#timer.now());
             this.#pump();
         }
         const listener = id;
         return () => {
-            const current = this.#handlers.get(channel);
-            if (current?.get(handler) !== listener)
+            const current = registry.get(channel);
+            if (current?.get(callback) !== listener)
                 return;
-            current.delete(handler);
+            current.delete(callback);
             if (current.size === 0)
-                this.#handlers.delete(channel);
+                registry.delete(channel);
             this.#session.unsubscribe(channel, listener);
             this.#pump();
         };
@@ -165,7 +199,7 @@ export class FerryClient {
     channel(name) {
         return {
             name,
-            subscribe: (handler) => this.subscribe(name, handler),
+            subscribe: (handler, options) => this.subscribe(name, handler, options),
             publish: (payload, options) => this.publish(name, payload, options),
         };
     }
@@ -311,11 +345,28 @@ export class FerryClient {
                 return;
             }
             case "subscribed":
-                this.#emit("subscribed", event.channel, event.resumption);
+                this.#emit("subscribed", event.channel, event.resumption, event.hold);
                 return;
             case "subscribe_failed":
                 this.#handlers.delete(event.channel);
+                this.#presence.delete(event.channel);
                 this.#emit("subscribeFailed", event.channel, event.error);
+                return;
+            case "members":
+                for (const listener of [...(this.#presence.get(event.channel)?.keys() ?? [])])
+                    listener(event.members);
+                return;
+            case "presence": {
+                this.#emit("presence", event.presence);
+                const members = this.#session.members(event.channel);
+                if (members === undefined)
+                    return;
+                for (const listener of [...(this.#presence.get(event.channel)?.keys() ?? [])])
+                    listener(members);
+                return;
+            }
+            case "members_failed":
+                this.#emit("membersFailed", event.channel, event.failure);
                 return;
             case "incomplete":
                 this.#emit("incomplete", event.channel, event.cause);

@@ -4,3 +4,4 @@ export { CallError, FerryClient, PublishError } from "./client.js";
 export { ClientSession, DEFAULT_CONFIG, utf8Length } from "./session.js";
 export { Backoff, DEFAULT_RECONNECT, delayBounds, delayMs } from "./backoff.js";
 export { PositionTracker, classify } from "./position.js";
+export { MemberList, compareUtf8 } from "./presence.js";

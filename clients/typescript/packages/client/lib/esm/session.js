@@ -24,10 +24,15 @@
 // - no frame above the advertised maximum size, counted in UTF-8 bytes, ever leaves
 //   (FERRY-SIZE-1, FERRY-SIZE-2);
 // - every close code acted on as the generated close-code table says, backoff as the formula
-//   says, and a reason for every stop (FERRY-RECONNECT-1 to FERRY-RECONNECT-9).
+//   says, and a reason for every stop (FERRY-RECONNECT-1 to FERRY-RECONNECT-9);
+// - presence info and holds sent again on every re-subscribe, with the fence of the last hold
+//   (FERRY-HOLD-5), and a tracked channel's members read again after every subscribed reply and
+//   kept up to date by its presence events (FERRY-PRESENCE-6, see ./presence.ts); presence events
+//   take no seq and never touch the position of a channel's events.
 import { CloseCode, DEFAULTS, closeAction, parseServerMessage, } from "@ferry/protocol";
 import { Backoff, DEFAULT_RECONNECT } from "./backoff.js";
 import { PositionTracker } from "./position.js";
+import { MemberList } from "./presence.js";
 /** The protocol's defaults. */
 export const DEFAULT_CONFIG = {
     welcomeTimeoutMs: DEFAULTS.welcomeTimeoutMs,
@@ -96,7 +101,20 @@ export class ClientSession {
     }
     /** The listeners of a channel, each once. */
     listeners(channel) {
-        return [...(this.#subscriptions.get(channel)?.listeners ?? [])];
+        return [...(this.#subscriptions.get(channel)?.listeners.keys() ?? [])];
+    }
+    /**
+     * The members of a channel a listener tracks (`members: true`), ordered by user, as of its last
+     * read and the presence events since; undefined until they were read once, and again after a
+     * read failed until the next one ends. The same array until the list changes.
+     */
+    members(channel) {
+        const list = this.#subscriptions.get(channel)?.members;
+        return list?.isSynced === true ? list.members() : undefined;
+    }
+    /** The fence of the last hold of a channel held now, sent with every hold asked again (FERRY-HOLD-5). */
+    fence(channel) {
+        return this.#subscriptions.get(channel)?.fence;
     }
     /** The channels held, with the last delivered position of each once known. */
     subscriptions() {
@@ -115,26 +133,29 @@ export class ClientSession {
         }
         this.#stop({ kind: "requested" });
     }
-    /** Adds a listener to a channel; the first one subscribes (when welcomed, or on the welcome). */
-    subscribe(channel, listener) {
+    subscribe(channel, listener, options = {}, now) {
         let entry = this.#subscriptions.get(channel);
         if (entry === undefined) {
-            entry = { listeners: new Set(), tracker: undefined };
+            entry = { listeners: new Map(), tracker: undefined, fence: undefined, members: undefined, confirmedOn: undefined };
             this.#subscriptions.set(channel, entry);
         }
         const first = entry.listeners.size === 0;
-        entry.listeners.add(listener);
+        // Delete first so that a listener subscribing again counts as the latest.
+        entry.listeners.delete(listener);
+        entry.listeners.set(listener, options);
         if (first && this.#state.kind === "active")
             this.#sendSubscribe(channel);
+        this.#track(channel, entry, now);
     }
-    /** Removes a listener; when none is left the channel is unsubscribed. */
+    /** Removes a listener; when none is left the channel is unsubscribed (its fence forgotten). */
     unsubscribe(channel, listener) {
         const entry = this.#subscriptions.get(channel);
-        if (entry === undefined)
+        if (entry === undefined || !entry.listeners.delete(listener))
             return;
-        entry.listeners.delete(listener);
-        if (entry.listeners.size > 0)
+        if (entry.listeners.size > 0) {
+            this.#track(channel, entry, undefined);
             return;
+        }
         this.#subscriptions.delete(channel);
         if (this.#state.kind === "active") {
             const id = this.#requestId();
@@ -257,13 +278,25 @@ export class ClientSession {
                     return;
                 const [tracker, resumption] = PositionTracker.afterSubscribed(request.from, message);
                 entry.tracker = tracker;
-                this.#events.push({ kind: "subscribed", channel: request.channel, position: message.position, resumption });
+                entry.confirmedOn = link.id;
+                // FERRY-HOLD-5: the fence of the last hold is kept for the next re-subscribe.
+                if (message.hold !== undefined)
+                    entry.fence = message.hold.fence;
+                const hold = message.hold === undefined ? {} : { hold: { fence: message.hold.fence } };
+                this.#events.push({ kind: "subscribed", channel: request.channel, position: message.position, resumption, ...hold });
                 if (resumption.kind === "incomplete")
                     this.#events.push({ kind: "incomplete", channel: request.channel, cause: { kind: "recovery", reason: resumption.reason } });
+                this.#syncMembers(request.channel, entry, now);
                 return;
             }
             case "unsubscribed":
                 link.requests.delete(message.id);
+                return;
+            case "member_page":
+                this.#onMemberPage(message, now);
+                return;
+            case "presence":
+                this.#onPresence(message);
                 return;
             case "published": {
                 const key = this.#settle(message.id, "publish");
@@ -314,6 +347,13 @@ export class ClientSession {
                 this.#link?.requests.delete(publish.sentAs);
             this.#events.push(failed(publish, { kind: "timed_out" }));
         }
+        const requests = this.#link?.requests;
+        for (const [id, request] of requests ?? []) {
+            if (request.kind !== "members" || request.deadline > now)
+                continue;
+            requests?.delete(id);
+            this.#failMembers(request.channel, request.sync, { kind: "timed_out" });
+        }
         const state = this.#state;
         const due = this.#deadline !== undefined && this.#deadline <= now;
         if (state.kind === "backing_off" && state.until <= now)
@@ -341,6 +381,9 @@ export class ClientSession {
         for (const p of this.#publishes)
             if (next === undefined || p.deadline < next)
                 next = p.deadline;
+        for (const r of this.#link?.requests.values() ?? [])
+            if (r.kind === "members" && (next === undefined || r.deadline < next))
+                next = r.deadline;
         return next;
     }
     /** The next thing for the shell to do. */
@@ -408,6 +451,9 @@ export class ClientSession {
             this.#subscriptions.delete(request.channel);
             this.#events.push({ kind: "subscribe_failed", channel: request.channel, error });
         }
+        else if (request?.kind === "members") {
+            this.#failMembers(request.channel, request.sync, { kind: "refused", error });
+        }
         else if (request?.kind === "keyed") {
             // A publish's retryable refusal (rate limited, unavailable) is left to the request timeout
             // and the next connection, and so is a call's rate_limited; any other error fails the
@@ -463,11 +509,91 @@ export class ClientSession {
         return undefined;
     }
     #sendSubscribe(channel) {
-        const from = this.#subscriptions.get(channel)?.tracker?.last;
+        const entry = this.#subscriptions.get(channel);
+        if (entry === undefined)
+            return;
+        const from = entry.tracker?.last;
         const id = this.#requestId();
-        const message = from === undefined ? { type: "subscribe", id, channel } : { type: "subscribe", id, channel, from: { ...from } };
+        const message = { type: "subscribe", id, channel };
+        if (from !== undefined)
+            message.from = { ...from };
+        // The info of the latest listener that gave one; a hold when any listener asks for it.
+        for (const options of entry.listeners.values())
+            if (options.info !== undefined)
+                message.info = options.info;
+        // FERRY-HOLD-5: the fence of the last hold goes with every hold asked again.
+        if ([...entry.listeners.values()].some((o) => o.hold === true))
+            message.hold = entry.fence === undefined ? {} : { fence: entry.fence };
         if (this.#send(message) === undefined)
             this.#link?.requests.set(id, { kind: "subscribe", channel, from: from === undefined ? undefined : { ...from } });
+    }
+    /**
+     * Keeps a member list exactly while a listener of the channel tracks members. A list made for
+     * a subscription in effect on this connection is read at once (FERRY-PRESENCE-6); otherwise
+     * its subscribed reply starts the read. A list dropped ends its sync: the pages that answer it
+     * are ignored.
+     */
+    #track(channel, entry, now) {
+        const tracks = [...entry.listeners.values()].some((o) => o.members === true);
+        if (!tracks) {
+            entry.members = undefined;
+            return;
+        }
+        if (entry.members !== undefined)
+            return;
+        entry.members = new MemberList();
+        const confirmed = this.#state.kind === "active" && this.#link !== undefined && entry.confirmedOn === this.#link.id;
+        if (confirmed && now !== undefined)
+            this.#syncMembers(channel, entry, now);
+    }
+    /** Starts reading a tracked channel's members, after its subscribed reply (FERRY-PRESENCE-6). */
+    #syncMembers(channel, entry, now) {
+        if (entry.members === undefined)
+            return;
+        this.#sendMembers(channel, entry.members.restart(), undefined, now);
+    }
+    #sendMembers(channel, sync, after, now) {
+        const id = this.#requestId();
+        const failure = this.#send(after === undefined ? { type: "members", id, channel } : { type: "members", id, channel, after });
+        if (failure !== undefined)
+            this.#failMembers(channel, sync, failure);
+        else
+            this.#link?.requests.set(id, { kind: "members", channel, sync, deadline: now + this.#config.requestTimeoutMs });
+    }
+    #onMemberPage(page, now) {
+        const request = this.#link?.requests.get(page.id);
+        if (request?.kind !== "members")
+            return;
+        this.#link?.requests.delete(page.id);
+        const list = this.#subscriptions.get(request.channel)?.members;
+        if (list === undefined)
+            return;
+        const outcome = list.page(request.sync, page);
+        if (outcome === "last")
+            this.#events.push({ kind: "members", channel: request.channel, members: list.members() });
+        else if (outcome === "more" && page.next !== null)
+            this.#sendMembers(request.channel, request.sync, page.next, now);
+    }
+    /** A presence event: kept for a sync under way, else applied and handed over. It takes no seq and leaves the channel's position alone. */
+    #onPresence(presence) {
+        const entry = this.#subscriptions.get(presence.channel);
+        if (entry === undefined)
+            return;
+        const list = entry.members;
+        if (list?.isSyncing === true) {
+            list.presence(presence);
+            return;
+        }
+        list?.presence(presence);
+        this.#events.push({ kind: "presence", channel: presence.channel, presence });
+    }
+    /** Abandons `sync` if it is still the channel's sync under way, and says so. */
+    #failMembers(channel, sync, failure) {
+        const list = this.#subscriptions.get(channel)?.members;
+        if (list === undefined || !list.isCurrent(sync))
+            return;
+        list.abandon();
+        this.#events.push({ kind: "members_failed", channel, failure });
     }
     #sendPublish(publish) {
         const id = this.#requestId();
@@ -516,6 +642,13 @@ export class ClientSession {
         for (const publish of this.#publishes)
             this.#events.push(failed(publish, { kind: "session_stopped" }));
         this.#publishes = [];
+        // A sync under way (or cut off by the connection's end) has no subscribed reply to come.
+        for (const [channel, entry] of this.#subscriptions) {
+            if (entry.members?.isSyncing !== true)
+                continue;
+            entry.members.abandon();
+            this.#events.push({ kind: "members_failed", channel, failure: { kind: "session_stopped" } });
+        }
         this.#setState({ kind: "stopped", reason });
     }
 }

@@ -1,5 +1,5 @@
 import { type ReactNode } from "react";
-import { FerryClient, type Channel, type ClientState, type EventHandler, type FerryClientOptions } from "@ferry/client";
+import { FerryClient, type Channel, type ClientState, type EventHandler, type FerryClientOptions, type Member, type PresenceInfo } from "@ferry/client";
 import { type IncompleteCause, type RefusalError } from "./registry.js";
 /** Any JSON value, as a channel's payload or a publish carries it. */
 export type JsonValue = Parameters<FerryClient["publish"]>[1];
@@ -58,3 +58,30 @@ export declare function useConnectionState(): ClientState;
 export declare function usePublish(): (channel: string, payload: JsonValue, options?: PublishOptions) => Promise<Published>;
 /** A stable function that publishes to `channel`, typed by its payload. */
 export declare function usePublish<P>(channel: ChannelRef<P>): (payload: P, options?: PublishOptions) => Promise<Published>;
+/** Options of usePresence. */
+export interface UsePresenceOptions {
+    /**
+     * This session's presence info in the channel (a JSON object of at most 512 bytes), sent with
+     * the subscribe when this component is the first to watch the channel's members, and with every
+     * re-subscribe after a reconnect. A later change, or another component's info, is not sent
+     * until the channel is released and watched again.
+     */
+    readonly info?: PresenceInfo;
+    /** Called when the server refused the subscribe (forbidden, unknown channel, bad_request for a channel without presence). */
+    readonly onRefused?: (error: RefusalError) => void;
+}
+/** What usePresence returns. */
+export interface PresenceState {
+    /** Every member of the channel, ordered by user; empty until the first full read. */
+    readonly members: readonly Member[];
+    /** Whether `members` is current: true once the first full read ended, false again after a read failed until the next one ends. */
+    readonly ready: boolean;
+}
+/**
+ * The members of `channel` (`null` watches nothing): the client subscribes to it, reads every
+ * member page after each subscribed reply and keeps the list up to date with the channel's
+ * presence events (FERRY-PRESENCE-6). The component re-renders after every full read and every
+ * join or leave. Components watching one channel share one subscription, with the same delayed
+ * release as useChannel, so StrictMode's remount reads nothing twice.
+ */
+export declare function usePresence<P = JsonValue>(channel: ChannelRef<P> | null | undefined, options?: UsePresenceOptions): PresenceState;

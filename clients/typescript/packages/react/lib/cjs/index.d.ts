@@ -1,2 +1,2 @@
-export { DEFAULT_RELEASE_DELAY_MS, FerryProvider, useChannel, useChannelState, useConnectionState, useFerryClient, usePublish, type ChannelRef, type FerryProviderProps, type JsonValue, type Published, type PublishOptions, type UseChannelOptions, } from "./hooks.js";
-export { ChannelRegistry, registryOf, type ChannelListener, type IncompleteCause, type RefusalError } from "./registry.js";
+export { DEFAULT_RELEASE_DELAY_MS, FerryProvider, useChannel, useChannelState, useConnectionState, useFerryClient, usePresence, usePublish, type ChannelRef, type FerryProviderProps, type JsonValue, type PresenceState, type Published, type PublishOptions, type UseChannelOptions, type UsePresenceOptions, } from "./hooks.js";
+export { ChannelRegistry, registryOf, type ChannelListener, type IncompleteCause, type PresenceWatcher, type RefusalError } from "./registry.js";

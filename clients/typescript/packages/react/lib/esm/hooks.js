@@ -7,7 +7,9 @@
 //   with the state the reducer folds;
 // - useConnectionState(): the client's state through useSyncExternalStore (a render per state
 //   change, never per message);
-// - usePublish(): a stable publish function.
+// - usePublish(): a stable publish function;
+// - usePresence(channel, { info }): a channel's members, re-rendering after every full read and
+//   every join or leave.
 // Every effect is safe under StrictMode's mount, unmount, mount: subscriptions are reference
 // counted with a delayed release, and a client the provider owns is closed only after the same
 // delay, so the immediate remount keeps the socket.
@@ -124,4 +126,38 @@ export function usePublish(channel) {
         return client.publish(name, payload, options);
     }, [client, name]);
     return channel === undefined ? toAny : toOne;
+}
+const NOT_READY = { members: [], ready: false };
+/**
+ * The members of `channel` (`null` watches nothing): the client subscribes to it, reads every
+ * member page after each subscribed reply and keeps the list up to date with the channel's
+ * presence events (FERRY-PRESENCE-6). The component re-renders after every full read and every
+ * join or leave. Components watching one channel share one subscription, with the same delayed
+ * release as useChannel, so StrictMode's remount reads nothing twice.
+ */
+export function usePresence(channel, options) {
+    const { registry } = useFerry();
+    const name = nameOf(channel);
+    const [state, setState] = useState({ channel: undefined, presence: NOT_READY });
+    const infoRef = useRef(options?.info);
+    const refusedRef = useRef(options?.onRefused);
+    useIsomorphicLayoutEffect(() => {
+        infoRef.current = options?.info;
+        refusedRef.current = options?.onRefused;
+    });
+    useEffect(() => {
+        if (name === undefined)
+            return undefined;
+        const put = (presence) => setState({ channel: name, presence });
+        return registry.acquirePresence(name, {
+            members: (members) => put({ members, ready: true }),
+            failed: () => setState((current) => (current.channel === name && current.presence.ready ? { channel: name, presence: { members: current.presence.members, ready: false } } : current)),
+            refused: (error) => {
+                put(NOT_READY);
+                refusedRef.current?.(error);
+            },
+        }, infoRef.current);
+    }, [registry, name]);
+    // The state of another channel (before a change of `channel` took effect) is not this one's.
+    return state.channel === name && name !== undefined ? state.presence : NOT_READY;
 }
