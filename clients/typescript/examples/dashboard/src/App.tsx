@@ -1,14 +1,19 @@
 // The task-progress dashboard: every task of project alpha with its state and progress, live,
-// and the connection's state. Events, and the history read after a hole, are folded into the
-// board by one reducer (a render per event, which is what a board wants); the status line
-// re-renders only on a connection change.
+// the connection's state, and who else has the project open. Events, and the history read after
+// a hole, are folded into the board by one reducer (a render per event, which is what a board
+// wants); the status line re-renders only on a connection change, the "Who's here" panel only
+// after a read of the members and when someone joins or leaves.
 import { useCallback, useReducer, useState } from "react";
-import { useChannel, useConnectionState } from "@ferry/react";
-import type { ClientState } from "@ferry/client";
+import { useChannel, useConnectionState, usePresence } from "@ferry/react";
+import type { ClientState, Member } from "@ferry/client";
 import type { ChannelPayload, TaskProgress } from "@ferry-app/example-app";
 
+/** The project the dashboard shows. */
+export const PROJECT = "alpha";
 /** The channel the board shows. */
-export const CHANNEL = "project:alpha:tasks";
+export const CHANNEL = `project:${PROJECT}:tasks`;
+/** The project's approvals channel: its namespace keeps presence, so its members are the people looking at the project. */
+export const APPROVALS = `project:${PROJECT}:approvals`;
 type Task = ChannelPayload<typeof CHANNEL>;
 
 interface Board {
@@ -59,7 +64,47 @@ function ConnectionStatus() {
   );
 }
 
-export function App({ credential }: { readonly credential: string }) {
+/** The name a member gave in its presence info, if it gave one. */
+function nameOf(member: Member): string | undefined {
+  const name = member.info?.["name"];
+  return typeof name === "string" && name !== "" ? name : undefined;
+}
+
+/**
+ * The people on the project: the members of its approvals channel, each user once however many
+ * tabs it has open (a member's `sessions`), with the name its first tab gave.
+ */
+function WhoIsHere({ name }: { readonly name: string }) {
+  const [refused, setRefused] = useState<string | undefined>(undefined);
+  const { members, ready } = usePresence(APPROVALS, { info: { name }, onRefused: (error) => setRefused(error.code) });
+  return (
+    <section aria-labelledby="presence-heading" aria-busy={!ready && refused === undefined} data-testid="presence" data-ready={ready} data-count={members.length}>
+      <h2 id="presence-heading">Who's here</h2>
+      {refused !== undefined ? (
+        <p data-testid="presence-refused">presence unavailable ({refused.replaceAll("_", " ")})</p>
+      ) : !ready && members.length === 0 ? (
+        <p role="status" data-testid="presence-loading">
+          loading…
+        </p>
+      ) : (
+        <ul aria-label="people on the project" data-testid="members">
+          {members.map((member) => {
+            const shown = nameOf(member);
+            return (
+              <li key={member.user} data-testid="member" data-user={member.user} data-sessions={member.sessions}>
+                <strong>{member.user}</strong>
+                {shown === undefined || shown === member.user ? null : <> ({shown})</>}
+                {member.sessions > 1 ? <span data-testid="member-tabs">, {member.sessions} tabs</span> : null}
+              </li>
+            );
+          })}
+        </ul>
+      )}
+    </section>
+  );
+}
+
+export function App({ credential, name }: { readonly credential: string; readonly name: string }) {
   const [board, deliver] = useReducer(fold, empty);
   const [notice, setNotice] = useState<string | undefined>(undefined);
   // A hole in the channel (the server restarted with a new epoch, or the resume window passed):
@@ -83,7 +128,7 @@ export function App({ credential }: { readonly credential: string }) {
   const tasks = Object.values(board.tasks).sort((a, b) => a.task.task_id.localeCompare(b.task.task_id));
   return (
     <main style={{ fontFamily: "system-ui, sans-serif", maxWidth: 720, margin: "2em auto" }}>
-      <h1>Project alpha: tasks</h1>
+      <h1>Project {PROJECT}: tasks</h1>
       <ConnectionStatus />
       {notice === undefined ? null : <p data-testid="notice">{notice}</p>}
       <table style={{ width: "100%", borderCollapse: "collapse" }}>
@@ -111,6 +156,7 @@ export function App({ credential }: { readonly credential: string }) {
       <p data-testid="counts" data-events={board.events} data-duplicates={board.duplicates}>
         {board.events} events received, {board.duplicates} duplicates
       </p>
+      <WhoIsHere name={name} />
     </main>
   );
 }
