@@ -240,6 +240,55 @@ struct ServerArgs {
         default_value = r#"{"text":"replaced by the backend"}"#
     )]
     hooked_replacement: String,
+    /// A credential of another user than --token's, with read and write on the presence and
+    /// exclusive channels: the presence and hold cases need two users (a member that watches
+    /// another join and leave, a second holder), and are skipped without it.
+    #[arg(long, env = "FERRY_CONFORMANCE_SECOND_TOKEN", hide_env_values = true)]
+    second_token: Option<String>,
+    /// The channels of a namespace that keeps presence ("presence": true), with {} where each
+    /// case puts a segment of its own (for example 'presence:{}', which
+    /// crates/conformance/fixtures/presence-app declares); the presence cases are skipped
+    /// without it.
+    #[arg(
+        long,
+        env = "FERRY_CONFORMANCE_PRESENCE_CHANNEL",
+        value_name = "TEMPLATE"
+    )]
+    presence_channel: Option<String>,
+    /// The channels of an exclusive namespace that refuses a second hold ("exclusive":
+    /// "refuse"; 'solo:{}' in crates/conformance/fixtures/presence-app); the hold cases that
+    /// need it are skipped without it.
+    #[arg(
+        long,
+        env = "FERRY_CONFORMANCE_EXCLUSIVE_CHANNEL",
+        value_name = "TEMPLATE"
+    )]
+    exclusive_channel: Option<String>,
+    /// The channels of an exclusive namespace where a second hold takes the channel over
+    /// ("exclusive": "take_over"; 'relay:{}' in crates/conformance/fixtures/presence-app); the
+    /// take-over cases are skipped without it.
+    #[arg(
+        long,
+        env = "FERRY_CONFORMANCE_TAKEOVER_CHANNEL",
+        value_name = "TEMPLATE"
+    )]
+    takeover_channel: Option<String>,
+    /// A payload the namespaces of --presence-channel, --exclusive-channel and
+    /// --takeover-channel accept (JSON).
+    #[arg(
+        long,
+        env = "FERRY_CONFORMANCE_PRESENCE_PAYLOAD",
+        default_value = r#"{"text":"conformance"}"#
+    )]
+    presence_payload: String,
+    /// A payload the exclusive namespaces' schema refuses (JSON), or 'none' when they check no
+    /// payload schema.
+    #[arg(
+        long,
+        env = "FERRY_CONFORMANCE_PRESENCE_INVALID_PAYLOAD",
+        default_value = "{}"
+    )]
+    presence_invalid_payload: String,
     /// A channel outside every namespace the server declares, or 'none' when it declares none.
     #[arg(
         long,
@@ -375,6 +424,14 @@ fn server_options(args: &ServerArgs) -> Result<ServerOptions> {
     options.hooked_channel = args.hooked_channel.clone();
     options.hooked_payload = json("hooked-payload", &args.hooked_payload)?;
     options.hooked_replacement = json("hooked-replacement", &args.hooked_replacement)?;
+    options.second_token = args.second_token.clone();
+    options.presence_channel = args.presence_channel.clone();
+    options.exclusive_channel = args.exclusive_channel.clone();
+    options.takeover_channel = args.takeover_channel.clone();
+    options.presence_payload = json("presence-payload", &args.presence_payload)?;
+    options.presence_invalid_payload = optional(&args.presence_invalid_payload)
+        .map(|text| json("presence-invalid-payload", &text))
+        .transpose()?;
     if let Some(ms) = args.run.tolerance_ms {
         options.tolerance = Duration::from_millis(ms);
     }

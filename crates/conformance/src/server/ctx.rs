@@ -33,6 +33,8 @@ pub(crate) enum Who {
     Main,
     /// `--restricted-token`.
     Restricted,
+    /// `--second-token`, another user than `--token`'s.
+    Second,
 }
 
 impl Who {
@@ -40,6 +42,7 @@ impl Who {
         match self {
             Self::Main => Cred::Main,
             Self::Restricted => Cred::Restricted,
+            Self::Second => Cred::Second,
         }
     }
 }
@@ -131,6 +134,48 @@ impl Ctx {
             .hooked_channel
             .as_ref()
             .ok_or_else(|| Finding::skip("needs a hooked namespace: pass --hooked-channel"))?;
+        Ok(template.replace("{}", &format!("{}-{n}", self.segment)))
+    }
+
+    /// The case's `n`-th channel of the presence namespace (`--presence-channel`); a skip when
+    /// the run has none.
+    pub(crate) fn presence_channel(&self, n: usize) -> Result<String, Finding> {
+        self.fixture_channel(
+            &self.shared.options.presence_channel,
+            "--presence-channel",
+            n,
+        )
+    }
+
+    /// The case's `n`-th channel of the exclusive namespace that refuses a second hold
+    /// (`--exclusive-channel`); a skip when the run has none.
+    pub(crate) fn exclusive_channel(&self, n: usize) -> Result<String, Finding> {
+        self.fixture_channel(
+            &self.shared.options.exclusive_channel,
+            "--exclusive-channel",
+            n,
+        )
+    }
+
+    /// The case's `n`-th channel of the exclusive namespace where a second hold takes over
+    /// (`--takeover-channel`); a skip when the run has none.
+    pub(crate) fn takeover_channel(&self, n: usize) -> Result<String, Finding> {
+        self.fixture_channel(
+            &self.shared.options.takeover_channel,
+            "--takeover-channel",
+            n,
+        )
+    }
+
+    fn fixture_channel(
+        &self,
+        template: &Option<String>,
+        flag: &str,
+        n: usize,
+    ) -> Result<String, Finding> {
+        let template = template
+            .as_ref()
+            .ok_or_else(|| Finding::skip(format!("needs {flag}")))?;
         Ok(template.replace("{}", &format!("{}-{n}", self.segment)))
     }
 

@@ -17,7 +17,7 @@ use ferry_protocol::{Codec, Event, Frame as FerryFrame, ServerMessage, Welcome};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
@@ -194,6 +194,7 @@ pub(crate) struct Session {
     pace: Option<Pace>,
     welcome: Option<(Welcome, Instant)>,
     next_id: u32,
+    cut: Option<oneshot::Sender<()>>,
 }
 
 /// Opens a WebSocket at `url` offering `protocol` (none: no `Sec-WebSocket-Protocol`), over
@@ -277,12 +278,14 @@ pub(crate) async fn connect(
     let (incoming_tx, incoming) = mpsc::unbounded_channel();
     let auto_pong = Arc::new(AtomicBool::new(true));
     let (reading, reading_rx) = watch::channel(true);
+    let (cut, cut_rx) = oneshot::channel();
     tokio::spawn(drive(
         socket,
         Channels {
             outgoing,
             incoming: incoming_tx,
             reading: reading_rx,
+            cut: cut_rx,
         },
         t.clone(),
         link.clone(),
@@ -303,6 +306,7 @@ pub(crate) async fn connect(
         pace: None,
         welcome: None,
         next_id: 0,
+        cut: Some(cut),
     })
 }
 
@@ -314,6 +318,8 @@ struct Channels {
     incoming: mpsc::UnboundedSender<Incoming>,
     /// Whether the task reads from the socket.
     reading: watch::Receiver<bool>,
+    /// Drops the connection without a close frame when it fires.
+    cut: oneshot::Receiver<()>,
 }
 
 /// The connection's task: moves frames both ways until the connection ends, then closes.
@@ -329,11 +335,23 @@ async fn drive(
         mut outgoing,
         incoming,
         mut reading,
+        mut cut,
     } = channels;
     let mut closed = false;
     let mut reads = true;
+    let mut cuttable = true;
     loop {
         tokio::select! {
+            fired = &mut cut, if cuttable => {
+                cuttable = false;
+                if fired.is_ok() {
+                    // The socket is dropped without a closing handshake: the server sees its
+                    // TCP connection end, with no close frame before it.
+                    t.note(&link, "the runner drops the TCP connection, without a close frame");
+                    let _ = incoming.send(Incoming::Dropped("dropped by the runner".into()));
+                    return;
+                }
+            }
             changed = reading.changed(), if !closed => {
                 if changed.is_err() {
                     // The session is gone; `outgoing` ends the task next.
@@ -522,6 +540,14 @@ impl Session {
         self.reading.send_replace(on);
     }
 
+    /// Drops the TCP connection at once, without a close frame (a client whose network went
+    /// away); from then on the session reads as dropped.
+    pub(crate) fn cut(&mut self) {
+        if let Some(cut) = self.cut.take() {
+            let _ = cut.send(());
+        }
+    }
+
     /// A fresh request id: `<prefix>-<n>`.
     pub(crate) fn id(&mut self, prefix: &str) -> String {
         self.next_id += 1;
@@ -660,7 +686,8 @@ impl Session {
         }
     }
 
-    /// The reply (subscribed, unsubscribed, published or error) carrying request id `id`.
+    /// The reply (subscribed, unsubscribed, published, rpc_result, member_page or error)
+    /// carrying request id `id`.
     pub(crate) async fn reply(
         &mut self,
         id: &str,
@@ -782,6 +809,7 @@ pub(crate) fn reply_id(message: &ServerMessage) -> Option<&str> {
         ServerMessage::Unsubscribed(m) => Some(m.id.as_str()),
         ServerMessage::Published(m) => Some(m.id.as_str()),
         ServerMessage::RpcResult(m) => Some(m.id.as_str()),
+        ServerMessage::MemberPage(m) => Some(m.id.as_str()),
         ServerMessage::Error(m) => m.id.as_deref().map(String::as_str),
         _ => None,
     }

@@ -39,6 +39,8 @@ pub(crate) enum Cred {
     Main,
     /// `--restricted-token`.
     Restricted,
+    /// `--second-token`.
+    Second,
     /// No `Authorization` header.
     Nothing,
     /// This `Authorization` header value (one the runner made up).
@@ -50,6 +52,7 @@ impl Cred {
         match self {
             Self::Main => "Authorization: Bearer <--token>".into(),
             Self::Restricted => "Authorization: Bearer <--restricted-token>".into(),
+            Self::Second => "Authorization: Bearer <--second-token>".into(),
             Self::Nothing => "no Authorization".into(),
             Self::Header(value) => format!("Authorization: {value}"),
         }
@@ -161,6 +164,10 @@ impl Http {
             Cred::Restricted => match &self.shared.options.restricted_token {
                 Some(token) => Some(format!("Bearer {token}")),
                 None => return Err(Finding::error("the case needs --restricted-token")),
+            },
+            Cred::Second => match &self.shared.options.second_token {
+                Some(token) => Some(format!("Bearer {token}")),
+                None => return Err(Finding::error("the case needs --second-token")),
             },
             Cred::Nothing => None,
             Cred::Header(value) => Some(value.clone()),

@@ -140,6 +140,25 @@ pub struct ServerOptions {
     /// Another payload the hooked namespace accepts, with which the backend replaces a
     /// publish's.
     pub hooked_replacement: Value,
+    /// A credential of another user than [`token`](Self::token)'s, with read and write on the
+    /// presence and exclusive channels: the presence and hold cases need two users. They are
+    /// skipped without it.
+    pub second_token: Option<String>,
+    /// The channels of a namespace that keeps presence (FERRY-PRESENCE-1): `{}` is replaced as
+    /// in [`channel_template`](Self::channel_template). The presence cases are skipped when
+    /// `None`; `crates/conformance/fixtures/presence-app` declares `presence:*`.
+    pub presence_channel: Option<String>,
+    /// The channels of an exclusive namespace that refuses a second hold (FERRY-HOLD-2,
+    /// `"exclusive": "refuse"`); the fixture declares `solo:*`.
+    pub exclusive_channel: Option<String>,
+    /// The channels of an exclusive namespace where a second hold takes over (FERRY-HOLD-2,
+    /// `"exclusive": "take_over"`); the fixture declares `relay:*`.
+    pub takeover_channel: Option<String>,
+    /// A payload the namespaces of the presence and exclusive channels accept.
+    pub presence_payload: Value,
+    /// A payload the exclusive namespaces' schema refuses, for the check order of a publish
+    /// (FERRY-PUBLISH-4); that part is skipped when `None`.
+    pub presence_invalid_payload: Option<Value>,
 }
 
 impl ServerOptions {
@@ -172,6 +191,12 @@ impl ServerOptions {
             hooked_channel: None,
             hooked_payload: json!({ "text": "conformance" }),
             hooked_replacement: json!({ "text": "replaced by the backend" }),
+            second_token: None,
+            presence_channel: None,
+            exclusive_channel: None,
+            takeover_channel: None,
+            presence_payload: json!({ "text": "conformance" }),
+            presence_invalid_payload: Some(json!({})),
         }
     }
 
@@ -217,6 +242,15 @@ impl fmt::Debug for ServerOptions {
             .field("hooked_payload", &self.hooked_payload)
             .field("hooked_replacement", &self.hooked_replacement)
             .field("rpc_result", &self.rpc_result)
+            .field(
+                "second_token",
+                &self.second_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("presence_channel", &self.presence_channel)
+            .field("exclusive_channel", &self.exclusive_channel)
+            .field("takeover_channel", &self.takeover_channel)
+            .field("presence_payload", &self.presence_payload)
+            .field("presence_invalid_payload", &self.presence_invalid_payload)
             .finish()
     }
 }
@@ -260,8 +294,15 @@ impl ServerSuite {
             bail!("the server URL {ws_node} must start with http:// or https://");
         };
         check_template(&options.channel_template, "--channel")?;
-        if let Some(hooked) = &options.hooked_channel {
-            check_template(hooked, "--hooked-channel")?;
+        for (template, flag) in [
+            (&options.hooked_channel, "--hooked-channel"),
+            (&options.presence_channel, "--presence-channel"),
+            (&options.exclusive_channel, "--exclusive-channel"),
+            (&options.takeover_channel, "--takeover-channel"),
+        ] {
+            if let Some(template) = template {
+                check_template(template, flag)?;
+            }
         }
         if let Some(outside) = &options.outside_channel
             && ChannelName::try_from(outside.as_str()).is_err()
@@ -294,9 +335,18 @@ impl ServerSuite {
             options,
         });
         let http = Http::new(&shared, Transcript::new());
-        check_ticket(&http, Cred::Main, "--token").await?;
+        let main = check_ticket(&http, Cred::Main, "--token").await?;
         if shared.options.restricted_token.is_some() {
             check_ticket(&http, Cred::Restricted, "--restricted-token").await?;
+        }
+        if shared.options.second_token.is_some() {
+            let second = check_ticket(&http, Cred::Second, "--second-token").await?;
+            if second.user == main.user {
+                bail!(
+                    "--second-token gets tickets for the user {:?}, as --token does: the presence and hold cases need a credential of another user",
+                    main.user.as_str()
+                );
+            }
         }
         if let Some(address) = shared.options.backend_listen {
             let backend =
@@ -352,6 +402,9 @@ impl Suite for ServerSuite {
         }
         if let Some(secret) = &shared.options.backend_secret {
             transcript.secret(secret);
+        }
+        if let Some(token) = &shared.options.second_token {
+            transcript.secret(token);
         }
         Box::pin(async move {
             let Some(body) = cases::body(&case.id) else {
@@ -440,6 +493,18 @@ fn missing(options: &ServerOptions, need: &str) -> Result<Option<String>, Findin
         "hooked_channel" => options.hooked_channel.is_none().then(|| {
             "needs a namespace whose publishes and subscribes the server asks its backend about: serve one (ferry-server: --app crates/conformance/fixtures/hooked-app beside the application) and pass --hooked-channel 'hooked:{}'".to_owned()
         }),
+        "second_token" => options.second_token.is_none().then(|| {
+            "needs two users: pass --second-token, a credential of another user than --token's with read and write on the presence and exclusive channels".to_owned()
+        }),
+        "presence_channel" => options.presence_channel.is_none().then(|| {
+            format!("needs a namespace that keeps presence: serve one ({FIXTURE}) and pass --presence-channel 'presence:{{}}'")
+        }),
+        "exclusive_channel" => options.exclusive_channel.is_none().then(|| {
+            format!("needs an exclusive namespace that refuses a second hold: serve one ({FIXTURE}) and pass --exclusive-channel 'solo:{{}}'")
+        }),
+        "takeover_channel" => options.takeover_channel.is_none().then(|| {
+            format!("needs an exclusive namespace where a second hold takes over: serve one ({FIXTURE}) and pass --takeover-channel 'relay:{{}}'")
+        }),
         "backend" => options.backend_listen.is_none().then(|| {
             "needs the runner as the application's backend: pass --backend-listen ADDR and configure the server's backend as http://ADDR/ (ferry-server: --backend-url), with --rpc-method naming a method the server declares".to_owned()
         }),
@@ -451,6 +516,10 @@ fn missing(options: &ServerOptions, need: &str) -> Result<Option<String>, Findin
     })
 }
 
+/// Where the presence and hold cases' skip reasons send the reader for a fixture to serve.
+const FIXTURE: &str =
+    "ferry-server: --app crates/conformance/fixtures/presence-app beside the application";
+
 /// The requirements server-mode cases may name in `requires`.
 #[cfg(test)]
 const KNOWN_REQUIREMENTS: &[&str] = &[
@@ -460,6 +529,10 @@ const KNOWN_REQUIREMENTS: &[&str] = &[
     "outside_channel",
     "backend",
     "hooked_channel",
+    "second_token",
+    "presence_channel",
+    "exclusive_channel",
+    "takeover_channel",
 ];
 
 /// The user's sessions the run may hold at once, shared out among running cases.

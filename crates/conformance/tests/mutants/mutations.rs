@@ -49,6 +49,11 @@ pub enum Mutation {
     ServerNeverRateLimits,
     /// Gives the error of a malformed frame the id the frame carried instead of null.
     ServerNumbersMalformedErrors,
+    /// Takes a client connection that dropped without a close frame for a close frame: the
+    /// session's presence ends at once instead of lapsing.
+    ServerTakesDropsForCloses,
+    /// Answers a granted hold without its fence.
+    ServerWithholdsFences,
     /// Waits longer than cap_ms between attempts.
     ClientHasNoBackoffCap,
     /// Waits exactly the nominal delay, without jitter.
@@ -109,6 +114,8 @@ impl Mutation {
         Self::ServerRecoveryClaimsComplete,
         Self::ServerNeverRateLimits,
         Self::ServerNumbersMalformedErrors,
+        Self::ServerTakesDropsForCloses,
+        Self::ServerWithholdsFences,
         Self::ClientHasNoBackoffCap,
         Self::ClientHasNoJitter,
         Self::ClientNeverGivesUp,
@@ -199,6 +206,8 @@ impl Mutation {
             Self::ServerRecoveryClaimsComplete => "FERRY-RESUME-2",
             Self::ServerNeverRateLimits => "FERRY-RATE-1",
             Self::ServerNumbersMalformedErrors => "FERRY-TRANSPORT-5",
+            Self::ServerTakesDropsForCloses => "FERRY-PRESENCE-4",
+            Self::ServerWithholdsFences => "FERRY-HOLD-1",
             Self::ClientSpeaksBeforeWelcome => "FERRY-WELCOME-2",
         }
     }

@@ -324,10 +324,17 @@ async fn relay(shared: Arc<Shared>, session_no: u64, downstream: WebSocket, upst
                         let frame = ws::CloseFrame { code, reason: reason.into() };
                         let _ = down_tx.send(ws::Message::Close(Some(frame))).await;
                         let _ = up_tx.send(tungstenite::Message::Close(None)).await;
+                    } else if mutation == Mutation::ServerTakesDropsForCloses {
+                        close_for_the_dropped_client(&mut up_tx, &mut up_rx).await;
                     }
                     return;
                 }
-                None => return,
+                None => {
+                    if mutation == Mutation::ServerTakesDropsForCloses {
+                        close_for_the_dropped_client(&mut up_tx, &mut up_rx).await;
+                    }
+                    return;
+                }
             },
             from_server = up_rx.next() => match from_server {
                 Some(Ok(tungstenite::Message::Text(text))) => {
@@ -351,6 +358,21 @@ async fn relay(shared: Arc<Shared>, session_no: u64, downstream: WebSocket, upst
                 // The server vanished without a close frame: so does the proxy.
                 Some(Err(_)) | None => return,
             },
+        }
+    }
+}
+
+/// Sends the server a close frame for a client whose connection dropped without one, and
+/// waits for the server's answer.
+async fn close_for_the_dropped_client(
+    up_tx: &mut futures_util::stream::SplitSink<Upstream, tungstenite::Message>,
+    up_rx: &mut futures_util::stream::SplitStream<Upstream>,
+) {
+    let _ = up_tx.send(tungstenite::Message::Close(None)).await;
+    let _ = up_tx.flush().await;
+    while let Some(Ok(message)) = up_rx.next().await {
+        if matches!(message, tungstenite::Message::Close(_)) {
+            break;
         }
     }
 }
@@ -455,6 +477,13 @@ async fn server_to_client(
         if let Some(rewritten) = mutation.rewrite_welcome(&mut value) {
             return vec![rewritten];
         }
+    }
+    if kind == "subscribed"
+        && mutation == Mutation::ServerWithholdsFences
+        && let Some(object) = value.as_object_mut()
+        && object.remove("hold").is_some()
+    {
+        return vec![value.to_string()];
     }
     if kind == "subscribed"
         && mutation == Mutation::ServerRecoveryClaimsComplete

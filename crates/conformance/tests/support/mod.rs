@@ -17,12 +17,14 @@ use tokio::task::JoinHandle;
 
 pub const TOKEN: &str = "conformance-full-0123456789abcdef";
 pub const RESTRICTED: &str = "conformance-viewer-0123456789abcdef";
+pub const SECOND: &str = "conformance-second-0123456789abcdef";
 /// What the server queues for one session that does not read, at most: small, so that
 /// `server.event.fell_behind` publishes little.
 const QUEUED_BYTES: usize = 128 << 10;
 
-/// A full token (every right, may publish over HTTP) and a restricted one (read on one
-/// project, no write, no HTTP publish), for two different users.
+/// A full token (every right, may publish over HTTP), a restricted one (read on one project,
+/// no write, no HTTP publish) and a second user's (read and write on the presence fixture's
+/// namespaces), for three different users.
 const TOKENS: &str = r#"
 [[tokens]]
 token = "conformance-full-0123456789abcdef"
@@ -34,6 +36,15 @@ permissions = [{ pattern = "**", read = true, write = true, call = true }]
 token = "conformance-viewer-0123456789abcdef"
 user = "conformance-viewer"
 permissions = [{ pattern = "project:alpha:*", read = true, write = false }]
+
+[[tokens]]
+token = "conformance-second-0123456789abcdef"
+user = "conformance-second"
+permissions = [
+  { pattern = "presence:*", read = true, write = true },
+  { pattern = "solo:*", read = true, write = true },
+  { pattern = "relay:*", read = true, write = true },
+]
 "#;
 
 /// The secret the reference server sends the suite's backend.
@@ -108,6 +119,9 @@ impl ReferenceServer {
             resume_window_ms: Some(1_000),
             resume_max_events: Some(20),
             drain_period_ms: Some(1_000),
+            // Long enough for the reconnect cases to come back within it, short enough that
+            // the lapse cases wait a few seconds.
+            presence_leave_after_ms: Some(1_500),
             outbound_queue_bytes: Some(QUEUED_BYTES),
             tls_cert,
             tls_key,
@@ -116,13 +130,15 @@ impl ReferenceServer {
         .expect("a valid test configuration");
         let auth = Auth::from_file(&tokens).expect("a valid tokens file");
         let broker = MemoryBroker::new(config.memory_broker());
-        // The example application, and the suite's hooked namespace beside it.
+        // The example application, and the suite's hooked, presence and exclusive namespaces
+        // beside it.
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let namespaces = Namespaces::load(&[
             root.join("../../schema/example-app"),
             root.join("fixtures/hooked-app"),
+            root.join("fixtures/presence-app"),
         ])
-        .expect("the example application and the hooked fixture load");
+        .expect("the example application and the suite's fixtures load");
         let server = Server::new(config, auth, broker, namespaces);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -147,13 +163,17 @@ impl ReferenceServer {
     }
 
     /// The suite's options for reaching it at `url` (its own, or a proxy's in front of it),
-    /// with both tokens and a stop hook that drains it.
+    /// with every token, the fixtures' channels and a stop hook that drains it.
     pub fn options(&self, url: &str) -> ServerOptions {
         let mut options = ServerOptions::new(url, TOKEN);
         options.restricted_token = Some(RESTRICTED.into());
         options.backend_listen = Some(self.backend);
         options.backend_secret = Some(BACKEND_SECRET.into());
         options.hooked_channel = Some("hooked:{}".into());
+        options.second_token = Some(SECOND.into());
+        options.presence_channel = Some("presence:{}".into());
+        options.exclusive_channel = Some("solo:{}".into());
+        options.takeover_channel = Some("relay:{}".into());
         options.max_queued_bytes = QUEUED_BYTES as u64;
         let stop = self.stop.clone();
         options.stop = Some(Arc::new(move || {

@@ -4,8 +4,10 @@
 mod channels;
 mod errors;
 mod events;
+mod holds;
 mod hooks;
 mod limits;
+mod presence;
 mod resume;
 mod rpc;
 mod tickets;
@@ -81,6 +83,23 @@ pub(crate) static BODIES: &[Body] = &[
     body!("server.hook.publish_refused", Up(2), [], hooks::publish_refused),
     body!("server.hook.backend_down", Up(2), [], hooks::backend_down),
     body!("server.hook.subscribe_refused", Up(2), [], hooks::subscribe_refused),
+    body!("server.presence.welcome_advertises_leave_after", Up(2), [], presence::welcome_advertises_leave_after),
+    body!("server.presence.one_member_per_user", Up(3), [], presence::one_member_per_user),
+    body!("server.presence.leave_on_unsubscribe", Up(2), [], presence::leave_on_unsubscribe),
+    body!("server.presence.leave_on_close_frame", Up(2), [], presence::leave_on_close_frame),
+    body!("server.presence.dropped_connection_lapses", Up(2), [], presence::dropped_connection_lapses),
+    body!("server.presence.reconnect_within_leave_after.", Up(3), ["resume"], presence::reconnect_within_leave_after),
+    body!("server.presence.members_pages", Up(2), [], presence::members_pages),
+    body!("server.presence.members_check_order.", Up(1), ["who", "channel", "state", "code"], presence::members_check_order),
+    body!("server.presence.info_size.", Up(1), ["bytes"], presence::info_size),
+    body!("server.presence.subscribe_order.", Up(2), ["channel", "info", "hold", "first", "code"], presence::subscribe_order),
+    body!("server.hold.granted_with_fence", Up(2), [], holds::granted_with_fence),
+    body!("server.hold.ends_with_session.", Up(2), ["end"], holds::ends_with_session),
+    body!("server.hold.refused_while_held", Up(3), [], holds::refused_while_held),
+    body!("server.hold.reclaim_with_fence.", Up(2), ["namespace"], holds::reclaim_with_fence),
+    body!("server.hold.take_over", Up(2), [], holds::take_over),
+    body!("server.hold.publish_needs_hold", Up(2), [], holds::publish_needs_hold),
+    body!("server.hold.displaced_publish_not_stored", Up(2), [], holds::displaced_publish_not_stored),
     body!("server.permission.history_forbidden", Up(1), [], channels::history_forbidden),
     body!("server.channel.unknown_channel.", Up(1), ["via"], channels::unknown_channel),
     body!("server.channel.payload_invalid.", Up(2), ["via", "shape"], channels::payload_invalid),
