@@ -329,8 +329,11 @@ async fn run() {
     let mut floor = bare_publish(&url, &format!("{prefix}bare-publish")).await;
     println!(
         "{}",
-        row("bare PUBLISH of a frame that size to a subscribed connection (the floor)", &mut floor)
-            .replacen(" | ", " | - | ", 1)
+        row(
+            "bare PUBLISH of a frame that size to a subscribed connection (the floor)",
+            &mut floor
+        )
+        .replacen(" | ", " | - | ", 1)
     );
 
     println!(

@@ -97,7 +97,10 @@ fn config_with(change: impl FnOnce(&mut ServerConfig)) -> ServerConfig {
 
 /// What came out of `poll_transmit`, decoded.
 #[derive(Debug, Clone, PartialEq)]
-#[allow(clippy::large_enum_variant, reason = "a test's transcript, never held in bulk")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a test's transcript, never held in bulk"
+)]
 enum Out {
     Message(ServerMessage),
     Close(u16),
