@@ -1546,3 +1546,61 @@ async fn ferry_presence_6_presence_channels_resume_after_a_lost_pub_sub_connecti
     receive_until(&mailbox, &mut received, |_| false, Duration::from_secs(10)).await;
     assert!(received.interrupted, "the session resumes: {received:?}");
 }
+
+/// A Redis that lost its data (here, every key of the deployment deleted) still gives each new
+/// hold a fence above every earlier one, so a holder from before the loss cannot pass for the
+/// new one (FERRY-HOLD-1, FERRY-HOLD-3).
+#[tokio::test]
+async fn ferry_hold_1_fences_keep_growing_after_redis_loses_its_data() {
+    let prefix = common::test_prefix();
+    let a = node(&prefix, Duration::from_secs(30)).await;
+    let doc = channel("project:alpha:doc");
+    let claim = |who: &'static str| {
+        let a = a.clone();
+        let doc = doc.clone();
+        async move {
+            match a
+                .claim_hold(
+                    &doc,
+                    &session(who),
+                    &user("ada"),
+                    None,
+                    Exclusive::TakeOver,
+                    T0,
+                )
+                .await
+                .expect("claimed")
+            {
+                Claimed::Granted { fence, .. } => fence,
+                Claimed::Held => panic!("take_over grants"),
+            }
+        }
+    };
+    let before = claim("s1").await;
+    common::forget(&prefix).await;
+    let after = claim("s2").await;
+    assert!(after > before, "{after} after {before}");
+    assert!(after <= ferry_protocol::bounded::MAX_SAFE_INTEGER);
+    let stale = a
+        .publish_fenced(
+            &doc,
+            "k-stale".parse().expect("a key"),
+            Payload::from(json!(1)),
+            before,
+            T0,
+            1,
+        )
+        .await;
+    assert_eq!(stale, Err(BrokerError::NotHolder));
+    a.publish_fenced(
+        &doc,
+        "k-new".parse().expect("a key"),
+        Payload::from(json!(2)),
+        after,
+        T0,
+        1,
+    )
+    .await
+    .expect("the new fence publishes");
+    common::forget(&prefix).await;
+}

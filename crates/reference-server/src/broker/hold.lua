@@ -3,7 +3,9 @@
 -- KEYS[1] the holder: a hash of session ("<node id>/<session id>"), user, fence and expires (Redis
 --   time in ms until which the hold lasts unless its node refreshes it), expiring with it; after
 --   a release, only released (the field that released it), for a lease
--- KEYS[2] the channel's last fence: a counter, never reset, so no fence is given twice
+-- KEYS[2] the channel's last fence: a counter, never reset, so no fence is given twice; a
+--   counter that is gone (a Redis that lost its data) starts again from Redis's clock in
+--   microseconds, above every fence given before unless a million were given per second
 -- ARGV[1] the operation, ARGV[2] the channel, ARGV[3] its pub/sub topic
 -- and per operation, from ARGV[4]:
 --   claim    field, user, asked fence ("" for none), "refuse" or "take_over", lease in ms
@@ -44,6 +46,9 @@ if op == 'claim' then
     if not own and mode == 'refuse' then
       return {'held'}
     end
+  end
+  if redis.call('EXISTS', KEYS[2]) == 0 then
+    redis.call('SET', KEYS[2], ms(tonumber(time[1]) * 1000000 + tonumber(time[2])))
   end
   local fence = ms(redis.call('INCR', KEYS[2]))
   hold(field, user, fence, lease)

@@ -16,7 +16,7 @@
 //! | `<prefix>{<channel>}:infos` | hash | user → the info (JSON) of the session that made it a member, for members whose session gave one |
 //! | `<prefix>{<channel>}:users` | sorted set | the members' users, all scored 0, paged with `ZRANGEBYLEX` |
 //! | `<prefix>{<channel>}:hold` | hash | the holder: `session` (`<node id>/<session id>`), `user`, `fence`, `expires` (Redis ms), expiring with the hold |
-//! | `<prefix>{<channel>}:fence` | string | the last fence given on the channel, a counter that never goes back |
+//! | `<prefix>{<channel>}:fence` | string | the last fence given on the channel, a counter that never goes back; started from Redis's clock in microseconds when absent, so fences grow across a Redis that lost its data |
 //!
 //! and each channel has the pub/sub topic `<prefix><db>:{<channel>}` (topics are shared by
 //! every database of a Redis, so the database number is part of the name), which carries the
