@@ -1182,16 +1182,8 @@ impl ServerSession {
         } = subscribe;
         let keeps_presence = self.keeps_presence(&channel);
         let exclusive = self.exclusive(&channel);
-        let refusal = if !permits(&self.grant.permissions, &channel, Access::Read) {
-            Some((
-                ErrorCode::Forbidden,
-                "no permission of this session grants read on the channel",
-            ))
-        } else if !self.is_known(&channel) {
-            Some((
-                ErrorCode::UnknownChannel,
-                "the channel belongs to no namespace this server declares",
-            ))
+        let refusal = if let Some(refusal) = self.read_refusal(&channel) {
+            Some(refusal)
         } else if self.is_subscribed(&channel) {
             Some((
                 ErrorCode::AlreadySubscribed,
@@ -1349,16 +1341,8 @@ impl ServerSession {
         if self.refuse_reused_id(&id) {
             return;
         }
-        let refusal = if !permits(&self.grant.permissions, &channel, Access::Read) {
-            Some((
-                ErrorCode::Forbidden,
-                "no permission of this session grants read on the channel",
-            ))
-        } else if !self.is_known(&channel) {
-            Some((
-                ErrorCode::UnknownChannel,
-                "the channel belongs to no namespace this server declares",
-            ))
+        let refusal = if let Some(refusal) = self.read_refusal(&channel) {
+            Some(refusal)
         } else if !self.is_subscribed(&channel) {
             Some((
                 ErrorCode::NotSubscribed,
@@ -1531,6 +1515,25 @@ impl ServerSession {
                 .namespaces
                 .iter()
                 .any(|namespace| namespace.matches(channel))
+    }
+
+    /// The first two checks of a request that reads a channel (FERRY-SUBSCRIBE-6,
+    /// FERRY-PRESENCE-3): read permission (`forbidden`), then the declared namespaces
+    /// (`unknown_channel`).
+    fn read_refusal(&self, channel: &ChannelName) -> Option<(ErrorCode, &'static str)> {
+        if !permits(&self.grant.permissions, channel, Access::Read) {
+            Some((
+                ErrorCode::Forbidden,
+                "no permission of this session grants read on the channel",
+            ))
+        } else if !self.is_known(channel) {
+            Some((
+                ErrorCode::UnknownChannel,
+                "the channel belongs to no namespace this server declares",
+            ))
+        } else {
+            None
+        }
     }
 
     /// Whether the channel's namespace keeps presence (FERRY-PRESENCE-1).
