@@ -42,6 +42,11 @@ struct Api {
 
 impl Node {
     async fn start(redis_url: &str, prefix: &str) -> Self {
+        Self::start_with(redis_url, prefix, &[]).await
+    }
+
+    /// [`start`](Self::start) with more command-line arguments.
+    async fn start_with(redis_url: &str, prefix: &str, args: &[&str]) -> Self {
         let data = tempfile::tempdir().expect("a temp dir");
         let mut child = Command::new(env!("CARGO_BIN_EXE_ferry-server"))
             .env("XDG_DATA_HOME", data.path())
@@ -55,12 +60,20 @@ impl Node {
             ])
             .args(["--bind", "127.0.0.1:0", "--drain-period-ms", "500"])
             .args(["--broker", redis_url, "--redis-prefix", prefix])
+            .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("ferry-server starts");
-        let (base, token) = common::read_walkthrough(child.stdout.take().expect("stdout")).await;
+        let stderr = child.stderr.take().expect("stderr");
+        let (base, token) = if args.contains(&"--auth") {
+            // Only development auth prints a walkthrough; the address is in the log.
+            (listening(stderr).await, String::new())
+        } else {
+            tokio::spawn(drain(stderr));
+            common::read_walkthrough(child.stdout.take().expect("stdout")).await
+        };
         Self {
             child,
             api: Api {
@@ -79,6 +92,32 @@ impl Node {
     }
 }
 
+/// The base URL a node logs when it listens, read from its log; the rest is drained.
+async fn listening(stderr: tokio::process::ChildStderr) -> String {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut lines = BufReader::new(stderr).lines();
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("the node logs its address")
+            .expect("stderr")
+            .expect("a line");
+        if let Some(rest) = line.split("listening address=").nth(1) {
+            let address = rest.split_whitespace().next().expect("an address");
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return format!("http://{address}");
+        }
+    }
+}
+
+/// Reads a node's log to its end, so that it never writes to a closed pipe.
+async fn drain(stderr: tokio::process::ChildStderr) {
+    use tokio::io::AsyncReadExt;
+    let mut stderr = stderr;
+    let mut buffer = [0u8; 4096];
+    while matches!(stderr.read(&mut buffer).await, Ok(n) if n > 0) {}
+}
+
 impl std::ops::Deref for Node {
     type Target = Api;
 
@@ -88,6 +127,14 @@ impl std::ops::Deref for Node {
 }
 
 impl Api {
+    /// This node's address with another caller's token.
+    fn as_caller(&self, token: &str) -> Self {
+        Self {
+            token: token.to_owned(),
+            ..self.clone()
+        }
+    }
+
     async fn ticket(&self) -> String {
         let body: Value = self
             .http
@@ -483,5 +530,238 @@ async fn the_per_user_connection_limit_counts_sessions_on_every_node() {
         admitted.is_some(),
         "the freed slot is taken on the other node"
     );
+    common::forget(&prefix).await;
+}
+
+/// Three callers for the presence test: two users and a daemon.
+const PRESENCE_TOKENS: &str = r#"
+[[tokens]]
+token = "t-ada-0123456789"
+user = "ada"
+permissions = [{ pattern = "project:alpha:*", read = true, write = true }]
+
+[[tokens]]
+token = "t-bob-0123456789"
+user = "bob"
+permissions = [{ pattern = "project:alpha:*", read = true, write = true }]
+
+[[tokens]]
+token = "t-carol-012345678"
+user = "carol"
+permissions = [{ pattern = "project:alpha:*", read = true, write = true }]
+
+[[tokens]]
+token = "t-daemon-01234567"
+user = "daemon-ws-1"
+permissions = [{ pattern = "daemon:ws-1:*", read = true, write = true }]
+"#;
+
+const ROOM: &str = "project:alpha:approvals";
+
+/// How often the presence test reads the members: well within the session's rate limit.
+const POLL: Duration = Duration::from_millis(250);
+
+/// A welcomed session of `api`'s caller subscribed to [`ROOM`].
+async fn present(api: &Api) -> Socket {
+    let mut socket = api.open(&api.ticket().await).await;
+    assert_eq!(
+        next_json(&mut socket).await.expect("a welcome")["type"],
+        "welcome"
+    );
+    send(
+        &mut socket,
+        json!({ "type": "subscribe", "id": "s", "channel": ROOM }),
+    )
+    .await;
+    loop {
+        let frame = next_json(&mut socket).await.expect("a reply");
+        if frame["id"] == "s" {
+            assert_eq!(frame["type"], "subscribed", "{frame}");
+            return socket;
+        }
+    }
+}
+
+/// The members of [`ROOM`] as `socket`'s node reads them, as (user, sessions); presence events
+/// met on the way are returned too, as (change, user).
+async fn members(socket: &mut Socket) -> (Vec<(String, u64)>, Vec<(String, String)>) {
+    send(
+        socket,
+        json!({ "type": "members", "id": "m", "channel": ROOM }),
+    )
+    .await;
+    let mut events = Vec::new();
+    loop {
+        let frame = next_json(socket).await.expect("a reply");
+        if frame["type"] == "presence" {
+            events.push((
+                frame["change"].as_str().unwrap_or("").to_owned(),
+                frame["user"].as_str().unwrap_or("").to_owned(),
+            ));
+            continue;
+        }
+        assert_eq!(frame["type"], "member_page", "{frame}");
+        let listed = frame["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .map(|m| {
+                (
+                    m["user"].as_str().unwrap_or("").to_owned(),
+                    m["sessions"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        return (listed, events);
+    }
+}
+
+/// A welcomed session of `api`'s caller holding `daemon:ws-1:output`, with its fence.
+async fn holder(api: &Api) -> (Socket, u64) {
+    let mut socket = api.open(&api.ticket().await).await;
+    assert_eq!(
+        next_json(&mut socket).await.expect("a welcome")["type"],
+        "welcome"
+    );
+    let subscribe =
+        json!({ "type": "subscribe", "id": "h", "channel": "daemon:ws-1:output", "hold": {} });
+    send(&mut socket, subscribe).await;
+    let reply = next_json(&mut socket).await.expect("a reply");
+    let fence = reply["hold"]["fence"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("a hold: {reply}"));
+    (socket, fence)
+}
+
+/// FERRY-PRESENCE-1, -2, -4 across nodes: users with tabs on two nodes are one member each,
+/// seen the same from either node; a node killed with SIGKILL takes its sessions' presence
+/// with it once its refreshes stop (carol leaves; ada, still on the other node, does not).
+/// FERRY-HOLD-1, -2 across nodes: a daemon's hold on one node taken over from the other
+/// closes the first with 4412.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_holds_across_nodes_and_a_killed_nodes_sessions_leave() {
+    let prefix = common::test_prefix();
+    let url = common::redis_url();
+    common::redis().await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(&tokens, PRESENCE_TOKENS).expect("write the tokens");
+    let tokens = tokens.to_str().expect("a UTF-8 path");
+    let args = [
+        "--auth",
+        "tokens",
+        "--tokens-file",
+        tokens,
+        "--presence-leave-after-ms",
+        "1500",
+    ];
+    let (mut a, b) = tokio::join!(
+        Node::start_with(&url, &prefix, &args),
+        Node::start_with(&url, &prefix, &args)
+    );
+    let (ada_a, ada_b) = (
+        a.as_caller("t-ada-0123456789"),
+        b.as_caller("t-ada-0123456789"),
+    );
+    let bob_b = b.as_caller("t-bob-0123456789");
+    let carol_a = a.as_caller("t-carol-012345678");
+
+    let mut bob = present(&bob_b).await;
+    let _tab1 = present(&ada_a).await;
+    let mut tab2 = present(&ada_b).await;
+    let _carol = present(&carol_a).await;
+    // Everyone has joined once everyone is listed, on either node.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut joins = Vec::new();
+    loop {
+        let (listed, events) = members(&mut bob).await;
+        joins.extend(
+            events
+                .into_iter()
+                .filter(|(change, _)| change == "join")
+                .map(|(_, user)| user),
+        );
+        if listed
+            == [
+                ("ada".to_owned(), 2),
+                ("bob".to_owned(), 1),
+                ("carol".to_owned(), 1),
+            ]
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "members: {listed:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    let (seen_from_a, _) = members(&mut present(&carol_a).await).await;
+    assert_eq!(
+        seen_from_a,
+        [
+            ("ada".to_owned(), 2),
+            ("bob".to_owned(), 1),
+            ("carol".to_owned(), 2)
+        ]
+    );
+
+    let (mut first, old) = holder(&a.as_caller("t-daemon-01234567")).await;
+    let (_second, new) = holder(&b.as_caller("t-daemon-01234567")).await;
+    assert!(new > old, "fences grow across nodes: {old} then {new}");
+    assert_eq!(
+        close_code(&mut first).await,
+        Some(4412),
+        "taken over from the other node"
+    );
+
+    a.kill().await;
+    // carol was only on A: she leaves; ada keeps her tab on B, so she stays, with one session.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut leaves = Vec::new();
+    loop {
+        let (listed, events) = members(&mut bob).await;
+        leaves.extend(
+            events
+                .into_iter()
+                .filter(|(change, _)| change == "leave")
+                .map(|(_, user)| user),
+        );
+        if listed == [("ada".to_owned(), 1), ("bob".to_owned(), 1)] {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "after the kill: {listed:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    assert!(
+        joins.iter().filter(|u| *u == "ada").count() <= 1,
+        "ada joined once: {joins:?}"
+    );
+    // The leave may come after the page that no longer lists carol: it travels over pub/sub.
+    while leaves.is_empty() {
+        let frame = next_json(&mut bob).await.expect("carol's leave");
+        assert_eq!(frame["type"], "presence", "{frame}");
+        assert_eq!(frame["change"], "leave", "{frame}");
+        leaves.push(frame["user"].as_str().unwrap_or("").to_owned());
+    }
+    assert_eq!(leaves, ["carol"], "only carol left");
+
+    // ada's last tab closes: now she leaves, at once.
+    tab2.close(None).await.expect("close");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (listed, _) = members(&mut bob).await;
+        if listed == [("bob".to_owned(), 1)] {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "after ada's last tab: {listed:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
     common::forget(&prefix).await;
 }
