@@ -111,6 +111,13 @@ pub fn server_session(data: &[u8]) {
                     head += 1;
                     session.request_failed(&id, error_info(ErrorCode::Unavailable, "fuzz"));
                 }
+                Action::Rpc { id, .. } => {
+                    let refused = error_info(ErrorCode::Unavailable, "fuzz");
+                    session.answered(&id, Err(refused), false, now);
+                }
+                Action::Members { id, .. } => {
+                    session.member_page(&id, Vec::new(), None, position(head));
+                }
                 Action::Unsubscribe { .. } => {}
             }
         }

@@ -97,6 +97,7 @@
 //!   the close, then `None` forever. The shell drops the session's broker subscriptions.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::bounded::{Float, MAX_SAFE_INTEGER, UInt};
@@ -145,7 +146,7 @@ pub struct ServerConfig {
     pub resume: ResumePolicy,
     /// The channel namespaces the server declares, as patterns (FERRY-CHANNEL-5). Empty: the
     /// server declares none, and every channel is known.
-    pub namespaces: Vec<ChannelPattern>,
+    pub namespaces: Arc<[ChannelPattern]>,
     /// Malformed frames a session may send: the one that reaches this count closes the session
     /// with 1008 (FERRY-TRANSPORT-5).
     pub malformed_frame_limit: u64,
@@ -157,15 +158,15 @@ pub struct ServerConfig {
     pub idle_timeout: Option<Duration>,
     /// The RPC methods the server's application declares (FERRY-RPC-1). Empty, the default:
     /// every rpc gets `unknown_method`, and the welcome advertises no `rpc` policy.
-    pub methods: Vec<MethodName>,
+    pub methods: Arc<[MethodName]>,
     /// How long a call may run before the session answers `timeout` (FERRY-RPC-2), advertised
     /// as `rpc.timeout_ms` (whole milliseconds, 1 ms to 10 minutes).
     pub rpc_timeout: Duration,
     /// The namespaces whose channels keep presence (FERRY-PRESENCE-1). Empty, the default: no
     /// channel does, and the welcome advertises no `presence` policy.
-    pub presence: Vec<ChannelPattern>,
+    pub presence: Arc<[ChannelPattern]>,
     /// The exclusive namespaces, and what a second hold does in each (FERRY-HOLD-1).
-    pub exclusive: Vec<(ChannelPattern, Exclusive)>,
+    pub exclusive: Arc<[(ChannelPattern, Exclusive)]>,
     /// How long a session whose connection ended without leaving still counts as present
     /// (FERRY-PRESENCE-4), advertised as `presence.leave_after_ms` (whole milliseconds, at
     /// most an hour); the shell's broker keeps it.
@@ -246,14 +247,14 @@ impl Default for ServerConfig {
                 reset_after_ms,
             },
             resume: DEFAULT_RESUME,
-            namespaces: Vec::new(),
+            namespaces: Arc::from([]),
             malformed_frame_limit: defaults::MALFORMED_FRAME_LIMIT,
             rate_limit_strikes: defaults::RATE_LIMIT_STRIKES,
             idle_timeout: None,
-            methods: Vec::new(),
+            methods: Arc::from([]),
             rpc_timeout: Duration::from_millis(defaults::RPC_TIMEOUT_MS),
-            presence: Vec::new(),
-            exclusive: Vec::new(),
+            presence: Arc::from([]),
+            exclusive: Arc::from([]),
             presence_leave_after: Duration::from_millis(defaults::PRESENCE_LEAVE_AFTER_MS),
         }
     }

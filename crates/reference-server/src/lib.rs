@@ -52,6 +52,10 @@ pub struct Server<B> {
     broker: B,
     hub: Hub,
     namespaces: Namespaces,
+    /// What every session applies: the configuration's session settings with the
+    /// application's namespaces, methods, presence and exclusive channels, built once and
+    /// shared by reference count.
+    session: ServerConfig,
     /// Each caller's token buckets on the ticket and publish endpoints (FERRY-RATE-4).
     callers: limits::CallerLimits,
     origin: Instant,
@@ -98,7 +102,15 @@ impl<B: Broker> Server<B> {
         namespaces: Namespaces,
         backend: Option<Backend>,
     ) -> Arc<Self> {
+        let session = ServerConfig {
+            namespaces: namespaces.patterns().into(),
+            methods: namespaces.method_names().into(),
+            presence: namespaces.presence_patterns().into(),
+            exclusive: namespaces.exclusive_patterns().into(),
+            ..config.session.clone()
+        };
         Arc::new(Self {
+            session,
             ledger: Ledger::new(config.dedup_window),
             calls: Arc::new(tokio::sync::Semaphore::new(config.max_backend_calls)),
             backend,
@@ -154,13 +166,7 @@ impl<B: Broker> Server<B> {
     }
 
     fn session_config(&self) -> ServerConfig {
-        ServerConfig {
-            namespaces: self.namespaces.patterns(),
-            methods: self.namespaces.method_names(),
-            presence: self.namespaces.presence_patterns(),
-            exclusive: self.namespaces.exclusive_patterns(),
-            ..self.config.session.clone()
-        }
+        self.session.clone()
     }
 
     fn next_session_id(&self) -> SessionId {

@@ -717,7 +717,9 @@ fn a_publish_without_write_permission_is_forbidden() {
 #[test]
 fn a_channel_outside_every_declared_namespace_is_an_unknown_channel() {
     let mut session = ServerSession::new(
-        config_with(|config| config.namespaces = vec!["project:**".parse().expect("a pattern")]),
+        config_with(|config| {
+            config.namespaces = vec!["project:**".parse().expect("a pattern")].into()
+        }),
         Grant {
             user: "admin".parse().expect("a valid user id"),
             permissions: vec![permission("**", true, true)],
@@ -1904,7 +1906,7 @@ fn any_message_but_a_pong_restarts_the_idle_timeout_and_without_one_a_session_is
 /// A session whose application declares `tasks:start`, for a user who may call `tasks:*`.
 fn rpc_session(timeout_ms: u64) -> ServerSession {
     let config = config_with(|config| {
-        config.methods = vec!["tasks:start".parse().expect("a valid method name")];
+        config.methods = vec!["tasks:start".parse().expect("a valid method name")].into();
         config.rpc_timeout = Duration::from_millis(timeout_ms);
     });
     let mut grant = grant();

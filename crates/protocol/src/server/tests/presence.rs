@@ -9,8 +9,8 @@ const OUTPUT: &str = "project:alpha:output";
 
 fn presence_config(mode: Exclusive) -> ServerConfig {
     config_with(|config| {
-        config.presence = vec!["project:*:approvals".parse().expect("a pattern")];
-        config.exclusive = vec![("project:*:output".parse().expect("a pattern"), mode)];
+        config.presence = vec!["project:*:approvals".parse().expect("a pattern")].into();
+        config.exclusive = vec![("project:*:output".parse().expect("a pattern"), mode)].into();
         config.presence_leave_after = Duration::from_millis(15_000);
     })
 }
@@ -177,8 +177,8 @@ fn members_is_checked_in_the_order_of_the_rule() {
         "a subscribed channel without presence"
     );
     let mut declared = session_with(config_with(|config| {
-        config.presence = vec!["project:*:approvals".parse().expect("a pattern")];
-        config.namespaces = vec!["project:*:approvals".parse().expect("a pattern")];
+        config.presence = vec!["project:*:approvals".parse().expect("a pattern")].into();
+        config.namespaces = vec!["project:*:approvals".parse().expect("a pattern")].into();
     }));
     send(
         &mut declared,
@@ -194,7 +194,7 @@ fn members_is_checked_in_the_order_of_the_rule() {
 #[test]
 fn a_member_page_fits_max_message_bytes_and_names_where_it_stopped() {
     let mut session = session_with(config_with(|config| {
-        config.presence = vec!["project:*:approvals".parse().expect("a pattern")];
+        config.presence = vec!["project:*:approvals".parse().expect("a pattern")].into();
         config.limits.max_message_bytes = UInt::new(1024).expect("the schema's least");
     }));
     send(
