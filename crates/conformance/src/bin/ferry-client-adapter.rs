@@ -11,8 +11,8 @@
 //! - Commands, in order: `connect` (first, once), then any of `subscribe`, `unsubscribe`,
 //!   `publish`, `call` and `close`. Carry each out through the client's public API, as an application
 //!   would; never talk to the server yourself.
-//! - Reports: `subscribed`, `refused`, `delivered` and `incomplete` come from the application's
-//!   handlers; `published` or `publish_failed` answers each `publish` (by its `ref`), and
+//! - Reports: `subscribed`, `refused`, `delivered`, `incomplete` and `members` come from the
+//!   application's handlers; `published` or `publish_failed` answers each `publish` (by its `ref`), and
 //!   `answered` or `call_failed` each `call`; `stopped`
 //!   is written once, when the client stops for good; `log` is free text.
 //! - Report, do not judge: one `delivered` line per handler call, with no de-duplication or
@@ -30,6 +30,12 @@
 //!   different handlers on a channel each appears twice.
 //! - Publishes and calls run concurrently, each in its own task, but reach the client in the
 //!   order of their commands.
+//! - A subscribe's `info`, `hold` and `members` go to [`Client::subscribe_with`]. This client
+//!   tells its application no hold's fence, so `subscribed` never carries one (the runner checks
+//!   the fence on the wire). Each handler of a channel that tracks members keeps the members it
+//!   was given ([`ChannelEvent::Members`]) and applies each [`ChannelEvent::Presence`] after it
+//!   (a join sets the member with one session and its info, a leave removes it), reporting
+//!   `members` after each.
 //!
 //! Try it against a local `ferry-server` (development auth prints a token):
 //!
@@ -44,21 +50,27 @@
 //! (stdin closes right after the last command, so add a `sleep` before it closes to see
 //! events arrive.)
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io::{BufRead, Write};
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
 use anyhow::{Context, Result};
-use ferry_client::{CallError, ChannelEvent, Client, Handler, PublishError, StopReason};
+use ferry_client::{
+    CallError, ChannelEvent, Client, Handler, PublishError, StopReason, SubscribeOptions,
+};
 use ferry_conformance::adapter::{
     AdapterCommand, AdapterReport, Answered, Call, CallFailed, Channel, Delivered, HandlerName,
-    Incomplete, IncompleteCause, Log, Publish, PublishFailed, Published, Ready, Refused, Seq,
-    Stopped, StoppedReason, Subscribed,
+    Incomplete, IncompleteCause, Info, Log, MemberEntry, Members, Publish, PublishFailed,
+    Published, Ready, Refused, Seq, Stopped, StoppedReason, Subscribe, Subscribed,
 };
 use ferry_protocol::client::IncompleteCause as ClientIncompleteCause;
 use ferry_protocol::runtime::UInt;
-use ferry_protocol::{ChannelName, ClientState, IdempotencyKey, MethodName, RecoveryGap};
+use ferry_protocol::{
+    ChannelName, ClientState, IdempotencyKey, Member, MethodName, PresenceChange, PresenceInfo,
+    RecoveryGap,
+};
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, warn};
@@ -100,7 +112,7 @@ async fn main() -> Result<()> {
             }
             (AdapterCommand::Connect(_), Some(_)) => log("ignored a second connect".into()),
             (command, None) => log(format!("ignored {} before connect", command.type_name())),
-            (AdapterCommand::Subscribe(c), Some(app)) => app.subscribe(c.channel, c.handler),
+            (AdapterCommand::Subscribe(c), Some(app)) => app.subscribe(c),
             (AdapterCommand::Unsubscribe(c), Some(app)) => app.unsubscribe(c.channel, c.handler),
             (AdapterCommand::Publish(publish), Some(app)) => app.publish(publish).await,
             (AdapterCommand::Call(call), Some(app)) => app.call(call).await,
@@ -151,15 +163,31 @@ impl App {
         }
     }
 
-    fn subscribe(&mut self, channel: Channel, name: HandlerName) {
+    fn subscribe(&mut self, command: Subscribe) {
+        let Subscribe {
+            channel,
+            handler: name,
+            info,
+            hold,
+            members,
+        } = command;
         let Some(channel_name) = channel_name(&channel) else {
             return;
+        };
+        let options = SubscribeOptions {
+            info: info.map(|info| PresenceInfo(info.0)),
+            hold: hold.unwrap_or(false),
+            members: members.unwrap_or(false),
         };
         let handler = self
             .handlers
             .entry((channel.clone(), name.clone()))
             .or_insert_with(|| handler(channel, name));
-        if self.client.subscribe(channel_name, handler).is_err() {
+        if self
+            .client
+            .subscribe_with(channel_name, handler, options)
+            .is_err()
+        {
             log("subscribe: the client has stopped".into());
         }
     }
@@ -280,16 +308,56 @@ impl App {
 
 /// The application handler `name` of `channel`: reports every call it gets.
 fn handler(channel: Channel, name: HandlerName) -> Handler {
+    // The members this handler was given, once it was, by user.
+    let tracked: Arc<Mutex<Option<BTreeMap<String, Member>>>> = Arc::default();
     Handler::new(move |event: &ChannelEvent| {
         let channel = channel.clone();
         report(match event {
-            // The adapter contract reports no presence: its subscriptions track no members.
-            ChannelEvent::Members(_)
-            | ChannelEvent::Presence(_)
-            | ChannelEvent::MembersFailed(_) => {
-                return;
+            ChannelEvent::Members(members) => {
+                let list: BTreeMap<String, Member> = members
+                    .iter()
+                    .map(|m| (m.user.to_string(), m.clone()))
+                    .collect();
+                let report = members_report(channel, &list);
+                *tracked.lock().unwrap_or_else(|p| p.into_inner()) = Some(list);
+                report.into()
             }
-            ChannelEvent::Subscribed(_) => AdapterReport::from(Subscribed { channel }),
+            ChannelEvent::Presence(presence) => {
+                let mut tracked = tracked.lock().unwrap_or_else(|p| p.into_inner());
+                // Presence events of a channel whose members were never given are not tracked.
+                let Some(list) = tracked.as_mut() else {
+                    return;
+                };
+                let user = presence.user.to_string();
+                match presence.change {
+                    PresenceChange::Join => {
+                        list.insert(
+                            user,
+                            Member {
+                                info: presence.info.clone(),
+                                sessions: UInt::new(1).expect("1 is a valid session count"),
+                                user: presence.user.clone(),
+                            },
+                        );
+                    }
+                    PresenceChange::Leave => {
+                        list.remove(&user);
+                    }
+                }
+                members_report(channel, list).into()
+            }
+            ChannelEvent::MembersFailed(error) => Log {
+                message: text(format!(
+                    "the members of {} could not be read: {}",
+                    channel.as_str(),
+                    error.code
+                )),
+            }
+            .into(),
+            ChannelEvent::Subscribed(_) => AdapterReport::from(Subscribed {
+                channel,
+                fence: None,
+            }),
             ChannelEvent::Refused(error) => Refused {
                 channel,
                 code: text_like(error.code.to_string()),
@@ -311,6 +379,22 @@ fn handler(channel: Channel, name: HandlerName) -> Handler {
             .into(),
         });
     })
+}
+
+/// The members report of `channel` listing `list`.
+fn members_report(channel: Channel, list: &BTreeMap<String, Member>) -> Members {
+    Members {
+        channel,
+        members: list
+            .values()
+            .map(|m| MemberEntry {
+                info: m.info.clone().map(|info| Info(info.0)),
+                sessions: UInt::new(m.sessions.get())
+                    .expect("the contract's bounds are the protocol's"),
+                user: text_like(m.user.to_string()),
+            })
+            .collect(),
+    }
 }
 
 fn incomplete_cause(cause: &ClientIncompleteCause) -> IncompleteCause {

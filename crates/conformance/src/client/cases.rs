@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 
 use super::harness::{
     CREDENTIAL, DISTURBANCE, EPOCH, Harness, LOWER_SLACK, Policy, QUIET, REACT, SETUP, WelcomeSpec,
-    error_reply, event, goodbye, message_id, ms, ping, position, published, recovery, rpc_result,
-    subscribed, unsubscribed,
+    error_reply, event, goodbye, member_page, message_id, ms, ping, position, presence, published,
+    recovery, rpc_result, subscribed, subscribed_holding, unsubscribed,
 };
 use super::scripted::{ClientFrame, Conn, FrameKind, TicketReply, UpgradeReply};
 use crate::case::{CaseResult, Finding, ensure};
@@ -81,6 +81,12 @@ registry! {
     "client.close.*" => close_code,
     "client.shutdown.goodbye_then_resume" => goodbye_then_resume,
     "client.shutdown.application_close" => application_close,
+    "client.hold.fence_resent_after_reconnect" => hold_fence_resent,
+    "client.hold.never_granted_sends_no_fence" => hold_never_granted,
+    "client.hold.unsubscribe_forgets_fence" => hold_forgotten_after_unsubscribe,
+    "client.hold.taken_over_stops" => hold_taken_over,
+    "client.presence.pages_and_events_cross" => presence_pages_and_events_cross,
+    "client.presence.read_again_after_reconnect" => presence_read_again,
 }
 
 /// The body of the case `id`: its own entry, or its family's (`prefix.*`).
@@ -2766,6 +2772,494 @@ async fn application_close(h: &mut Harness) -> CaseResult {
         QUIET,
         asked,
         "no reconnect after the application closed the client",
+    )
+    .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Holds and presence
+
+/// How long the presence and hold cases' welcomes say a dropped session stays present.
+const LEAVE_AFTER_MS: u64 = 5_000;
+
+/// A welcome of a server with presence and exclusive namespaces, under the short policy.
+fn presence_spec() -> WelcomeSpec {
+    WelcomeSpec {
+        presence_leave_after_ms: Some(LEAVE_AFTER_MS),
+        ..WelcomeSpec::new(Policy::SHORT)
+    }
+}
+
+/// Checks the `hold` of a subscribe: `{}` without a fence, or `{"fence": n}`.
+fn check_hold(conn: &Conn, subscribe: &Value, fence: Option<u64>, expected: &str) -> CaseResult {
+    let wanted = match fence {
+        Some(fence) => json!({"fence": fence}),
+        None => json!({}),
+    };
+    ensure(subscribe["hold"] == wanted, expected, || {
+        format!("{}: {subscribe}", conn.link())
+    })
+}
+
+/// The subscribed report of `CHANNEL` after a hold of `fence` was granted; a fence it carries
+/// must be that one.
+async fn expect_held(h: &mut Harness, fence: u64) -> CaseResult {
+    let report = h
+        .report(
+            |r| r.kind() == "subscribed" && r.str("channel") == Some(CHANNEL),
+            REACT,
+            &format!("a subscribed report for {CHANNEL} once the server granted the hold"),
+        )
+        .await?;
+    ensure(
+        report.json.get("fence").is_none_or(|f| *f == json!(fence)),
+        format!(
+            "a subscribed report whose fence, when it carries one, is the fence {fence} the server granted"
+        ),
+        || report.line(),
+    )
+}
+
+/// Drops the session and waits for the reconnect's subscribe of `CHANNEL`.
+async fn resubscribe_after_drop(
+    h: &mut Harness,
+    spec: &WelcomeSpec,
+    conn: Conn,
+    expected: &str,
+) -> Result<(Conn, Value), Finding> {
+    conn.drop_tcp().await;
+    let mut conn = h
+        .reconnected(
+            spec,
+            window(&spec.reconnect, 1)?.1 + h.tolerance + REACT,
+            "after the session dropped",
+        )
+        .await?;
+    let subscribe = h.expect_subscribe(&mut conn, CHANNEL, expected).await?;
+    Ok((conn, subscribe))
+}
+
+/// FERRY-HOLD-5: the first subscribe asks for the hold without a fence; every re-subscribe
+/// after a reconnect carries the fence of the last hold granted, the newest one once a
+/// re-subscribe was granted again.
+async fn hold_fence_resent(h: &mut Harness) -> CaseResult {
+    let spec = presence_spec();
+    let mut conn = h.establish(&spec).await?;
+    h.subscribe_with(CHANNEL, HANDLER, json!({"hold": true}))
+        .await?;
+    let first = format!(
+        "a subscribe to {CHANNEL} with hold: {{}} and no fence, which the application asked for holding the channel: the client held it never before (FERRY-HOLD-1, FERRY-HOLD-5)"
+    );
+    let subscribe = h.expect_subscribe(&mut conn, CHANNEL, &first).await?;
+    check_hold(&conn, &subscribe, None, &first)?;
+    conn.send(subscribed_holding(&subscribe, EPOCH, 0, None, 7))
+        .await?;
+    expect_held(h, 7).await?;
+    for (kept, granted) in [(7, 12), (12, 13)] {
+        let expected = format!(
+            "after the reconnect, a subscribe to {CHANNEL} with hold: {{\"fence\": {kept}}}, the fence of the last hold the server granted (FERRY-HOLD-5)"
+        );
+        let (next, subscribe) = resubscribe_after_drop(h, &spec, conn, &expected).await?;
+        conn = next;
+        check_hold(&conn, &subscribe, Some(kept), &expected)?;
+        conn.send(subscribed_holding(
+            &subscribe,
+            EPOCH,
+            0,
+            Some(recovery(true, 0, None)),
+            granted,
+        ))
+        .await?;
+        expect_held(h, granted).await?;
+    }
+    Ok(())
+}
+
+/// FERRY-HOLD-5: a hold asked for but never granted (the session dropped before the reply)
+/// gives no fence to send: the re-subscribe asks with hold: {} again.
+async fn hold_never_granted(h: &mut Harness) -> CaseResult {
+    let spec = presence_spec();
+    let mut conn = h.establish(&spec).await?;
+    h.subscribe_with(CHANNEL, HANDLER, json!({"hold": true}))
+        .await?;
+    let first = format!(
+        "a subscribe to {CHANNEL} with hold: {{}} and no fence, which the application asked for holding the channel (FERRY-HOLD-1)"
+    );
+    let subscribe = h.expect_subscribe(&mut conn, CHANNEL, &first).await?;
+    check_hold(&conn, &subscribe, None, &first)?;
+    // No reply: the session drops with the subscribe unanswered.
+    let expected = format!(
+        "after the reconnect, a subscribe to {CHANNEL} with hold: {{}} and still no fence: the server granted no hold, so the client has no fence to send (FERRY-HOLD-5)"
+    );
+    let (conn, subscribe) = resubscribe_after_drop(h, &spec, conn, &expected).await?;
+    check_hold(&conn, &subscribe, None, &expected)?;
+    let mut conn = conn;
+    conn.send(subscribed_holding(&subscribe, EPOCH, 0, None, 4))
+        .await?;
+    expect_held(h, 4).await
+}
+
+/// FERRY-HOLD-5, FERRY-HOLD-4: a hold ends with its unsubscribe, so a later subscribe with
+/// hold sends no fence, and the re-subscribe after a reconnect carries the new hold's fence,
+/// not the old one's.
+async fn hold_forgotten_after_unsubscribe(h: &mut Harness) -> CaseResult {
+    let spec = presence_spec();
+    let mut conn = h.establish(&spec).await?;
+    h.subscribe_with(CHANNEL, HANDLER, json!({"hold": true}))
+        .await?;
+    let first = format!(
+        "a subscribe to {CHANNEL} with hold: {{}}, which the application asked for holding the channel (FERRY-HOLD-1)"
+    );
+    let subscribe = h.expect_subscribe(&mut conn, CHANNEL, &first).await?;
+    check_hold(&conn, &subscribe, None, &first)?;
+    conn.send(subscribed_holding(&subscribe, EPOCH, 0, None, 5))
+        .await?;
+    expect_held(h, 5).await?;
+    h.unsubscribe(CHANNEL, HANDLER).await?;
+    let unsubscribe = h
+        .expect_unsubscribe(
+            &mut conn,
+            CHANNEL,
+            &format!(
+                "an unsubscribe from {CHANNEL}, once the application removed its only handler"
+            ),
+        )
+        .await?;
+    conn.send(unsubscribed(&unsubscribe)).await?;
+    h.adapter.settle(Duration::from_millis(200)).await?;
+    h.subscribe_with(CHANNEL, HANDLER, json!({"hold": true}))
+        .await?;
+    let again = format!(
+        "a new subscribe to {CHANNEL} with hold: {{}} and no fence: the hold of fence 5 ended with the unsubscribe (FERRY-HOLD-4), so this is a new hold, not one taken back (FERRY-HOLD-5)"
+    );
+    let subscribe = h.expect_subscribe(&mut conn, CHANNEL, &again).await?;
+    check_hold(&conn, &subscribe, None, &again)?;
+    conn.send(subscribed_holding(&subscribe, EPOCH, 0, None, 6))
+        .await?;
+    expect_held(h, 6).await?;
+    let expected = format!(
+        "after the reconnect, a subscribe to {CHANNEL} with hold: {{\"fence\": 6}}, the fence of the hold granted after the new subscribe, not 5, that of the hold given up (FERRY-HOLD-5)"
+    );
+    let (conn, subscribe) = resubscribe_after_drop(h, &spec, conn, &expected).await?;
+    check_hold(&conn, &subscribe, Some(6), &expected)
+}
+
+/// FERRY-HOLD-5, FERRY-RECONNECT-9: a client holding a channel that is closed with 4412 does
+/// not reconnect by itself and tells its application.
+async fn hold_taken_over(h: &mut Harness) -> CaseResult {
+    let spec = presence_spec();
+    let mut conn = h.establish(&spec).await?;
+    h.subscribe_with(CHANNEL, HANDLER, json!({"hold": true}))
+        .await?;
+    let first = format!(
+        "a subscribe to {CHANNEL} with hold, which the application asked for holding the channel (FERRY-HOLD-1)"
+    );
+    let subscribe = h.expect_subscribe(&mut conn, CHANNEL, &first).await?;
+    conn.send(subscribed_holding(&subscribe, EPOCH, 0, None, 3))
+        .await?;
+    expect_held(h, 3).await?;
+    let reference = conn.close(4412, "taken_over").await?;
+    h.no_ticket(
+        QUIET,
+        reference,
+        "no reconnect after close 4412 taken_over of a session holding a channel: another session took the hold over (FERRY-HOLD-5)",
+    )
+    .await?;
+    h.expect_stopped(
+        "closed",
+        Some(Some(4412)),
+        "a stopped report with reason closed and close_code 4412: the application is told that the hold was taken over (FERRY-HOLD-5, FERRY-RECONNECT-9)",
+    )
+    .await
+}
+
+/// A member as a member_page or a members report carries it.
+fn member(user: &str, sessions: u64, info: Option<Value>) -> Value {
+    let mut member = json!({"user": user, "sessions": sessions});
+    if let Some(info) = info {
+        member["info"] = info;
+    }
+    member
+}
+
+/// Members as a comparable list: ordered by user, each with user, sessions and info (when
+/// present) only.
+fn member_list(members: &Value) -> Vec<Value> {
+    let mut list: Vec<Value> = members
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .map(|m| {
+                    let info = m.get("info").filter(|i| !i.is_null()).cloned();
+                    member(
+                        m["user"].as_str().unwrap_or_default(),
+                        m["sessions"].as_u64().unwrap_or_default(),
+                        info,
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    list.sort_by(|a, b| a["user"].as_str().cmp(&b["user"].as_str()));
+    list
+}
+
+/// The members report of `CHANNEL` equal to `members`, within [`REACT`]; `why` says how the
+/// rule gives those members.
+async fn expect_members_report(h: &mut Harness, members: &[Value], why: &str) -> CaseResult {
+    let wanted = member_list(&Value::Array(members.to_vec()));
+    let expected = format!(
+        "a members report of {CHANNEL} listing {} ({why}; FERRY-PRESENCE-6)",
+        Value::Array(wanted.clone())
+    );
+    h.report(
+        |r| {
+            r.kind() == "members"
+                && r.str("channel") == Some(CHANNEL)
+                && member_list(&r.json["members"]) == wanted
+        },
+        REACT,
+        &expected,
+    )
+    .await
+    .map(|_| ())
+}
+
+/// The next members request of `CHANNEL`, which must carry `after` (absent for a first page).
+async fn expect_page_request(
+    h: &mut Harness,
+    conn: &mut Conn,
+    after: Option<&str>,
+    expected: &str,
+) -> Result<Value, Finding> {
+    let request = h.expect_members(conn, CHANNEL, expected).await?;
+    let holds = match after {
+        Some(after) => request["after"] == after,
+        None => request.get("after").is_none(),
+    };
+    ensure(holds, expected, || format!("{}: {request}", conn.link()))?;
+    Ok(request)
+}
+
+/// FERRY-PRESENCE-6: a client tracking members reads every page after the subscribed reply,
+/// following next with after, applies on top the presence events that crossed the pages (a
+/// join the first page already lists, a leave of a member the first page lists, a join
+/// between the pages that only the event tells and one the second page lists too), then each
+/// live event.
+async fn presence_pages_and_events_cross(h: &mut Harness) -> CaseResult {
+    let spec = presence_spec();
+    let mut conn = h.establish(&spec).await?;
+    let info = json!({"name": "conformance"});
+    h.subscribe_with(CHANNEL, HANDLER, json!({"members": true, "info": info}))
+        .await?;
+    let asked = format!(
+        "a subscribe to {CHANNEL} carrying the presence info {info} the application gave (FERRY-PRESENCE-5)"
+    );
+    let subscribe = h.expect_subscribe(&mut conn, CHANNEL, &asked).await?;
+    ensure(subscribe["info"] == info, asked, || {
+        format!("{}: {subscribe}", conn.link())
+    })?;
+    conn.send(subscribed(&subscribe, EPOCH, 4, None)).await?;
+    let first = expect_page_request(
+        h,
+        &mut conn,
+        None,
+        &format!(
+            "after the subscribed reply, a members request of {CHANNEL} for the first page, without after (FERRY-PRESENCE-6)"
+        ),
+    )
+    .await?;
+    let bob = json!({"name": "Bob"});
+    conn.send(presence(
+        CHANNEL,
+        "join",
+        "bob",
+        Some(bob.clone()),
+        EPOCH,
+        4,
+    ))
+    .await?;
+    conn.send(member_page(
+        &first,
+        json!([
+            member("alice", 2, Some(json!({"name": "Alice"}))),
+            member("bob", 1, Some(bob.clone())),
+        ]),
+        Some("bob"),
+        EPOCH,
+        4,
+    ))
+    .await?;
+    let second = expect_page_request(
+        h,
+        &mut conn,
+        Some("bob"),
+        &format!(
+            "a members request of {CHANNEL} with after = \"bob\", the first page's next: the client reads every page (FERRY-PRESENCE-6)"
+        ),
+    )
+    .await?;
+    let abe = json!({"name": "Abe"});
+    conn.send(presence(CHANNEL, "leave", "alice", None, EPOCH, 4))
+        .await?;
+    conn.send(presence(
+        CHANNEL,
+        "join",
+        "abe",
+        Some(abe.clone()),
+        EPOCH,
+        4,
+    ))
+    .await?;
+    conn.send(presence(CHANNEL, "join", "carol", None, EPOCH, 4))
+        .await?;
+    let dave = json!({"name": "Dave"});
+    conn.send(member_page(
+        &second,
+        json!([
+            member("carol", 1, None),
+            member("dave", 3, Some(dave.clone()))
+        ]),
+        None,
+        EPOCH,
+        4,
+    ))
+    .await?;
+    let mut members = vec![
+        member("abe", 1, Some(abe)),
+        member("bob", 1, Some(bob)),
+        member("carol", 1, None),
+        member("dave", 3, Some(dave)),
+    ];
+    expect_members_report(
+        h,
+        &members,
+        "the two pages, with the events since the subscribed reply applied on top in order: join bob (listed already), leave alice (listed on the first page), join abe (between the pages, before the second page's first user, so on no page), join carol (between the pages, listed on the second)",
+    )
+    .await?;
+    conn.send(presence(CHANNEL, "leave", "dave", None, EPOCH, 4))
+        .await?;
+    members.retain(|m| m["user"] != "dave");
+    expect_members_report(
+        h,
+        &members,
+        "the members read, after the live leave of dave",
+    )
+    .await?;
+    let erin = json!({"name": "Erin"});
+    conn.send(presence(
+        CHANNEL,
+        "join",
+        "erin",
+        Some(erin.clone()),
+        EPOCH,
+        4,
+    ))
+    .await?;
+    members.push(member("erin", 1, Some(erin)));
+    expect_members_report(h, &members, "the members read, after the live join of erin").await
+}
+
+/// FERRY-PRESENCE-6: after a reconnect, the resumed subscription's subscribed reply starts a
+/// new read of every page; the members reported are the new pages' with the events since
+/// that reply on top, nothing kept from before the reconnect.
+async fn presence_read_again(h: &mut Harness) -> CaseResult {
+    let spec = presence_spec();
+    let mut conn = h.establish(&spec).await?;
+    h.subscribe_with(CHANNEL, HANDLER, json!({"members": true}))
+        .await?;
+    let subscribe = h
+        .expect_subscribe(
+            &mut conn,
+            CHANNEL,
+            &format!("a subscribe to {CHANNEL}, which the application asked for"),
+        )
+        .await?;
+    conn.send(subscribed(&subscribe, EPOCH, 0, None)).await?;
+    let first = expect_page_request(
+        h,
+        &mut conn,
+        None,
+        &format!(
+            "after the subscribed reply, a members request of {CHANNEL} for the first page, without after (FERRY-PRESENCE-6)"
+        ),
+    )
+    .await?;
+    conn.send(member_page(
+        &first,
+        json!([member("alice", 1, None)]),
+        None,
+        EPOCH,
+        0,
+    ))
+    .await?;
+    expect_members_report(h, &[member("alice", 1, None)], "the one page read").await?;
+    conn.send(presence(CHANNEL, "join", "bob", None, EPOCH, 0))
+        .await?;
+    expect_members_report(
+        h,
+        &[member("alice", 1, None), member("bob", 1, None)],
+        "the page read, after the live join of bob",
+    )
+    .await?;
+    let (mut conn, subscribe) = resubscribe_after_drop(
+        h,
+        &spec,
+        conn,
+        &format!("after the reconnect, a subscribe to {CHANNEL} (FERRY-SUBSCRIBE-5)"),
+    )
+    .await?;
+    conn.send(subscribed(
+        &subscribe,
+        EPOCH,
+        0,
+        Some(recovery(true, 0, None)),
+    ))
+    .await?;
+    let first = expect_page_request(
+        h,
+        &mut conn,
+        None,
+        &format!(
+            "after the resumed subscription's subscribed reply, a members request of {CHANNEL} for the first page again, without after: a client reads every page after each subscribed reply, a resume's included (FERRY-PRESENCE-6)"
+        ),
+    )
+    .await?;
+    // The leave crosses the page read before it was recorded.
+    conn.send(presence(CHANNEL, "leave", "alice", None, EPOCH, 0))
+        .await?;
+    conn.send(member_page(
+        &first,
+        json!([member("alice", 1, None), member("bob", 1, None)]),
+        Some("bob"),
+        EPOCH,
+        0,
+    ))
+    .await?;
+    let second = expect_page_request(
+        h,
+        &mut conn,
+        Some("bob"),
+        &format!(
+            "a members request of {CHANNEL} with after = \"bob\", the first page's next (FERRY-PRESENCE-6)"
+        ),
+    )
+    .await?;
+    conn.send(member_page(
+        &second,
+        json!([member("carol", 2, Some(json!({"name": "Carol"})))]),
+        None,
+        EPOCH,
+        0,
+    ))
+    .await?;
+    expect_members_report(
+        h,
+        &[
+            member("bob", 1, None),
+            member("carol", 2, Some(json!({"name": "Carol"}))),
+        ],
+        "the pages read after the resume, with the leave of alice that came after the resume's subscribed reply applied on top",
     )
     .await
 }

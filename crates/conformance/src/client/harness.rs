@@ -116,6 +116,9 @@ pub(crate) struct WelcomeSpec {
     /// The advertised `rpc.timeout_ms`; with it the welcome also grants calls on every method.
     /// Only the RPC cases set it, so that the other cases' welcomes stay those of ferry.v1 1.0.
     pub(crate) rpc_timeout_ms: Option<u64>,
+    /// The advertised `presence.leave_after_ms`, as a server with a presence namespace
+    /// advertises it. Only the presence and hold cases set it.
+    pub(crate) presence_leave_after_ms: Option<u64>,
 }
 
 impl WelcomeSpec {
@@ -127,6 +130,7 @@ impl WelcomeSpec {
             max_message_bytes: defaults::MAX_MESSAGE_BYTES,
             reconnect,
             rpc_timeout_ms: None,
+            presence_leave_after_ms: None,
         }
     }
 
@@ -158,6 +162,9 @@ impl WelcomeSpec {
         if let Some(timeout_ms) = self.rpc_timeout_ms {
             welcome["rpc"] = json!({"timeout_ms": timeout_ms});
             welcome["permissions"][0]["call"] = json!(true);
+        }
+        if let Some(leave_after_ms) = self.presence_leave_after_ms {
+            welcome["presence"] = json!({"leave_after_ms": leave_after_ms});
         }
         welcome
     }
@@ -200,6 +207,61 @@ pub(crate) fn subscribed(
         reply["recovery"] = recovery;
     }
     reply
+}
+
+/// The subscribed reply to `subscribe` granting the hold of `fence`.
+pub(crate) fn subscribed_holding(
+    subscribe: &Value,
+    epoch: &str,
+    seq: u64,
+    recovery: Option<Value>,
+    fence: u64,
+) -> Value {
+    let mut reply = subscribed(subscribe, epoch, seq, recovery);
+    reply["hold"] = json!({"fence": fence});
+    reply
+}
+
+/// The member_page answering `members` with `page` (Member objects), `next` and the head
+/// (`epoch`, `seq`).
+pub(crate) fn member_page(
+    members: &Value,
+    page: Value,
+    next: Option<&str>,
+    epoch: &str,
+    seq: u64,
+) -> Value {
+    json!({
+        "type": "member_page",
+        "id": members["id"],
+        "channel": members["channel"],
+        "members": page,
+        "next": next,
+        "position": {"epoch": epoch, "seq": seq},
+    })
+}
+
+/// A presence event of `channel`: `user` joined (with `info` when given) or left, at the
+/// head (`epoch`, `seq`).
+pub(crate) fn presence(
+    channel: &str,
+    change: &str,
+    user: &str,
+    info: Option<Value>,
+    epoch: &str,
+    seq: u64,
+) -> Value {
+    let mut message = json!({
+        "type": "presence",
+        "channel": channel,
+        "change": change,
+        "user": user,
+        "position": {"epoch": epoch, "seq": seq},
+    });
+    if let Some(info) = info {
+        message["info"] = info;
+    }
+    message
 }
 
 /// The unsubscribed reply to `unsubscribe`.
@@ -355,6 +417,21 @@ impl Harness {
     pub(crate) async fn subscribe(&mut self, channel: &str, handler: &str) -> CaseResult {
         self.command(json!({"type": "subscribe", "channel": channel, "handler": handler}))
             .await
+    }
+
+    /// Tells the adapter to register `handler` on `channel` with `options` (the subscribe
+    /// command's `info`, `hold` and `members`, as a JSON object).
+    pub(crate) async fn subscribe_with(
+        &mut self,
+        channel: &str,
+        handler: &str,
+        options: Value,
+    ) -> CaseResult {
+        let mut command = json!({"type": "subscribe", "channel": channel, "handler": handler});
+        if let (Some(command), Some(options)) = (command.as_object_mut(), options.as_object()) {
+            command.extend(options.clone());
+        }
+        self.command(command).await
     }
 
     /// Tells the adapter to remove `handler` from `channel`.
@@ -708,6 +785,23 @@ impl Harness {
             conn,
             "unsubscribe",
             &format!("unsubscribe from {channel}"),
+            channel,
+            expected,
+        )
+        .await
+    }
+
+    /// Waits for a members request of `channel` on `conn`, skipping other client messages.
+    pub(crate) async fn expect_members(
+        &mut self,
+        conn: &mut Conn,
+        channel: &str,
+        expected: &str,
+    ) -> Result<Value, Finding> {
+        self.expect_request(
+            conn,
+            "members",
+            &format!("members request of {channel}"),
             channel,
             expected,
         )

@@ -93,6 +93,8 @@ pub enum Mutation {
     ClientIgnoresRpcTimeout,
     /// Sends a frame before the welcome.
     ClientSpeaksBeforeWelcome,
+    /// Re-subscribes after a reconnect asking for its hold without the fence of its last one.
+    ClientForgetsFences,
 }
 
 impl Mutation {
@@ -135,6 +137,7 @@ impl Mutation {
         Self::ClientLosesCallErrors,
         Self::ClientIgnoresRpcTimeout,
         Self::ClientSpeaksBeforeWelcome,
+        Self::ClientForgetsFences,
     ];
 
     /// The mutant's name on the command line and in reports.
@@ -209,6 +212,7 @@ impl Mutation {
             Self::ServerTakesDropsForCloses => "FERRY-PRESENCE-4",
             Self::ServerWithholdsFences => "FERRY-HOLD-1",
             Self::ClientSpeaksBeforeWelcome => "FERRY-WELCOME-2",
+            Self::ClientForgetsFences => "FERRY-HOLD-5",
         }
     }
 

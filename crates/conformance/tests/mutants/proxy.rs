@@ -440,6 +440,16 @@ fn client_to_server(
                 return vec![value.to_string()];
             }
         }
+        Mutation::ClientForgetsFences
+            if kind == "subscribe"
+                && session_no > 1
+                && value.as_ref().is_some_and(|v| v.get("hold").is_some()) =>
+        {
+            if let Some(mut value) = value {
+                value["hold"] = json!({});
+                return vec![value.to_string()];
+            }
+        }
         Mutation::ClientForgetsCallKey if kind == "rpc" && session_no > 1 => {
             if let Some(mut value) = value {
                 rewrite_key(shared, &mut value);

@@ -18,10 +18,26 @@ export function createAdapter({ FerryClient, WebSocket, report, name }) {
     return fn;
   };
   const unsubscribes = new Map();
+  // One presence listener per (channel, handler), reporting every member list it is given.
+  const listeners = new Map();
+  const listenerFor = (channel, handler) => {
+    const key = `${channel}\u0000${handler}`;
+    let fn = listeners.get(key);
+    if (fn === undefined) {
+      fn = (members) =>
+        report({
+          type: "members",
+          channel,
+          members: members.map((m) => (m.info === undefined ? { user: m.user, sessions: m.sessions } : { user: m.user, sessions: m.sessions, info: m.info })),
+        });
+      listeners.set(key, fn);
+    }
+    return fn;
+  };
 
   const start = (url, credential) => {
     client = new FerryClient({ url, credential, WebSocket, followPlatform: false });
-    client.on("subscribed", (channel) => report({ type: "subscribed", channel }));
+    client.on("subscribed", (channel, _resumption, hold) => report(hold === undefined ? { type: "subscribed", channel } : { type: "subscribed", channel, fence: hold.fence }));
     client.on("subscribeFailed", (channel, error) => report({ type: "refused", channel, code: error.code }));
     client.on("incomplete", (channel, cause) => report({ type: "incomplete", channel, cause: cause.kind === "recovery" ? cause.reason : cause.kind }));
     client.on("notice", (event) => report({ type: "log", message: JSON.stringify(event).slice(0, 4000) }));
@@ -53,7 +69,15 @@ export function createAdapter({ FerryClient, WebSocket, report, name }) {
           return;
         case "subscribe": {
           const key = `${command.channel}\u0000${command.handler}`;
-          unsubscribes.set(key, client.subscribe(command.channel, handlerFor(command.channel, command.handler)));
+          const options = {};
+          if (command.info !== undefined) options.info = command.info;
+          if (command.hold === true) options.hold = true;
+          const removals = [client.subscribe(command.channel, handlerFor(command.channel, command.handler), options)];
+          if (command.members === true) {
+            const presenceOptions = command.info === undefined ? undefined : { info: command.info };
+            removals.push(client.presence(command.channel, listenerFor(command.channel, command.handler), presenceOptions));
+          }
+          unsubscribes.set(key, () => removals.forEach((remove) => remove()));
           return;
         }
         case "unsubscribe": {

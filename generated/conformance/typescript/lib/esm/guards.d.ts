@@ -57,6 +57,10 @@ export declare function isDelivered(value: unknown): value is T.Delivered;
 export declare function validateIncomplete(value: unknown): Problem[];
 /** Whether `value` is a valid Incomplete, every schema constraint included. */
 export declare function isIncomplete(value: unknown): value is T.Incomplete;
+/** The problems that keep `value` from being a valid Members; empty when it is one. */
+export declare function validateMembers(value: unknown): Problem[];
+/** Whether `value` is a valid Members, every schema constraint included. */
+export declare function isMembers(value: unknown): value is T.Members;
 /** The problems that keep `value` from being a valid Published; empty when it is one. */
 export declare function validatePublished(value: unknown): Problem[];
 /** Whether `value` is a valid Published, every schema constraint included. */
@@ -93,6 +97,18 @@ export declare function isRef(value: unknown): value is T.Ref;
 export declare function validatePayload(value: unknown): Problem[];
 /** Whether `value` is a valid Payload, every schema constraint included. */
 export declare function isPayload(value: unknown): value is T.Payload;
+/** The problems that keep `value` from being a valid Info; empty when it is one. */
+export declare function validateInfo(value: unknown): Problem[];
+/** Whether `value` is a valid Info, every schema constraint included. */
+export declare function isInfo(value: unknown): value is T.Info;
+/** The problems that keep `value` from being a valid Fence; empty when it is one. */
+export declare function validateFence(value: unknown): Problem[];
+/** Whether `value` is a valid Fence, every schema constraint included. */
+export declare function isFence(value: unknown): value is T.Fence;
+/** The problems that keep `value` from being a valid MemberEntry; empty when it is one. */
+export declare function validateMemberEntry(value: unknown): Problem[];
+/** Whether `value` is a valid MemberEntry, every schema constraint included. */
+export declare function isMemberEntry(value: unknown): value is T.MemberEntry;
 /** The problems that keep `value` from being a valid Feature; empty when it is one. */
 export declare function validateFeature(value: unknown): Problem[];
 /** Whether `value` is a valid Feature, every schema constraint included. */

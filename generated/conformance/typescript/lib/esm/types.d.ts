@@ -9,7 +9,7 @@ export type AdapterCommand = Connect | Subscribe | Unsubscribe | Publish | Call 
 /**
  * What the application saw, one per line on the adapter's stdout.
  */
-export type AdapterReport = Ready | Subscribed | Refused | Delivered | Incomplete | Published | PublishFailed | Answered | CallFailed | Stopped | Log;
+export type AdapterReport = Ready | Subscribed | Refused | Delivered | Incomplete | Members | Published | PublishFailed | Answered | CallFailed | Stopped | Log;
 /**
  * Start the client: it fetches a ticket from url's ticket endpoint with credential as its bearer token, connects, and from then on reconnects as the protocol says until it stops or is closed. Sent once, first.
  */
@@ -32,7 +32,7 @@ export interface Connect {
     credential: string;
 }
 /**
- * Register the application handler named handler for channel's events. Registering the same handler twice on a channel must not make the client call it twice per event (FERRY-EVENT-5).
+ * Register the application handler named handler for channel's events. Registering the same handler twice on a channel must not make the client call it twice per event (FERRY-EVENT-5). With info, hold or members, the application asks for them on the channel's subscription, as the client's API lets it (for a client that takes them per handler, with this handler).
  */
 export interface Subscribe {
     /**
@@ -47,6 +47,18 @@ export interface Subscribe {
      * Which of the application's handlers to register; reports of what it sees carry this name.
      */
     handler: HandlerName;
+    /**
+     * The session's presence info, for a channel whose namespace keeps presence: the client sends it with the channel's subscribe and every re-subscribe (FERRY-PRESENCE-5).
+     */
+    info?: Info;
+    /**
+     * Hold the channel as its one publisher (FERRY-HOLD-1): the client asks for the hold with the subscribe, and after a reconnect with the fence of its last hold (FERRY-HOLD-5). Absent means false; needs the feature hold.
+     */
+    hold?: boolean;
+    /**
+     * Track the channel's members (FERRY-PRESENCE-6): the adapter reports members after every full read and after every presence event the client applies. Absent means false; needs the feature presence.
+     */
+    members?: boolean;
 }
 /**
  * Remove the handler named handler from channel; when no handler is left the client unsubscribes.
@@ -162,6 +174,10 @@ export interface Subscribed {
      * The channel's name.
      */
     channel: Channel;
+    /**
+     * The fence of the hold the subscription obtained, when the subscribe asked to hold the channel and the client tells its application the fence; absent otherwise (the runner then checks the fence on the wire only).
+     */
+    fence?: Fence;
 }
 /**
  * The server refused the subscription of channel with an error.
@@ -231,6 +247,24 @@ export interface Incomplete {
      * Why: a seq gap, an unannounced epoch change, or the reason of an incomplete recovery.
      */
     cause: "gap" | "epoch_changed" | "history_exceeded" | "position_ahead" | "other";
+}
+/**
+ * The members of channel the client gives its application, for a subscription that tracks them: once every member page after a subscribed reply was read, with the presence events since that reply applied on top, and again after every presence event applied later (FERRY-PRESENCE-6). One line per time the application is told; the members as the client holds them, in any order.
+ */
+export interface Members {
+    /**
+     * The report's tag.
+     */
+    type: "members";
+    /**
+     * The channel's name.
+     */
+    channel: Channel;
+    /**
+     * Every member the client holds, one per user.
+     * @maxItems 100000
+     */
+    members: MemberEntry[];
 }
 /**
  * The publish named ref was acknowledged.
@@ -384,9 +418,44 @@ export type Ref = string;
  */
 export type Payload = JsonValue;
 /**
- * An optional feature of a client: publish (publishing over the WebSocket), idempotency_key (publishing with the application's own key), unsubscribe, multiple_handlers (more than one handler per channel), rpc (RPC calls).
+ * Presence info: a JSON object, passed through unchanged.
  */
-export type Feature = "publish" | "idempotency_key" | "unsubscribe" | "multiple_handlers" | "rpc";
+export type Info = {
+    [key: string]: JsonValue;
+};
+/**
+ * A hold's fencing token, passed through from the subscribed reply's hold.
+ * @minimum 1
+ * @maximum 9007199254740991
+ * @integer
+ */
+export type Fence = number;
+/**
+ * One member as the client holds it.
+ */
+export interface MemberEntry {
+    /**
+     * The member's user.
+     * @minLength 1
+     * @maxLength 255
+     */
+    user: string;
+    /**
+     * How many of the user's sessions are present, as the client holds it (1 after a join).
+     * @minimum 1
+     * @maximum 1000000
+     * @integer
+     */
+    sessions: number;
+    /**
+     * The member's presence info; absent when it gave none.
+     */
+    info?: Info;
+}
+/**
+ * An optional feature of a client: publish (publishing over the WebSocket), idempotency_key (publishing with the application's own key), unsubscribe, multiple_handlers (more than one handler per channel), rpc (RPC calls), hold (subscribing with a hold of an exclusive channel), presence (tracking a channel's members, with presence info).
+ */
+export type Feature = "publish" | "idempotency_key" | "unsubscribe" | "multiple_handlers" | "rpc" | "hold" | "presence";
 /**
  * A channel's name, as the protocol's ChannelName (the runner only sends valid names; the adapter passes them through).
  * @minLength 1
