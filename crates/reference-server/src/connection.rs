@@ -157,15 +157,19 @@ pub(crate) fn run<B: Broker>(
                 continue;
             }
             // Events queued while this task was busy are delivered before it waits again.
-            let taken = link.mailbox.take(&mut live);
-            for (channel, fence) in &taken.taken_over {
-                session.taken_over(channel, *fence);
-            }
+            // In a block of its own, so that nothing of it is kept across the wait below.
+            let fell_behind = {
+                let taken = link.mailbox.take(&mut live);
+                for (channel, fence) in &taken.taken_over {
+                    session.taken_over(channel, *fence);
+                }
+                taken.fell_behind
+            };
             if session.is_closed() {
                 info!(session = %id.as_str(), "another session took over a channel this one held; closing it with 4412");
                 continue;
             }
-            if taken.fell_behind {
+            if fell_behind {
                 link.fell_behind(&mut session);
                 continue;
             }
