@@ -28,3 +28,27 @@ pub async fn forget_prefix(url: &str, prefix: &str) {
         let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
     }
 }
+
+/// The `p` quantile (0 to 1) of `samples`, which it sorts.
+pub fn percentile(samples: &mut [std::time::Duration], p: f64) -> std::time::Duration {
+    samples.sort();
+    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[index]
+}
+
+/// A duration in microseconds with one decimal, for a table cell.
+pub fn micros(duration: std::time::Duration) -> String {
+    format!("{:.1}", duration.as_secs_f64() * 1e6)
+}
+
+/// A Markdown table row: `what`, then the median and p99 of `samples` in microseconds.
+pub fn row(what: &str, samples: &mut [std::time::Duration]) -> String {
+    let p50 = percentile(samples, 0.5);
+    let p99 = percentile(samples, 0.99);
+    format!("| {what} | {} | {} |", micros(p50), micros(p99))
+}
+
+/// The Redis a benchmark uses: `FERRY_BENCH_REDIS_URL`, or the one on 127.0.0.1:6379.
+pub fn redis_url() -> String {
+    std::env::var("FERRY_BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}

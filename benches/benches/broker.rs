@@ -12,6 +12,8 @@
 
 #![allow(missing_docs, clippy::print_stdout, clippy::unwrap_used)]
 
+use ferry_benches::row;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,16 +34,6 @@ fn payload(n: usize) -> Payload {
     Payload::from(
         json!({ "task_id": format!("T-{n}"), "status": "running", "progress": 0.5, "assignee": null }),
     )
-}
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[index]
-}
-
-fn micros(duration: Duration) -> String {
-    format!("{:.1}", duration.as_secs_f64() * 1e6)
 }
 
 /// Publishes one event at a time through `publisher` and waits for it in a mailbox that
@@ -150,12 +142,6 @@ async fn replay<B: Broker>(broker: &B, channel: &str) -> (Vec<Duration>, StreamP
     (samples, from)
 }
 
-fn row(what: &str, samples: &mut [Duration]) -> String {
-    let p50 = percentile(samples, 0.5);
-    let p99 = percentile(samples, 0.99);
-    format!("| {what} | {} | {} |", micros(p50), micros(p99))
-}
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -166,8 +152,7 @@ fn main() {
 }
 
 async fn run() {
-    let url = std::env::var("FERRY_BENCH_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let url = ferry_benches::redis_url();
     let prefix = ferry_benches::fresh_prefix();
     let redis_config = RedisBrokerConfig {
         prefix: prefix.clone(),

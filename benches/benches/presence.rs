@@ -13,6 +13,8 @@
 
 #![allow(missing_docs, clippy::print_stdout, clippy::unwrap_used)]
 
+use ferry_benches::row;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,22 +31,6 @@ const SAMPLES: usize = 1000;
 const MEMBERS: usize = 10_000;
 const PAGE: usize = 1000;
 const STORM: usize = 5000;
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[index]
-}
-
-fn micros(duration: Duration) -> String {
-    format!("{:.1}", duration.as_secs_f64() * 1e6)
-}
-
-fn row(what: &str, samples: &mut [Duration]) -> String {
-    let p50 = percentile(samples, 0.5);
-    let p99 = percentile(samples, 0.99);
-    format!("| {what} | {} | {} |", micros(p50), micros(p99))
-}
 
 fn session(n: usize) -> SessionId {
     format!("s-{n}").parse().unwrap()
@@ -287,8 +273,7 @@ fn main() {
 }
 
 async fn run() {
-    let url = std::env::var("FERRY_BENCH_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let url = ferry_benches::redis_url();
     let prefix = ferry_benches::fresh_prefix();
     let lapse = Duration::from_secs(2);
     let redis_config = RedisBrokerConfig {

@@ -824,7 +824,7 @@ impl ServerSession {
                 next,
                 position: position.clone(),
             });
-            if members_fit(&page, max) {
+            if encoded_len(&page) <= max {
                 return self.send(page);
             }
             let ServerMessage::MemberPage(page) = page else {
@@ -1737,11 +1737,6 @@ fn encoded_len(value: &impl serde::Serialize) -> usize {
     let mut count = Count(0);
     serde_json::to_writer(&mut count, value).expect("generated messages always serialize");
     count.0
-}
-
-/// Whether a member page fits in `max` bytes.
-fn members_fit(page: &ServerMessage, max: usize) -> bool {
-    encoded_len(page) <= max
 }
 
 /// Whether an event at `position` comes after `last` on its channel: a later seq of the same
