@@ -424,6 +424,63 @@ impl ChannelRequest {
     }
 }
 
+/// What the session knows of each channel it holds or has requests for. A session holds few
+/// channels (at most `max_subscriptions`), so a list searched in place costs less than a hash
+/// table's hashing, and its room grows one channel at a time: an idle session with one
+/// subscription keeps one entry, not a table's four.
+#[derive(Debug, Clone, Default)]
+struct ChannelStates(Vec<(ChannelName, ChannelState)>);
+
+impl ChannelStates {
+    fn get(&self, channel: &ChannelName) -> Option<&ChannelState> {
+        self.0
+            .iter()
+            .find_map(|(name, state)| (name == channel).then_some(state))
+    }
+
+    fn get_mut(&mut self, channel: &ChannelName) -> Option<&mut ChannelState> {
+        self.0
+            .iter_mut()
+            .find_map(|(name, state)| (name == channel).then_some(state))
+    }
+
+    /// The channel's state, a new one if the session knew nothing of it.
+    fn or_default(&mut self, channel: &ChannelName) -> &mut ChannelState {
+        let index = match self.0.iter().position(|(name, _)| name == channel) {
+            Some(index) => index,
+            None => {
+                if self.0.len() == self.0.capacity() {
+                    self.0.reserve_exact(self.0.len().max(1));
+                }
+                self.0.push((channel.clone(), ChannelState::default()));
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[index].1
+    }
+
+    fn remove(&mut self, channel: &ChannelName) {
+        if let Some(index) = self.0.iter().position(|(name, _)| name == channel) {
+            self.0.swap_remove(index);
+        }
+        if self.0.is_empty() {
+            self.0 = Vec::new();
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(ChannelName, ChannelState)> {
+        self.0.iter()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &ChannelState> {
+        self.0.iter().map(|(_, state)| state)
+    }
+
+    fn clear(&mut self) {
+        self.0 = Vec::new();
+    }
+}
+
 /// What the session knows of one channel.
 #[derive(Debug, Clone, Default)]
 struct ChannelState {
@@ -454,7 +511,8 @@ enum InProgress {
 /// One WebSocket session on the server, from the welcome to the close.
 #[derive(Debug, Clone)]
 pub struct ServerSession {
-    config: ServerConfig,
+    /// Shared by every session of a server: it is the same for all of them.
+    config: Arc<ServerConfig>,
     session_id: SessionId,
     grant: Grant,
     codec: Codec,
@@ -470,7 +528,7 @@ pub struct ServerSession {
     /// When the client last sent a frame other than a pong, or a subscription of its ended
     /// (FERRY-HEARTBEAT-5 counts idleness from the later of the two).
     active_at: Timestamp,
-    channels: HashMap<ChannelName, ChannelState>,
+    channels: ChannelStates,
     /// The exclusive channels the session holds, with each hold's fence (FERRY-HOLD-1).
     holds: Vec<(ChannelName, u64)>,
     in_progress: HashMap<RequestId, InProgress>,
@@ -491,8 +549,15 @@ impl ServerSession {
     }
 
     /// A session accepted at `now` for a redeemed ticket's `grant`. Its first transmit is the
-    /// welcome (FERRY-WELCOME-1); its first ping is due one heartbeat interval later.
-    pub fn new(config: ServerConfig, grant: Grant, session_id: SessionId, now: Timestamp) -> Self {
+    /// welcome (FERRY-WELCOME-1); its first ping is due one heartbeat interval later. A server
+    /// hands every session the same `Arc` of its configuration.
+    pub fn new(
+        config: impl Into<Arc<ServerConfig>>,
+        grant: Grant,
+        session_id: SessionId,
+        now: Timestamp,
+    ) -> Self {
+        let config = config.into();
         let max_message_bytes =
             usize::try_from(config.limits.max_message_bytes.get()).unwrap_or(usize::MAX);
         let welcome = Welcome {
@@ -521,7 +586,7 @@ impl ServerSession {
             strikes: VecDeque::new(),
             malformed: 0,
             active_at: now,
-            channels: HashMap::new(),
+            channels: ChannelStates::default(),
             holds: Vec::new(),
             in_progress: HashMap::new(),
             transmits: VecDeque::new(),
@@ -695,7 +760,12 @@ impl ServerSession {
         if self.closed {
             return None;
         }
-        self.actions.pop_front()
+        let action = self.actions.pop_front();
+        if self.actions.is_empty() {
+            // Actions come with requests, seldom: an idle session keeps no room for them.
+            self.actions = VecDeque::new();
+        }
+        action
     }
 
     /// A live event of a channel, from the broker. It is sent if the session is subscribed to
@@ -1225,10 +1295,7 @@ impl ServerSession {
             fence: hold.fence.map(|fence| fence.get()),
             mode,
         });
-        self.channels
-            .entry(channel.clone())
-            .or_default()
-            .subscription = Some(Subscription::Pending {
+        self.channels.or_default(&channel).subscription = Some(Subscription::Pending {
             id: id.clone(),
             from: from.clone(),
             buffered: Vec::new(),

@@ -55,7 +55,7 @@ pub struct Server<B> {
     /// What every session applies: the configuration's session settings with the
     /// application's namespaces, methods, presence and exclusive channels, built once and
     /// shared by reference count.
-    session: ServerConfig,
+    session: Arc<ServerConfig>,
     /// Each caller's token buckets on the ticket and publish endpoints (FERRY-RATE-4).
     callers: limits::CallerLimits,
     origin: Instant,
@@ -102,13 +102,13 @@ impl<B: Broker> Server<B> {
         namespaces: Namespaces,
         backend: Option<Backend>,
     ) -> Arc<Self> {
-        let session = ServerConfig {
+        let session = Arc::new(ServerConfig {
             namespaces: namespaces.patterns().into(),
             methods: namespaces.method_names().into(),
             presence: namespaces.presence_patterns().into(),
             exclusive: namespaces.exclusive_patterns().into(),
             ..config.session.clone()
-        };
+        });
         Arc::new(Self {
             session,
             ledger: Ledger::new(config.dedup_window),
@@ -165,8 +165,8 @@ impl<B: Broker> Server<B> {
         )
     }
 
-    fn session_config(&self) -> ServerConfig {
-        self.session.clone()
+    fn session_config(&self) -> Arc<ServerConfig> {
+        Arc::clone(&self.session)
     }
 
     fn next_session_id(&self) -> SessionId {

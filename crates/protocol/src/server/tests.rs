@@ -2111,3 +2111,37 @@ fn an_answer_that_comes_after_the_deadline_is_dropped_for_the_timeout_even_befor
     );
 }
 mod presence;
+
+#[test]
+fn the_channel_states_keep_room_for_the_channels_held_only() {
+    let name = |n: &str| -> ChannelName { n.parse().unwrap() };
+    let mut states = ChannelStates::default();
+    states.or_default(&name("project:alpha:tasks"));
+    assert_eq!(states.0.capacity(), 1, "one channel, one entry");
+    states.or_default(&name("project:alpha:tasks"));
+    assert_eq!(states.0.len(), 1, "the same channel is one entry");
+    states.or_default(&name("project:beta:tasks"));
+    states.or_default(&name("project:gamma:tasks"));
+    assert_eq!(states.0.len(), 3);
+    assert!(states.get(&name("project:beta:tasks")).is_some());
+    states.remove(&name("project:beta:tasks"));
+    assert!(states.get(&name("project:beta:tasks")).is_none());
+    assert!(states.get_mut(&name("project:gamma:tasks")).is_some());
+    states.remove(&name("project:alpha:tasks"));
+    states.remove(&name("project:gamma:tasks"));
+    assert_eq!(states.0.capacity(), 0, "no channel, no room");
+}
+
+#[test]
+fn an_idle_session_keeps_no_room_for_actions() {
+    let mut session = session();
+    session.handle_frame(
+        Frame::Text(br#"{"type":"subscribe","id":"s1","channel":"project:alpha:tasks"}"#),
+        at(0),
+    );
+    assert!(matches!(
+        session.poll_action(),
+        Some(Action::Subscribe { .. })
+    ));
+    assert_eq!(session.actions.capacity(), 0);
+}
