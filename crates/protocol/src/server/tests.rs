@@ -2114,7 +2114,7 @@ mod presence;
 
 #[test]
 fn the_channel_states_keep_room_for_the_channels_held_only() {
-    let name = |n: &str| -> ChannelName { n.parse().unwrap() };
+    let name = |n: &str| -> ChannelName { n.parse().expect("a channel name") };
     let mut states = ChannelStates::default();
     states.or_default(&name("project:alpha:tasks"));
     assert_eq!(states.0.capacity(), 1, "one channel, one entry");
