@@ -31,6 +31,23 @@ async fn next_ping(session: &mut Session, deadline: Instant) -> Result<Instant, 
     }
 }
 
+/// Waits for the next ping until `deadline`, as [`next_ping`], with its nonce.
+async fn next_ping_nonce(
+    session: &mut Session,
+    deadline: Instant,
+) -> Result<(Instant, String), Got> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match session.recv_raw(left).await {
+            Got::Message(ServerMessage::Ping(ping), at) => {
+                return Ok((at, ping.nonce.as_str().to_owned()));
+            }
+            Got::Message(..) => {}
+            other => return Err(other),
+        }
+    }
+}
+
 /// Pings arrive within heartbeat.interval_ms (plus the tolerance) of the welcome and of each
 /// other (FERRY-HEARTBEAT-1).
 pub(super) async fn ping_every_interval(ctx: Ctx) -> CaseResult {
@@ -67,6 +84,45 @@ pub(super) async fn ping_every_interval(ctx: Ctx) -> CaseResult {
 /// A session that answers no ping is closed with 4408 heartbeat.timeout_ms after the ping,
 /// not before (FERRY-HEARTBEAT-3).
 pub(super) async fn unanswered_closes(ctx: Ctx) -> CaseResult {
+    closes_4408(ctx, false).await
+}
+
+/// A session that answers every ping with a pong carrying another nonce has answered none:
+/// it is closed with 4408 heartbeat.timeout_ms after the first ping, as if silent
+/// (FERRY-HEARTBEAT-3; a pong answers a ping by echoing its nonce, FERRY-HEARTBEAT-2).
+pub(super) async fn wrong_nonce_closes(ctx: Ctx) -> CaseResult {
+    closes_4408(ctx, true).await
+}
+
+/// A pong whose nonce is not `nonce`'s, within the schema's 64 characters.
+fn other_nonce(nonce: &str) -> String {
+    let other = format!("not-{nonce}");
+    let other: String = other.chars().take(64).collect();
+    if other == nonce {
+        "not-the-ping's-nonce".to_owned()
+    } else {
+        other
+    }
+}
+
+/// Answers each ping with a pong of another nonce until the session ends or `wait` passes.
+async fn answer_wrongly(session: &mut Session, wait: Duration) -> Got {
+    let deadline = Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match session.recv_raw(left).await {
+            Got::Message(ServerMessage::Ping(ping), _) => {
+                let pong = json!({ "type": "pong", "nonce": other_nonce(ping.nonce.as_str()) });
+                session.send(&pong).await;
+            }
+            Got::Message(..) => {}
+            other => return other,
+        }
+    }
+}
+
+/// The 4408 cases: no pong at all, or (`wrong_nonce`) a pong of another nonce to each ping.
+async fn closes_4408(ctx: Ctx, wrong_nonce: bool) -> CaseResult {
     let (mut session, _) = ctx.open(Who::Main).await?;
     session.set_auto_pong(false);
     expect_welcome(&mut session)
@@ -84,9 +140,16 @@ pub(super) async fn unanswered_closes(ctx: Ctx) -> CaseResult {
             timeout.as_millis()
         ),
     )?;
-    ctx.t.note("runner", "pings are not answered in this case");
+    ctx.t.note(
+        "runner",
+        if wrong_nonce {
+            "each ping is answered with a pong carrying another nonce in this case"
+        } else {
+            "pings are not answered in this case"
+        },
+    );
     let first_by = session.welcomed_at() + interval + tolerance;
-    let ping = next_ping(&mut session, first_by)
+    let ping = next_ping_nonce(&mut session, first_by)
         .await
         .map_err(|got| {
             Finding::error(format!(
@@ -94,13 +157,26 @@ pub(super) async fn unanswered_closes(ctx: Ctx) -> CaseResult {
                 got.describe()
             ))
         })?;
+    let (ping, nonce) = ping;
     let expected = format!(
-        "the session, which answers no ping, closed with 4408 (heartbeat_timeout) heartbeat.timeout_ms ({} ms) after the first ping, within the tolerance of {} ms ({})",
+        "the session, which answers no ping{}, closed with 4408 (heartbeat_timeout) heartbeat.timeout_ms ({} ms) after the first ping, within the tolerance of {} ms ({})",
+        if wrong_nonce {
+            " (each pong carries a nonce other than its ping's, and so answers none)"
+        } else {
+            ""
+        },
         timeout.as_millis(),
         tolerance.as_millis(),
         cite(&ctx)
     );
-    let (_, end) = session.until_end(timeout + tolerance + tolerance).await;
+    let wait = timeout + tolerance + tolerance;
+    let end = if wrong_nonce {
+        let pong = json!({ "type": "pong", "nonce": other_nonce(&nonce) });
+        session.send(&pong).await;
+        answer_wrongly(&mut session, wait).await
+    } else {
+        session.until_end(wait).await.1
+    };
     match end {
         Got::Closed {
             code: Some(4408),
@@ -459,7 +535,9 @@ pub(super) async fn rate_limited(ctx: Ctx) -> CaseResult {
                 got.iter().map(summary).collect::<Vec<_>>().join(", ")
             ));
         }
-        if (i as u64) < burst && unsubscribed == 0 && answers.end.is_none() {
+        // A frame within the burst finds a token: refusing it meters with a smaller bucket
+        // than the one advertised, even when the session is closed for it afterwards.
+        if (i as u64) < burst && unsubscribed == 0 && (answers.end.is_none() || refused > 0) {
             problems.push(format!(
                 "{id}, within the burst of {burst}, got {}",
                 if got.is_empty() {

@@ -445,6 +445,11 @@ pub(super) async fn retention(ctx: Ctx) -> CaseResult {
         );
     }
 
+    // Still every event when the oldest is about as old as the window (less the tolerance),
+    // after one more publish: a server keeps what it advertises, not a shorter window.
+    drop(session);
+    let (head, acks) = aged_replay(&ctx, &channel, window, started, head, acks).await?;
+
     // The last max_events events are kept whatever their age.
     let mut session = ctx.session(Who::Main).await?;
     let from_seq = head.seq.get() - max_events;
@@ -477,6 +482,99 @@ pub(super) async fn retention(ctx: Ctx) -> CaseResult {
         &acks,
     ));
     verdict(expected, problems)
+}
+
+/// Waits until the first event of `channel` (published after `started`) is nearly
+/// resume.window_ms old, publishes one more, and resumes from seq 0: every event must still be
+/// replayed. Left out, with a note, when the window is no longer than the tolerance or the
+/// wait is beyond the case's budget. Returns the head and acknowledgements, the new publish
+/// included.
+async fn aged_replay(
+    ctx: &Ctx,
+    channel: &str,
+    window: Duration,
+    started: Instant,
+    head: StreamPosition,
+    mut acks: BTreeMap<u64, PublishResponse>,
+) -> Result<(StreamPosition, BTreeMap<u64, PublishResponse>), Finding> {
+    let tolerance = ctx.tolerance();
+    let wait = window.saturating_sub(tolerance);
+    if wait.is_zero() {
+        ctx.t.note(
+            "runner",
+            format!(
+                "resume.window_ms {} ms is within the tolerance: events nearly as old as the window are not checked",
+                window.as_millis()
+            ),
+        );
+        return Ok((head, acks));
+    }
+    if wait > ctx.wait_budget() {
+        ctx.t.note(
+            "runner",
+            format!(
+                "events nearly as old as resume.window_ms are not checked: that waits {} ms, more than the {} ms --max-wait-ms or the case's deadline allows",
+                wait.as_millis(),
+                ctx.wait_budget().as_millis()
+            ),
+        );
+        return Ok((head, acks));
+    }
+    let planned = started + wait;
+    ctx.t.note(
+        "runner",
+        format!(
+            "waiting until {} ms after the first publish was sent (resume.window_ms {} ms less the tolerance), then publishing once more and resuming from seq 0",
+            wait.as_millis(),
+            window.as_millis()
+        ),
+    );
+    tokio::time::sleep_until(planned).await;
+    let newest = ctx
+        .http
+        .publish(channel, &ctx.key("aged-newest"), ctx.payload())
+        .await?;
+    let head = newest.position.clone();
+    acks.insert(head.seq.get(), newest);
+    let epoch = head.epoch.clone();
+    let expected = format!(
+        "with the first of {} events not yet resume.window_ms {} ms old, a subscribe with from epoch {} seq 0 is answered with recovery complete true, replayed {}, then all of them in order: a server keeps every event younger than the window it advertises ({})",
+        head.seq.get(),
+        window.as_millis(),
+        epoch.as_str(),
+        head.seq.get(),
+        cite(ctx)
+    );
+    let mut session = ctx.session(Who::Main).await?;
+    let subscribed = resume_from(
+        &mut session,
+        channel,
+        &json!({ "epoch": epoch, "seq": 0 }),
+        &expected,
+    )
+    .await?;
+    let age = started.elapsed();
+    let recovery = subscribed.recovery.clone().expect("checked by resume_from");
+    if !recovery.complete || recovery.replayed.get() != head.seq.get() {
+        let observed = format!("a {}", shown(&subscribed));
+        if age >= window {
+            return Err(Finding::inconclusive(format!(
+                "{observed}; but the reply came {} ms after the first publish was sent, so the first event may have been older than the window of {} ms by then",
+                age.as_millis(),
+                window.as_millis()
+            )));
+        }
+        return Err(Finding::fail(expected, observed));
+    }
+    let count = usize::try_from(head.seq.get()).unwrap_or(usize::MAX);
+    let events = session
+        .events(channel, count, REPLAY_WAIT, &expected)
+        .await?;
+    verdict(
+        expected,
+        exact_run(&events, epoch.as_str(), 1, head.seq.get(), &acks),
+    )?;
+    Ok((head, acks))
 }
 
 /// Reads a history page that must be a 200 HistoryResponse.
