@@ -8,6 +8,10 @@
 //!
 //! The mutants are compiled only into this test: no release build can reach them.
 //!
+//! Each mutant runs only the cases of the groups it names (the id prefixes of the cases that
+//! judge the rule it breaks, [`Mutation::groups`]): a catch within a group is a catch by the
+//! suite, and the control still runs every case.
+//!
 //! `cargo test -p ferry-conformance --test mutants` runs them all and prints which case caught
 //! each mutant and why; `-- NAME...` runs only the named mutants.
 
@@ -87,18 +91,39 @@ async fn matrix(chosen: Vec<Mutation>) -> usize {
         chosen
     };
     let mut problems = 0;
-    let mut verdicts = Vec::new();
-    for side in [Side::Server, Side::Client] {
-        let wanted: Vec<Mutation> = mutants
-            .iter()
-            .copied()
-            .filter(|m| m.side() == Some(side))
-            .collect();
-        if wanted.is_empty() {
-            continue;
-        }
-        // The control: the proxy alone must not fail a MUST case.
-        let control = run_mutant(Mutation::Control, side).await;
+    // The controls (one per side a chosen mutant breaks) and the mutants all run a few at a
+    // time, the controls first, as they take longest: each suite mostly waits on its own timers.
+    let sides: Vec<Side> = [Side::Client, Side::Server]
+        .into_iter()
+        .filter(|side| mutants.iter().any(|m| m.side() == Some(*side)))
+        .collect();
+    let runs: Vec<(Mutation, Side)> = sides
+        .iter()
+        .map(|side| (Mutation::Control, *side))
+        .chain(
+            mutants
+                .iter()
+                .filter_map(|m| m.side().map(|side| (*m, side))),
+        )
+        .collect();
+    let limit = Arc::new(tokio::sync::Semaphore::new(MUTANTS_AT_ONCE));
+    let mut running = tokio::task::JoinSet::new();
+    for (index, (mutation, side)) in runs.into_iter().enumerate() {
+        let limit = limit.clone();
+        running.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            (index, run_mutant(mutation, side).await)
+        });
+    }
+    let mut finished: Vec<(usize, Verdict)> = running.join_all().await;
+    finished.sort_by_key(|(index, _)| *index);
+    let (controls, verdicts): (Vec<Verdict>, Vec<Verdict>) = finished
+        .into_iter()
+        .map(|(_, verdict)| verdict)
+        .partition(|verdict| verdict.mutation == Mutation::Control);
+    // The control: the proxy alone must not fail a MUST case.
+    for control in &controls {
+        let side = control.side;
         let broken: Vec<_> = control
             .report
             .cases
@@ -124,19 +149,6 @@ async fn matrix(chosen: Vec<Mutation>) -> usize {
                 );
             }
         }
-        // Mutants run a few at a time: each suite mostly waits on its own timers.
-        let limit = Arc::new(tokio::sync::Semaphore::new(MUTANTS_AT_ONCE));
-        let mut running = tokio::task::JoinSet::new();
-        for (index, mutation) in wanted.into_iter().enumerate() {
-            let limit = limit.clone();
-            running.spawn(async move {
-                let _permit = limit.acquire_owned().await;
-                (index, run_mutant(mutation, side).await)
-            });
-        }
-        let mut finished: Vec<(usize, Verdict)> = running.join_all().await;
-        finished.sort_by_key(|(index, _)| *index);
-        verdicts.extend(finished.into_iter().map(|(_, verdict)| verdict));
     }
 
     println!();
@@ -188,7 +200,9 @@ async fn run_mutant(mutation: Mutation, side: Side) -> Verdict {
             let suite = ServerSuite::connect(server.options(&proxy.url))
                 .await
                 .expect("the server suite reaches the proxy");
-            let cases = catalogue::of_mode(Mode::Server).collect();
+            let cases = catalogue::of_mode(Mode::Server)
+                .filter(|c| mutation.runs(&c.id))
+                .collect();
             ferry_conformance::run(Arc::new(suite), Mode::Server, cases, &options).await
         }
         Side::Client => {
@@ -203,7 +217,9 @@ async fn run_mutant(mutation: Mutation, side: Side) -> Verdict {
             let suite = ClientSuite::prepare(ClientOptions::new(command))
                 .await
                 .expect("the mutant adapter starts");
-            let cases = catalogue::of_mode(Mode::Client).collect();
+            let cases = catalogue::of_mode(Mode::Client)
+                .filter(|c| mutation.runs(&c.id))
+                .collect();
             ferry_conformance::run(Arc::new(suite), Mode::Client, cases, &options).await
         }
     };

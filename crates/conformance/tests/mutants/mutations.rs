@@ -54,6 +54,40 @@ pub enum Mutation {
     ServerTakesDropsForCloses,
     /// Answers a granted hold without its fence.
     ServerWithholdsFences,
+    /// Issues the restricted credential's tickets with the full credential's rights (its
+    /// welcome still lists the restricted rights).
+    ServerTicketGrantsEverything,
+    /// Advertises a resume window twice as long as the one it keeps events for.
+    ServerAdvertisesLongerResumeWindow,
+    /// Advertises a rate burst twice as large as the bucket it meters with.
+    ServerAdvertisesLargerBurst,
+    /// Counts a pong with any nonce as the answer to the outstanding ping.
+    ServerAcceptsAnyPong,
+    /// Sends a ping before the welcome.
+    ServerPingsBeforeWelcome,
+    /// Accepts an upgrade that does not offer the ferry.v1 subprotocol.
+    ServerAcceptsUpgradeWithoutSubprotocol,
+    /// Closes a session that keeps sending after rate_limited with 1008, not 4429.
+    ServerWrongRateCloseCode,
+    /// Refuses a session over the per-user limit with 1013, not 4409.
+    ServerWrongConnectionLimitCode,
+    /// Closes a session that sent a binary frame with 1002, not 1003.
+    ServerWrongBinaryCloseCode,
+    /// Closes a session that sent a text frame that is not UTF-8 with 1002, not 1007.
+    ServerWrongUtf8CloseCode,
+    /// Closes a session that sent an oversized frame with 1008, not 1009.
+    ServerWrongSizeCloseCode,
+    /// Shuts down without a goodbye: the 1012 comes alone.
+    ServerSkipsGoodbye,
+    /// Answers an unsubscribe at once and stops delivering the channel's events only a
+    /// moment later.
+    ServerUnsubscribesLate,
+    /// Puts the position before the channel's head in a subscribed reply.
+    ServerReportsStaleHead,
+    /// Repeats a refused bearer credential in the message of its 401.
+    ServerEchoesCredential,
+    /// Replays the missed events to a resuming subscribe it refuses as forbidden.
+    ServerReplaysWithoutRead,
     /// Waits longer than cap_ms between attempts.
     ClientHasNoBackoffCap,
     /// Waits exactly the nominal delay, without jitter.
@@ -95,6 +129,16 @@ pub enum Mutation {
     ClientSpeaksBeforeWelcome,
     /// Re-subscribes after a reconnect asking for its hold without the fence of its last one.
     ClientForgetsFences,
+    /// Measures a message in characters (Unicode scalar values), not bytes of UTF-8.
+    ClientCountsCharacters,
+    /// Says nothing when an event of a new epoch arrives that no recovery announced.
+    ClientHidesEpochChanges,
+    /// Sends a request refused with rate_limited again on the same session, once
+    /// retry_after_ms has passed.
+    ClientResendsAfterRateLimit,
+    /// Treats 4401 like any other retryable close: waits its backoff before it renews the
+    /// ticket.
+    ClientBacksOffAfterTicketRejected,
 }
 
 impl Mutation {
@@ -118,6 +162,22 @@ impl Mutation {
         Self::ServerNumbersMalformedErrors,
         Self::ServerTakesDropsForCloses,
         Self::ServerWithholdsFences,
+        Self::ServerTicketGrantsEverything,
+        Self::ServerAdvertisesLongerResumeWindow,
+        Self::ServerAdvertisesLargerBurst,
+        Self::ServerAcceptsAnyPong,
+        Self::ServerPingsBeforeWelcome,
+        Self::ServerAcceptsUpgradeWithoutSubprotocol,
+        Self::ServerWrongRateCloseCode,
+        Self::ServerWrongConnectionLimitCode,
+        Self::ServerWrongBinaryCloseCode,
+        Self::ServerWrongUtf8CloseCode,
+        Self::ServerWrongSizeCloseCode,
+        Self::ServerSkipsGoodbye,
+        Self::ServerUnsubscribesLate,
+        Self::ServerReportsStaleHead,
+        Self::ServerEchoesCredential,
+        Self::ServerReplaysWithoutRead,
         Self::ClientHasNoBackoffCap,
         Self::ClientHasNoJitter,
         Self::ClientNeverGivesUp,
@@ -138,6 +198,10 @@ impl Mutation {
         Self::ClientIgnoresRpcTimeout,
         Self::ClientSpeaksBeforeWelcome,
         Self::ClientForgetsFences,
+        Self::ClientCountsCharacters,
+        Self::ClientHidesEpochChanges,
+        Self::ClientResendsAfterRateLimit,
+        Self::ClientBacksOffAfterTicketRejected,
     ];
 
     /// The mutant's name on the command line and in reports.
@@ -213,13 +277,115 @@ impl Mutation {
             Self::ServerWithholdsFences => "FERRY-HOLD-1",
             Self::ClientSpeaksBeforeWelcome => "FERRY-WELCOME-2",
             Self::ClientForgetsFences => "FERRY-HOLD-5",
+            Self::ServerTicketGrantsEverything => "FERRY-TICKET-1",
+            Self::ServerAdvertisesLongerResumeWindow => "FERRY-RESUME-3",
+            Self::ServerAdvertisesLargerBurst => "FERRY-RATE-1",
+            Self::ServerAcceptsAnyPong => "FERRY-HEARTBEAT-3",
+            Self::ServerPingsBeforeWelcome => "FERRY-WELCOME-1",
+            Self::ServerAcceptsUpgradeWithoutSubprotocol => "FERRY-TRANSPORT-1",
+            Self::ServerWrongRateCloseCode => "FERRY-RATE-2",
+            Self::ServerWrongConnectionLimitCode => "FERRY-RATE-3",
+            Self::ServerWrongBinaryCloseCode => "FERRY-TRANSPORT-3",
+            Self::ServerWrongUtf8CloseCode => "FERRY-TRANSPORT-4",
+            Self::ServerWrongSizeCloseCode => "FERRY-SIZE-3",
+            Self::ServerSkipsGoodbye => "FERRY-SHUTDOWN-1",
+            Self::ServerUnsubscribesLate => "FERRY-SUBSCRIBE-3",
+            Self::ServerReportsStaleHead => "FERRY-SUBSCRIBE-2",
+            Self::ServerEchoesCredential => "FERRY-TICKET-6",
+            Self::ServerReplaysWithoutRead => "FERRY-RESUME-6",
+            Self::ClientCountsCharacters => "FERRY-SIZE-1",
+            Self::ClientHidesEpochChanges => "FERRY-EVENT-4",
+            Self::ClientResendsAfterRateLimit => "FERRY-RATE-5",
+            Self::ClientBacksOffAfterTicketRejected => "FERRY-RECONNECT-6",
         }
+    }
+
+    /// The groups of cases (id prefixes) that judge the rule it breaks: a mutant runs only
+    /// those cases, while the control runs every case.
+    pub fn groups(self) -> &'static [&'static str] {
+        match self {
+            Self::Control => &[""],
+            Self::ServerAcceptsTicketTwice | Self::ServerWrongTicketCloseCode => {
+                &["server.ticket."]
+            }
+            Self::ServerDuplicatesReplay
+            | Self::ServerSkipsReplay
+            | Self::ServerRecoveryClaimsComplete
+            | Self::ServerAdvertisesLongerResumeWindow => &["server.resume."],
+            Self::ServerSkipsLiveEvent => &["server.event.sequence."],
+            Self::ServerHasNoSizeGate | Self::ServerWrongSizeCloseCode => &["server.size."],
+            Self::ServerNeverPings | Self::ServerIgnoresSilentPeer | Self::ServerAcceptsAnyPong => {
+                &["server.heartbeat."]
+            }
+            Self::ServerForgetsIdempotencyKeys => &["server.dedup."],
+            Self::ServerForgetsKeysEarly => &["server.dedup_window."],
+            Self::ServerClosesOnForbidden => &["server.permission."],
+            Self::ServerTicketGrantsEverything => {
+                &["server.permission.", "server.rpc.call_forbidden"]
+            }
+            Self::ServerReplaysWithoutRead => &["server.permission.subscribe."],
+            Self::ServerRunsCallsTwice => &["server.rpc."],
+            Self::ServerHistoryClaimsComplete => &["server.history."],
+            Self::ServerNeverRateLimits
+            | Self::ServerAdvertisesLargerBurst
+            | Self::ServerWrongRateCloseCode
+            | Self::ServerWrongConnectionLimitCode => &["server.rate."],
+            Self::ServerNumbersMalformedErrors => &["server.transport.malformed."],
+            Self::ServerWrongBinaryCloseCode | Self::ServerWrongUtf8CloseCode => {
+                &["server.transport.bad_frame."]
+            }
+            Self::ServerAcceptsUpgradeWithoutSubprotocol => &["server.transport.upgrade."],
+            Self::ServerTakesDropsForCloses => &["server.presence."],
+            Self::ServerWithholdsFences => &["server.hold."],
+            Self::ServerPingsBeforeWelcome => &["server.welcome."],
+            Self::ServerSkipsGoodbye => &["server.shutdown."],
+            Self::ServerUnsubscribesLate => &["server.unsubscribe."],
+            Self::ServerReportsStaleHead => &["server.subscribe."],
+            Self::ServerEchoesCredential => &["server.ticket.not_echoed", "server.http."],
+            Self::ClientHasNoBackoffCap
+            | Self::ClientHasNoJitter
+            | Self::ClientNeverGivesUp
+            | Self::ClientNeverResetsRetries => &["client.reconnect."],
+            Self::ClientIgnoresPings | Self::ClientMissesDeadPeer => &["client.heartbeat."],
+            Self::ClientForgetsSubscriptions | Self::ClientResubscribesFromScratch => {
+                &["client.subscribe.", "client.resume."]
+            }
+            Self::ClientReusesTicket | Self::ClientSpeaksBeforeWelcome => &["client.handshake."],
+            Self::ClientBacksOffAfterTicketRejected => {
+                &["client.handshake.", "client.close.ticket_rejected"]
+            }
+            Self::ClientIgnoresStopCodes => &["client.close."],
+            Self::ClientSendsOversized => &["client.welcome.", "client.size."],
+            Self::ClientCountsCharacters => &["client.size."],
+            Self::ClientCallsHandlerTwice
+            | Self::ClientHidesGaps
+            | Self::ClientHidesEpochChanges => &["client.event."],
+            Self::ClientDeliversRepeatedEvents => &["client.event.", "client.resume."],
+            Self::ClientForgetsPublishKey | Self::ClientResendsAfterRateLimit => {
+                &["client.publish."]
+            }
+            Self::ClientForgetsCallKey
+            | Self::ClientLosesCallErrors
+            | Self::ClientIgnoresRpcTimeout => &["client.rpc."],
+            Self::ClientForgetsFences => &["client.hold."],
+        }
+    }
+
+    /// Whether case `id` runs against this mutant.
+    pub fn runs(self, id: &str) -> bool {
+        self.groups().iter().any(|group| id.starts_with(group))
     }
 
     /// The close code the peer sees instead of `code`.
     pub fn close_code(self, code: u16) -> u16 {
         match self {
             Self::ServerWrongTicketCloseCode if code == 4401 => 1008,
+            Self::ServerWrongRateCloseCode if code == 4429 => 1008,
+            Self::ServerWrongConnectionLimitCode if code == 4409 => 1013,
+            Self::ServerWrongBinaryCloseCode if code == 1003 => 1002,
+            Self::ServerWrongUtf8CloseCode if code == 1007 => 1002,
+            Self::ServerWrongSizeCloseCode if code == 1009 => 1008,
+            Self::ClientBacksOffAfterTicketRejected if code == 4401 => 1011,
             Self::ClientIgnoresStopCodes
                 if CLOSE_CODES
                     .iter()
@@ -245,6 +411,15 @@ impl Mutation {
                 ("heartbeat", "interval_ms", Value::from(3_600_000))
             }
             Self::ClientSendsOversized => ("limits", "max_message_bytes", Value::from(67_108_864)),
+            Self::ServerAdvertisesLongerResumeWindow => {
+                let window = welcome["resume"]["window_ms"].as_u64()?;
+                ("resume", "window_ms", Value::from(2 * window))
+            }
+            Self::ServerAdvertisesLargerBurst => {
+                let burst = welcome["limits"]["rate_limit"]["burst"].as_u64()?;
+                welcome["limits"]["rate_limit"]["burst"] = Value::from(2 * burst);
+                return Some(welcome.to_string());
+            }
             Self::ClientIgnoresRpcTimeout if welcome.get("rpc").is_some() => (
                 "rpc",
                 "timeout_ms",

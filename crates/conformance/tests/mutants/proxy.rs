@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, protocol::WebSocketConfig};
 
 use crate::mutations::Mutation;
+use crate::support::{RESTRICTED, TOKEN};
 
 const BIG: usize = 64 << 20;
 
@@ -26,6 +27,8 @@ const BIG: usize = 64 << 20;
 pub struct Proxy {
     /// The proxy's base URL.
     pub url: String,
+    /// Where a mutant client that counts characters records what it measured.
+    pub originals: Originals,
 }
 
 struct Shared {
@@ -50,7 +53,15 @@ struct Shared {
     first_seen: Mutex<HashMap<String, std::time::Instant>>,
     /// Where repeated events go, for a mutant client that delivers them again.
     repeats: Option<tokio::sync::mpsc::UnboundedSender<Value>>,
+    /// Tickets of the restricted credential issued with the full one's rights.
+    posing_tickets: Mutex<HashSet<String>>,
+    /// Payloads as a mutant client measured them, with the payloads it sends in their place.
+    originals: Originals,
 }
+
+/// Payloads as a mutant client measured them (each character that is not ASCII made one
+/// ASCII character), beside the payloads the application gave.
+pub type Originals = Arc<Mutex<Vec<(Value, Value)>>>;
 
 impl Proxy {
     /// Starts a proxy in front of `upstream` (a base URL) that applies `mutation`; events the
@@ -73,7 +84,10 @@ impl Proxy {
             call_keys: Mutex::default(),
             first_seen: Mutex::default(),
             repeats,
+            posing_tickets: Mutex::default(),
+            originals: Originals::default(),
         });
+        let originals = shared.originals.clone();
         let app = Router::new()
             .route("/v1/ws", get(websocket))
             .fallback(any(http))
@@ -85,7 +99,7 @@ impl Proxy {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { url }
+        Self { url, originals }
     }
 }
 
@@ -140,8 +154,18 @@ async fn http(State(shared): State<Arc<Shared>>, request: Request) -> Response {
         .http
         .request(parts.method.clone(), format!("{}{path}", shared.upstream))
         .body(body);
+    // The restricted credential's ticket, issued as if the full credential had asked.
+    let posing = path.starts_with("/v1/tickets")
+        && shared.mutation == Mutation::ServerTicketGrantsEverything
+        && parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            == Some(format!("Bearer {RESTRICTED}").as_str());
     for (name, value) in &parts.headers {
-        if name != "host" && name != "content-length" {
+        if name == "authorization" && posing {
+            upstream = upstream.header(name, format!("Bearer {TOKEN}"));
+        } else if name != "host" && name != "content-length" {
             upstream = upstream.header(name, value);
         }
     }
@@ -164,6 +188,24 @@ async fn http(State(shared): State<Arc<Shared>>, request: Request) -> Response {
         page["complete"] = json!(true);
         page["reason"] = Value::Null;
         bytes = Bytes::from(page.to_string());
+    }
+    if posing
+        && let Ok(body) = serde_json::from_slice::<Value>(&bytes)
+        && let Some(ticket) = body["ticket"].as_str()
+    {
+        shared.posing_tickets.lock().insert(ticket.to_owned());
+    }
+    if status == StatusCode::UNAUTHORIZED
+        && shared.mutation == Mutation::ServerEchoesCredential
+        && let Some(auth) = parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+        && let Ok(mut refusal) = serde_json::from_slice::<Value>(&bytes)
+    {
+        let message = refusal["error"]["message"].as_str().unwrap_or_default();
+        refusal["error"]["message"] = json!(format!("{message} (presented: {auth})"));
+        bytes = Bytes::from(refusal.to_string());
     }
     if path.starts_with("/v1/tickets") && status.is_success() {
         let mut first = shared.first_ticket.lock();
@@ -214,6 +256,18 @@ async fn websocket(
             up_request.headers_mut().insert(name, value.clone());
         }
     }
+    // An upgrade without ferry.v1 passes as if it had offered it.
+    let offers_ferry = headers
+        .get("sec-websocket-protocol")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|offer| offer.split(',').any(|p| p.trim() == "ferry.v1"));
+    let lax = shared.mutation == Mutation::ServerAcceptsUpgradeWithoutSubprotocol && !offers_ferry;
+    if lax {
+        up_request.headers_mut().insert(
+            "sec-websocket-protocol",
+            axum::http::HeaderValue::from_static("ferry.v1"),
+        );
+    }
     let config = WebSocketConfig::default()
         .max_message_size(Some(BIG))
         .max_frame_size(Some(BIG));
@@ -233,11 +287,12 @@ async fn websocket(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let mut upgrade = upgrade.max_message_size(BIG).max_frame_size(BIG);
-    if let Some(protocol) = protocol {
+    if let Some(protocol) = protocol.filter(|_| !lax) {
         upgrade = upgrade.protocols([protocol]);
     }
     let session = shared.sessions.fetch_add(1, Ordering::Relaxed) + 1;
-    upgrade.on_upgrade(move |downstream| relay(shared, session, downstream, upstream))
+    let posing = ticket_of(&query).is_some_and(|t| shared.posing_tickets.lock().contains(&t));
+    upgrade.on_upgrade(move |downstream| relay(shared, session, posing, downstream, upstream))
 }
 
 fn ticket_of(query: &str) -> Option<String> {
@@ -270,16 +325,39 @@ struct Session {
     events: HashMap<String, u64>,
     /// The id of the client's last frame that carried one.
     last_request_id: Option<String>,
+    /// The session's ticket was issued with the full credential's rights in place of the
+    /// restricted one's.
+    posing: bool,
+    /// The nonce of the server's last ping.
+    last_ping: Option<Value>,
+    /// The client's frames that carried an id, by id.
+    requests: HashMap<String, Value>,
+    /// Unsubscribes the proxy answered itself: the server's own answers are dropped.
+    answered: HashSet<String>,
 }
+
+/// How long after answering an unsubscribe itself the late-unsubscribing mutant passes it on.
+const UNSUBSCRIBE_LAG: std::time::Duration = std::time::Duration::from_millis(250);
 
 type Upstream =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn relay(shared: Arc<Shared>, session_no: u64, downstream: WebSocket, upstream: Upstream) {
+async fn relay(
+    shared: Arc<Shared>,
+    session_no: u64,
+    posing: bool,
+    downstream: WebSocket,
+    upstream: Upstream,
+) {
     let (mut down_tx, mut down_rx) = downstream.split();
     let (mut up_tx, mut up_rx) = upstream.split();
-    let state = Mutex::new(Session::default());
+    let state = Mutex::new(Session {
+        posing,
+        ..Session::default()
+    });
     let mutation = shared.mutation;
+    // Frames to pass on to the server a moment later.
+    let (later_tx, mut later_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     if mutation == Mutation::ClientSpeaksBeforeWelcome {
         let early = json!({ "type": "subscribe", "id": "early", "channel": "conformance:early" });
         if up_tx
@@ -294,6 +372,18 @@ async fn relay(shared: Arc<Shared>, session_no: u64, downstream: WebSocket, upst
         tokio::select! {
             from_client = down_rx.next() => match from_client {
                 Some(Ok(ws::Message::Text(text))) => {
+                    if mutation == Mutation::ServerUnsubscribesLate
+                        && let Some(reply) = answer_unsubscribe(&state, text.as_str())
+                    {
+                        if down_tx.send(ws::Message::Text(reply.into())).await.is_err() { return; }
+                        let later = later_tx.clone();
+                        let text = text.as_str().to_owned();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(UNSUBSCRIBE_LAG).await;
+                            let _ = later.send(text);
+                        });
+                        continue;
+                    }
                     for frame in client_to_server(&shared, mutation, session_no, &state, text.as_str()) {
                         if up_tx.send(tungstenite::Message::text(frame)).await.is_err() { return; }
                     }
@@ -321,7 +411,7 @@ async fn relay(shared: Arc<Shared>, session_no: u64, downstream: WebSocket, upst
                 // without a close frame: so does the proxy.
                 Some(Err(error)) => {
                     if let Some((code, reason)) = refusal(error) {
-                        let frame = ws::CloseFrame { code, reason: reason.into() };
+                        let frame = ws::CloseFrame { code: mutation.close_code(code), reason: reason.into() };
                         let _ = down_tx.send(ws::Message::Close(Some(frame))).await;
                         let _ = up_tx.send(tungstenite::Message::Close(None)).await;
                     } else if mutation == Mutation::ServerTakesDropsForCloses {
@@ -336,6 +426,9 @@ async fn relay(shared: Arc<Shared>, session_no: u64, downstream: WebSocket, upst
                     return;
                 }
             },
+            Some(later) = later_rx.recv() => {
+                if up_tx.send(tungstenite::Message::text(later)).await.is_err() { return; }
+            }
             from_server = up_rx.next() => match from_server {
                 Some(Ok(tungstenite::Message::Text(text))) => {
                     for frame in server_to_client(&shared, mutation, &state, text.as_str(), &mut up_tx).await {
@@ -404,9 +497,34 @@ fn client_to_server(
         .and_then(|v| v["type"].as_str())
         .unwrap_or_default();
     if let Some(id) = value.as_ref().and_then(|v| v["id"].as_str()) {
-        state.lock().last_request_id = Some(id.to_owned());
+        let mut session = state.lock();
+        session.last_request_id = Some(id.to_owned());
+        if let Some(value) = &value {
+            session.requests.insert(id.to_owned(), value.clone());
+        }
     }
     match mutation {
+        Mutation::ServerAcceptsAnyPong if kind == "pong" => {
+            // Whatever the pong says, it answers the last ping.
+            if let (Some(mut value), Some(nonce)) = (value, state.lock().last_ping.clone()) {
+                value["nonce"] = nonce;
+                return vec![value.to_string()];
+            }
+        }
+        Mutation::ClientCountsCharacters if kind == "publish" => {
+            let original = value.as_ref().and_then(|v| {
+                shared
+                    .originals
+                    .lock()
+                    .iter()
+                    .find(|(measured, _)| *measured == v["payload"])
+                    .map(|(_, original)| original.clone())
+            });
+            if let (Some(mut value), Some(original)) = (value, original) {
+                value["payload"] = original;
+                return vec![value.to_string()];
+            }
+        }
         Mutation::ServerHasNoSizeGate => {
             let limit = state.lock().max_message_bytes;
             if limit.is_some_and(|max| text.len() > max) {
@@ -467,6 +585,51 @@ fn client_to_server(
     vec![text.to_owned()]
 }
 
+/// The late-unsubscribing mutant's own answer to an unsubscribe, if `text` is one.
+fn answer_unsubscribe(state: &Mutex<Session>, text: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(text).ok()?;
+    if value["type"] != "unsubscribe" {
+        return None;
+    }
+    let id = value["id"].as_str()?;
+    state.lock().answered.insert(id.to_owned());
+    Some(json!({ "type": "unsubscribed", "id": id, "channel": value["channel"] }).to_string())
+}
+
+/// The events of `channel` after `from` in its history, read with the full credential, as
+/// event frames.
+async fn replay_of(shared: &Shared, channel: &str, from: &Value) -> Vec<String> {
+    // Channel names, epochs and seqs need no escaping in a query string.
+    let mut query = format!("channel={channel}");
+    if let Some(epoch) = from["epoch"].as_str() {
+        query.push_str(&format!("&epoch={epoch}"));
+    }
+    if let Some(seq) = from["seq"].as_u64().filter(|&seq| seq > 0) {
+        query.push_str(&format!("&after_seq={seq}"));
+    }
+    let Ok(answer) = shared
+        .http
+        .get(format!("{}/v1/history?{query}", shared.upstream))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .await
+    else {
+        return Vec::new();
+    };
+    let page: Value = answer.json().await.unwrap_or_default();
+    page["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|stored| {
+            let mut event = stored.clone();
+            event["type"] = json!("event");
+            event["channel"] = json!(channel);
+            event.to_string()
+        })
+        .collect()
+}
+
 /// A frame from the server, as the mutant passes it on.
 async fn server_to_client(
     shared: &Shared,
@@ -484,9 +647,68 @@ async fn server_to_client(
         state.lock().max_message_bytes = value["limits"]["max_message_bytes"]
             .as_u64()
             .and_then(|n| usize::try_from(n).ok());
+        if state.lock().posing {
+            // The welcome names the restricted user and its rights; the session has others.
+            value["user"] = json!(crate::support::RESTRICTED_USER);
+            value["permissions"] = crate::support::restricted_permissions();
+            return vec![value.to_string()];
+        }
+        if mutation == Mutation::ServerPingsBeforeWelcome {
+            let ping = json!({ "type": "ping", "nonce": "before-welcome" });
+            return vec![ping.to_string(), text.to_owned()];
+        }
         if let Some(rewritten) = mutation.rewrite_welcome(&mut value) {
             return vec![rewritten];
         }
+    }
+    if kind == "ping" {
+        state.lock().last_ping = Some(value["nonce"].clone());
+    }
+    if kind == "unsubscribed"
+        && mutation == Mutation::ServerUnsubscribesLate
+        && let Some(id) = value["id"].as_str()
+        && state.lock().answered.remove(id)
+    {
+        return Vec::new();
+    }
+    if kind == "subscribed"
+        && mutation == Mutation::ServerReportsStaleHead
+        && let Some(seq) = value["position"]["seq"].as_u64()
+        && seq > 0
+    {
+        value["position"]["seq"] = json!(seq - 1);
+        return vec![value.to_string()];
+    }
+    if kind == "goodbye" && mutation == Mutation::ServerSkipsGoodbye {
+        return Vec::new();
+    }
+    if kind == "error"
+        && mutation == Mutation::ServerReplaysWithoutRead
+        && value["error"]["code"] == "forbidden"
+        && let Some(request) = value["id"]
+            .as_str()
+            .and_then(|id| state.lock().requests.get(id).cloned())
+        && request["type"] == "subscribe"
+        && request.get("from").is_some()
+    {
+        let channel = request["channel"].as_str().unwrap_or_default();
+        let mut frames = vec![text.to_owned()];
+        frames.extend(replay_of(shared, channel, &request["from"]).await);
+        return frames;
+    }
+    if kind == "error"
+        && mutation == Mutation::ClientResendsAfterRateLimit
+        && value["error"]["code"] == "rate_limited"
+        && let Some(request) = value["id"]
+            .as_str()
+            .and_then(|id| state.lock().requests.get(id).cloned())
+    {
+        // The client waits retry_after_ms, then sends the request again on this session.
+        let wait = value["error"]["retry_after_ms"].as_u64().unwrap_or(0);
+        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+        let _ = upstream
+            .send(tungstenite::Message::text(request.to_string()))
+            .await;
     }
     if kind == "subscribed"
         && mutation == Mutation::ServerWithholdsFences

@@ -72,6 +72,11 @@ async fn run(mutation: Mutation, adapter: Vec<String>) -> i32 {
                 }
                 (Mutation::ClientHidesGaps, "incomplete")
                 | (Mutation::ClientLosesCallErrors, "call_failed") => continue,
+                (Mutation::ClientHidesEpochChanges, "incomplete")
+                    if line.contains(r#""cause":"epoch_changed""#) =>
+                {
+                    continue;
+                }
                 _ => {}
             }
             let _ = reports.send(line);
@@ -115,6 +120,21 @@ async fn run(mutation: Mutation, adapter: Vec<String>) -> i32 {
                     proxy = Some(started);
                     line = command.to_string();
                 }
+                Some("publish") if mutation == Mutation::ClientCountsCharacters => {
+                    // The client measures the payload with one ASCII character in place of
+                    // each character that is not ASCII; the proxy sends the real one.
+                    let measured = as_ascii(&command["payload"]);
+                    if measured != command["payload"]
+                        && let Some(proxy) = &proxy
+                    {
+                        proxy
+                            .originals
+                            .lock()
+                            .push((measured.clone(), command["payload"].clone()));
+                        command["payload"] = measured;
+                        line = command.to_string();
+                    }
+                }
                 Some("subscribe") => {
                     let channel = command["channel"].as_str().unwrap_or_default().to_owned();
                     let handler = command["handler"].as_str().unwrap_or_default().to_owned();
@@ -145,4 +165,24 @@ async fn run(mutation: Mutation, adapter: Vec<String>) -> i32 {
     let _ = writer.await;
     drop(proxy);
     status
+}
+
+/// `value` with each character that is not ASCII in its strings replaced by `x`: what a
+/// client that counts characters sees of its size.
+fn as_ascii(value: &Value) -> Value {
+    match value {
+        Value::String(text) => Value::String(
+            text.chars()
+                .map(|c| if c.is_ascii() { c } else { 'x' })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(as_ascii).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), as_ascii(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }

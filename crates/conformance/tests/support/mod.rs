@@ -18,6 +18,13 @@ use tokio::task::JoinHandle;
 pub const TOKEN: &str = "conformance-full-0123456789abcdef";
 pub const RESTRICTED: &str = "conformance-viewer-0123456789abcdef";
 pub const SECOND: &str = "conformance-second-0123456789abcdef";
+/// The user `RESTRICTED` is issued to.
+pub const RESTRICTED_USER: &str = "conformance-viewer";
+
+/// The permissions `RESTRICTED` grants, as a welcome lists them.
+pub fn restricted_permissions() -> serde_json::Value {
+    serde_json::json!([{ "pattern": "project:alpha:*", "read": true, "write": false }])
+}
 /// What the server queues for one session that does not read, at most: small, so that
 /// `server.event.fell_behind` publishes little.
 const QUEUED_BYTES: usize = 128 << 10;
