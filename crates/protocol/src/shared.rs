@@ -22,6 +22,11 @@ impl FrameText {
         std::str::from_utf8(&self.0).unwrap_or_else(|_| unreachable!("FrameText holds UTF-8"))
     }
 
+    /// The UTF-8 bytes, without the UTF-8 check that [`as_str`](Self::as_str) makes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     /// The UTF-8 bytes, shared with every clone of this text.
     pub fn into_bytes(self) -> Bytes {
         self.0

@@ -14,6 +14,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use ferry_protocol::presence::Claimed;
@@ -611,6 +612,14 @@ impl<B: Broker> Link<'_, B> {
                 }
             }
         };
+        // Most batches fit in the socket's buffer at once: only a write that has to wait sets
+        // the timer that bounds it.
+        let mut send = std::pin::pin!(send);
+        if let Poll::Ready(written) =
+            std::future::poll_fn(|cx| Poll::Ready(send.as_mut().poll(cx))).await
+        {
+            return written;
+        }
         tokio::select! {
             written = send => written,
             failure = overflow => Err(failure),
@@ -983,11 +992,11 @@ fn hub_channels<B: Broker>(server: &Server<B>) -> i64 {
 
 /// The error code of an outbound error message, for the rejections metric. Errors are rare,
 /// so parsing the frame again costs nothing on the hot path (events are not errors).
-fn error_code(text: &str) -> Option<String> {
-    if !text.starts_with(r#"{"type":"error""#) {
+fn error_code(text: &FrameText) -> Option<String> {
+    if !text.as_bytes().starts_with(br#"{"type":"error""#) {
         return None;
     }
-    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    let value: serde_json::Value = serde_json::from_slice(text.as_bytes()).ok()?;
     value["error"]["code"].as_str().map(str::to_owned)
 }
 
