@@ -31,6 +31,17 @@ impl FrameText {
     pub fn into_bytes(self) -> Bytes {
         self.0
     }
+
+    /// The size in bytes, as the size gate counts it (FERRY-SIZE-1), without the UTF-8 check
+    /// that `len` through [`as_str`](Self::as_str) would make.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the text is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl From<String> for FrameText {
@@ -192,6 +203,15 @@ mod tests {
         assert_eq!(parsed, encoded);
         assert!(EncodedEvent::from_text(r#"{"type":"ping","nonce":"n"}"#.to_owned()).is_err());
         assert!(EncodedEvent::from_text("{".to_owned()).is_err());
+    }
+
+    #[test]
+    fn a_frame_text_counts_its_utf8_bytes() {
+        let text = FrameText::from("{\"x\":\"é…\"}");
+        assert_eq!(text.len(), 13, "é is 2 bytes and … is 3");
+        assert_eq!(text.len(), text.as_str().len());
+        assert!(!text.is_empty());
+        assert!(FrameText::from("").is_empty());
     }
 
     #[test]
