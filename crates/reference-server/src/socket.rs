@@ -9,6 +9,9 @@
 //! frame, shuts the write side (so the peer sees the end after the close frame) and reads and
 //! discards until the peer closes too, bounded in time and bytes.
 
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::FromRequestParts;
@@ -17,14 +20,98 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, protocol::CloseFrame};
 
-/// A session's WebSocket: tungstenite over the upgraded HTTP/1.1 connection.
-pub(crate) type Socket = WebSocketStream<TokioIo<Upgraded>>;
+use crate::transport::Counted;
+
+/// A session's WebSocket: tungstenite over the connection the HTTP/1.1 request came on.
+pub(crate) type Socket = WebSocketStream<Connection>;
+
+/// The connection under a session's WebSocket. Over plain TCP it is the TCP socket itself,
+/// taken back from hyper once the request is answered, so that each of a session's reads and
+/// writes reaches the socket without going through hyper's upgraded-connection layers; over
+/// TLS it stays hyper's upgraded connection.
+pub(crate) enum Connection {
+    /// The TCP socket the request came on.
+    Tcp(Counted<TcpStream>),
+    /// Hyper's upgraded connection (TLS).
+    Upgraded(TokioIo<Upgraded>),
+}
+
+impl Connection {
+    /// Takes the TCP socket back from hyper when the connection is plain TCP, with the
+    /// bytes hyper had read past the request (the client's first frames, if it sent them
+    /// at once).
+    fn take(upgraded: Upgraded) -> (Self, Vec<u8>) {
+        match upgraded.downcast::<TokioIo<Counted<TcpStream>>>() {
+            Ok(parts) => (Self::Tcp(parts.io.into_inner()), parts.read_buf.to_vec()),
+            Err(upgraded) => (Self::Upgraded(TokioIo::new(upgraded)), Vec::new()),
+        }
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            Self::Upgraded(upgraded) => Pin::new(upgraded).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            Self::Upgraded(upgraded) => Pin::new(upgraded).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(tcp) => Pin::new(tcp).poll_flush(cx),
+            Self::Upgraded(upgraded) => Pin::new(upgraded).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            Self::Upgraded(upgraded) => Pin::new(upgraded).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
+            Self::Upgraded(upgraded) => Pin::new(upgraded).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Tcp(tcp) => tcp.is_write_vectored(),
+            Self::Upgraded(upgraded) => upgraded.is_write_vectored(),
+        }
+    }
+}
 
 /// A request to upgrade to WebSocket (RFC 6455 §4.2.1), as far as it was valid; the
 /// rejection is the reason it is not one, for a `bad_request` body.
@@ -136,12 +223,13 @@ impl Upgrade {
             let Ok(upgraded) = on_upgrade.await else {
                 return;
             };
-            let socket = WebSocketStream::from_raw_socket(
-                TokioIo::new(upgraded),
-                Role::Server,
-                Some(config),
-            )
-            .await;
+            let (connection, read) = Connection::take(upgraded);
+            let socket = if read.is_empty() {
+                WebSocketStream::from_raw_socket(connection, Role::Server, Some(config)).await
+            } else {
+                WebSocketStream::from_partially_read(connection, read, Role::Server, Some(config))
+                    .await
+            };
             session(socket).await;
         });
         (

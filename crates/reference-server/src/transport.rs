@@ -449,7 +449,7 @@ impl Drop for ConnectionSlot {
 /// the socket into a WebSocket session after an upgrade so that the place is freed when the
 /// socket closes, whoever holds it then; and it fails a write that makes no progress for
 /// `write_timeout` while the connection serves HTTP.
-struct Counted<S> {
+pub(crate) struct Counted<S> {
     io: S,
     _slot: ConnectionSlot,
     peer: Arc<Peer>,

@@ -68,6 +68,12 @@ impl Running {
 
     /// A raw TCP connection, upgraded and welcomed.
     async fn raw(&self) -> TcpStream {
+        self.raw_sending(&[]).await
+    }
+
+    /// A raw TCP connection, upgraded and welcomed, that wrote `early` (frames) in the same
+    /// write as its upgrade request, before the server answered it.
+    async fn raw_sending(&self, early: &[u8]) -> TcpStream {
         let ticket = self.ticket().await;
         let address = self.base.trim_start_matches("http://");
         let mut stream = TcpStream::connect(address).await.expect("connects");
@@ -75,7 +81,7 @@ impl Running {
             "GET /v1/ws?ticket={ticket} HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ferry.v1\r\n\r\n"
         );
         stream
-            .write_all(request.as_bytes())
+            .write_all(&[request.as_bytes(), early].concat())
             .await
             .expect("write the upgrade");
         let mut head = Vec::new();
@@ -321,4 +327,29 @@ async fn a_clients_close_frame_is_answered_before_the_connection_closes() {
         4000
     );
     assert_eq!(answer_to_close(&running, &999u16.to_be_bytes()).await, 1002);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_sent_with_the_upgrade_request_are_read_after_the_welcome() {
+    let running = Running::start().await;
+    let subscribe = json!({ "type": "subscribe", "id": "early", "channel": "project:alpha:tasks" });
+    let mut stream = running
+        .raw_sending(&frame(0x81, subscribe.to_string().as_bytes(), true))
+        .await;
+    let reply = loop {
+        let (opcode, payload) = read_frame(&mut stream)
+            .await
+            .expect("the server answers the early subscribe");
+        assert_eq!(opcode, 1, "a text frame");
+        let reply: Value = serde_json::from_slice(&payload).expect("JSON");
+        if reply["type"] != "ping" {
+            break reply;
+        }
+    };
+    assert_eq!(reply["type"], "subscribed", "{reply}");
+    assert_eq!(reply["id"], "early", "{reply}");
+    running.publish(1).await;
+    let (_, payload) = read_frame(&mut stream).await.expect("the event");
+    let event: Value = serde_json::from_slice(&payload).expect("JSON");
+    assert_eq!(event["type"], "event", "{event}");
 }
