@@ -2,17 +2,18 @@
 //! ticket, then moves frames, broker answers, live events and time in and out; every protocol
 //! decision is the session's.
 //!
-//! The connection's task waits on five things only: the socket, its [`Mailbox`] (the live
-//! events of the channels it holds, pushed by their feeds), the outcomes of the work it does
-//! not wait for (RPC calls, each on a task of its own, and hooked requests, asked about in
-//! order on the session's hook task), the server's lifecycle (drain or cut) and the session's
-//! next timer. Writes go out in batches (`feed` each frame, one
-//! `flush`), and a write that cannot go on does not hold the session hostage: while it waits,
-//! the connection still sees its mailbox overflow (close 4410, FERRY-EVENT-6) and gives up
-//! after a heartbeat's interval plus timeout, the time in which a live client must have
-//! answered a ping.
+//! The connection's task waits on four things only: the socket, its [`Mailbox`] (the live
+//! events of the channels it holds, pushed by their feeds; the server rings the same doorbell
+//! when it drains or cuts, and the connection then reads the server's lifecycle), the outcomes
+//! of the work it does not wait for (RPC calls, each on a task of its own, and hooked requests,
+//! asked about in order on the session's hook task) and the session's next timer. Writes go
+//! out in batches (`feed` each frame, one `flush`), and a write that cannot go on does not hold
+//! the session hostage: while it waits, the connection still sees its mailbox overflow (close
+//! 4410, FERRY-EVENT-6) and gives up after a heartbeat's interval plus timeout, the time in
+//! which a live client must have answered a ping.
 
 use std::collections::{HashSet, VecDeque};
+use std::future::{Future, poll_fn};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -28,12 +29,15 @@ use ferry_protocol::{
 use futures_util::stream::FusedStream;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame as WireFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tracing::{debug, info, warn};
 
 use crate::backend::{Claim, Outcome, ask_hook, outcome_of, run_call};
 use crate::broker::{Broker, PresentSession, SharedCall};
+use crate::gate::Gate;
 use crate::hub::{Delivery, Mailbox};
 use crate::namespaces::Hook;
 use crate::socket::{Socket as WebSocket, close_after_violation, shut_and_drain};
@@ -130,20 +134,27 @@ pub(crate) fn run<B: Broker>(
             ServerSession::new(server.session_config(), grant, id.clone(), server.now());
         debug!(session = %id.as_str(), user = %session.user().as_str(), "session opened");
         server.metrics.sessions_opened.inc();
+        let mailbox = Arc::new(Mailbox::new(server.config.outbound_queue));
+        // Rung when the lifecycle changes; a change before this is in `lifecycle` already.
+        let _doorbell = server.doorbells.register(&mailbox);
         let mut link = Link {
             server: &server,
-            mailbox: Arc::new(Mailbox::new(server.config.outbound_queue)),
+            mailbox,
             joined: HashSet::new(),
             presence: None,
             left: false,
             subscriptions: 0,
             answers: Answers::default(),
             hooks: None,
+            batch: Vec::new(),
         };
         let mut live: VecDeque<Delivery> = VecDeque::new();
         let timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(timer);
         let mut armed = None;
+        // Most wakes are for the mailbox: the socket and the timer are polled only once they
+        // woke (or, the socket, after it had a message, since it may hold more).
+        let (reads, ticks) = (Gate::new(), Gate::new());
         loop {
             if !link.flush(&mut session, &mut socket).await {
                 debug!(session = %id.as_str(), "session closed");
@@ -188,11 +199,12 @@ pub(crate) fn run<B: Broker>(
             if deadline != armed {
                 if let Some(at) = deadline {
                     timer.as_mut().reset(server.instant(at));
+                    ticks.open();
                 }
                 armed = deadline;
             }
             tokio::select! {
-                message = socket.next() => {
+                message = poll_fn(|cx| reads.poll(cx, |cx| socket.poll_next_unpin(cx))) => {
                     let now = server.now();
                     match message {
                         Some(Ok(Message::Text(text))) => {
@@ -225,13 +237,7 @@ pub(crate) fn run<B: Broker>(
                 }
                 () = link.mailbox.ready() => {}
                 done = link.answers.next() => Box::pin(link.complete(&mut session, done)).await,
-                changed = lifecycle.changed() => {
-                    let state = *lifecycle.borrow_and_update();
-                    if changed.is_err() || !follow_lifecycle(&server, &mut session, state, cuts) {
-                        return;
-                    }
-                }
-                () = &mut timer, if armed.is_some() => {
+                () = poll_fn(|cx| ticks.poll(cx, |cx| timer.as_mut().poll(cx))), if armed.is_some() => {
                     armed = None;
                     session.handle_timeout(server.now());
                 }
@@ -441,7 +447,13 @@ struct Link<'a, B: Broker> {
     /// order they were sent (so a channel's publishes are stored in that order), on a task
     /// started with the first of them.
     hooks: Option<mpsc::UnboundedSender<Hooked>>,
+    /// The frames of the batch being written, kept between batches so that a session that
+    /// keeps up allocates nothing per delivery (given back past [`KEEP_BATCH`] frames).
+    batch: Vec<FrameText>,
 }
+
+/// A batch buffer that held more than this many frames is given back once written.
+const KEEP_BATCH: usize = 64;
 
 /// What a session joined and holds, to end both when its connection ends.
 struct Presence {
@@ -523,6 +535,16 @@ enum Hooked {
     },
 }
 
+/// A text frame of `text`, as `Message::Text` would make it but without checking again that
+/// the text is UTF-8: a [`FrameText`] is, and the check would be paid once per delivery.
+fn text_frame(text: FrameText) -> Message {
+    Message::Frame(WireFrame::message(
+        text.into_bytes(),
+        OpCode::Data(Data::Text),
+        true,
+    ))
+}
+
 /// Why a batch of writes did not go out.
 enum WriteFailure {
     /// The socket is gone.
@@ -544,7 +566,6 @@ impl<B: Broker> Link<'_, B> {
                 // held inline, would make every session's task that much larger.
                 Box::pin(self.act(session, action)).await;
             }
-            let mut batch = Vec::new();
             let mut closing = None;
             while let Some(transmit) = session.poll_transmit() {
                 progressed = true;
@@ -553,7 +574,7 @@ impl<B: Broker> Link<'_, B> {
                         if let Some(code) = error_code(&text) {
                             self.server.metrics.reject(&code);
                         }
-                        batch.push(text);
+                        self.batch.push(text);
                     }
                     Transmit::Close { code, reason } => {
                         closing = Some((code, reason));
@@ -561,9 +582,15 @@ impl<B: Broker> Link<'_, B> {
                     }
                 }
             }
-            if !batch.is_empty() {
+            if !self.batch.is_empty() {
+                let mut batch = std::mem::take(&mut self.batch);
                 self.server.metrics.messages_out.inc_by(batch.len() as u64);
-                match self.write(socket, batch).await {
+                let written = self.write(socket, &mut batch).await;
+                if batch.capacity() <= KEEP_BATCH {
+                    batch.clear();
+                    self.batch = batch;
+                }
+                match written {
                     Ok(()) => {}
                     Err(WriteFailure::Closed) => return false,
                     Err(WriteFailure::FellBehind) => {
@@ -591,14 +618,12 @@ impl<B: Broker> Link<'_, B> {
     async fn write(
         &self,
         socket: &mut WebSocket,
-        batch: Vec<FrameText>,
+        batch: &mut Vec<FrameText>,
     ) -> Result<(), WriteFailure> {
         let send = async {
-            for text in batch {
-                let text = Utf8Bytes::try_from(text.into_bytes())
-                    .unwrap_or_else(|_| unreachable!("frame text is UTF-8"));
+            for text in batch.drain(..) {
                 socket
-                    .feed(Message::Text(text))
+                    .feed(text_frame(text))
                     .await
                     .map_err(|_| WriteFailure::Closed)?;
             }

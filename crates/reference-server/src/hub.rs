@@ -19,10 +19,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 
 use ferry_protocol::{ChannelName, EncodedEvent, EncodedPresence, Timestamp};
+use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
-use tokio::sync::{Notify, OnceCell};
+use tokio::sync::OnceCell;
 
 use crate::broker::{Broker, BrokerError};
 
@@ -189,12 +192,18 @@ impl Hub {
     }
 }
 
-/// One session's bounded queue of live events, filled by feeds and emptied by its connection.
+/// One session's bounded queue of live events, filled by feeds and emptied by its connection,
+/// with the doorbell its connection waits on.
+///
+/// The doorbell is one flag and the waker of the one task that waits on it: ringing it and
+/// waiting on it take no lock, and a wait costs nothing to set up or give up, which matters
+/// because the connection waits again after every delivery.
 #[derive(Debug)]
 pub struct Mailbox {
     limits: QueueLimits,
     queue: Mutex<Queue>,
-    ready: Notify,
+    rung: AtomicBool,
+    waiter: AtomicWaker,
 }
 
 #[derive(Debug, Default)]
@@ -245,7 +254,8 @@ impl Mailbox {
         Self {
             limits,
             queue: Mutex::new(Queue::default()),
-            ready: Notify::new(),
+            rung: AtomicBool::new(false),
+            waiter: AtomicWaker::new(),
         }
     }
 
@@ -280,14 +290,14 @@ impl Mailbox {
             }
         }
         drop(queue);
-        self.ready.notify_one();
+        self.ring();
     }
 
     /// Records that the hold of `channel` with `fence` passed to another session, whatever
     /// the queue holds (see [`Feed::take_over`]).
     pub fn take_over(&self, channel: &ChannelName, fence: u64) {
         self.queue.lock().taken_over.push((channel.clone(), fence));
-        self.ready.notify_one();
+        self.ring();
     }
 
     /// Marks the session fallen behind whatever its queue holds (see [`Feed::interrupt`]), and
@@ -298,7 +308,7 @@ impl Mailbox {
         queue.events = VecDeque::new();
         queue.bytes = 0;
         drop(queue);
-        self.ready.notify_one();
+        self.ring();
     }
 
     /// Moves everything queued into `into` (which must be empty), without waiting, and says
@@ -325,10 +335,71 @@ impl Mailbox {
         self.queue.lock().fell_behind
     }
 
-    /// Waits until something may have been queued since the last [`take`](Self::take) (or the
-    /// session fell behind). It can wake with nothing queued: callers take and look.
+    /// Wakes the connection waiting in [`ready`](Self::ready), or the next one to wait: for
+    /// something queued, or for news the connection finds elsewhere (a drain or a cut of the
+    /// server, see [`Doorbells`]).
+    pub fn ring(&self) {
+        self.rung.store(true, Ordering::Release);
+        self.waiter.wake();
+    }
+
+    /// Waits until the mailbox is rung: something may have been queued since the last
+    /// [`take`](Self::take), the session fell behind, or the server has news. It can wake with
+    /// nothing queued: callers take and look. One task waits on a mailbox at a time.
     pub async fn ready(&self) {
-        self.ready.notified().await;
+        std::future::poll_fn(|cx| {
+            if self.rung.swap(false, Ordering::AcqRel) {
+                return Poll::Ready(());
+            }
+            self.waiter.register(cx.waker());
+            // Rung between the look and the registration: the ring may have missed the waker.
+            if self.rung.swap(false, Ordering::AcqRel) {
+                return Poll::Ready(());
+            }
+            Poll::Pending
+        })
+        .await;
+    }
+}
+
+/// The mailbox of every session on the node, for news that concerns them all (a drain or a
+/// cut): [`ring_all`](Self::ring_all) rings each, and each connection then reads the news from
+/// the server's state. Waiting on one doorbell costs a session less, on every delivery, than
+/// waiting on a second channel beside its mailbox.
+#[derive(Debug, Default)]
+pub struct Doorbells {
+    mailboxes: Mutex<HashMap<usize, Arc<Mailbox>>>,
+}
+
+impl Doorbells {
+    /// Adds `mailbox`, until the returned registration drops.
+    pub fn register(self: &Arc<Self>, mailbox: &Arc<Mailbox>) -> Registration {
+        let key = Arc::as_ptr(mailbox) as usize;
+        self.mailboxes.lock().insert(key, Arc::clone(mailbox));
+        Registration {
+            doorbells: Arc::clone(self),
+            key,
+        }
+    }
+
+    /// Rings every registered mailbox.
+    pub fn ring_all(&self) {
+        for mailbox in self.mailboxes.lock().values() {
+            mailbox.ring();
+        }
+    }
+}
+
+/// A mailbox's place among the [`Doorbells`]; dropping it takes the mailbox out.
+#[derive(Debug)]
+pub struct Registration {
+    doorbells: Arc<Doorbells>,
+    key: usize,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.doorbells.mailboxes.lock().remove(&self.key);
     }
 }
 

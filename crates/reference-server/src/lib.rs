@@ -14,6 +14,7 @@ pub mod backend;
 pub mod broker;
 pub mod config;
 mod connection;
+mod gate;
 pub mod http;
 pub mod hub;
 pub mod limits;
@@ -39,7 +40,7 @@ use crate::auth::Auth;
 use crate::backend::{Backend, HttpBackend, Ledger};
 use crate::broker::Broker;
 use crate::config::Config;
-use crate::hub::Hub;
+use crate::hub::{Doorbells, Hub};
 use crate::namespaces::Namespaces;
 
 /// A running server's shared state.
@@ -59,8 +60,10 @@ pub struct Server<B> {
     /// Each caller's token buckets on the ticket and publish endpoints (FERRY-RATE-4).
     callers: limits::CallerLimits,
     origin: Instant,
-    /// What every session watches: a drain starting, or a cut.
+    /// What every session reads when its doorbell rings: a drain starting, or a cut.
     lifecycle: watch::Sender<Lifecycle>,
+    /// Every session's mailbox, rung when the lifecycle changes.
+    doorbells: Arc<Doorbells>,
     sessions: AtomicU64,
     per_user: Mutex<HashMap<UserId, usize>>,
     live: AtomicUsize,
@@ -123,6 +126,7 @@ impl<B: Broker> Server<B> {
             namespaces,
             origin: Instant::now(),
             lifecycle: watch::channel(Lifecycle::default()).0,
+            doorbells: Arc::default(),
             sessions: AtomicU64::new(0),
             per_user: Mutex::new(HashMap::new()),
             live: AtomicUsize::new(0),
@@ -198,6 +202,7 @@ impl<B: Broker> Server<B> {
     /// Clients see an abnormal closure (1006) and resume.
     pub fn disconnect_all(&self) {
         self.lifecycle.send_modify(|lifecycle| lifecycle.cuts += 1);
+        self.doorbells.ring_all();
     }
 
     /// Stops gracefully (FERRY-SHUTDOWN-1 to -4): refuses new tickets and sessions, sends every
@@ -206,6 +211,7 @@ impl<B: Broker> Server<B> {
     pub async fn drain(&self) {
         self.lifecycle
             .send_modify(|lifecycle| lifecycle.drain = Some(self.config.drain_period));
+        self.doorbells.ring_all();
         let limit = Instant::now() + self.config.drain_period + Duration::from_secs(5);
         while self.live_sessions() > 0 && Instant::now() < limit {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -213,7 +219,8 @@ impl<B: Broker> Server<B> {
     }
 }
 
-/// The server's state as every session watches it, through one `watch` channel.
+/// The server's state as every session reads it, from one `watch` channel, when
+/// [`Doorbells::ring_all`] rings its mailbox.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Lifecycle {
     /// The drain period, once the server stops (FERRY-SHUTDOWN-1).
