@@ -27,8 +27,11 @@ use crate::namespaces::PayloadError;
 use crate::transport::Peer;
 use crate::{Server, connection};
 
-/// The read buffer of each WebSocket connection.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// The read buffer of each WebSocket connection, and the most one read of the socket takes:
+/// room for the frames a client sends (requests, publishes of a few hundred bytes) with the
+/// least memory held by a session that sends nothing. A larger frame grows the buffer for
+/// itself and arrives in reads of this size.
+const READ_BUFFER_BYTES: usize = 2 * 1024;
 
 /// How long a request body may take to arrive in full; a body that stops arriving is answered
 /// with `bad_request` and its connection closed, so it pins no memory.
@@ -286,7 +289,7 @@ async fn connect<B: Broker>(
         .max_message_size(Some(max))
         .max_frame_size(Some(max))
         // tungstenite's default 128 KiB read buffer is most of an idle connection's memory;
-        // 4 KiB cuts it from about 134 KiB to 10 KiB a connection (BENCHMARKS.md), and the
+        // 2 KiB cuts it from about 134 KiB to 7 KiB a connection (BENCHMARKS.md), and the
         // buffer still grows for larger frames.
         .read_buffer_size(READ_BUFFER_BYTES);
     if !upgrade.offers(SUBPROTOCOL) {
