@@ -775,18 +775,7 @@ impl ServerSession {
         if self.closed {
             return;
         }
-        let event = encoded.event();
-        let wanted =
-            self.channels
-                .get(&event.channel)
-                .is_some_and(|state| match &state.subscription {
-                    Some(Subscription::Pending { .. }) => true,
-                    Some(Subscription::Active { last }) => is_after(&event.position, last),
-                    None => false,
-                });
-        if wanted {
-            self.forward(encoded.clone());
-        }
+        self.forward(encoded);
     }
 
     /// The shell's answer to an [`Action::Subscribe`]: the subscription took effect with the
@@ -861,7 +850,7 @@ impl ServerSession {
         for event in replay {
             self.send_event(&event);
         }
-        for event in buffered {
+        for event in &buffered {
             self.forward(event);
         }
         self.drain_deferred(&channel);
@@ -1525,16 +1514,16 @@ impl ServerSession {
 
     /// Sends an event of a subscribed channel if it lies after the last one sent there, or
     /// buffers it while the subscribe is in flight.
-    fn forward(&mut self, encoded: EncodedEvent) {
+    fn forward(&mut self, encoded: &EncodedEvent) {
         let event = encoded.event();
         let Some(state) = self.channels.get_mut(&event.channel) else {
             return;
         };
         match &mut state.subscription {
-            Some(Subscription::Pending { buffered, .. }) => buffered.push(encoded),
+            Some(Subscription::Pending { buffered, .. }) => buffered.push(encoded.clone()),
             Some(Subscription::Active { last }) if is_after(&event.position, last) => {
                 last.clone_from(&event.position);
-                self.send_event(&encoded);
+                self.send_event(encoded);
             }
             Some(Subscription::Active { .. }) | None => {}
         }
