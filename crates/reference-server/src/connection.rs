@@ -1057,8 +1057,10 @@ const SHARED_CALL_POLL: Duration = Duration::from_millis(25);
 /// its code. Both halves are bounded: the close frame gets out within the heartbeat's interval
 /// plus timeout (a session that fell behind must first read what is queued before it; one
 /// that does not read for that long is dead), and the answer comes within
-/// [`CLOSING_HANDSHAKE`]. When the WebSocket layer stopped reading at a frame it refused
-/// (1002, 1007, 1009), the bytes after it are drained from the connection instead.
+/// [`CLOSING_HANDSHAKE`]. Then the server closes TCP first: it ends its write side and drains
+/// what still arrives, within as long again, which also covers frames behind one the WebSocket
+/// layer refused while the answer was awaited. When the WebSocket layer had already stopped
+/// reading at a refused frame (1002, 1007, 1009), the bytes after it are drained at once.
 async fn close<B: Broker>(server: &Server<B>, socket: &mut WebSocket, code: u16, reason: &str) {
     server.metrics.close(code);
     if socket.is_terminated() {
@@ -1081,4 +1083,7 @@ async fn close<B: Broker>(server: &Server<B>, socket: &mut WebSocket, code: u16,
         }
     })
     .await;
+    // The frames read may have ended at one the WebSocket layer refused, with more of the
+    // peer's bytes behind it: drain them, so that no reset destroys the close frame sent.
+    shut_and_drain(socket, CLOSING_HANDSHAKE).await;
 }

@@ -353,3 +353,36 @@ async fn frames_sent_with_the_upgrade_request_are_read_after_the_welcome() {
     let event: Value = serde_json::from_slice(&payload).expect("JSON");
     assert_eq!(event["type"], "event", "{event}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_closed_by_its_own_rule_drains_what_follows_a_refused_frame() {
+    let running = Running::start().await;
+    let mut stream = running.raw().await;
+    // Ten malformed frames close the session with 1008 (FERRY-TRANSPORT-5); the client has
+    // already sent a frame the WebSocket layer refuses (invalid UTF-8) and 64 KiB behind it.
+    let mut all = Vec::new();
+    for _ in 0..10 {
+        all.extend(frame(0x81, b"{", true));
+    }
+    all.extend(frame(0x81, &[0xff, 0xfe], true));
+    for _ in 0..64 {
+        all.extend(frame(0x81, &[b' '; 1020], true));
+    }
+    within(stream.write_all(&all)).await.expect("write");
+    // Read only once the server is done: a reset sent meanwhile would destroy its close frame.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let code = loop {
+        match read_frame(&mut stream).await {
+            Some((8, payload)) => break u16::from_be_bytes([payload[0], payload[1]]),
+            Some(_) => continue,
+            None => panic!("the connection ended without a close frame"),
+        }
+    };
+    assert_eq!(code, 1008);
+    let mut rest = [0u8; 1024];
+    match within(stream.read(&mut rest)).await {
+        Ok(0) => {}
+        Ok(n) => panic!("{n} bytes after the close frame"),
+        Err(error) => panic!("the connection ended with {error} instead of a FIN"),
+    }
+}
