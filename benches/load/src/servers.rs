@@ -79,86 +79,83 @@ impl Running {
     pub(crate) async fn start(kind: Kind, binaries: &Binaries, sessions: usize) -> Result<Self> {
         let port = free_port()?;
         let address = format!("127.0.0.1:{port}");
-        let (mut command, target, scratch) =
-            match kind {
-                Kind::Ferry => {
-                    let scratch = std::env::temp_dir()
-                        .join(format!("ferry-load-{}-{port}", std::process::id()));
-                    std::fs::create_dir_all(&scratch)
-                        .with_context(|| format!("cannot create {}", scratch.display()))?;
-                    let users = sessions.div_ceil(SESSIONS_PER_USER).max(1);
-                    let tokens_file = scratch.join("tokens.toml");
-                    std::fs::write(&tokens_file, tokens_file_text(users))
-                        .with_context(|| format!("cannot write {}", tokens_file.display()))?;
-                    let mut command = Command::new(&binaries.ferry);
-                    command
-                        .arg("--bind")
-                        .arg(&address)
-                        .arg("--auth")
-                        .arg("tokens")
-                        .arg("--tokens-file")
-                        .arg(&tokens_file)
-                        // No ping within a run: idle means idle.
-                        .arg("--heartbeat-interval-ms")
-                        .arg("600000")
-                        // A load generator is one caller far above an application's rates.
-                        .args(["--ticket-rate-limit-per-second", "1000000"])
-                        .args(["--ticket-rate-limit-burst", "1000000"])
-                        .args(["--publish-rate-limit-per-second", "1000000"])
-                        .args(["--publish-rate-limit-burst", "1000000"]);
-                    // Room for every session and the ticket requests beside them, unless the run
-                    // sets the cap itself.
-                    if !binaries.ferry_args.iter().any(|arg| {
-                        arg == "--max-connections" || arg.starts_with("--max-connections=")
-                    }) {
-                        command.arg(format!("--max-connections={}", sessions + 1024));
-                    }
-                    command.args(&binaries.ferry_args);
-                    let http = reqwest::Client::builder()
-                        .no_proxy()
-                        .pool_max_idle_per_host(512)
-                        .build()?;
-                    let target = Target::Ferry {
-                        base: format!("http://{address}"),
-                        tokens: Arc::new((0..users).map(user_token).collect()),
-                        backend: BACKEND_TOKEN.to_owned(),
-                        http,
-                    };
-                    (command, target, Some(scratch))
+        let (mut command, target, scratch) = match kind {
+            Kind::Ferry => {
+                let scratch =
+                    std::env::temp_dir().join(format!("ferry-load-{}-{port}", std::process::id()));
+                std::fs::create_dir_all(&scratch)
+                    .with_context(|| format!("cannot create {}", scratch.display()))?;
+                let users = sessions.div_ceil(SESSIONS_PER_USER).max(1);
+                let tokens_file = scratch.join("tokens.toml");
+                std::fs::write(&tokens_file, tokens_file_text(users))
+                    .with_context(|| format!("cannot write {}", tokens_file.display()))?;
+                let mut command = Command::new(&binaries.ferry);
+                command
+                    .arg("--bind")
+                    .arg(&address)
+                    .arg("--auth")
+                    .arg("tokens")
+                    .arg("--tokens-file")
+                    .arg(&tokens_file)
+                    // No ping within a run: idle means idle.
+                    .arg("--heartbeat-interval-ms")
+                    .arg("600000")
+                    // A load generator is one caller far above an application's rates.
+                    .args(["--ticket-rate-limit-per-second", "1000000"])
+                    .args(["--ticket-rate-limit-burst", "1000000"])
+                    .args(["--publish-rate-limit-per-second", "1000000"])
+                    .args(["--publish-rate-limit-burst", "1000000"]);
+                // Room for every session and the ticket requests beside them, unless the run
+                // sets the cap itself.
+                if !sets_max_connections(&binaries.ferry_args) {
+                    command.arg(format!("--max-connections={}", sessions + 1024));
                 }
-                Kind::Peer => {
-                    let mut command = Command::new(&binaries.peer);
-                    command
-                        .arg("--bind")
-                        .arg(&address)
-                        .args(&binaries.peer_args);
-                    let target = Target::Peer {
-                        base: format!("ws://{address}"),
-                    };
-                    (command, target, None)
+                command.args(&binaries.ferry_args);
+                let http = reqwest::Client::builder()
+                    .no_proxy()
+                    .pool_max_idle_per_host(512)
+                    .build()?;
+                let target = Target::Ferry {
+                    base: format!("http://{address}"),
+                    tokens: Arc::new((0..users).map(user_token).collect()),
+                    backend: BACKEND_TOKEN.to_owned(),
+                    http,
+                };
+                (command, target, Some(scratch))
+            }
+            Kind::Peer => {
+                let mut command = Command::new(&binaries.peer);
+                command
+                    .arg("--bind")
+                    .arg(&address)
+                    .args(&binaries.peer_args);
+                let target = Target::Peer {
+                    base: format!("ws://{address}"),
+                };
+                (command, target, None)
+            }
+            Kind::NodeWs | Kind::Socketio => {
+                let script = binaries.peers_dir.join(match kind {
+                    Kind::NodeWs => "ws-server.js",
+                    _ => "socketio-server.js",
+                });
+                if !binaries.peers_dir.join("node_modules").is_dir() {
+                    bail!(
+                        "{} has no node_modules: run {} first",
+                        binaries.peers_dir.display(),
+                        binaries.peers_dir.join("install").display()
+                    );
                 }
-                Kind::NodeWs | Kind::Socketio => {
-                    let script = binaries.peers_dir.join(match kind {
-                        Kind::NodeWs => "ws-server.js",
-                        _ => "socketio-server.js",
-                    });
-                    if !binaries.peers_dir.join("node_modules").is_dir() {
-                        bail!(
-                            "{} has no node_modules: run {} first",
-                            binaries.peers_dir.display(),
-                            binaries.peers_dir.join("install").display()
-                        );
-                    }
-                    let mut command = Command::new(&binaries.node);
-                    command.arg(&script).arg("--bind").arg(&address);
-                    let base = format!("ws://{address}");
-                    let target = match kind {
-                        Kind::NodeWs => Target::Peer { base },
-                        _ => Target::SocketIo { base },
-                    };
-                    (command, target, None)
-                }
-            };
+                let mut command = Command::new(&binaries.node);
+                command.arg(&script).arg("--bind").arg(&address);
+                let base = format!("ws://{address}");
+                let target = match kind {
+                    Kind::NodeWs => Target::Peer { base },
+                    _ => Target::SocketIo { base },
+                };
+                (command, target, None)
+            }
+        };
         let binary = command.as_std().get_program().to_owned();
         let child = command
             .env("RUST_LOG", "warn")
@@ -342,4 +339,10 @@ impl CpuTime {
 /// user space on every architecture this tool runs on (`getconf CLK_TCK`), so 10 ms.
 pub(crate) fn clock_tick() -> Duration {
     Duration::from_millis(10)
+}
+
+/// Whether ferry-server's extra arguments set `--max-connections` themselves.
+fn sets_max_connections(args: &[String]) -> bool {
+    args.iter()
+        .any(|arg| arg == "--max-connections" || arg.starts_with("--max-connections="))
 }
