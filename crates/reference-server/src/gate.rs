@@ -11,6 +11,47 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use futures_util::task::AtomicWaker;
 
+/// A flag and the waker of the one task that waits on it: ringing it and waiting on it take
+/// no lock, and a wait costs nothing to set up or give up. A session's mailbox and each
+/// [`Gate`] are one.
+#[derive(Debug)]
+pub(crate) struct Doorbell {
+    rung: AtomicBool,
+    waiter: AtomicWaker,
+}
+
+impl Doorbell {
+    /// A doorbell, already rung or not.
+    pub(crate) fn new(rung: bool) -> Self {
+        Self {
+            rung: AtomicBool::new(rung),
+            waiter: AtomicWaker::new(),
+        }
+    }
+
+    /// Rings it and wakes the task waiting, if any.
+    pub(crate) fn ring(&self) {
+        self.set();
+        self.waiter.wake();
+    }
+
+    /// Marks it rung without waking anyone: for the waiting task itself.
+    pub(crate) fn set(&self) {
+        self.rung.store(true, Ordering::Release);
+    }
+
+    /// Ready (and no longer rung) if it was rung since the last ready poll; otherwise the task
+    /// of `cx` is woken by the next ring.
+    pub(crate) fn poll_rung(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.waiter.register(cx.waker());
+        if self.rung.swap(false, Ordering::AcqRel) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
 /// A future's own waker and whether it was woken since the future was last polled.
 #[derive(Debug)]
 pub(crate) struct Gate {
@@ -18,12 +59,9 @@ pub(crate) struct Gate {
     waker: Waker,
 }
 
+/// What the gate's waker rings: woken by the future, it wakes the task that polls the gate.
 #[derive(Debug)]
-struct Signal {
-    woken: AtomicBool,
-    /// The task that polls through the gate, woken in turn.
-    task: AtomicWaker,
-}
+struct Signal(Doorbell);
 
 impl Wake for Signal {
     fn wake(self: Arc<Self>) {
@@ -31,18 +69,14 @@ impl Wake for Signal {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::Release);
-        self.task.wake();
+        self.0.ring();
     }
 }
 
 impl Gate {
     /// An open gate: the first [`poll`](Self::poll) goes through.
     pub(crate) fn new() -> Self {
-        let signal = Arc::new(Signal {
-            woken: AtomicBool::new(true),
-            task: AtomicWaker::new(),
-        });
+        let signal = Arc::new(Signal(Doorbell::new(true)));
         let waker = Waker::from(Arc::clone(&signal));
         Self { signal, waker }
     }
@@ -50,7 +84,7 @@ impl Gate {
     /// Opens the gate: the next [`poll`](Self::poll) goes through whether or not the future
     /// woke (after the caller changed it, say a timer's deadline).
     pub(crate) fn open(&self) {
-        self.signal.woken.store(true, Ordering::Release);
+        self.signal.0.set();
     }
 
     /// Polls `inner` with the gate's own waker if it was woken since its last poll, or was
@@ -61,8 +95,7 @@ impl Gate {
         cx: &mut Context<'_>,
         inner: impl FnOnce(&mut Context<'_>) -> Poll<T>,
     ) -> Poll<T> {
-        self.signal.task.register(cx.waker());
-        if !self.signal.woken.swap(false, Ordering::AcqRel) {
+        if self.signal.0.poll_rung(cx).is_pending() {
             return Poll::Pending;
         }
         let polled = inner(&mut Context::from_waker(&self.waker));

@@ -19,15 +19,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::Poll;
 
 use ferry_protocol::{ChannelName, EncodedEvent, EncodedPresence, Timestamp};
-use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use tokio::sync::OnceCell;
 
 use crate::broker::{Broker, BrokerError};
+use crate::gate::Doorbell;
 
 /// How much one session may have queued for its socket before it counts as fallen behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,17 +191,13 @@ impl Hub {
 }
 
 /// One session's bounded queue of live events, filled by feeds and emptied by its connection,
-/// with the doorbell its connection waits on.
-///
-/// The doorbell is one flag and the waker of the one task that waits on it: ringing it and
-/// waiting on it take no lock, and a wait costs nothing to set up or give up, which matters
-/// because the connection waits again after every delivery.
+/// with the doorbell its connection waits on (a lock-free one: the connection waits again
+/// after every delivery).
 #[derive(Debug)]
 pub struct Mailbox {
     limits: QueueLimits,
     queue: Mutex<Queue>,
-    rung: AtomicBool,
-    waiter: AtomicWaker,
+    doorbell: Doorbell,
 }
 
 #[derive(Debug, Default)]
@@ -254,8 +248,7 @@ impl Mailbox {
         Self {
             limits,
             queue: Mutex::new(Queue::default()),
-            rung: AtomicBool::new(false),
-            waiter: AtomicWaker::new(),
+            doorbell: Doorbell::new(false),
         }
     }
 
@@ -339,26 +332,14 @@ impl Mailbox {
     /// something queued, or for news the connection finds elsewhere (a drain or a cut of the
     /// server, see [`Doorbells`]).
     pub fn ring(&self) {
-        self.rung.store(true, Ordering::Release);
-        self.waiter.wake();
+        self.doorbell.ring();
     }
 
     /// Waits until the mailbox is rung: something may have been queued since the last
     /// [`take`](Self::take), the session fell behind, or the server has news. It can wake with
     /// nothing queued: callers take and look. One task waits on a mailbox at a time.
     pub async fn ready(&self) {
-        std::future::poll_fn(|cx| {
-            if self.rung.swap(false, Ordering::AcqRel) {
-                return Poll::Ready(());
-            }
-            self.waiter.register(cx.waker());
-            // Rung between the look and the registration: the ring may have missed the waker.
-            if self.rung.swap(false, Ordering::AcqRel) {
-                return Poll::Ready(());
-            }
-            Poll::Pending
-        })
-        .await;
+        std::future::poll_fn(|cx| self.doorbell.poll_rung(cx)).await;
     }
 }
 
