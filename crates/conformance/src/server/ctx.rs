@@ -122,7 +122,13 @@ impl Ctx {
         self.shared
             .options
             .channel_template
-            .replace("{}", &format!("{}-{n}", self.segment))
+            .replace("{}", &self.unique_segment(n))
+    }
+
+    /// The segment that stands for `{}` in the case's `n`-th channel: unique to the case and
+    /// the run.
+    pub(crate) fn unique_segment(&self, n: usize) -> String {
+        format!("{}-{n}", self.segment)
     }
 
     /// The case's `n`-th channel of the hooked namespace (`--hooked-channel`); a skip when

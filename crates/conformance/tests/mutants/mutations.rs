@@ -57,8 +57,14 @@ pub enum Mutation {
     /// Issues the restricted credential's tickets with the full credential's rights (its
     /// welcome still lists the restricted rights).
     ServerTicketGrantsEverything,
+    /// Matches the literal segments of the restricted credential's patterns against any
+    /// segment, as `*` (its `project:alpha:*` reads every project); its welcome still lists the
+    /// patterns as they are.
+    ServerPatternLiteralsMatchAnySegment,
     /// Advertises a resume window twice as long as the one it keeps events for.
     ServerAdvertisesLongerResumeWindow,
+    /// Advertises a ticket lifetime twice as long as the one it keeps tickets for.
+    ServerAdvertisesLongerTicketLifetime,
     /// Advertises a rate burst twice as large as the bucket it meters with.
     ServerAdvertisesLargerBurst,
     /// Counts a pong with any nonce as the answer to the outstanding ping.
@@ -163,7 +169,9 @@ impl Mutation {
         Self::ServerTakesDropsForCloses,
         Self::ServerWithholdsFences,
         Self::ServerTicketGrantsEverything,
+        Self::ServerPatternLiteralsMatchAnySegment,
         Self::ServerAdvertisesLongerResumeWindow,
+        Self::ServerAdvertisesLongerTicketLifetime,
         Self::ServerAdvertisesLargerBurst,
         Self::ServerAcceptsAnyPong,
         Self::ServerPingsBeforeWelcome,
@@ -278,7 +286,9 @@ impl Mutation {
             Self::ClientSpeaksBeforeWelcome => "FERRY-WELCOME-2",
             Self::ClientForgetsFences => "FERRY-HOLD-5",
             Self::ServerTicketGrantsEverything => "FERRY-TICKET-1",
+            Self::ServerPatternLiteralsMatchAnySegment => "FERRY-CHANNEL-3",
             Self::ServerAdvertisesLongerResumeWindow => "FERRY-RESUME-3",
+            Self::ServerAdvertisesLongerTicketLifetime => "FERRY-TICKET-2",
             Self::ServerAdvertisesLargerBurst => "FERRY-RATE-1",
             Self::ServerAcceptsAnyPong => "FERRY-HEARTBEAT-3",
             Self::ServerPingsBeforeWelcome => "FERRY-WELCOME-1",
@@ -305,9 +315,9 @@ impl Mutation {
     pub fn groups(self) -> &'static [&'static str] {
         match self {
             Self::Control => &[""],
-            Self::ServerAcceptsTicketTwice | Self::ServerWrongTicketCloseCode => {
-                &["server.ticket."]
-            }
+            Self::ServerAcceptsTicketTwice
+            | Self::ServerWrongTicketCloseCode
+            | Self::ServerAdvertisesLongerTicketLifetime => &["server.ticket."],
             Self::ServerDuplicatesReplay
             | Self::ServerSkipsReplay
             | Self::ServerRecoveryClaimsComplete
@@ -324,6 +334,7 @@ impl Mutation {
                 &["server.permission.", "server.rpc.call_forbidden"]
             }
             Self::ServerReplaysWithoutRead => &["server.permission.subscribe."],
+            Self::ServerPatternLiteralsMatchAnySegment => &["server.channel.pattern_segments"],
             Self::ServerRunsCallsTwice => &["server.rpc."],
             Self::ServerHistoryClaimsComplete => &["server.history."],
             Self::ServerNeverRateLimits
@@ -374,6 +385,16 @@ impl Mutation {
     /// Whether case `id` runs against this mutant.
     pub fn runs(self, id: &str) -> bool {
         self.groups().iter().any(|group| id.starts_with(group))
+    }
+
+    /// The credential whose rights the restricted credential's tickets are issued with, its
+    /// welcome still listing the restricted rights; `None` for every other mutant.
+    pub fn restricted_poses_as(self) -> Option<&'static str> {
+        match self {
+            Self::ServerTicketGrantsEverything => Some(crate::support::TOKEN),
+            Self::ServerPatternLiteralsMatchAnySegment => Some(crate::support::RESTRICTED_WIDE),
+            _ => None,
+        }
     }
 
     /// The close code the peer sees instead of `code`.

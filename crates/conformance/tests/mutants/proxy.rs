@@ -53,7 +53,7 @@ struct Shared {
     first_seen: Mutex<HashMap<String, std::time::Instant>>,
     /// Where repeated events go, for a mutant client that delivers them again.
     repeats: Option<tokio::sync::mpsc::UnboundedSender<Value>>,
-    /// Tickets of the restricted credential issued with the full one's rights.
+    /// Tickets of the restricted credential issued with another credential's rights.
     posing_tickets: Mutex<HashSet<String>>,
     /// Payloads as a mutant client measured them, with the payloads it sends in their place.
     originals: Originals,
@@ -154,17 +154,22 @@ async fn http(State(shared): State<Arc<Shared>>, request: Request) -> Response {
         .http
         .request(parts.method.clone(), format!("{}{path}", shared.upstream))
         .body(body);
-    // The restricted credential's ticket, issued as if the full credential had asked.
-    let posing = path.starts_with("/v1/tickets")
-        && shared.mutation == Mutation::ServerTicketGrantsEverything
-        && parts
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            == Some(format!("Bearer {RESTRICTED}").as_str());
+    // The restricted credential's ticket, issued as if a credential with more rights had
+    // asked.
+    let posing_as = shared.mutation.restricted_poses_as().filter(|_| {
+        path.starts_with("/v1/tickets")
+            && parts
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                == Some(format!("Bearer {RESTRICTED}").as_str())
+    });
+    let posing = posing_as.is_some();
     for (name, value) in &parts.headers {
-        if name == "authorization" && posing {
-            upstream = upstream.header(name, format!("Bearer {TOKEN}"));
+        if name == "authorization"
+            && let Some(token) = posing_as
+        {
+            upstream = upstream.header(name, format!("Bearer {token}"));
         } else if name != "host" && name != "content-length" {
             upstream = upstream.header(name, value);
         }
@@ -206,6 +211,15 @@ async fn http(State(shared): State<Arc<Shared>>, request: Request) -> Response {
         let message = refusal["error"]["message"].as_str().unwrap_or_default();
         refusal["error"]["message"] = json!(format!("{message} (presented: {auth})"));
         bytes = Bytes::from(refusal.to_string());
+    }
+    if path.starts_with("/v1/tickets")
+        && status.is_success()
+        && shared.mutation == Mutation::ServerAdvertisesLongerTicketLifetime
+        && let Ok(mut ticket) = serde_json::from_slice::<Value>(&bytes)
+        && let Some(lifetime) = ticket["expires_in_ms"].as_u64()
+    {
+        ticket["expires_in_ms"] = json!(2 * lifetime);
+        bytes = Bytes::from(ticket.to_string());
     }
     if path.starts_with("/v1/tickets") && status.is_success() {
         let mut first = shared.first_ticket.lock();

@@ -18,6 +18,10 @@ use tokio::task::JoinHandle;
 pub const TOKEN: &str = "conformance-full-0123456789abcdef";
 pub const RESTRICTED: &str = "conformance-viewer-0123456789abcdef";
 pub const SECOND: &str = "conformance-second-0123456789abcdef";
+/// A credential of `RESTRICTED`'s user whose patterns are `RESTRICTED`'s with every literal
+/// segment but the first taken as `*`: the rights of a server whose matcher lets a literal
+/// segment match any segment.
+pub const RESTRICTED_WIDE: &str = "conformance-viewer-wide-0123456789abcdef";
 /// The user `RESTRICTED` is issued to.
 pub const RESTRICTED_USER: &str = "conformance-viewer";
 
@@ -30,8 +34,8 @@ pub fn restricted_permissions() -> serde_json::Value {
 const QUEUED_BYTES: usize = 128 << 10;
 
 /// A full token (every right, may publish over HTTP), a restricted one (read on one project,
-/// no write, no HTTP publish) and a second user's (read and write on the presence fixture's
-/// namespaces), for three different users.
+/// no write, no HTTP publish), a wider one for the restricted user (read on every project, for
+/// a mutant) and a second user's (read and write on the presence fixture's namespaces).
 const TOKENS: &str = r#"
 [[tokens]]
 token = "conformance-full-0123456789abcdef"
@@ -43,6 +47,11 @@ permissions = [{ pattern = "**", read = true, write = true, call = true }]
 token = "conformance-viewer-0123456789abcdef"
 user = "conformance-viewer"
 permissions = [{ pattern = "project:alpha:*", read = true, write = false }]
+
+[[tokens]]
+token = "conformance-viewer-wide-0123456789abcdef"
+user = "conformance-viewer"
+permissions = [{ pattern = "project:*:*", read = true, write = false }]
 
 [[tokens]]
 token = "conformance-second-0123456789abcdef"

@@ -258,7 +258,7 @@ export declare const RULES: {
     readonly "FERRY-TICKET-2": {
         readonly level: "MUST";
         readonly section: "TICKET";
-        readonly text: "A ticket MUST carry at least 128 bits from a cryptographically secure random source and MUST expire after its advertised lifetime (30 s by default).";
+        readonly text: "A ticket MUST carry at least 128 bits from a cryptographically secure random source. A server MUST accept it until its advertised lifetime (expires_in_ms, 30 s by default) has passed, and MUST refuse it after.";
     };
     readonly "FERRY-TICKET-3": {
         readonly level: "MUST";

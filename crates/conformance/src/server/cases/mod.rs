@@ -7,6 +7,7 @@ mod events;
 mod holds;
 mod hooks;
 mod limits;
+mod patterns;
 mod presence;
 mod resume;
 mod rpc;
@@ -59,6 +60,7 @@ pub(crate) static BODIES: &[Body] = &[
     body!("server.ticket.rejected.", Up(2), ["ticket"], tickets::rejected),
     body!("server.ticket.race_redeems_once", Up(8), [], tickets::race),
     body!("server.ticket.expires", Up(1), [], tickets::expires),
+    body!("server.ticket.valid_until_expiry", Up(1), [], tickets::valid_until_expiry),
     body!("server.ticket.entropy", Up(0), [], tickets::entropy),
     body!("server.ticket.not_echoed", Up(1), [], tickets::not_echoed),
     body!("server.welcome.first_frame", Up(1), [], tickets::welcome_first),
@@ -102,6 +104,7 @@ pub(crate) static BODIES: &[Body] = &[
     body!("server.hold.displaced_publish_not_stored", Up(2), [], holds::displaced_publish_not_stored),
     body!("server.permission.history_forbidden", Up(1), [], channels::history_forbidden),
     body!("server.channel.unknown_channel.", Up(1), ["via"], channels::unknown_channel),
+    body!("server.channel.pattern_segments", Up(2), [], patterns::pattern_segments),
     body!("server.channel.payload_invalid.", Up(2), ["via", "shape"], channels::payload_invalid),
     body!("server.event.sequence.", Up(2), ["via", "count"], events::sequence),
     body!("server.event.fell_behind", Up(3), [], events::fell_behind),

@@ -179,6 +179,60 @@ pub(super) async fn expires(ctx: Ctx) -> CaseResult {
     }
 }
 
+/// A ticket presented before its advertised lifetime has passed (expires_in_ms less the
+/// tolerance, counted from before the ticket was asked for) is welcomed (FERRY-TICKET-2): a
+/// server must not expire tickets sooner than it says. A rejection is inconclusive when the
+/// upgrade's answer came only after the lifetime had passed.
+pub(super) async fn valid_until_expiry(ctx: Ctx) -> CaseResult {
+    let requested = Instant::now();
+    let ticket = ctx.http.ticket(&Cred::Main).await?;
+    let lifetime = Duration::from_millis(ticket.expires_in_ms.get());
+    let wait = lifetime.saturating_sub(ctx.tolerance());
+    ctx.within_budget(
+        wait,
+        &format!(
+            "the ticket's expires_in_ms of {} ms less the tolerance of {} ms",
+            lifetime.as_millis(),
+            ctx.tolerance().as_millis()
+        ),
+    )?;
+    ctx.t.note(
+        "runner",
+        format!(
+            "presenting the ticket {} ms after asking for it: expires_in_ms {} - tolerance {}",
+            wait.as_millis(),
+            lifetime.as_millis(),
+            ctx.tolerance().as_millis()
+        ),
+    );
+    tokio::time::sleep_until(requested + wait).await;
+    let presented = Instant::now();
+    let expected = format!(
+        "a ticket presented {} ms after it was asked for, with expires_in_ms {}, is welcomed ({})",
+        presented.saturating_duration_since(requested).as_millis(),
+        lifetime.as_millis(),
+        cite(&ctx)
+    );
+    let query = format!("ticket={}", ticket.ticket.as_str());
+    let got = match ctx.connect(Some(&query), Some(SUBPROTOCOL)).await? {
+        Err(e) => e.describe(),
+        Ok(mut session) => match session.recv_raw(REPLY_WAIT).await {
+            Got::Message(ServerMessage::Welcome(_), _) => return Ok(()),
+            got => format!("first {}", got.describe()),
+        },
+    };
+    let answered = Instant::now();
+    if answered.saturating_duration_since(requested) >= lifetime {
+        return Err(Finding::inconclusive(format!(
+            "{got}, but the runner presented the ticket {} ms and had the answer only {} ms after asking for it, past its lifetime of {} ms: the machine was too busy to tell",
+            presented.saturating_duration_since(requested).as_millis(),
+            answered.saturating_duration_since(requested).as_millis(),
+            lifetime.as_millis()
+        )));
+    }
+    Err(Finding::fail(expected, got))
+}
+
 /// Estimates the random bits of `tickets`: over the positions every ticket has, those whose
 /// character varies from ticket to ticket, times log2 of the number of distinct characters
 /// seen. A fixed prefix, a counter or a timestamp adds little; a random base64url ticket of
