@@ -223,9 +223,13 @@ fn is_segment(s: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn read(pattern: &str) -> Permission {
-        serde_json::from_value(json!({ "pattern": pattern, "read": true, "write": false }))
+    fn permission(pattern: &str, read: bool) -> Permission {
+        serde_json::from_value(json!({ "pattern": pattern, "read": read, "write": !read }))
             .expect("a permission")
+    }
+
+    fn read(pattern: &str) -> Permission {
+        permission(pattern, true)
     }
 
     fn probe_set(permissions: &[Permission], pool: &[&str]) -> Vec<(String, bool)> {
@@ -234,6 +238,16 @@ mod tests {
             .into_iter()
             .map(|p| (p.channel, p.granted))
             .collect()
+    }
+
+    /// Asserts that `got` holds each of `wanted` (a channel, and whether it is granted).
+    fn assert_holds(got: &[(String, bool)], wanted: &[(&str, bool)]) {
+        for (channel, granted) in wanted {
+            assert!(
+                got.contains(&((*channel).to_owned(), *granted)),
+                "{channel} granted {granted} is missing from {got:?}"
+            );
+        }
     }
 
     #[test]
@@ -257,14 +271,13 @@ mod tests {
     #[test]
     fn a_final_double_star_is_probed_with_no_segment_and_with_one() {
         let got = probe_set(&[read("agent:**")], &["reviewer"]);
-        assert!(got.contains(&("agent".to_owned(), false)), "{got:?}");
-        assert!(
-            got.contains(&("agent:reviewer".to_owned(), true)),
-            "{got:?}"
-        );
-        assert!(
-            got.contains(&("agentx:reviewer".to_owned(), false)),
-            "{got:?}"
+        assert_holds(
+            &got,
+            &[
+                ("agent", false),
+                ("agent:reviewer", true),
+                ("agentx:reviewer", false),
+            ],
         );
     }
 
@@ -274,22 +287,18 @@ mod tests {
             &[read("project:alpha:*"), read("project:alphax:*")],
             &["tasks"],
         );
-        assert!(
-            got.contains(&("project:alphax:tasks".to_owned(), true)),
-            "{got:?}"
-        );
-        assert!(
-            got.contains(&("project:alph:tasks".to_owned(), false)),
-            "{got:?}"
+        assert_holds(
+            &got,
+            &[
+                ("project:alphax:tasks", true),
+                ("project:alph:tasks", false),
+            ],
         );
     }
 
     #[test]
     fn write_only_patterns_give_no_probes() {
-        let write: Permission = serde_json::from_value(
-            json!({ "pattern": "project:alpha:*", "read": false, "write": true }),
-        )
-        .expect("a permission");
+        let write = permission("project:alpha:*", false);
         assert!(probe_set(&[write], &["tasks"]).is_empty());
     }
 

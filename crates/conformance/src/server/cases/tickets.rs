@@ -134,34 +134,58 @@ pub(super) async fn race(ctx: Ctx) -> CaseResult {
     ))
 }
 
-/// A ticket used after its advertised lifetime (expires_in_ms, plus the tolerance) is
-/// rejected with 4401 (FERRY-TICKET-2, FERRY-TICKET-3).
-pub(super) async fn expires(ctx: Ctx) -> CaseResult {
+/// When a timing case presents its ticket.
+#[derive(Clone, Copy)]
+enum Presented {
+    /// The tolerance after its lifetime, counted from when the ticket arrived.
+    AfterLifetime,
+    /// The tolerance before its lifetime, counted from before it was asked for.
+    BeforeLifetime,
+}
+
+/// Asks for a ticket of `--token`'s and sleeps until the instant `at` names. Each side counts
+/// from the instant that favours the server: its lifetime starts after the request left and
+/// before the answer came. Returns the ticket, the instant counted from and its lifetime.
+async fn ticket_then_wait(
+    ctx: &Ctx,
+    at: Presented,
+) -> Result<(TicketResponse, Instant, Duration), Finding> {
+    let requested = Instant::now();
     let ticket = ctx.http.ticket(&Cred::Main).await?;
-    let issued = Instant::now();
     let lifetime = Duration::from_millis(ticket.expires_in_ms.get());
-    let wait = lifetime + ctx.tolerance();
+    let tolerance = ctx.tolerance();
+    let (from, wait, sign, what) = match at {
+        Presented::AfterLifetime => (Instant::now(), lifetime + tolerance, "+", "plus"),
+        Presented::BeforeLifetime => (requested, lifetime.saturating_sub(tolerance), "-", "less"),
+    };
     ctx.within_budget(
         wait,
         &format!(
-            "the ticket's expires_in_ms of {} ms plus the tolerance of {} ms",
+            "the ticket's expires_in_ms of {} ms {what} the tolerance of {} ms",
             lifetime.as_millis(),
-            ctx.tolerance().as_millis()
+            tolerance.as_millis()
         ),
     )?;
     ctx.t.note(
         "runner",
         format!(
-            "waiting {} ms: expires_in_ms {} + tolerance {}",
+            "presenting the ticket after {} ms: expires_in_ms {} {sign} tolerance {}",
             wait.as_millis(),
             lifetime.as_millis(),
-            ctx.tolerance().as_millis()
+            tolerance.as_millis()
         ),
     );
-    tokio::time::sleep_until(issued + wait).await;
+    tokio::time::sleep_until(from + wait).await;
+    Ok((ticket, from, lifetime))
+}
+
+/// A ticket used after its advertised lifetime (expires_in_ms, plus the tolerance) is
+/// rejected with 4401 (FERRY-TICKET-2, FERRY-TICKET-3).
+pub(super) async fn expires(ctx: Ctx) -> CaseResult {
+    let (ticket, issued, lifetime) = ticket_then_wait(&ctx, Presented::AfterLifetime).await?;
     let expected = format!(
         "a ticket presented {} ms after it was issued with expires_in_ms {} is rejected: close 4401 (ticket_rejected) before any other frame ({})",
-        wait.as_millis(),
+        issued.elapsed().as_millis(),
         lifetime.as_millis(),
         cite(&ctx)
     );
@@ -184,28 +208,7 @@ pub(super) async fn expires(ctx: Ctx) -> CaseResult {
 /// server must not expire tickets sooner than it says. A rejection is inconclusive when the
 /// upgrade's answer came only after the lifetime had passed.
 pub(super) async fn valid_until_expiry(ctx: Ctx) -> CaseResult {
-    let requested = Instant::now();
-    let ticket = ctx.http.ticket(&Cred::Main).await?;
-    let lifetime = Duration::from_millis(ticket.expires_in_ms.get());
-    let wait = lifetime.saturating_sub(ctx.tolerance());
-    ctx.within_budget(
-        wait,
-        &format!(
-            "the ticket's expires_in_ms of {} ms less the tolerance of {} ms",
-            lifetime.as_millis(),
-            ctx.tolerance().as_millis()
-        ),
-    )?;
-    ctx.t.note(
-        "runner",
-        format!(
-            "presenting the ticket {} ms after asking for it: expires_in_ms {} - tolerance {}",
-            wait.as_millis(),
-            lifetime.as_millis(),
-            ctx.tolerance().as_millis()
-        ),
-    );
-    tokio::time::sleep_until(requested + wait).await;
+    let (ticket, requested, lifetime) = ticket_then_wait(&ctx, Presented::BeforeLifetime).await?;
     let presented = Instant::now();
     let expected = format!(
         "a ticket presented {} ms after it was asked for, with expires_in_ms {}, is welcomed ({})",
