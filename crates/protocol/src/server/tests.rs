@@ -981,6 +981,27 @@ fn a_failed_subscribe_is_answered_with_the_shells_error_and_holds_nothing() {
     assert_eq!(drain(&mut session), vec![]);
 }
 
+// FERRY-SUBSCRIBE-1: what the shell reads of a session's subscriptions
+
+#[test]
+fn the_session_lists_its_active_subscriptions_and_a_closed_session_none() {
+    let mut session = session();
+    subscribe(&mut session, "s1", TASKS, 0);
+    subscribe(&mut session, "s2", APPROVALS, 0);
+    actions(&mut session);
+    session.subscribed(&id("s1"), position(EPOCH, 0), None, Vec::new());
+    // APPROVALS's subscribe is still in flight: it does not count yet.
+    let listed: Vec<String> = session.subscriptions().map(|c| c.to_string()).collect();
+    assert_eq!(listed, vec![TASKS.to_owned()]);
+    session.subscribed(&id("s2"), position(EPOCH, 0), None, Vec::new());
+    let mut listed: Vec<String> = session.subscriptions().map(|c| c.to_string()).collect();
+    listed.sort();
+    assert_eq!(listed, vec![APPROVALS.to_owned(), TASKS.to_owned()]);
+    session.close(close_code::INTERNAL_ERROR, "the shell failed");
+    assert_eq!(session.subscriptions().count(), 0);
+    assert!(!session.is_subscribed(&channel(TASKS)));
+}
+
 // FERRY-SUBSCRIBE-2
 
 #[test]
@@ -2016,6 +2037,30 @@ fn a_call_is_checked_for_call_permission_then_for_a_declared_method() {
         at(6),
     );
     assert_eq!(drain(&mut session), vec![]);
+}
+
+#[test]
+fn an_answer_whose_id_names_a_publish_in_flight_leaves_the_publish_alone() {
+    let mut session = session();
+    publish(&mut session, "p1", TASKS, "task-1", 0);
+    actions(&mut session);
+    session.answered(&id("p1"), Ok(Payload::from(json!(1))), false, at(1));
+    assert_eq!(drain(&mut session), vec![], "p1 is no call");
+    session.published(
+        &id("p1"),
+        PublishResponse {
+            channel: channel(TASKS),
+            duplicate: false,
+            message_id: "msg_01JD3F9A7XKQ".parse::<MessageId>().expect("a valid id"),
+            position: position(EPOCH, 1),
+        },
+    );
+    match drain(&mut session).as_slice() {
+        [Out::Message(ServerMessage::Published(published))] => {
+            assert_eq!(published.id.as_str(), "p1");
+        }
+        other => panic!("the publish is still acknowledged: {other:?}"),
+    }
 }
 
 #[test]

@@ -41,10 +41,14 @@ fn member(user: &str, sessions: u64) -> Member {
 }
 
 fn presence_event(user: &str) -> EncodedPresence {
+    presence_event_with(user, None)
+}
+
+fn presence_event_with(user: &str, info: Option<crate::types::PresenceInfo>) -> EncodedPresence {
     EncodedPresence::new(crate::types::Presence {
         change: PresenceChange::Join,
         channel: channel(ROOM),
-        info: None,
+        info,
         position: position(EPOCH, 3),
         user: user.parse().expect("a user"),
     })
@@ -243,6 +247,38 @@ fn a_member_page_fits_max_message_bytes_and_names_where_it_stopped() {
     );
     let text = serde_json::to_string(&ServerMessage::MemberPage(page.clone())).expect("json");
     assert!(text.len() <= 1024, "{}", text.len());
+}
+
+#[test]
+fn a_presence_event_of_exactly_max_message_bytes_is_sent_and_a_larger_one_closes_with_1011() {
+    // An event of `bytes` bytes: its info padded to make up the difference.
+    let sized = |bytes: usize| {
+        let note = |text: String| {
+            let mut info = serde_json::Map::new();
+            info.insert("note".into(), json!(text));
+            presence_event_with("bob", Some(crate::types::PresenceInfo(info)))
+        };
+        let base = note(String::new()).text().len();
+        note("x".repeat(bytes - base))
+    };
+    for (bytes, sent) in [(1024, true), (1025, false)] {
+        let mut session = session_with(config_with(|config| {
+            config.presence = vec!["project:*:approvals".parse().expect("a pattern")].into();
+            config.limits.max_message_bytes = UInt::new(1024).expect("the schema's least");
+        }));
+        subscribe(&mut session, "s1", ROOM, 1);
+        actions(&mut session);
+        session.subscribed(&id("s1"), position(EPOCH, 3), None, Vec::new());
+        drain(&mut session);
+        let event = sized(bytes);
+        assert_eq!(event.text().len(), bytes);
+        session.deliver_presence(&event);
+        match (one(drain(&mut session)), sent) {
+            (Out::Message(ServerMessage::Presence(p)), true) => assert_eq!(p.user.as_str(), "bob"),
+            (Out::Close(code), false) => assert_eq!(code, close_code::INTERNAL_ERROR),
+            (other, _) => panic!("{bytes} bytes: {other:?}"),
+        }
+    }
 }
 
 #[test]
