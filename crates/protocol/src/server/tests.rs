@@ -340,6 +340,11 @@ fn a_ping_with_a_fresh_nonce_goes_out_every_heartbeat_interval() {
     assert_eq!(session.poll_timeout(), Some(at(71_000)));
     pong(&mut session, "hb-3", 61_000);
     assert_eq!(session.poll_timeout(), Some(at(80_000)));
+    // Late by exactly one interval: the next ping is an interval after this one, not at once.
+    session.handle_timeout(at(100_000));
+    assert_eq!(drain(&mut session), vec![ping("hb-4")]);
+    pong(&mut session, "hb-4", 100_000);
+    assert_eq!(session.poll_timeout(), Some(at(120_000)));
 }
 
 #[test]
