@@ -1248,6 +1248,60 @@ fn an_event_above_the_maximum_size_is_never_sent_and_a_notice_takes_its_place() 
     assert_eq!(out[1], live(event(TASKS, EPOCH, 2)));
 }
 
+#[test]
+fn an_event_of_exactly_the_maximum_size_is_sent_and_one_byte_more_is_not() {
+    let mut session = session_with(config_with(|config| {
+        config.limits.max_message_bytes = UInt::new(1024).expect("in bounds");
+    }));
+    hold(&mut session, "s1", TASKS, position(EPOCH, 0));
+    // An event of `bytes` bytes as a frame: its payload padded to make up the difference.
+    let sized = |seq: u64, bytes: usize| -> EncodedEvent {
+        let padded = |pad: usize| {
+            let mut event = event_value(TASKS, EPOCH, seq);
+            event.payload = Payload::from(json!({ "text": "x".repeat(pad) }));
+            EncodedEvent::new(event)
+        };
+        let encoded = padded(bytes - padded(0).len());
+        assert_eq!(encoded.len(), bytes);
+        encoded
+    };
+    session.deliver(&sized(1, 1024));
+    session.deliver(&sized(2, 1025));
+    let out = drain(&mut session);
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_eq!(out[0], live(sized(1, 1024)));
+    assert_eq!(
+        error_parts(&out[1]),
+        refusal(None, ErrorCode::MessageTooLarge)
+    );
+}
+
+#[test]
+fn an_error_too_large_to_send_goes_out_with_its_code_as_its_message() {
+    let mut session = session_with(config_with(|config| {
+        config.limits.max_message_bytes = UInt::new(1024).expect("in bounds");
+    }));
+    subscribe(&mut session, "s1", TASKS, 0);
+    actions(&mut session);
+    session.request_failed(
+        &id("s1"),
+        ErrorInfo {
+            code: ErrorCode::Internal,
+            message: "x".repeat(1024).parse().expect("the longest message"),
+            retry_after_ms: None,
+            retryable: true,
+        },
+    );
+    match drain(&mut session).as_slice() {
+        [Out::Message(ServerMessage::Error(error))] => {
+            assert_eq!(error.id.as_ref().map(|id| id.as_str()), Some("s1"));
+            assert_eq!(error.error.code, ErrorCode::Internal);
+            assert_eq!(*error.error.message, "internal");
+        }
+        other => panic!("one short error, and the session open: {other:?}"),
+    }
+}
+
 // FERRY-SIZE-4
 
 #[test]
