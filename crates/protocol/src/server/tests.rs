@@ -892,6 +892,47 @@ fn subscribed_carries_the_position_then_the_replayed_events_in_order() {
     );
 }
 
+// FERRY-RESUME-1: what a resume replays of what the shell read
+
+#[test]
+fn a_resume_replays_only_its_channels_events_of_the_heads_epoch_after_from() {
+    let (from, head) = (position(EPOCH, 2), position(EPOCH, 4));
+    let seqs = |events: &[EncodedEvent]| -> Vec<u64> {
+        events
+            .iter()
+            .map(|e| e.event().position.seq.get())
+            .collect()
+    };
+    let replay = vec![
+        event(APPROVALS, EPOCH, 3),
+        event(TASKS, "ep-01JD3F8Q2X", 3),
+        event(TASKS, EPOCH, 2),
+        event(TASKS, EPOCH, 3),
+        event(TASKS, EPOCH, 4),
+        event(TASKS, EPOCH, 5),
+    ];
+    let (recovery, events) = resume(&channel(TASKS), &from, &head, None, replay);
+    assert!(recovery.complete, "{recovery:?}");
+    assert_eq!(seqs(&events), vec![3, 4]);
+    assert!(
+        events
+            .iter()
+            .all(|e| e.event().channel == channel(TASKS) && e.event().position.epoch == head.epoch)
+    );
+    // From the head itself: complete, with nothing to replay.
+    let (recovery, events) = resume(&channel(TASKS), &head, &head, None, Vec::new());
+    assert!(recovery.complete, "{recovery:?}");
+    assert!(events.is_empty());
+    // A replay that lacks the last event is no recovery at all.
+    let replay = vec![event(TASKS, EPOCH, 3)];
+    let (recovery, events) = resume(&channel(TASKS), &from, &head, None, replay);
+    assert_eq!(
+        (recovery.complete, recovery.reason),
+        (false, Some(RecoveryGap::HistoryExceeded))
+    );
+    assert!(events.is_empty());
+}
+
 // FERRY-RESUME-2
 
 #[test]
