@@ -215,6 +215,29 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_text_compares_prints_and_gives_up_its_bytes_as_its_text() {
+        let json = r#"{"a":1}"#;
+        let text = FrameText::from(json.to_owned());
+        assert!(text == *json && text != *r#"{"a":2}"#, "against a str");
+        assert!(text == json && text != r#"{"a":2}"#, "against a &str");
+        assert_eq!(text.to_string(), json);
+        assert_eq!(format!("{text:?}"), format!("{json:?}"));
+        assert_eq!(&text.clone().into_bytes()[..], json.as_bytes());
+    }
+
+    #[test]
+    fn an_event_frame_is_never_empty_and_debugs_without_its_payload() {
+        let encoded = EncodedEvent::new(event());
+        assert!(!encoded.is_empty());
+        let debug = format!("{encoded:?}");
+        assert!(
+            debug.starts_with("EncodedEvent") && debug.contains("bytes"),
+            "{debug}"
+        );
+        assert!(!debug.contains("T-1"), "no payload in logs: {debug}");
+    }
+
+    #[test]
     fn clones_share_the_bytes() {
         let encoded = EncodedEvent::new(event());
         let copy = encoded.clone();
