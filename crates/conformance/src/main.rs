@@ -136,6 +136,8 @@ struct ServerArgs {
     /// A second credential, with fewer rights on the test channels than --token (see
     /// --restricted-rights); the permission cases are skipped without it. The cases check
     /// what the server does with it, not the permissions its welcome lists.
+    /// server.channel.pattern_segments also needs a read pattern in its welcome that names
+    /// channels of the server's namespaces, such as project:alpha:* beside project:*:tasks.
     #[arg(
         long,
         env = "FERRY_CONFORMANCE_RESTRICTED_TOKEN",
