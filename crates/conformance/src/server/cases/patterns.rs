@@ -13,6 +13,7 @@ use ferry_protocol::{Access, ChannelName, ErrorCode, Permission, ServerMessage, 
 use serde_json::json;
 
 use super::cite;
+use super::presence::unsubscribe;
 use crate::case::{CaseResult, Finding};
 use crate::server::checks::a;
 use crate::server::ctx::{Ctx, REPLY_WAIT, Who};
@@ -113,13 +114,8 @@ async fn answer(session: &mut Session, channel: &str) -> Result<Answer, Finding>
     let request = json!({ "type": "subscribe", "id": id, "channel": channel });
     match session.request(&request, REPLY_WAIT, &expected).await? {
         ServerMessage::Subscribed(_) => {
-            let id = session.id("probe-unsub");
-            let request = json!({ "type": "unsubscribe", "id": id, "channel": channel });
-            let expected = format!("an unsubscribed reply to unsubscribe {id} on {channel}");
-            match session.request(&request, REPLY_WAIT, &expected).await? {
-                ServerMessage::Unsubscribed(_) => Ok(Answer::Subscribed),
-                other => Err(Finding::fail(expected, a(&other))),
-            }
+            unsubscribe(session, channel).await?;
+            Ok(Answer::Subscribed)
         }
         ServerMessage::Error(e) if e.id.as_deref().map(String::as_str) == Some(id.as_str()) => {
             Ok(Answer::Refused(e.error.code))
@@ -137,7 +133,6 @@ fn segment_pool(template: &str, unique: &str) -> Vec<String> {
         .map(str::to_owned)
         .collect();
     pool.push(unique.to_owned());
-    pool.dedup();
     pool
 }
 
