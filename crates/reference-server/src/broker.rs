@@ -353,7 +353,7 @@ pub trait Broker: Send + Sync + 'static {
     fn expire_presence(&self, now: Timestamp) -> impl Future<Output = ()> + Send;
 
     /// Reads one page of `channel`'s members: at most `limit` of those whose user sorts after
-    /// `after` (FERRY-PRESENCE-3).
+    /// `after` (FERRY-PRESENCE-3), with every leave this node was told of before the call.
     fn members(
         &self,
         channel: &ChannelName,

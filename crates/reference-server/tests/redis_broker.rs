@@ -852,6 +852,31 @@ async fn ferry_presence_2_a_second_tab_joins_nothing_and_only_the_last_leave_lea
     common::forget(&prefix).await;
 }
 
+/// A leave is in the next members read of its own node: a session whose unsubscribe was
+/// answered is never read as present there (FERRY-PRESENCE-1).
+#[tokio::test]
+async fn ferry_presence_1_a_leave_is_read_at_once_on_its_own_node() {
+    let prefix = common::test_prefix();
+    let a = node(&prefix, Duration::from_secs(30)).await;
+    let viewers = channel("project:alpha:viewers");
+    for round in 0..5 {
+        a.join_presence(&viewers, present("tab1", "ada", None), T0)
+            .await
+            .expect("joined");
+        assert_eq!(
+            page(&a, &viewers, None, 100).await,
+            (vec![("ada".to_owned(), 1)], None)
+        );
+        a.leave_presence(&viewers, &session("tab1"), T0);
+        assert_eq!(
+            page(&a, &viewers, None, 100).await,
+            (Vec::new(), None),
+            "round {round}"
+        );
+    }
+    common::forget(&prefix).await;
+}
+
 /// A session whose connection ended without leaving stays a member for leave_after, then
 /// leaves, as every node sees it.
 #[tokio::test]

@@ -197,6 +197,56 @@ struct Local {
     feeds: HashMap<ChannelName, Arc<Feed>>,
 }
 
+/// The leaves this node has left to the background, in the order they were issued. A members
+/// read waits for those issued before it, so that a session whose unsubscribe was answered is
+/// not read as present on its own node (FERRY-PRESENCE-1).
+#[derive(Debug, Default)]
+struct Leaves {
+    /// The next leave's number, and the numbers of those still running.
+    running: parking_lot::Mutex<(u64, std::collections::BTreeSet<u64>)>,
+    finished: tokio::sync::Notify,
+}
+
+/// One leave in the background; it counts as finished when dropped, run or not.
+struct Leaving {
+    leaves: Arc<Leaves>,
+    number: u64,
+}
+
+impl Leaves {
+    fn start(self: &Arc<Self>) -> Leaving {
+        let mut running = self.running.lock();
+        let number = running.0;
+        running.0 += 1;
+        running.1.insert(number);
+        Leaving {
+            leaves: self.clone(),
+            number,
+        }
+    }
+
+    /// Returns once every leave started before this call has finished.
+    async fn settled(&self) {
+        let before = self.running.lock().0;
+        loop {
+            let finished = self.finished.notified();
+            tokio::pin!(finished);
+            finished.as_mut().enable();
+            if self.running.lock().1.first().is_none_or(|&n| n >= before) {
+                return;
+            }
+            finished.await;
+        }
+    }
+}
+
+impl Drop for Leaving {
+    fn drop(&mut self) {
+        self.leaves.running.lock().1.remove(&self.number);
+        self.leaves.finished.notify_waiters();
+    }
+}
+
 /// A hold of a session of this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct LocalHold {
@@ -400,6 +450,7 @@ pub struct RedisBroker {
     held_slots: Arc<HeldSlots>,
     scripts: Scripts,
     local: Arc<SharedLocal>,
+    leaves: Arc<Leaves>,
     presence_leave_after: Duration,
     /// How long a live session's presence entry and a hold last unless refreshed.
     presence_lease: Duration,
@@ -480,6 +531,7 @@ impl RedisBroker {
             held_slots,
             scripts,
             local,
+            leaves: Arc::default(),
             presence_leave_after: config.presence_leave_after,
             presence_lease,
         })
@@ -1027,11 +1079,13 @@ impl Broker for RedisBroker {
         let field = self.field(session);
         self.local.lock().forget_present(channel, &field);
         let channel = channel.clone();
+        let leaving = self.leaves.start();
         // In the background; if Redis cannot be told, the entry expires as a lapse would.
         self.scripts.spawn(|scripts| async move {
             if let Err(error) = scripts.presence::<i64>(&channel, "leave", &[&field]).await {
                 debug!(channel = channel.as_str(), %error, "cannot record a leave; the entry lapses");
             }
+            drop(leaving);
         });
     }
 
@@ -1098,6 +1152,7 @@ impl Broker for RedisBroker {
         _now: Timestamp,
     ) -> Result<MembersRead, BrokerError> {
         let limit = limit.min(MAX_MEMBER_PAGE);
+        self.leaves.settled().await;
         let answer: Vec<String> = self
             .scripts
             .presence(
