@@ -324,7 +324,8 @@ struct ServerArgs {
     #[arg(long, env = "FERRY_CONFORMANCE_MAX_WAIT_MS", default_value_t = 45_000)]
     max_wait_ms: u64,
     /// A shell command that makes the server shut down gracefully; the shutdown cases run
-    /// last and are skipped without it.
+    /// last and are skipped without it. With --ws-url it must stop both nodes: each is asked
+    /// for new work once a session of its own got its goodbye.
     #[arg(long, env = "FERRY_CONFORMANCE_STOP_COMMAND")]
     stop_command: Option<String>,
     #[command(flatten)]

@@ -158,3 +158,47 @@ async fn the_suite_runs_over_https_and_wss_with_the_servers_private_ca() {
         .collect();
     assert!(not_passed.is_empty(), "{}", not_passed.join(""));
 }
+
+/// Across two nodes of one deployment on Redis, stopped a moment apart (the stop reaches the
+/// WebSocket node first, `--url`'s node 500 ms later), the shutdown cases still pass: each node
+/// is asked for new work only after a session of its own got a goodbye, never judged by the
+/// other node's draining.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shutdown_cases_pass_across_two_nodes_stopped_a_moment_apart() {
+    let redis_url = std::env::var("FERRY_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let prefix = format!("ferry-conformance-test-{:016x}:", rand::random::<u64>());
+    let http_node = ReferenceServer::start_on_redis(&redis_url, &prefix).await;
+    let ws_node = ReferenceServer::start_on_redis(&redis_url, &prefix).await;
+    let mut options = http_node.options(&http_node.url);
+    options.ws_url = Some(ws_node.url.clone());
+    let (stop_ws, stop_http) = (ws_node.stop_hook(), http_node.stop_hook());
+    options.stop = Some(Arc::new(move || {
+        stop_ws();
+        let stop_http = stop_http.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            stop_http();
+        });
+    }));
+    let suite = ServerSuite::connect(options)
+        .await
+        .expect("both nodes answer and the tokens get tickets");
+    let cases = ferry_conformance::catalogue::select(Mode::Server, &["server.shutdown.*".into()])
+        .expect("the shutdown cases");
+    assert!(cases.len() >= 4, "{} cases", cases.len());
+    let run_report = run(Arc::new(suite), Mode::Server, cases, &RunOptions::default()).await;
+    let not_passed: Vec<String> = run_report
+        .cases
+        .iter()
+        .filter(|c| c.status != Status::Pass)
+        .map(report)
+        .collect();
+    assert!(not_passed.is_empty(), "{}", not_passed.join(""));
+    for node in [http_node, ws_node] {
+        let done = tokio::time::timeout(Duration::from_secs(10), node.served)
+            .await
+            .expect("each node stops after the shutdown cases");
+        assert!(done.expect("the node's task ran").is_ok());
+    }
+}

@@ -47,6 +47,15 @@ impl Who {
     }
 }
 
+/// Which node of the deployment a session opens at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Node {
+    /// `--ws-url`'s, where every case's sessions open (`--url`'s when there is no `--ws-url`).
+    Ws,
+    /// `--url`'s, where tickets, publishes and history go.
+    Http,
+}
+
 /// One running case.
 pub(crate) struct Ctx {
     /// The catalogue entry.
@@ -239,6 +248,21 @@ impl Ctx {
         query: Option<&str>,
         protocol: Option<&str>,
     ) -> Result<Result<Session, ConnectError>, Finding> {
+        self.connect_at(Node::Ws, query, protocol).await
+    }
+
+    /// Whether `--url` and `--ws-url` name two nodes.
+    pub(crate) fn two_nodes(&self) -> bool {
+        self.shared.http_node_ws_base.is_some()
+    }
+
+    /// [`Ctx::connect`] at `node`.
+    async fn connect_at(
+        &self,
+        node: Node,
+        query: Option<&str>,
+        protocol: Option<&str>,
+    ) -> Result<Result<Session, ConnectError>, Finding> {
         let opened = self.opened.fetch_add(1, Ordering::SeqCst) + 1;
         if !self.reservation.exclusive() && opened > self.reservation.sessions() {
             if self.reservation.requested() > self.reservation.sessions() {
@@ -257,7 +281,11 @@ impl Ctx {
             Some(query) => format!("/v1/ws?{query}"),
             None => "/v1/ws".to_owned(),
         };
-        let url = format!("{}{path}", self.shared.ws_base);
+        let base = match (node, &self.shared.http_node_ws_base) {
+            (Node::Http, Some(http_node)) => http_node,
+            _ => &self.shared.ws_base,
+        };
+        let url = format!("{base}{path}");
         let shown = match query.and_then(|q| q.strip_prefix("ticket=")) {
             Some(ticket) => format!("/v1/ws?ticket={}", redact(ticket)),
             None => path,
@@ -277,9 +305,15 @@ impl Ctx {
     /// Opens a session with a fresh ticket of `who`, offering ferry.v1, without waiting for
     /// anything (a set-up step: the upgrade must succeed).
     pub(crate) async fn open(&self, who: Who) -> Result<(Session, TicketResponse), Finding> {
+        self.open_at(Node::Ws, who).await
+    }
+
+    /// [`Ctx::open`] at `node`.
+    async fn open_at(&self, node: Node, who: Who) -> Result<(Session, TicketResponse), Finding> {
         let ticket = self.http.ticket(&who.cred()).await?;
         let session = self
-            .connect(
+            .connect_at(
+                node,
                 Some(&format!("ticket={}", ticket.ticket.as_str())),
                 Some(SUBPROTOCOL),
             )
@@ -295,7 +329,12 @@ impl Ctx {
 
     /// A welcomed session of `who` (a set-up step: the welcome must come first).
     pub(crate) async fn session(&self, who: Who) -> Result<Session, Finding> {
-        let (mut session, _) = self.open(who).await?;
+        self.session_at(Node::Ws, who).await
+    }
+
+    /// [`Ctx::session`] at `node`.
+    async fn session_at(&self, node: Node, who: Who) -> Result<Session, Finding> {
+        let (mut session, _) = self.open_at(node, who).await?;
         match expect_welcome(&mut session).await {
             Ok(()) => Ok(session),
             Err(observed) => Err(Finding::error(format!(
@@ -306,7 +345,17 @@ impl Ctx {
 
     /// A welcomed session of `who` subscribed to `channel` (a set-up step).
     pub(crate) async fn subscribed(&self, who: Who, channel: &str) -> Result<Session, Finding> {
-        let mut session = self.session(who).await?;
+        self.subscribed_at(Node::Ws, who, channel).await
+    }
+
+    /// [`Ctx::subscribed`] at `node`.
+    pub(crate) async fn subscribed_at(
+        &self,
+        node: Node,
+        who: Who,
+        channel: &str,
+    ) -> Result<Session, Finding> {
+        let mut session = self.session_at(node, who).await?;
         subscribe(&mut session, channel).await?;
         Ok(session)
     }

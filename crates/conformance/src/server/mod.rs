@@ -255,6 +255,17 @@ impl fmt::Debug for ServerOptions {
     }
 }
 
+/// The WebSocket base URL (`ws://host:port` or `wss://host:port`) of a node's base URL.
+fn ws_base_of(base: &str) -> anyhow::Result<String> {
+    if let Some(rest) = base.strip_prefix("https://") {
+        Ok(format!("wss://{rest}"))
+    } else if let Some(rest) = base.strip_prefix("http://") {
+        Ok(format!("ws://{rest}"))
+    } else {
+        bail!("the server URL {base} must start with http:// or https://");
+    }
+}
+
 /// The server-mode suite: one per run, shared by every case.
 pub struct ServerSuite {
     shared: Arc<Shared>,
@@ -268,8 +279,10 @@ struct Shared {
     tls: Arc<rustls::ClientConfig>,
     /// The base URL without a trailing slash.
     base: String,
-    /// The WebSocket base URL (`ws://host:port`).
+    /// The WebSocket base URL (`ws://host:port`): `--ws-url`'s node, or `--url`'s.
     ws_base: String,
+    /// The WebSocket base URL of `--url`'s node when `--ws-url` names another node.
+    http_node_ws_base: Option<String>,
     sessions: Arc<SessionBudget>,
     shutdown: tokio::sync::OnceCell<Arc<shutdown::Observation>>,
     /// The runner's backend, with `--backend-listen`; started once the credentials have been
@@ -282,17 +295,13 @@ impl ServerSuite {
     /// wrong URL or token is one clear error rather than a failure in every case.
     pub async fn connect(options: ServerOptions) -> anyhow::Result<Self> {
         let base = options.url.trim_end_matches('/').to_owned();
-        let ws_node = options
-            .ws_url
-            .as_deref()
-            .map_or(base.as_str(), |url| url.trim_end_matches('/'));
-        let ws_base = if let Some(rest) = ws_node.strip_prefix("https://") {
-            format!("wss://{rest}")
-        } else if let Some(rest) = ws_node.strip_prefix("http://") {
-            format!("ws://{rest}")
-        } else {
-            bail!("the server URL {ws_node} must start with http:// or https://");
-        };
+        let ws_base = ws_base_of(
+            options
+                .ws_url
+                .as_deref()
+                .map_or(base.as_str(), |url| url.trim_end_matches('/')),
+        )?;
+        let http_node_ws_base = Some(ws_base_of(&base)?).filter(|own| *own != ws_base);
         check_template(&options.channel_template, "--channel")?;
         for (template, flag) in [
             (&options.hooked_channel, "--hooked-channel"),
@@ -330,6 +339,7 @@ impl ServerSuite {
             tls,
             base,
             ws_base,
+            http_node_ws_base,
             sessions: SessionBudget::new(limit),
             shutdown: tokio::sync::OnceCell::new(),
             options,

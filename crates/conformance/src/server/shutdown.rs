@@ -1,6 +1,9 @@
 //! Graceful shutdown (FERRY-SHUTDOWN-1, -2, -4, -5). A server stops once, so the first shutdown
 //! case to run stops it and records what every session saw; each shutdown case then judges
-//! its own rule on that one observation, whose transcript it copies.
+//! its own rule on that one observation, whose transcript it copies. Across two nodes
+//! (`--ws-url`), one of the sessions opens at `--url`'s node: each node is asked for new work
+//! only once it has sent a goodbye of its own, since the stop command reaches them a moment
+//! apart.
 //!
 //! FERRY-SHUTDOWN-3 (no acknowledged publish is lost) cannot be seen from outside once the
 //! server is gone, so no case claims it.
@@ -13,12 +16,12 @@ use ferry_protocol::{
     ServerMessage,
 };
 use reqwest::Method;
-use tokio::sync::Notify;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::cases::{cite, verdict};
 use super::checks::{close_name, http_error_problems, summary};
-use super::ctx::{Ctx, Who};
+use super::ctx::{Ctx, Node, Who};
 use super::driver::{ConnectError, Got, Session};
 use super::http::{Cred, Reply};
 use crate::case::{CaseResult, Finding};
@@ -76,53 +79,68 @@ async fn observe(ctx: &Ctx) -> Observation {
 async fn stop_and_watch(ctx: &Ctx) -> Result<Stopped, Finding> {
     let mut sessions = Vec::with_capacity(SESSIONS);
     for n in 0..SESSIONS {
-        sessions.push(ctx.subscribed(Who::Main, &ctx.channel(n)).await?);
+        // Across two nodes the last session opens at --url's, so that the requests sent there
+        // wait for that node's own goodbye: the two may start draining a moment apart.
+        let node = if ctx.two_nodes() && n + 1 == SESSIONS {
+            Node::Http
+        } else {
+            Node::Ws
+        };
+        let session = ctx.subscribed_at(node, Who::Main, &ctx.channel(n)).await?;
+        sessions.push((node, session));
     }
     let spare = ctx.http.ticket(&Cred::Main).await?;
-    let first_goodbye = Arc::new(Notify::new());
+    let goodbye_at_ws = Arc::new(watch::channel(false).0);
+    let goodbye_at_http = if ctx.two_nodes() {
+        Arc::new(watch::channel(false).0)
+    } else {
+        goodbye_at_ws.clone()
+    };
     ctx.stop_server()?;
     let stopped = Instant::now();
     let watchers: Vec<_> = sessions
         .into_iter()
-        .map(|session| {
-            let first_goodbye = first_goodbye.clone();
-            tokio::spawn(watch(session, first_goodbye, stopped))
+        .map(|(node, session)| {
+            let goodbye = match node {
+                Node::Ws => goodbye_at_ws.clone(),
+                Node::Http => goodbye_at_http.clone(),
+            };
+            tokio::spawn(watch_session(session, goodbye, stopped))
         })
         .collect();
-    // Ask for new work while the server drains: after the first goodbye.
-    let drained = tokio::time::timeout(GOODBYE_WAIT, first_goodbye.notified()).await;
-    let (ticket, upgrade, probes) = if drained.is_ok() {
-        // All at once: a server may stop listening soon after its sessions have closed.
-        let query = format!("ticket={}", spare.ticket.as_str());
-        let upgrade = async {
-            Ok::<_, Finding>(match ctx.connect(Some(&query), Some(SUBPROTOCOL)).await? {
-                Err(ConnectError::Refused { status, body }) => {
-                    Upgrade::Refused(Reply { status, text: body })
-                }
-                Err(e) => Upgrade::NoAnswer(e.describe()),
-                Ok(mut session) => {
-                    let first = session.recv_raw(Duration::from_secs(1)).await;
-                    Upgrade::Accepted(first.describe())
-                }
-            })
-        };
-        let (ticket, upgrade, ready, health) = tokio::join!(
+    // Ask each node for new work while it drains: after a session of its own got a goodbye,
+    // and all at once, as a server may stop listening soon after its sessions have closed.
+    let deadline = stopped + GOODBYE_WAIT;
+    let at_http = async {
+        if !draining(&goodbye_at_http, deadline).await {
+            let unseen = || Err(unseen(ctx, Node::Http));
+            return (unseen(), [(READY, unseen()), (HEALTH, unseen())]);
+        }
+        let (ticket, ready, health) = tokio::join!(
             answer(ctx, Method::POST, "/v1/tickets", &Cred::Main),
-            upgrade,
             answer(ctx, Method::GET, READY, &Cred::Nothing),
             answer(ctx, Method::GET, HEALTH, &Cred::Nothing),
         );
-        let probes = [(READY, ready), (HEALTH, health)];
-        let upgrade = upgrade?;
-        (ticket, upgrade, probes)
-    } else {
-        let unseen = || Err("no goodbye came, so the server was not seen draining".into());
-        (
-            unseen(),
-            Upgrade::NoAnswer("no goodbye came".into()),
-            [(READY, unseen()), (HEALTH, unseen())],
-        )
+        (ticket, [(READY, ready), (HEALTH, health)])
     };
+    let at_ws = async {
+        if !draining(&goodbye_at_ws, deadline).await {
+            return Ok(Upgrade::NoAnswer(unseen(ctx, Node::Ws)));
+        }
+        let query = format!("ticket={}", spare.ticket.as_str());
+        Ok::<_, Finding>(match ctx.connect(Some(&query), Some(SUBPROTOCOL)).await? {
+            Err(ConnectError::Refused { status, body }) => {
+                Upgrade::Refused(Reply { status, text: body })
+            }
+            Err(e) => Upgrade::NoAnswer(e.describe()),
+            Ok(mut session) => {
+                let first = session.recv_raw(Duration::from_secs(1)).await;
+                Upgrade::Accepted(first.describe())
+            }
+        })
+    };
+    let ((ticket, probes), upgrade) = tokio::join!(at_http, at_ws);
+    let upgrade = upgrade?;
     let mut ended = Vec::with_capacity(SESSIONS);
     for watcher in watchers {
         ended.push(
@@ -137,6 +155,25 @@ async fn stop_and_watch(ctx: &Ctx) -> Result<Stopped, Finding> {
         upgrade,
         probes,
     })
+}
+
+/// Waits until a session at a node got its goodbye; `false` when none came by `deadline`.
+async fn draining(goodbye: &watch::Sender<bool>, deadline: Instant) -> bool {
+    let mut seen = goodbye.subscribe();
+    matches!(
+        tokio::time::timeout_at(deadline, seen.wait_for(|&seen| seen)).await,
+        Ok(Ok(_))
+    )
+}
+
+/// Why nothing was asked of `node` while it drained.
+fn unseen(ctx: &Ctx, node: Node) -> String {
+    let at = match (ctx.two_nodes(), node) {
+        (false, _) => "",
+        (true, Node::Ws) => " at --ws-url's node",
+        (true, Node::Http) => " at --url's node",
+    };
+    format!("no goodbye came{at}, so the server was not seen draining there")
 }
 
 const READY: &str = "/v1/ready";
@@ -154,7 +191,11 @@ async fn answer(ctx: &Ctx, method: Method, path: &str, cred: &Cred) -> Result<Re
 }
 
 /// Reads one session after the stop: its goodbye, and how it ends.
-async fn watch(mut session: Session, first_goodbye: Arc<Notify>, stopped: Instant) -> Ended {
+async fn watch_session(
+    mut session: Session,
+    goodbye_seen: Arc<watch::Sender<bool>>,
+    stopped: Instant,
+) -> Ended {
     let mut goodbye = None;
     let mut other = Vec::new();
     let mut deadline = stopped + GOODBYE_WAIT;
@@ -163,7 +204,7 @@ async fn watch(mut session: Session, first_goodbye: Arc<Notify>, stopped: Instan
         match session.recv(left).await {
             Got::Message(ServerMessage::Goodbye(g), _) if goodbye.is_none() => {
                 goodbye = Some(g);
-                first_goodbye.notify_one();
+                goodbye_seen.send_replace(true);
                 deadline = Instant::now() + CLOSE_WAIT;
             }
             Got::Message(message, _) => other.push(summary(&message)),
@@ -280,8 +321,8 @@ pub(super) async fn retry_hints_spread(ctx: Ctx) -> CaseResult {
 }
 
 /// While draining, the server refuses new tickets and new sessions with 503 unavailable
-/// (FERRY-SHUTDOWN-4). Asked right after the first goodbye; a server that stopped
-/// answering HTTP by then leaves nothing to judge.
+/// (FERRY-SHUTDOWN-4). Each node is asked right after a session of its own got a goodbye; a
+/// server that stopped answering HTTP by then leaves nothing to judge.
 pub(super) async fn draining_refuses(ctx: Ctx) -> CaseResult {
     let observed = observation(&ctx).await;
     let stopped = stopped(&observed)?;
@@ -318,13 +359,13 @@ pub(super) async fn draining_refuses(ctx: Ctx) -> CaseResult {
     }
     if !judged {
         return Err(Finding::skip(format!(
-            "the server answered no HTTP request after its first goodbye (it stopped listening at once), so its draining could not be seen: {}",
+            "the server answered no HTTP request once it had sent a goodbye (it stopped listening at once), so its draining could not be seen: {}",
             unanswered.join("; ")
         )));
     }
     verdict(
         format!(
-            "after its first goodbye, while it drains, the server refuses a new ticket and a new session (with a ticket obtained before the stop) with HTTP 503 and an ErrorBody whose code is unavailable ({})",
+            "once the node asked has sent a goodbye, while it drains, it refuses a new ticket and a new session (with a ticket obtained before the stop) with HTTP 503 and an ErrorBody whose code is unavailable ({})",
             cite(&ctx)
         ),
         problems,
@@ -332,7 +373,8 @@ pub(super) async fn draining_refuses(ctx: Ctx) -> CaseResult {
 }
 
 /// While draining, `GET /v1/ready` answers 503 unavailable and `GET /v1/health` still 200
-/// with status draining (FERRY-SHUTDOWN-5, SHOULD). Asked right after the first goodbye.
+/// with status draining (FERRY-SHUTDOWN-5, SHOULD). Asked right after a goodbye at `--url`'s
+/// node.
 pub(super) async fn ready_and_health(ctx: Ctx) -> CaseResult {
     let observed = observation(&ctx).await;
     let stopped = stopped(&observed)?;
@@ -341,7 +383,7 @@ pub(super) async fn ready_and_health(ctx: Ctx) -> CaseResult {
         (Ok(ready), Ok(health)) => (ready, health),
         (Err(why), _) | (_, Err(why)) => {
             return Err(Finding::skip(format!(
-                "the server answered no probe after its first goodbye, so its draining could not be seen: {why}"
+                "the server answered no probe once it had sent a goodbye, so its draining could not be seen: {why}"
             )));
         }
     };
@@ -358,7 +400,7 @@ pub(super) async fn ready_and_health(ctx: Ctx) -> CaseResult {
     }
     verdict(
         format!(
-            "after its first goodbye, while it drains, the server answers GET {READY} with 503 unavailable (so load balancers stop sending work) and GET {HEALTH} with 200 and status draining (so an orchestrator lets it finish) ({})",
+            "once it has sent a goodbye, while it drains, the server answers GET {READY} with 503 unavailable (so load balancers stop sending work) and GET {HEALTH} with 200 and status draining (so an orchestrator lets it finish) ({})",
             cite(&ctx)
         ),
         problems,

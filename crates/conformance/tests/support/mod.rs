@@ -6,9 +6,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use ferry_conformance::server::ServerOptions;
+use ferry_conformance::server::{ServerOptions, StopHook};
 use ferry_server::auth::Auth;
-use ferry_server::broker::MemoryBroker;
+use ferry_server::broker::{MemoryBroker, RedisBroker};
 use ferry_server::config::{AuthMode, Config, Flags};
 use ferry_server::namespaces::Namespaces;
 use ferry_server::{Server, serve};
@@ -81,13 +81,19 @@ pub struct ReferenceServer {
 impl ReferenceServer {
     /// Starts one.
     pub async fn start() -> Self {
-        Self::start_with_tls(false).await
+        Self::start_with(false, None).await
+    }
+
+    /// Starts a node of a deployment whose broker is the Redis at `redis_url`, under the key
+    /// `prefix` its other nodes share.
+    pub async fn start_on_redis(redis_url: &str, prefix: &str) -> Self {
+        Self::start_with(false, Some((redis_url, prefix))).await
     }
 
     /// Starts one serving `https://` and `wss://` with a certificate for `localhost` signed by
     /// a CA made here, whose PEM file is [`ca_file`](Self::ca_file).
     pub async fn start_tls() -> Self {
-        Self::start_with_tls(true).await
+        Self::start_with(true, None).await
     }
 
     /// The CA file of a server started with [`start_tls`](Self::start_tls).
@@ -95,7 +101,7 @@ impl ReferenceServer {
         self._dir.path().join("ca.pem")
     }
 
-    async fn start_with_tls(tls: bool) -> Self {
+    async fn start_with(tls: bool, redis: Option<(&str, &str)>) -> Self {
         let dir = tempfile::tempdir().expect("a temp dir");
         let (tls_cert, tls_key) = if tls {
             write_certificates(dir.path());
@@ -141,11 +147,12 @@ impl ReferenceServer {
             outbound_queue_bytes: Some(QUEUED_BYTES),
             tls_cert,
             tls_key,
+            broker: redis.map(|(url, _)| url.to_owned()),
+            redis_prefix: redis.map(|(_, prefix)| prefix.to_owned()),
             ..Flags::default()
         })
         .expect("a valid test configuration");
         let auth = Auth::from_file(&tokens).expect("a valid tokens file");
-        let broker = MemoryBroker::new(config.memory_broker());
         // The example application, and the suite's hooked, presence and exclusive namespaces
         // beside it.
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -155,7 +162,6 @@ impl ReferenceServer {
             root.join("fixtures/presence-app"),
         ])
         .expect("the example application and the suite's fixtures load");
-        let server = Server::new(config, auth, broker, namespaces);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a loopback port");
@@ -166,9 +172,21 @@ impl ReferenceServer {
             format!("http://127.0.0.1:{port}")
         };
         let (stop, stopped) = oneshot::channel::<()>();
-        let served = tokio::spawn(serve(server, listener, async move {
+        let stopped = async move {
             let _ = stopped.await;
-        }));
+        };
+        let served = match config.redis_broker() {
+            None => {
+                let broker = MemoryBroker::new(config.memory_broker());
+                let server = Server::new(config, auth, broker, namespaces);
+                tokio::spawn(serve(server, listener, stopped))
+            }
+            Some(redis) => {
+                let broker = RedisBroker::new(redis).expect("a valid Redis broker configuration");
+                let server = Server::new(config, auth, broker, namespaces);
+                tokio::spawn(serve(server, listener, stopped))
+            }
+        };
         Self {
             url,
             backend,
@@ -191,13 +209,18 @@ impl ReferenceServer {
         options.exclusive_channel = Some("solo:{}".into());
         options.takeover_channel = Some("relay:{}".into());
         options.max_queued_bytes = QUEUED_BYTES as u64;
+        options.stop = Some(self.stop_hook());
+        options
+    }
+
+    /// A hook that starts its graceful shutdown (once; later calls do nothing).
+    pub fn stop_hook(&self) -> StopHook {
         let stop = self.stop.clone();
-        options.stop = Some(Arc::new(move || {
+        Arc::new(move || {
             if let Some(stop) = stop.lock().unwrap_or_else(|e| e.into_inner()).take() {
                 let _ = stop.send(());
             }
-        }));
-        options
+        })
     }
 }
 
