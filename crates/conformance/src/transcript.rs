@@ -114,6 +114,19 @@ impl Transcript {
         }
     }
 
+    /// Registers every credential `other` holds, so that what this transcript's case reports
+    /// of `other`'s exchanges (a run shared by several cases) is masked too.
+    pub fn adopt_secrets(&self, other: &Transcript) {
+        let theirs = other
+            .secrets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for secret in &theirs {
+            self.secret(secret);
+        }
+    }
+
     /// `text` with every registered credential masked.
     pub fn masked(&self, text: &str) -> String {
         if REVEAL.load(Ordering::SeqCst) {

@@ -25,7 +25,7 @@ use super::ctx::{Ctx, Node, Who};
 use super::driver::{ConnectError, Got, Session};
 use super::http::{Cred, Reply};
 use crate::case::{CaseResult, Finding};
-use crate::transcript::{Direction, Entry, Transcript};
+use crate::transcript::{Direction, Transcript};
 
 /// Sessions open when the server is stopped.
 const SESSIONS: usize = 3;
@@ -38,7 +38,8 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// What the one stop of the run showed.
 pub(crate) struct Observation {
-    entries: Vec<Entry>,
+    /// The run's transcript, whose entries and credentials each case copies.
+    t: Transcript,
     outcome: Result<Stopped, Finding>,
 }
 
@@ -70,10 +71,7 @@ async fn observe(ctx: &Ctx) -> Observation {
     let t = Transcript::new();
     let run = ctx.with_transcript(t.clone());
     let outcome = stop_and_watch(&run).await;
-    Observation {
-        entries: t.entries(),
-        outcome,
-    }
+    Observation { t, outcome }
 }
 
 async fn stop_and_watch(ctx: &Ctx) -> Result<Stopped, Finding> {
@@ -228,7 +226,8 @@ async fn observation(ctx: &Ctx) -> Arc<Observation> {
         .get_or_init(|| async { Arc::new(observe(ctx).await) })
         .await
         .clone();
-    for entry in &observed.entries {
+    ctx.t.adopt_secrets(&observed.t);
+    for entry in &observed.t.entries() {
         let text = format!("[shutdown run, {} ms] {}", entry.at_ms, entry.text);
         match entry.direction {
             Direction::Sent => ctx.t.sent(&entry.link, text),

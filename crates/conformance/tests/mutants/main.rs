@@ -178,7 +178,14 @@ async fn matrix(chosen: Vec<Mutation>) -> usize {
         } else {
             problems += 1;
         }
-        let _ = verdict.side;
+        let report = serde_json::to_string(&verdict.report).expect("a report serializes");
+        if report.contains(mutations::FORGED_TICKET) {
+            problems += 1;
+            println!(
+                "{:<55} a report shows the ticket it was issued whole: credentials are masked in every report",
+                ""
+            );
+        }
     }
     println!();
     println!(

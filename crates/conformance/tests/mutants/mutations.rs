@@ -3,6 +3,10 @@
 use ferry_protocol::tables::{CLOSE_CODES, ClientAction};
 use serde_json::Value;
 
+/// The ticket [`Mutation::ServerIssuesTicketsWhileDraining`] issues: no report may show it
+/// whole, as no report shows any ticket whole.
+pub const FORGED_TICKET: &str = "f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0";
+
 /// Which implementation a mutant breaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -85,6 +89,9 @@ pub enum Mutation {
     ServerWrongSizeCloseCode,
     /// Shuts down without a goodbye: the 1012 comes alone.
     ServerSkipsGoodbye,
+    /// Issues tickets while it drains: a 503 to `POST /v1/tickets` becomes a 201 with a
+    /// ticket ([`FORGED_TICKET`]).
+    ServerIssuesTicketsWhileDraining,
     /// Answers an unsubscribe at once and stops delivering the channel's events only a
     /// moment later.
     ServerUnsubscribesLate,
@@ -182,6 +189,7 @@ impl Mutation {
         Self::ServerWrongUtf8CloseCode,
         Self::ServerWrongSizeCloseCode,
         Self::ServerSkipsGoodbye,
+        Self::ServerIssuesTicketsWhileDraining,
         Self::ServerUnsubscribesLate,
         Self::ServerReportsStaleHead,
         Self::ServerEchoesCredential,
@@ -299,6 +307,7 @@ impl Mutation {
             Self::ServerWrongUtf8CloseCode => "FERRY-TRANSPORT-4",
             Self::ServerWrongSizeCloseCode => "FERRY-SIZE-3",
             Self::ServerSkipsGoodbye => "FERRY-SHUTDOWN-1",
+            Self::ServerIssuesTicketsWhileDraining => "FERRY-SHUTDOWN-4",
             Self::ServerUnsubscribesLate => "FERRY-SUBSCRIBE-3",
             Self::ServerReportsStaleHead => "FERRY-SUBSCRIBE-2",
             Self::ServerEchoesCredential => "FERRY-TICKET-6",
@@ -349,7 +358,9 @@ impl Mutation {
             Self::ServerTakesDropsForCloses => &["server.presence."],
             Self::ServerWithholdsFences => &["server.hold."],
             Self::ServerPingsBeforeWelcome => &["server.welcome."],
-            Self::ServerSkipsGoodbye => &["server.shutdown."],
+            Self::ServerSkipsGoodbye | Self::ServerIssuesTicketsWhileDraining => {
+                &["server.shutdown."]
+            }
             Self::ServerUnsubscribesLate => &["server.unsubscribe."],
             Self::ServerReportsStaleHead => &["server.subscribe."],
             Self::ServerEchoesCredential => &["server.ticket.not_echoed", "server.http."],

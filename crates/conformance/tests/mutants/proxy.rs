@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, protocol::WebSocketConfig};
 
-use crate::mutations::Mutation;
+use crate::mutations::{FORGED_TICKET, Mutation};
 use crate::support::{RESTRICTED, TOKEN};
 
 const BIG: usize = 64 << 20;
@@ -220,6 +220,19 @@ async fn http(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     {
         ticket["expires_in_ms"] = json!(2 * lifetime);
         bytes = Bytes::from(ticket.to_string());
+    }
+    if path.starts_with("/v1/tickets")
+        && status == StatusCode::SERVICE_UNAVAILABLE
+        && shared.mutation == Mutation::ServerIssuesTicketsWhileDraining
+    {
+        let forged =
+            json!({ "ticket": FORGED_TICKET, "expires_in_ms": 1000, "user": "conformance" });
+        return (
+            StatusCode::CREATED,
+            [("content-type", "application/json")],
+            forged.to_string(),
+        )
+            .into_response();
     }
     if path.starts_with("/v1/tickets") && status.is_success() {
         let mut first = shared.first_ticket.lock();
