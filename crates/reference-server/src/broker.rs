@@ -340,8 +340,16 @@ pub trait Broker: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), BrokerError>> + Send;
 
     /// `session` leaves `channel` now (an unsubscribe, its client's close frame); a leave is
-    /// pushed if it was its user's last session. Never waits.
-    fn leave_presence(&self, channel: &ChannelName, session: &SessionId, now: Timestamp);
+    /// pushed if it was its user's last session. The leave is under way when this returns,
+    /// whether the future is awaited or dropped: the future resolves once every node reads
+    /// it (or once recording it failed, when the session's entry lapses instead), so that an
+    /// unsubscribe answered after it is never read as present anywhere.
+    fn leave_presence(
+        &self,
+        channel: &ChannelName,
+        session: &SessionId,
+        now: Timestamp,
+    ) -> impl Future<Output = ()> + Send + 'static;
 
     /// The connection of `session` ended otherwise: it leaves `channel` the broker's
     /// `presence_leave_after` from `now` (FERRY-PRESENCE-4), when

@@ -142,7 +142,6 @@ pub(crate) fn run<B: Broker>(
             mailbox,
             joined: HashSet::new(),
             presence: None,
-            left: false,
             subscriptions: 0,
             answers: Answers::default(),
             hooks: None,
@@ -217,9 +216,9 @@ pub(crate) fn run<B: Broker>(
                         }
                         Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                         Some(Ok(Message::Close(_))) => {
-                            // The client ended the session: its presence ends now
-                            // (FERRY-PRESENCE-1).
-                            link.left = true;
+                            // The client ended the session: its presence ends now, and is
+                            // recorded before the close is answered (FERRY-PRESENCE-1).
+                            link.leave_everywhere().await;
                             // The client closed: the WebSocket layer has queued the answer (its
                             // code echoed, or 1002 for a code no peer may send); send it, then
                             // close TCP first as a server does (RFC 6455 §5.5.1, §7.1.1), draining
@@ -436,9 +435,6 @@ struct Link<'a, B: Broker> {
     /// The session's presence and holds, once it has either: most sessions never do, and
     /// this keeps them a pointer's size.
     presence: Option<Box<Presence>>,
-    /// Whether the client ended the session with its close frame: its presence ends at once
-    /// rather than lapsing (FERRY-PRESENCE-1).
-    left: bool,
     subscriptions: i64,
     /// Where the work the session's loop does not wait for sends its outcome: RPC calls, each
     /// on a task of its own, and the hooked requests.
@@ -696,9 +692,14 @@ impl<B: Broker> Link<'_, B> {
                 if let Some(presence) = &mut self.presence {
                     if let Some(at) = presence.present.iter().position(|c| *c == channel) {
                         presence.present.swap_remove(at);
-                        server
-                            .broker
-                            .leave_presence(&channel, &presence.session, now);
+                        // FERRY-PRESENCE-1: the unsubscribe is answered (after this action)
+                        // once every node reads the leave.
+                        recorded(
+                            server
+                                .broker
+                                .leave_presence(&channel, &presence.session, now),
+                        )
+                        .await;
                     }
                     if let Some(at) = presence.holding.iter().position(|c| *c == channel) {
                         presence.holding.swap_remove(at);
@@ -978,24 +979,49 @@ impl<B: Broker> Link<'_, B> {
     }
 }
 
+impl<B: Broker> Link<'_, B> {
+    /// The client ended the session with its close frame: it leaves every channel it is
+    /// present in now rather than lapsing (FERRY-PRESENCE-1), recorded where every node reads
+    /// it before the close is answered.
+    async fn leave_everywhere(&mut self) {
+        let server = self.server;
+        let now = server.now();
+        let Some(presence) = &mut self.presence else {
+            return;
+        };
+        let leaves: Vec<_> = presence
+            .present
+            .iter()
+            .map(|channel| {
+                server
+                    .broker
+                    .leave_presence(channel, &presence.session, now)
+            })
+            .collect();
+        recorded(futures_util::future::join_all(leaves)).await;
+        presence.present.clear();
+    }
+}
+
+/// Waits for leaves to be recorded where every node reads them, at most [`LEAVE_WAIT`].
+async fn recorded(leaves: impl Future) {
+    if tokio::time::timeout(LEAVE_WAIT, leaves).await.is_err() {
+        debug!("a leave is slow to record; the session is answered meanwhile");
+    }
+}
+
 impl<B: Broker> Drop for Link<'_, B> {
     fn drop(&mut self) {
         let server = self.server;
         let now = server.now();
-        // FERRY-PRESENCE-1: a client that closed leaves now; any other end lapses, so that a
-        // client reconnecting within leave_after causes no leave and no join. FERRY-HOLD-4:
-        // every hold ends with its session.
+        // FERRY-PRESENCE-1: a client that closed has left already; any other end lapses, so
+        // that a client reconnecting within leave_after causes no leave and no join.
+        // FERRY-HOLD-4: every hold ends with its session.
         if let Some(presence) = self.presence.take() {
             for channel in &presence.present {
-                if self.left {
-                    server
-                        .broker
-                        .leave_presence(channel, &presence.session, now);
-                } else {
-                    server
-                        .broker
-                        .lapse_presence(channel, &presence.session, now);
-                }
+                server
+                    .broker
+                    .lapse_presence(channel, &presence.session, now);
             }
             for channel in &presence.holding {
                 server.broker.release_hold(channel, &presence.session, now);
@@ -1047,6 +1073,11 @@ fn refused_frame(error: tokio_tungstenite::tungstenite::Error) -> Option<(u16, &
 
 /// How long the peer may take to answer a close frame before the connection is dropped.
 const CLOSING_HANDSHAKE: Duration = Duration::from_secs(2);
+
+/// How long an unsubscribe's or a close frame's answer waits for its leaves to be recorded
+/// where every node reads them; past it (a broker slow to answer), the answer goes and the
+/// leaves complete on their own.
+const LEAVE_WAIT: Duration = Duration::from_secs(1);
 
 /// How often a node asks the broker whether another node has finished a call it waits for.
 const SHARED_CALL_POLL: Duration = Duration::from_millis(25);

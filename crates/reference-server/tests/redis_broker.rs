@@ -795,10 +795,11 @@ async fn ferry_presence_2_a_second_tab_joins_nothing_and_only_the_last_leave_lea
         "the info of the session that made the user a member"
     );
 
-    a.leave_presence(&viewers, &session("tab1"), T0);
-    assert!(
-        members_become(&b, &viewers, &[("ada", 1)]).await,
-        "tab1 left"
+    a.leave_presence(&viewers, &session("tab1"), T0).await;
+    assert_eq!(
+        page(&b, &viewers, None, 100).await,
+        (vec![("ada".to_owned(), 1)], None),
+        "tab1's leave is read at the other node once it is recorded"
     );
     // Anything the leave published reached the topic before this event.
     publish(&b, &viewers, "after-tab1").await;
@@ -825,7 +826,7 @@ async fn ferry_presence_2_a_second_tab_joins_nothing_and_only_the_last_leave_lea
         "kept until the user leaves"
     );
 
-    b.leave_presence(&viewers, &session("tab2"), T0);
+    b.leave_presence(&viewers, &session("tab2"), T0).await;
     assert!(
         receive_until(
             &mailbox,
@@ -852,12 +853,16 @@ async fn ferry_presence_2_a_second_tab_joins_nothing_and_only_the_last_leave_lea
     common::forget(&prefix).await;
 }
 
-/// A leave is in the next members read of its own node: a session whose unsubscribe was
-/// answered is never read as present there (FERRY-PRESENCE-1).
+/// A leave is in the next members read of its own node, even before it is recorded, and of
+/// every other node once it is: a session whose unsubscribe was answered (after its leave was
+/// recorded) is never read as present anywhere (FERRY-PRESENCE-1).
 #[tokio::test]
-async fn ferry_presence_1_a_leave_is_read_at_once_on_its_own_node() {
+async fn ferry_presence_1_a_leave_is_read_at_once_on_every_node() {
     let prefix = common::test_prefix();
-    let a = node(&prefix, Duration::from_secs(30)).await;
+    let (a, b) = (
+        node(&prefix, Duration::from_secs(30)).await,
+        node(&prefix, Duration::from_secs(30)).await,
+    );
     let viewers = channel("project:alpha:viewers");
     for round in 0..5 {
         a.join_presence(&viewers, present("tab1", "ada", None), T0)
@@ -867,11 +872,26 @@ async fn ferry_presence_1_a_leave_is_read_at_once_on_its_own_node() {
             page(&a, &viewers, None, 100).await,
             (vec![("ada".to_owned(), 1)], None)
         );
-        a.leave_presence(&viewers, &session("tab1"), T0);
+        // Odd rounds also read the own node before the leave is recorded: it reads its own
+        // leaves at once.
+        let recorded = a.leave_presence(&viewers, &session("tab1"), T0);
+        if round % 2 == 1 {
+            assert_eq!(
+                page(&a, &viewers, None, 100).await,
+                (Vec::new(), None),
+                "round {round}: at its own node, before the leave is recorded"
+            );
+        }
+        recorded.await;
+        assert_eq!(
+            page(&b, &viewers, None, 100).await,
+            (Vec::new(), None),
+            "round {round}: at the other node"
+        );
         assert_eq!(
             page(&a, &viewers, None, 100).await,
             (Vec::new(), None),
-            "round {round}"
+            "round {round}: at its own node"
         );
     }
     common::forget(&prefix).await;

@@ -872,10 +872,16 @@ impl Broker for MemoryBroker {
         self.join_presence_now(channel, present, now)
     }
 
-    fn leave_presence(&self, channel: &ChannelName, session: &SessionId, _now: Timestamp) {
+    fn leave_presence(
+        &self,
+        channel: &ChannelName,
+        session: &SessionId,
+        _now: Timestamp,
+    ) -> impl Future<Output = ()> + Send + 'static {
         self.with_presence(channel, |state| {
             state.presence().roster.leave(session).into_iter().collect()
         });
+        std::future::ready(())
     }
 
     fn lapse_presence(&self, channel: &ChannelName, session: &SessionId, now: Timestamp) {

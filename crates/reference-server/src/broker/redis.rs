@@ -1075,18 +1075,30 @@ impl Broker for RedisBroker {
         Ok(())
     }
 
-    fn leave_presence(&self, channel: &ChannelName, session: &SessionId, _now: Timestamp) {
+    fn leave_presence(
+        &self,
+        channel: &ChannelName,
+        session: &SessionId,
+        _now: Timestamp,
+    ) -> impl Future<Output = ()> + Send + 'static {
         let field = self.field(session);
         self.local.lock().forget_present(channel, &field);
         let channel = channel.clone();
         let leaving = self.leaves.start();
-        // In the background; if Redis cannot be told, the entry expires as a lapse would.
+        let (recorded, was_recorded) = tokio::sync::oneshot::channel::<()>();
+        // In a task of its own, so that it completes whether or not the caller waits; if Redis
+        // cannot be told, the entry expires as a lapse would.
         self.scripts.spawn(|scripts| async move {
             if let Err(error) = scripts.presence::<i64>(&channel, "leave", &[&field]).await {
                 debug!(channel = channel.as_str(), %error, "cannot record a leave; the entry lapses");
             }
             drop(leaving);
+            let _ = recorded.send(());
         });
+        async move {
+            // An error only says the task is gone (no runtime, or it ended): nothing to wait for.
+            let _ = was_recorded.await;
+        }
     }
 
     fn lapse_presence(&self, channel: &ChannelName, session: &SessionId, _now: Timestamp) {

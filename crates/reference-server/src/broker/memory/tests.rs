@@ -871,7 +871,9 @@ async fn joins_and_leaves_reach_the_feed_with_the_head_and_lapses_leave_later() 
         (Some("ada"), 1)
     );
 
-    broker.leave_presence(&room, &"s1".parse().expect("an id"), at(5));
+    broker
+        .leave_presence(&room, &"s1".parse().expect("an id"), at(5))
+        .await;
     broker.lapse_presence(&room, &"s2".parse().expect("an id"), at(5));
     broker.expire_presence(at(5 + LEAVE_AFTER_MS - 1)).await;
     assert_eq!(
@@ -904,7 +906,9 @@ async fn a_channel_with_members_is_not_forgotten() {
         .expect("joined");
     broker.purge_expired(at(10_000)).await;
     assert_eq!(broker.channels_held(), 1);
-    broker.leave_presence(&room, &"s1".parse().expect("an id"), at(10_001));
+    broker
+        .leave_presence(&room, &"s1".parse().expect("an id"), at(10_001))
+        .await;
     broker.purge_expired(at(20_000)).await;
     assert_eq!(broker.channels_held(), 0);
 }
