@@ -5,17 +5,20 @@
 //! only once it has sent a goodbye of its own, since the stop command reaches them a moment
 //! apart.
 //!
-//! FERRY-SHUTDOWN-3 (no acknowledged publish is lost) cannot be seen from outside once the
-//! server is gone, so no case claims it.
+//! FERRY-SHUTDOWN-3 (no acknowledged publish is lost) is judged where it can be seen from
+//! outside: the publishes acknowledged before the stop and while the server drains are in the
+//! channel's history read while it drains. Whether they survive the process is the server's
+//! own affair once it is gone.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_protocol::{
-    ErrorCode, Goodbye, GoodbyeReason, HealthResponse, HealthResponseStatus, SUBPROTOCOL,
-    ServerMessage,
+    ErrorCode, Goodbye, GoodbyeReason, HealthResponse, HealthResponseStatus, HistoryResponse,
+    PublishResponse, ResumePolicy, SUBPROTOCOL, ServerMessage,
 };
 use reqwest::Method;
+use serde_json::json;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -51,7 +54,34 @@ struct Stopped {
     upgrade: Upgrade,
     /// `GET /v1/ready` and `GET /v1/health` while draining; `Err` when no HTTP answer came.
     probes: [(&'static str, Result<Reply, String>); 2],
+    /// Publishes acknowledged before the stop and while draining, and the history read after.
+    kept: Kept,
 }
+
+/// Backend publishes to a channel of the run's own, and its history read while draining.
+struct Kept {
+    channel: String,
+    /// What the sessions' welcome advertises the server keeps.
+    resume: ResumePolicy,
+    /// The acknowledgements, before the stop and while draining.
+    acked: Vec<Acked>,
+    /// Why publishing while draining stopped before [`DRAINING_PUBLISHES`], if it did.
+    refused: Option<String>,
+    /// `GET /v1/history` of the channel while draining, when it was read; `Err` when no HTTP
+    /// answer came.
+    history: Result<(Reply, Instant), String>,
+}
+
+/// One acknowledged publish.
+struct Acked {
+    ack: PublishResponse,
+    /// When its acknowledgement came.
+    at: Instant,
+    while_draining: bool,
+}
+
+/// How many backend publishes are made while the server drains.
+const DRAINING_PUBLISHES: usize = 3;
 
 enum Upgrade {
     Refused(Reply),
@@ -88,6 +118,22 @@ async fn stop_and_watch(ctx: &Ctx) -> Result<Stopped, Finding> {
         sessions.push((node, session));
     }
     let spare = ctx.http.ticket(&Cred::Main).await?;
+    let kept_channel = ctx.channel(SESSIONS);
+    let before = ctx
+        .http
+        .publish(&kept_channel, &ctx.key("before-stop"), ctx.payload())
+        .await?;
+    let kept = Kept {
+        channel: kept_channel,
+        resume: sessions[0].1.welcome().resume.clone(),
+        acked: vec![Acked {
+            ack: before,
+            at: Instant::now(),
+            while_draining: false,
+        }],
+        refused: None,
+        history: Err(unseen(ctx, Node::Http)),
+    };
     let goodbye_at_ws = Arc::new(watch::channel(false).0);
     let goodbye_at_http = if ctx.two_nodes() {
         Arc::new(watch::channel(false).0)
@@ -110,16 +156,22 @@ async fn stop_and_watch(ctx: &Ctx) -> Result<Stopped, Finding> {
     // and all at once, as a server may stop listening soon after its sessions have closed.
     let deadline = stopped + GOODBYE_WAIT;
     let at_http = async {
+        let mut kept = kept;
         if !draining(&goodbye_at_http, deadline).await {
-            let unseen = || Err(unseen(ctx, Node::Http));
-            return (unseen(), [(READY, unseen()), (HEALTH, unseen())]);
+            let no_reply = || Err(unseen(ctx, Node::Http));
+            return (
+                no_reply(),
+                [(READY, no_reply()), (HEALTH, no_reply())],
+                kept,
+            );
         }
-        let (ticket, ready, health) = tokio::join!(
-            answer(ctx, Method::POST, "/v1/tickets", &Cred::Main),
-            answer(ctx, Method::GET, READY, &Cred::Nothing),
-            answer(ctx, Method::GET, HEALTH, &Cred::Nothing),
+        let (ticket, ready, health, ()) = tokio::join!(
+            answer(ctx, Method::POST, "/v1/tickets", &Cred::Main, None),
+            answer(ctx, Method::GET, READY, &Cred::Nothing, None),
+            answer(ctx, Method::GET, HEALTH, &Cred::Nothing, None),
+            publish_while_draining(ctx, &mut kept),
         );
-        (ticket, [(READY, ready), (HEALTH, health)])
+        (ticket, [(READY, ready), (HEALTH, health)], kept)
     };
     let at_ws = async {
         if !draining(&goodbye_at_ws, deadline).await {
@@ -137,7 +189,7 @@ async fn stop_and_watch(ctx: &Ctx) -> Result<Stopped, Finding> {
             }
         })
     };
-    let ((ticket, probes), upgrade) = tokio::join!(at_http, at_ws);
+    let ((ticket, probes, kept), upgrade) = tokio::join!(at_http, at_ws);
     let upgrade = upgrade?;
     let mut ended = Vec::with_capacity(SESSIONS);
     for watcher in watchers {
@@ -152,7 +204,42 @@ async fn stop_and_watch(ctx: &Ctx) -> Result<Stopped, Finding> {
         ticket,
         upgrade,
         probes,
+        kept,
     })
+}
+
+/// Publishes to the kept channel over HTTP while the server drains, until it refuses one,
+/// then reads the channel's history.
+async fn publish_while_draining(ctx: &Ctx, kept: &mut Kept) {
+    for n in 1..=DRAINING_PUBLISHES {
+        let body = json!({
+            "channel": kept.channel,
+            "idempotency_key": ctx.key(&format!("draining-{n}")),
+            "payload": ctx.payload(),
+        });
+        let refused = match answer(ctx, Method::POST, "/v1/publish", &Cred::Main, Some(body)).await
+        {
+            Ok(reply) if reply.status == 200 => match reply.json::<PublishResponse>() {
+                Ok(ack) => {
+                    kept.acked.push(Acked {
+                        ack,
+                        at: Instant::now(),
+                        while_draining: true,
+                    });
+                    continue;
+                }
+                Err(e) => format!("a 200 that is not a PublishResponse ({e})"),
+            },
+            Ok(reply) => reply.shown(),
+            Err(why) => why,
+        };
+        kept.refused = Some(refused);
+        break;
+    }
+    let path = format!("/v1/history?channel={}&limit=100", kept.channel);
+    kept.history = answer(ctx, Method::GET, &path, &Cred::Main, None)
+        .await
+        .map(|reply| (reply, Instant::now()));
 }
 
 /// Waits until a session at a node got its goodbye; `false` when none came by `deadline`.
@@ -178,9 +265,15 @@ const READY: &str = "/v1/ready";
 const HEALTH: &str = "/v1/health";
 
 /// One HTTP request while the server drains; `Err` says why no answer came.
-async fn answer(ctx: &Ctx, method: Method, path: &str, cred: &Cred) -> Result<Reply, String> {
+async fn answer(
+    ctx: &Ctx,
+    method: Method,
+    path: &str,
+    cred: &Cred,
+    body: Option<serde_json::Value>,
+) -> Result<Reply, String> {
     ctx.http
-        .call(method, path, cred, None)
+        .call(method, path, cred, body.map(|b| b.to_string()))
         .await
         .map_err(|f| match f {
             Finding::Error(why) => why,
@@ -404,4 +497,104 @@ pub(super) async fn ready_and_health(ctx: Ctx) -> CaseResult {
         ),
         problems,
     )
+}
+
+/// Every publish acknowledged before the stop and while the server drains is in the channel's
+/// history read while it drains (FERRY-SHUTDOWN-3), as far as the advertised resume policy
+/// keeps it (FERRY-RESUME-3). A server that answers no history read while draining leaves
+/// nothing to judge.
+pub(super) async fn acknowledged_publishes_kept(ctx: Ctx) -> CaseResult {
+    let observed = observation(&ctx).await;
+    let stopped = stopped(&observed)?;
+    let kept = &stopped.kept;
+    let (reply, read_at) = match &kept.history {
+        Ok((reply, at)) if reply.status == 200 => (reply, *at),
+        Ok((reply, _)) => {
+            return Err(Finding::skip(format!(
+                "the server answered the history read while draining with {}, so what it kept could not be seen (a server that answers GET /v1/history while it drains runs this case)",
+                reply.shown()
+            )));
+        }
+        Err(why) => {
+            return Err(Finding::skip(format!(
+                "the history could not be read while the server drained: {why}"
+            )));
+        }
+    };
+    let page: HistoryResponse = reply.json().map_err(|e| {
+        Finding::fail(
+            format!(
+                "GET /v1/history answers 200 with a HistoryResponse ({})",
+                cite(&ctx)
+            ),
+            format!("{e}: {}", reply.shown()),
+        )
+    })?;
+    let max_events = usize::try_from(kept.resume.max_events.get()).unwrap_or(usize::MAX);
+    let window = Duration::from_millis(kept.resume.window_ms.get());
+    let mut newest_first: Vec<&Acked> = kept.acked.iter().collect();
+    newest_first.sort_by_key(|acked| std::cmp::Reverse(acked.ack.position.seq.get()));
+    let mut problems = Vec::new();
+    let mut judged = 0;
+    for (rank, acked) in newest_first.into_iter().enumerate() {
+        let Acked {
+            ack,
+            at,
+            while_draining,
+        } = acked;
+        // FERRY-RESUME-3: the last max_events events, and every one younger than window_ms.
+        if rank >= max_events && read_at.saturating_duration_since(*at) >= window {
+            continue;
+        }
+        judged += 1;
+        let listed = page
+            .events
+            .iter()
+            .any(|e| e.position == ack.position && e.message_id == ack.message_id);
+        if !listed {
+            problems.push(format!(
+                "the publish acknowledged {} as {} at seq {} of epoch {} is not in the history read while draining (which lists {})",
+                if *while_draining {
+                    "while the server drained"
+                } else {
+                    "before the stop"
+                },
+                ack.message_id.as_str(),
+                ack.position.seq.get(),
+                ack.position.epoch.as_str(),
+                positions(&page)
+            ));
+        }
+    }
+    if judged == 0 {
+        return Err(Finding::skip(format!(
+            "the server advertises resume max_events {} and window_ms {}, so it need keep none of the acknowledged publishes to judge",
+            kept.resume.max_events.get(),
+            kept.resume.window_ms.get()
+        )));
+    }
+    let refused = kept.refused.as_deref().map_or_else(String::new, |why| {
+        format!("; publishing while draining stopped at {why}")
+    });
+    verdict(
+        format!(
+            "every publish to {} acknowledged before the stop and while the server drains ({} of them{refused}) is in the channel's history read while it drains ({})",
+            kept.channel,
+            kept.acked.len(),
+            cite(&ctx)
+        ),
+        problems,
+    )
+}
+
+/// The positions a history page lists, for a finding.
+fn positions(page: &HistoryResponse) -> String {
+    if page.events.is_empty() {
+        return "no event".into();
+    }
+    page.events
+        .iter()
+        .map(|e| format!("{} at seq {}", e.message_id.as_str(), e.position.seq.get()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

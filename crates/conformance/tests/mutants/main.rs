@@ -152,13 +152,13 @@ async fn matrix(chosen: Vec<Mutation>) -> usize {
     }
 
     println!();
-    println!("{:<36} {:<18} CAUGHT BY", "MUTANT", "BREAKS");
+    println!("{:<42} {:<18} CAUGHT BY", "MUTANT", "BREAKS");
     let mut caught = 0;
     for verdict in &verdicts {
         let catches = verdict.catches();
         let ids: Vec<&str> = catches.iter().map(|c| c.id.as_str()).collect();
         println!(
-            "{:<36} {:<18} {}",
+            "{:<42} {:<18} {}",
             verdict.mutation.name(),
             verdict.mutation.rule(),
             if ids.is_empty() {
@@ -170,19 +170,29 @@ async fn matrix(chosen: Vec<Mutation>) -> usize {
         if let Some(first) = catches.first() {
             caught += 1;
             println!(
-                "{:<55} why: expected {}; observed {}",
+                "{:<61} why: expected {}; observed {}",
                 "",
                 first.expected.as_deref().unwrap_or("?"),
                 first.observed.as_deref().unwrap_or("?")
             );
         } else {
             problems += 1;
+            // What its cases said instead, to tell a blind spot from a case that did not run.
+            for case in &verdict.report.cases {
+                println!(
+                    "{:<61} {} {}: {}",
+                    "",
+                    case.status.label(),
+                    case.id,
+                    case.message.as_deref().unwrap_or("")
+                );
+            }
         }
         let report = serde_json::to_string(&verdict.report).expect("a report serializes");
         if report.contains(mutations::FORGED_TICKET) {
             problems += 1;
             println!(
-                "{:<55} a report shows the ticket it was issued whole: credentials are masked in every report",
+                "{:<61} a report shows the ticket it was issued whole: credentials are masked in every report",
                 ""
             );
         }

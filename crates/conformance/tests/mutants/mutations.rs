@@ -92,6 +92,9 @@ pub enum Mutation {
     /// Issues tickets while it drains: a 503 to `POST /v1/tickets` becomes a 201 with a
     /// ticket ([`FORGED_TICKET`]).
     ServerIssuesTicketsWhileDraining,
+    /// Loses the newest event of a channel when it stops, as a server whose last writes were
+    /// never flushed: while it drains, its history pages lack it.
+    ServerLosesNewestEventWhileDraining,
     /// Answers an unsubscribe at once and stops delivering the channel's events only a
     /// moment later.
     ServerUnsubscribesLate,
@@ -190,6 +193,7 @@ impl Mutation {
         Self::ServerWrongSizeCloseCode,
         Self::ServerSkipsGoodbye,
         Self::ServerIssuesTicketsWhileDraining,
+        Self::ServerLosesNewestEventWhileDraining,
         Self::ServerUnsubscribesLate,
         Self::ServerReportsStaleHead,
         Self::ServerEchoesCredential,
@@ -308,6 +312,7 @@ impl Mutation {
             Self::ServerWrongSizeCloseCode => "FERRY-SIZE-3",
             Self::ServerSkipsGoodbye => "FERRY-SHUTDOWN-1",
             Self::ServerIssuesTicketsWhileDraining => "FERRY-SHUTDOWN-4",
+            Self::ServerLosesNewestEventWhileDraining => "FERRY-SHUTDOWN-3",
             Self::ServerUnsubscribesLate => "FERRY-SUBSCRIBE-3",
             Self::ServerReportsStaleHead => "FERRY-SUBSCRIBE-2",
             Self::ServerEchoesCredential => "FERRY-TICKET-6",
@@ -358,9 +363,9 @@ impl Mutation {
             Self::ServerTakesDropsForCloses => &["server.presence."],
             Self::ServerWithholdsFences => &["server.hold."],
             Self::ServerPingsBeforeWelcome => &["server.welcome."],
-            Self::ServerSkipsGoodbye | Self::ServerIssuesTicketsWhileDraining => {
-                &["server.shutdown."]
-            }
+            Self::ServerSkipsGoodbye
+            | Self::ServerIssuesTicketsWhileDraining
+            | Self::ServerLosesNewestEventWhileDraining => &["server.shutdown."],
             Self::ServerUnsubscribesLate => &["server.unsubscribe."],
             Self::ServerReportsStaleHead => &["server.subscribe."],
             Self::ServerEchoesCredential => &["server.ticket.not_echoed", "server.http."],

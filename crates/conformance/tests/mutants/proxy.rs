@@ -194,6 +194,15 @@ async fn http(State(shared): State<Arc<Shared>>, request: Request) -> Response {
         page["reason"] = Value::Null;
         bytes = Bytes::from(page.to_string());
     }
+    if path.starts_with("/v1/history")
+        && shared.mutation == Mutation::ServerLosesNewestEventWhileDraining
+        && draining(&shared).await
+        && let Ok(mut page) = serde_json::from_slice::<Value>(&bytes)
+        && let Some(events) = page["events"].as_array_mut()
+    {
+        events.pop();
+        bytes = Bytes::from(page.to_string());
+    }
     if posing
         && let Ok(body) = serde_json::from_slice::<Value>(&bytes)
         && let Some(ticket) = body["ticket"].as_str()
@@ -246,6 +255,22 @@ async fn http(State(shared): State<Arc<Shared>>, request: Request) -> Response {
 /// How old a backend publish's idempotency key may be before the early-forgetting mutant
 /// treats it as new: half the resume window the mutants' server advertises (1000 ms).
 const FORGETS_KEYS_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Whether the upstream server says it drains (`GET /v1/health`).
+async fn draining(shared: &Shared) -> bool {
+    let Ok(answer) = shared
+        .http
+        .get(format!("{}/v1/health", shared.upstream))
+        .send()
+        .await
+    else {
+        return false;
+    };
+    answer
+        .json::<Value>()
+        .await
+        .is_ok_and(|health| health["status"] == "draining")
+}
 
 /// Gives a publish a key of its own, so that a retry is stored again.
 fn rewrite_key(shared: &Shared, value: &mut Value) {

@@ -134,6 +134,7 @@ pub(crate) static BODIES: &[Body] = &[
     body!("server.shutdown.retry_hints_spread", Up(4), [], super::shutdown::retry_hints_spread),
     body!("server.shutdown.draining_refuses_new_work", Up(4), [], super::shutdown::draining_refuses),
     body!("server.shutdown.ready_and_health", Up(4), [], super::shutdown::ready_and_health),
+    body!("server.shutdown.acknowledged_publishes_kept", Up(4), [], super::shutdown::acknowledged_publishes_kept),
 ];
 
 /// Whether the registry key `key` covers case `id`.
