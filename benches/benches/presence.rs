@@ -100,12 +100,14 @@ async fn join_and_leave<J: Broker, F: Broker>(
         next_presence(&mailbox).await;
         let joined = start.elapsed();
         let start = Instant::now();
-        joiner.leave_presence(&channel, &session(n), T0);
+        let recorded = joiner.leave_presence(&channel, &session(n), T0);
         next_presence(&mailbox).await;
+        let left = start.elapsed();
+        recorded.await;
         // The first 50 warm the connections and scripts up.
         if n >= 1050 {
             joins.push(joined);
-            leaves.push(start.elapsed());
+            leaves.push(left);
         }
     }
     hub.leave(follower, &channel, &mailbox, T0);
