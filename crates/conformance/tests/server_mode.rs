@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_conformance::catalogue::{Mode, of_mode};
-use ferry_conformance::runner::CaseReport;
+use ferry_conformance::runner::{CaseReport, RunReport};
 use ferry_conformance::server::ServerSuite;
 use ferry_conformance::{Level, RunOptions, Status, run};
 use support::ReferenceServer;
@@ -33,6 +33,16 @@ fn report(case: &CaseReport) -> String {
         text.push_str(&format!("   {entry}\n"));
     }
     text
+}
+
+/// The reports of the cases of `run_report` that did not pass, one after the other.
+fn not_passed(run_report: &RunReport) -> String {
+    run_report
+        .cases
+        .iter()
+        .filter(|c| c.status != Status::Pass)
+        .map(report)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -150,13 +160,8 @@ async fn the_suite_runs_over_https_and_wss_with_the_servers_private_ca() {
     .expect("the cases");
     assert!(cases.len() >= 8, "{} cases", cases.len());
     let run_report = run(Arc::new(suite), Mode::Server, cases, &RunOptions::default()).await;
-    let not_passed: Vec<String> = run_report
-        .cases
-        .iter()
-        .filter(|c| c.status != Status::Pass)
-        .map(report)
-        .collect();
-    assert!(not_passed.is_empty(), "{}", not_passed.join(""));
+    let not_passed = not_passed(&run_report);
+    assert!(not_passed.is_empty(), "{not_passed}");
 }
 
 /// Across two nodes of one deployment on Redis, stopped a moment apart (the stop reaches the
@@ -188,13 +193,8 @@ async fn the_shutdown_cases_pass_across_two_nodes_stopped_a_moment_apart() {
         .expect("the shutdown cases");
     assert!(cases.len() >= 4, "{} cases", cases.len());
     let run_report = run(Arc::new(suite), Mode::Server, cases, &RunOptions::default()).await;
-    let not_passed: Vec<String> = run_report
-        .cases
-        .iter()
-        .filter(|c| c.status != Status::Pass)
-        .map(report)
-        .collect();
-    assert!(not_passed.is_empty(), "{}", not_passed.join(""));
+    let not_passed = not_passed(&run_report);
+    assert!(not_passed.is_empty(), "{not_passed}");
     for node in [http_node, ws_node] {
         let done = tokio::time::timeout(Duration::from_secs(10), node.served)
             .await
