@@ -977,9 +977,7 @@ impl<B: Broker> Link<'_, B> {
             self.subscriptions = count;
         }
     }
-}
 
-impl<B: Broker> Link<'_, B> {
     /// The client ended the session with its close frame: it leaves every channel it is
     /// present in now rather than lapsing (FERRY-PRESENCE-1), recorded where every node reads
     /// it before the close is answered.
