@@ -765,3 +765,95 @@ async fn presence_holds_across_nodes_and_a_killed_nodes_sessions_leave() {
     }
     common::forget(&prefix).await;
 }
+
+/// A TCP proxy to the test Redis that holds every chunk a client sends for [`SLOW_REDIS`]: a
+/// node behind it records its presence changes that much later than a node on Redis itself.
+async fn slow_redis() -> String {
+    let upstream = common::redis_url()
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .expect("a host and port")
+        .to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let address = listener.local_addr().expect("an address");
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(redis) = TcpStream::connect(&upstream).await else {
+                continue;
+            };
+            let (mut from_client, mut to_client) = client.into_split();
+            let (mut from_redis, mut to_redis) = redis.into_split();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut chunk = vec![0; 64 * 1024];
+                while let Ok(n @ 1..) = from_client.read(&mut chunk).await {
+                    tokio::time::sleep(SLOW_REDIS).await;
+                    if to_redis.write_all(&chunk[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut from_redis, &mut to_client).await;
+            });
+        }
+    });
+    format!("redis://{address}")
+}
+
+/// How long [`slow_redis`] holds what a client sends.
+const SLOW_REDIS: Duration = Duration::from_millis(100);
+
+/// FERRY-PRESENCE-1 across nodes: a session is present until its unsubscribe is answered, so
+/// the members another node reads right after that answer no longer list it, even when the
+/// node that answered reaches Redis [`SLOW_REDIS`] late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answered_unsubscribe_is_read_as_a_leave_on_the_other_node() {
+    let prefix = common::test_prefix();
+    let url = common::redis_url();
+    common::redis().await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(&tokens, PRESENCE_TOKENS).expect("write the tokens");
+    let tokens = tokens.to_str().expect("a UTF-8 path");
+    let args = ["--auth", "tokens", "--tokens-file", tokens];
+    let slow = slow_redis().await;
+    let (a, b) = tokio::join!(
+        Node::start_with(&slow, &prefix, &args),
+        Node::start_with(&url, &prefix, &args)
+    );
+    let mut bob = present(&b.as_caller("t-bob-0123456789")).await;
+    let carol_a = a.as_caller("t-carol-012345678");
+    for round in 0..3 {
+        let mut carol = present(&carol_a).await;
+        // carol's join is recorded before her subscribed reply, so bob's node reads it now.
+        let (listed, _) = members(&mut bob).await;
+        assert_eq!(
+            listed,
+            [("bob".to_owned(), 1), ("carol".to_owned(), 1)],
+            "round {round}: after carol's subscribed reply"
+        );
+        send(
+            &mut carol,
+            json!({ "type": "unsubscribe", "id": "u", "channel": ROOM }),
+        )
+        .await;
+        loop {
+            let frame = next_json(&mut carol).await.expect("a reply");
+            if frame["id"] == "u" {
+                assert_eq!(frame["type"], "unsubscribed", "{frame}");
+                break;
+            }
+        }
+        let (listed, _) = members(&mut bob).await;
+        assert_eq!(
+            listed,
+            [("bob".to_owned(), 1)],
+            "round {round}: right after carol's unsubscribe was answered at the slow node"
+        );
+    }
+    common::forget(&prefix).await;
+}
