@@ -67,6 +67,13 @@ export async function openAdapterPage(browser, origin) {
   let log = drop;
   page.on("console", (message) => log(`page: ${message.text()}`));
   page.on("pageerror", (error) => log(`page error: ${error}`));
+  // A page that crashes or closes mid-case reports nothing more: say so in the case's
+  // transcript and in the host's log, so that its silence is not taken for the client's.
+  page.on("crash", () => {
+    log("the page crashed: its client reports nothing more");
+    process.stderr.write(`a page crashed (${new Date().toISOString()})\n`);
+  });
+  page.on("close", () => log("the page closed: its client reports nothing more"));
   // Reports leave in order: the page calls ferryReport synchronously for each.
   await page.exposeFunction("ferryReport", (line) => report(line));
   const load = async () => {
