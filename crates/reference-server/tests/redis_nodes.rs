@@ -2,7 +2,9 @@
 //! a ticket from one node redeemed at the other, a publish to one delivered by the other in
 //! order, a retried publish on the other stored once, a node killed with SIGKILL (or drained)
 //! mid-stream while its client resumes on the other with every acknowledged event exactly
-//! once, Redis restarted under traffic, and the per-user connection limit across nodes. Each test has its own key prefix (or its own Redis).
+//! once, Redis restarted under traffic, the per-user connection limit across nodes, presence
+//! and holds across nodes, and an unsubscribe answered only once the other node reads the
+//! leave. Each test has its own key prefix (or its own Redis).
 
 mod common;
 
