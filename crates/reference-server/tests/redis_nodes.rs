@@ -570,16 +570,21 @@ async fn present(api: &Api) -> Socket {
         next_json(&mut socket).await.expect("a welcome")["type"],
         "welcome"
     );
-    send(
-        &mut socket,
-        json!({ "type": "subscribe", "id": "s", "channel": ROOM }),
-    )
-    .await;
+    let subscribe = json!({ "type": "subscribe", "id": "s", "channel": ROOM });
+    ask(&mut socket, subscribe, "subscribed").await;
+    socket
+}
+
+/// Sends `request` and reads up to the frame that answers its id, which must be of type
+/// `answer`.
+async fn ask(socket: &mut Socket, request: Value, answer: &str) -> Value {
+    let id = request["id"].clone();
+    send(socket, request).await;
     loop {
-        let frame = next_json(&mut socket).await.expect("a reply");
-        if frame["id"] == "s" {
-            assert_eq!(frame["type"], "subscribed", "{frame}");
-            return socket;
+        let frame = next_json(socket).await.expect("a reply");
+        if frame["id"] == id {
+            assert_eq!(frame["type"], answer, "{frame}");
+            return frame;
         }
     }
 }
@@ -838,18 +843,8 @@ async fn an_answered_unsubscribe_is_read_as_a_leave_on_the_other_node() {
             [("bob".to_owned(), 1), ("carol".to_owned(), 1)],
             "round {round}: after carol's subscribed reply"
         );
-        send(
-            &mut carol,
-            json!({ "type": "unsubscribe", "id": "u", "channel": ROOM }),
-        )
-        .await;
-        loop {
-            let frame = next_json(&mut carol).await.expect("a reply");
-            if frame["id"] == "u" {
-                assert_eq!(frame["type"], "unsubscribed", "{frame}");
-                break;
-            }
-        }
+        let unsubscribe = json!({ "type": "unsubscribe", "id": "u", "channel": ROOM });
+        ask(&mut carol, unsubscribe, "unsubscribed").await;
         let (listed, _) = members(&mut bob).await;
         assert_eq!(
             listed,
