@@ -558,6 +558,16 @@ user = "daemon-ws-1"
 permissions = [{ pattern = "daemon:ws-1:*", read = true, write = true }]
 "#;
 
+/// A tokens file of [`PRESENCE_TOKENS`] in a directory of its own, which lives as long as the
+/// returned handle, and its path.
+fn presence_tokens() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(&tokens, PRESENCE_TOKENS).expect("write the tokens");
+    let path = tokens.to_str().expect("a UTF-8 path").to_owned();
+    (dir, path)
+}
+
 const ROOM: &str = "project:alpha:approvals";
 
 /// How often the presence test reads the members: well within the session's rate limit.
@@ -650,10 +660,8 @@ async fn presence_holds_across_nodes_and_a_killed_nodes_sessions_leave() {
     let prefix = common::test_prefix();
     let url = common::redis_url();
     common::redis().await;
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let tokens = dir.path().join("tokens.toml");
-    std::fs::write(&tokens, PRESENCE_TOKENS).expect("write the tokens");
-    let tokens = tokens.to_str().expect("a UTF-8 path");
+    let (_dir, tokens) = presence_tokens();
+    let tokens = tokens.as_str();
     let args = [
         "--auth",
         "tokens",
@@ -822,10 +830,8 @@ async fn an_answered_unsubscribe_is_read_as_a_leave_on_the_other_node() {
     let prefix = common::test_prefix();
     let url = common::redis_url();
     common::redis().await;
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let tokens = dir.path().join("tokens.toml");
-    std::fs::write(&tokens, PRESENCE_TOKENS).expect("write the tokens");
-    let tokens = tokens.to_str().expect("a UTF-8 path");
+    let (_dir, tokens) = presence_tokens();
+    let tokens = tokens.as_str();
     let args = ["--auth", "tokens", "--tokens-file", tokens];
     let slow = slow_redis().await;
     let (a, b) = tokio::join!(

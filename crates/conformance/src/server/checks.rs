@@ -2,7 +2,9 @@
 //! use: close codes with their names, positions, one-line summaries of messages.
 
 use ferry_protocol::tables::{CLOSE_CODES, ERROR_CODES};
-use ferry_protocol::{ErrorCode, ErrorInfo, ServerMessage, StreamPosition};
+use ferry_protocol::{
+    ErrorCode, ErrorInfo, HistoryResponse, MessageId, ServerMessage, StreamPosition,
+};
 
 use super::http::Reply;
 
@@ -21,6 +23,29 @@ pub(crate) fn pos(position: &StreamPosition) -> String {
         position.epoch.as_str(),
         position.seq.get()
     )
+}
+
+/// Whether `page` holds the acknowledged event `message_id` at `position`.
+pub(crate) fn holds(
+    page: &HistoryResponse,
+    message_id: &MessageId,
+    position: &StreamPosition,
+) -> bool {
+    page.events
+        .iter()
+        .any(|e| e.message_id == *message_id && e.position == *position)
+}
+
+/// The events a history page lists, for a finding.
+pub(crate) fn listed(page: &HistoryResponse) -> String {
+    if page.events.is_empty() {
+        return "no event there".to_owned();
+    }
+    page.events
+        .iter()
+        .map(|e| format!("{} ({})", e.message_id.as_str(), pos(&e.position)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A one-line summary of a server message, for failures.

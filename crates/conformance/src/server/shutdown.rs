@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::cases::{cite, verdict};
-use super::checks::{close_name, http_error_problems, summary};
+use super::checks::{close_name, holds, http_error_problems, listed, summary};
 use super::ctx::{Ctx, Node, Who};
 use super::driver::{ConnectError, Got, Session};
 use super::http::{Cred, Reply};
@@ -547,11 +547,7 @@ pub(super) async fn acknowledged_publishes_kept(ctx: Ctx) -> CaseResult {
             continue;
         }
         judged += 1;
-        let listed = page
-            .events
-            .iter()
-            .any(|e| e.position == ack.position && e.message_id == ack.message_id);
-        if !listed {
+        if !holds(&page, &ack.message_id, &ack.position) {
             problems.push(format!(
                 "the publish acknowledged {} as {} at seq {} of epoch {} is not in the history read while draining (which lists {})",
                 if *while_draining {
@@ -562,7 +558,7 @@ pub(super) async fn acknowledged_publishes_kept(ctx: Ctx) -> CaseResult {
                 ack.message_id.as_str(),
                 ack.position.seq.get(),
                 ack.position.epoch.as_str(),
-                positions(&page)
+                listed(&page)
             ));
         }
     }
@@ -585,16 +581,4 @@ pub(super) async fn acknowledged_publishes_kept(ctx: Ctx) -> CaseResult {
         ),
         problems,
     )
-}
-
-/// The positions a history page lists, for a finding.
-fn positions(page: &HistoryResponse) -> String {
-    if page.events.is_empty() {
-        return "no event".into();
-    }
-    page.events
-        .iter()
-        .map(|e| format!("{} at seq {}", e.message_id.as_str(), e.position.seq.get()))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

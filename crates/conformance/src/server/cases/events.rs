@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{cite, param, param_u64, verdict};
 use crate::case::{CaseResult, Finding};
-use crate::server::checks::{a, pos};
+use crate::server::checks::{a, holds, listed, pos};
 use crate::server::ctx::{Ctx, REPLY_WAIT, Who, setup, subscribe};
 use crate::server::driver::{Got, Session, seqs};
 use crate::server::http::Cred;
@@ -189,23 +189,11 @@ pub(super) async fn ack_after_store(ctx: Ctx) -> CaseResult {
                 ack.position.seq.get().saturating_sub(1)
             ))
             .await?;
-        let stored = page
-            .events
-            .iter()
-            .any(|e| e.message_id == ack.message_id && e.position == ack.position);
-        if !stored {
+        if !holds(&page, &ack.message_id, &ack.position) {
             problems.push(format!(
                 "right after the {via} acknowledgement ({}), the history holds {}",
                 ack.shown(),
-                if page.events.is_empty() {
-                    "no event there".to_owned()
-                } else {
-                    page.events
-                        .iter()
-                        .map(|e| format!("{} ({})", e.message_id.as_str(), pos(&e.position)))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                }
+                listed(&page)
             ));
         }
     }
