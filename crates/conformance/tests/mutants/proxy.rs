@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -43,6 +43,8 @@ struct Shared {
     first_ticket: Mutex<Option<(StatusCode, Bytes)>>,
     /// WebSocket sessions opened so far.
     sessions: AtomicU64,
+    /// Whether a goodbye has passed through: the upstream server drains.
+    draining: AtomicBool,
     /// Events already seen per channel and seq, across sessions (client side).
     seen_events: Mutex<HashSet<(String, String, u64)>>,
     /// Idempotency keys rewritten so far.
@@ -79,6 +81,7 @@ impl Proxy {
             used_tickets: Mutex::default(),
             first_ticket: Mutex::new(None),
             sessions: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
             seen_events: Mutex::default(),
             rewrites: AtomicU64::new(0),
             call_keys: Mutex::default(),
@@ -196,7 +199,7 @@ async fn http(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     }
     if path.starts_with("/v1/history")
         && shared.mutation == Mutation::ServerLosesNewestEventWhileDraining
-        && draining(&shared).await
+        && shared.draining.load(Ordering::SeqCst)
         && let Ok(mut page) = serde_json::from_slice::<Value>(&bytes)
         && let Some(events) = page["events"].as_array_mut()
     {
@@ -255,22 +258,6 @@ async fn http(State(shared): State<Arc<Shared>>, request: Request) -> Response {
 /// How old a backend publish's idempotency key may be before the early-forgetting mutant
 /// treats it as new: half the resume window the mutants' server advertises (1000 ms).
 const FORGETS_KEYS_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// Whether the upstream server says it drains (`GET /v1/health`).
-async fn draining(shared: &Shared) -> bool {
-    let Ok(answer) = shared
-        .http
-        .get(format!("{}/v1/health", shared.upstream))
-        .send()
-        .await
-    else {
-        return false;
-    };
-    answer
-        .json::<Value>()
-        .await
-        .is_ok_and(|health| health["status"] == "draining")
-}
 
 /// Gives a publish a key of its own, so that a retry is stored again.
 fn rewrite_key(shared: &Shared, value: &mut Value) {
@@ -730,6 +717,9 @@ async fn server_to_client(
     {
         value["position"]["seq"] = json!(seq - 1);
         return vec![value.to_string()];
+    }
+    if kind == "goodbye" {
+        shared.draining.store(true, Ordering::SeqCst);
     }
     if kind == "goodbye" && mutation == Mutation::ServerSkipsGoodbye {
         return Vec::new();
